@@ -1,0 +1,54 @@
+// swift-tools-version: 6.0
+// minewatch: find cryptojacking in containers.
+// Targets depend one way: Core <- Signatures <- Image <- Detectors <- Output <- Commands <- minewatch.
+import PackageDescription
+
+let package = Package(
+    name: "minewatch",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "minewatch", targets: ["minewatch"]),
+        .library(name: "MinewatchCommands", targets: ["MinewatchCommands"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // Shared value types and the error type. Depends on nothing.
+        .target(name: "MinewatchCore"),
+        // C shims: zlib (linked) and zstd (loaded at run time so building needs no -dev package).
+        .target(name: "CShims", linkerSettings: [.linkedLibrary("z"), .linkedLibrary("dl")]),
+        // Rule data, rule loading/validation, multi-pattern matcher, wallet validators.
+        .target(
+            name: "MinewatchSignatures",
+            dependencies: ["MinewatchCore", .product(name: "Yams", package: "Yams")],
+            resources: [.copy("Rules")]
+        ),
+        // Readers: byte sources, tar, decompression, image sources, layer walker.
+        .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "CShims"]),
+        // Analyzers over reader values.
+        .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage"]),
+        // Every output format, in one place.
+        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchSignatures"]),
+        // The commands, one per file.
+        .target(
+            name: "MinewatchCommands",
+            dependencies: [
+                "MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchDetectors", "MinewatchOutput",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "minewatch", dependencies: ["MinewatchCommands"]),
+
+        .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
+        .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "TestSupport"]),
+        .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "TestSupport"]),
+        .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchDetectors", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
+        // Builders for synthetic samples and archives used by several test targets.
+        .target(name: "TestSupport", dependencies: ["MinewatchCore"], path: "Tests/TestSupport"),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,26 @@
+#ifndef MINEWATCH_CSHIMS_H
+#define MINEWATCH_CSHIMS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* gzip/zlib inflate (linked against the system zlib). */
+typedef struct mw_inflate mw_inflate;
+mw_inflate *mw_inflate_new(void);
+void mw_inflate_free(mw_inflate *s);
+/* Returns zlib's status (Z_OK 0, Z_STREAM_END 1, negative on error). */
+int mw_inflate_step(mw_inflate *s, const uint8_t *in, size_t in_len, size_t *consumed,
+                    uint8_t *out, size_t out_len, size_t *produced);
+int mw_inflate_reset(mw_inflate *s);
+const char *mw_inflate_message(mw_inflate *s);
+
+/* zstd decompression, loaded at run time from libzstd.so.1 so that building needs no -dev package. */
+int mw_zstd_available(void);
+typedef struct mw_zstd mw_zstd;
+mw_zstd *mw_zstd_new(void);
+void mw_zstd_free(mw_zstd *s);
+/* Returns 0 when a frame ended, 1 when more input or output is needed, -1 on error (see mw_zstd_error). */
+int mw_zstd_step(mw_zstd *s, const uint8_t *in, size_t in_len, size_t *consumed,
+                 uint8_t *out, size_t out_len, size_t *produced);
+const char *mw_zstd_error(mw_zstd *s);
+
+#endif

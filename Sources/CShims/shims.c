@@ -1,0 +1,99 @@
+#include "CShims.h"
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+struct mw_inflate { z_stream z; };
+
+mw_inflate *mw_inflate_new(void) {
+    mw_inflate *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    /* 15 + 32: accept gzip and zlib headers, largest window. */
+    if (inflateInit2(&s->z, 15 + 32) != Z_OK) { free(s); return NULL; }
+    return s;
+}
+
+void mw_inflate_free(mw_inflate *s) {
+    if (!s) return;
+    inflateEnd(&s->z);
+    free(s);
+}
+
+int mw_inflate_step(mw_inflate *s, const uint8_t *in, size_t in_len, size_t *consumed,
+                    uint8_t *out, size_t out_len, size_t *produced) {
+    if (in_len > UINT32_MAX) in_len = UINT32_MAX;
+    if (out_len > UINT32_MAX) out_len = UINT32_MAX;
+    s->z.next_in = (Bytef *)in;
+    s->z.avail_in = (uInt)in_len;
+    s->z.next_out = out;
+    s->z.avail_out = (uInt)out_len;
+    int rc = inflate(&s->z, Z_NO_FLUSH);
+    *consumed = in_len - s->z.avail_in;
+    *produced = out_len - s->z.avail_out;
+    return rc;
+}
+
+int mw_inflate_reset(mw_inflate *s) { return inflateReset(&s->z); }
+
+const char *mw_inflate_message(mw_inflate *s) { return s->z.msg ? s->z.msg : "invalid compressed data"; }
+
+/* ---- zstd through dlopen ---- */
+typedef struct { const void *src; size_t size; size_t pos; } zin_t;
+typedef struct { void *dst; size_t size; size_t pos; } zout_t;
+static void *(*p_create)(void);
+static size_t (*p_free)(void *);
+static size_t (*p_decompress)(void *, zout_t *, zin_t *);
+static unsigned (*p_is_error)(size_t);
+static const char *(*p_error_name)(size_t);
+static int zstd_loaded;
+static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
+
+static void zstd_load(void) {
+    void *h = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) h = dlopen("libzstd.so", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return;
+    p_create = (void *(*)(void))dlsym(h, "ZSTD_createDStream");
+    p_free = (size_t (*)(void *))dlsym(h, "ZSTD_freeDStream");
+    p_decompress = (size_t (*)(void *, zout_t *, zin_t *))dlsym(h, "ZSTD_decompressStream");
+    p_is_error = (unsigned (*)(size_t))dlsym(h, "ZSTD_isError");
+    p_error_name = (const char *(*)(size_t))dlsym(h, "ZSTD_getErrorName");
+    zstd_loaded = p_create && p_free && p_decompress && p_is_error && p_error_name;
+}
+
+int mw_zstd_available(void) {
+    pthread_once(&zstd_once, zstd_load);
+    return zstd_loaded;
+}
+
+struct mw_zstd { void *ctx; size_t last; };
+
+mw_zstd *mw_zstd_new(void) {
+    if (!mw_zstd_available()) return NULL;
+    mw_zstd *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->ctx = p_create();
+    if (!s->ctx) { free(s); return NULL; }
+    return s;
+}
+
+void mw_zstd_free(mw_zstd *s) {
+    if (!s) return;
+    if (s->ctx) p_free(s->ctx);
+    free(s);
+}
+
+int mw_zstd_step(mw_zstd *s, const uint8_t *in, size_t in_len, size_t *consumed,
+                 uint8_t *out, size_t out_len, size_t *produced) {
+    zin_t zi = { in, in_len, 0 };
+    zout_t zo = { out, out_len, 0 };
+    size_t rc = p_decompress(s->ctx, &zo, &zi);
+    *consumed = zi.pos;
+    *produced = zo.pos;
+    s->last = rc;
+    if (p_is_error(rc)) return -1;
+    return rc == 0 ? 0 : 1;
+}
+
+const char *mw_zstd_error(mw_zstd *s) { return p_error_name(s->last); }

@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import MinewatchCore
+import MinewatchDetectors
+import MinewatchImage
+import MinewatchOutput
+import MinewatchSignatures
+
+extension OutputFormat: ExpressibleByArgument {}
+extension Severity: ExpressibleByArgument {}
+
+public struct ScanCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "scan",
+        abstract: "Scan container images, image archives, root filesystems or files for cryptominers.",
+        discussion: """
+        TARGET is a docker-archive or OCI archive (docker save / podman save), an OCI layout folder, \
+        a root filesystem folder or tarball, or a single file. The kind is detected from content.
+
+        Exit status: 0 when no finding is at or above --fail-on; --exit-code (default 1) when one is; \
+        2 when a target or layer could not be read (and nothing reached --fail-on); 64 on usage errors.
+        """
+    )
+
+    @Argument(help: "Images, archives, folders or files to scan.")
+    var targets: [String]
+
+    @Option(name: .shortAndLong, help: "Output format: table, json or sarif.")
+    var format: OutputFormat = .table
+
+    @Option(name: .shortAndLong, help: "Write the report to this file instead of standard output.")
+    var output: String?
+
+    @Option(name: .customLong("fail-on"), help: "Lowest severity that fails the scan: info, low, medium, high, critical.")
+    var failOn: Severity = .high
+
+    @Option(name: .customLong("exit-code"), help: "Exit status when a finding is at or above --fail-on.")
+    var exitCode: Int32 = 1
+
+    @Option(help: "Platform to pick from a multi-platform image (os/arch[/variant]).")
+    var platform: String?
+
+    @Option(help: "Folder for a persistent per-layer result cache (keyed by layer digest and rule set).")
+    var cache: String?
+
+    @Option(name: .customLong("max-layer-size"), help: "Largest uncompressed size of one layer, in MiB.")
+    var maxLayerMiB: Int64 = 32 * 1024
+
+    @Flag(name: .customLong("no-color"), help: "No colour in the table, even on a terminal.")
+    var noColor = false
+
+    @Flag(name: .customLong("no-progress"), help: "No progress line on standard error.")
+    var noProgress = false
+
+    @OptionGroup var rules: RuleOptions
+
+    public init() {}
+
+    public func validate() throws {
+        if let platform, Platform(parsing: platform) == nil {
+            throw ValidationError("--platform must look like linux/amd64 or linux/arm/v7")
+        }
+        if !(0...255).contains(exitCode) { throw ValidationError("--exit-code must be 0-255") }
+        if maxLayerMiB <= 0 { throw ValidationError("--max-layer-size must be positive") }
+    }
+
+    public func run() throws {
+        let set = try rules.load()
+        let compiled = CompiledRules(set)
+        var options = ScanOptions(platform: platform.flatMap(Platform.init(parsing:)))
+        options.cacheDirectory = cache
+        options.limits.maxOutput = maxLayerMiB << 20
+        let scanner = Scanner(rules: compiled, options: options)
+        let progress = (!noProgress && Terminal.stderrIsTTY) ? TTYProgress() : nil
+        scanner.progress = progress
+        var reports: [TargetReport] = []
+        for t in targets {
+            let r = scanner.scan(path: t)
+            for rep in r { for e in rep.errors { Terminal.error("\(rep.target): \([e.layer, e.path].compactMap { $0 }.joined(separator: " ")) \(e.message)") } }
+            reports += r
+        }
+        let report = ScanReport(targets: reports)
+        let color = output == nil && format == .table && !noColor && Terminal.stdoutIsTTY
+        let text = ReportRenderer.render(report, format: format, rules: set, color: color)
+        if let output {
+            do { try (text + "\n").write(toFile: output, atomically: true, encoding: .utf8) } catch {
+                Terminal.error("write \(output): \(error.localizedDescription)")
+                throw ExitCode(2)
+            }
+        } else {
+            Terminal.writeStdout(text.hasSuffix("\n") ? text : text + "\n")
+        }
+        if reports.contains(where: { $0.findings.contains { $0.severity >= failOn } }) {
+            throw ExitCode(exitCode)
+        }
+        if reports.contains(where: { !$0.errors.isEmpty }) { throw ExitCode(2) }
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import MinewatchCore
+import MinewatchImage
+import MinewatchSignatures
+
+/// What scanning one layer produced, cached by layer digest within a run.
+public struct LayerResult: Sendable, Codable {
+    public var findings: [Finding]
+    public var changes: LayerChanges
+    public var issues: [ScanIssue]
+    public var files: Int
+    public var bytes: Int64
+}
+
+/// Progress events for a front end (the CLI draws them on stderr when it is a TTY).
+public protocol ScanProgress: AnyObject {
+    func begin(target: String, totalBytes: Int64?)
+    func advance(bytes: Int)
+    func end(target: String)
+}
+
+public struct ScanOptions: Sendable {
+    public var platform: Platform?
+    public var limits = DecompressionLimits()
+    public var cacheDirectory: String?
+    public init(platform: Platform? = nil) { self.platform = platform }
+}
+
+/// Scans targets (image archives, layouts, folders, files) with the compiled rules.
+/// Layers shared between images are scanned once per run (and once ever with a cache folder).
+public final class Scanner {
+    public let rules: CompiledRules
+    public let options: ScanOptions
+    let analyzer: FileAnalyzer
+    var layerCache: [String: LayerResult] = [:]
+    public weak var progress: ScanProgress?
+    var buffer: UnsafeMutableRawBufferPointer
+    let rulesFingerprint: String
+
+    public init(rules: CompiledRules, options: ScanOptions = ScanOptions()) {
+        self.rules = rules
+        self.options = options
+        self.analyzer = FileAnalyzer(rules: rules)
+        self.buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FileAnalyzer.chunkSize, alignment: 16)
+        self.rulesFingerprint = Scanner.fingerprint(rules.ruleSet)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Scans one target path; never throws: what cannot be read becomes `errors[]`.
+    public func scan(path: String) -> [TargetReport] {
+        let opened: OpenedTarget
+        do { opened = try TargetOpener.open(path, platform: options.platform) } catch {
+            return [TargetReport(target: path, kind: "unknown", errors: [ScanIssue(message: error.description)])]
+        }
+        switch opened {
+        case .images(let kind, let images):
+            return images.enumerated().map { i, img in
+                let name = images.count > 1 ? "\(path)#\(i)" : path
+                return scan(image: img, target: name, kind: kind)
+            }
+        case .layerTarball(let source):
+            progress?.begin(target: path, totalBytes: source.size)
+            defer { progress?.end(target: path) }
+            var report = TargetReport(target: path, kind: opened.kind)
+            let r = scanLayer(SectionStream(source: source, offset: 0, length: source.size), digest: nil, name: path)
+            report.findings = r.findings
+            report.errors = r.issues
+            report.stats.files = r.files
+            report.stats.bytes = r.bytes
+            report.stats.layersScanned = 1
+            finishImage(&report)
+            return [report]
+        case .rootfs(let root):
+            return [scanRootfs(root, target: path)]
+        case .file(let file):
+            return [scanFile(file, target: path)]
+        }
+    }
+
+    public func scan(image: ImageSource, target: String, kind: String) -> TargetReport {
+        var report = TargetReport(target: target, kind: kind,
+                                  image: ImageInfo(references: image.references, configDigest: image.configDigest,
+                                                   layers: image.layers.map(\.digest)))
+        progress?.begin(target: target, totalBytes: image.layers.compactMap(\.size).reduce(0, +))
+        defer { progress?.end(target: target) }
+        report.findings += scanMetadata(image.config)
+        var changes: [LayerChanges] = []
+        var layerOf: [Int] = []  // layer index of each finding (metadata: -1)
+        layerOf = Array(repeating: -1, count: report.findings.count)
+        for layer in image.layers {
+            let result: LayerResult
+            if let cached = layerCache[layer.digest] ?? loadPersisted(layer.digest) {
+                result = cached
+                report.stats.layersFromCache += 1
+                if let s = layer.size { progress?.advance(bytes: Int(s)) }
+            } else {
+                do {
+                    let stream = try image.openLayer(layer)
+                    result = scanLayer(CountingProgressStream(stream, progress: progress), digest: layer.digest,
+                                       name: "layer \(layer.index) (\(layer.digest))")
+                } catch {
+                    result = LayerResult(findings: [], changes: LayerChanges(),
+                                         issues: [ScanIssue(layer: layer.digest, message: error.description)], files: 0, bytes: 0)
+                }
+                layerCache[layer.digest] = result
+                if result.issues.isEmpty { persist(layer.digest, result) }
+                report.stats.layersScanned += 1
+            }
+            changes.append(result.changes)
+            report.findings += result.findings
+            layerOf += Array(repeating: layer.index, count: result.findings.count)
+            report.errors += result.issues.map { var i = $0; i.layer = i.layer ?? layer.digest; return i }
+            report.stats.files += result.files
+            report.stats.bytes += result.bytes
+        }
+        let stack = LayerStack(changes: changes)
+        for i in report.findings.indices where layerOf[i] >= 0 {
+            if stack.isHidden(path: report.findings[i].path, layer: layerOf[i]) { report.findings[i].hidden = true }
+        }
+        finishImage(&report)
+        return report
+    }
+
+    /// Image-scope correlations, then a stable order: severity, then path.
+    func finishImage(_ report: inout TargetReport) {
+        let suppressed = Set(report.findings.indices.filter { report.findings[$0].note?.hasPrefix("capped") == true })
+        Correlator.apply(rules.ruleSet.correlations.filter { $0.scope == .image }, to: &report.findings, excluding: suppressed)
+    }
+
+    /// Entrypoint, Cmd, Env, Labels and history lines, scanned as text.
+    public func scanMetadata(_ c: ImageConfigInfo) -> [Finding] {
+        var out: [Finding] = []
+        let command = (c.entrypoint + c.cmd).joined(separator: " ")
+        if !command.isEmpty { out += analyzer.analyze(text: command, path: "config:Entrypoint+Cmd") }
+        if !c.env.isEmpty { out += analyzer.analyze(text: c.env.joined(separator: "\n"), path: "config:Env") }
+        if !c.labels.isEmpty {
+            let text = c.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
+            out += analyzer.analyze(text: text, path: "config:Labels")
+        }
+        for (i, h) in c.history.enumerated() where !h.isEmpty {
+            out += analyzer.analyze(text: h, path: "history[\(i)]")
+        }
+        return out
+    }
+
+    func scanLayer(_ raw: ByteStream, digest: String?, name: String) -> LayerResult {
+        var findings: [Finding] = []
+        var issues: [ScanIssue] = []
+        var files = 0
+        let walker = LayerWalker(limits: options.limits)
+        let buf = buffer
+        let (changes, bytes) = walker.walk(raw, name: name, visit: { (v) throws(MinewatchError) -> Void in
+            files += 1
+            let r = try analyzer.analyze(path: v.entry.path, layer: digest, read: v.read, buffer: buf)
+            findings += r.findings
+        }, issue: { issues.append($0) })
+        return LayerResult(findings: findings, changes: changes, issues: issues, files: files, bytes: bytes)
+    }
+
+    func scanRootfs(_ root: String, target: String) -> TargetReport {
+        var report = TargetReport(target: target, kind: "rootfs")
+        progress?.begin(target: target, totalBytes: nil)
+        defer { progress?.end(target: target) }
+        let walker = RootfsWalker(root: root)
+        let buf = buffer
+        do throws(MinewatchError) {
+            try walker.walk(visit: { path, handle, _ in
+                report.stats.files += 1
+                do throws(MinewatchError) {
+                    var offset: Int64 = 0
+                    let r = try analyzer.analyze(path: path, layer: nil, read: { (b) throws(MinewatchError) -> Int in
+                        let n = try handle.pread(into: b, at: offset)
+                        offset += Int64(n)
+                        return n
+                    }, buffer: buf, onBytes: { [weak progress] n in progress?.advance(bytes: n) })
+                    report.findings += r.findings
+                    report.stats.bytes += r.bytes
+                } catch {
+                    report.errors.append(ScanIssue(path: path, message: error.description))
+                }
+            }, issue: { report.errors.append($0) })
+        } catch {
+            report.errors.append(ScanIssue(message: error.description))
+        }
+        finishImage(&report)
+        return report
+    }
+
+    func scanFile(_ file: String, target: String) -> TargetReport {
+        var report = TargetReport(target: target, kind: "file")
+        do {
+            let h = try FileHandleFD.open(file)
+            let size = Int64(try h.stat().st_size)
+            progress?.begin(target: target, totalBytes: size)
+            defer { progress?.end(target: target) }
+            let name = URL(fileURLWithPath: file).lastPathComponent
+            let r = try analyzer.analyze(path: "/" + name, layer: nil, read: { (b) throws(MinewatchError) -> Int in
+                try h.read(into: b)
+            }, buffer: buffer, onBytes: { [weak progress] n in progress?.advance(bytes: n) })
+            report.findings = r.findings
+            report.stats.files = 1
+            report.stats.bytes = r.bytes
+        } catch {
+            report.errors.append(ScanIssue(message: error.description))
+        }
+        finishImage(&report)
+        return report
+    }
+
+    // MARK: persistent cache (--cache DIR): one JSON file per layer digest and rule set.
+
+    static func fingerprint(_ set: RuleSet) -> String {
+        var h: UInt64 = 0xcbf29ce484222325
+        func mix(_ s: String) { for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 } }
+        mix(MinewatchVersion.current)
+        for r in set.rules {
+            mix(r.id); mix(r.severity.rawValue); mix(r.category); mix(r.conditionText ?? "")
+            for s in r.strings { mix(s.id); mix(String(decoding: s.bytes, as: UTF8.self)); mix(s.nocase ? "1" : "0") }
+            mix(r.paths.joined()); mix(r.names.joined()); mix(r.wallets.sorted().joined()); mix(r.fileTypes.map(\.rawValue).sorted().joined())
+            mix(r.suppressTo?.rawValue ?? "")
+        }
+        for c in set.correlations { mix(c.id); mix(c.raiseTo.rawValue); mix(c.targetCategories.sorted().joined()); mix(c.withCategories.sorted().joined()) }
+        return String(h, radix: 16)
+    }
+
+    func cachePath(_ digest: String) -> String? {
+        guard let dir = options.cacheDirectory else { return nil }
+        let safe = digest.replacingOccurrences(of: ":", with: "-").filter { $0.isLetter || $0.isNumber || $0 == "-" }
+        guard safe.count >= 16 else { return nil }
+        return "\(dir)/\(safe)-\(rulesFingerprint).json"
+    }
+
+    func loadPersisted(_ digest: String) -> LayerResult? {
+        guard let p = cachePath(digest), let data = FileManager.default.contents(atPath: p) else { return nil }
+        return try? JSONDecoder().decode(LayerResult.self, from: data)
+    }
+
+    func persist(_ digest: String, _ r: LayerResult) {
+        guard let p = cachePath(digest), let dir = options.cacheDirectory else { return }
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if let data = try? JSONEncoder().encode(r) { try? data.write(to: URL(fileURLWithPath: p), options: .atomic) }
+    }
+}
+
+/// Reports compressed bytes read from a layer as progress.
+final class CountingProgressStream: ByteStream {
+    let inner: ByteStream
+    weak var progress: ScanProgress?
+    init(_ inner: ByteStream, progress: ScanProgress?) {
+        self.inner = inner
+        self.progress = progress
+    }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
+        let n = try inner.read(into: buffer)
+        progress?.advance(bytes: n)
+        return n
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import MinewatchCore
+
+/// One layer of an image, in order from the base.
+public struct LayerDescriptor: Sendable, Hashable {
+    public var index: Int
+    /// `sha256:...`: the cache key. The blob digest for OCI, the diff id for docker-archive.
+    public var digest: String
+    public var mediaType: String?
+    /// Stored (possibly compressed) size when known.
+    public var size: Int64?
+    public init(index: Int, digest: String, mediaType: String? = nil, size: Int64? = nil) {
+        self.index = index
+        self.digest = digest
+        self.mediaType = mediaType
+        self.size = size
+    }
+}
+
+/// The parts of an image config that are scanned as text.
+public struct ImageConfigInfo: Sendable, Hashable {
+    public var entrypoint: [String] = []
+    public var cmd: [String] = []
+    public var env: [String] = []
+    public var labels: [String: String] = [:]
+    /// `created_by` of each history entry (the Dockerfile instructions).
+    public var history: [String] = []
+    public var diffIDs: [String] = []
+    public var os: String?
+    public var architecture: String?
+    public init() {}
+
+    /// Parses an OCI or Docker image config. Unknown or oddly typed fields are ignored.
+    public static func parse(_ data: [UInt8], name: String) throws(MinewatchError) -> ImageConfigInfo {
+        let obj: Any
+        do { obj = try JSONSerialization.jsonObject(with: Data(data)) } catch {
+            throw MinewatchError(.format, operation: "parse image config", subject: name, message: "not valid JSON")
+        }
+        guard let top = obj as? [String: Any] else {
+            throw MinewatchError(.format, operation: "parse image config", subject: name, message: "not a JSON object")
+        }
+        var info = ImageConfigInfo()
+        let cfg = (top["config"] as? [String: Any]) ?? (top["container_config"] as? [String: Any]) ?? [:]
+        func strings(_ v: Any?) -> [String] {
+            if let a = v as? [Any] { return a.compactMap { $0 as? String } }
+            if let s = v as? String { return [s] }
+            return []
+        }
+        info.entrypoint = strings(cfg["Entrypoint"])
+        info.cmd = strings(cfg["Cmd"])
+        info.env = strings(cfg["Env"])
+        if let l = cfg["Labels"] as? [String: Any] {
+            for (k, v) in l { if let s = v as? String { info.labels[k] = s } }
+        }
+        if let h = top["history"] as? [[String: Any]] {
+            info.history = h.map { ($0["created_by"] as? String) ?? "" }
+        }
+        if let r = top["rootfs"] as? [String: Any] { info.diffIDs = strings(r["diff_ids"]) }
+        info.os = top["os"] as? String
+        info.architecture = top["architecture"] as? String
+        return info
+    }
+}
+
+/// A container image whose layers can be opened one at a time.
+public protocol ImageSource: AnyObject {
+    /// docker-archive, oci-archive, oci-layout, engine-image, registry-image
+    var kind: String { get }
+    var references: [String] { get }
+    var configDigest: String? { get }
+    var config: ImageConfigInfo { get }
+    var layers: [LayerDescriptor] { get }
+    /// The layer's stored bytes (possibly gzip or zstd compressed).
+    func openLayer(_ layer: LayerDescriptor) throws(MinewatchError) -> ByteStream
+}
+
+/// Where blobs of an archive or layout live: a tar file's entries or a folder's files.
+public protocol BlobStore: AnyObject {
+    var name: String { get }
+    func contains(_ path: String) -> Bool
+    func open(_ path: String) throws(MinewatchError) -> (ByteStream, Int64)
+}
+
+extension BlobStore {
+    func readSmall(_ path: String, limit: Int = 16 << 20) throws(MinewatchError) -> [UInt8] {
+        let (s, _) = try open(path)
+        return try s.readAll(limit: limit, what: "\(name):\(path)")
+    }
+}
+
+/// The entries of an uncompressed tar file, indexed in one pass of header reads and seeks.
+public final class TarIndex: BlobStore {
+    public struct Item: Sendable { public var offset: Int64; public var size: Int64; public var kind: TarEntry.Kind; public var link: String }
+    public let source: ByteSource
+    public private(set) var items: [String: Item] = [:]
+    public var name: String { source.name }
+    public static let maxEntries = 1_000_000
+
+    public init(source: ByteSource) throws(MinewatchError) {
+        self.source = source
+        let reader = TarReader(stream: SectionStream(source: source, offset: 0, length: source.size), name: source.name)
+        var count = 0
+        while let e = try reader.next() {
+            count += 1
+            if count > Self.maxEntries {
+                throw MinewatchError(.limit, operation: "index archive", subject: source.name, message: "more than \(Self.maxEntries) entries")
+            }
+            let key = String(e.path.dropFirst())
+            items[key] = Item(offset: e.dataOffset, size: e.size, kind: e.kind, link: e.linkTarget)
+        }
+    }
+
+    public func contains(_ path: String) -> Bool { resolve(path) != nil }
+
+    func resolve(_ path: String, depth: Int = 0) -> Item? {
+        let key = String(TarReader.normalize(path).dropFirst())
+        guard let item = items[key] else { return nil }
+        // Docker archives sometimes store a layer as a link to an identical one.
+        if (item.kind == .symlink || item.kind == .hardlink) && depth < 8 {
+            let target: String
+            if item.kind == .symlink && !item.link.hasPrefix("/") {
+                let dir = key.split(separator: "/").dropLast().joined(separator: "/")
+                target = dir.isEmpty ? item.link : dir + "/" + item.link
+            } else {
+                target = item.link
+            }
+            if TarReader.normalize(target).split(separator: "/").contains("..") { return nil }
+            return resolve(target, depth: depth + 1)
+        }
+        return item.kind == .regular ? item : nil
+    }
+
+    public func open(_ path: String) throws(MinewatchError) -> (ByteStream, Int64) {
+        guard let item = resolve(path) else {
+            throw MinewatchError(.notFound, operation: "open blob", subject: "\(source.name):\(path)", message: "no such entry in the archive")
+        }
+        return (SectionStream(source: source, offset: item.offset, length: item.size), item.size)
+    }
+}
+
+/// Blobs in a folder (OCI layout, unpacked docker save), opened without following symlinks.
+public final class DirectoryBlobStore: BlobStore {
+    let dir: SafeDirectory
+    public var name: String { dir.path }
+    public init(path: String) throws(MinewatchError) { dir = try SafeDirectory(path: path) }
+
+    public func contains(_ path: String) -> Bool { (try? dir.openFile(path)) != nil }
+
+    public func open(_ path: String) throws(MinewatchError) -> (ByteStream, Int64) {
+        let h = try dir.openFile(path)
+        let src = try FileByteSource(handle: h)
+        return (SectionStream(source: src, offset: 0, length: src.size), src.size)
+    }
+}

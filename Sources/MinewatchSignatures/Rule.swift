@@ -1,0 +1,126 @@
+import MinewatchCore
+
+/// Where a rule came from, for error messages and `rules list`.
+public struct RuleSource: Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public init(file: String, line: Int) {
+        self.file = file
+        self.line = line
+    }
+    public var description: String { "\(file):\(line)" }
+}
+
+/// File types a rule can be restricted to. Decided from content, never from the name.
+public enum FileType: String, Sendable, Hashable, CaseIterable {
+    /// An ELF executable or shared object (`\x7fELF`).
+    case elf
+    /// A text file starting with `#!`.
+    case script
+    /// Text: no NUL byte and mostly printable in the first block.
+    case text
+    /// Image metadata (Entrypoint, Cmd, Env, Labels, history): text, scanned as command lines.
+    case metadata
+    /// Anything that is none of the above.
+    case binary
+}
+
+/// What to capture after a match, so the finding can show the full pool URL or host.
+public enum Capture: String, Sendable, Hashable {
+    /// Characters allowed in a URL or host:port.
+    case url
+}
+
+/// One literal string of a rule: bytes to find, compiled into the shared matcher.
+public struct RuleString: Sendable, Hashable {
+    public var id: String
+    public var bytes: [UInt8]
+    public var nocase: Bool
+    public var capture: Capture?
+    public init(id: String, bytes: [UInt8], nocase: Bool = false, capture: Capture? = nil) {
+        self.id = id
+        self.bytes = bytes
+        self.nocase = nocase
+        self.capture = capture
+    }
+}
+
+/// A detection rule. Rules are data: loaded from YAML (bundled and user files) and validated.
+public struct Rule: Sendable, Hashable {
+    public var id: String
+    public var title: String
+    public var description: String
+    public var family: String?
+    public var category: String
+    public var severity: Severity
+    /// Empty means every type.
+    public var fileTypes: Set<FileType>
+    public var strings: [RuleString]
+    /// The condition over `strings`; nil for rules that match on paths or wallets only.
+    public var condition: Condition?
+    public var conditionText: String?
+    /// Shell-style globs (`fnmatch`, `*` crosses `/`) the path must match (any of them).
+    public var paths: [String]
+    /// Base names (exact, case-insensitive) that match this rule.
+    public var names: [String]
+    /// Wallet currencies this rule reports (XMR, PKT, BTC); the rule matches when one is found.
+    public var wallets: Set<String>
+    /// When set, a match marks the file as benign context (a rule file, documentation) and caps
+    /// every other finding in the file at this severity.
+    public var suppressTo: Severity?
+    public var references: [String]
+    public var source: RuleSource
+
+    public init(
+        id: String, title: String, description: String = "", family: String? = nil, category: String,
+        severity: Severity, fileTypes: Set<FileType> = [], strings: [RuleString] = [],
+        condition: Condition? = nil, conditionText: String? = nil, paths: [String] = [],
+        names: [String] = [], wallets: Set<String> = [], suppressTo: Severity? = nil,
+        references: [String] = [], source: RuleSource
+    ) {
+        self.id = id
+        self.title = title
+        self.description = description
+        self.family = family
+        self.category = category
+        self.severity = severity
+        self.fileTypes = fileTypes
+        self.strings = strings
+        self.condition = condition
+        self.conditionText = conditionText
+        self.paths = paths
+        self.names = names
+        self.wallets = wallets
+        self.suppressTo = suppressTo
+        self.references = references
+        self.source = source
+    }
+}
+
+/// Raises the severity of findings of one kind when other evidence is present in the same
+/// file or image ("a packed executable in an image that also carries a pool URL").
+public struct Correlation: Sendable, Hashable {
+    public enum Scope: String, Sendable, Hashable { case file, image }
+    public var id: String
+    public var title: String
+    public var scope: Scope
+    /// Categories of the findings whose severity is raised.
+    public var targetCategories: Set<String>
+    /// Categories, at least one of which must be present elsewhere in the scope.
+    public var withCategories: Set<String>
+    public var withMinSeverity: Severity
+    public var raiseTo: Severity
+    public var source: RuleSource
+
+    public init(id: String, title: String, scope: Scope, targetCategories: Set<String>,
+                withCategories: Set<String>, withMinSeverity: Severity, raiseTo: Severity, source: RuleSource) {
+        self.id = id
+        self.title = title
+        self.scope = scope
+        self.targetCategories = targetCategories
+        self.withCategories = withCategories
+        self.withMinSeverity = withMinSeverity
+        self.raiseTo = raiseTo
+        self.source = source
+    }
+}

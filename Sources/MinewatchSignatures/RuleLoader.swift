@@ -1,0 +1,395 @@
+import Foundation
+import MinewatchCore
+import Yams
+
+/// A problem in a rule file, with where it is. One line when printed:
+/// `rules.yaml:12: rule MW-X: string 'a' is shorter than 4 bytes`.
+public struct RuleDiagnostic: Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var ruleId: String?
+    public var message: String
+
+    public var description: String {
+        var s = file
+        if let line { s += ":\(line)" }
+        s += ": "
+        if let ruleId { s += "rule \(ruleId): " }
+        return s + message
+    }
+}
+
+/// The rules and correlations from one or more files, after validation.
+public struct RuleSet: Sendable {
+    public var rules: [Rule]
+    public var correlations: [Correlation]
+    public init(rules: [Rule], correlations: [Correlation]) {
+        self.rules = rules
+        self.correlations = correlations
+    }
+
+    /// Rules from later sets replace rules with the same id (user overrides), and rules a
+    /// later set disables (`enabled: false`) are removed.
+    public func merged(with other: RuleSet, disabled: Set<String> = []) -> RuleSet {
+        var byID: [String: Int] = [:]
+        var rules = self.rules
+        for (i, r) in rules.enumerated() { byID[r.id] = i }
+        for r in other.rules {
+            if let i = byID[r.id] { rules[i] = r } else { byID[r.id] = rules.count; rules.append(r) }
+        }
+        rules.removeAll { disabled.contains($0.id) }
+        var corr = correlations
+        for c in other.correlations {
+            if let i = corr.firstIndex(where: { $0.id == c.id }) { corr[i] = c } else { corr.append(c) }
+        }
+        corr.removeAll { disabled.contains($0.id) }
+        return RuleSet(rules: rules, correlations: corr)
+    }
+}
+
+/// Loads rule files in stages (read, parse YAML, collect, compile conditions) and reports every
+/// problem with file, line and rule id instead of stopping at the first.
+public struct RuleLoader {
+    public static let minimumStringLength = 4
+    public static let maximumStringLength = 255
+    /// Categories whose rules convict a file of being a miner: they must need two or more strings.
+    public static let multiSignatureCategories: Set<String> = ["miner-binary"]
+
+    public struct Output: Sendable {
+        public var ruleSet: RuleSet
+        /// Ids of rules a file asked to disable (`- id: X` with `enabled: false`).
+        public var disabled: Set<String>
+        public var diagnostics: [RuleDiagnostic]
+    }
+
+    public init() {}
+
+    public func load(path: String) -> Output {
+        let name = path
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let err = errno
+            let msg = err != 0 ? String(cString: strerror(err)).lowercased() : "cannot read file"
+            return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],
+                          diagnostics: [RuleDiagnostic(file: name, line: nil, ruleId: nil, message: "read rules: \(msg)")])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],
+                          diagnostics: [RuleDiagnostic(file: name, line: nil, ruleId: nil, message: "rule file is not UTF-8")])
+        }
+        return load(yaml: text, file: name)
+    }
+
+    public func load(yaml text: String, file: String) -> Output {
+        var diags: [RuleDiagnostic] = []
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let e as YamlError {
+            let (line, msg) = Self.describe(e)
+            return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],
+                          diagnostics: [RuleDiagnostic(file: file, line: line, ruleId: nil, message: "YAML: \(msg)")])
+        } catch {
+            return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],
+                          diagnostics: [RuleDiagnostic(file: file, line: nil, ruleId: nil, message: "YAML: \(error)")])
+        }
+        guard let root, let top = root.mapping else {
+            return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],
+                          diagnostics: [RuleDiagnostic(file: file, line: root?.mark?.line, ruleId: nil,
+                                                       message: "expected a mapping with 'rules:' at the top")])
+        }
+        var rules: [Rule] = []
+        var correlations: [Correlation] = []
+        var disabled: Set<String> = []
+        var seen: [String: Int] = [:]
+        for (k, v) in top {
+            let key = k.string ?? ""
+            switch key {
+            case "version":
+                if v.int != 1 {
+                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "unsupported rule format version '\(v.string ?? "")' (expected 1)"))
+                }
+            case "rules":
+                guard let seq = v.sequence else {
+                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'rules' must be a list"))
+                    continue
+                }
+                for item in seq {
+                    var ctx = Context(file: file, line: item.mark?.line ?? 0)
+                    let parsed = parseRule(item, &ctx)
+                    diags.append(contentsOf: ctx.diags)
+                    switch parsed {
+                    case .rule(let r):
+                        if let prev = seen[r.id] {
+                            diags.append(RuleDiagnostic(file: file, line: r.source.line, ruleId: r.id, message: "duplicate rule id (first at line \(prev))"))
+                        } else {
+                            seen[r.id] = r.source.line
+                            rules.append(r)
+                        }
+                    case .disabled(let id): disabled.insert(id)
+                    case .invalid: break
+                    }
+                }
+            case "correlations":
+                guard let seq = v.sequence else {
+                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'correlations' must be a list"))
+                    continue
+                }
+                for item in seq {
+                    var ctx = Context(file: file, line: item.mark?.line ?? 0)
+                    if let c = parseCorrelation(item, &ctx) { correlations.append(c) }
+                    diags.append(contentsOf: ctx.diags)
+                }
+            default:
+                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations)"))
+            }
+        }
+        return Output(ruleSet: RuleSet(rules: rules, correlations: correlations), disabled: disabled, diagnostics: diags)
+    }
+
+    static func describe(_ e: YamlError) -> (Int?, String) {
+        switch e {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return (mark.line, problem)
+        case .reader(let problem, _, _, _):
+            return (nil, problem)
+        default:
+            return (nil, "\(e)".split(separator: "\n").first.map(String.init) ?? "invalid YAML")
+        }
+    }
+
+    struct Context {
+        let file: String
+        let line: Int
+        var ruleId: String?
+        var diags: [RuleDiagnostic] = []
+        mutating func error(_ msg: String, at node: Node? = nil) {
+            diags.append(RuleDiagnostic(file: file, line: node?.mark?.line ?? line, ruleId: ruleId, message: msg))
+        }
+    }
+
+    enum Parsed {
+        case rule(Rule)
+        case disabled(String)
+        case invalid
+    }
+
+    static let ruleKeys: Set<String> = [
+        "id", "title", "description", "family", "category", "severity", "filetypes", "strings",
+        "condition", "paths", "names", "wallets", "suppress", "references", "enabled",
+    ]
+    static let idPattern = try? NSRegularExpression(pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
+
+    func parseRule(_ node: Node, _ ctx: inout Context) -> Parsed {
+        guard let map = node.mapping else {
+            ctx.error("a rule must be a mapping", at: node)
+            return .invalid
+        }
+        var fields: [String: Node] = [:]
+        for (k, v) in map {
+            guard let key = k.string else { continue }
+            if !Self.ruleKeys.contains(key) {
+                ctx.error("unknown key '\(key)'", at: k)
+            }
+            fields[key] = v
+        }
+        guard let id = fields["id"]?.string, !id.isEmpty else {
+            ctx.error("rule has no 'id'", at: node)
+            return .invalid
+        }
+        ctx.ruleId = id
+        let range = NSRange(id.startIndex..., in: id)
+        if Self.idPattern?.firstMatch(in: id, range: range) == nil {
+            ctx.error("id must be 2-64 letters, digits, '.', '_' or '-'", at: fields["id"])
+        }
+        if let en = fields["enabled"] {
+            if en.bool == false { return .disabled(id) }
+            if en.bool == nil { ctx.error("'enabled' must be true or false", at: en) }
+        }
+        let before = ctx.diags.count
+        guard let title = fields["title"]?.string, !title.isEmpty else {
+            ctx.error("rule has no 'title'", at: node)
+            return .invalid
+        }
+        guard let category = fields["category"]?.string, !category.isEmpty else {
+            ctx.error("rule has no 'category'", at: node)
+            return .invalid
+        }
+        var severity = Severity.medium
+        if let s = fields["severity"] {
+            if let v = s.string.flatMap(Severity.init(rawValue:)) { severity = v } else {
+                ctx.error("severity must be one of info, low, medium, high, critical", at: s)
+            }
+        } else {
+            ctx.error("rule has no 'severity'", at: node)
+        }
+        var fileTypes = Set<FileType>()
+        for n in list(fields["filetypes"], "filetypes", &ctx) {
+            if let t = n.string.flatMap(FileType.init(rawValue:)) { fileTypes.insert(t) } else {
+                ctx.error("unknown file type '\(n.string ?? "")' (expected \(FileType.allCases.map(\.rawValue).joined(separator: ", ")))", at: n)
+            }
+        }
+        var strings: [RuleString] = []
+        if let sn = fields["strings"] {
+            if let smap = sn.mapping {
+                for (k, v) in smap {
+                    guard let sid = k.string else { continue }
+                    if strings.contains(where: { $0.id == sid }) { ctx.error("duplicate string '\(sid)'", at: k) }
+                    if let s = parseString(id: sid, v, &ctx) { strings.append(s) }
+                }
+            } else {
+                ctx.error("'strings' must be a mapping of name: text", at: sn)
+            }
+        }
+        var condition: Condition?
+        let conditionText = fields["condition"]?.string
+        if let cn = fields["condition"] {
+            if let text = cn.string {
+                var p = ConditionParser(stringIDs: strings.map(\.id))
+                do {
+                    let c = try p.parse(text)
+                    if c.matchesEmpty { ctx.error("condition is true when nothing matches", at: cn) }
+                    condition = c
+                } catch {
+                    ctx.error(error.message, at: cn)
+                }
+            } else {
+                ctx.error("'condition' must be a string", at: cn)
+            }
+        } else if !strings.isEmpty {
+            condition = .atLeast(1, Array(strings.indices))
+        }
+        if let c = condition, Self.multiSignatureCategories.contains(category), c.minimumStrings < 2 {
+            ctx.error("category '\(category)' needs a condition of two or more strings (e.g. '2 of them'); one string can match by chance", at: fields["condition"] ?? node)
+        }
+        let paths = list(fields["paths"], "paths", &ctx).compactMap(\.string)
+        let names = list(fields["names"], "names", &ctx).compactMap { $0.string?.lowercased() }
+        var wallets = Set<String>()
+        for n in list(fields["wallets"], "wallets", &ctx) {
+            if let w = n.string?.uppercased(), WalletKind.currencies.contains(w) { wallets.insert(w) } else {
+                ctx.error("unknown wallet currency '\(n.string ?? "")' (expected \(WalletKind.currencies.sorted().joined(separator: ", ")))", at: n)
+            }
+        }
+        var suppress: Severity?
+        if let s = fields["suppress"] {
+            if let v = s.string.flatMap(Severity.init(rawValue:)) { suppress = v } else {
+                ctx.error("'suppress' must be a severity", at: s)
+            }
+        }
+        if strings.isEmpty && paths.isEmpty && names.isEmpty && wallets.isEmpty {
+            ctx.error("rule needs 'strings', 'paths', 'names' or 'wallets'", at: node)
+        }
+        if !wallets.isEmpty && !strings.isEmpty {
+            ctx.error("a wallet rule cannot also have strings", at: fields["wallets"])
+        }
+        if ctx.diags.count > before { return .invalid }
+        return .rule(Rule(
+            id: id, title: title, description: fields["description"]?.string ?? "",
+            family: fields["family"]?.string, category: category, severity: severity,
+            fileTypes: fileTypes, strings: strings, condition: condition, conditionText: conditionText,
+            paths: paths, names: names, wallets: wallets, suppressTo: suppress,
+            references: list(fields["references"], "references", &ctx).compactMap(\.string),
+            source: RuleSource(file: ctx.file, line: ctx.line)))
+    }
+
+    func list(_ node: Node?, _ name: String, _ ctx: inout Context) -> [Node] {
+        guard let node else { return [] }
+        if let seq = node.sequence { return Array(seq) }
+        if node.scalar != nil { return [node] }
+        ctx.error("'\(name)' must be a list", at: node)
+        return []
+    }
+
+    func parseString(id: String, _ node: Node, _ ctx: inout Context) -> RuleString? {
+        var bytes: [UInt8]
+        var nocase = false
+        var capture: Capture?
+        if let text = node.scalar?.string {
+            bytes = Array(text.utf8)
+        } else if let m = node.mapping {
+            var b: [UInt8]?
+            for (k, v) in m {
+                switch k.string ?? "" {
+                case "text": b = v.string.map { Array($0.utf8) }
+                case "hex":
+                    guard let h = v.string, let parsed = Self.parseHex(h) else {
+                        ctx.error("string '\(id)': 'hex' must be pairs of hex digits", at: v)
+                        return nil
+                    }
+                    b = parsed
+                case "nocase": nocase = v.bool ?? false
+                case "capture":
+                    guard let c = v.string.flatMap(Capture.init(rawValue:)) else {
+                        ctx.error("string '\(id)': capture must be 'url'", at: v)
+                        return nil
+                    }
+                    capture = c
+                default: ctx.error("string '\(id)': unknown key '\(k.string ?? "")' (expected text, hex, nocase, capture)", at: k)
+                }
+            }
+            guard let b else {
+                ctx.error("string '\(id)' needs 'text' or 'hex'", at: node)
+                return nil
+            }
+            bytes = b
+        } else {
+            ctx.error("string '\(id)' must be text or a mapping", at: node)
+            return nil
+        }
+        if bytes.count < Self.minimumStringLength {
+            ctx.error("string '\(id)' is shorter than \(Self.minimumStringLength) bytes", at: node)
+            return nil
+        }
+        if bytes.count > Self.maximumStringLength {
+            ctx.error("string '\(id)' is longer than \(Self.maximumStringLength) bytes", at: node)
+            return nil
+        }
+        return RuleString(id: id, bytes: bytes, nocase: nocase, capture: capture)
+    }
+
+    static func parseHex(_ s: String) -> [UInt8]? {
+        let digits = s.filter { !$0.isWhitespace }
+        guard digits.count % 2 == 0, !digits.isEmpty else { return nil }
+        var out: [UInt8] = []
+        var it = digits.makeIterator()
+        while let a = it.next(), let b = it.next() {
+            guard let v = UInt8(String([a, b]), radix: 16) else { return nil }
+            out.append(v)
+        }
+        return out
+    }
+
+    static let correlationKeys: Set<String> = ["id", "title", "scope", "raise", "when", "minSeverity", "to"]
+
+    func parseCorrelation(_ node: Node, _ ctx: inout Context) -> Correlation? {
+        guard let map = node.mapping else {
+            ctx.error("a correlation must be a mapping", at: node)
+            return nil
+        }
+        var f: [String: Node] = [:]
+        for (k, v) in map {
+            guard let key = k.string else { continue }
+            if !Self.correlationKeys.contains(key) { ctx.error("unknown key '\(key)'", at: k) }
+            f[key] = v
+        }
+        guard let id = f["id"]?.string else {
+            ctx.error("correlation has no 'id'", at: node)
+            return nil
+        }
+        ctx.ruleId = id
+        let before = ctx.diags.count
+        let title = f["title"]?.string ?? id
+        let scope = f["scope"]?.string.flatMap(Correlation.Scope.init(rawValue:))
+        if scope == nil { ctx.error("'scope' must be 'file' or 'image'", at: f["scope"] ?? node) }
+        let raise = Set(list(f["raise"], "raise", &ctx).compactMap(\.string))
+        let when = Set(list(f["when"], "when", &ctx).compactMap(\.string))
+        if raise.isEmpty { ctx.error("'raise' must list categories", at: f["raise"] ?? node) }
+        if when.isEmpty { ctx.error("'when' must list categories", at: f["when"] ?? node) }
+        let minSev = f["minSeverity"].map { $0.string.flatMap(Severity.init(rawValue:)) } ?? .some(.low)
+        if minSev == nil { ctx.error("'minSeverity' must be a severity", at: f["minSeverity"]) }
+        let to = f["to"]?.string.flatMap(Severity.init(rawValue:))
+        if to == nil { ctx.error("'to' must be a severity", at: f["to"] ?? node) }
+        guard ctx.diags.count == before, let scope, let minSev, let to else { return nil }
+        return Correlation(id: id, title: title, scope: scope, targetCategories: raise, withCategories: when,
+                           withMinSeverity: minSev, raiseTo: to, source: RuleSource(file: ctx.file, line: ctx.line))
+    }
+}

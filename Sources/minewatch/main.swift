@@ -1,0 +1,3 @@
+import MinewatchCommands
+
+Minewatch.main()
