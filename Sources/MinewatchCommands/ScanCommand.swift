@@ -70,7 +70,7 @@ public struct ScanCommand: ParsableCommand {
         var options = ScanOptions(platform: platform.flatMap(Platform.init(parsing:)))
         options.cacheDirectory = cache
         options.limits.maxOutput = maxLayerMiB << 20
-        let scanner = Scanner(rules: compiled, options: options)
+        let scanner = ImageScanner(rules: compiled, options: options)
         let progress = (!noProgress && Terminal.stderrIsTTY) ? TTYProgress() : nil
         scanner.progress = progress
         var reports: [TargetReport] = []

@@ -70,7 +70,7 @@ public enum Correlator {
             let before = findings
             for i in findings.indices where !excluding.contains(i) && c.targetCategories.contains(findings[i].category) {
                 let partners = before.indices.filter { j in
-                    j != i && !excluding.contains(j) && before[j].ruleId != before[i].ruleId
+                    j != i && !excluding.contains(j) && before[j].category != before[i].category
                         && c.withCategories.contains(before[j].category) && before[j].severity >= c.withMinSeverity
                 }
                 guard !partners.isEmpty, findings[i].severity < c.raiseTo else { continue }

@@ -28,7 +28,7 @@ public struct ScanOptions: Sendable {
 
 /// Scans targets (image archives, layouts, folders, files) with the compiled rules.
 /// Layers shared between images are scanned once per run (and once ever with a cache folder).
-public final class Scanner {
+public final class ImageScanner {
     public let rules: CompiledRules
     public let options: ScanOptions
     let analyzer: FileAnalyzer
@@ -42,7 +42,7 @@ public final class Scanner {
         self.options = options
         self.analyzer = FileAnalyzer(rules: rules)
         self.buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FileAnalyzer.chunkSize, alignment: 16)
-        self.rulesFingerprint = Scanner.fingerprint(rules.ruleSet)
+        self.rulesFingerprint = ImageScanner.fingerprint(rules.ruleSet)
     }
 
     deinit { buffer.deallocate() }
@@ -218,7 +218,7 @@ public final class Scanner {
             mix(r.id); mix(r.severity.rawValue); mix(r.category); mix(r.conditionText ?? "")
             for s in r.strings { mix(s.id); mix(String(decoding: s.bytes, as: UTF8.self)); mix(s.nocase ? "1" : "0") }
             mix(r.paths.joined()); mix(r.names.joined()); mix(r.wallets.sorted().joined()); mix(r.fileTypes.map(\.rawValue).sorted().joined())
-            mix(r.suppressTo?.rawValue ?? "")
+            mix(r.suppressTo?.rawValue ?? ""); mix(String(r.maxSize ?? 0))
         }
         for c in set.correlations { mix(c.id); mix(c.raiseTo.rawValue); mix(c.targetCategories.sorted().joined()); mix(c.withCategories.sorted().joined()) }
         return String(h, radix: 16)

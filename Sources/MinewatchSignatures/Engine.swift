@@ -195,6 +195,7 @@ public struct FileMatcher: Sendable {
         for ri in matchedRules.sorted() {
             let rule = rules.ruleSet.rules[ri]
             if !rule.fileTypes.isEmpty && !rule.fileTypes.contains(type) { continue }
+            if let max = rule.maxSize, bytesSeen > max { continue }
             if !rule.paths.isEmpty && !rule.paths.contains(where: { fnmatch($0, path, 0) == 0 }) { continue }
             if !rule.names.isEmpty && !rule.names.contains(baseName) { continue }
             var ev: [Evidence] = []

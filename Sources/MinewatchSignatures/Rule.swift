@@ -68,6 +68,8 @@ public struct Rule: Sendable, Hashable {
     /// When set, a match marks the file as benign context (a rule file, documentation) and caps
     /// every other finding in the file at this severity.
     public var suppressTo: Severity?
+    /// The rule only applies to files of at most this many bytes (droppers are small scripts).
+    public var maxSize: Int64?
     public var references: [String]
     public var source: RuleSource
 
@@ -75,7 +77,7 @@ public struct Rule: Sendable, Hashable {
         id: String, title: String, description: String = "", family: String? = nil, category: String,
         severity: Severity, fileTypes: Set<FileType> = [], strings: [RuleString] = [],
         condition: Condition? = nil, conditionText: String? = nil, paths: [String] = [],
-        names: [String] = [], wallets: Set<String> = [], suppressTo: Severity? = nil,
+        names: [String] = [], wallets: Set<String> = [], suppressTo: Severity? = nil, maxSize: Int64? = nil,
         references: [String] = [], source: RuleSource
     ) {
         self.id = id
@@ -92,6 +94,7 @@ public struct Rule: Sendable, Hashable {
         self.names = names
         self.wallets = wallets
         self.suppressTo = suppressTo
+        self.maxSize = maxSize
         self.references = references
         self.source = source
     }

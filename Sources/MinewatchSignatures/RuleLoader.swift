@@ -175,7 +175,7 @@ public struct RuleLoader {
 
     static let ruleKeys: Set<String> = [
         "id", "title", "description", "family", "category", "severity", "filetypes", "strings",
-        "condition", "paths", "names", "wallets", "suppress", "references", "enabled",
+        "condition", "paths", "names", "wallets", "suppress", "maxsize", "references", "enabled",
     ]
     static let idPattern = try? NSRegularExpression(pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 
@@ -186,17 +186,16 @@ public struct RuleLoader {
         }
         var fields: [String: Node] = [:]
         for (k, v) in map {
-            guard let key = k.string else { continue }
-            if !Self.ruleKeys.contains(key) {
-                ctx.error("unknown key '\(key)'", at: k)
-            }
-            fields[key] = v
+            if let key = k.string { fields[key] = v }
         }
         guard let id = fields["id"]?.string, !id.isEmpty else {
             ctx.error("rule has no 'id'", at: node)
             return .invalid
         }
         ctx.ruleId = id
+        for (k, _) in map {
+            if let key = k.string, !Self.ruleKeys.contains(key) { ctx.error("unknown key '\(key)'", at: k) }
+        }
         let range = NSRange(id.startIndex..., in: id)
         if Self.idPattern?.firstMatch(in: id, range: range) == nil {
             ctx.error("id must be 2-64 letters, digits, '.', '_' or '-'", at: fields["id"])
@@ -258,6 +257,19 @@ public struct RuleLoader {
         } else if !strings.isEmpty {
             condition = .atLeast(1, Array(strings.indices))
         }
+        if Self.multiSignatureCategories.contains(category) {
+            // Strings that contain one another always match together: they are one signature.
+            for a in strings {
+                for b in strings where a.id != b.id && b.bytes.count <= a.bytes.count {
+                    let fold = a.nocase || b.nocase
+                    let ha = fold ? a.bytes.map { PatternMatcher.lowerTable[Int($0)] } : a.bytes
+                    let hb = fold ? b.bytes.map { PatternMatcher.lowerTable[Int($0)] } : b.bytes
+                    if (a.bytes.count > b.bytes.count || a.id < b.id) && Self.contains(ha, hb) {
+                        ctx.error("string '\(b.id)' is part of string '\(a.id)'; they always match together and are not independent", at: fields["strings"])
+                    }
+                }
+            }
+        }
         if let c = condition, Self.multiSignatureCategories.contains(category), c.minimumStrings < 2 {
             ctx.error("category '\(category)' needs a condition of two or more strings (e.g. '2 of them'); one string can match by chance", at: fields["condition"] ?? node)
         }
@@ -275,7 +287,13 @@ public struct RuleLoader {
                 ctx.error("'suppress' must be a severity", at: s)
             }
         }
-        if strings.isEmpty && paths.isEmpty && names.isEmpty && wallets.isEmpty {
+        var maxSize: Int64?
+        if let m = fields["maxsize"] {
+            if let v = m.string.flatMap(Self.parseSize) { maxSize = v } else {
+                ctx.error("'maxsize' must be a size like 65536, 256KiB or 1MiB", at: m)
+            }
+        }
+        if fields["strings"] == nil && paths.isEmpty && names.isEmpty && wallets.isEmpty {
             ctx.error("rule needs 'strings', 'paths', 'names' or 'wallets'", at: node)
         }
         if !wallets.isEmpty && !strings.isEmpty {
@@ -286,7 +304,7 @@ public struct RuleLoader {
             id: id, title: title, description: fields["description"]?.string ?? "",
             family: fields["family"]?.string, category: category, severity: severity,
             fileTypes: fileTypes, strings: strings, condition: condition, conditionText: conditionText,
-            paths: paths, names: names, wallets: wallets, suppressTo: suppress,
+            paths: paths, names: names, wallets: wallets, suppressTo: suppress, maxSize: maxSize,
             references: list(fields["references"], "references", &ctx).compactMap(\.string),
             source: RuleSource(file: ctx.file, line: ctx.line)))
     }
@@ -344,6 +362,21 @@ public struct RuleLoader {
             return nil
         }
         return RuleString(id: id, bytes: bytes, nocase: nocase, capture: capture)
+    }
+
+    static func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= hay.count else { return false }
+        for i in 0...(hay.count - needle.count) where hay[i..<(i + needle.count)].elementsEqual(needle) { return true }
+        return false
+    }
+
+    static func parseSize(_ s: String) -> Int64? {
+        let units: [(String, Int64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("", 1)]
+        for (suffix, mult) in units where s.hasSuffix(suffix) {
+            guard let v = Int64(s.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0 else { return nil }
+            return v * mult
+        }
+        return nil
     }
 
     static func parseHex(_ s: String) -> [UInt8]? {

@@ -244,3 +244,74 @@ public struct WalletScanner: Sendable {
         carry = []
     }
 }
+
+/// Encoders for the address formats above: the inverse of `WalletValidator`, used to build
+/// test data and to check round trips.
+public enum WalletEncoder {
+    /// A Monero address from 64 bytes of public keys (`prefix` 0x12 standard, 0x2a subaddress).
+    public static func monero(keys: [UInt8], prefix: UInt8 = 0x12) -> String {
+        precondition(keys.count == 64)
+        let body = [prefix] + keys
+        let data = body + Array(Hashes.keccak256(body).prefix(4))
+        let sizes = [0, 2, 3, 5, 6, 7, 9, 10, 11]
+        var out: [UInt8] = []
+        var i = 0
+        while i < data.count {
+            let block = Array(data[i..<min(i + 8, data.count)])
+            var v: UInt64 = 0
+            for b in block { v = v << 8 | UInt64(b) }
+            var chars = [UInt8](repeating: WalletValidator.base58Alphabet[0], count: sizes[block.count])
+            var j = chars.count - 1
+            while v > 0 && j >= 0 {
+                chars[j] = WalletValidator.base58Alphabet[Int(v % 58)]
+                v /= 58
+                j -= 1
+            }
+            out += chars
+            i += 8
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A segwit bech32 address (`hrp` "pkt" or "bc", witness version 0, 20- or 32-byte program).
+    public static func bech32(hrp: String, program: [UInt8]) -> String {
+        var data: [UInt8] = [0]
+        var acc = 0
+        var bits = 0
+        for b in program {
+            acc = (acc << 8) | Int(b)
+            bits += 8
+            while bits >= 5 {
+                bits -= 5
+                data.append(UInt8((acc >> bits) & 31))
+            }
+        }
+        if bits > 0 { data.append(UInt8((acc << (5 - bits)) & 31)) }
+        let h = Array(hrp.utf8)
+        let values = h.map { $0 >> 5 } + [0] + h.map { $0 & 31 } + data + [0, 0, 0, 0, 0, 0]
+        let pm = WalletValidator.polymod(values) ^ 1
+        let checksum = (0..<6).map { UInt8((pm >> (5 * (5 - UInt32($0)))) & 31) }
+        return hrp + "1" + String(decoding: (data + checksum).map { WalletValidator.bech32Charset[Int($0)] }, as: UTF8.self)
+    }
+
+    /// A base58check address (`version` 0x00 P2PKH, 0x05 P2SH) over a 20-byte hash.
+    public static func base58check(version: UInt8, hash: [UInt8]) -> String {
+        let payload = [version] + hash
+        let full = payload + Array(Hashes.sha256(Hashes.sha256(payload)).prefix(4))
+        var digits: [Int] = []
+        for byte in full {
+            var carry = Int(byte)
+            for j in digits.indices {
+                carry += digits[j] << 8
+                digits[j] = carry % 58
+                carry /= 58
+            }
+            while carry > 0 {
+                digits.append(carry % 58)
+                carry /= 58
+            }
+        }
+        let zeros = full.prefix { $0 == 0 }.count
+        return String(repeating: "1", count: zeros) + String(decoding: digits.reversed().map { WalletValidator.base58Alphabet[$0] }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,248 @@
+import Foundation
+import MinewatchCore
+
+/// Builds tar archives byte by byte, including the malformed kinds hostile archives use.
+public struct TarBuilder {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+
+    public static func header(name: String, size: Int, type: UInt8 = UInt8(ascii: "0"), link: String = "",
+                              mode: Int = 0o644, sizeField: String? = nil, badChecksum: Bool = false) -> [UInt8] {
+        var h = [UInt8](repeating: 0, count: 512)
+        func put(_ s: String, _ off: Int, _ len: Int) {
+            let b = Array(s.utf8.prefix(len))
+            for (i, c) in b.enumerated() { h[off + i] = c }
+        }
+        put(name, 0, 100)
+        put(String(format: "%07o", mode), 100, 8)
+        put("0000000", 108, 8)
+        put("0000000", 116, 8)
+        put(sizeField ?? String(format: "%011o", size), 124, 12)
+        put("14700000000", 136, 12)
+        h[156] = type
+        put(link, 157, 100)
+        put("ustar", 257, 6)
+        put("00", 263, 2)
+        for i in 148..<156 { h[i] = UInt8(ascii: " ") }
+        var sum = h.reduce(0) { $0 + Int($1) }
+        if badChecksum { sum += 1 }
+        put(String(format: "%06o", sum), 148, 6)
+        h[154] = 0
+        h[155] = UInt8(ascii: " ")
+        return h
+    }
+
+    static func padded(_ data: [UInt8]) -> [UInt8] {
+        data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+    }
+
+    public mutating func file(_ name: String, _ data: [UInt8], mode: Int = 0o755) {
+        if name.utf8.count > 100 {
+            let rec = paxRecord("path", name)
+            bytes += Self.header(name: "PaxHeader", size: rec.count, type: UInt8(ascii: "x"))
+            bytes += Self.padded(rec)
+        }
+        bytes += Self.header(name: name, size: data.count, mode: mode)
+        bytes += Self.padded(data)
+    }
+
+    public mutating func file(_ name: String, _ text: String) { file(name, Array(text.utf8), mode: 0o644) }
+
+    public mutating func dir(_ name: String) {
+        bytes += Self.header(name: name.hasSuffix("/") ? name : name + "/", size: 0, type: UInt8(ascii: "5"), mode: 0o755)
+    }
+
+    public mutating func symlink(_ name: String, to target: String) {
+        bytes += Self.header(name: name, size: 0, type: UInt8(ascii: "2"), link: target, mode: 0o777)
+    }
+
+    public mutating func hardlink(_ name: String, to target: String) {
+        bytes += Self.header(name: name, size: 0, type: UInt8(ascii: "1"), link: target)
+    }
+
+    public mutating func device(_ name: String) {
+        bytes += Self.header(name: name, size: 0, type: UInt8(ascii: "3"))
+    }
+
+    /// `.wh.NAME` deletes NAME from lower layers.
+    public mutating func whiteout(_ path: String) {
+        var comps = path.split(separator: "/").map(String.init)
+        let last = comps.removeLast()
+        comps.append(".wh." + last)
+        file(comps.joined(separator: "/"), [UInt8](), mode: 0o644)
+    }
+
+    public mutating func opaque(_ dir: String) {
+        file(dir.hasSuffix("/") ? dir + ".wh..wh..opq" : dir + "/.wh..wh..opq", [UInt8](), mode: 0o644)
+    }
+
+    public mutating func raw(_ data: [UInt8]) { bytes += data }
+
+    public func finished() -> [UInt8] { bytes + [UInt8](repeating: 0, count: 1024) }
+
+    func paxRecord(_ key: String, _ value: String) -> [UInt8] {
+        let body = " \(key)=\(value)\n"
+        var len = body.utf8.count + 1
+        while String(len).count + body.utf8.count != len { len = String(len).count + body.utf8.count }
+        return Array("\(len)\(body)".utf8)
+    }
+}
+
+/// Runs a program and returns its stdout; throws with its stderr on failure.
+@discardableResult
+public func run(_ args: [String], stdin: [UInt8]? = nil, env: [String: String]? = nil, cwd: String? = nil) throws -> (status: Int32, out: [UInt8], err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = args
+    if let env { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
+    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+    let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
+    p.standardOutput = outPipe
+    p.standardError = errPipe
+    p.standardInput = inPipe
+    try p.run()
+    let errBox = DataBox()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async {
+        errBox.data = errPipe.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
+    if let stdin {
+        DispatchQueue.global().async {
+            inPipe.fileHandleForWriting.write(Data(stdin))
+            try? inPipe.fileHandleForWriting.close()
+        }
+    } else {
+        try? inPipe.fileHandleForWriting.close()
+    }
+    let out = outPipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    group.wait()
+    return (p.terminationStatus, Array(out), String(decoding: errBox.data, as: UTF8.self))
+}
+
+final class DataBox: @unchecked Sendable { var data = Data() }
+
+public func gzip(_ data: [UInt8]) throws -> [UInt8] { try run(["gzip", "-c", "-n"], stdin: data).out }
+public func zstdCompress(_ data: [UInt8]) throws -> [UInt8] { try run(["zstd", "-q", "-c"], stdin: data).out }
+
+/// A fresh temporary folder, removed by `cleanup()`.
+public final class TempDir: @unchecked Sendable {
+    public let path: String
+    public init(_ label: String = "mw") throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        path = base.path
+    }
+    public func file(_ rel: String, _ data: [UInt8], mode: Int = 0o644) throws -> String {
+        let p = path + "/" + rel
+        try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: p, contents: Data(data), attributes: [.posixPermissions: mode])
+        return p
+    }
+    public func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+    deinit { cleanup() }
+}
+
+/// Image archives assembled by the tests, in both formats `docker save` and `podman save` write.
+public struct ImageBuilder {
+    public var layers: [[UInt8]]        // tar bytes (possibly compressed)
+    public var uncompressed: [[UInt8]]  // for diff ids
+    public var entrypoint: [String] = []
+    public var cmd: [String] = []
+    public var env: [String] = []
+    public var history: [String] = []
+    public var labels: [String: String] = [:]
+    public var tag = "localhost/test:1"
+
+    public init(layers: [[UInt8]], uncompressed: [[UInt8]]? = nil) {
+        self.layers = layers
+        self.uncompressed = uncompressed ?? layers
+    }
+
+    public func configJSON() -> [UInt8] {
+        let diffIDs = uncompressed.map { "sha256:" + SHA256.hex($0) }
+        var cfg: [String: Any] = ["Env": env]
+        if !entrypoint.isEmpty { cfg["Entrypoint"] = entrypoint }
+        if !cmd.isEmpty { cfg["Cmd"] = cmd }
+        if !labels.isEmpty { cfg["Labels"] = labels }
+        let obj: [String: Any] = [
+            "architecture": "amd64", "os": "linux", "config": cfg,
+            "rootfs": ["type": "layers", "diff_ids": diffIDs],
+            "history": history.map { ["created_by": $0] },
+        ]
+        return Array((try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data())
+    }
+
+    /// `docker save` layout: manifest.json, <hex>.json config, <hex>/layer.tar.
+    public func dockerArchive() -> [UInt8] {
+        var t = TarBuilder()
+        let cfg = configJSON()
+        let cfgHex = SHA256.hex(cfg)
+        var layerPaths: [String] = []
+        for (i, l) in layers.enumerated() {
+            let hex = SHA256.hex(uncompressed[i])
+            t.dir(hex)
+            t.file("\(hex)/layer.tar", l, mode: 0o644)
+            layerPaths.append("\(hex)/layer.tar")
+        }
+        t.file("\(cfgHex).json", cfg, mode: 0o644)
+        let manifest: [[String: Any]] = [["Config": "\(cfgHex).json", "RepoTags": [tag], "Layers": layerPaths]]
+        t.file("manifest.json", Array((try? JSONSerialization.data(withJSONObject: manifest)) ?? Data()), mode: 0o644)
+        return t.finished()
+    }
+
+    /// The files of an OCI image layout: oci-layout, index.json, blobs/sha256/*.
+    public func ociFiles(platforms: Int = 1) -> [(String, [UInt8])] {
+        var files: [(String, [UInt8])] = []
+        func blob(_ data: [UInt8]) -> String {
+            let hex = SHA256.hex(data)
+            files.append(("blobs/sha256/\(hex)", data))
+            return "sha256:\(hex)"
+        }
+        let cfg = configJSON()
+        let cfgDigest = blob(cfg)
+        var layerDescs: [[String: Any]] = []
+        for l in layers {
+            let gz = l.count >= 2 && l[0] == 0x1f && l[1] == 0x8b
+            layerDescs.append(["mediaType": gz ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar",
+                               "digest": blob(l), "size": l.count])
+        }
+        let manifest: [String: Any] = [
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": ["mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfgDigest, "size": cfg.count],
+            "layers": layerDescs,
+        ]
+        let mBytes = Array((try? JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys])) ?? Data())
+        let mDigest = blob(mBytes)
+        var descs: [[String: Any]] = [[
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mDigest, "size": mBytes.count,
+            "annotations": ["org.opencontainers.image.ref.name": tag],
+            "platform": ["os": "linux", "architecture": "amd64"],
+        ]]
+        if platforms > 1 {
+            // A second platform whose manifest is the same image: enough to exercise selection.
+            descs.append(["mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mDigest, "size": mBytes.count,
+                          "platform": ["os": "linux", "architecture": "arm64"]])
+        }
+        let index: [String: Any] = ["schemaVersion": 2, "manifests": descs]
+        files.append(("index.json", Array((try? JSONSerialization.data(withJSONObject: index, options: [.sortedKeys])) ?? Data())))
+        files.append(("oci-layout", Array("{\"imageLayoutVersion\":\"1.0.0\"}".utf8)))
+        return files
+    }
+
+    public func ociArchive(platforms: Int = 1) -> [UInt8] {
+        var t = TarBuilder()
+        t.dir("blobs")
+        t.dir("blobs/sha256")
+        var seen = Set<String>()
+        for (name, data) in ociFiles(platforms: platforms) where seen.insert(name).inserted { t.file(name, data, mode: 0o644) }
+        return t.finished()
+    }
+
+    public func ociLayout(in dir: TempDir) throws -> String {
+        for (name, data) in ociFiles() { _ = try dir.file("layout/" + name, data) }
+        return dir.path + "/layout"
+    }
+}
