@@ -1,0 +1,160 @@
+import Foundation
+import MinewatchCore
+@testable import MinewatchImage
+import Testing
+import TestSupport
+
+func entries(_ bytes: [UInt8]) throws(MinewatchError) -> [(TarEntry, [UInt8])] {
+    let r = TarReader(stream: SectionStream(source: MemoryByteSource(bytes), offset: 0, length: Int64(bytes.count)), name: "t.tar")
+    var out: [(TarEntry, [UInt8])] = []
+    var buf = [UInt8](repeating: 0, count: 7)  // a small buffer exercises partial reads
+    while let e = try r.next() {
+        var data: [UInt8] = []
+        while true {
+            let n = try buf.withMutableBytes { (b) throws(MinewatchError) -> Int in try r.readContent(into: b) }
+            if n == 0 { break }
+            data += buf[0..<n]
+        }
+        out.append((e, data))
+    }
+    return out
+}
+
+@Suite struct TarReaderTests {
+    @Test func readsKindsLongNamesAndContent() throws {
+        var t = TarBuilder()
+        t.dir("usr/bin")
+        t.file("usr/bin/a", "hello")
+        let long = "usr/" + String(repeating: "d", count: 120) + "/file"
+        t.file(long, "long")
+        t.symlink("usr/bin/l", to: "/etc/passwd")
+        t.hardlink("usr/bin/h", to: "usr/bin/a")
+        t.device("dev/null")
+        let e = try entries(t.finished())
+        #expect(e.map(\.0.path) == ["/usr/bin", "/usr/bin/a", "/" + long, "/usr/bin/l", "/usr/bin/h", "/dev/null"])
+        #expect(e[1].1 == Array("hello".utf8))
+        #expect(e[2].1 == Array("long".utf8))
+        #expect(e[3].0.kind == .symlink && e[3].0.linkTarget == "/etc/passwd")
+        #expect(e[5].0.kind == .charDevice && e[5].1.isEmpty)
+    }
+
+    @Test func systemTarAgrees() throws {
+        let dir = try TempDir("tar")
+        defer { dir.cleanup() }
+        _ = try dir.file("src/a/b.txt", Array("bee".utf8))
+        _ = try dir.file("src/" + String(repeating: "n", count: 150), Array("nnn".utf8))
+        for format in ["gnu", "posix", "ustar"] where format != "ustar" {
+            let out = try run(["tar", "--format=\(format)", "-C", dir.path + "/src", "-cf", "-", "."]).out
+            let names = try entries(out).map(\.0.path)
+            #expect(names.contains("/a/b.txt"))
+            #expect(names.contains("/" + String(repeating: "n", count: 150)), "\(format)")
+        }
+    }
+
+    @Test func badChecksumIsAnErrorWithOffset() throws {
+        var t = TarBuilder()
+        t.file("ok", "x")
+        t.raw(TarBuilder.header(name: "bad", size: 1, badChecksum: true))
+        do {
+            _ = try entries(t.finished())
+            Issue.record("no error")
+        } catch {
+            #expect(error.description == "t.tar at offset 1024: read tar header: bad header checksum (not a tar archive, or corrupt)")
+        }
+    }
+
+    @Test func truncatedAndHugeDeclaredSizes() throws {
+        var t = TarBuilder()
+        t.file("a", [UInt8](repeating: 65, count: 2000))
+        let cut = Array(t.bytes.prefix(1000))
+        #expect(throws: MinewatchError.self) { try entries(cut) }
+        var h = TarBuilder()
+        h.raw(TarBuilder.header(name: "huge", size: 0, sizeField: "77777777777"))
+        h.raw([UInt8](repeating: 1, count: 512))
+        do {
+            _ = try entries(h.bytes)
+            Issue.record("no error")
+        } catch {
+            #expect(error.description.contains("truncated"))
+        }
+    }
+
+    @Test func garbageIsNotATar() {
+        #expect(throws: MinewatchError.self) { try entries(Array(repeating: 0x41, count: 1024)) }
+    }
+}
+
+@Suite struct DecompressTests {
+    func inflate(_ data: [UInt8], limits: DecompressionLimits = DecompressionLimits()) throws(MinewatchError) -> [UInt8] {
+        let (s, _) = try autoDecompress(SectionStream(source: MemoryByteSource(data), offset: 0, length: Int64(data.count)), limits: limits, name: "blob")
+        return try s.readAll(limit: 1 << 30, what: "blob")
+    }
+
+    @Test func gzipAndMultiMemberAndZstd() throws {
+        let a = Array("first member ".utf8), b = Array("second member".utf8)
+        #expect(try inflate(try gzip(a)) == a)
+        #expect(try inflate(try gzip(a) + gzip(b)) == a + b)
+        #expect(try inflate(a) == a)  // not compressed: passed through
+        let z = try zstdCompress(b)
+        #expect(try inflate(z) == b)
+    }
+
+    @Test func corruptAndTruncatedGzip() throws {
+        var rand = Samples.Rand(seed: 3)
+        var g = try gzip(Array(repeating: 7, count: 100_000) + rand.bytes(50_000))
+        let truncated = Array(g.prefix(g.count / 2))
+        #expect(throws: MinewatchError.self) { try inflate(truncated) }
+        g[20] ^= 0xff
+        g[21] ^= 0xff
+        g[40] ^= 0x55
+        #expect(throws: MinewatchError.self) { try inflate(g) }
+    }
+
+    @Test func decompressionBombIsStopped() throws {
+        let zeros = [UInt8](repeating: 0, count: 64 << 20)
+        let bomb = try gzip(zeros)
+        #expect(bomb.count < 200_000)
+        var limits = DecompressionLimits()
+        limits.ratioGrace = 1 << 20
+        do {
+            _ = try inflate(bomb, limits: limits)
+            Issue.record("bomb not stopped")
+        } catch {
+            #expect(error.code == .limit)
+            #expect(error.description.contains("ratio"))
+        }
+        limits = DecompressionLimits(maxOutput: 1 << 20)
+        #expect(throws: MinewatchError.self) { try inflate(bomb, limits: limits) }
+    }
+}
+
+@Suite struct LayerStackTests {
+    @Test func whiteoutsOpaqueAndReplacement() {
+        var l1 = LayerChanges(); l1.written = ["/a/x", "/b/y", "/c/z", "/d"]
+        var l2 = LayerChanges(); l2.whiteouts = ["/a/x"]; l2.opaqueDirs = ["/b"]
+        var l3 = LayerChanges(); l3.written = ["/c/z"]
+        let s = LayerStack(changes: [l1, l2, l3])
+        #expect(s.isHidden(path: "/a/x", layer: 0))
+        #expect(s.isHidden(path: "/b/y", layer: 0))
+        #expect(s.isHidden(path: "/c/z", layer: 0))
+        #expect(!s.isHidden(path: "/c/z", layer: 2))
+        #expect(!s.isHidden(path: "/d", layer: 0))
+        var l4 = LayerChanges(); l4.whiteouts = ["/d"]
+        #expect(LayerStack(changes: [l1, l4]).isHidden(path: "/d/inner", layer: 0))
+    }
+}
+
+@Suite struct SafeDirectoryTests {
+    @Test func refusesSymlinksAndDotDot() throws {
+        let dir = try TempDir("safe")
+        defer { dir.cleanup() }
+        _ = try dir.file("root/ok.txt", Array("ok".utf8))
+        try FileManager.default.createSymbolicLink(atPath: dir.path + "/root/link", withDestinationPath: "/etc/passwd")
+        try FileManager.default.createSymbolicLink(atPath: dir.path + "/root/dirlink", withDestinationPath: "/etc")
+        let sd = try SafeDirectory(path: dir.path + "/root")
+        _ = try sd.openFile("ok.txt")
+        #expect(throws: MinewatchError.self) { try sd.openFile("link") }
+        #expect(throws: MinewatchError.self) { try sd.openFile("dirlink/passwd") }
+        #expect(throws: MinewatchError.self) { try sd.openFile("../root/ok.txt") }
+    }
+}
