@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct ScanCLITests {
+    let dir: TempDir
+    let clean: String
+    let dirty: String
+    let highOnly: String
+
+    init() throws {
+        dir = try TempDir("cli")
+        _ = try dir.file("clean/etc/os-release", Array("ID=debian\n".utf8))
+        _ = try dir.file("dirty/usr/bin/top2", Samples.elf(Samples.xmrigStrings))
+        _ = try dir.file("high/srv/ann.json", Array("{\"payment_addr\":\"x\",\"pools\":[\"http://p\"]}".utf8))
+        clean = dir.path + "/clean"
+        dirty = dir.path + "/dirty"
+        highOnly = dir.path + "/high"
+    }
+
+    @Test func exitCodes() throws {
+        let ok = try minewatch(["scan", clean])
+        #expect(ok.status == 0)
+        #expect(ok.out.contains("Summary: 1 target, 0 findings, 0 errors"))
+        #expect(ok.err.isEmpty, "stderr must stay empty when not a TTY: \(ok.err)")
+        #expect(try minewatch(["scan", dirty]).status == 1)
+        #expect(try minewatch(["scan", "--exit-code", "7", dirty]).status == 7)
+        #expect(try minewatch(["scan", "--fail-on", "critical", highOnly]).status == 0)
+        #expect(try minewatch(["scan", "--fail-on", "critical", dirty]).status == 1)
+        let partial = try minewatch(["scan", "-f", "json", clean, dir.path + "/missing.tar"])
+        #expect(partial.status == 2)
+        #expect(partial.err.contains("missing.tar"))
+        let obj = try JSONSerialization.jsonObject(with: Data(partial.out.utf8)) as? [String: Any]
+        #expect((obj?["targets"] as? [Any])?.count == 2, "the readable target is still reported")
+        #expect(try minewatch(["scan", "--format", "xml", clean]).status == 64)
+        #expect(try minewatch(["scan"]).status == 64)
+    }
+
+    @Test func jsonSchema() throws {
+        let r = try minewatch(["scan", "-f", "json", dirty])
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        #expect(obj["schemaVersion"] as? Int == 1)
+        let t = try #require((obj["targets"] as? [[String: Any]])?.first)
+        #expect(t["target"] as? String == dirty)
+        #expect(t["kind"] as? String == "rootfs")
+        #expect(t["errors"] is [Any])
+        let f = try #require((t["findings"] as? [[String: Any]])?.first { $0["ruleId"] as? String == "MW-BIN-XMRIG" })
+        for key in ["ruleId", "severity", "family", "category", "title", "path", "layer", "hidden", "evidence"] {
+            #expect(f.keys.contains(key), "finding lacks \(key)")
+        }
+        #expect(f["layer"] is NSNull)
+        #expect(f["severity"] as? String == "critical")
+        let ev = try #require((f["evidence"] as? [[String: Any]])?.first)
+        #expect(ev["kind"] as? String == "signature")
+        #expect(ev["offset"] is Int)
+    }
+
+    @Test func sarif() throws {
+        let r = try minewatch(["scan", "-f", "sarif", dirty])
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        #expect(obj["version"] as? String == "2.1.0")
+        let run = try #require((obj["runs"] as? [[String: Any]])?.first)
+        let driver = try #require((run["tool"] as? [String: Any])?["driver"] as? [String: Any])
+        let rules = try #require(driver["rules"] as? [[String: Any]])
+        #expect(rules.contains { $0["id"] as? String == "MW-BIN-XMRIG" })
+        let result = try #require((run["results"] as? [[String: Any]])?.first { $0["ruleId"] as? String == "MW-BIN-XMRIG" })
+        #expect(result["level"] as? String == "error")
+        let loc = (result["locations"] as? [[String: Any]])?.first?["physicalLocation"] as? [String: Any]
+        #expect((loc?["artifactLocation"] as? [String: Any])?["uri"] as? String == "usr/bin/top2")
+        #expect(((loc?["region"] as? [String: Any])?["startLine"] as? Int) == 1)
+    }
+
+    @Test func outputFileAndTable() throws {
+        let out = dir.path + "/report.json"
+        let r = try minewatch(["scan", "-f", "json", "-o", out, dirty])
+        #expect(r.status == 1)
+        #expect(r.out.isEmpty)
+        #expect(FileManager.default.fileExists(atPath: out))
+        let table = try minewatch(["scan", dirty]).out
+        #expect(table.contains("CRITICAL MW-BIN-XMRIG"))
+        #expect(table.contains("/usr/bin/top2"))
+        #expect(!table.contains("\u{1b}["), "no colour when stdout is not a terminal")
+    }
+}
+
+@Suite struct RulesCLITests {
+    @Test func validateReportsFileLineAndRule() throws {
+        let dir = try TempDir("rules")
+        defer { dir.cleanup() }
+        let bad = try dir.file("bad.yaml", Array("""
+        rules:
+          - id: X-1
+            title: broken
+            category: miner-binary
+            severity: critical
+            strings:
+              a: "abcdef"
+            condition: $a
+        """.utf8))
+        let r = try minewatch(["rules", "validate", bad])
+        #expect(r.status == 1)
+        #expect(r.out.contains("\(bad):8: rule X-1: category 'miner-binary' needs a condition of two or more strings"))
+        let good = try dir.file("good.yaml", Array("""
+        rules:
+          - id: CORP-1
+            title: internal miner build
+            category: miner-binary
+            family: corp-miner
+            severity: high
+            strings:
+              a: "corp-miner-banner"
+              b: "corp-pool.internal"
+            condition: all of them
+        """.utf8))
+        let ok = try minewatch(["rules", "validate", good])
+        #expect(ok.status == 0)
+        #expect(ok.out.contains("ok: 1 rules"))
+        // A user rule is used by scan.
+        _ = try dir.file("t/bin/x", Samples.elf(["corp-miner-banner", "corp-pool.internal"]))
+        let scan = try minewatch(["scan", "--rules", good, "-f", "json", dir.path + "/t"])
+        #expect(scan.status == 1)
+        #expect(scan.out.contains("\"ruleId\" : \"CORP-1\""))
+        // A broken --rules file stops the scan with exit 2 and the diagnostic on stderr.
+        let broken = try minewatch(["scan", "--rules", bad, dir.path + "/t"])
+        #expect(broken.status == 2)
+        #expect(broken.err.contains("bad.yaml:8"))
+    }
+
+    @Test func listShowsBundledRules() throws {
+        let r = try minewatch(["rules", "list"])
+        #expect(r.status == 0)
+        #expect(r.out.contains("MW-BIN-PACKETCRYPT"))
+        let j = try minewatch(["rules", "list", "-f", "json"])
+        let rows = try JSONSerialization.jsonObject(with: Data(j.out.utf8)) as? [[String: Any]]
+        #expect((rows?.count ?? 0) > 20)
+    }
+}

@@ -1,0 +1,22 @@
+import Foundation
+
+/// The `minewatch` executable built next to the test bundle.
+public func minewatchBinary() -> String {
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var dir = exe.deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("minewatch").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return ".build/debug/minewatch"
+}
+
+/// Runs `minewatch ARGS` and returns (status, stdout, stderr).
+public func minewatch(_ args: [String], env: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
+    let r = try run([minewatchBinary()] + args, env: env)
+    return (r.status, String(decoding: r.out, as: UTF8.self), r.err)
+}
+
+/// True when tests must not skip for a missing prerequisite (CI=true).
+public var requirePrerequisites: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
