@@ -40,6 +40,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "minewatch", dependencies: ["MinewatchCommands"]),
+        // Measures the matcher alone (scripts/bench-scan).
+        .executableTarget(name: "minewatch-bench", dependencies: ["MinewatchSignatures"]),
 
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "TestSupport"]),

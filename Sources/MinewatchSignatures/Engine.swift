@@ -52,6 +52,8 @@ public final class CompiledRules: Sendable {
     }
 
     public var patternCount: Int { matcher.patterns.count }
+    /// The shared matcher, for the benchmark tool.
+    public var matcherForBenchmark: PatternMatcher { matcher }
 
     /// Decide the file type from the first bytes of content.
     public static func sniff(_ head: UnsafeRawBufferPointer) -> FileType {
