@@ -1,11 +1,12 @@
 /// A multi-pattern literal matcher that works on a stream of chunks.
 ///
-/// Every pattern is at least 4 bytes. Each position's next 4 bytes are hashed
-/// (multiply-shift) into a 128 Ki-bit filter (16 KiB, stays in L1) holding the 4-byte
-/// prefixes of all patterns; only on a filter hit is the open-addressing table of prefixes
-/// probed and whole patterns compared. Case-insensitive patterns enter every case variant of
-/// their prefix, so scanning never folds case. Matches that cross a chunk boundary are found
-/// through a small carry of the last `maxLength - 1` bytes; each match is reported once.
+/// Each pattern is anchored on its rarest 2-byte pair (by a frequency model of text and
+/// binaries), so common letter pairs rarely stop the scan. Scanning reads eight positions per
+/// step from one 8-byte load and looks each pair up in a 64 KiB table; only when a pair is an
+/// anchor are the patterns anchored there compared in full. Case-insensitive patterns enter
+/// every case variant of their anchor, so scanning never folds case. Matches that cross a chunk
+/// boundary are found through a small carry of the last `maxLength - 1` bytes; each match is
+/// reported once.
 public final class PatternMatcher: @unchecked Sendable {
     public struct Pattern: Sendable, Hashable {
         public var bytes: [UInt8]
@@ -18,70 +19,123 @@ public final class PatternMatcher: @unchecked Sendable {
 
     public let patterns: [Pattern]
     public let maxLength: Int
-    static let filterBits: UInt32 = 17
+    /// Largest anchor offset inside a pattern.
+    let maxAnchor: Int
     // Immutable after init; raw memory keeps the hot loop free of bounds checks and refcounting.
-    let filter: UnsafeMutablePointer<UInt64>
-    /// One byte per 2-byte prefix (64 KiB): the first, multiply-free check.
-    let bigram: UnsafeMutablePointer<UInt8>
-    let slotKeys: UnsafeMutablePointer<UInt32>
-    let slotUsed: UnsafeMutablePointer<Bool>
-    let slotStart: UnsafeMutablePointer<Int32>
-    let slotCount: UnsafeMutablePointer<Int32>
-    let slotMask: Int
-    let candidates: UnsafeMutablePointer<Int32>
+    /// Non-zero for pairs that anchor a pattern.
+    let anchorTable: UnsafeMutablePointer<UInt8>
+    /// 128 Ki-bit filter over hashes of the 4 bytes that start at each anchor.
+    let quadFilter: UnsafeMutablePointer<UInt64>
+    static let quadBits: UInt32 = 17
+    /// For each pair: a range into `entries`.
+    let pairStart: UnsafeMutablePointer<Int32>
+    let pairCount: UnsafeMutablePointer<UInt16>
+    /// (pattern index, anchor offset) pairs grouped by anchor pair.
+    let entryPattern: UnsafeMutablePointer<Int32>
+    let entryOffset: UnsafeMutablePointer<Int32>
     let flatBytes: UnsafeMutablePointer<UInt8>
     let flatStart: UnsafeMutablePointer<Int32>
     let flatLength: UnsafeMutablePointer<Int32>
     let flatNocase: UnsafeMutablePointer<Bool>
+    let lower: UnsafeMutablePointer<UInt8>
 
     public static let lowerTable: [UInt8] = (0..<256).map { (b: Int) -> UInt8 in
         let v = UInt8(b)
         return (v >= 65 && v <= 90) ? v + 32 : v
     }
-    let lower: UnsafeMutablePointer<UInt8>
 
-    @inline(__always) static func hash(_ k: UInt32) -> UInt32 { k &* 0x9E37_79B1 }
+    /// Rough byte frequencies over a mix of text and executables: the anchor of a pattern is
+    /// the pair with the lowest product. Only the choice of anchor depends on it, never a result.
+    static let byteFrequency: [Double] = (0..<256).map { (b: Int) -> Double in
+        let c = UInt8(b)
+        switch c {
+        case 0: return 0.08
+        case 0x20: return 0.08
+        case 0x0a: return 0.02
+        case 0xff: return 0.02
+        case UInt8(ascii: "e"), UInt8(ascii: "t"), UInt8(ascii: "a"), UInt8(ascii: "o"), UInt8(ascii: "i"),
+             UInt8(ascii: "n"), UInt8(ascii: "s"), UInt8(ascii: "r"), UInt8(ascii: "l"): return 0.035
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): return 0.012
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): return 0.004
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return 0.006
+        case UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "/"), UInt8(ascii: "\""),
+             UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: ","), UInt8(ascii: "("), UInt8(ascii: ")"): return 0.006
+        case 0x01...0x1f: return 0.004
+        default: return 0.002
+        }
+    }
+
+    /// The case variants of a byte for a pattern.
+    static func variants(_ b: UInt8, _ nocase: Bool) -> [UInt8] {
+        guard nocase else { return [b] }
+        if b >= 65 && b <= 90 { return [b, b + 32] }
+        if b >= 97 && b <= 122 { return [b, b - 32] }
+        return [b]
+    }
+
+    @inline(__always) static func quadHash(_ q: UInt32) -> UInt32 { (q &* 0x9E37_79B1) &>> (32 - quadBits) }
+
+    /// The offset of the pattern's rarest pair that has 4 pattern bytes from it.
+    static func anchorOffset(_ p: Pattern) -> Int {
+        var best = 0
+        var bestScore = Double.infinity
+        for o in 0...(p.bytes.count - 4) {
+            let fa = variants(p.bytes[o], p.nocase).reduce(0) { $0 + byteFrequency[Int($1)] }
+            let fb = variants(p.bytes[o + 1], p.nocase).reduce(0) { $0 + byteFrequency[Int($1)] }
+            let score = fa * fb
+            if score < bestScore - 1e-12 {
+                bestScore = score
+                best = o
+            }
+        }
+        return best
+    }
 
     public init(patterns: [Pattern]) {
         precondition(patterns.allSatisfy { $0.bytes.count >= 4 }, "patterns must be at least 4 bytes")
         self.patterns = patterns
-        maxLength = patterns.map(\.bytes.count).max() ?? 4
-        let filterWords = (1 << Int(Self.filterBits)) / 64
-        filter = .allocate(capacity: filterWords)
-        filter.initialize(repeating: 0, count: filterWords)
-        bigram = .allocate(capacity: 65536)
-        bigram.initialize(repeating: 0, count: 65536)
-        var groups: [UInt32: [Int32]] = [:]
+        maxLength = patterns.map(\.bytes.count).max() ?? 2
+        var lists = [[(Int32, Int32)]](repeating: [], count: 65536)
+        var maxAnchor = 0
+        let quadWords = (1 << Int(Self.quadBits)) / 64
+        quadFilter = .allocate(capacity: quadWords)
+        quadFilter.initialize(repeating: 0, count: quadWords)
         for (pi, p) in patterns.enumerated() {
-            for v in Self.prefixVariants(p) {
-                bigram[Int(v[0]) | Int(v[1]) << 8] = 1
-                let k4 = UInt32(v[0]) | UInt32(v[1]) << 8 | UInt32(v[2]) << 16 | UInt32(v[3]) << 24
-                let h = Self.hash(k4) >> (32 - Self.filterBits)
-                filter[Int(h >> 6)] |= 1 << UInt64(h & 63)
-                groups[k4, default: []].append(Int32(pi))
+            let o = Self.anchorOffset(p)
+            maxAnchor = max(maxAnchor, o)
+            var quads: [UInt32] = [0]
+            for k in 0..<4 {
+                let vs = Self.variants(p.bytes[o + k], p.nocase)
+                quads = quads.flatMap { q in vs.map { q | UInt32($0) << (8 * UInt32(k)) } }
+            }
+            for q in quads {
+                let h = Self.quadHash(q)
+                quadFilter[Int(h >> 6)] |= 1 << UInt64(h & 63)
+            }
+            for a in Self.variants(p.bytes[o], p.nocase) {
+                for b in Self.variants(p.bytes[o + 1], p.nocase) {
+                    lists[Int(a) | Int(b) << 8].append((Int32(pi), Int32(o)))
+                }
             }
         }
-        var capBits = 4
-        while (1 << capBits) < max(16, groups.count * 2) { capBits += 1 }
-        let cap = 1 << capBits
-        slotMask = cap - 1
-        slotKeys = .allocate(capacity: cap); slotKeys.initialize(repeating: 0, count: cap)
-        slotUsed = .allocate(capacity: cap); slotUsed.initialize(repeating: false, count: cap)
-        slotStart = .allocate(capacity: cap); slotStart.initialize(repeating: 0, count: cap)
-        slotCount = .allocate(capacity: cap); slotCount.initialize(repeating: 0, count: cap)
-        var cand: [Int32] = []
-        for (k, list) in groups.sorted(by: { $0.key < $1.key }) {
-            var slot = Int(Self.hash(k) & UInt32(cap - 1))
-            while slotUsed[slot] { slot = (slot + 1) & (cap - 1) }
-            slotUsed[slot] = true
-            slotKeys[slot] = k
-            slotStart[slot] = Int32(cand.count)
-            let unique = Array(Set(list)).sorted()
-            slotCount[slot] = Int32(unique.count)
-            cand.append(contentsOf: unique)
+        self.maxAnchor = maxAnchor
+        anchorTable = .allocate(capacity: 65536)
+        pairStart = .allocate(capacity: 65536)
+        pairCount = .allocate(capacity: 65536)
+        let total = lists.reduce(0) { $0 + $1.count }
+        entryPattern = .allocate(capacity: max(total, 1))
+        entryOffset = .allocate(capacity: max(total, 1))
+        var k = 0
+        for g in 0..<65536 {
+            anchorTable[g] = lists[g].isEmpty ? 0 : 1
+            pairStart[g] = Int32(k)
+            pairCount[g] = UInt16(lists[g].count)
+            for (pi, o) in lists[g] {
+                entryPattern[k] = pi
+                entryOffset[k] = o
+                k += 1
+            }
         }
-        candidates = .allocate(capacity: max(cand.count, 1))
-        candidates.initialize(from: cand, count: cand.count)
         var flat: [UInt8] = []
         var fs: [Int32] = []
         var fl: [Int32] = []
@@ -100,22 +154,9 @@ public final class PatternMatcher: @unchecked Sendable {
     }
 
     deinit {
-        filter.deallocate(); bigram.deallocate(); slotKeys.deallocate(); slotUsed.deallocate(); slotStart.deallocate(); slotCount.deallocate()
-        candidates.deallocate(); flatBytes.deallocate(); flatStart.deallocate(); flatLength.deallocate()
+        anchorTable.deallocate(); quadFilter.deallocate(); pairStart.deallocate(); pairCount.deallocate(); entryPattern.deallocate()
+        entryOffset.deallocate(); flatBytes.deallocate(); flatStart.deallocate(); flatLength.deallocate()
         flatNocase.deallocate(); lower.deallocate()
-    }
-
-    /// All case variants of the first 4 bytes of a pattern (just one unless `nocase`).
-    static func prefixVariants(_ p: Pattern) -> [[UInt8]] {
-        var out: [[UInt8]] = [[]]
-        for b in p.bytes.prefix(4) {
-            var options: [UInt8] = [b]
-            if p.nocase {
-                if b >= 65 && b <= 90 { options.append(b + 32) } else if b >= 97 && b <= 122 { options.append(b - 32) }
-            }
-            out = out.flatMap { prefix in options.map { prefix + [$0] } }
-        }
-        return out
     }
 
     /// Scans `buffer`, calling `onMatch(pattern, position)` for every match that starts at
@@ -127,62 +168,70 @@ public final class PatternMatcher: @unchecked Sendable {
         _ onMatch: (Int, Int) -> Void
     ) {
         let n = buffer.count
-        guard n >= 4, let base = buffer.baseAddress else { return }
-        let last = min(upTo, n - 4 + 1)
-        guard from < last else { return }
-        let filter = self.filter
-        let shift = 32 - Self.filterBits
-        let bigram = self.bigram
-        @inline(__always) func passes(_ k4: UInt32) -> Bool {
-            let h = Self.hash(k4) &>> shift
-            return filter[Int(h &>> 6)] & (1 &<< UInt64(h & 63)) != 0
-        }
-        var i = from
-        // Eight positions per step: one 8-byte load and eight byte lookups in the 2-byte
-        // prefix table; only a block with a hit goes on to the hashed 4-byte filter.
-        let fastEnd = min(last - 7, n - 11)
+        guard n >= 2, let base = buffer.baseAddress, from < upTo else { return }
+        // Anchors sit at start + offset: scan every pair position that can anchor a wanted start.
+        let firstPair = from
+        let lastPair = min(n - 1, upTo + maxAnchor)  // exclusive
+        let table = anchorTable
+        var i = firstPair
+        let fastEnd = min(lastPair - 7, n - 8)
         while i < fastEnd {
             let a = base.loadUnaligned(fromByteOffset: i, as: UInt64.self).littleEndian
             let b = UInt64(base.load(fromByteOffset: i &+ 8, as: UInt8.self))
-            let any = bigram[Int(truncatingIfNeeded: a & 0xFFFF)]
-                | bigram[Int(truncatingIfNeeded: (a &>> 8) & 0xFFFF)]
-                | bigram[Int(truncatingIfNeeded: (a &>> 16) & 0xFFFF)]
-                | bigram[Int(truncatingIfNeeded: (a &>> 24) & 0xFFFF)]
-                | bigram[Int(truncatingIfNeeded: (a &>> 32) & 0xFFFF)]
-                | bigram[Int(truncatingIfNeeded: (a &>> 40) & 0xFFFF)]
-                | bigram[Int(truncatingIfNeeded: (a &>> 48) & 0xFFFF)]
-                | bigram[Int(truncatingIfNeeded: (a &>> 56) | (b &<< 8))]
-            if any != 0 {
-                for j in i..<(i &+ 8) {
-                    let k4 = base.loadUnaligned(fromByteOffset: j, as: UInt32.self).littleEndian
-                    if bigram[Int(k4 & 0xFFFF)] != 0 && passes(k4) { probe(k4, base, j, n, mustEndAfter, onMatch) }
+            let t0 = table[Int(truncatingIfNeeded: a & 0xFFFF)]
+            let t1 = table[Int(truncatingIfNeeded: (a &>> 8) & 0xFFFF)]
+            let t2 = table[Int(truncatingIfNeeded: (a &>> 16) & 0xFFFF)]
+            let t3 = table[Int(truncatingIfNeeded: (a &>> 24) & 0xFFFF)]
+            let t4 = table[Int(truncatingIfNeeded: (a &>> 32) & 0xFFFF)]
+            let t5 = table[Int(truncatingIfNeeded: (a &>> 40) & 0xFFFF)]
+            let t6 = table[Int(truncatingIfNeeded: (a &>> 48) & 0xFFFF)]
+            let t7 = table[Int(truncatingIfNeeded: (a &>> 56) | (b &<< 8))]
+            if (t0 | t1 | t2 | t3 | t4 | t5 | t6 | t7) == 0 {
+                i &+= 8
+                continue
+            }
+            // Bit k of `hits` is set when the pair at i+k anchors a pattern.
+            var hits = UInt32(t0) | UInt32(t1) &<< 1 | UInt32(t2) &<< 2 | UInt32(t3) &<< 3
+                | UInt32(t4) &<< 4 | UInt32(t5) &<< 5 | UInt32(t6) &<< 6 | UInt32(t7) &<< 7
+            while hits != 0 {
+                let j = i &+ hits.trailingZeroBitCount
+                hits &= hits &- 1
+                let h = Self.quadHash(base.loadUnaligned(fromByteOffset: j, as: UInt32.self).littleEndian)
+                if quadFilter[Int(h &>> 6)] & (1 &<< UInt64(h & 63)) != 0 {
+                    let g = Int(base.loadUnaligned(fromByteOffset: j, as: UInt16.self).littleEndian)
+                    candidates(g, j, base, n, from, upTo, mustEndAfter, onMatch)
                 }
             }
             i &+= 8
         }
-        while i < last {
-            let k4 = base.loadUnaligned(fromByteOffset: i, as: UInt32.self).littleEndian
-            if passes(k4) { probe(k4, base, i, n, mustEndAfter, onMatch) }
+        while i < lastPair {
+            check(i, base, n, from, upTo, mustEndAfter, onMatch)
             i &+= 1
         }
     }
 
+    @inline(__always)
+    func check(_ j: Int, _ base: UnsafeRawPointer, _ n: Int, _ from: Int, _ upTo: Int, _ mustEndAfter: Int,
+               _ onMatch: (Int, Int) -> Void) {
+        let g = Int(base.loadUnaligned(fromByteOffset: j, as: UInt16.self).littleEndian)
+        guard anchorTable[g] != 0, j + 4 <= n else { return }
+        let h = Self.quadHash(base.loadUnaligned(fromByteOffset: j, as: UInt32.self).littleEndian)
+        if quadFilter[Int(h &>> 6)] & (1 &<< UInt64(h & 63)) != 0 {
+            candidates(g, j, base, n, from, upTo, mustEndAfter, onMatch)
+        }
+    }
+
     @inline(never)
-    func probe(_ k4: UInt32, _ base: UnsafeRawPointer, _ i: Int, _ n: Int, _ mustEndAfter: Int, _ onMatch: (Int, Int) -> Void) {
-        var slot = Int(Self.hash(k4)) & slotMask
-        while slotUsed[slot] {
-            if slotKeys[slot] == k4 {
-                let s = Int(slotStart[slot])
-                for c in s..<(s + Int(slotCount[slot])) {
-                    let pi = Int(candidates[c])
-                    let len = Int(flatLength[pi])
-                    if i + len <= n && i + len > mustEndAfter && verify(pi, base + i, len) {
-                        onMatch(pi, i)
-                    }
-                }
-                return
+    func candidates(_ g: Int, _ j: Int, _ base: UnsafeRawPointer, _ n: Int, _ from: Int, _ upTo: Int,
+                    _ mustEndAfter: Int, _ onMatch: (Int, Int) -> Void) {
+        let s = Int(pairStart[g])
+        for e in s..<(s + Int(pairCount[g])) {
+            let pi = Int(entryPattern[e])
+            let start = j - Int(entryOffset[e])
+            let len = Int(flatLength[pi])
+            if start >= from && start < upTo && start + len <= n && start + len > mustEndAfter && verify(pi, base + start, len) {
+                onMatch(pi, start)
             }
-            slot = (slot &+ 1) & slotMask
         }
     }
 
@@ -190,12 +239,12 @@ public final class PatternMatcher: @unchecked Sendable {
     func verify(_ pi: Int, _ p: UnsafeRawPointer, _ len: Int) -> Bool {
         let start = Int(flatStart[pi])
         if flatNocase[pi] {
-            for j in 4..<len where lower[Int(p.load(fromByteOffset: j, as: UInt8.self))] != flatBytes[start + j] {
+            for j in 0..<len where lower[Int(p.load(fromByteOffset: j, as: UInt8.self))] != flatBytes[start + j] {
                 return false
             }
             return true
         }
-        return memcmp(p + 4, flatBytes + start + 4, len - 4) == 0
+        return memcmp(p, flatBytes + start, len) == 0
     }
 
     /// Per-stream state: absolute position and the carry that lets matches cross chunks.

@@ -43,8 +43,14 @@ let matched = m.finish().count
 let matcher = rules.matcherForBenchmark
 var stream = PatternMatcher.Stream()
 var hits = 0
-let patterns = measure { matcher.feed(&stream, $0) { _, _ in hits += 1 } }
+var perPattern = [Int](repeating: 0, count: rules.patternCount)
+let patterns = measure { matcher.feed(&stream, $0) { p, _ in hits += 1; perPattern[p] += 1 } }
+if ProcessInfo.processInfo.environment["BENCH_TOP"] != nil {
+    for (p, c) in perPattern.enumerated().sorted(by: { $0.1 > $1.1 }).prefix(8) {
+        FileHandle.standardError.write(Data("\(c / repeatCount) \(String(decoding: matcher.patterns[p].bytes, as: UTF8.self))\n".utf8))
+    }
+}
 var wallets = WalletScanner()
 let walletTime = measure { wallets.feed($0) }
 func gb(_ t: Double) -> String { String(format: "%.3f", Double(bytes.count) / t / 1e9) }
-print("{\"bytes\": \(bytes.count), \"gbPerSecond\": {\"total\": \(gb(total)), \"patterns\": \(gb(patterns)), \"wallets\": \(gb(walletTime))}, \"rulesMatched\": \(matched), \"patternCount\": \(rules.patternCount)}")
+print("{\"bytes\": \(bytes.count), \"gbPerSecond\": {\"total\": \(gb(total)), \"patterns\": \(gb(patterns)), \"wallets\": \(gb(walletTime))}, \"rulesMatched\": \(matched), \"patternMatches\": \(hits / repeatCount), \"patternCount\": \(rules.patternCount)}")
