@@ -15,14 +15,17 @@ public struct ScanCommand: ParsableCommand {
         abstract: "Scan container images, image archives, root filesystems or files for cryptominers.",
         discussion: """
         TARGET is a docker-archive or OCI archive (docker save / podman save), an OCI layout folder, \
-        a root filesystem folder or tarball, or a single file. The kind is detected from content.
+        a root filesystem folder or tarball, or a single file; the kind is detected from content. \
+        A TARGET that is not a path is an image name: engine:NAME reads it from the Docker Engine API \
+        (podman's compatible socket works), registry:NAME pulls it through the OCI distribution API, \
+        and a bare NAME tries the engine first, then the registry.
 
         Exit status: 0 when no finding is at or above --fail-on; --exit-code (default 1) when one is; \
         2 when a target or layer could not be read (and nothing reached --fail-on); 64 on usage errors.
         """
     )
 
-    @Argument(help: "Images, archives, folders or files to scan.")
+    @Argument(help: "Image archives, OCI layouts, folders, files, or image names (engine:NAME, registry:NAME, or NAME).")
     var targets: [String]
 
     @Option(name: .shortAndLong, help: "Output format: table, json or sarif.")
@@ -39,6 +42,21 @@ public struct ScanCommand: ParsableCommand {
 
     @Option(help: "Platform to pick from a multi-platform image (os/arch[/variant]).")
     var platform: String?
+
+    @Option(name: .customLong("engine-socket"), help: "Docker Engine API socket for image names (default: $DOCKER_HOST, /var/run/docker.sock, /run/podman/podman.sock).")
+    var engineSocket: String?
+
+    @Flag(help: "Talk plain HTTP to the registry (a local registry without TLS).")
+    var insecure = false
+
+    @Option(help: "Registry user name (or MINEWATCH_REGISTRY_USERNAME; ~/.docker/config.json is read too).")
+    var username: String?
+
+    @Option(help: "Registry password (or MINEWATCH_REGISTRY_PASSWORD).")
+    var password: String?
+
+    @Option(name: .customLong("max-image-size"), help: "Largest image exported from the engine, in MiB.")
+    var maxImageMiB: Int64 = 64 * 1024
 
     @Option(help: "Folder for a persistent per-layer result cache (keyed by layer digest and rule set).")
     var cache: String?
@@ -70,12 +88,19 @@ public struct ScanCommand: ParsableCommand {
         var options = ScanOptions(platform: platform.flatMap(Platform.init(parsing:)))
         options.cacheDirectory = cache
         options.limits.maxOutput = maxLayerMiB << 20
+        options.engineSocket = engineSocket
+        options.insecureRegistry = insecure
+        options.maxImageSize = maxImageMiB << 20
+        let env = ProcessInfo.processInfo.environment
+        if let user = username ?? env["MINEWATCH_REGISTRY_USERNAME"] {
+            options.credentials = RegistryCredentials(username: user, password: password ?? env["MINEWATCH_REGISTRY_PASSWORD"] ?? "")
+        }
         let scanner = ImageScanner(rules: compiled, options: options)
         let progress = (!noProgress && Terminal.stderrIsTTY) ? TTYProgress() : nil
         scanner.progress = progress
         var reports: [TargetReport] = []
         for t in targets {
-            let r = scanner.scan(path: t)
+            let r = scanner.scan(target: t)
             for rep in r { for e in rep.errors { Terminal.error("\(rep.target): \([e.layer, e.path].compactMap { $0 }.joined(separator: " ")) \(e.message)") } }
             reports += r
         }

@@ -23,6 +23,13 @@ public struct ScanOptions: Sendable {
     public var platform: Platform?
     public var limits = DecompressionLimits()
     public var cacheDirectory: String?
+    /// Engine API socket for image references; nil means the usual sockets when present.
+    public var engineSocket: String?
+    /// Plain HTTP to registries (a local registry without TLS).
+    public var insecureRegistry = false
+    public var credentials: RegistryCredentials?
+    /// Most bytes an image exported from the engine may take in the temporary folder.
+    public var maxImageSize: Int64 = 64 << 30
     public init(platform: Platform? = nil) { self.platform = platform }
 }
 
@@ -46,6 +53,48 @@ public final class ImageScanner {
     }
 
     deinit { buffer.deallocate() }
+
+    /// Scans one target: a path, or an image reference (`engine:NAME`, `registry:NAME`, or a
+    /// bare NAME: the engine when it has the image, else the registry). Never throws: what cannot
+    /// be read becomes `errors[]`.
+    public func scan(target: String) -> [TargetReport] {
+        if FileManager.default.fileExists(atPath: target) { return scan(path: target) }
+        var name = target
+        var source = "auto"
+        for (prefix, kind) in [("engine:", "engine"), ("docker-daemon:", "engine"), ("registry:", "registry"), ("docker://", "registry")]
+            where target.hasPrefix(prefix) {
+            name = String(target.dropFirst(prefix.count))
+            source = kind
+        }
+        guard let ref = ImageReference(parsing: name) else { return scan(path: target) }
+        var problems: [String] = []
+        if source != "registry" {
+            if let socket = options.engineSocket ?? EngineClient.defaultSocket() {
+                let client = EngineClient(socket: socket)
+                do throws(MinewatchError) {
+                    if try client.inspectImage(name) != nil {
+                        let exported = try EngineImage(client: client, name: name, limit: options.maxImageSize)
+                        return exported.images.map { scan(image: $0, target: target, kind: "engine-image") }
+                    }
+                    problems.append("engine at \(socket) does not have \(name)")
+                } catch {
+                    problems.append(error.description)
+                }
+            } else if source == "engine" {
+                problems.append("no engine socket found (--engine-socket)")
+            }
+        }
+        if source != "engine" {
+            do throws(MinewatchError) {
+                let client = try RegistryClient(ref: ref, insecure: options.insecureRegistry, credentials: options.credentials)
+                let images = try client.images(platform: options.platform)
+                return images.map { scan(image: $0, target: target, kind: "registry-image") }
+            } catch {
+                problems.append(error.description)
+            }
+        }
+        return [TargetReport(target: target, kind: "image-reference", errors: problems.map { ScanIssue(message: $0) })]
+    }
 
     /// Scans one target path; never throws: what cannot be read becomes `errors[]`.
     public func scan(path: String) -> [TargetReport] {

@@ -1,0 +1,74 @@
+import Foundation
+import MinewatchCore
+
+/// The Docker Engine API on a unix socket (Docker, or podman's compatible service).
+public struct EngineClient: Sendable {
+    public let socket: String
+    public var http = HTTPClient()
+
+    public init(socket: String) { self.socket = socket }
+
+    /// `--engine-socket`, else `$DOCKER_HOST` (unix://), else the usual Docker and podman sockets.
+    public static func defaultSocket(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        if let host = environment["DOCKER_HOST"], host.hasPrefix("unix://") { return String(host.dropFirst(7)) }
+        var candidates = ["/var/run/docker.sock", "/run/podman/podman.sock"]
+        if let xdg = environment["XDG_RUNTIME_DIR"] { candidates.append("\(xdg)/podman/podman.sock") }
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// Percent-encodes an image name for a URL path, keeping `/`, `:` and `@`.
+    static func escape(_ name: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~/:@")
+        return name.addingPercentEncoding(withAllowedCharacters: allowed) ?? name
+    }
+
+    func get(_ path: String) throws(MinewatchError) -> HTTPResponse {
+        try http.request(.unix(path: socket), path: path)
+    }
+
+    public func ping() -> Bool {
+        guard let r = try? get("/_ping") else { return false }
+        return r.status == 200
+    }
+
+    /// The image's id and tags, or nil when the engine does not have it.
+    public func inspectImage(_ name: String) throws(MinewatchError) -> (id: String, tags: [String])? {
+        let r = try get("/images/\(Self.escape(name))/json")
+        if r.status == 404 { return nil }
+        let body = try r.body.readAll(limit: 16 << 20, what: "engine image inspect")
+        guard r.status == 200 else {
+            throw MinewatchError(.network, operation: "inspect image", subject: name,
+                                 message: "engine answered \(r.status): \(String(decoding: body.prefix(200), as: UTF8.self))")
+        }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+            throw MinewatchError(.format, operation: "inspect image", subject: name, message: "engine answer is not a JSON object")
+        }
+        return ((obj["Id"] as? String) ?? "", (obj["RepoTags"] as? [String]) ?? [])
+    }
+
+    /// Streams the image as a docker-archive (`docker save`) into `dir`.
+    public func exportImage(_ name: String, into dir: PrivateTempDir, limit: Int64) throws(MinewatchError) -> String {
+        let r = try get("/images/\(Self.escape(name))/get")
+        guard r.status == 200 else {
+            let body = (try? r.body.readAll(limit: 1 << 16, what: "engine export")) ?? []
+            throw MinewatchError(.network, operation: "export image", subject: name,
+                                 message: "engine answered \(r.status): \(String(decoding: body.prefix(200), as: UTF8.self))")
+        }
+        return try dir.spool(r.body, name: "image.tar", limit: limit, what: "engine image \(name)")
+    }
+}
+
+/// An image exported from the engine: a docker-archive in a private temporary folder that lives
+/// as long as this object.
+public final class EngineImage {
+    public let images: [DockerArchiveImage]
+    let temp: PrivateTempDir
+
+    public init(client: EngineClient, name: String, limit: Int64) throws(MinewatchError) {
+        temp = try PrivateTempDir(label: "engine")
+        let file = try client.exportImage(name, into: temp, limit: limit)
+        let index = try TarIndex(source: try FileByteSource(path: file))
+        images = try DockerArchiveImage.load(store: index)
+    }
+}

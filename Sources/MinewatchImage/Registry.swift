@@ -1,0 +1,314 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import MinewatchCore
+
+/// `[registry/]repository[:tag][@digest]`, with Docker Hub defaults.
+public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
+    public var registry: String
+    public var repository: String
+    public var tag: String?
+    public var digest: String?
+
+    public init?(parsing s: String) {
+        var rest = s
+        if rest.hasPrefix("docker://") { rest = String(rest.dropFirst(9)) }
+        guard !rest.isEmpty, !rest.contains(" "), !rest.hasPrefix("/"), !rest.hasPrefix(".") else { return nil }
+        var digest: String?
+        if let at = rest.firstIndex(of: "@") {
+            digest = String(rest[rest.index(after: at)...])
+            rest = String(rest[..<at])
+            guard let d = digest, d.contains(":") else { return nil }
+        }
+        var comps = rest.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard !comps.contains(where: \.isEmpty) else { return nil }
+        var registry = "registry-1.docker.io"
+        if comps.count > 1, let first = comps.first, first.contains(".") || first.contains(":") || first == "localhost" {
+            registry = first == "docker.io" ? "registry-1.docker.io" : first
+            comps.removeFirst()
+        }
+        var last = comps.removeLast()
+        var tag: String?
+        if let colon = last.lastIndex(of: ":") {
+            tag = String(last[last.index(after: colon)...])
+            last = String(last[..<colon])
+        }
+        comps.append(last)
+        if registry == "registry-1.docker.io" && comps.count == 1 { comps.insert("library", at: 0) }
+        let repo = comps.joined(separator: "/")
+        guard repo.allSatisfy({ $0.isLowercase || $0.isNumber || "._-/".contains($0) }) else { return nil }
+        self.registry = registry
+        self.repository = repo
+        self.tag = digest == nil ? (tag ?? "latest") : tag
+        self.digest = digest
+    }
+
+    public var reference: String { digest ?? tag ?? "latest" }
+    public var description: String { "\(registry)/\(repository)" + (tag.map { ":\($0)" } ?? "") + (digest.map { "@\($0)" } ?? "") }
+}
+
+public struct RegistryCredentials: Sendable, Hashable {
+    public var username: String
+    public var password: String
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+
+    /// From `~/.docker/config.json` (`auths.<registry>.auth`, base64 user:password), if present.
+    public static func fromDockerConfig(registry: String, home: String = NSHomeDirectory()) -> RegistryCredentials? {
+        let path = ProcessInfo.processInfo.environment["DOCKER_CONFIG"].map { "\($0)/config.json" } ?? "\(home)/.docker/config.json"
+        guard let data = FileManager.default.contents(atPath: path),
+              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let auths = obj["auths"] as? [String: Any] else { return nil }
+        let keys = [registry, "https://\(registry)", "http://\(registry)"] + (registry == "registry-1.docker.io" ? ["https://index.docker.io/v1/", "docker.io"] : [])
+        for k in keys {
+            if let entry = auths[k] as? [String: Any], let auth = entry["auth"] as? String,
+               let decoded = Data(base64Encoded: auth).map({ String(decoding: $0, as: UTF8.self) }),
+               let colon = decoded.firstIndex(of: ":") {
+                return RegistryCredentials(username: String(decoded[..<colon]), password: String(decoded[decoded.index(after: colon)...]))
+            }
+        }
+        return nil
+    }
+}
+
+/// OCI distribution API client: manifests, blobs, anonymous/basic/bearer auth, plain HTTP with
+/// `insecure`, HTTPS through URLSession otherwise. Plain-HTTP blobs are streamed; HTTPS blobs are
+/// downloaded into a private temporary folder first, then streamed from there.
+public final class RegistryClient {
+    public let ref: ImageReference
+    public let insecure: Bool
+    public let credentials: RegistryCredentials?
+    var authorization: String?
+    let http = HTTPClient()
+    let temp: PrivateTempDir
+    public var maxBlobSize: Int64 = 64 << 30
+    static let manifestAccept = [
+        "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.docker.distribution.manifest.v2+json",
+    ].joined(separator: ", ")
+
+    public init(ref: ImageReference, insecure: Bool, credentials: RegistryCredentials?) throws(MinewatchError) {
+        self.ref = ref
+        self.insecure = insecure
+        self.credentials = credentials ?? RegistryCredentials.fromDockerConfig(registry: ref.registry)
+        self.temp = try PrivateTempDir(label: "registry")
+    }
+
+    var hostPort: (String, Int) {
+        let r = ref.registry
+        if r.hasPrefix("["), let close = r.firstIndex(of: "]") {
+            let host = String(r[r.index(after: r.startIndex)..<close])
+            let port = Int(r[r.index(after: close)...].dropFirst()) ?? (insecure ? 80 : 443)
+            return (host, port)
+        }
+        if let colon = r.lastIndex(of: ":"), let port = Int(r[r.index(after: colon)...]) { return (String(r[..<colon]), port) }
+        return (r, insecure ? 80 : 443)
+    }
+
+    /// GET with the auth dance: on 401, answer a Basic or Bearer challenge once, then retry.
+    func get(_ path: String, accept: String? = nil) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
+        var attempt = 0
+        var url = "\(insecure ? "http" : "https")://\(ref.registry)\(path)"
+        var redirects = 0
+        while true {
+            var headers: [String: String] = [:]
+            if let accept { headers["Accept"] = accept }
+            if let authorization, url.contains(ref.registry) { headers["Authorization"] = authorization }
+            let (status, hdrs, body) = try fetch(url, headers: headers)
+            if status == 401 && attempt == 0, let challenge = hdrs["www-authenticate"] {
+                attempt += 1
+                authorization = try authenticate(challenge)
+                continue
+            }
+            if [301, 302, 303, 307, 308].contains(status), let loc = hdrs["location"], redirects < 5 {
+                redirects += 1
+                url = loc.hasPrefix("/") ? "\(insecure ? "http" : "https")://\(ref.registry)\(loc)" : loc
+                continue
+            }
+            return (status, hdrs, body)
+        }
+    }
+
+    func fetch(_ url: String, headers: [String: String]) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
+        guard let u = URL(string: url), let scheme = u.scheme, let host = u.host else {
+            throw MinewatchError(.invalidArgument, operation: "fetch", subject: url, message: "invalid URL")
+        }
+        if scheme == "http" {
+            guard insecure else {
+                throw MinewatchError(.network, operation: "fetch", subject: url, message: "refusing plain HTTP without --insecure")
+            }
+            var path = u.path.isEmpty ? "/" : u.path
+            if let q = u.query { path += "?\(q)" }
+            let r = try http.request(.tcp(host: host, port: u.port ?? 80), path: path, headers: headers)
+            return (r.status, r.headers, r.body)
+        }
+        return try HTTPSFetcher.fetch(u, headers: headers, into: temp, limit: maxBlobSize)
+    }
+
+    func authenticate(_ challenge: String) throws(MinewatchError) -> String {
+        let lower = challenge.lowercased()
+        if lower.hasPrefix("basic") {
+            guard let c = credentials else {
+                throw MinewatchError(.network, operation: "authenticate", subject: ref.registry, message: "registry wants a username and password (--username/--password)")
+            }
+            return "Basic " + Data("\(c.username):\(c.password)".utf8).base64EncodedString()
+        }
+        guard lower.hasPrefix("bearer") else {
+            throw MinewatchError(.unsupported, operation: "authenticate", subject: ref.registry, message: "unsupported auth scheme '\(challenge.prefix(40))'")
+        }
+        let params = Self.challengeParams(String(challenge.dropFirst(6)))
+        guard let realm = params["realm"], var comps = URLComponents(string: realm) else {
+            throw MinewatchError(.format, operation: "authenticate", subject: ref.registry, message: "bearer challenge without realm")
+        }
+        var items = comps.queryItems ?? []
+        if let s = params["service"] { items.append(URLQueryItem(name: "service", value: s)) }
+        items.append(URLQueryItem(name: "scope", value: params["scope"] ?? "repository:\(ref.repository):pull"))
+        comps.queryItems = items
+        guard let tokenURL = comps.url?.absoluteString else {
+            throw MinewatchError(.format, operation: "authenticate", subject: realm, message: "bad token URL")
+        }
+        var headers: [String: String] = [:]
+        if let c = credentials { headers["Authorization"] = "Basic " + Data("\(c.username):\(c.password)".utf8).base64EncodedString() }
+        let (status, _, body) = try fetch(tokenURL, headers: headers)
+        let data = try body.readAll(limit: 1 << 20, what: "token")
+        guard status == 200, let obj = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
+              let token = (obj["token"] as? String) ?? (obj["access_token"] as? String) else {
+            throw MinewatchError(.network, operation: "get token", subject: realm, message: "token server answered \(status)")
+        }
+        return "Bearer \(token)"
+    }
+
+    static func challengeParams(_ s: String) -> [String: String] {
+        var out: [String: String] = [:]
+        var i = s.startIndex
+        while i < s.endIndex {
+            while i < s.endIndex, s[i] == " " || s[i] == "," { i = s.index(after: i) }
+            guard let eq = s[i...].firstIndex(of: "=") else { break }
+            let key = s[i..<eq].trimmingCharacters(in: .whitespaces).lowercased()
+            var j = s.index(after: eq)
+            var value = ""
+            if j < s.endIndex, s[j] == "\"" {
+                j = s.index(after: j)
+                while j < s.endIndex, s[j] != "\"" { value.append(s[j]); j = s.index(after: j) }
+                if j < s.endIndex { j = s.index(after: j) }
+            } else {
+                while j < s.endIndex, s[j] != "," { value.append(s[j]); j = s.index(after: j) }
+            }
+            out[key] = value
+            i = j
+        }
+        return out
+    }
+
+    func readJSON(_ path: String, accept: String?, what: String) throws(MinewatchError) -> ([String: Any], [UInt8]) {
+        let (status, _, body) = try get(path, accept: accept)
+        let data = try body.readAll(limit: 16 << 20, what: what)
+        guard status == 200 else {
+            throw MinewatchError(.network, operation: "get \(what)", subject: ref.description,
+                                 message: "registry answered \(status): \(String(decoding: data.prefix(200), as: UTF8.self))")
+        }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any] else {
+            throw MinewatchError(.format, operation: "get \(what)", subject: ref.description, message: "not a JSON object")
+        }
+        return (obj, data)
+    }
+
+    public func manifest(_ reference: String) throws(MinewatchError) -> [String: Any] {
+        try readJSON("/v2/\(ref.repository)/manifests/\(reference)", accept: Self.manifestAccept, what: "manifest").0
+    }
+
+    public func blob(_ digest: String) throws(MinewatchError) -> ByteStream {
+        _ = try blobPath(digest, what: ref.description)  // validates the digest's shape
+        let (status, _, body) = try get("/v2/\(ref.repository)/blobs/\(digest)")
+        guard status == 200 else {
+            throw MinewatchError(.network, operation: "get blob", subject: "\(ref) \(digest)", message: "registry answered \(status)")
+        }
+        return body
+    }
+
+    public func images(platform: Platform?) throws(MinewatchError) -> [RegistryImage] {
+        let top = try manifest(ref.reference)
+        let mt = (top["mediaType"] as? String) ?? ""
+        var manifests: [([String: Any], String?)]
+        if MediaTypes.indexTypes.contains(mt) || (top["manifests"] != nil && top["layers"] == nil) {
+            manifests = try resolveManifests(index: top, platform: platform, what: ref.description) { (digest) throws(MinewatchError) -> [UInt8] in
+                try readJSON("/v2/\(ref.repository)/manifests/\(digest)", accept: Self.manifestAccept, what: "manifest").1
+            }
+        } else {
+            manifests = [(top, nil)]
+        }
+        var out: [RegistryImage] = []
+        for (m, _) in manifests {
+            let (cfgDigest, layers) = try manifestParts(m, what: ref.description)
+            let cfgBytes = try blob(cfgDigest).readAll(limit: 16 << 20, what: "config")
+            let cfg = try ImageConfigInfo.parse(cfgBytes, name: "\(ref) config")
+            out.append(RegistryImage(client: self, configDigest: cfgDigest, config: cfg, layers: layers))
+        }
+        return out
+    }
+}
+
+public final class RegistryImage: ImageSource {
+    public let kind = "registry-image"
+    public var references: [String] { [client.ref.description] }
+    public let configDigest: String?
+    public let config: ImageConfigInfo
+    public let layers: [LayerDescriptor]
+    let client: RegistryClient
+
+    init(client: RegistryClient, configDigest: String, config: ImageConfigInfo, layers: [LayerDescriptor]) {
+        self.client = client
+        self.configDigest = configDigest
+        self.config = config
+        self.layers = layers
+    }
+
+    public func openLayer(_ layer: LayerDescriptor) throws(MinewatchError) -> ByteStream {
+        try client.blob(layer.digest)
+    }
+}
+
+/// HTTPS through URLSession: small answers in memory, bodies spooled to a private temp file.
+enum HTTPSFetcher {
+    final class Box: @unchecked Sendable {
+        var status = 0
+        var headers: [String: String] = [:]
+        var file: URL?
+        var error: String?
+    }
+
+    static func fetch(_ url: URL, headers: [String: String], into dir: PrivateTempDir, limit: Int64) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
+        var req = URLRequest(url: url)
+        req.timeoutInterval = 120
+        for (k, v) in headers { req.setValue(v, forHTTPHeaderField: k) }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        let target = URL(fileURLWithPath: "\(dir.path)/dl-\(UUID().uuidString)")
+        let task = URLSession.shared.downloadTask(with: req) { tmp, resp, err in
+            if let err { box.error = err.localizedDescription } else if let http = resp as? HTTPURLResponse {
+                box.status = http.statusCode
+                for (k, v) in http.allHeaderFields { box.headers[String(describing: k).lowercased()] = String(describing: v) }
+                if let tmp {
+                    do {
+                        try FileManager.default.moveItem(at: tmp, to: target)
+                        box.file = target
+                    } catch { box.error = "cannot keep download: \(error.localizedDescription)" }
+                }
+            }
+            done.signal()
+        }
+        task.resume()
+        done.wait()
+        if let e = box.error { throw MinewatchError(.network, operation: "fetch", subject: url.absoluteString, message: e.lowercased()) }
+        guard let file = box.file else { return (box.status, box.headers, EmptyStream()) }
+        let src = try FileByteSource(path: file.path)
+        if src.size > limit {
+            throw MinewatchError(.limit, operation: "fetch", subject: url.absoluteString, message: "larger than \(limit) bytes")
+        }
+        unlink(file.path)  // the open descriptor keeps it readable; nothing is left behind
+        return (box.status, box.headers, SectionStream(source: src, offset: 0, length: src.size))
+    }
+}
