@@ -85,7 +85,9 @@ struct TableRenderer {
                         let ev = f.evidence.prefix(6).map { e -> String in
                             let at = e.offset.map { " @\($0)" } ?? ""
                             switch e.kind {
-                            case .signature: return "\(e.name) \"\(e.value)\"\(at)"
+                            case .signature:
+                                let q = e.value.contains("\"") ? "'" : "\""
+                                return "\(e.name) \(q)\(e.value)\(q)\(at)"
                             case .wallet: return "wallet \(e.name) \(e.value)"
                             case .pool: return "pool \(e.value)"
                             case .attribute: return "\(e.name)=\(e.value)"
