@@ -103,6 +103,21 @@ public struct FileMatcher: Sendable {
     }
 
     public mutating func feed(_ chunk: UnsafeRawBufferPointer) {
+        // Both passes (patterns, wallets) over the same 32 KiB block while it is in L1.
+        let block = 32 * 1024
+        if chunk.count > block {
+            var i = 0
+            while i < chunk.count {
+                let e = min(i + block, chunk.count)
+                feedBlock(UnsafeRawBufferPointer(rebasing: chunk[i..<e]))
+                i = e
+            }
+        } else {
+            feedBlock(chunk)
+        }
+    }
+
+    mutating func feedBlock(_ chunk: UnsafeRawBufferPointer) {
         if chunk.isEmpty { return }
         if fileType == nil { fileType = CompiledRules.sniff(chunk) }
         let chunkStart = stream.position
