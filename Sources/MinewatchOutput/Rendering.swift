@@ -160,7 +160,7 @@ enum SARIFRenderer {
                 "name": r.id.replacingOccurrences(of: "-", with: ""),
                 "shortDescription": ["text": r.title],
                 "fullDescription": ["text": r.description.isEmpty ? r.title : r.description],
-                "help": ["text": "\(r.title). Category: \(r.category). Rule source: \(r.source)."],
+                "help": ["text": "\(r.title). Category: \(r.category). Rule file: \(r.source.file.split(separator: "/").last.map(String.init) ?? r.source.file), line \(r.source.line)."],
                 "defaultConfiguration": ["level": level(r.severity)],
                 "properties": props,
             ])
