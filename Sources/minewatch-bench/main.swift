@@ -37,9 +37,6 @@ func measure(_ body: (UnsafeRawBufferPointer) -> Void) -> Double {
     return best
 }
 
-var m = FileMatcher(rules: rules, path: "/bench")
-let total = measure { m.feed($0) }
-let matched = m.finish().count
 let matcher = rules.matcherForBenchmark
 var stream = PatternMatcher.Stream()
 var hits = 0
@@ -52,5 +49,8 @@ if ProcessInfo.processInfo.environment["BENCH_TOP"] != nil {
 }
 var wallets = WalletScanner()
 let walletTime = measure { wallets.feed($0) }
+var m = FileMatcher(rules: rules, path: "/bench")
+let total = measure { m.feed($0) }
+let matched = m.finish().count
 func gb(_ t: Double) -> String { String(format: "%.3f", Double(bytes.count) / t / 1e9) }
 print("{\"bytes\": \(bytes.count), \"gbPerSecond\": {\"total\": \(gb(total)), \"patterns\": \(gb(patterns)), \"wallets\": \(gb(walletTime))}, \"rulesMatched\": \(matched), \"patternMatches\": \(hits / repeatCount), \"patternCount\": \(rules.patternCount)}")
