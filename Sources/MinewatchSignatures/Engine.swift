@@ -80,6 +80,7 @@ public struct FileMatcher: Sendable {
     public private(set) var fileType: FileType?
     var stream = PatternMatcher.Stream()
     var wallets = WalletScanner()
+    var walletsConfigured = false
     /// First offset and count per pattern that matched.
     var firstOffset: [Int32: Int64] = [:]
     var hitCount: [Int32: Int] = [:]
@@ -162,6 +163,11 @@ public struct FileMatcher: Sendable {
             } else {
                 closeCapture(p, bytes)
             }
+        }
+        if !walletsConfigured {
+            walletsConfigured = true
+            let binary = fileType == .elf || fileType == .binary
+            if binary { wallets = WalletScanner(binary: true) }
         }
         wallets.feed(chunk)
         bytesSeen += Int64(chunk.count)

@@ -159,13 +159,13 @@ public final class PatternMatcher: @unchecked Sendable {
         flatNocase.deallocate(); lower.deallocate()
     }
 
-    /// Scans `buffer`, calling `onMatch(pattern, position)` for every match that starts at
+    /// Scans `buffer`, appending `(pattern, position)` to `out` for every match that starts at
     /// `position` in `from..<upTo` and lies wholly within `buffer`, and for which
     /// `position + length > mustEndAfter`.
     @inline(__always)
     func scan(
         _ buffer: UnsafeRawBufferPointer, from: Int, upTo: Int, mustEndAfter: Int,
-        _ onMatch: (Int, Int) -> Void
+        _ out: inout [(Int, Int)]
     ) {
         let n = buffer.count
         guard n >= 2, let base = buffer.baseAddress, from < upTo else { return }
@@ -199,38 +199,38 @@ public final class PatternMatcher: @unchecked Sendable {
                 let h = Self.quadHash(base.loadUnaligned(fromByteOffset: j, as: UInt32.self).littleEndian)
                 if quadFilter[Int(h &>> 6)] & (1 &<< UInt64(h & 63)) != 0 {
                     let g = Int(base.loadUnaligned(fromByteOffset: j, as: UInt16.self).littleEndian)
-                    candidates(g, j, base, n, from, upTo, mustEndAfter, onMatch)
+                    candidates(g, j, base, n, from, upTo, mustEndAfter, &out)
                 }
             }
             i &+= 8
         }
         while i < lastPair {
-            check(i, base, n, from, upTo, mustEndAfter, onMatch)
+            check(i, base, n, from, upTo, mustEndAfter, &out)
             i &+= 1
         }
     }
 
     @inline(__always)
     func check(_ j: Int, _ base: UnsafeRawPointer, _ n: Int, _ from: Int, _ upTo: Int, _ mustEndAfter: Int,
-               _ onMatch: (Int, Int) -> Void) {
+               _ out: inout [(Int, Int)]) {
         let g = Int(base.loadUnaligned(fromByteOffset: j, as: UInt16.self).littleEndian)
         guard anchorTable[g] != 0, j + 4 <= n else { return }
         let h = Self.quadHash(base.loadUnaligned(fromByteOffset: j, as: UInt32.self).littleEndian)
         if quadFilter[Int(h &>> 6)] & (1 &<< UInt64(h & 63)) != 0 {
-            candidates(g, j, base, n, from, upTo, mustEndAfter, onMatch)
+            candidates(g, j, base, n, from, upTo, mustEndAfter, &out)
         }
     }
 
     @inline(never)
     func candidates(_ g: Int, _ j: Int, _ base: UnsafeRawPointer, _ n: Int, _ from: Int, _ upTo: Int,
-                    _ mustEndAfter: Int, _ onMatch: (Int, Int) -> Void) {
+                    _ mustEndAfter: Int, _ out: inout [(Int, Int)]) {
         let s = Int(pairStart[g])
         for e in s..<(s + Int(pairCount[g])) {
             let pi = Int(entryPattern[e])
             let start = j - Int(entryOffset[e])
             let len = Int(flatLength[pi])
             if start >= from && start < upTo && start + len <= n && start + len > mustEndAfter && verify(pi, base + start, len) {
-                onMatch(pi, start)
+                out.append((pi, start))
             }
         }
     }
@@ -255,25 +255,27 @@ public final class PatternMatcher: @unchecked Sendable {
     }
 
     /// Feed the next chunk of a stream. `onMatch(patternIndex, absoluteOffset)`.
+    /// The scan loop writes matches to a list (not a closure) so it compiles to one tight,
+    /// non-generic loop whoever calls it.
     public func feed(_ stream: inout Stream, _ chunk: UnsafeRawBufferPointer, _ onMatch: (Int, Int64) -> Void) {
         let keep = maxLength - 1
         let n = chunk.count
         if n == 0 { return }
+        var found: [(Int, Int)] = []
         // 1. Matches starting in the carry and ending in this chunk.
         if !stream.carry.isEmpty {
             let carryCount = stream.carry.count
             var joint = stream.carry
             if let b = chunk.baseAddress { joint.append(contentsOf: UnsafeRawBufferPointer(start: b, count: min(n, keep))) }
             let basePos = stream.position - Int64(carryCount)
-            joint.withUnsafeBytes { jb in
-                scan(jb, from: 0, upTo: carryCount, mustEndAfter: carryCount) { pi, at in
-                    onMatch(pi, basePos + Int64(at))
-                }
-            }
+            joint.withUnsafeBytes { jb in scan(jb, from: 0, upTo: carryCount, mustEndAfter: carryCount, &found) }
+            for (pi, at) in found { onMatch(pi, basePos + Int64(at)) }
+            found.removeAll(keepingCapacity: true)
         }
         // 2. Matches wholly inside this chunk.
         let chunkPos = stream.position
-        scan(chunk, from: 0, upTo: n, mustEndAfter: 0) { pi, at in onMatch(pi, chunkPos + Int64(at)) }
+        scan(chunk, from: 0, upTo: n, mustEndAfter: 0, &found)
+        for (pi, at) in found { onMatch(pi, chunkPos + Int64(at)) }
         // 3. New carry: the last `keep` bytes of everything seen.
         if n >= keep {
             stream.carry = Array(UnsafeRawBufferPointer(rebasing: chunk[(n - keep)...]))

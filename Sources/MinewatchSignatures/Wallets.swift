@@ -145,7 +145,12 @@ public enum WalletValidator {
 /// 26 to 106 characters; a run of that length can only include a position if the byte
 /// `minRun - 1` ahead is alphanumeric, so most positions of binary data are skipped.
 public struct WalletScanner: Sendable {
+    /// Shortest run any wallet kind can have (Bitcoin base58check).
     public static let minRun = 26
+    /// Shortest run of the kinds searched in executables and other binaries (bech32: 42).
+    public static let minBinaryRun = 42
+    /// The shortest run this scanner looks for.
+    public let minimum: Int
     public static let maxRun = 106
     static let alnum: [Bool] = (0..<256).map { (b: Int) -> Bool in
         let isDigit = b >= 48 && b <= 57
@@ -162,10 +167,15 @@ public struct WalletScanner: Sendable {
     var skippingLongRun = false      // inside a run already longer than maxRun
     var seen: Set<String> = []
 
-    public init() {}
+    /// `binary`: the data is an executable or other binary file, where only bech32 and Monero
+    /// addresses are searched (base58check Bitcoin addresses are reported for text only, so
+    /// runs shorter than 42 characters need not be looked at).
+    public init(binary: Bool = false) {
+        minimum = binary ? Self.minBinaryRun : Self.minRun
+    }
 
     mutating func consider(_ run: [UInt8], at offset: Int64) {
-        guard run.count >= Self.minRun, run.count <= Self.maxRun, found.count < limit else { return }
+        guard run.count >= minimum, run.count <= Self.maxRun, found.count < limit else { return }
         if let kind = WalletValidator.classify(run) {
             let s = String(decoding: run, as: UTF8.self)
             if seen.insert(s).inserted { found.append(Wallet(kind: kind, address: s, offset: offset)) }
@@ -200,7 +210,7 @@ public struct WalletScanner: Sendable {
             }
             i = e + 1
         }
-        let minRun = Self.minRun
+        let minRun = minimum
         table.withUnsafeBufferPointer { t in
             while i + minRun <= n {
                 let probe = i + minRun - 1
