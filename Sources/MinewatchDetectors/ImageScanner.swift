@@ -66,7 +66,9 @@ public final class ImageScanner {
             name = String(target.dropFirst(prefix.count))
             source = kind
         }
-        guard let ref = ImageReference(parsing: name) else { return scan(path: target) }
+        // A missing file with an archive-like name is a typo, never a registry pull.
+        let fileLike = [".tar", ".tar.gz", ".tgz", ".tar.zst", ".json", ".yaml", ".yml"].contains { name.hasSuffix($0) }
+        guard source != "auto" || !fileLike, let ref = ImageReference(parsing: name) else { return scan(path: target) }
         var problems: [String] = []
         if source != "registry" {
             if let socket = options.engineSocket ?? EngineClient.defaultSocket() {

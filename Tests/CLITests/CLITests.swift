@@ -32,6 +32,10 @@ import TestSupport
         #expect(partial.err.contains("missing.tar"))
         let obj = try JSONSerialization.jsonObject(with: Data(partial.out.utf8)) as? [String: Any]
         #expect((obj?["targets"] as? [Any])?.count == 2, "the readable target is still reported")
+        // A missing archive given by a relative name is a file error, not an attempt to pull an image.
+        let typo = try minewatch(["scan", "no-such-image.tar"])
+        #expect(typo.status == 2)
+        #expect(typo.err.contains("no-such-image.tar: open target: no such file or directory"))
         #expect(try minewatch(["scan", "--format", "xml", clean]).status == 64)
         #expect(try minewatch(["scan"]).status == 64)
     }
