@@ -173,7 +173,7 @@ public final class ImageScanner {
         return report
     }
 
-    /// Image-scope correlations, then a stable order: severity, then path.
+    /// Image-scope correlations (findings stay in scan order: metadata, then layers base first).
     func finishImage(_ report: inout TargetReport) {
         let suppressed = Set(report.findings.indices.filter { report.findings[$0].note?.hasPrefix("capped") == true })
         Correlator.apply(rules.ruleSet.correlations.filter { $0.scope == .image }, to: &report.findings, excluding: suppressed)

@@ -57,10 +57,7 @@ public struct LayerWalker {
                     continue
                 }
                 if e.kind != .directory { changes.written.insert(e.path) }
-                if e.kind == .regular || {
-                    if case .other = e.kind { return true }
-                    return false
-                }() {
+                if e.kind.carriesData {
                     try visit(Visit(entry: e, read: { (buf) throws(MinewatchError) -> Int in try reader.readContent(into: buf) }))
                 }
             }

@@ -4,6 +4,15 @@ public struct TarEntry: Sendable, Hashable {
     public enum Kind: Sendable, Hashable {
         case regular, hardlink, symlink, directory, charDevice, blockDevice, fifo
         case other(UInt8)
+
+        /// Regular files (and unknown types, read as files) carry content; links, devices,
+        /// FIFOs and folders carry none whatever their size field says.
+        public var carriesData: Bool {
+            switch self {
+            case .regular, .other: true
+            default: false
+            }
+        }
     }
     /// Normalised absolute path ("/usr/bin/x"); `..` components are kept so they can be reported.
     public var path: String
@@ -166,13 +175,7 @@ public final class TarReader {
             case UInt8(ascii: "6"): kind = .fifo
             default: kind = .other(typeflag)
             }
-            // Links, devices and directories carry no data whatever their size field says.
-            let hasData: Bool
-            switch kind {
-            case .regular, .other: hasData = true
-            default: hasData = false
-            }
-            let dataSize = hasData ? entrySize : 0
+            let dataSize = kind.carriesData ? entrySize : 0
             remaining = dataSize
             padding = (512 - dataSize % 512) % 512
             let mode = UInt32(truncatingIfNeeded: Self.parseNumber(header[100..<108]) ?? 0)
