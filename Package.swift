@@ -27,6 +27,8 @@ let package = Package(
         ),
         // Readers: byte sources, tar, decompression, image sources, layer walker.
         .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "CShims"]),
+        // Readers of host telemetry: procfs, cgroups v1/v2, network namespaces (for `watch`).
+        .target(name: "MinewatchHost", dependencies: ["MinewatchCore"]),
         // Analyzers over reader values.
         .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage"]),
         // Every output format, in one place.
@@ -44,6 +46,7 @@ let package = Package(
         .executableTarget(name: "minewatch-bench", dependencies: ["MinewatchSignatures"]),
 
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
+        .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchDetectors", "TestSupport"]),

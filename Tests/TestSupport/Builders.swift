@@ -1,5 +1,8 @@
 import Foundation
 import MinewatchCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Builds tar archives byte by byte, including the malformed kinds hostile archives use.
 public struct TarBuilder {
@@ -88,41 +91,51 @@ public struct TarBuilder {
     }
 }
 
-/// Runs a program and returns its stdout; throws with its stderr on failure.
+/// Runs a program to completion and returns (status, stdout, stderr).
+///
+/// Spawned with posix_spawn, an empty signal mask and default signal actions: the test runner's
+/// threads block signals, and a child that inherits that (podman's conmon, a miner under test,
+/// minewatch itself) would not see SIGCHLD/SIGTERM. stdin, stdout and stderr are temporary files,
+/// not pipes, so a daemon that inherits them (conmon) cannot make the call wait for it.
 @discardableResult
-public func run(_ args: [String], stdin: [UInt8]? = nil, env: [String: String]? = nil, cwd: String? = nil) throws -> (status: Int32, out: [UInt8], err: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = args
-    if let env { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
-    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
-    p.standardOutput = outPipe
-    p.standardError = errPipe
-    p.standardInput = inPipe
-    try p.run()
-    let errBox = DataBox()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async {
-        errBox.data = errPipe.fileHandleForReading.readDataToEndOfFile()
-        group.leave()
-    }
-    if let stdin {
-        DispatchQueue.global().async {
-            inPipe.fileHandleForWriting.write(Data(stdin))
-            try? inPipe.fileHandleForWriting.close()
-        }
-    } else {
-        try? inPipe.fileHandleForWriting.close()
-    }
-    let out = outPipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    group.wait()
-    return (p.terminationStatus, Array(out), String(decoding: errBox.data, as: UTF8.self))
+public func run(_ args: [String], stdin: [UInt8]? = nil, env: [String: String]? = nil) throws -> (status: Int32, out: [UInt8], err: String) {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mw-run-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let inPath = dir.appendingPathComponent("in").path, outPath = dir.appendingPathComponent("out").path
+    let errPath = dir.appendingPathComponent("err").path
+    FileManager.default.createFile(atPath: inPath, contents: Data(stdin ?? []))
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    var all = sigset_t()
+    sigfillset(&all)
+    posix_spawnattr_setsigmask(&attr, &empty)
+    posix_spawnattr_setsigdefault(&attr, &all)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var environment = ProcessInfo.processInfo.environment
+    if let env { environment.merge(env) { $1 } }
+    let argv = (["/usr/bin/env"] + args).map { strdup($0) } + [nil]
+    let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { for p in argv { free(p) }; for p in envp { free(p) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, "/usr/bin/env", &actions, &attr, argv, envp)
+    if rc != 0 { throw PodmanError(message: "spawn \(args.first ?? ""): errno \(rc)") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    let out = (try? Data(contentsOf: URL(fileURLWithPath: outPath))) ?? Data()
+    let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return (code, Array(out), err)
 }
-
-final class DataBox: @unchecked Sendable { var data = Data() }
 
 public func gzip(_ data: [UInt8]) throws -> [UInt8] { try run(["gzip", "-c", "-n"], stdin: data).out }
 public func zstdCompress(_ data: [UInt8]) throws -> [UInt8] { try run(["zstd", "-q", "-c"], stdin: data).out }

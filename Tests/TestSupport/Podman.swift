@@ -24,6 +24,15 @@ public enum Podman {
     }
 
     public static func removeImage(_ tag: String) { _ = try? run(["podman", "rmi", "-f", tag]) }
+
+    /// `podman run -d ARGS` (runc, cgroupfs, the ulimits these machines need), returning the id.
+    public static func runDetached(_ args: [String]) throws -> String {
+        let r = try run(["podman", "--cgroup-manager=cgroupfs", "run", "-d", "--runtime", "runc",
+                         "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"] + args)
+        let id = String(decoding: r.out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if r.status != 0 || id.isEmpty { throw PodmanError(message: "podman run: \(r.err)") }
+        return id
+    }
 }
 
 public struct PodmanError: Error, CustomStringConvertible {

@@ -1,0 +1,79 @@
+import Foundation
+
+/// Interface counters of one network namespace (/proc/<pid>/net/dev), loopback excluded.
+public struct NetCounters: Sendable, Hashable {
+    public var rxBytes: UInt64 = 0
+    public var rxPackets: UInt64 = 0
+    public var txBytes: UInt64 = 0
+    public var txPackets: UInt64 = 0
+    public init() {}
+}
+
+/// One TCP or UDP socket from /proc/<pid>/net/{tcp,tcp6,udp,udp6}.
+public struct SocketEntry: Sendable, Hashable {
+    public enum Proto: String, Sendable, Hashable { case tcp, udp }
+    public var proto: Proto
+    public var localAddress: String
+    public var localPort: UInt16
+    public var remoteAddress: String
+    public var remotePort: UInt16
+    /// Kernel TCP state (1 established, 10 listen, ...).
+    public var state: UInt8
+    public var inode: UInt64
+
+    public var isListening: Bool { proto == .tcp ? state == 10 : remotePort == 0 }
+    public var isEstablished: Bool { proto == .tcp && state == 1 }
+}
+
+public enum NetParsers {
+    public static func dev(_ text: String) -> NetCounters {
+        var c = NetCounters()
+        for line in text.split(separator: "\n").dropFirst(2) {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = line[..<colon].trimmingCharacters(in: .whitespaces)
+            if name == "lo" { continue }
+            let f = line[line.index(after: colon)...].split(separator: " ").compactMap { UInt64($0) }
+            guard f.count >= 10 else { continue }
+            c.rxBytes += f[0]; c.rxPackets += f[1]; c.txBytes += f[8]; c.txPackets += f[9]
+        }
+        return c
+    }
+
+    /// "0100007F:1F90" (IPv4, little-endian words) or 32 hex digits (IPv6) -> (address, port).
+    static func endpoint(_ s: Substring) -> (String, UInt16)? {
+        let parts = s.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1], radix: 16) else { return nil }
+        let hex = parts[0]
+        var bytes: [UInt8] = []
+        var i = hex.startIndex
+        while i < hex.endIndex {
+            let j = hex.index(i, offsetBy: 2, limitedBy: hex.endIndex) ?? hex.endIndex
+            guard let b = UInt8(hex[i..<j], radix: 16) else { return nil }
+            bytes.append(b)
+            i = j
+        }
+        if bytes.count == 4 {
+            return (bytes.reversed().map(String.init).joined(separator: "."), port)
+        }
+        guard bytes.count == 16 else { return nil }
+        // Four 32-bit words, each little-endian.
+        var ordered: [UInt8] = []
+        for w in 0..<4 { ordered += bytes[(w * 4)..<(w * 4 + 4)].reversed() }
+        if ordered[0..<10].allSatisfy({ $0 == 0 }) && ordered[10] == 0xff && ordered[11] == 0xff {
+            return (ordered[12...].map(String.init).joined(separator: "."), port)  // v4-mapped
+        }
+        let groups = stride(from: 0, to: 16, by: 2).map { String(UInt16(ordered[$0]) << 8 | UInt16(ordered[$0 + 1]), radix: 16) }
+        return (groups.joined(separator: ":"), port)
+    }
+
+    public static func sockets(_ text: String, proto: SocketEntry.Proto) -> [SocketEntry] {
+        var out: [SocketEntry] = []
+        for line in text.split(separator: "\n").dropFirst() {
+            let f = line.split(separator: " ")
+            guard f.count >= 10, let l = endpoint(f[1]), let r = endpoint(f[2]), let st = UInt8(f[3], radix: 16),
+                  let inode = UInt64(f[9]) else { continue }
+            out.append(SocketEntry(proto: proto, localAddress: l.0, localPort: l.1, remoteAddress: r.0, remotePort: r.1, state: st, inode: inode))
+        }
+        return out
+    }
+}
