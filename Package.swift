@@ -44,6 +44,8 @@ let package = Package(
         .executableTarget(name: "minewatch", dependencies: ["MinewatchCommands"]),
         // Measures the matcher alone (scripts/bench-scan).
         .executableTarget(name: "minewatch-bench", dependencies: ["MinewatchSignatures"]),
+        // Test workloads that speak the real miner and pool protocols (Stratum, PacketCrypt).
+        .executableTarget(name: "mw-workload", dependencies: ["MinewatchCore"]),
 
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),

@@ -20,3 +20,8 @@ public func minewatch(_ args: [String], env: [String: String]? = nil) throws -> 
 
 /// True when tests must not skip for a missing prerequisite (CI=true).
 public var requirePrerequisites: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
+
+/// The `mw-workload` executable (test miners, pools and loads) built next to the test bundle.
+public func workloadBinary() -> String {
+    (minewatchBinary() as NSString).deletingLastPathComponent + "/mw-workload"
+}

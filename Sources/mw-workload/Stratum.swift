@@ -1,0 +1,227 @@
+import Foundation
+import MinewatchCore
+
+/// Stratum v1 in both dialects, as threat-facts.md section 3 describes: CryptoNote/Monero
+/// (`login`, `job`, `submit`, `keepalived`; XMRig's agent string) and Bitcoin
+/// (`mining.subscribe`, `mining.authorize`, `mining.set_difficulty`, `mining.notify`,
+/// `mining.submit`). Shares are real proof of work (double SHA-256 under the pool's target),
+/// checked by the pool.
+enum Stratum {
+    /// Share rule shared by miner and pool: the first 4 bytes of sha256d(work || nonce), read as
+    /// a little-endian UInt32, must be below `target`.
+    static func hashValue(_ work: [UInt8], nonce: UInt32) -> UInt32 {
+        let h = SHA256.hash(SHA256.hash(work + withUnsafeBytes(of: nonce.littleEndian, Array.init)))
+        return UInt32(h[0]) | UInt32(h[1]) << 8 | UInt32(h[2]) << 16 | UInt32(h[3]) << 24
+    }
+
+    static func hexBytes(_ s: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var i = s.startIndex
+        while let j = s.index(i, offsetBy: 2, limitedBy: s.endIndex), i < s.endIndex {
+            if let b = UInt8(s[i..<j], radix: 16) { out.append(b) }
+            i = j
+        }
+        return out
+    }
+
+    static func hex(_ v: UInt32) -> String {
+        withUnsafeBytes(of: v.littleEndian) { $0.map { String(format: "%02x", $0) }.joined() }
+    }
+
+    static func uint32(_ hexLE: String) -> UInt32 {
+        let b = hexBytes(hexLE)
+        guard b.count == 4 else { return UInt32.max }
+        return UInt32(b[0]) | UInt32(b[1]) << 8 | UInt32(b[2]) << 16 | UInt32(b[3]) << 24
+    }
+
+    // MARK: pool
+
+    final class PoolStats: @unchecked Sendable {
+        let lock = NSLock()
+        var logins: [String] = []
+        var accepted = 0
+        var rejected = 0
+        func record(_ f: (PoolStats) -> Void) { lock.lock(); f(self); lock.unlock() }
+    }
+
+    static func runPool(host: String, port: Int, dialect: String, target: UInt32, jobEvery: Double, deadline: Date) throws {
+        let stats = PoolStats()
+        try serve(host: host, port: port, until: deadline) { conn in
+            do {
+                if dialect == "monero" { try servePoolMonero(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline) } else {
+                    try servePoolBitcoin(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
+                }
+            } catch {
+                log("pool connection: \(error)")
+            }
+        }
+        stats.record { log("pool done: logins \($0.logins) accepted \($0.accepted) rejected \($0.rejected)") }
+    }
+
+    static func servePoolMonero(_ c: Conn, target: UInt32, jobEvery: Double, stats: PoolStats, deadline: Date) throws {
+        var blob = randomHex(152)
+        var jobID = randomHex(8)
+        var lastJob = Date()
+        func job() -> [String: Any] {
+            ["blob": blob, "job_id": jobID, "target": hex(target), "algo": "rx/0", "height": 3_100_000, "seed_hash": randomHex(64)]
+        }
+        while Date() < deadline, let line = try c.readLine() {
+            guard let req = parseJSON(line), let method = req["method"] as? String else { continue }
+            let id = req["id"] ?? NSNull()
+            switch method {
+            case "login":
+                let p = req["params"] as? [String: Any] ?? [:]
+                stats.record { $0.logins.append("\(p["login"] ?? "") agent=\(p["agent"] ?? "")") }
+                try c.send(json(["id": id, "jsonrpc": "2.0", "error": NSNull(),
+                                 "result": ["id": randomHex(16), "job": job(), "status": "OK", "extensions": ["keepalive"]]]) + "\n")
+            case "submit":
+                let p = req["params"] as? [String: Any] ?? [:]
+                let nonce = uint32(p["nonce"] as? String ?? "")
+                let ok = (p["job_id"] as? String) == jobID && hashValue(hexBytes(blob), nonce: nonce) < target
+                stats.record { if ok { $0.accepted += 1 } else { $0.rejected += 1 } }
+                if ok {
+                    try c.send(json(["id": id, "jsonrpc": "2.0", "error": NSNull(), "result": ["status": "OK"]]) + "\n")
+                } else {
+                    try c.send(json(["id": id, "jsonrpc": "2.0", "error": ["code": -1, "message": "Low difficulty share"]]) + "\n")
+                }
+            case "keepalived":
+                try c.send(json(["id": id, "jsonrpc": "2.0", "error": NSNull(), "result": ["status": "KEEPALIVED"]]) + "\n")
+            default:
+                try c.send(json(["id": id, "jsonrpc": "2.0", "error": ["code": -1, "message": "Unknown method"]]) + "\n")
+            }
+            if Date().timeIntervalSince(lastJob) > jobEvery {
+                blob = randomHex(152)
+                jobID = randomHex(8)
+                lastJob = Date()
+                try c.send(json(["jsonrpc": "2.0", "method": "job", "params": job()]) + "\n")
+            }
+        }
+    }
+
+    static func servePoolBitcoin(_ c: Conn, target: UInt32, jobEvery: Double, stats: PoolStats, deadline: Date) throws {
+        let extranonce1 = randomHex(8)
+        var jobID = randomHex(8)
+        var prev = randomHex(64)
+        var lastJob = Date()
+        func notify() throws {
+            try c.send(json(["id": NSNull(), "method": "mining.set_difficulty", "params": [Double(UInt32.max) / Double(target)]]) + "\n")
+            try c.send(json(["id": NSNull(), "method": "mining.notify",
+                             "params": [jobID, prev, "01000000010000", "ffffffff0100", [String](), "20000000", "1703a30c", "65a1b2c3", true]]) + "\n")
+        }
+        while Date() < deadline, let line = try c.readLine() {
+            guard let req = parseJSON(line), let method = req["method"] as? String else { continue }
+            let id = req["id"] ?? NSNull()
+            switch method {
+            case "mining.subscribe":
+                try c.send(json(["id": id, "error": NSNull(),
+                                 "result": [[["mining.set_difficulty", randomHex(8)], ["mining.notify", randomHex(8)]], extranonce1, 4]]) + "\n")
+            case "mining.authorize":
+                let p = req["params"] as? [Any] ?? []
+                stats.record { $0.logins.append("\(p.first ?? "")") }
+                try c.send(json(["id": id, "error": NSNull(), "result": true]) + "\n")
+                try notify()
+            case "mining.submit":
+                let p = req["params"] as? [String] ?? []
+                var ok = false
+                if p.count == 5, p[1] == jobID {
+                    let work = hexBytes(prev + "01000000010000" + extranonce1 + p[2] + "ffffffff0100" + p[3])
+                    ok = hashValue(work, nonce: uint32(p[4])) < target
+                }
+                stats.record { if ok { $0.accepted += 1 } else { $0.rejected += 1 } }
+                try c.send(json(["id": id, "error": ok ? NSNull() : [23, "Low difficulty share", NSNull()] as Any, "result": ok]) + "\n")
+            default:
+                try c.send(json(["id": id, "error": [20, "Unknown method", NSNull()], "result": NSNull()]) + "\n")
+            }
+            if Date().timeIntervalSince(lastJob) > jobEvery {
+                jobID = randomHex(8)
+                prev = randomHex(64)
+                lastJob = Date()
+                try notify()
+            }
+        }
+    }
+
+    // MARK: miner
+
+    /// Searches nonces until one is below `target` or `stop` passes; returns (nonce, hashes).
+    static func search(_ work: [UInt8], target: UInt32, start: UInt32, until stop: Date) -> (UInt32?, Int) {
+        var n = start
+        var count = 0
+        while true {
+            if hashValue(work, nonce: n) < target { return (n, count + 1) }
+            count += 1
+            n &+= 1
+            if count % 256 == 0 && Date() >= stop { return (nil, count) }
+        }
+    }
+
+    static func runMiner(pool: String, dialect: String, wallet: String, deadline: Date) throws {
+        let (host, port) = try hostPort(pool)
+        let c = try Conn.connect(host: host, port: port)
+        var shares = 0
+        var accepted = 0
+        var nextID = 2
+        if dialect == "monero" {
+            try c.send(json(["id": 1, "jsonrpc": "2.0", "method": "login",
+                             "params": ["login": wallet, "pass": "x", "agent": "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0",
+                                        "algo": ["rx/0"]]]) + "\n")
+            guard let first = try c.readLine(), let resp = parseJSON(first), let result = resp["result"] as? [String: Any],
+                  var job = result["job"] as? [String: Any] else { throw WorkloadError(description: "no login reply") }
+            var lastKeepalive = Date()
+            while Date() < deadline {
+                let blob = hexBytes(job["blob"] as? String ?? "")
+                let tgt = uint32(job["target"] as? String ?? "")
+                let (nonce, _) = search(blob, target: tgt, start: UInt32.random(in: 0...UInt32.max), until: min(deadline, Date().addingTimeInterval(2)))
+                if let nonce {
+                    shares += 1
+                    try c.send(json(["id": nextID, "jsonrpc": "2.0", "method": "submit",
+                                     "params": ["id": result["id"] ?? "", "job_id": job["job_id"] ?? "", "nonce": hex(nonce), "result": randomHex(64)]]) + "\n")
+                    nextID += 1
+                    while let line = try c.readLine(), let msg = parseJSON(line) {
+                        if msg["method"] as? String == "job", let p = msg["params"] as? [String: Any] { job = p; continue }
+                        if (msg["result"] as? [String: Any])?["status"] as? String == "OK" { accepted += 1 }
+                        break
+                    }
+                }
+                if Date().timeIntervalSince(lastKeepalive) > 30 {
+                    lastKeepalive = Date()
+                    try c.send(json(["id": nextID, "jsonrpc": "2.0", "method": "keepalived", "params": ["id": result["id"] ?? ""]]) + "\n")
+                    nextID += 1
+                    _ = try c.readLine()
+                }
+            }
+        } else {
+            try c.send(json(["id": 1, "method": "mining.subscribe", "params": ["cgminer/4.12.1"]]) + "\n")
+            guard let sub = try c.readLine().flatMap(parseJSON), let r = sub["result"] as? [Any], r.count == 3,
+                  let en1 = r[1] as? String else { throw WorkloadError(description: "no subscribe reply") }
+            try c.send(json(["id": 2, "method": "mining.authorize", "params": [wallet + ".worker1", "x"]]) + "\n")
+            nextID = 3
+            var jobParams: [Any] = []
+            var tgt = UInt32.max
+            // Read until the first job.
+            while jobParams.isEmpty, let line = try c.readLine(), let msg = parseJSON(line) {
+                if msg["method"] as? String == "mining.set_difficulty", let d = (msg["params"] as? [Double])?.first, d > 0 {
+                    tgt = UInt32(min(Double(UInt32.max), Double(UInt32.max) / d))
+                }
+                if msg["method"] as? String == "mining.notify", let p = msg["params"] as? [Any] { jobParams = p }
+            }
+            while Date() < deadline, jobParams.count >= 8 {
+                let en2 = randomHex(8)
+                let ntime = jobParams[7] as? String ?? ""
+                let work = hexBytes((jobParams[1] as? String ?? "") + (jobParams[2] as? String ?? "") + en1 + en2 + (jobParams[3] as? String ?? "") + ntime)
+                let (nonce, _) = search(work, target: tgt, start: UInt32.random(in: 0...UInt32.max), until: min(deadline, Date().addingTimeInterval(2)))
+                guard let nonce else { continue }
+                shares += 1
+                try c.send(json(["id": nextID, "method": "mining.submit", "params": [wallet + ".worker1", jobParams[0], en2, ntime, hex(nonce)]]) + "\n")
+                nextID += 1
+                while let line = try c.readLine(), let msg = parseJSON(line) {
+                    if msg["method"] as? String == "mining.notify", let p = msg["params"] as? [Any] { jobParams = p; continue }
+                    if msg["method"] as? String == "mining.set_difficulty" { continue }
+                    if msg["result"] as? Bool == true { accepted += 1 }
+                    break
+                }
+            }
+        }
+        print("{\"shares\": \(shares), \"accepted\": \(accepted)}")
+    }
+}
