@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "MinewatchHost", dependencies: ["MinewatchCore"]),
         // Analyzers over reader values.
         .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage"]),
+        // Runtime detectors and the watch loop (over MinewatchHost values).
+        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchHost", "MinewatchDetectors"]),
         // Every output format, in one place.
         .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchSignatures"]),
         // The commands, one per file.
@@ -38,6 +40,7 @@ let package = Package(
             name: "MinewatchCommands",
             dependencies: [
                 "MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchDetectors", "MinewatchOutput",
+                "MinewatchHost", "MinewatchRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

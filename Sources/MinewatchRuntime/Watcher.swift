@@ -1,0 +1,63 @@
+import Foundation
+import MinewatchCore
+import MinewatchHost
+import MinewatchSignatures
+
+/// The host side of `watch`: every interval, finds container processes through procfs, runs the
+/// detectors and hands each new alert to `emit` (one alert per container per detector).
+public final class Watcher: @unchecked Sendable {
+    let proc: ProcfsReader
+    let clock: Clock
+    let process: MinerProcessDetector
+    let bootTime: Date
+    let ticksPerSecond: Double
+    /// (container id, detector) pairs already alerted.
+    var alerted: Set<String> = []
+    /// (pid, start ticks) already inspected: a process is scanned once, and pid reuse is noticed.
+    var seen: Set<String> = []
+    public var includeHost = false
+
+    public init(rules: CompiledRules, proc: ProcfsReader = ProcfsReader(), clock: Clock = SystemClock()) {
+        self.proc = proc
+        self.clock = clock
+        process = MinerProcessDetector(rules: rules, procRoot: proc.root)
+        ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let uptime = (try? String(contentsOfFile: "\(proc.root)/uptime", encoding: .utf8))?.split(separator: " ").first.flatMap { Double($0) } ?? 0
+        bootTime = Date().addingTimeInterval(-uptime)
+    }
+
+    /// One pass over all processes. Returns the new alerts.
+    public func poll() -> [Alert] {
+        var out: [Alert] = []
+        let me = getpid()
+        for pid in proc.pids() where pid != me {
+            guard let s = proc.process(pid) else { continue }  // vanished mid-read
+            guard let c = s.container ?? (includeHost ? ContainerRef(id: "host", runtime: .podman, cgroupPath: "/") : nil) else { continue }
+            let key = "\(pid):\(s.startTicks)"
+            if seen.contains(key) { continue }
+            seen.insert(key)
+            let alertKey = "\(c.id)/miner-process"
+            if alerted.contains(alertKey) { continue }
+            let env = proc.environment(pid, keep: MinerProcessDetector.environmentKeys)
+            let findings = process.inspect(ProcessObservation(sample: s, environment: env))
+            guard let worst = findings.max(by: { $0.severity < $1.severity }) else { continue }
+            alerted.insert(alertKey)
+            let now = clock.now()
+            let started = bootTime.addingTimeInterval(Double(s.startTicks) / ticksPerSecond)
+            let family = findings.compactMap(\.family).first
+            let where_ = Set(findings.map(\.path)).sorted().joined(separator: ", ")
+            out.append(Alert(
+                time: now,
+                container: .init(id: c.id, name: nil, image: nil, runtime: c.runtime.rawValue),
+                detector: "miner-process", severity: worst.severity, family: family,
+                summary: "\(family ?? "unknown") miner running as pid \(pid) (\(s.comm)): \(worst.title) in \(where_)",
+                evidence: findings.flatMap { f in f.evidence.map { var e = $0; e.name = "\(f.ruleId):\(e.name)"; return e } },
+                metrics: ["findings": Double(findings.count)],
+                pid: pid, exe: s.exe, startedAt: started, detectedAt: now,
+                timeToDetect: max(0, now.timeIntervalSince(started))))
+        }
+        // Forget processes that are gone so the set stays bounded.
+        if seen.count > 100_000 { seen.removeAll() }
+        return out
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `minewatch watch` against real podman containers: a renamed, really mining XMRig-like process
+/// (the repository's Stratum miner with XMRig's strings appended to its executable) is alerted by
+/// the miner-process detector within the time bound; a benign container is not.
+@Suite(.serialized) struct WatchTests {
+    @Test func minerProcessAlertedBenignQuiet() throws {
+        guard Podman.available else {
+            if requirePrerequisites { Issue.record("podman is required under CI=true") }
+            return
+        }
+        let dir = try TempDir("watch")
+        defer { dir.cleanup() }
+        var exe = Array(try Data(contentsOf: URL(fileURLWithPath: workloadBinary())))
+        exe += Array("\0XMRig/%s libuv/%s%s\0donate.v2.xmrig.com\0--cpu-affinity\0".utf8)
+        _ = try dir.file("root/usr/local/sbin/kworker", exe, mode: 0o755)
+        _ = try dir.file("root/etc/hostname", Array("w\n".utf8))
+        let tag = "localhost/mw-watch:\(UUID().uuidString.prefix(8).lowercased())"
+        try Podman.importRootfs(dir.path + "/root", tag: tag)
+        defer { Podman.removeImage(tag) }
+        let mounts = ["-v", "/bin:/bin:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro",
+                      "-v", "/usr/bin:/usr/bin:ro", "-v", "/opt/swift:/opt/swift:ro"]
+        let alerts = dir.path + "/alerts.jsonl"
+        let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "1", "--duration", "14", "--output", alerts], label: "watch")
+        defer { watch.stop() }
+        usleep(1_000_000)
+        let minerName = "mw-watch-miner-\(UUID().uuidString.prefix(6).lowercased())"
+        let benignName = "mw-watch-benign-\(UUID().uuidString.prefix(6).lowercased())"
+        defer { _ = try? run(["podman", "rm", "-f", "-t", "0", minerName, benignName]) }
+        let benignID = try Podman.runDetached(["--network", "none", "--name", benignName] + mounts + [tag, "/bin/sleep", "30"])
+        let minerID = try Podman.runDetached(["--network", "none", "--name", minerName] + mounts + [tag, "/bin/sh", "-c",
+            "/usr/local/sbin/kworker stratum-pool --listen 127.0.0.1:3333 --duration 30 & sleep 0.5; " +
+            "exec /usr/local/sbin/kworker stratum-miner --pool 127.0.0.1:3333 --dialect monero --wallet x --duration 30"])
+        // watch ends by itself (--duration); bounded wait.
+        #expect(watch.wait(seconds: 30) { !watch.process.isRunning })
+        let lines = ((try? String(contentsOfFile: alerts, encoding: .utf8)) ?? "").split(separator: "\n")
+        let objs = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let forMiner = objs.filter { ($0["container"] as? [String: Any])?["id"] as? String == minerID }
+        #expect(forMiner.count == 1, "one alert per container per detector: \(objs)")
+        let a = try #require(forMiner.first)
+        #expect(a["detector"] as? String == "miner-process")
+        #expect(a["family"] as? String == "xmrig")
+        #expect(a["severity"] as? String == "critical")
+        #expect((a["exe"] as? String)?.hasSuffix("/usr/local/sbin/kworker") == true)
+        let ttd = a["timeToDetect"] as? Double ?? 99
+        #expect(ttd <= 5, "known miner process within 5 s, was \(ttd) s")
+        #expect(!objs.contains { ($0["container"] as? [String: Any])?["id"] as? String == benignID }, "benign container alerted")
+    }
+}
