@@ -52,6 +52,7 @@ let package = Package(
 
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchDetectors", "TestSupport"]),

@@ -1,0 +1,90 @@
+import Foundation
+import MinewatchHost
+import MinewatchRuntime
+import MinewatchSignatures
+import Testing
+import TestSupport
+
+struct FixedClock: Clock {
+    var date: Date
+    func now() -> Date { date }
+}
+
+/// A fake /proc (the test double of the procfs reader): one directory per pid with the files the
+/// reader uses, and `exe` as a symlink to a file of the test's choosing.
+struct FakeProc {
+    let dir: TempDir
+    var root: String { dir.path + "/proc" }
+
+    init() throws {
+        dir = try TempDir("proc")
+        _ = try dir.file("proc/uptime", Array("1000.00 900.00\n".utf8))
+    }
+
+    func add(pid: Int32, comm: String, cgroup: String, cmdline: [String], env: [String] = [], exe: [UInt8], startTicks: Int = 90000) throws {
+        let stat = "\(pid) (\(comm)) S 1 \(pid) \(pid) 0 -1 0 0 0 0 0 500 20 0 0 20 0 1 0 \(startTicks) 1000 100 0"
+        _ = try dir.file("proc/\(pid)/stat", Array(stat.utf8))
+        _ = try dir.file("proc/\(pid)/cgroup", Array("0::\(cgroup)\n".utf8))
+        _ = try dir.file("proc/\(pid)/cmdline", Array((cmdline.joined(separator: "\0") + "\0").utf8))
+        _ = try dir.file("proc/\(pid)/environ", Array((env.joined(separator: "\0") + "\0").utf8))
+        let bin = try dir.file("bins/\(pid)", exe, mode: 0o755)
+        try FileManager.default.createSymbolicLink(atPath: "\(root)/\(pid)/exe", withDestinationPath: bin)
+    }
+}
+
+@Suite struct WatcherTests {
+    static let rules = CompiledRules(BundledRules.load().0)
+    static let cid = String(repeating: "c0ffee00", count: 8)
+
+    @Test func minerProcessAlertsOncePerContainer() throws {
+        let proc = try FakeProc()
+        try proc.add(pid: 100, comm: "kworker", cgroup: "/libpod_parent/libpod-\(Self.cid)", cmdline: ["/usr/sbin/kworker", "-B"],
+                     exe: Samples.elf(Samples.xmrigStrings))
+        try proc.add(pid: 101, comm: "nginx", cgroup: "/system.slice/nginx.service", cmdline: ["nginx"],
+                     exe: Samples.elf(Samples.xmrigStrings))  // a host process: not watched by default
+        try proc.add(pid: 102, comm: "sh", cgroup: "/docker/\(String(repeating: "ab", count: 32))", cmdline: ["sh"],
+                     exe: Samples.elf(["GNU C Library"]))
+        let clock = FixedClock(date: Date(timeIntervalSince1970: 2_000_000))
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: clock)
+        let alerts = w.poll()
+        #expect(alerts.count == 1)
+        let a = try #require(alerts.first)
+        #expect(a.container.id == Self.cid && a.container.runtime == "podman")
+        #expect(a.detector == "miner-process" && a.family == "xmrig" && a.severity == .critical)
+        #expect(a.pid == 100)
+        #expect(a.detectedAt == clock.date)
+        #expect(a.evidence.contains { $0.name == "MW-BIN-XMRIG:banner" && $0.offset != nil })
+        // The same process is not scanned again; another miner process in the same container adds no alert.
+        try proc.add(pid: 103, comm: "kworker2", cgroup: "/libpod_parent/libpod-\(Self.cid)", cmdline: ["x"],
+                     exe: Samples.elf(Samples.xmrigStrings, seed: 9))
+        #expect(w.poll().isEmpty)
+    }
+
+    @Test func commandLineAndEnvironmentIndicators() throws {
+        let proc = try FakeProc()
+        let pkt = WalletEncoder.bech32(hrp: "pkt", program: Array(repeating: 3, count: 20))
+        try proc.add(pid: 200, comm: "sugoi", cgroup: "/kubepods/burstable/pod0f0e0d0c-1111-2222-3333-444455556666/\(Self.cid)",
+                     cmdline: ["./sugoi", "ann", "-p", pkt, "http://pool.pkt.world"], exe: Samples.elf(["nothing to see"]))
+        try proc.add(pid: 201, comm: "app", cgroup: "/docker/\(String(repeating: "cd", count: 32))", cmdline: ["/app"],
+                     env: ["PATH=/bin", "POOL_URL=stratum+tcp://198.18.1.2:3333", "WALLET=x"], exe: Samples.elf(["nothing"]))
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        let alerts = w.poll().sorted { ($0.pid ?? 0) < ($1.pid ?? 0) }
+        #expect(alerts.count == 2)
+        #expect(alerts.first?.family == "packetcrypt")
+        #expect(alerts.first?.evidence.contains { $0.kind == .wallet && $0.value == pkt } == true)
+        #expect(alerts.first?.container.runtime == "kubernetes")
+        #expect(alerts.last?.evidence.contains { $0.kind == .pool && $0.value == "stratum+tcp://198.18.1.2:3333" } == true)
+    }
+
+    @Test func vanishedProcessesAndPidReuse() throws {
+        let proc = try FakeProc()
+        try proc.add(pid: 300, comm: "ok", cgroup: "/docker/\(Self.cid)", cmdline: ["ok"], exe: Samples.elf(["fine"]))
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        #expect(w.poll().isEmpty)
+        // pid 300 exits and the pid is reused by a miner (new start time): it is inspected again.
+        try FileManager.default.removeItem(atPath: "\(proc.root)/300")
+        #expect(w.poll().isEmpty, "a vanished process is no error")
+        try proc.add(pid: 300, comm: "m", cgroup: "/docker/\(Self.cid)", cmdline: ["m"], exe: Samples.elf(Samples.cpuminerStrings, seed: 4), startTicks: 95000)
+        #expect(w.poll().first?.family == "cpuminer")
+    }
+}
