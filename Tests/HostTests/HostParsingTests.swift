@@ -97,10 +97,7 @@ import TestSupport
     }
 
     @Test func discoversAPodmanContainerAndItsCgroup() throws {
-        guard Podman.available else {
-            if requirePrerequisites { Issue.record("podman is required under CI=true") }
-            return
-        }
+        guard Podman.required() else { return }
         let dir = try TempDir("host")
         defer { dir.cleanup() }
         _ = try dir.file("root/etc/hostname", Array("x\n".utf8))

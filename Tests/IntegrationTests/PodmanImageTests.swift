@@ -5,12 +5,6 @@ import TestSupport
 /// Images made by podman itself (`podman import`, `podman save` in both archive formats),
 /// scanned by the built binary.
 @Suite(.serialized) struct PodmanImageTests {
-    func requirePodman() -> Bool {
-        if Podman.available { return true }
-        if requirePrerequisites { Issue.record("podman is required under CI=true (scripts/install-deps installs it)") }
-        return false
-    }
-
     func scanJSON(_ path: String) throws -> (Int32, [String: Any]) {
         let r = try minewatch(["scan", "-f", "json", path])
         let obj = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any] ?? [:]
@@ -22,7 +16,7 @@ import TestSupport
     }
 
     @Test func minerImageInBothArchiveFormats() throws {
-        guard requirePodman() else { return }
+        guard Podman.required() else { return }
         let dir = try TempDir("pod")
         defer { dir.cleanup() }
         let tag = "localhost/mw-it-miner:\(UUID().uuidString.prefix(8).lowercased())"
@@ -50,7 +44,7 @@ import TestSupport
     }
 
     @Test func benignImageHasNothingAboveInfo() throws {
-        guard requirePodman() else { return }
+        guard Podman.required() else { return }
         let dir = try TempDir("pod")
         defer { dir.cleanup() }
         let tag = "localhost/mw-it-benign:\(UUID().uuidString.prefix(8).lowercased())"

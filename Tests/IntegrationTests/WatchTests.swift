@@ -7,10 +7,7 @@ import TestSupport
 /// the miner-process detector within the time bound; a benign container is not.
 @Suite(.serialized) struct WatchTests {
     @Test func minerProcessAlertedBenignQuiet() throws {
-        guard Podman.available else {
-            if requirePrerequisites { Issue.record("podman is required under CI=true") }
-            return
-        }
+        guard Podman.required() else { return }
         let dir = try TempDir("watch")
         defer { dir.cleanup() }
         var exe = Array(try Data(contentsOf: URL(fileURLWithPath: workloadBinary())))

@@ -1,10 +1,19 @@
 import Foundation
+import Testing
 
 /// Real containers through podman (see shared/docs/container-lab.md). Under CI=true a missing
 /// podman is a failure, elsewhere the caller skips.
 public enum Podman {
     public static var available: Bool {
         (try? run(["podman", "--version"]).status) == 0
+    }
+
+    /// True when podman can be used; false to skip. Under CI=true a missing podman is recorded
+    /// as a failure instead (scripts/install-deps installs it).
+    public static func required() -> Bool {
+        if available { return true }
+        if requirePrerequisites { Issue.record("podman is required under CI=true (scripts/install-deps installs it)") }
+        return false
     }
 
     @discardableResult
