@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MinewatchCore
 import MinewatchHost
+import MinewatchImage
 import MinewatchOutput
 import MinewatchRuntime
 import MinewatchSignatures
@@ -38,6 +39,9 @@ public struct WatchCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Append alerts to this file instead of standard output.")
     var output: String?
 
+    @Option(name: .customLong("engine-socket"), help: "Docker Engine API socket for container names and images (default: $DOCKER_HOST, /var/run/docker.sock, /run/podman/podman.sock). Without one, alerts carry ids only.")
+    var engineSocket: String?
+
     @Flag(name: .customLong("include-host"), help: "Also inspect processes outside containers.")
     var includeHost = false
 
@@ -54,6 +58,9 @@ public struct WatchCommand: ParsableCommand {
         let set = try rules.load()
         let watcher = Watcher(rules: CompiledRules(set))
         watcher.includeHost = includeHost
+        if let socket = engineSocket ?? EngineClient.defaultSocket() {
+            watcher.describe = EngineNames(client: EngineClient(socket: socket)).lookup
+        }
         let fmt = format ?? (output == nil && Terminal.stdoutIsTTY ? .table : .jsonl)
         var sink: FileHandle = .standardOutput
         if let output {
@@ -92,5 +99,30 @@ public struct WatchCommand: ParsableCommand {
             while watchStopRequested == 0 && Date() < wake && (deadline.map { Date() < $0 } ?? true) { usleep(50_000) }
         }
         if output != nil { try? sink.close() }
+    }
+}
+
+/// Container names and images from the engine, refreshed when an unknown id shows up. An engine
+/// that stops answering is reported once on stderr; alerts then carry ids only.
+final class EngineNames: @unchecked Sendable {
+    let client: EngineClient
+    let lock = NSLock()
+    var cache: [String: (name: String, image: String)] = [:]
+    var warned = false
+
+    init(client: EngineClient) { self.client = client }
+
+    func lookup(_ id: String) -> (name: String, image: String)? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let hit = cache[id] { return hit }
+        do {
+            cache = try client.containers()
+            warned = false
+        } catch {
+            if !warned { Terminal.error("engine: \(error.description); alerts carry container ids only") }
+            warned = true
+        }
+        return cache[id]
     }
 }

@@ -72,3 +72,21 @@ public final class EngineImage {
         images = try DockerArchiveImage.load(store: index)
     }
 }
+
+extension EngineClient {
+    /// Running containers: id -> (name, image), from `GET /containers/json`.
+    public func containers() throws(MinewatchError) -> [String: (name: String, image: String)] {
+        let r = try get("/containers/json")
+        let body = try r.body.readAll(limit: 64 << 20, what: "engine container list")
+        guard r.status == 200, let list = try? JSONSerialization.jsonObject(with: Data(body)) as? [[String: Any]] else {
+            throw MinewatchError(.network, operation: "list containers", subject: socket, message: "engine answered \(r.status)")
+        }
+        var out: [String: (name: String, image: String)] = [:]
+        for c in list {
+            guard let id = c["Id"] as? String else { continue }
+            let name = ((c["Names"] as? [String])?.first ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            out[id] = (name, (c["Image"] as? String) ?? "")
+        }
+        return out
+    }
+}

@@ -16,6 +16,8 @@ public final class Watcher: @unchecked Sendable {
     /// (pid, start ticks) already inspected: a process is scanned once, and pid reuse is noticed.
     var seen: Set<String> = []
     public var includeHost = false
+    /// Names and images by container id (from an engine API); nil when there is none.
+    public var describe: (@Sendable (String) -> (name: String, image: String)?)?
 
     public init(rules: CompiledRules, proc: ProcfsReader = ProcfsReader(), clock: Clock = SystemClock()) {
         self.proc = proc
@@ -48,7 +50,7 @@ public final class Watcher: @unchecked Sendable {
             let where_ = Set(findings.map(\.path)).sorted().joined(separator: ", ")
             out.append(Alert(
                 time: now,
-                container: .init(id: c.id, name: nil, image: nil, runtime: c.runtime.rawValue),
+                container: .init(id: c.id, name: describe?(c.id)?.name, image: describe?(c.id)?.image, runtime: c.runtime.rawValue),
                 detector: "miner-process", severity: worst.severity, family: family,
                 summary: "\(family ?? "unknown") miner running as pid \(pid) (\(s.comm)): \(worst.title) in \(where_)",
                 evidence: findings.flatMap { f in f.evidence.map { var e = $0; e.name = "\(f.ruleId):\(e.name)"; return e } },

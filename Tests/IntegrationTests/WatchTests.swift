@@ -20,7 +20,13 @@ import TestSupport
         let mounts = ["-v", "/bin:/bin:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro",
                       "-v", "/usr/bin:/usr/bin:ro", "-v", "/opt/swift:/opt/swift:ro"]
         let alerts = dir.path + "/alerts.jsonl"
-        let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "1", "--duration", "14", "--output", alerts], label: "watch")
+        // podman's Docker-compatible API gives the alert a name and an image.
+        let sock = dir.path + "/podman.sock"
+        let api = try BackgroundProcess(["podman", "system", "service", "--time=0", "unix://\(sock)"], label: "podman-api")
+        defer { api.stop() }
+        #expect(api.wait { FileManager.default.fileExists(atPath: sock) })
+        let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "1", "--duration", "14", "--output", alerts,
+                                           "--engine-socket", sock], label: "watch")
         defer { watch.stop() }
         usleep(1_000_000)
         let minerName = "mw-watch-miner-\(UUID().uuidString.prefix(6).lowercased())"
@@ -38,6 +44,8 @@ import TestSupport
         #expect(forMiner.count == 1, "one alert per container per detector: \(objs)")
         let a = try #require(forMiner.first)
         #expect(a["detector"] as? String == "miner-process")
+        #expect((a["container"] as? [String: Any])?["name"] as? String == minerName)
+        #expect((a["container"] as? [String: Any])?["image"] as? String == tag)
         #expect(a["family"] as? String == "xmrig")
         #expect(a["severity"] as? String == "critical")
         #expect((a["exe"] as? String)?.hasSuffix("/usr/local/sbin/kworker") == true)
