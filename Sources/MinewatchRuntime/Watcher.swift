@@ -9,6 +9,9 @@ public final class Watcher: @unchecked Sendable {
     let proc: ProcfsReader
     let clock: Clock
     let process: MinerProcessDetector
+    let poolContact: PoolContactDetector
+    /// First time a pool contact was seen per container (its evidence start).
+    var contactSince: [String: Date] = [:]
     let bootTime: Date
     let ticksPerSecond: Double
     /// (container id, detector) pairs already alerted.
@@ -23,6 +26,7 @@ public final class Watcher: @unchecked Sendable {
         self.proc = proc
         self.clock = clock
         process = MinerProcessDetector(rules: rules, procRoot: proc.root)
+        poolContact = PoolContactDetector(ports: rules.ruleSet.minerPorts)
         ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
         let uptime = (try? String(contentsOfFile: "\(proc.root)/uptime", encoding: .utf8))?.split(separator: " ").first.flatMap { Double($0) } ?? 0
         bootTime = Date().addingTimeInterval(-uptime)
@@ -32,8 +36,10 @@ public final class Watcher: @unchecked Sendable {
     public func poll() -> [Alert] {
         var out: [Alert] = []
         let me = getpid()
-        for pid in proc.pids() where pid != me {
-            guard let s = proc.process(pid) else { continue }  // vanished mid-read
+        // One read of every process per pass; processes that vanish mid-read are skipped.
+        let samples = proc.pids().filter { $0 != me }.compactMap { proc.process($0) }
+        for s in samples {
+            let pid = s.pid
             guard let c = s.container ?? (includeHost ? ContainerRef(id: "host", runtime: .podman, cgroupPath: "/") : nil) else { continue }
             let key = "\(pid):\(s.startTicks)"
             if seen.contains(key) { continue }
@@ -58,8 +64,37 @@ public final class Watcher: @unchecked Sendable {
                 pid: pid, exe: s.exe, startedAt: started, detectedAt: now,
                 timeToDetect: max(0, now.timeIntervalSince(started))))
         }
+        out += pollNetwork(samples)
         // Forget processes that are gone so the set stays bounded.
         if seen.count > 100_000 { seen.removeAll() }
+        return out
+    }
+
+    /// Pool contact, once per container: one process per network namespace is enough to read it.
+    func pollNetwork(_ samples: [ProcessSample]) -> [Alert] {
+        var out: [Alert] = []
+        var namespaces: Set<UInt64> = []
+        for s in samples {
+            let pid = s.pid
+            guard let c = s.container, let ns = s.netns else { continue }
+            let key = "\(c.id)/pool-contact"
+            if alerted.contains(key) || !namespaces.insert(ns).inserted { continue }
+            let hits = poolContact.contacts(proc.sockets(pid))
+            guard !hits.isEmpty else { continue }
+            let now = clock.now()
+            let since = contactSince[c.id] ?? now
+            contactSince[c.id] = since
+            alerted.insert(key)
+            let endpoints = Set(hits.map { "\($0.remoteAddress):\($0.remotePort)" }).sorted()
+            out.append(Alert(
+                time: now,
+                container: .init(id: c.id, name: describe?(c.id)?.name, image: describe?(c.id)?.image, runtime: c.runtime.rawValue),
+                detector: "pool-contact", severity: .low, family: nil,
+                summary: "outbound connection\(endpoints.count == 1 ? "" : "s") to mining-pool port\(endpoints.count == 1 ? "" : "s"): \(endpoints.prefix(5).joined(separator: ", "))",
+                evidence: endpoints.map { Evidence(kind: .pool, name: "connection", value: $0) },
+                metrics: ["connections": Double(hits.count), "destinations": Double(endpoints.count)],
+                pid: pid, exe: s.exe, startedAt: since, detectedAt: now, timeToDetect: now.timeIntervalSince(since)))
+        }
         return out
     }
 }

@@ -23,9 +23,13 @@ public struct RuleDiagnostic: Sendable, Hashable, CustomStringConvertible {
 public struct RuleSet: Sendable {
     public var rules: [Rule]
     public var correlations: [Correlation]
-    public init(rules: [Rule], correlations: [Correlation]) {
+    /// TCP ports mining pools listen on (`network: minerPorts:`), for `watch`'s pool-contact
+    /// detector. Weak evidence alone: pools also listen on 80 and 443.
+    public var minerPorts: Set<UInt16> = []
+    public init(rules: [Rule], correlations: [Correlation], minerPorts: Set<UInt16> = []) {
         self.rules = rules
         self.correlations = correlations
+        self.minerPorts = minerPorts
     }
 
     /// Rules from later sets replace rules with the same id (user overrides), and rules a
@@ -43,7 +47,7 @@ public struct RuleSet: Sendable {
             if let i = corr.firstIndex(where: { $0.id == c.id }) { corr[i] = c } else { corr.append(c) }
         }
         corr.removeAll { disabled.contains($0.id) }
-        return RuleSet(rules: rules, correlations: corr)
+        return RuleSet(rules: rules, correlations: corr, minerPorts: minerPorts.union(other.minerPorts))
     }
 }
 
@@ -99,6 +103,7 @@ public struct RuleLoader {
         }
         var rules: [Rule] = []
         var correlations: [Correlation] = []
+        var minerPorts: Set<UInt16> = []
         var disabled: Set<String> = []
         var seen: [String: Int] = [:]
         for (k, v) in top {
@@ -129,6 +134,22 @@ public struct RuleLoader {
                     case .invalid: break
                     }
                 }
+            case "network":
+                guard let m = v.mapping else {
+                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'network' must be a mapping"))
+                    continue
+                }
+                for (nk, nv) in m {
+                    guard nk.string == "minerPorts", let seq = nv.sequence else {
+                        diags.append(RuleDiagnostic(file: file, line: nk.mark?.line, ruleId: nil, message: "unknown or malformed key '\(nk.string ?? "")' in 'network' (expected minerPorts: [ports])"))
+                        continue
+                    }
+                    for p in seq {
+                        if let n = p.int, (1...65535).contains(n) { minerPorts.insert(UInt16(n)) } else {
+                            diags.append(RuleDiagnostic(file: file, line: p.mark?.line, ruleId: nil, message: "port '\(p.string ?? "")' is not 1-65535"))
+                        }
+                    }
+                }
             case "correlations":
                 guard let seq = v.sequence else {
                     diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'correlations' must be a list"))
@@ -140,10 +161,10 @@ public struct RuleLoader {
                     diags.append(contentsOf: ctx.diags)
                 }
             default:
-                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations)"))
+                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations, network)"))
             }
         }
-        return Output(ruleSet: RuleSet(rules: rules, correlations: correlations), disabled: disabled, diagnostics: diags)
+        return Output(ruleSet: RuleSet(rules: rules, correlations: correlations, minerPorts: minerPorts), disabled: disabled, diagnostics: diags)
     }
 
     static func describe(_ e: YamlError) -> (Int?, String) {

@@ -41,8 +41,11 @@ import TestSupport
         let lines = ((try? String(contentsOfFile: alerts, encoding: .utf8)) ?? "").split(separator: "\n")
         let objs = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let forMiner = objs.filter { ($0["container"] as? [String: Any])?["id"] as? String == minerID }
-        #expect(forMiner.count == 1, "one alert per container per detector: \(objs)")
-        let a = try #require(forMiner.first)
+        #expect(forMiner.count == 2, "one alert per container per detector: \(objs)")
+        let contact = forMiner.first { $0["detector"] as? String == "pool-contact" }
+        #expect(contact?["severity"] as? String == "low")
+        #expect((contact?["evidence"] as? [[String: Any]])?.contains { $0["value"] as? String == "127.0.0.1:3333" } == true)
+        let a = try #require(forMiner.first { $0["detector"] as? String == "miner-process" })
         #expect(a["detector"] as? String == "miner-process")
         #expect((a["container"] as? [String: Any])?["name"] as? String == minerName)
         #expect((a["container"] as? [String: Any])?["image"] as? String == tag)

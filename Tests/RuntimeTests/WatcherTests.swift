@@ -21,7 +21,8 @@ struct FakeProc {
         _ = try dir.file("proc/uptime", Array("1000.00 900.00\n".utf8))
     }
 
-    func add(pid: Int32, comm: String, cgroup: String, cmdline: [String], env: [String] = [], exe: [UInt8], startTicks: Int = 90000) throws {
+    func add(pid: Int32, comm: String, cgroup: String, cmdline: [String], env: [String] = [], exe: [UInt8], startTicks: Int = 90000,
+             netns: Int = 4026531992, tcp: String? = nil) throws {
         let stat = "\(pid) (\(comm)) S 1 \(pid) \(pid) 0 -1 0 0 0 0 0 500 20 0 0 20 0 1 0 \(startTicks) 1000 100 0"
         _ = try dir.file("proc/\(pid)/stat", Array(stat.utf8))
         _ = try dir.file("proc/\(pid)/cgroup", Array("0::\(cgroup)\n".utf8))
@@ -29,6 +30,9 @@ struct FakeProc {
         _ = try dir.file("proc/\(pid)/environ", Array((env.joined(separator: "\0") + "\0").utf8))
         let bin = try dir.file("bins/\(pid)", exe, mode: 0o755)
         try FileManager.default.createSymbolicLink(atPath: "\(root)/\(pid)/exe", withDestinationPath: bin)
+        try FileManager.default.createDirectory(atPath: "\(root)/\(pid)/ns", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(root)/\(pid)/ns/net", withDestinationPath: "net:[\(netns)]")
+        if let tcp { _ = try dir.file("proc/\(pid)/net/tcp", Array(tcp.utf8)) }
     }
 }
 
@@ -74,6 +78,34 @@ struct FakeProc {
         #expect(alerts.first?.evidence.contains { $0.kind == .wallet && $0.value == pkt } == true)
         #expect(alerts.first?.container.runtime == "kubernetes")
         #expect(alerts.last?.evidence.contains { $0.kind == .pool && $0.value == "stratum+tcp://198.18.1.2:3333" } == true)
+    }
+
+    @Test func poolContactIsOutboundOnlyAndLow() throws {
+        let proc = try FakeProc()
+        // Outbound 198.18.1.5:41234 -> 198.18.1.2:3333; a web server on 8080 with a client from 198.18.1.9.
+        let tcp = """
+          sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+           0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+           1: 050112C6:A052 020112C6:0D05 01 00000000:00000000 00:00000000 00000000     0        0 2 1
+           2: 050112C6:1F90 090112C6:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1
+        """
+        try proc.add(pid: 400, comm: "worker", cgroup: "/docker/\(Self.cid)", cmdline: ["worker"], exe: Samples.elf(["plain"]),
+                     netns: 4026532001, tcp: tcp)
+        let web = """
+          sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+           0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+           1: 050112C6:1F90 090112C6:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1
+        """
+        let other = String(repeating: "ef", count: 32)
+        try proc.add(pid: 401, comm: "nginx", cgroup: "/docker/\(other)", cmdline: ["nginx"], exe: Samples.elf(["plain"]),
+                     netns: 4026532002, tcp: web)
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        let alerts = w.poll()
+        #expect(alerts.count == 1, "\(alerts.map(\.summary))")
+        let a = try #require(alerts.first)
+        #expect(a.detector == "pool-contact" && a.severity == .low && a.container.id == Self.cid)
+        #expect(a.evidence.map(\.value) == ["198.18.1.2:3333"])
+        #expect(w.poll().isEmpty, "one alert per container per detector")
     }
 
     @Test func vanishedProcessesAndPidReuse() throws {

@@ -41,6 +41,13 @@ import Testing
             #expect((r.condition?.minimumStrings ?? 0) >= 2, "\(r.id) can convict on one string")
         }
         _ = CompiledRules(set)
+        #expect(set.minerPorts.contains(3333) && set.minerPorts.contains(14444))
+    }
+
+    @Test func networkSectionIsValidated() {
+        let out = RuleLoader().load(yaml: "network:\n  minerPorts: [3333, 70000, x]\n", file: "n.yaml")
+        #expect(out.ruleSet.minerPorts == [3333])
+        #expect(out.diagnostics.map(\.description) == ["n.yaml:2: port '70000' is not 1-65535", "n.yaml:2: port 'x' is not 1-65535"])
     }
 
     @Test func diagnosticsNameFileLineAndRule() {
