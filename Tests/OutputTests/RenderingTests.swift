@@ -53,6 +53,6 @@ import Testing
         let plain = ReportRenderer.render(Self.report, format: .table, rules: Self.rules, color: false)
         let coloured = ReportRenderer.render(Self.report, format: .table, rules: Self.rules, color: true)
         #expect(!plain.contains("\u{1b}["))
-        #expect(coloured.contains("\u{1b}[1;31mCRITICAL"))
+        #expect(coloured.contains("\u{1b}[1;31mCRITICAL"), "\(coloured.unicodeScalars.filter { $0.value == 0x1b }.count) escapes; \(coloured.debugDescription.prefix(300))")
     }
 }
