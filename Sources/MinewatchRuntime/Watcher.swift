@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchDetectors
 import MinewatchHost
 import MinewatchSignatures
 
@@ -10,6 +11,10 @@ public final class Watcher: @unchecked Sendable {
     let clock: Clock
     let process: MinerProcessDetector
     let poolContact: PoolContactDetector
+    public var cpu = CPUDetector()
+    let cgroups: CgroupReader
+    /// CPU samples per container (bounded to the detector's window plus a margin).
+    var cpuSamples: [String: [CPUDetector.Sample]] = [:]
     /// First time a pool contact was seen per container (its evidence start).
     var contactSince: [String: Date] = [:]
     let bootTime: Date
@@ -22,8 +27,10 @@ public final class Watcher: @unchecked Sendable {
     /// Names and images by container id (from an engine API); nil when there is none.
     public var describe: (@Sendable (String) -> (name: String, image: String)?)?
 
-    public init(rules: CompiledRules, proc: ProcfsReader = ProcfsReader(), clock: Clock = SystemClock()) {
+    public init(rules: CompiledRules, proc: ProcfsReader = ProcfsReader(), cgroups: CgroupReader = CgroupReader(),
+                clock: Clock = SystemClock()) {
         self.proc = proc
+        self.cgroups = cgroups
         self.clock = clock
         process = MinerProcessDetector(rules: rules, procRoot: proc.root)
         poolContact = PoolContactDetector(ports: rules.ruleSet.minerPorts)
@@ -65,8 +72,38 @@ public final class Watcher: @unchecked Sendable {
                 timeToDetect: max(0, now.timeIntervalSince(started))))
         }
         out += pollNetwork(samples)
+        out += pollCPU(samples)
         // Forget processes that are gone so the set stays bounded.
         if seen.count > 100_000 { seen.removeAll() }
+        return out
+    }
+
+    /// CPU at the limit for the window, for containers that already have miner evidence.
+    func pollCPU(_ samples: [ProcessSample]) -> [Alert] {
+        var out: [Alert] = []
+        let now = clock.now()
+        var done: Set<String> = []
+        for s in samples {
+            guard let c = s.container, done.insert(c.id).inserted, let st = cgroups.stats(paths: s.cgroupPaths) else { continue }
+            var list = cpuSamples[c.id, default: []]
+            list.append(.init(time: now, cpuNanos: st.cpuNanos, limitCores: st.cpuLimitCores))
+            list.removeAll { now.timeIntervalSince($0.time) > cpu.window * 2 + 10 }
+            cpuSamples[c.id] = list
+            let key = "\(c.id)/cpu-miner"
+            let evidence = ["miner-process", "pool-contact"].filter { alerted.contains("\(c.id)/\($0)") }
+            guard !alerted.contains(key), !evidence.isEmpty, let hit = cpu.sustained(list) else { continue }
+            alerted.insert(key)
+            out.append(Alert(
+                time: now,
+                container: .init(id: c.id, name: describe?(c.id)?.name, image: describe?(c.id)?.image, runtime: c.runtime.rawValue),
+                detector: "cpu-miner", severity: .high, family: nil,
+                summary: String(format: "CPU at %.2f of %.2f cores for %.0f s, with %@", hit.cores, hit.limit, now.timeIntervalSince(hit.since),
+                                evidence.joined(separator: " and ")),
+                evidence: evidence.map { Evidence(kind: .attribute, name: "with", value: $0) },
+                metrics: ["cores": hit.cores, "limitCores": hit.limit, "seconds": now.timeIntervalSince(hit.since)],
+                pid: nil, exe: nil, startedAt: hit.since, detectedAt: now, timeToDetect: now.timeIntervalSince(hit.since)))
+        }
+        cpuSamples = cpuSamples.filter { done.contains($0.key) }  // containers that are gone
         return out
     }
 
