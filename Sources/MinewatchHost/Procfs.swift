@@ -100,6 +100,11 @@ public struct ProcfsReader: Sendable {
             container: cg?.container, cgroupPaths: cg?.paths ?? [:], netns: netns)
     }
 
+    /// /proc/<pid>/mountinfo as text.
+    public func mountinfo(_ pid: Int32) -> String? {
+        read("\(pid)/mountinfo", limit: 4 << 20).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     public func environment(_ pid: Int32, keep: Set<String>) -> [String: String] {
         read("\(pid)/environ", limit: 256 * 1024).map { ProcParsers.environ($0, keep: keep) } ?? [:]
     }

@@ -12,6 +12,7 @@ public final class Watcher: @unchecked Sendable {
     let process: MinerProcessDetector
     let poolContact: PoolContactDetector
     public var cpu = CPUDetector()
+    public var drift = DriftDetector()
     let cgroups: CgroupReader
     /// CPU samples per container (bounded to the detector's window plus a margin).
     var cpuSamples: [String: [CPUDetector.Sample]] = [:]
@@ -21,7 +22,8 @@ public final class Watcher: @unchecked Sendable {
     let ticksPerSecond: Double
     /// (container id, detector) pairs already alerted.
     var alerted: Set<String> = []
-    /// (pid, start ticks) already inspected: a process is scanned once, and pid reuse is noticed.
+    /// (pid, start ticks, executable) already inspected: a process is scanned once per program it
+    /// runs, and pid reuse is noticed.
     var seen: Set<String> = []
     public var includeHost = false
     /// Names and images by container id (from an engine API); nil when there is none.
@@ -48,7 +50,9 @@ public final class Watcher: @unchecked Sendable {
         for s in samples {
             let pid = s.pid
             guard let c = s.container ?? (includeHost ? ContainerRef(id: "host", runtime: .podman, cgroupPath: "/") : nil) else { continue }
-            let key = "\(pid):\(s.startTicks)"
+            // pid + start time survive exec, so the executable is part of the key: a process that
+            // execs a miner (runc init, a shell script's `exec`) is inspected again.
+            let key = "\(pid):\(s.startTicks):\(s.exe ?? s.comm)"
             if seen.contains(key) { continue }
             seen.insert(key)
             let alertKey = "\(c.id)/miner-process"
@@ -71,10 +75,41 @@ public final class Watcher: @unchecked Sendable {
                 pid: pid, exe: s.exe, startedAt: started, detectedAt: now,
                 timeToDetect: max(0, now.timeIntervalSince(started))))
         }
+        out += pollDrift(samples)
         out += pollNetwork(samples)
         out += pollCPU(samples)
         // Forget processes that are gone so the set stays bounded.
         if seen.count > 100_000 { seen.removeAll() }
+        return out
+    }
+
+    /// Drift: once per container, for processes not seen before.
+    func pollDrift(_ samples: [ProcessSample]) -> [Alert] {
+        var out: [Alert] = []
+        var upper: [String: String?] = [:]
+        for s in samples {
+            guard let c = s.container, let exe = s.exe, !alerted.contains("\(c.id)/drift") else { continue }
+            // The runtime's own init (runc's "runc:[2:INIT]", run from a cloned memfd) is briefly a
+            // process of the container while it starts: not drift.
+            if s.comm.hasPrefix("runc:[") || exe.contains("runc_cloned") { continue }
+            let key = "drift:\(s.pid):\(s.startTicks):\(exe)"
+            if seen.contains(key) { continue }
+            seen.insert(key)
+            if upper[c.id] == nil { upper[c.id] = .some(proc.mountinfo(s.pid).flatMap(DriftDetector.upperDir)) }
+            let reasons = drift.reasons(exeLink: exe, upperDir: upper[c.id] ?? nil)
+            guard !reasons.isEmpty else { continue }
+            alerted.insert("\(c.id)/drift")
+            let now = clock.now()
+            let started = bootTime.addingTimeInterval(Double(s.startTicks) / ticksPerSecond)
+            out.append(Alert(
+                time: now,
+                container: .init(id: c.id, name: describe?(c.id)?.name, image: describe?(c.id)?.image, runtime: c.runtime.rawValue),
+                detector: "drift", severity: .medium, family: nil,
+                summary: "executable not in the image runs as pid \(s.pid) (\(s.comm)): \(reasons.joined(separator: "; "))",
+                evidence: [Evidence(kind: .attribute, name: "exe", value: exe)] + reasons.map { Evidence(kind: .attribute, name: "reason", value: $0) },
+                metrics: [:], pid: s.pid, exe: exe, startedAt: started, detectedAt: now,
+                timeToDetect: max(0, now.timeIntervalSince(started))))
+        }
         return out
     }
 
@@ -90,7 +125,7 @@ public final class Watcher: @unchecked Sendable {
             list.removeAll { now.timeIntervalSince($0.time) > cpu.window * 2 + 10 }
             cpuSamples[c.id] = list
             let key = "\(c.id)/cpu-miner"
-            let evidence = ["miner-process", "pool-contact"].filter { alerted.contains("\(c.id)/\($0)") }
+            let evidence = ["miner-process", "pool-contact", "drift"].filter { alerted.contains("\(c.id)/\($0)") }
             guard !alerted.contains(key), !evidence.isEmpty, let hit = cpu.sustained(list) else { continue }
             alerted.insert(key)
             out.append(Alert(

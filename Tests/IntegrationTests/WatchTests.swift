@@ -31,11 +31,15 @@ import TestSupport
         usleep(1_000_000)
         let minerName = "mw-watch-miner-\(UUID().uuidString.prefix(6).lowercased())"
         let benignName = "mw-watch-benign-\(UUID().uuidString.prefix(6).lowercased())"
-        defer { _ = try? run(["podman", "rm", "-f", "-t", "0", minerName, benignName]) }
+        let drifterName = "mw-watch-drift-\(UUID().uuidString.prefix(6).lowercased())"
+        defer { _ = try? run(["podman", "rm", "-f", "-t", "0", minerName, benignName, drifterName]) }
         let benignID = try Podman.runDetached(["--network", "none", "--name", benignName] + mounts + [tag, "/bin/sleep", "30"])
         let minerID = try Podman.runDetached(["--network", "none", "--name", minerName] + mounts + [tag, "/bin/sh", "-c",
             "/usr/local/sbin/kworker stratum-pool --listen 127.0.0.1:3333 --duration 30 & sleep 0.5; " +
             "exec /usr/local/sbin/kworker stratum-miner --pool 127.0.0.1:3333 --dialect monero --wallet x --duration 30"])
+        // A binary written at run time and started from /var/tmp: drift.
+        let drifterID = try Podman.runDetached(["--network", "none", "--name", drifterName] + mounts + [tag, "/bin/sh", "-c",
+            "mkdir -p /var/tmp && cp /bin/sleep /var/tmp/kdevtmpfsi && exec /var/tmp/kdevtmpfsi 30"])
         // watch ends by itself (--duration); bounded wait.
         #expect(watch.wait(seconds: 30) { !watch.process.isRunning })
         let lines = ((try? String(contentsOfFile: alerts, encoding: .utf8)) ?? "").split(separator: "\n")
@@ -54,6 +58,11 @@ import TestSupport
         #expect((a["exe"] as? String)?.hasSuffix("/usr/local/sbin/kworker") == true)
         let ttd = a["timeToDetect"] as? Double ?? 99
         #expect(ttd <= 5, "known miner process within 5 s, was \(ttd) s")
-        #expect(!objs.contains { ($0["container"] as? [String: Any])?["id"] as? String == benignID }, "benign container alerted")
+        #expect(!objs.contains { ($0["container"] as? [String: Any])?["id"] as? String == benignID }, "benign container alerted: \(objs.filter { ($0["container"] as? [String: Any])?["id"] as? String == benignID }.map { $0["summary"] ?? "" })")
+        let drift = objs.filter { ($0["container"] as? [String: Any])?["id"] as? String == drifterID }
+        #expect(drift.count == 1 && drift.first?["detector"] as? String == "drift", "\(drift)")
+        let reasons = (drift.first?["evidence"] as? [[String: Any]])?.compactMap { $0["value"] as? String } ?? []
+        #expect(reasons.contains("runs from /var/tmp/kdevtmpfsi"))
+        #expect(reasons.contains { $0.contains("overlay upper layer") }, "\(reasons)")
     }
 }

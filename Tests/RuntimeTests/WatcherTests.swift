@@ -22,14 +22,15 @@ struct FakeProc {
     }
 
     func add(pid: Int32, comm: String, cgroup: String, cmdline: [String], env: [String] = [], exe: [UInt8], startTicks: Int = 90000,
-             netns: Int = 4026531992, tcp: String? = nil) throws {
+             netns: Int = 4026531992, tcp: String? = nil, exeLink: String? = nil, mountinfo: String? = nil) throws {
         let stat = "\(pid) (\(comm)) S 1 \(pid) \(pid) 0 -1 0 0 0 0 0 500 20 0 0 20 0 1 0 \(startTicks) 1000 100 0"
         _ = try dir.file("proc/\(pid)/stat", Array(stat.utf8))
         _ = try dir.file("proc/\(pid)/cgroup", Array("0::\(cgroup)\n".utf8))
         _ = try dir.file("proc/\(pid)/cmdline", Array((cmdline.joined(separator: "\0") + "\0").utf8))
         _ = try dir.file("proc/\(pid)/environ", Array((env.joined(separator: "\0") + "\0").utf8))
-        let bin = try dir.file("bins/\(pid)", exe, mode: 0o755)
-        try FileManager.default.createSymbolicLink(atPath: "\(root)/\(pid)/exe", withDestinationPath: bin)
+        let bin = try dir.file("bins/\(pid)-\(comm)", exe, mode: 0o755)
+        try FileManager.default.createSymbolicLink(atPath: "\(root)/\(pid)/exe", withDestinationPath: exeLink ?? bin)
+        if let mountinfo { _ = try dir.file("proc/\(pid)/mountinfo", Array(mountinfo.utf8)) }
         try FileManager.default.createDirectory(atPath: "\(root)/\(pid)/ns", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: "\(root)/\(pid)/ns/net", withDestinationPath: "net:[\(netns)]")
         if let tcp { _ = try dir.file("proc/\(pid)/net/tcp", Array(tcp.utf8)) }
@@ -50,6 +51,7 @@ struct FakeProc {
                      exe: Samples.elf(["GNU C Library"]))
         let clock = FixedClock(date: Date(timeIntervalSince1970: 2_000_000))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: clock)
+        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
         let alerts = w.poll()
         #expect(alerts.count == 1)
         let a = try #require(alerts.first)
@@ -72,6 +74,7 @@ struct FakeProc {
         try proc.add(pid: 201, comm: "app", cgroup: "/docker/\(String(repeating: "cd", count: 32))", cmdline: ["/app"],
                      env: ["PATH=/bin", "POOL_URL=stratum+tcp://198.18.1.2:3333", "WALLET=x"], exe: Samples.elf(["nothing"]))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
         let alerts = w.poll().sorted { ($0.pid ?? 0) < ($1.pid ?? 0) }
         #expect(alerts.count == 2)
         #expect(alerts.first?.family == "packetcrypt")
@@ -100,6 +103,7 @@ struct FakeProc {
         try proc.add(pid: 401, comm: "nginx", cgroup: "/docker/\(other)", cmdline: ["nginx"], exe: Samples.elf(["plain"]),
                      netns: 4026532002, tcp: web)
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
         let alerts = w.poll()
         #expect(alerts.count == 1, "\(alerts.map(\.summary))")
         let a = try #require(alerts.first)
@@ -112,11 +116,56 @@ struct FakeProc {
         let proc = try FakeProc()
         try proc.add(pid: 300, comm: "ok", cgroup: "/docker/\(Self.cid)", cmdline: ["ok"], exe: Samples.elf(["fine"]))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
         #expect(w.poll().isEmpty)
         // pid 300 exits and the pid is reused by a miner (new start time): it is inspected again.
         try FileManager.default.removeItem(atPath: "\(proc.root)/300")
         #expect(w.poll().isEmpty, "a vanished process is no error")
         try proc.add(pid: 300, comm: "m", cgroup: "/docker/\(Self.cid)", cmdline: ["m"], exe: Samples.elf(Samples.cpuminerStrings, seed: 4), startTicks: 95000)
         #expect(w.poll().first?.family == "cpuminer")
+    }
+
+    @Test func execIntoAMinerIsNoticed() throws {
+        // Same pid and start time (exec keeps both), new executable: inspected again.
+        let proc = try FakeProc()
+        let id = String(repeating: "e4", count: 32)
+        try proc.add(pid: 800, comm: "sh", cgroup: "/docker/\(id)", cmdline: ["sh", "-c", "exec ./m"], exe: Samples.elf(["plain"]))
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
+        #expect(w.poll().isEmpty)
+        try FileManager.default.removeItem(atPath: "\(proc.root)/800")
+        try proc.add(pid: 800, comm: "m", cgroup: "/docker/\(id)", cmdline: ["./m"], exe: Samples.elf(Samples.xmrigStrings, seed: 2))
+        #expect(w.poll().first?.family == "xmrig")
+    }
+}
+
+@Suite struct DriftTests {
+    static let rules = CompiledRules(BundledRules.load().0)
+
+    @Test func reasons() throws {
+        let d = DriftDetector()
+        #expect(d.reasons(exeLink: "/usr/bin/python3", upperDir: nil).isEmpty)
+        #expect(d.reasons(exeLink: "/dev/shm/.x/kdevtmpfsi (deleted)", upperDir: nil).count == 2)
+        #expect(d.reasons(exeLink: "/memfd:x (deleted)", upperDir: nil).first == "runs from a memfd (no file on disk)")
+        let upper = try TempDir("upper")
+        defer { upper.cleanup() }
+        _ = try upper.file("usr/local/bin/dropped", Array("x".utf8))
+        #expect(d.reasons(exeLink: "/usr/local/bin/dropped", upperDir: upper.path).first?.contains("overlay upper layer") == true)
+        #expect(d.reasons(exeLink: "/usr/bin/env", upperDir: upper.path).isEmpty)
+        let mi = "73 48 0:40 / / rw,relatime - overlay overlay rw,lowerdir=/a/l/X,upperdir=/var/lib/containers/storage/overlay/abc/diff,workdir=/w,uuid=on\n74 73 0:41 / /proc rw - proc proc rw\n"
+        #expect(DriftDetector.upperDir(mountinfo: mi) == "/var/lib/containers/storage/overlay/abc/diff")
+    }
+
+    @Test func watcherAlertsOncePerContainer() throws {
+        let proc = try FakeProc()
+        let cid = String(repeating: "d1", count: 32)
+        try proc.add(pid: 700, comm: "kdevtmpfsi", cgroup: "/docker/\(cid)", cmdline: ["/dev/shm/.x/kdevtmpfsi"], exe: [],
+                     exeLink: "/dev/shm/.x/kdevtmpfsi (deleted)")
+        try proc.add(pid: 701, comm: "kinsing", cgroup: "/docker/\(cid)", cmdline: ["/tmp/kinsing"], exe: [], exeLink: "/tmp/kinsing")
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        let alerts = w.poll().filter { $0.detector == "drift" }
+        #expect(alerts.count == 1)
+        #expect(alerts.first?.severity == .medium)
+        #expect(alerts.first?.evidence.contains { $0.value == "its executable was deleted after it started" } == true)
     }
 }

@@ -1,0 +1,44 @@
+import Foundation
+import MinewatchHost
+
+/// Detector 3 of `watch`: an executable that is not part of the container's image is running.
+/// Signs, from `/proc/<pid>/exe` and the container's root mount: the file was written after the
+/// container started (it exists in the overlay's upper directory), it runs from a scratch
+/// location (`/tmp`, `/var/tmp`, `/dev/shm`), it was deleted after it started, or it is a memfd.
+public struct DriftDetector: Sendable {
+    public static let defaultScratchPrefixes = ["/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/"]
+    public var scratchPrefixes: [String]
+
+    public init(scratchPrefixes: [String] = DriftDetector.defaultScratchPrefixes) {
+        self.scratchPrefixes = scratchPrefixes
+    }
+
+    /// The overlay upper directory of a process's root mount (from /proc/<pid>/mountinfo).
+    public static func upperDir(mountinfo: String) -> String? {
+        for line in mountinfo.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count >= 10, f[4] == "/", let dash = f.firstIndex(of: "-"), dash + 3 < f.count, f[dash + 1] == "overlay" else { continue }
+            for opt in f[dash + 3].split(separator: ",") where opt.hasPrefix("upperdir=") {
+                return String(opt.dropFirst(9))
+            }
+        }
+        return nil
+    }
+
+    /// Reasons the executable is drift (empty when it is not).
+    /// `exeLink` is the text of /proc/<pid>/exe; `upperDir` the container's overlay upper dir.
+    public func reasons(exeLink: String, upperDir: String?, fileExists: (String) -> Bool = { FileManager.default.fileExists(atPath: $0) }) -> [String] {
+        var out: [String] = []
+        if exeLink.hasPrefix("/memfd:") || exeLink.hasPrefix("memfd:") { out.append("runs from a memfd (no file on disk)") }
+        var path = exeLink
+        if path.hasSuffix(" (deleted)") {
+            path = String(path.dropLast(10))
+            out.append("its executable was deleted after it started")
+        }
+        if scratchPrefixes.contains(where: { path.hasPrefix($0) }) { out.append("runs from \(path)") }
+        if let upper = upperDir, path.hasPrefix("/"), fileExists(upper + path) {
+            out.append("its executable was written after the container started (overlay upper layer)")
+        }
+        return out
+    }
+}
