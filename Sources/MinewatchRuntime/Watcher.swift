@@ -62,12 +62,12 @@ public final class Watcher: @unchecked Sendable {
             guard let worst = findings.max(by: { $0.severity < $1.severity }) else { continue }
             alerted.insert(alertKey)
             let now = clock.now()
-            let started = bootTime.addingTimeInterval(Double(s.startTicks) / ticksPerSecond)
+            let started = startDate(s)
             let family = findings.compactMap(\.family).first
             let where_ = Set(findings.map(\.path)).sorted().joined(separator: ", ")
             out.append(Alert(
                 time: now,
-                container: .init(id: c.id, name: describe?(c.id)?.name, image: describe?(c.id)?.image, runtime: c.runtime.rawValue),
+                container: alertContainer(c),
                 detector: "miner-process", severity: worst.severity, family: family,
                 summary: "\(family ?? "unknown") miner running as pid \(pid) (\(s.comm)): \(worst.title) in \(where_)",
                 evidence: findings.flatMap { f in f.evidence.map { var e = $0; e.name = "\(f.ruleId):\(e.name)"; return e } },
@@ -81,6 +81,17 @@ public final class Watcher: @unchecked Sendable {
         // Forget processes that are gone so the set stays bounded.
         if seen.count > 100_000 { seen.removeAll() }
         return out
+    }
+
+    /// The alert's container block; asks the engine once per alert.
+    func alertContainer(_ c: ContainerRef) -> Alert.Container {
+        let d = describe?(c.id)
+        return .init(id: c.id, name: d?.name, image: d?.image, runtime: c.runtime.rawValue)
+    }
+
+    /// When a process started (its start ticks after boot).
+    func startDate(_ s: ProcessSample) -> Date {
+        bootTime.addingTimeInterval(Double(s.startTicks) / ticksPerSecond)
     }
 
     /// Drift: once per container, for processes not seen before.
@@ -100,10 +111,10 @@ public final class Watcher: @unchecked Sendable {
             guard !reasons.isEmpty else { continue }
             alerted.insert("\(c.id)/drift")
             let now = clock.now()
-            let started = bootTime.addingTimeInterval(Double(s.startTicks) / ticksPerSecond)
+            let started = startDate(s)
             out.append(Alert(
                 time: now,
-                container: .init(id: c.id, name: describe?(c.id)?.name, image: describe?(c.id)?.image, runtime: c.runtime.rawValue),
+                container: alertContainer(c),
                 detector: "drift", severity: .medium, family: nil,
                 summary: "executable not in the image runs as pid \(s.pid) (\(s.comm)): \(reasons.joined(separator: "; "))",
                 evidence: [Evidence(kind: .attribute, name: "exe", value: exe)] + reasons.map { Evidence(kind: .attribute, name: "reason", value: $0) },
@@ -130,7 +141,7 @@ public final class Watcher: @unchecked Sendable {
             alerted.insert(key)
             out.append(Alert(
                 time: now,
-                container: .init(id: c.id, name: describe?(c.id)?.name, image: describe?(c.id)?.image, runtime: c.runtime.rawValue),
+                container: alertContainer(c),
                 detector: "cpu-miner", severity: .high, family: nil,
                 summary: String(format: "CPU at %.2f of %.2f cores for %.0f s, with %@", hit.cores, hit.limit, now.timeIntervalSince(hit.since),
                                 evidence.joined(separator: " and ")),
@@ -160,7 +171,7 @@ public final class Watcher: @unchecked Sendable {
             let endpoints = Set(hits.map { "\($0.remoteAddress):\($0.remotePort)" }).sorted()
             out.append(Alert(
                 time: now,
-                container: .init(id: c.id, name: describe?(c.id)?.name, image: describe?(c.id)?.image, runtime: c.runtime.rawValue),
+                container: alertContainer(c),
                 detector: "pool-contact", severity: .low, family: nil,
                 summary: "outbound connection\(endpoints.count == 1 ? "" : "s") to mining-pool port\(endpoints.count == 1 ? "" : "s"): \(endpoints.prefix(5).joined(separator: ", "))",
                 evidence: endpoints.map { Evidence(kind: .pool, name: "connection", value: $0) },

@@ -123,7 +123,7 @@ public struct FileMatcher: Sendable {
         if fileType == nil { fileType = CompiledRules.sniff(chunk) }
         let chunkStart = stream.position
         // Continue captures left open by the previous chunk.
-        if !openCaptures.isEmpty { extendCaptures(chunk, from: 0) }
+        if !openCaptures.isEmpty { extendCaptures(chunk) }
         var newMatches: [(Int32, Int64)] = []
         // Move state into locals so the match callback does not capture `self`.
         var s = PatternMatcher.Stream()
@@ -173,10 +173,10 @@ public struct FileMatcher: Sendable {
         bytesSeen += Int64(chunk.count)
     }
 
-    mutating func extendCaptures(_ chunk: UnsafeRawBufferPointer, from: Int) {
+    mutating func extendCaptures(_ chunk: UnsafeRawBufferPointer) {
         var still: [(pattern: Int32, bytes: [UInt8])] = []
         for var c in openCaptures {
-            var j = from
+            var j = 0
             while j < chunk.count, c.bytes.count < Self.maxCaptureLength, Self.urlChars[Int(chunk[j])] {
                 c.bytes.append(chunk[j])
                 j += 1
