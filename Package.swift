@@ -28,7 +28,7 @@ let package = Package(
         // Readers: byte sources, tar, decompression, image sources, layer walker.
         .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "CShims"]),
         // Readers of host telemetry: procfs, cgroups v1/v2, network namespaces (for `watch`).
-        .target(name: "MinewatchHost", dependencies: ["MinewatchCore"]),
+        .target(name: "MinewatchHost", dependencies: ["MinewatchCore", "CShims"]),
         // Analyzers over reader values.
         .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage"]),
         // Runtime detectors and the watch loop (over MinewatchHost values).
@@ -48,7 +48,7 @@ let package = Package(
         // Measures the matcher alone (scripts/bench-scan).
         .executableTarget(name: "minewatch-bench", dependencies: ["MinewatchSignatures"]),
         // Test workloads that speak the real miner and pool protocols (Stratum, PacketCrypt).
-        .executableTarget(name: "mw-workload", dependencies: ["MinewatchCore"]),
+        .executableTarget(name: "mw-workload", dependencies: ["MinewatchCore", "CShims"]),
 
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),

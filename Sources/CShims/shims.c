@@ -1,4 +1,10 @@
+#define _GNU_SOURCE
 #include "CShims.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -97,3 +103,27 @@ int mw_zstd_step(mw_zstd *s, const uint8_t *in, size_t in_len, size_t *consumed,
 }
 
 const char *mw_zstd_error(mw_zstd *s) { return p_error_name(s->last); }
+
+int mw_socket_in_netns(int nsfd, int domain, int type, int protocol) {
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0) return -errno;
+    if (setns(nsfd, CLONE_NEWNET) != 0) { int e = errno; close(self); return -e; }
+    int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+    int err = fd < 0 ? errno : 0;
+    if (setns(self, CLONE_NEWNET) != 0) {
+        /* Could not return: this thread would stay in the container's namespace. Nothing safe to
+           do but stop. */
+        abort();
+    }
+    close(self);
+    return fd < 0 ? -err : fd;
+}
+
+int mw_compress(uint8_t *out, size_t *out_len, const uint8_t *in, size_t in_len, int level) {
+    uLongf n = (uLongf)*out_len;
+    int rc = compress2(out, &n, in, (uLong)in_len, level);
+    *out_len = (size_t)n;
+    return rc;
+}
+
+size_t mw_compress_bound(size_t in_len) { return (size_t)compressBound((uLong)in_len); }

@@ -20,12 +20,55 @@ public struct SocketEntry: Sendable, Hashable {
     /// Kernel TCP state (1 established, 10 listen, ...).
     public var state: UInt8
     public var inode: UInt64
+    /// Byte and segment counters from the kernel's tcp_info (sock_diag); nil when read from
+    /// /proc/net/tcp, which has none.
+    public var counters: TCPCounters?
+
+    public init(proto: Proto, localAddress: String, localPort: UInt16, remoteAddress: String, remotePort: UInt16,
+                state: UInt8, inode: UInt64, counters: TCPCounters? = nil) {
+        self.proto = proto
+        self.localAddress = localAddress
+        self.localPort = localPort
+        self.remoteAddress = remoteAddress
+        self.remotePort = remotePort
+        self.state = state
+        self.inode = inode
+        self.counters = counters
+    }
 
     public var isListening: Bool { proto == .tcp ? state == 10 : remotePort == 0 }
     public var isEstablished: Bool { proto == .tcp && state == 1 }
 }
 
+/// Per-connection counters from `struct tcp_info` (Linux 4.6 and later for all fields).
+public struct TCPCounters: Sendable, Hashable {
+    /// Bytes the peer acknowledged (tcpi_bytes_acked): what this side sent.
+    public var bytesSent: UInt64
+    /// tcpi_bytes_received.
+    public var bytesReceived: UInt64
+    /// Segments carrying data, each way (tcpi_data_segs_in/out).
+    public var dataSegsIn: UInt32
+    public var dataSegsOut: UInt32
+    public init(bytesSent: UInt64, bytesReceived: UInt64, dataSegsIn: UInt32 = 0, dataSegsOut: UInt32 = 0) {
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+        self.dataSegsIn = dataSegsIn
+        self.dataSegsOut = dataSegsOut
+    }
+}
+
 public enum NetParsers {
+    /// An address in network byte order: dotted IPv4 (also for v4-mapped IPv6) or eight hex groups.
+    public static func address(_ ordered: [UInt8]) -> String {
+        if ordered.count == 4 { return ordered.map(String.init).joined(separator: ".") }
+        guard ordered.count == 16 else { return "?" }
+        if ordered[0..<10].allSatisfy({ $0 == 0 }) && ordered[10] == 0xff && ordered[11] == 0xff {
+            return ordered[12...].map(String.init).joined(separator: ".")  // v4-mapped
+        }
+        return stride(from: 0, to: 16, by: 2).map { String(UInt16(ordered[$0]) << 8 | UInt16(ordered[$0 + 1]), radix: 16) }
+            .joined(separator: ":")
+    }
+
     public static func dev(_ text: String) -> NetCounters {
         var c = NetCounters()
         for line in text.split(separator: "\n").dropFirst(2) {
@@ -52,18 +95,12 @@ public enum NetParsers {
             bytes.append(b)
             i = j
         }
-        if bytes.count == 4 {
-            return (bytes.reversed().map(String.init).joined(separator: "."), port)
-        }
+        if bytes.count == 4 { return (address(bytes.reversed()), port) }
         guard bytes.count == 16 else { return nil }
         // Four 32-bit words, each little-endian.
         var ordered: [UInt8] = []
         for w in 0..<4 { ordered += bytes[(w * 4)..<(w * 4 + 4)].reversed() }
-        if ordered[0..<10].allSatisfy({ $0 == 0 }) && ordered[10] == 0xff && ordered[11] == 0xff {
-            return (ordered[12...].map(String.init).joined(separator: "."), port)  // v4-mapped
-        }
-        let groups = stride(from: 0, to: 16, by: 2).map { String(UInt16(ordered[$0]) << 8 | UInt16(ordered[$0 + 1]), radix: 16) }
-        return (groups.joined(separator: ":"), port)
+        return (address(ordered), port)
     }
 
     public static func sockets(_ text: String, proto: SocketEntry.Proto) -> [SocketEntry] {

@@ -14,6 +14,19 @@ public final class Watcher: @unchecked Sendable {
     public var cpu = CPUDetector()
     public var drift = DriftDetector()
     let cgroups: CgroupReader
+    let socketStats: SocketStatsSource?
+    /// The bandwidth model every container's detector uses.
+    public var bandwidthModel = BandwidthModel() {
+        didSet { bandwidth = [:] }
+    }
+    var bandwidth: [String: BandwidthDetector] = [:]
+    /// Latest per-container telemetry (one entry per container seen in the last pass).
+    public internal(set) var telemetry: [String: ContainerTelemetry] = [:]
+    /// Processes of each container in the last pass (for responses).
+    public internal(set) var processes: [String: [ProcessSample]] = [:]
+    var hostNetns: UInt64?
+    /// Memory per container from the last pass.
+    var memory: [String: UInt64] = [:]
     /// CPU samples per container (bounded to the detector's window plus a margin).
     var cpuSamples: [String: [CPUDetector.Sample]] = [:]
     /// First time a pool contact was seen per container (its evidence start).
@@ -29,10 +42,13 @@ public final class Watcher: @unchecked Sendable {
     /// Names and images by container id (from an engine API); nil when there is none.
     public var describe: (@Sendable (String) -> (name: String, image: String)?)?
 
+    /// `sockets` gives per-connection byte counters (sock_diag); without it (or when it cannot
+    /// answer) sockets come from /proc/<pid>/net/tcp and traffic from interface counters.
     public init(rules: CompiledRules, proc: ProcfsReader = ProcfsReader(), cgroups: CgroupReader = CgroupReader(),
-                clock: Clock = SystemClock()) {
+                clock: Clock = SystemClock(), sockets: SocketStatsSource? = SockDiagReader()) {
         self.proc = proc
         self.cgroups = cgroups
+        self.socketStats = sockets
         self.clock = clock
         process = MinerProcessDetector(rules: rules, procRoot: proc.root)
         poolContact = PoolContactDetector(ports: rules.ruleSet.minerPorts)
@@ -76,8 +92,11 @@ public final class Watcher: @unchecked Sendable {
                 timeToDetect: max(0, now.timeIntervalSince(started))))
         }
         out += pollDrift(samples)
-        out += pollNetwork(samples)
+        let views = networkViews(samples)
+        out += pollPoolContact(views)
+        out += pollBandwidth(views)
         out += pollCPU(samples)
+        updateTelemetry(samples, views)
         // Forget processes that are gone so the set stays bounded.
         if seen.count > 100_000 { seen.removeAll() }
         return out
@@ -133,12 +152,15 @@ public final class Watcher: @unchecked Sendable {
             guard let c = s.container, done.insert(c.id).inserted, let st = cgroups.stats(paths: s.cgroupPaths) else { continue }
             var list = cpuSamples[c.id, default: []]
             list.append(.init(time: now, cpuNanos: st.cpuNanos, limitCores: st.cpuLimitCores))
+            memory[c.id] = st.memoryBytes
             list.removeAll { now.timeIntervalSince($0.time) > cpu.window * 2 + 10 }
             cpuSamples[c.id] = list
             let key = "\(c.id)/cpu-miner"
             let evidence = ["miner-process", "pool-contact", "drift"].filter { alerted.contains("\(c.id)/\($0)") }
             guard !alerted.contains(key), !evidence.isEmpty, let hit = cpu.sustained(list) else { continue }
             alerted.insert(key)
+            // The busiest process of the container is the one to name (and to kill).
+            let top = samples.filter { $0.container?.id == c.id }.max { $0.cpuTicks < $1.cpuTicks }
             out.append(Alert(
                 time: now,
                 container: alertContainer(c),
@@ -147,37 +169,144 @@ public final class Watcher: @unchecked Sendable {
                                 evidence.joined(separator: " and ")),
                 evidence: evidence.map { Evidence(kind: .attribute, name: "with", value: $0) },
                 metrics: ["cores": hit.cores, "limitCores": hit.limit, "seconds": now.timeIntervalSince(hit.since)],
-                pid: nil, exe: nil, startedAt: hit.since, detectedAt: now, timeToDetect: now.timeIntervalSince(hit.since)))
+                pid: top?.pid, exe: top?.exe, startedAt: hit.since, detectedAt: now, timeToDetect: now.timeIntervalSince(hit.since)))
         }
         cpuSamples = cpuSamples.filter { done.contains($0.key) }  // containers that are gone
+        memory = memory.filter { done.contains($0.key) }
         return out
     }
 
-    /// Pool contact, once per container: one process per network namespace is enough to read it.
-    func pollNetwork(_ samples: [ProcessSample]) -> [Alert] {
-        var out: [Alert] = []
-        var namespaces: Set<UInt64> = []
+    /// One container's network view in a pass.
+    struct NetView {
+        var container: ContainerRef
+        var observation: NetObservation
+        /// Every TCP socket of the namespace (listeners included), for pool contact.
+        var pid: Int32
+        var exe: String?
+    }
+
+    /// Per container: its TCP sockets (from sock_diag when it answers, else /proc/<pid>/net/tcp),
+    /// attributed by the socket inodes its processes hold, and its namespace's interface counters.
+    func networkViews(_ samples: [ProcessSample]) -> [String: NetView] {
+        if hostNetns == nil { hostNetns = proc.process(1)?.netns }
+        let now = clock.now()
+        var byContainer: [String: [ProcessSample]] = [:]
+        var refs: [String: ContainerRef] = [:]
         for s in samples {
-            let pid = s.pid
-            guard let c = s.container, let ns = s.netns else { continue }
-            let key = "\(c.id)/pool-contact"
-            if alerted.contains(key) || !namespaces.insert(ns).inserted { continue }
-            let hits = poolContact.contacts(proc.sockets(pid))
+            guard let c = s.container else { continue }
+            byContainer[c.id, default: []].append(s)
+            refs[c.id] = c
+        }
+        var nsSockets: [UInt64: [SocketEntry]] = [:]
+        var nsCounters: [UInt64: NetCounters?] = [:]
+        var views: [String: NetView] = [:]
+        for (id, procs) in byContainer {
+            guard let c = refs[id], let first = procs.first(where: { $0.netns != nil }), let ns = first.netns else { continue }
+            if nsSockets[ns] == nil {
+                nsSockets[ns] = socketStats?.tcpSockets(pid: first.pid, netns: ns) ?? proc.sockets(first.pid).filter { $0.proto == .tcp }
+            }
+            let all = nsSockets[ns] ?? []
+            let host = hostNetns == ns
+            if !host, nsCounters[ns] == nil { nsCounters[ns] = .some(proc.netCounters(first.pid)) }
+            var owners: [UInt64: Int32] = [:]
+            for p in procs { for inode in proc.socketInodes(p.pid) { owners[inode] = p.pid } }
+            // Sockets its processes hold; when fds cannot be read (not root), the whole namespace
+            // (never on the host network, where that would mean every host connection).
+            let mine = owners.isEmpty ? (host ? [] : all) : all.filter { owners[$0.inode] != nil }
+            let listen = Set(all.filter(\.isListening).map(\.localPort))
+            views[id] = NetView(
+                container: c,
+                observation: NetObservation(time: now, sockets: mine, listenPorts: listen, interfaces: host ? nil : (nsCounters[ns] ?? nil),
+                                            hostNetwork: host, owners: owners),
+                pid: first.pid, exe: first.exe)
+        }
+        socketStats?.retain(namespaces: Set(nsSockets.keys))
+        return views
+    }
+
+    /// Pool contact, once per container.
+    func pollPoolContact(_ views: [String: NetView]) -> [Alert] {
+        var out: [Alert] = []
+        for (id, v) in views.sorted(by: { $0.key < $1.key }) {
+            let key = "\(id)/pool-contact"
+            if alerted.contains(key) { continue }
+            let o = v.observation
+            let hits = o.sockets.filter { $0.isEstablished && !o.listenPorts.contains($0.localPort) && poolContact.ports.contains($0.remotePort) }
             guard !hits.isEmpty else { continue }
             let now = clock.now()
-            let since = contactSince[c.id] ?? now
-            contactSince[c.id] = since
+            let since = contactSince[id] ?? now
+            contactSince[id] = since
             alerted.insert(key)
             let endpoints = Set(hits.map { "\($0.remoteAddress):\($0.remotePort)" }).sorted()
+            let pid = hits.compactMap { o.owners[$0.inode] }.first ?? v.pid
             out.append(Alert(
                 time: now,
-                container: alertContainer(c),
+                container: alertContainer(v.container),
                 detector: "pool-contact", severity: .low, family: nil,
                 summary: "outbound connection\(endpoints.count == 1 ? "" : "s") to mining-pool port\(endpoints.count == 1 ? "" : "s"): \(endpoints.prefix(5).joined(separator: ", "))",
                 evidence: endpoints.map { Evidence(kind: .pool, name: "connection", value: $0) },
                 metrics: ["connections": Double(hits.count), "destinations": Double(endpoints.count)],
-                pid: pid, exe: s.exe, startedAt: since, detectedAt: now, timeToDetect: now.timeIntervalSince(since)))
+                pid: pid, exe: nil, startedAt: since, detectedAt: now, timeToDetect: now.timeIntervalSince(since)))
         }
         return out
+    }
+
+    /// The bandwidth-miner detector, per container.
+    func pollBandwidth(_ views: [String: NetView]) -> [Alert] {
+        var out: [Alert] = []
+        for (id, v) in views.sorted(by: { $0.key < $1.key }) {
+            var d = bandwidth[id] ?? BandwidthDetector(model: bandwidthModel)
+            d.observe(v.observation)
+            let verdict = alerted.contains("\(id)/bandwidth-miner") ? nil : d.verdict()
+            bandwidth[id] = d
+            guard let b = verdict else { continue }
+            alerted.insert("\(id)/bandwidth-miner")
+            let now = clock.now()
+            let others = ["miner-process", "pool-contact", "drift"].filter { alerted.contains("\(id)/\($0)") }
+            let corroborated = b.mirrored || b.polls || !others.isEmpty
+            var why: [String] = []
+            if b.mirrored { why.append("the same volume to \(b.destinations.count) destinations") }
+            if b.polls { why.append("periodic small polls to an upload destination") }
+            why += others
+            let cores = telemetry[id]?.cpuCores
+            let dests = b.destinations.map { "\($0.address) \(Self.rate($0.rate))" }
+            var summary = "uploads \(Self.rate(b.uploadRate)) over outbound connections to \(b.destinations.count) destination"
+                + "\(b.destinations.count == 1 ? "" : "s") (\(dests.prefix(4).joined(separator: ", "))), downloads \(Self.rate(b.downloadRate))"
+                + String(format: " (%.0f:1), %d exchanges in %.0f s", b.ratio, b.exchanges, now.timeIntervalSince(b.since))
+            if let cores { summary += String(format: ", CPU %.2f cores", cores) }
+            if !why.isEmpty { summary += "; with \(why.joined(separator: ", "))" }
+            var evidence = b.destinations.map { Evidence(kind: .pool, name: "destination", value: "\($0.address) (\(Self.rate($0.rate)))") }
+            evidence += why.map { Evidence(kind: .attribute, name: "with", value: $0) }
+            if v.observation.hostNetwork {
+                evidence.append(Evidence(kind: .attribute, name: "network", value: "host network: no per-container interface counters; per-socket counters used"))
+            }
+            if !b.perConnection {
+                evidence.append(Evidence(kind: .attribute, name: "counters", value: "no per-connection counters (sock_diag unavailable); namespace interface totals used"))
+            }
+            var metrics: [String: Double] = [
+                "uploadBytesPerSecond": b.uploadRate, "downloadBytesPerSecond": b.downloadRate, "ratio": b.ratio,
+                "destinations": Double(b.destinations.count), "exchanges": Double(b.exchanges), "connections": Double(b.connections),
+                "windowSeconds": bandwidthModel.window,
+            ]
+            if let cores { metrics["cpuCores"] = cores }
+            let owner = b.uploader ?? v.pid
+            let started = b.since
+            out.append(Alert(
+                time: now, container: alertContainer(v.container), detector: "bandwidth-miner",
+                severity: corroborated ? .high : .medium, family: nil, summary: summary, evidence: evidence, metrics: metrics,
+                pid: owner, exe: processes[id]?.first { $0.pid == owner }?.exe, startedAt: started, detectedAt: now,
+                timeToDetect: max(0, now.timeIntervalSince(started))))
+        }
+        bandwidth = bandwidth.filter { views[$0.key] != nil }
+        return out
+    }
+
+    /// "1.2 MB/s" style.
+    static func rate(_ bytesPerSecond: Double) -> String {
+        let units = ["B/s", "kB/s", "MB/s", "GB/s"]
+        var v = bytesPerSecond
+        var i = 0
+        while v >= 1000 && i < units.count - 1 { v /= 1000; i += 1 }
+        return String(format: i == 0 ? "%.0f %@" : "%.1f %@", v, units[i])
     }
 }

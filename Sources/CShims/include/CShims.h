@@ -23,4 +23,14 @@ int mw_zstd_step(mw_zstd *s, const uint8_t *in, size_t in_len, size_t *consumed,
                  uint8_t *out, size_t out_len, size_t *produced);
 const char *mw_zstd_error(mw_zstd *s);
 
+/* A socket created inside the network namespace `nsfd` (an open /proc/<pid>/ns/net). The calling
+   thread enters the namespace, creates the socket and returns to its own namespace before
+   returning; the socket stays bound to the target namespace. Returns the fd or -errno. Needs
+   CAP_SYS_ADMIN. */
+int mw_socket_in_netns(int nsfd, int domain, int type, int protocol);
+
+/* zlib compress2 (for the compression workload). Returns zlib's status; *out_len is in/out. */
+int mw_compress(uint8_t *out, size_t *out_len, const uint8_t *in, size_t in_len, int level);
+size_t mw_compress_bound(size_t in_len);
+
 #endif

@@ -1,0 +1,237 @@
+import Foundation
+import MinewatchHost
+
+/// The thresholds of the bandwidth-miner model (detector 5 of `watch`). See the README's
+/// "Bandwidth-miner model" section; every field is a `watch` option.
+public struct BandwidthModel: Sendable, Hashable {
+    /// How long the behaviour must last. The window is checked in two halves, and each half must
+    /// carry upload, so one burst does not make a verdict (PacketCrypt sends a batch at least
+    /// every 10 s, so halves of 12 s each see one).
+    public var window: TimeInterval = 24
+    /// Upload over outbound connections, bytes per second averaged over the window.
+    public var minUploadRate: Double = 64 * 1024
+    /// Outbound bytes sent : bytes received.
+    public var minRatio: Double = 8
+    /// The fewest destination addresses that carry 90% of the upload must be at most this many.
+    public var maxDestinations: Int = 8
+    /// Replies received on uploading connections (or new uploading connections): repeated
+    /// request bodies rather than one long stream.
+    public var minExchanges: Int = 3
+
+    public init() {}
+}
+
+/// One pass's network view of one container.
+public struct NetObservation: Sendable {
+    public var time: Date
+    /// TCP sockets held by the container's processes (with counters when sock_diag answered).
+    public var sockets: [SocketEntry]
+    /// Ports listening in the container's network namespace: connections to them are inbound.
+    public var listenPorts: Set<UInt16>
+    /// Interface counters of its own namespace; nil for containers on the host network.
+    public var interfaces: NetCounters?
+    public var hostNetwork: Bool
+    /// Socket inode -> pid holding it.
+    public var owners: [UInt64: Int32]
+
+    public init(time: Date, sockets: [SocketEntry], listenPorts: Set<UInt16>, interfaces: NetCounters?,
+                hostNetwork: Bool, owners: [UInt64: Int32] = [:]) {
+        self.time = time
+        self.sockets = sockets
+        self.listenPorts = listenPorts
+        self.interfaces = interfaces
+        self.hostNetwork = hostNetwork
+        self.owners = owners
+    }
+}
+
+/// Traffic of one container between two passes, split by direction of the connection.
+public struct NetInterval: Sendable, Hashable {
+    public var start: Date
+    public var end: Date
+    /// Over connections the container opened (client side).
+    public var outTx: Double = 0
+    public var outRx: Double = 0
+    /// Over connections to its listening ports (server side).
+    public var inTx: Double = 0
+    public var inRx: Double = 0
+    /// Interface totals (nil on the host network).
+    public var ifTx: Double?
+    public var ifRx: Double?
+    public var ifTxPackets: Double?
+    public var ifRxPackets: Double?
+    /// Outbound bytes sent per remote address.
+    public var destinations: [String: Double] = [:]
+    /// Replies on uploading connections plus new uploading connections.
+    public var exchanges = 0
+    /// Outbound connections to a destination carrying small two-way exchanges (polls), by address.
+    public var pollDestinations: Set<String> = []
+    /// Socket inodes that carried upload.
+    public var uploadSockets: Set<UInt64> = []
+    /// Whether per-connection counters were available.
+    public var perConnection = true
+    public var uploader: Int32?
+    public var outboundConnections = 0
+    public var inboundConnections = 0
+
+    public var seconds: Double { max(0.001, end.timeIntervalSince(start)) }
+}
+
+/// A bandwidth-miner verdict with the numbers behind it.
+public struct BandwidthVerdict: Sendable {
+    public var since: Date
+    public var uploadRate: Double
+    public var downloadRate: Double
+    public var ratio: Double
+    /// Destinations carrying 90% of the upload, with bytes per second each.
+    public var destinations: [(address: String, rate: Double)]
+    public var exchanges: Int
+    public var connections: Int
+    /// Corroboration that raises the verdict to high: mirrored upload to several destinations,
+    /// periodic small polls to an upload destination.
+    public var mirrored: Bool
+    public var polls: Bool
+    public var perConnection: Bool
+    public var uploader: Int32?
+}
+
+/// Detector 5 of `watch`, the headline: a container that, for a sustained window, uploads far more
+/// than it downloads over outbound connections it opened itself, to a few destinations, in
+/// repeated exchanges. Pure logic over `NetObservation`s; time comes from the observations.
+///
+/// Stays quiet by construction for: servers (their upload goes over inbound connections),
+/// downloaders (ratio), single long uploads such as a backup (no repeated exchanges: one request
+/// body, one reply at the end), chatty clients (rate and ratio), anything shorter than the window.
+public struct BandwidthDetector: Sendable {
+    public var model: BandwidthModel
+    var previous: [UInt64: TCPCounters] = [:]
+    var previousInterfaces: NetCounters?
+    var lastTime: Date?
+    public private(set) var intervals: [NetInterval] = []
+    var uploadSince: Date?
+    var lastUploadEnd: Date?
+
+    public init(model: BandwidthModel = BandwidthModel()) { self.model = model }
+
+    /// Adds one pass; returns the interval it closed (nil for the first pass).
+    @discardableResult
+    public mutating func observe(_ o: NetObservation) -> NetInterval? {
+        defer { lastTime = o.time }
+        let connected = o.sockets.filter { $0.proto == .tcp && !$0.isListening && $0.remotePort != 0 }
+        let perConnection = connected.allSatisfy { $0.counters != nil }
+        guard let last = lastTime, o.time > last else {
+            previous = Dictionary(connected.compactMap { s in s.counters.map { (s.inode, $0) } }, uniquingKeysWith: { a, _ in a })
+            previousInterfaces = o.interfaces
+            return nil
+        }
+        var iv = NetInterval(start: last, end: o.time)
+        iv.perConnection = perConnection
+        var next: [UInt64: TCPCounters] = [:]
+        var best: (Double, UInt64)?
+        var smallTwoWay: [String: Int] = [:]
+        for s in connected {
+            let inbound = o.listenPorts.contains(s.localPort)
+            if inbound { iv.inboundConnections += 1 } else { iv.outboundConnections += 1 }
+            guard let c = s.counters else { continue }
+            next[s.inode] = c
+            var tx = Double(c.bytesSent), rx = Double(c.bytesReceived), replies = Double(c.dataSegsIn)
+            let isNew: Bool
+            if let p = previous[s.inode], p.bytesSent <= c.bytesSent, p.bytesReceived <= c.bytesReceived {
+                tx -= Double(p.bytesSent); rx -= Double(p.bytesReceived); replies -= Double(min(p.dataSegsIn, c.dataSegsIn))
+                isNew = false
+            } else {
+                isNew = true  // opened since the last pass (or its inode was reused)
+            }
+            if inbound {
+                iv.inTx += tx; iv.inRx += rx
+                continue
+            }
+            iv.outTx += tx; iv.outRx += rx
+            iv.destinations[s.remoteAddress, default: 0] += tx
+            if tx >= 4096 {
+                iv.uploadSockets.insert(s.inode)
+                iv.exchanges += Int(max(0, replies)) + (isNew ? 1 : 0)
+                if tx > (best?.0 ?? 0) { best = (tx, s.inode) }
+            } else if tx > 0 && rx > 0 && tx < 4096 && rx < 64 * 1024 {
+                smallTwoWay[s.remoteAddress, default: 0] += 1
+            }
+        }
+        iv.uploader = best.flatMap { o.owners[$0.1] }
+        iv.pollDestinations = Set(smallTwoWay.keys)
+        // Bytes the interfaces carried that no open socket accounts for: connections that opened
+        // and closed between passes, and headers. Shared out like the traffic that was seen.
+        if let now = o.interfaces, let before = previousInterfaces, now.txBytes >= before.txBytes, now.rxBytes >= before.rxBytes {
+            let ifTx = Double(now.txBytes - before.txBytes), ifRx = Double(now.rxBytes - before.rxBytes)
+            iv.ifTx = ifTx; iv.ifRx = ifRx
+            iv.ifTxPackets = Double(now.txPackets &- before.txPackets)
+            iv.ifRxPackets = Double(now.rxPackets &- before.rxPackets)
+            let seenTx = iv.outTx + iv.inTx, seenRx = iv.outRx + iv.inRx
+            let share: Double
+            if seenTx + seenRx > 0 {
+                share = (iv.outTx + iv.outRx) / (seenTx + seenRx)
+            } else {
+                share = iv.outboundConnections > 0 && iv.inboundConnections == 0 ? 1 : 0
+            }
+            let restTx = max(0, ifTx - seenTx), restRx = max(0, ifRx - seenRx)
+            iv.outTx += restTx * share; iv.outRx += restRx * share
+            iv.inTx += restTx * (1 - share); iv.inRx += restRx * (1 - share)
+            if !perConnection, share > 0 {
+                // No per-connection counters: spread over the outbound connections' addresses.
+                let addrs = Set(connected.filter { !o.listenPorts.contains($0.localPort) }.map(\.remoteAddress))
+                for a in addrs { iv.destinations[a, default: 0] += restTx * share / Double(addrs.count) }
+            }
+        }
+        previous = next
+        previousInterfaces = o.interfaces
+        intervals.append(iv)
+        intervals.removeAll { o.time.timeIntervalSince($0.end) > model.window * 2 }
+        // First evidence: the start of the current run of uploading (gaps up to a window long).
+        if iv.outTx / iv.seconds >= model.minUploadRate / 8 {
+            if uploadSince == nil || lastUploadEnd.map({ iv.start.timeIntervalSince($0) > model.window }) ?? true { uploadSince = iv.start }
+            lastUploadEnd = iv.end
+        }
+        return iv
+    }
+
+    /// The verdict over the trailing window, or nil.
+    public func verdict() -> BandwidthVerdict? {
+        guard let end = intervals.last?.end else { return nil }
+        let from = end.addingTimeInterval(-model.window)
+        let win = intervals.filter { $0.start >= from.addingTimeInterval(-0.5) }
+        // The window must be covered (watched that long).
+        guard let first = win.first, end.timeIntervalSince(first.start) >= model.window - 0.5 else { return nil }
+        let seconds = end.timeIntervalSince(first.start)
+        let tx = win.reduce(0) { $0 + $1.outTx }, rx = win.reduce(0) { $0 + $1.outRx }
+        guard tx / seconds >= model.minUploadRate, tx >= model.minRatio * max(rx, 1) else { return nil }
+        // Both halves carry upload: sustained, not one burst.
+        let mid = first.start.addingTimeInterval(seconds / 2)
+        let early = win.filter { $0.end <= mid.addingTimeInterval(0.5) }.reduce(0) { $0 + $1.outTx }
+        let late = win.filter { $0.end > mid.addingTimeInterval(0.5) }.reduce(0) { $0 + $1.outTx }
+        guard early >= tx * 0.1, late >= tx * 0.1 else { return nil }
+        // A few destinations carry it.
+        var perDest: [String: Double] = [:]
+        for iv in win { for (a, b) in iv.destinations { perDest[a, default: 0] += b } }
+        let ranked = perDest.sorted { $0.value > $1.value }
+        var covered = 0.0
+        var top: [(String, Double)] = []
+        for (a, b) in ranked where covered < tx * 0.9 {
+            covered += b
+            top.append((a, b))
+        }
+        guard !top.isEmpty, top.count <= model.maxDestinations else { return nil }
+        let perConnection = win.allSatisfy(\.perConnection)
+        let exchanges = win.reduce(0) { $0 + $1.exchanges }
+        if perConnection && exchanges < model.minExchanges { return nil }
+        let largest = top[0].1
+        let mirrored = top.count >= 2 && top[1].1 >= largest / 3
+        let topSet = Set(top.map(\.0))
+        let pollIntervals = win.filter { !$0.pollDestinations.isDisjoint(with: topSet) }.count
+        let connections = win.reduce(into: Set<UInt64>()) { $0.formUnion($1.uploadSockets) }.count
+        return BandwidthVerdict(
+            since: uploadSince ?? first.start, uploadRate: tx / seconds, downloadRate: rx / seconds, ratio: tx / max(rx, 1),
+            destinations: top.map { ($0.0, $0.1 / seconds) }, exchanges: exchanges,
+            connections: perConnection ? connections : win.map(\.outboundConnections).max() ?? 0,
+            mirrored: mirrored, polls: pollIntervals >= 2, perConnection: perConnection,
+            uploader: win.last(where: { $0.uploader != nil })?.uploader)
+    }
+}

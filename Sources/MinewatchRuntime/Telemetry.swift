@@ -1,0 +1,82 @@
+import Foundation
+import MinewatchHost
+
+/// What `watch` measured for one container in one pass (emitted with `--telemetry`, shown in the
+/// live table). Rates are per second over the last interval; nil when unknown.
+public struct ContainerTelemetry: Sendable, Codable, Hashable {
+    public var time: Date
+    public var container: Alert.Container
+    public var processes: Int
+    public var cpuCores: Double?
+    public var cpuLimitCores: Double?
+    /// cpuCores / cpuLimitCores (or / host cores when unlimited).
+    public var cpuShare: Double?
+    public var memoryBytes: UInt64?
+    /// Namespace interface rates; nil on the host network (shared with the host).
+    public var rxBytesPerSecond: Double?
+    public var txBytesPerSecond: Double?
+    public var rxPacketsPerSecond: Double?
+    public var txPacketsPerSecond: Double?
+    /// Over connections the container opened / over connections to its listening ports.
+    public var outboundTxBytesPerSecond: Double?
+    public var outboundRxBytesPerSecond: Double?
+    public var inboundTxBytesPerSecond: Double?
+    public var inboundRxBytesPerSecond: Double?
+    public var outboundConnections: Int
+    public var inboundConnections: Int
+    public var listeningPorts: [UInt16]
+    /// Remote endpoints of its established connections ("addr:port out|in"), at most 16.
+    public var connections: [String]
+    public var hostNetwork: Bool
+}
+
+extension Watcher {
+    func updateTelemetry(_ samples: [ProcessSample], _ views: [String: NetView]) {
+        var next: [String: ContainerTelemetry] = [:]
+        var procs: [String: [ProcessSample]] = [:]
+        for s in samples { if let c = s.container { procs[c.id, default: []].append(s) } }
+        let now = clock.now()
+        for (id, list) in procs {
+            guard let c = list.first?.container else { continue }
+            var t = telemetry[id] ?? ContainerTelemetry(
+                time: now, container: .init(id: id, name: nil, image: nil, runtime: c.runtime.rawValue), processes: 0,
+                outboundConnections: 0, inboundConnections: 0, listeningPorts: [], connections: [], hostNetwork: false)
+            if t.container.name == nil, let d = describe?(id) { t.container.name = d.name; t.container.image = d.image }
+            t.time = now
+            t.processes = list.count
+            if let cpu = cpuSamples[id], cpu.count >= 2 {
+                let a = cpu[cpu.count - 2], b = cpu[cpu.count - 1]
+                let dt = b.time.timeIntervalSince(a.time)
+                if dt > 0, b.cpuNanos >= a.cpuNanos {
+                    t.cpuCores = Double(b.cpuNanos - a.cpuNanos) / 1e9 / dt
+                    t.cpuLimitCores = b.limitCores
+                    t.cpuShare = t.cpuCores.map { $0 / (b.limitCores ?? self.cpu.hostCores) }
+                }
+            }
+            t.memoryBytes = memory[id]
+            if let v = views[id] {
+                let o = v.observation
+                t.hostNetwork = o.hostNetwork
+                t.listeningPorts = o.listenPorts.sorted()
+                let connected = o.sockets.filter { $0.isEstablished }
+                t.outboundConnections = connected.filter { !o.listenPorts.contains($0.localPort) }.count
+                t.inboundConnections = connected.count - t.outboundConnections
+                t.connections = connected.prefix(16).map { "\($0.remoteAddress):\($0.remotePort) \(o.listenPorts.contains($0.localPort) ? "in" : "out")" }
+                if let iv = bandwidth[id]?.intervals.last, iv.end == o.time {
+                    let sec = iv.seconds
+                    t.rxBytesPerSecond = iv.ifRx.map { $0 / sec }
+                    t.txBytesPerSecond = iv.ifTx.map { $0 / sec }
+                    t.rxPacketsPerSecond = iv.ifRxPackets.map { $0 / sec }
+                    t.txPacketsPerSecond = iv.ifTxPackets.map { $0 / sec }
+                    t.outboundTxBytesPerSecond = iv.outTx / sec
+                    t.outboundRxBytesPerSecond = iv.outRx / sec
+                    t.inboundTxBytesPerSecond = iv.inTx / sec
+                    t.inboundRxBytesPerSecond = iv.inRx / sec
+                }
+            }
+            next[id] = t
+        }
+        telemetry = next
+        processes = procs
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import MinewatchCore
+import Testing
+import TestSupport
+@testable import MinewatchHost
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A connected loopback pair made in this process.
+private func loopbackPair() throws -> (client: Int32, server: Int32, clientPort: UInt16, serverPort: UInt16) {
+    let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) } }
+    listen(l, 1)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(l, $0, &len) } }
+    let serverPort = UInt16(bigEndian: addr.sin_port)
+    let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, len) } }
+    #expect(rc == 0)
+    let s = accept(l, nil, nil)
+    close(l)
+    var local = sockaddr_in()
+    _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(c, $0, &len) } }
+    return (c, s, UInt16(bigEndian: local.sin_port), serverPort)
+}
+
+private func ownNetns() -> UInt64 {
+    var buf = [CChar](repeating: 0, count: 256)
+    let n = readlink("/proc/self/ns/net", &buf, 255)
+    let s = String(decoding: buf[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return UInt64(s.drop { $0 != "[" }.dropFirst().prefix { $0 != "]" }) ?? 0
+}
+
+@Suite struct SockDiagTests {
+    @Test func countsBytesOfARealLoopbackConnection() throws {
+        let p = try loopbackPair()
+        defer { close(p.client); close(p.server) }
+        let payload = [UInt8](repeating: 0x41, count: 300_000)
+        var sent = 0
+        var got = 0
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while got < payload.count {
+            if sent < payload.count {
+                let n = payload.withUnsafeBytes { send(p.client, $0.baseAddress! + sent, min(65536, payload.count - sent), 0) }
+                sent += max(0, n)
+            }
+            let r = buf.withUnsafeMutableBytes { recv(p.server, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if r > 0 { got += r }
+        }
+        _ = "ok".withCString { send(p.server, $0, 2, 0) }
+        usleep(50_000)
+        let reader = SockDiagReader()
+        guard let sockets = reader.tcpSockets(pid: getpid(), netns: ownNetns()) else {
+            // Our own namespace needs CAP_SYS_ADMIN only to setns into itself; CI runs as root.
+            let ci = ProcessInfo.processInfo.environment["CI"] == "true"
+            #expect(!ci && getuid() != 0, "sock_diag unavailable: \(reader.firstError?.description ?? "?")")
+            return
+        }
+        let client = try #require(sockets.first { $0.localPort == p.clientPort && $0.remotePort == p.serverPort })
+        let counters = try #require(client.counters)
+        #expect(counters.bytesSent == 300_000)
+        #expect(counters.bytesReceived == 2)
+        #expect(client.isEstablished)
+        #expect(client.remoteAddress == "127.0.0.1")
+        // The inode matches the one the process holds.
+        #expect(ProcfsReader().socketInodes(getpid()).contains(client.inode))
+        let server = try #require(sockets.first { $0.localPort == p.serverPort && $0.remotePort == p.clientPort })
+        #expect(server.counters?.bytesReceived == 300_000)
+        #expect(server.counters?.bytesSent == 2)
+    }
+
+    @Test func requestHasTheKernelLayout() {
+        let r = SockDiagParser.request(family: 2, sequence: 7)
+        #expect(r.count == 72)
+        #expect(r[0] == 72 && r[4] == 20 && r[6] == 0x01 && r[7] == 0x03)
+        #expect(r[16] == 2 && r[17] == 6 && r[18] == 2)
+    }
+
+    @Test func hostileRepliesAreErrorsWithOffsets() {
+        var out: [SocketEntry] = []
+        // A message whose length runs past the datagram.
+        var bad = [UInt8](repeating: 0, count: 32)
+        bad[0] = 200; bad[4] = 20
+        #expect(throws: MinewatchError.self) { try SockDiagParser.parse(bad, into: &out) }
+        // An inet_diag_msg that is too short.
+        var short = [UInt8](repeating: 0, count: 40)
+        short[0] = 40; short[4] = 20
+        do {
+            _ = try SockDiagParser.parse(short, into: &out)
+            Issue.record("short message accepted")
+        } catch {
+            #expect(error.description.contains("offset 0"))
+        }
+        // An attribute that runs past its message.
+        var attr = [UInt8](repeating: 0, count: 16 + 72 + 8)
+        attr[0] = UInt8(attr.count); attr[4] = 20; attr[16] = 2
+        attr[88] = 200; attr[90] = 2
+        #expect(throws: MinewatchError.self) { try SockDiagParser.parse(attr, into: &out) }
+        // An error message carries errno.
+        var err = [UInt8](repeating: 0, count: 36)
+        err[0] = 36; err[4] = 2
+        let eperm = UInt32(bitPattern: -1)
+        withUnsafeBytes(of: eperm.littleEndian) { for (i, b) in $0.enumerated() { err[16 + i] = b } }
+        #expect(throws: MinewatchError.self) { try SockDiagParser.parse(err, into: &out) }
+        // DONE ends the dump; truncated trailing bytes are ignored.
+        var done = [UInt8](repeating: 0, count: 20)
+        done[0] = 16; done[4] = 3
+        #expect((try? SockDiagParser.parse(done, into: &out)) == .done)
+        #expect(out.isEmpty)
+    }
+}
