@@ -32,9 +32,9 @@ let package = Package(
         // Analyzers over reader values.
         .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage"]),
         // Runtime detectors and the watch loop (over MinewatchHost values).
-        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchHost", "MinewatchDetectors"]),
+        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchHost", "MinewatchImage", "MinewatchDetectors"]),
         // Every output format, in one place.
-        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchSignatures"]),
+        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchRuntime"]),
         // The commands, one per file.
         .target(
             name: "MinewatchCommands",

@@ -16,12 +16,15 @@ nonisolated(unsafe) var watchStopRequested: sig_atomic_t = 0
 public struct WatchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "watch",
-        abstract: "Watch running containers and alert on miners (so far: the miner-process detector).",
+        abstract: "Watch running containers and alert on miners: CPU miners and bandwidth miners.",
         discussion: """
         Finds containers from the cgroup paths of processes (podman, Docker, containerd/Kubernetes, \
-        CRI-O; cgroup v1 and v2) and scans each new container process: its executable with the \
-        same rules as `scan` (cached per binary), its command line and selected environment \
-        variables. One alert per container per detector. Stops after --duration, or on SIGINT/SIGTERM.
+        CRI-O; cgroup v1 and v2) and runs five detectors every interval: miner-process (executables \
+        scanned with the `scan` rules, command lines, environment), pool-contact (outbound \
+        connections to pool ports), drift (executables not in the image), cpu-miner (sustained CPU \
+        at the limit with other evidence) and bandwidth-miner (sustained upload-heavy outbound \
+        traffic in repeated exchanges to a few destinations). One alert per container per detector. \
+        Stops after --duration, or on SIGINT/SIGTERM.
         """
     )
 
@@ -33,35 +36,89 @@ public struct WatchCommand: ParsableCommand {
     @Option(help: "Stop after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
-    @Option(name: .shortAndLong, help: "table (default on a terminal) or jsonl (default otherwise).")
+    @Option(name: .shortAndLong, help: "table (live screen on a terminal) or jsonl (default when not a terminal).")
     var format: Format?
 
     @Option(name: .shortAndLong, help: "Append alerts to this file instead of standard output.")
     var output: String?
 
-    @Option(name: .customLong("engine-socket"), help: "Docker Engine API socket for container names and images (default: $DOCKER_HOST, /var/run/docker.sock, /run/podman/podman.sock). Without one, alerts carry ids only.")
+    @Flag(help: "With jsonl, also write one telemetry record per container per pass (\"type\": \"telemetry\").")
+    var telemetry = false
+
+    @Option(name: .customLong("engine-socket"), help: "Docker Engine API socket for container names and images, and for --action stop (default: $DOCKER_HOST, /var/run/docker.sock, /run/podman/podman.sock). Without one, alerts carry ids only.")
     var engineSocket: String?
 
-    @Flag(name: .customLong("include-host"), help: "Also inspect processes outside containers.")
+    @Flag(name: .customLong("include-host"), help: "Also inspect processes outside containers (reported as container \"host\"; never acted on).")
     var includeHost = false
+
+    @Option(help: "What to do with an alert at or above --act-on: alert, freeze (the container's cgroup), kill (the named process), stop (the container, through the engine API).")
+    var action: ResponseAction = .alert
+
+    @Option(name: .customLong("act-on"), help: "Lowest severity that triggers --action.")
+    var actOn: Severity = .high
+
+    @Flag(name: .customLong("dry-run"), help: "Say what --action would do without doing it.")
+    var dryRun = false
+
+    @Option(name: .customLong("bw-window"), help: "Bandwidth model: seconds the behaviour must last.")
+    var bwWindow: Double = BandwidthModel().window
+
+    @Option(name: .customLong("bw-min-upload"), help: "Bandwidth model: least upload over outbound connections, bytes/s (suffixes k, M, Ki, Mi; e.g. 64Ki).")
+    var bwMinUpload: String = "64Ki"
+
+    @Option(name: .customLong("bw-min-ratio"), help: "Bandwidth model: least outbound sent:received ratio.")
+    var bwMinRatio: Double = BandwidthModel().minRatio
+
+    @Option(name: .customLong("bw-max-destinations"), help: "Bandwidth model: most destination addresses carrying 90% of the upload.")
+    var bwMaxDestinations: Int = BandwidthModel().maxDestinations
+
+    @Option(name: .customLong("bw-min-exchanges"), help: "Bandwidth model: least replies or new connections on uploading connections in the window.")
+    var bwMinExchanges: Int = BandwidthModel().minExchanges
 
     @OptionGroup var rules: RuleOptions
 
     public init() {}
 
+    static func parseRate(_ s: String) -> Double? {
+        let units: [(String, Double)] = [("Mi", 1_048_576), ("Ki", 1024), ("M", 1e6), ("k", 1e3), ("K", 1e3), ("", 1)]
+        for (suffix, mul) in units where s.hasSuffix(suffix) {
+            if let v = Double(s.dropLast(suffix.count)), v >= 0 { return v * mul }
+        }
+        return nil
+    }
+
     public func validate() throws {
         if !(0.1...3600).contains(interval) { throw ValidationError("--interval must be between 0.1 and 3600 seconds") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if !(2...3600).contains(bwWindow) { throw ValidationError("--bw-window must be between 2 and 3600 seconds") }
+        if Self.parseRate(bwMinUpload) == nil { throw ValidationError("--bw-min-upload: expected bytes per second such as 65536, 64Ki or 1M") }
+        if bwMinRatio < 1 { throw ValidationError("--bw-min-ratio must be at least 1") }
+        if bwMaxDestinations < 1 { throw ValidationError("--bw-max-destinations must be at least 1") }
+        if bwMinExchanges < 0 { throw ValidationError("--bw-min-exchanges must not be negative") }
+        if dryRun && action == .alert { throw ValidationError("--dry-run needs an --action other than alert") }
     }
 
     public func run() throws {
         let set = try rules.load()
-        let watcher = Watcher(rules: CompiledRules(set))
+        let sockDiag = SockDiagReader()
+        let watcher = Watcher(rules: CompiledRules(set), sockets: sockDiag)
         watcher.includeHost = includeHost
-        if let socket = engineSocket ?? EngineClient.defaultSocket() {
-            watcher.describe = EngineNames(client: EngineClient(socket: socket)).lookup
+        var model = BandwidthModel()
+        model.window = bwWindow
+        model.minUploadRate = Self.parseRate(bwMinUpload) ?? model.minUploadRate
+        model.minRatio = bwMinRatio
+        model.maxDestinations = bwMaxDestinations
+        model.minExchanges = bwMinExchanges
+        watcher.bandwidthModel = model
+        let socket = engineSocket ?? EngineClient.defaultSocket()
+        let engine = socket.map { EngineClient(socket: $0) }
+        if let engine { watcher.describe = EngineNames(client: engine).lookup }
+        if action == .stop && engine == nil && !dryRun {
+            Terminal.error("--action stop needs an engine socket (--engine-socket); stops will fail")
         }
+        let responder = Responder(action: action, actOn: actOn, dryRun: dryRun, actuator: HostActuator(engine: engine))
         let fmt = format ?? (output == nil && Terminal.stdoutIsTTY ? .table : .jsonl)
+        let live = fmt == .table && output == nil && Terminal.stdoutIsTTY
         var sink: FileHandle = .standardOutput
         if let output {
             if !FileManager.default.fileExists(atPath: output) { FileManager.default.createFile(atPath: output, contents: nil) }
@@ -74,24 +131,31 @@ public struct WatchCommand: ParsableCommand {
         }
         signal(SIGINT) { _ in watchStopRequested = 1 }
         signal(SIGTERM) { _ in watchStopRequested = 1 }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        if fmt == .table { sink.write(Data("TIME      SEVERITY  DETECTOR        CONTAINER     FAMILY       SUMMARY\n".utf8)) }
+        if fmt == .table && !live { sink.write(Data(WatchRenderer.tableHeader.utf8)) }
         let deadline = duration.map { Date().addingTimeInterval($0) }
+        var all: [Alert] = []
+        var warnedSockDiag = false
         while watchStopRequested == 0 {
-            for a in watcher.poll() {
-                switch fmt {
-                case .jsonl:
-                    if let d = try? encoder.encode(a) { sink.write(d + Data("\n".utf8)) }
-                case .table:
-                    let t = ISO8601DateFormatter().string(from: a.time).dropFirst(11).prefix(8)
-                    let line = [String(t), a.severity.rawValue.uppercased().padding(toLength: 9, withPad: " ", startingAt: 0),
-                                a.detector.padding(toLength: 15, withPad: " ", startingAt: 0),
-                                String(a.container.id.prefix(12)).padding(toLength: 13, withPad: " ", startingAt: 0),
-                                (a.family ?? "-").padding(toLength: 12, withPad: " ", startingAt: 0), a.summary].joined(separator: " ")
-                    sink.write(Data((line + "\n").utf8))
-                }
+            var alerts = watcher.poll()
+            if !warnedSockDiag, let e = sockDiag.firstError {
+                warnedSockDiag = true
+                Terminal.error("per-connection counters unavailable (\(e.description)); the bandwidth detector uses interface counters")
+            }
+            for i in alerts.indices {
+                alerts[i].response = responder.respond(to: alerts[i], processes: watcher.processes[alerts[i].container.id] ?? [])
+                if let r = alerts[i].response, !r.ok { Terminal.error("\(r.action) \(r.target): \(r.result)") }
+            }
+            all += alerts
+            switch fmt {
+            case .jsonl:
+                var text = alerts.map(WatchRenderer.jsonLine).joined()
+                if telemetry { text += watcher.telemetry.values.sorted { $0.container.id < $1.container.id }.map(WatchRenderer.jsonLine).joined() }
+                if !text.isEmpty { sink.write(Data(text.utf8)) }
+            case .table where live:
+                sink.write(Data(WatchRenderer.screen(telemetry: Array(watcher.telemetry.values), alerts: all, interval: interval).utf8))
+            case .table:
+                let text = alerts.map(WatchRenderer.tableLine).joined()
+                if !text.isEmpty { sink.write(Data(text.utf8)) }
             }
             if let deadline, Date() >= deadline { break }
             // Sleep in short steps so a signal or the deadline ends the wait promptly.
@@ -101,6 +165,8 @@ public struct WatchCommand: ParsableCommand {
         if output != nil { try? sink.close() }
     }
 }
+
+extension ResponseAction: ExpressibleByArgument {}
 
 /// Container names and images from the engine, refreshed when an unknown id shows up. An engine
 /// that stops answering is reported once on stderr; alerts then carry ids only.

@@ -21,6 +21,20 @@ public struct ProcessSample: Sendable, Hashable {
     public var cgroupPaths: [String: String]
     /// Network namespace inode (from /proc/<pid>/ns/net), to group processes by namespace.
     public var netns: UInt64?
+
+    public init(pid: Int32, ppid: Int32, comm: String, exe: String?, cmdline: [String], startTicks: UInt64, cpuTicks: UInt64,
+                container: ContainerRef?, cgroupPaths: [String: String], netns: UInt64?) {
+        self.pid = pid
+        self.ppid = ppid
+        self.comm = comm
+        self.exe = exe
+        self.cmdline = cmdline
+        self.startTicks = startTicks
+        self.cpuTicks = cpuTicks
+        self.container = container
+        self.cgroupPaths = cgroupPaths
+        self.netns = netns
+    }
 }
 
 /// Parsers for /proc text formats (pure functions, tested with fixtures).

@@ -74,6 +74,19 @@ public final class EngineImage {
 }
 
 extension EngineClient {
+    /// Stops a container (`POST /containers/{id}/stop?t=`): SIGTERM, then SIGKILL after `timeout`.
+    public func stopContainer(_ id: String, timeout: Int = 10) throws(MinewatchError) {
+        var client = http
+        client.timeoutSeconds = max(client.timeoutSeconds, timeout + 30)
+        let r = try client.request(.unix(path: socket), method: "POST", path: "/containers/\(Self.escape(id))/stop?t=\(timeout)")
+        let body = (try? r.body.readAll(limit: 64 * 1024, what: "engine reply")) ?? []
+        // 204 stopped, 304 already stopped.
+        guard r.status == 204 || r.status == 304 else {
+            throw MinewatchError(.network, operation: "stop container \(id.prefix(12))", subject: socket,
+                                 message: "engine answered \(r.status): \(String(decoding: body.prefix(200), as: UTF8.self))")
+        }
+    }
+
     /// Running containers: id -> (name, image), from `GET /containers/json`.
     public func containers() throws(MinewatchError) -> [String: (name: String, image: String)] {
         let r = try get("/containers/json")

@@ -41,6 +41,7 @@ public struct HTTPClient: Sendable {
         if case .tcp(let h, let p) = endpoint { host = h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)" }
         var req = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: minewatch/\(MinewatchVersion.current)\r\nConnection: close\r\n"
         for (k, v) in headers.sorted(by: { $0.key < $1.key }) { req += "\(k): \(v)\r\n" }
+        if method == "POST" || method == "PUT", headers.keys.allSatisfy({ $0.lowercased() != "content-length" }) { req += "Content-Length: 0\r\n" }
         req += "\r\n"
         try conn.write(Array(req.utf8))
         let (status, hdrs, leftover) = try readHead(conn)

@@ -19,6 +19,12 @@ public struct Alert: Sendable, Codable, Hashable {
         public var name: String?
         public var image: String?
         public var runtime: String
+        public init(id: String, name: String?, image: String?, runtime: String) {
+            self.id = id
+            self.name = name
+            self.image = image
+            self.runtime = runtime
+        }
     }
 
     public var time: Date
@@ -37,9 +43,30 @@ public struct Alert: Sendable, Codable, Hashable {
     public var detectedAt: Date
     /// Seconds from first evidence to the alert.
     public var timeToDetect: Double
+    /// What `--action` did about it (absent when only alerting).
+    public var response: ResponseOutcome?
+
+    public init(time: Date, container: Container, detector: String, severity: Severity, family: String?, summary: String,
+                evidence: [Evidence], metrics: [String: Double], pid: Int32?, exe: String?, startedAt: Date, detectedAt: Date,
+                timeToDetect: Double, response: ResponseOutcome? = nil) {
+        self.time = time
+        self.container = container
+        self.detector = detector
+        self.severity = severity
+        self.family = family
+        self.summary = summary
+        self.evidence = evidence
+        self.metrics = metrics
+        self.pid = pid
+        self.exe = exe
+        self.startedAt = startedAt
+        self.detectedAt = detectedAt
+        self.timeToDetect = timeToDetect
+        self.response = response
+    }
 
     enum CodingKeys: String, CodingKey {
-        case time, container, detector, severity, family, summary, evidence, metrics, pid, exe, startedAt, detectedAt, timeToDetect
+        case time, container, detector, severity, family, summary, evidence, metrics, pid, exe, startedAt, detectedAt, timeToDetect, response
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -57,5 +84,6 @@ public struct Alert: Sendable, Codable, Hashable {
         try c.encode(startedAt, forKey: .startedAt)
         try c.encode(detectedAt, forKey: .detectedAt)
         try c.encode(timeToDetect, forKey: .timeToDetect)
+        try c.encodeIfPresent(response, forKey: .response)
     }
 }

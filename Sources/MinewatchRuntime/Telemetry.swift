@@ -4,6 +4,8 @@ import MinewatchHost
 /// What `watch` measured for one container in one pass (emitted with `--telemetry`, shown in the
 /// live table). Rates are per second over the last interval; nil when unknown.
 public struct ContainerTelemetry: Sendable, Codable, Hashable {
+    /// "telemetry", so JSON-lines readers can tell these records from alerts.
+    public var type = "telemetry"
     public var time: Date
     public var container: Alert.Container
     public var processes: Int
