@@ -51,6 +51,9 @@ public struct WatchCommand: ParsableCommand {
     @Flag(name: .customLong("include-host"), help: "Also inspect processes outside containers (reported as container \"host\"; never acted on).")
     var includeHost = false
 
+    @Option(name: .customLong("container"), help: ArgumentHelp("Watch only this container (an id or id prefix; with an engine socket also a name). Repeatable.", valueName: "id"))
+    var containers: [String] = []
+
     @Option(help: "What to do with an alert at or above --act-on: alert, freeze (the container's cgroup), kill (the named process), stop (the container, through the engine API).")
     var action: ResponseAction = .alert
 
@@ -113,6 +116,11 @@ public struct WatchCommand: ParsableCommand {
         let socket = engineSocket ?? EngineClient.defaultSocket()
         let engine = socket.map { EngineClient(socket: $0) }
         if let engine { watcher.describe = EngineNames(client: engine).lookup }
+        if !containers.isEmpty {
+            // Names resolve through the engine once, at start; ids are used as given.
+            let known = (try? engine?.containers()) ?? [:]
+            watcher.onlyContainers = containers.map { c in known.first { $0.value.name == c }?.key ?? c.lowercased() }
+        }
         if action == .stop && engine == nil && !dryRun {
             Terminal.error("--action stop needs an engine socket (--engine-socket); stops will fail")
         }
@@ -135,7 +143,9 @@ public struct WatchCommand: ParsableCommand {
         let deadline = duration.map { Date().addingTimeInterval($0) }
         var all: [Alert] = []
         var warnedSockDiag = false
+        var passStart = Date()
         while watchStopRequested == 0 {
+            passStart = Date()
             var alerts = watcher.poll()
             if !warnedSockDiag, let e = sockDiag.firstError {
                 warnedSockDiag = true
@@ -158,8 +168,9 @@ public struct WatchCommand: ParsableCommand {
                 if !text.isEmpty { sink.write(Data(text.utf8)) }
             }
             if let deadline, Date() >= deadline { break }
-            // Sleep in short steps so a signal or the deadline ends the wait promptly.
-            let wake = Date().addingTimeInterval(interval)
+            // A fixed cadence (the pass's own time is not added to the interval); sleep in short
+            // steps so a signal or the deadline ends the wait promptly.
+            let wake = max(passStart.addingTimeInterval(interval), Date().addingTimeInterval(interval / 10))
             while watchStopRequested == 0 && Date() < wake && (deadline.map { Date() < $0 } ?? true) { usleep(50_000) }
         }
         if output != nil { try? sink.close() }

@@ -197,16 +197,17 @@ public struct BandwidthDetector: Sendable {
     public func verdict() -> BandwidthVerdict? {
         guard let end = intervals.last?.end else { return nil }
         let from = end.addingTimeInterval(-model.window)
-        let win = intervals.filter { $0.start >= from.addingTimeInterval(-0.5) }
-        // The window must be covered (watched that long).
-        guard let first = win.first, end.timeIntervalSince(first.start) >= model.window - 0.5 else { return nil }
+        // The intervals overlapping the window; it must be covered (watched that long). Passes
+        // are not exactly `interval` apart, so the first one may start a little before it.
+        let win = intervals.filter { $0.end > from }
+        guard let first = win.first, end.timeIntervalSince(first.start) >= model.window else { return nil }
         let seconds = end.timeIntervalSince(first.start)
         let tx = win.reduce(0) { $0 + $1.outTx }, rx = win.reduce(0) { $0 + $1.outRx }
         guard tx / seconds >= model.minUploadRate, tx >= model.minRatio * max(rx, 1) else { return nil }
         // Both halves carry upload: sustained, not one burst.
         let mid = first.start.addingTimeInterval(seconds / 2)
-        let early = win.filter { $0.end <= mid.addingTimeInterval(0.5) }.reduce(0) { $0 + $1.outTx }
-        let late = win.filter { $0.end > mid.addingTimeInterval(0.5) }.reduce(0) { $0 + $1.outTx }
+        let early = win.filter { $0.end <= mid }.reduce(0) { $0 + $1.outTx }
+        let late = win.filter { $0.end > mid }.reduce(0) { $0 + $1.outTx }
         guard early >= tx * 0.1, late >= tx * 0.1 else { return nil }
         // A few destinations carry it.
         var perDest: [String: Double] = [:]

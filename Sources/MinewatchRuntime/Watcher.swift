@@ -39,6 +39,8 @@ public final class Watcher: @unchecked Sendable {
     /// runs, and pid reuse is noticed.
     var seen: Set<String> = []
     public var includeHost = false
+    /// When not empty, only containers whose id starts with one of these are watched.
+    public var onlyContainers: [String] = []
     /// Names and images by container id (from an engine API); nil when there is none.
     public var describe: (@Sendable (String) -> (name: String, image: String)?)?
 
@@ -62,7 +64,10 @@ public final class Watcher: @unchecked Sendable {
         var out: [Alert] = []
         let me = getpid()
         // One read of every process per pass; processes that vanish mid-read are skipped.
-        let samples = proc.pids().filter { $0 != me }.compactMap { proc.process($0) }
+        var samples = proc.pids().filter { $0 != me }.compactMap { proc.process($0) }
+        if !onlyContainers.isEmpty {
+            samples.removeAll { s in !onlyContainers.contains { p in s.container?.id.hasPrefix(p) == true } }
+        }
         for s in samples {
             let pid = s.pid
             guard let c = s.container ?? (includeHost ? ContainerRef(id: "host", runtime: .podman, cgroupPath: "/") : nil) else { continue }

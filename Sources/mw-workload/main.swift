@@ -6,6 +6,12 @@
 //   mw-workload stratum-miner --pool 127.0.0.1:3333 --dialect monero|bitcoin --wallet W [--duration S]
 //   mw-workload ann-handler   --listen 127.0.0.1:8080 [--public-url http://127.0.0.1:8080] [--duration S]
 //   mw-workload ann-miner     --pool URL [--pool URL...] --paymentaddr pkt1... [--rate N] [--duration S]
+// Benign loads (what the detectors must stay quiet on):
+//   mw-workload http-server   --listen 127.0.0.1:8000 [--duration S]   (GET /file/<bytes>, POST /upload, POST /api)
+//   mw-workload download      --url http://H:P/file/<bytes> [--clients N] [--rate BYTES_PER_S] [--duration S]
+//   mw-workload upload        --url http://H:P/upload --bytes N [--rate BYTES_PER_S] [--duration S]
+//   mw-workload api-client    --url http://H:P/api [--rps N] [--duration S]
+//   mw-workload compress      [--threads N] [--duration S]
 import Foundation
 
 func value(_ name: String, in args: [String]) -> String? {
@@ -18,7 +24,7 @@ func values(_ name: String, in args: [String]) -> [String] {
 
 let args = Array(CommandLine.arguments.dropFirst())
 guard let mode = args.first else {
-    log("usage: mw-workload stratum-pool|stratum-miner|ann-handler|ann-miner ...")
+    log("usage: mw-workload stratum-pool|stratum-miner|ann-handler|ann-miner|http-server|download|upload|api-client|compress ...")
     exit(64)
 }
 let duration = min(3600, Double(value("--duration", in: args) ?? "60") ?? 60)
@@ -40,6 +46,19 @@ do {
     case "ann-miner":
         try PacketCrypt.runMiner(pools: values("--pool", in: args), payto: value("--paymentaddr", in: args) ?? "",
                                  rate: Double(value("--rate", in: args) ?? "200") ?? 200, deadline: deadline)
+    case "http-server":
+        let (h, p) = try hostPort(value("--listen", in: args) ?? "127.0.0.1:8000")
+        try Benign.runServer(host: h, port: p, deadline: deadline)
+    case "download":
+        try Benign.runDownload(url: value("--url", in: args) ?? "", clients: Int(value("--clients", in: args) ?? "1") ?? 1,
+                               rate: Double(value("--rate", in: args) ?? "0") ?? 0, deadline: deadline)
+    case "upload":
+        try Benign.runUpload(url: value("--url", in: args) ?? "", bytes: Int(value("--bytes", in: args) ?? "") ?? 10_000_000,
+                             rate: Double(value("--rate", in: args) ?? "0") ?? 0, deadline: deadline)
+    case "api-client":
+        try Benign.runAPIClient(url: value("--url", in: args) ?? "", rps: Double(value("--rps", in: args) ?? "20") ?? 20, deadline: deadline)
+    case "compress":
+        Benign.runCompress(threads: Int(value("--threads", in: args) ?? "1") ?? 1, deadline: deadline)
     default:
         log("unknown mode \(mode)")
         exit(64)

@@ -9,7 +9,8 @@ import TestSupport
 /// per socket and interface counters, every `step` seconds.
 private struct Recorder {
     var t0 = Date(timeIntervalSince1970: 1_800_000_000)
-    var step = 2.0
+    /// Passes are never exactly the interval apart.
+    var step = 2.05
     var sockets: [UInt64: SocketEntry] = [:]
     var iface = NetCounters()
     var listen: Set<UInt16> = []
@@ -65,7 +66,7 @@ private func drive(_ passes: Int, model: BandwidthModel = BandwidthModel(), _ ea
             r.traffic(4, tx: 300_000, rx: 300, replies: 1)
         }
         let (pass, v) = try #require(hit)
-        #expect(Double(pass) * 2 <= 30, "fired at \(pass * 2) s")
+        #expect(Double(pass) * 2.05 <= 30, "fired at \(pass * 2) s")
         #expect(v.destinations.count == 2)
         #expect(v.mirrored && v.polls && v.perConnection)
         #expect(v.ratio > 20)  // interface-level ACK headers count as download too
@@ -155,7 +156,7 @@ private func drive(_ passes: Int, model: BandwidthModel = BandwidthModel(), _ ea
             if i == 0 { r.open(2, local: 40002, remote: "198.18.1.10", port: 80) }
             r.traffic(2, tx: 300_000, rx: 300, replies: 1)
         }
-        #expect(fast.map { $0.0 * 2 } == 10)
+        #expect(fast.map { Double($0.0) * 2.05 }.map { $0 >= 10 && $0 <= 12.5 } == true, "\(String(describing: fast?.0))")
     }
 
     @Test func withoutPerConnectionCountersInterfaceTotalsAreUsed() throws {

@@ -44,6 +44,56 @@ public enum Podman {
     }
 }
 
+extension Podman {
+    /// Host folders that let a container run this repository's binaries without building an image.
+    public static let hostMounts = ["-v", "/bin:/bin:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro",
+                                    "-v", "/usr/bin:/usr/bin:ro", "-v", "/opt/swift:/opt/swift:ro"]
+
+    /// An image holding the workload program as /usr/local/bin/svc (an innocent name). Returns its tag.
+    public static func workloadImage(_ dir: TempDir) throws -> String {
+        let exe = Array(try Data(contentsOf: URL(fileURLWithPath: workloadBinary())))
+        _ = try dir.file("wl-root/usr/local/bin/svc", exe, mode: 0o755)
+        _ = try dir.file("wl-root/etc/hostname", Array("w\n".utf8))
+        let tag = "localhost/mw-workload:\(UUID().uuidString.prefix(8).lowercased())"
+        try importRootfs(dir.path + "/wl-root", tag: tag)
+        return tag
+    }
+
+    /// A test network (a subnet inside 198.18.1.0/24, which these tests own). Returns its name.
+    public static func createNetwork(subnet: String) throws -> String {
+        precondition(subnet.hasPrefix("198.18.1."), "test networks live in 198.18.1.0/24")
+        let name = "mw-test-\(UUID().uuidString.prefix(8).lowercased())"
+        try cmd(["network", "create", "--subnet", subnet, name])
+        return name
+    }
+
+    public static func removeNetwork(_ name: String) { _ = try? run(["podman", "network", "rm", "-f", name]) }
+
+    /// `podman inspect --format FORMAT ID`, trimmed.
+    public static func inspect(_ id: String, _ format: String) -> String {
+        guard let r = try? run(["podman", "inspect", "--format", format, id]), r.status == 0 else { return "" }
+        return String(decoding: r.out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// When the container started (podman's StartedAt).
+    public static func startedAt(_ id: String) -> Date? {
+        let s = inspect(id, "{{.State.StartedAt.Unix}}")
+        return Double(s).map { Date(timeIntervalSince1970: $0) }
+    }
+}
+
+/// Alerts from a `watch --output` JSON-lines file.
+public func readAlerts(_ path: String) -> [[String: Any]] {
+    ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
+        .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        .filter { $0["type"] as? String != "telemetry" }
+}
+
+extension Dictionary where Key == String, Value == Any {
+    /// The alert's container id.
+    public var containerID: String? { (self["container"] as? [String: Any])?["id"] as? String }
+}
+
 public struct PodmanError: Error, CustomStringConvertible {
     public var message: String
     public var description: String { message }

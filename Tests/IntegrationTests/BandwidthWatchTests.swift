@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The bandwidth-miner detector against real containers on a test network: a PacketCrypt-style
+/// announcement miner (an innocent executable name, pools at addresses no list knows, and rules
+/// with no content signatures, so only its behaviour can give it away) is alerted within 60 s;
+/// a web server under download load, a bulk downloader, a finite upload that outlasts the window,
+/// a chatty API client, CPU-heavy compression and the pools themselves are not.
+@Suite(.serialized) struct BandwidthWatchTests {
+    @Test func bandwidthMinerAlertedBenignLoadsQuiet() throws {
+        guard Podman.required() else { return }
+        let dir = try TempDir("bw")
+        defer { dir.cleanup() }
+        let tag = try Podman.workloadImage(dir)
+        defer { Podman.removeImage(tag) }
+        let net = try Podman.createNetwork(subnet: "198.18.1.0/26")
+        defer { Podman.removeNetwork(net) }
+        let run = UUID().uuidString.prefix(6).lowercased()
+        var names: [String] = []
+        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
+        func start(_ role: String, ip: String? = nil, network: String? = nil, _ args: [String]) throws -> String {
+            let name = "mw-bw-\(role)-\(run)"
+            names.append(name)
+            return try Podman.runDetached(["--network", network ?? net, "--name", name] + (ip.map { ["--ip", $0] } ?? []) + Podman.hostMounts
+                                          + [tag, "/usr/local/bin/svc"] + args)
+        }
+        let pool1 = try start("pool1", ip: "198.18.1.10", ["ann-handler", "--listen", "198.18.1.10:80", "--duration", "90"])
+        let pool2 = try start("pool2", ip: "198.18.1.11", ["ann-handler", "--listen", "198.18.1.11:80", "--duration", "90"])
+        let web = try start("web", ip: "198.18.1.20", ["http-server", "--listen", "198.18.1.20:80", "--duration", "90"])
+        usleep(1_000_000)
+        let alerts = dir.path + "/alerts.jsonl"
+        let rules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/behaviour-only-rules.yaml").path
+        let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "2", "--duration", "62", "--output", alerts,
+                                           "--telemetry", "--no-bundled-rules", "--rules", rules], label: "watch")
+        defer { watch.stop() }
+        usleep(1_000_000)
+        // 300 announcements/s to two pools: about 0.6 MB/s up; CPU stays well under a core.
+        let miner = try start("miner", ["ann-miner", "--pool", "http://198.18.1.10", "--pool", "http://198.18.1.11",
+                                        "--paymentaddr", "pkt1q6hqsqhqdgqfd8t3xwgceulu7k9d9w5t2amath0qxyrjlvl2s6ykqs3fgtst", "--rate", "300", "--duration", "80"])
+        let downloader = try start("download", ["download", "--url", "http://198.18.1.20/file/50000000", "--clients", "2", "--rate", "2000000", "--duration", "80"])
+        // 2 MB/s for 50 s: longer than the window, one request body, one reply at the end.
+        let backup = try start("backup", ["upload", "--url", "http://198.18.1.20/upload", "--bytes", "100000000", "--rate", "2000000", "--duration", "80"])
+        let api = try start("api", ["api-client", "--url", "http://198.18.1.20/api", "--rps", "20", "--duration", "80"])
+        let compress = try start("compress", network: "none", ["compress", "--threads", "1", "--duration", "80"])
+        #expect(watch.wait(seconds: 90) { !watch.process.isRunning })
+        let all = readAlerts(alerts)
+        let forMiner = all.filter { $0.containerID == miner }
+        let bw = try #require(forMiner.first { $0["detector"] as? String == "bandwidth-miner" }, "no bandwidth alert: \(all)")
+        #expect(bw["severity"] as? String == "high")
+        #expect(forMiner.count == 1, "only the bandwidth detector knows this miner: \(forMiner)")
+        let metrics = bw["metrics"] as? [String: Double] ?? [:]
+        #expect(metrics["destinations"] == 2)
+        #expect((metrics["uploadBytesPerSecond"] ?? 0) > 200_000)
+        #expect((metrics["cpuCores"] ?? 9) < 0.9, "moderate CPU: \(metrics)")
+        let dests = (bw["evidence"] as? [[String: Any]])?.compactMap { $0["value"] as? String } ?? []
+        #expect(dests.contains { $0.hasPrefix("198.18.1.10 ") } && dests.contains { $0.hasPrefix("198.18.1.11 ") }, "\(dests)")
+        // Time to detect, from the container's start to the alert: at most 60 s (target 30 s).
+        let detected = ISO8601DateFormatter().date(from: bw["detectedAt"] as? String ?? "") ?? .distantFuture
+        let started = try #require(Podman.startedAt(miner))
+        let ttd = detected.timeIntervalSince(started)
+        print("bandwidth miner: detected \(String(format: "%.1f", ttd)) s after its container started; alert's timeToDetect \(bw["timeToDetect"] ?? "?") s")
+        #expect(ttd <= 60, "bandwidth miner detected after \(ttd) s")
+        for (name, id) in [("pool1", pool1), ("pool2", pool2), ("web", web), ("download", downloader), ("backup", backup), ("api", api), ("compress", compress)] {
+            let mine = all.filter { $0.containerID == id }
+            #expect(mine.isEmpty, "benign \(name) alerted: \(mine.map { $0["summary"] ?? "" })")
+        }
+        // The backup really ran past the window, and telemetry saw the web server's inbound load.
+        let records = ((try? String(contentsOfFile: alerts, encoding: .utf8)) ?? "").split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["type"] as? String == "telemetry" }
+        let backupUploading = records.filter { $0.containerID == backup && ($0["outboundTxBytesPerSecond"] as? Double ?? 0) > 500_000 }
+        #expect(backupUploading.count >= 12, "backup uploaded in \(backupUploading.count) passes")
+        let webServing = records.filter { $0.containerID == web && ($0["inboundTxBytesPerSecond"] as? Double ?? 0) > 1_000_000 }
+        #expect(webServing.count >= 10)
+    }
+}
