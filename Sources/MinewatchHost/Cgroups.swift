@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// CPU and memory of one cgroup, from cgroup v1 controllers or the v2 unified tree.
 public struct CgroupStats: Sendable, Hashable {
@@ -10,40 +13,62 @@ public struct CgroupStats: Sendable, Hashable {
 }
 
 /// Reads a container's cgroup from `/sys/fs/cgroup` (v1: cpuacct, cpu, memory; v2: cpu.stat,
-/// cpu.max, memory.current). Missing files mean "unknown", never an error.
-public struct CgroupReader: Sendable {
+/// cpu.max, memory.current). Missing files mean "unknown", never an error. Read every pass for
+/// every container, so files are read with one small read(2) each and the CPU limit, which
+/// rarely changes, is re-read at most every 30 s.
+public final class CgroupReader: @unchecked Sendable {
     public let root: String
-    public init(root: String = "/sys/fs/cgroup") { self.root = root }
+    let lock = NSLock()
+    var limits: [String: (at: Date, cores: Double?)] = [:]
+    let v2Base: String
 
-    func text(_ path: String) -> String? {
-        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    public init(root: String = "/sys/fs/cgroup") {
+        self.root = root
+        v2Base = FileManager.default.fileExists(atPath: "\(root)/cgroup.controllers") ? root : "\(root)/unified"
+    }
+
+    /// A small file's contents without the trailing newline, or nil.
+    func text(_ path: String) -> Substring? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { return nil }
+        return Substring(String(decoding: buf[0..<n], as: UTF8.self)).trimmingPrefix(" ").prefix { $0 != "\n" }
+    }
+
+    func limit(_ key: String, read: () -> Double?) -> Double? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let l = limits[key], Date().timeIntervalSince(l.at) < 30 { return l.cores }
+        let v = read()
+        if limits.count > 10_000 { limits.removeAll() }
+        limits[key] = (Date(), v)
+        return v
     }
 
     /// `paths` is the controller -> path map of one of the container's processes.
     public func stats(paths: [String: String]) -> CgroupStats? {
         if let p = paths["cpuacct"] ?? paths["cpu"], let usage = text("\(root)/cpuacct\(p)/cpuacct.usage").flatMap({ UInt64($0) }) {
             let cpuPath = paths["cpu"] ?? p
-            var limit: Double?
-            if let q = text("\(root)/cpu\(cpuPath)/cpu.cfs_quota_us").flatMap({ Int64($0) }), q > 0,
-               let period = text("\(root)/cpu\(cpuPath)/cpu.cfs_period_us").flatMap({ Int64($0) }), period > 0 {
-                limit = Double(q) / Double(period)
+            let limit = self.limit("v1:\(cpuPath)") {
+                guard let q = text("\(root)/cpu\(cpuPath)/cpu.cfs_quota_us").flatMap({ Int64($0) }), q > 0,
+                      let period = text("\(root)/cpu\(cpuPath)/cpu.cfs_period_us").flatMap({ Int64($0) }), period > 0 else { return nil }
+                return Double(q) / Double(period)
             }
             let mem = paths["memory"].flatMap { text("\(root)/memory\($0)/memory.usage_in_bytes") }.flatMap { UInt64($0) }
             return CgroupStats(cpuNanos: usage, cpuLimitCores: limit, memoryBytes: mem)
         }
         if let p = paths[""] {
-            let base = FileManager.default.fileExists(atPath: "\(root)/cgroup.controllers") ? root : "\(root)/unified"
-            guard let stat = text("\(base)\(p)/cpu.stat") else { return nil }
-            var usec: UInt64?
-            for line in stat.split(separator: "\n") where line.hasPrefix("usage_usec ") {
-                usec = UInt64(line.dropFirst(11))
+            guard let stat = text("\(v2Base)\(p)/cpu.stat"), stat.hasPrefix("usage_usec "),
+                  let usec = UInt64(stat.dropFirst(11)) else { return nil }
+            let limit = self.limit("v2:\(p)") {
+                guard let max = text("\(v2Base)\(p)/cpu.max")?.split(separator: " "), max.count == 2, let q = Double(max[0]),
+                      let per = Double(max[1]), per > 0 else { return nil }
+                return q / per
             }
-            guard let usec else { return nil }
-            var limit: Double?
-            if let max = text("\(base)\(p)/cpu.max")?.split(separator: " "), max.count == 2, let q = Double(max[0]), let per = Double(max[1]), per > 0 {
-                limit = q / per
-            }
-            let mem = text("\(base)\(p)/memory.current").flatMap { UInt64($0) }
+            let mem = text("\(v2Base)\(p)/memory.current").flatMap { UInt64($0) }
             return CgroupStats(cpuNanos: usec * 1000, cpuLimitCores: limit, memoryBytes: mem)
         }
         return nil

@@ -6,7 +6,12 @@ public struct NetCounters: Sendable, Hashable {
     public var rxPackets: UInt64 = 0
     public var txBytes: UInt64 = 0
     public var txPackets: UInt64 = 0
+    /// Packets over loopback (not part of the totals above): traffic inside the namespace.
+    public var loopbackPackets: UInt64 = 0
     public init() {}
+
+    /// Changes whenever any packet moved, loopback included.
+    public var activity: UInt64 { rxPackets &+ txPackets &+ loopbackPackets }
 }
 
 /// One TCP or UDP socket from /proc/<pid>/net/{tcp,tcp6,udp,udp6}.
@@ -58,6 +63,24 @@ public struct TCPCounters: Sendable, Hashable {
 }
 
 public enum NetParsers {
+    /// ActiveOpens + PassiveOpens + AttemptFails + EstabResets + InSegs + OutSegs from the two
+    /// "Tcp:" lines (names, then values) of /proc/net/snmp.
+    public static func tcpActivity(_ b: [UInt8]) -> UInt64? {
+        let lines = b.split(separator: 10).filter { $0.starts(with: Array("Tcp:".utf8)) }
+        guard lines.count >= 2 else { return nil }
+        let names = lines[0].split(separator: 32).map { String(decoding: $0, as: UTF8.self) }
+        let values = lines[1].split(separator: 32).map { String(decoding: $0, as: UTF8.self) }
+        guard names.count == values.count else { return nil }
+        var total: UInt64 = 0
+        var found = 0
+        for (n, v) in zip(names, values) where ["ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "InSegs", "OutSegs"].contains(n) {
+            guard let x = UInt64(v) else { return nil }
+            total &+= x
+            found += 1
+        }
+        return found == 6 ? total : nil
+    }
+
     /// An address in network byte order: dotted IPv4 (also for v4-mapped IPv6) or eight hex groups.
     public static func address(_ ordered: [UInt8]) -> String {
         if ordered.count == 4 { return ordered.map(String.init).joined(separator: ".") }
@@ -69,15 +92,44 @@ public enum NetParsers {
             .joined(separator: ":")
     }
 
-    public static func dev(_ text: String) -> NetCounters {
+    public static func dev(_ text: String) -> NetCounters { dev(Array(text.utf8)) }
+
+    /// /proc/<pid>/net/dev over bytes: two header lines, then "name: rx-bytes rx-packets ... (8
+    /// rx fields) tx-bytes tx-packets ...". Loopback is counted apart.
+    public static func dev(_ b: [UInt8]) -> NetCounters {
         var c = NetCounters()
-        for line in text.split(separator: "\n").dropFirst(2) {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let name = line[..<colon].trimmingCharacters(in: .whitespaces)
-            if name == "lo" { continue }
-            let f = line[line.index(after: colon)...].split(separator: " ").compactMap { UInt64($0) }
-            guard f.count >= 10 else { continue }
-            c.rxBytes += f[0]; c.rxPackets += f[1]; c.txBytes += f[8]; c.txPackets += f[9]
+        var line = 0
+        var i = 0
+        while i < b.count {
+            var end = i
+            while end < b.count && b[end] != 10 { end += 1 }
+            defer { i = end + 1; line += 1 }
+            guard line >= 2, let colon = b[i..<end].firstIndex(of: UInt8(ascii: ":")) else { continue }
+            var nameStart = i
+            while nameStart < colon && b[nameStart] == 32 { nameStart += 1 }
+            let isLoopback = colon - nameStart == 2 && b[nameStart] == UInt8(ascii: "l") && b[nameStart + 1] == UInt8(ascii: "o")
+            var fields: [UInt64] = []
+            fields.reserveCapacity(16)
+            var j = colon + 1
+            while j < end && fields.count < 10 {
+                while j < end && b[j] == 32 { j += 1 }
+                if j >= end { break }
+                var v: UInt64 = 0
+                var ok = true
+                while j < end && b[j] != 32 {
+                    let d = b[j] &- 48
+                    if d < 10 { v = v &* 10 &+ UInt64(d) } else { ok = false }
+                    j += 1
+                }
+                if !ok { break }
+                fields.append(v)
+            }
+            guard fields.count >= 10 else { continue }
+            if isLoopback {
+                c.loopbackPackets += fields[1] &+ fields[9]
+            } else {
+                c.rxBytes += fields[0]; c.rxPackets += fields[1]; c.txBytes += fields[8]; c.txPackets += fields[9]
+            }
         }
         return c
     }

@@ -41,13 +41,43 @@ public struct ProcessSample: Sendable, Hashable {
 public enum ProcParsers {
     /// /proc/<pid>/stat: the command sits in parentheses and may contain spaces and ')'.
     public static func stat(_ text: String) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, start: UInt64)? {
-        guard let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") , open < close else { return nil }
-        let comm = String(text[text.index(after: open)..<close])
-        let rest = text[text.index(after: close)...].split(separator: " ")
-        // rest[0] is state (field 3); fields 4 (ppid), 14/15 (utime/stime), 22 (starttime).
-        guard rest.count >= 20, let ppid = Int32(rest[1]), let ut = UInt64(rest[11]), let st = UInt64(rest[12]),
-              let start = UInt64(rest[19]) else { return nil }
-        return (comm, ppid, ut, st, start)
+        stat(Array(text.utf8))
+    }
+
+    /// The same over bytes, without building strings for the numeric fields (read every pass
+    /// for every process, so it is kept cheap).
+    public static func stat(_ b: [UInt8]) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, start: UInt64)? {
+        guard let open = b.firstIndex(of: UInt8(ascii: "(")), let close = b.lastIndex(of: UInt8(ascii: ")")), open < close else { return nil }
+        let comm = String(decoding: b[(open + 1)..<close], as: UTF8.self)
+        // Fields after the command: state is field 3; we want 4 (ppid), 14, 15 (utime, stime), 22 (start).
+        var field = 2
+        var i = close + 1
+        var ppid: Int64?, ut: UInt64?, st: UInt64?, start: UInt64?
+        while i < b.count {
+            while i < b.count && b[i] == 32 { i += 1 }
+            if i >= b.count || b[i] == 10 { break }
+            field += 1
+            var v: UInt64 = 0
+            var digits = 0
+            var negative = false
+            if b[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+            while i < b.count && b[i] != 32 && b[i] != 10 {
+                let d = b[i] &- 48
+                if d < 10 { v = v &* 10 &+ UInt64(d); digits += 1 } else { digits = -1_000_000 }
+                i += 1
+            }
+            let ok = digits > 0
+            switch field {
+            case 4: ppid = ok ? (negative ? -Int64(v) : Int64(v)) : nil
+            case 14: ut = ok ? v : nil
+            case 15: st = ok ? v : nil
+            case 22: start = ok ? v : nil
+            default: break
+            }
+            if field == 22 { break }
+        }
+        guard let ppid, let ut, let st, let start, let p = Int32(exactly: ppid) else { return nil }
+        return (comm, p, ut, st, start)
     }
 
     /// NUL-separated argv.
@@ -82,13 +112,15 @@ public struct ProcfsReader: Sendable {
         let fd = open("\(root)/\(rel)", O_RDONLY | O_CLOEXEC)
         if fd < 0 { return nil }
         defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 16384)
-        while out.count < limit {
-            let n = buf.withUnsafeMutableBytes { b in Glibc.read(fd, b.baseAddress, b.count) }
+        var out = [UInt8](repeating: 0, count: min(limit, 4096))
+        var used = 0
+        while used < limit {
+            if used == out.count { out += [UInt8](repeating: 0, count: min(limit, out.count * 2) - out.count) }
+            let n = out.withUnsafeMutableBytes { b in b.baseAddress.map { Glibc.read(fd, $0 + used, b.count - used) } ?? -1 }
             if n <= 0 { break }
-            out += buf[0..<n]
+            used += n
         }
+        out.removeSubrange(used...)
         return out
     }
 
@@ -101,7 +133,7 @@ public struct ProcfsReader: Sendable {
 
     /// One process, or nil when it is gone (or unreadable).
     public func process(_ pid: Int32) -> ProcessSample? {
-        guard let statBytes = read("\(pid)/stat"), let st = ProcParsers.stat(String(decoding: statBytes, as: UTF8.self)) else { return nil }
+        guard let statBytes = read("\(pid)/stat", limit: 4096), let st = ProcParsers.stat(statBytes) else { return nil }
         let cg = read("\(pid)/cgroup").map { CgroupPaths.parse(procCgroup: String(decoding: $0, as: UTF8.self)) }
         var netns: UInt64?
         if let l = link("\(pid)/ns/net"), let open = l.firstIndex(of: "["), let close = l.firstIndex(of: "]") {
@@ -112,6 +144,33 @@ public struct ProcfsReader: Sendable {
             cmdline: read("\(pid)/cmdline", limit: 64 * 1024).map(ProcParsers.cmdline) ?? [],
             startTicks: st.start, cpuTicks: st.utime + st.stime,
             container: cg?.container, cgroupPaths: cg?.paths ?? [:], netns: netns)
+    }
+
+    /// /proc/<pid>/stat through `files` when given (an fd kept open between passes).
+    func statBytes(_ pid: Int32, files: ProcStatFiles?) -> [UInt8]? {
+        if let files { return files.read(pid, root: root) }
+        return read("\(pid)/stat", limit: 4096)
+    }
+
+    /// The same process again, cheaply: when `known` is still the process at this pid (same start
+    /// time), only stat (CPU, name) and the executable link are read; cgroup membership, namespace
+    /// and command line carry over, the command line re-read when the executable changed (exec).
+    /// `followExe: false` skips the executable link (for processes that are not watched).
+    public func process(_ pid: Int32, known: ProcessSample?, followExe: Bool = true, files: ProcStatFiles? = nil) -> ProcessSample? {
+        guard let known else { return process(pid) }
+        guard let statBytes = statBytes(pid, files: files), let st = ProcParsers.stat(statBytes) else { return nil }
+        guard st.start == known.startTicks else { return process(pid) }
+        var s = known
+        s.comm = st.comm
+        s.cpuTicks = st.utime + st.stime
+        if followExe {
+            let exe = link("\(pid)/exe")
+            if exe != known.exe || st.comm != known.comm {
+                s.exe = exe
+                s.cmdline = read("\(pid)/cmdline", limit: 64 * 1024).map(ProcParsers.cmdline) ?? []
+            }
+        }
+        return s
     }
 
     /// /proc/<pid>/mountinfo as text.
@@ -127,7 +186,14 @@ public struct ProcfsReader: Sendable {
 extension ProcfsReader {
     /// Interface counters of the process's network namespace.
     public func netCounters(_ pid: Int32) -> NetCounters? {
-        read("\(pid)/net/dev").map { NetParsers.dev(String(decoding: $0, as: UTF8.self)) }
+        read("\(pid)/net/dev").map { NetParsers.dev($0) }
+    }
+
+    /// A number that changes whenever a TCP segment moves or a connection opens or fails in the
+    /// process's network namespace (loopback included), from /proc/<pid>/net/snmp: when it is
+    /// unchanged, so are the namespace's TCP sockets and their counters.
+    public func tcpActivity(_ pid: Int32) -> UInt64? {
+        read("\(pid)/net/snmp", limit: 16384).flatMap(NetParsers.tcpActivity)
     }
 
     /// TCP and UDP sockets (IPv4 and IPv6) of the process's network namespace.
@@ -139,5 +205,64 @@ extension ProcfsReader {
             }
         }
         return out
+    }
+}
+
+/// Open /proc/<pid>/stat files kept between passes and re-read with pread: no path lookup per
+/// pass, and a read fails once the process is gone, so a reused pid is never mistaken for the
+/// old process. At most `capacity` are kept (the rest are opened per read).
+public final class ProcStatFiles: @unchecked Sendable {
+    var fds: [Int32: Int32] = [:]
+    let capacity: Int
+    let lock = NSLock()
+
+    public init(capacity: Int = 4096) {
+        // Use part of the soft fd limit, raised to the hard one when allowed.
+        var lim = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 {
+            if lim.rlim_cur < lim.rlim_max {
+                var raised = lim
+                raised.rlim_cur = lim.rlim_max
+                if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { lim = raised }
+            }
+            self.capacity = min(capacity, max(0, Int(min(lim.rlim_cur, 1 << 30)) / 2 - 64))
+        } else {
+            self.capacity = min(capacity, 256)
+        }
+    }
+
+    deinit { for fd in fds.values { close(fd) } }
+
+    func read(_ pid: Int32, root: String) -> [UInt8]? {
+        lock.lock()
+        defer { lock.unlock() }
+        var fd = fds[pid] ?? -1
+        var fresh = false
+        if fd < 0 {
+            fd = open("\(root)/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+            if fd < 0 { return nil }
+            fresh = true
+        }
+        var buf = [UInt8](repeating: 0, count: 2048)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 {
+            close(fd)
+            fds[pid] = nil
+            return nil
+        }
+        if fresh {
+            if fds.count < capacity { fds[pid] = fd } else { close(fd) }
+        }
+        return Array(buf[0..<n])
+    }
+
+    /// Closes the files of pids that are no longer listed.
+    public func retain(_ pids: Set<Int32>) {
+        lock.lock()
+        defer { lock.unlock() }
+        for (pid, fd) in fds where !pids.contains(pid) {
+            close(fd)
+            fds[pid] = nil
+        }
     }
 }

@@ -146,7 +146,12 @@ public final class SockDiagReader: SocketStatsSource, @unchecked Sendable {
         do {
             let fd = try socketFor(pid: pid, netns: netns)
             var out: [SocketEntry] = []
-            for family in [UInt8(AF_INET), UInt8(AF_INET6)] {
+            // A dump walks the kernel's whole (host-wide) TCP hash table, so families with no
+            // TCP socket in this namespace (per-namespace counts in sockstat) are skipped.
+            var families: [UInt8] = []
+            if Self.tcpInUse(procRoot: procRoot, pid: pid, file: "sockstat", label: "TCP:") != 0 { families.append(UInt8(AF_INET)) }
+            if Self.tcpInUse(procRoot: procRoot, pid: pid, file: "sockstat6", label: "TCP6:") != 0 { families.append(UInt8(AF_INET6)) }
+            for family in families {
                 sequence &+= 1
                 let req = SockDiagParser.request(family: family, sequence: sequence)
                 let sent = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
@@ -169,6 +174,16 @@ public final class SockDiagReader: SocketStatsSource, @unchecked Sendable {
             if firstError == nil { firstError = error as? MinewatchError }
             return nil
         }
+    }
+
+    /// "TCP: inuse N ..." from /proc/<pid>/net/sockstat(6); nil when unreadable (then dump anyway).
+    static func tcpInUse(procRoot: String, pid: Int32, file: String, label: String) -> Int? {
+        guard let bytes = ProcfsReader(root: procRoot).read("\(pid)/net/\(file)", limit: 4096) else { return nil }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix(label) {
+            let f = line.split(separator: " ")
+            if let i = f.firstIndex(of: "inuse"), i + 1 < f.count { return Int(f[i + 1]) }
+        }
+        return nil
     }
 
     public func retain(namespaces: Set<UInt64>) {

@@ -25,6 +25,20 @@ public final class Watcher: @unchecked Sendable {
     /// Processes of each container in the last pass (for responses).
     public internal(set) var processes: [String: [ProcessSample]] = [:]
     var hostNetns: UInt64?
+    /// Per namespace: interface packet count and TCP activity at the last snmp read.
+    var lastActivity: [UInt64: (packets: UInt64, tcp: UInt64)] = [:]
+    let statFiles = ProcStatFiles()
+    /// kernel.pid_max of a million or more (the 64-bit default is 4194304).
+    lazy var largePidSpace: Bool = {
+        let text = (try? String(contentsOfFile: "\(proc.root)/sys/kernel/pid_max", encoding: .utf8)) ?? ""
+        return (Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1_000_000
+    }()
+    /// Processes of the last pass by pid.
+    var known: [Int32: ProcessSample] = [:]
+    /// Socket inodes held by each container's processes, with the namespace activity they were read at.
+    var ownerCache: [String: (activity: UInt64, owners: [UInt64: Int32], pids: [Int32])] = [:]
+    /// Last socket list per namespace and the packet count it was read at.
+    var socketCache: [UInt64: (activity: UInt64, sockets: [SocketEntry])] = [:]
     /// Memory per container from the last pass.
     var memory: [String: UInt64] = [:]
     /// CPU samples per container (bounded to the detector's window plus a margin).
@@ -64,7 +78,16 @@ public final class Watcher: @unchecked Sendable {
         var out: [Alert] = []
         let me = getpid()
         // One read of every process per pass; processes that vanish mid-read are skipped.
-        var samples = proc.pids().filter { $0 != me }.compactMap { proc.process($0) }
+        // Processes seen in the last pass are re-read cheaply (stat and the exe link). Host
+        // processes (outside containers, not watched) are not re-read at all while their pid stays
+        // listed: with a pid space of a million or more, a pid cannot be reused within a pass.
+        var samples = proc.pids().filter { $0 != me }.compactMap { pid -> ProcessSample? in
+            let k = known[pid]
+            if let k, k.container == nil, !includeHost, largePidSpace { return k }
+            return proc.process(pid, known: k, followExe: k?.container != nil || includeHost, files: statFiles)
+        }
+        statFiles.retain(Set(samples.map(\.pid)))
+        known = Dictionary(samples.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
         if !onlyContainers.isEmpty {
             samples.removeAll { s in !onlyContainers.contains { p in s.container?.id.hasPrefix(p) == true } }
         }
@@ -204,17 +227,48 @@ public final class Watcher: @unchecked Sendable {
         }
         var nsSockets: [UInt64: [SocketEntry]] = [:]
         var nsCounters: [UInt64: NetCounters?] = [:]
+        var nsActivity: [UInt64: UInt64?] = [:]
         var views: [String: NetView] = [:]
         for (id, procs) in byContainer {
             guard let c = refs[id], let first = procs.first(where: { $0.netns != nil }), let ns = first.netns else { continue }
+            let host = hostNetns == ns
+            if nsCounters[ns] == nil { nsCounters[ns] = .some(proc.netCounters(first.pid)) }
+            if nsActivity[ns] == nil {
+                // net/snmp is costly to generate, so it is read only when some packet moved
+                // (interface counters, loopback included, changed) since the last pass.
+                let packets = (nsCounters[ns] ?? nil)?.activity
+                if let packets, let last = lastActivity[ns], last.packets == packets {
+                    nsActivity[ns] = .some(last.tcp)
+                } else {
+                    let tcp = proc.tcpActivity(first.pid)
+                    nsActivity[ns] = .some(tcp)
+                    if let packets, let tcp { lastActivity[ns] = (packets, tcp) }
+                }
+            }
             if nsSockets[ns] == nil {
-                nsSockets[ns] = socketStats?.tcpSockets(pid: first.pid, netns: ns) ?? proc.sockets(first.pid).filter { $0.proto == .tcp }
+                // No TCP segment moved (loopback included) and no connection opened since the last
+                // read: its sockets and their counters are as they were, so the socket dump (which
+                // walks the host's whole TCP table) is skipped. Idle containers cost no dump.
+                let activity = nsActivity[ns] ?? nil
+                if let activity, let cached = socketCache[ns], cached.activity == activity {
+                    nsSockets[ns] = cached.sockets
+                } else {
+                    let list = socketStats?.tcpSockets(pid: first.pid, netns: ns) ?? proc.sockets(first.pid).filter { $0.proto == .tcp }
+                    nsSockets[ns] = list
+                    if let activity { socketCache[ns] = (activity, list) }
+                }
             }
             let all = nsSockets[ns] ?? []
-            let host = hostNetns == ns
-            if !host, nsCounters[ns] == nil { nsCounters[ns] = .some(proc.netCounters(first.pid)) }
+            // Which sockets its processes hold changes only with traffic or with its processes.
             var owners: [UInt64: Int32] = [:]
-            for p in procs { for inode in proc.socketInodes(p.pid) { owners[inode] = p.pid } }
+            let pids = procs.map(\.pid)
+            let activity = nsActivity[ns] ?? nil
+            if let activity, let cached = ownerCache[id], cached.activity == activity, cached.pids == pids {
+                owners = cached.owners
+            } else {
+                for p in procs { for inode in proc.socketInodes(p.pid) { owners[inode] = p.pid } }
+                if let activity { ownerCache[id] = (activity, owners, pids) }
+            }
             // Sockets its processes hold; when fds cannot be read (not root), the whole namespace
             // (never on the host network, where that would mean every host connection).
             let mine = owners.isEmpty ? (host ? [] : all) : all.filter { owners[$0.inode] != nil }
@@ -226,6 +280,9 @@ public final class Watcher: @unchecked Sendable {
                 pid: first.pid, exe: first.exe)
         }
         socketStats?.retain(namespaces: Set(nsSockets.keys))
+        socketCache = socketCache.filter { nsSockets[$0.key] != nil }
+        ownerCache = ownerCache.filter { views[$0.key] != nil }
+        lastActivity = lastActivity.filter { nsSockets[$0.key] != nil }
         return views
     }
 

@@ -113,3 +113,37 @@ private func ownNetns() -> UInt64 {
         #expect(out.isEmpty)
     }
 }
+
+@Suite struct CheapRereadTests {
+    @Test func tcpActivityFromSnmp() {
+        let snmp = """
+        Ip: Forwarding DefaultTTL
+        Ip: 1 64
+        Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors
+        Tcp: 1 200 120000 -1 10 20 1 2 3 1000 2000 5 0 7 0
+        Udp: InDatagrams
+        Udp: 4
+        """
+        #expect(NetParsers.tcpActivity(Array(snmp.utf8)) == 10 + 20 + 1 + 2 + 1000 + 2000)
+        #expect(NetParsers.tcpActivity(Array("Tcp: a b\n".utf8)) == nil)
+        // The real file of this process's namespace parses.
+        #expect(ProcfsReader().tcpActivity(getpid()) != nil)
+    }
+
+    @Test func heldStatFilesNoticeAnExitedProcess() throws {
+        let files = ProcStatFiles(capacity: 8)
+        let reader = ProcfsReader()
+        let me = try #require(reader.process(getpid()))
+        #expect(reader.process(getpid(), known: me, files: files)?.startTicks == me.startTicks)
+        // A child that exits: its held stat file stops reading, so it is reported gone even if
+        // the pid were reused.
+        let child = try BackgroundProcess(["/bin/sleep", "30"], label: "sleep")
+        let pid = child.process.processIdentifier
+        #expect(files.read(pid, root: "/proc") != nil)
+        child.stop()
+        #expect(files.read(pid, root: "/proc") == nil)
+        #expect(ProcParsers.stat(Array("12 (a b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 42 1".utf8))?.start == 42)
+        #expect(ProcParsers.stat(Array("12 (x) S -1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 42".utf8))?.ppid == -1)
+        #expect(ProcParsers.stat(Array("12 (x) S 1 2 3".utf8)) == nil)
+    }
+}
