@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchSignatures", "TestSupport"]),
-        .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchDetectors", "TestSupport"]),
+        .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchDetectors", "MinewatchRuntime", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
         // Builders for synthetic samples and archives used by several test targets.

@@ -115,7 +115,11 @@ public struct WatchCommand: ParsableCommand {
         watcher.bandwidthModel = model
         let socket = engineSocket ?? EngineClient.defaultSocket()
         let engine = socket.map { EngineClient(socket: $0) }
-        if let engine { watcher.describe = EngineNames(client: engine).lookup }
+        if let engine {
+            let names = EngineNames(client: engine)
+            watcher.describe = names.lookup
+            watcher.describeCached = names.cached
+        }
         if !containers.isEmpty {
             // Names resolve through the engine once, at start; ids are used as given.
             let known = (try? engine?.containers()) ?? [:]
@@ -179,27 +183,53 @@ public struct WatchCommand: ParsableCommand {
 
 extension ResponseAction: ExpressibleByArgument {}
 
-/// Container names and images from the engine, refreshed when an unknown id shows up. An engine
-/// that stops answering is reported once on stderr; alerts then carry ids only.
+/// Container names and images from the engine. An alert for an unknown id refreshes the list at
+/// once; telemetry refreshes it at most every 10 s. After a failure nothing is asked for 30 s, and
+/// every request has a 5 s timeout, so a slow or wedged engine never stalls the watch loop for
+/// long. An engine that stops answering is reported once on stderr; alerts then carry ids only,
+/// and names return when it answers again.
 final class EngineNames: @unchecked Sendable {
     let client: EngineClient
     let lock = NSLock()
     var cache: [String: (name: String, image: String)] = [:]
     var warned = false
+    var lastRefresh = Date.distantPast
+    var backoffUntil = Date.distantPast
 
-    init(client: EngineClient) { self.client = client }
+    init(client: EngineClient) {
+        var c = client
+        c.http.timeoutSeconds = 5
+        self.client = c
+    }
 
-    func lookup(_ id: String) -> (name: String, image: String)? {
-        lock.lock()
-        defer { lock.unlock() }
-        if let hit = cache[id] { return hit }
+    func refresh() {
+        lastRefresh = Date()
         do {
             cache = try client.containers()
+            if warned { Terminal.error("engine: answering again") }
             warned = false
         } catch {
             if !warned { Terminal.error("engine: \(error.description); alerts carry container ids only") }
             warned = true
+            backoffUntil = Date().addingTimeInterval(30)
         }
+    }
+
+    /// For alerts: an unknown id refreshes the list (unless the engine just failed).
+    func lookup(_ id: String) -> (name: String, image: String)? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let hit = cache[id] { return hit }
+        if Date() >= backoffUntil { refresh() }
+        return cache[id]
+    }
+
+    /// For telemetry: refreshes at most every 10 s.
+    func cached(_ id: String) -> (name: String, image: String)? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let hit = cache[id] { return hit }
+        if Date() >= backoffUntil && Date().timeIntervalSince(lastRefresh) >= 10 { refresh() }
         return cache[id]
     }
 }

@@ -28,6 +28,14 @@ public struct ResponseOutcome: Sendable, Codable, Hashable {
     public var ok: Bool
     /// "frozen", "killed", "stopped", "would freeze", or why it was refused or failed.
     public var result: String
+
+    public init(action: String, dryRun: Bool, target: String, ok: Bool, result: String) {
+        self.action = action
+        self.dryRun = dryRun
+        self.target = target
+        self.ok = ok
+        self.result = result
+    }
 }
 
 /// Carries out responses on the host. The test double records calls instead.

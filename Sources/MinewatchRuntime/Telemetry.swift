@@ -30,6 +30,33 @@ public struct ContainerTelemetry: Sendable, Codable, Hashable {
     /// Remote endpoints of its established connections ("addr:port out|in"), at most 16.
     public var connections: [String]
     public var hostNetwork: Bool
+
+    public init(time: Date, container: Alert.Container, processes: Int, cpuCores: Double? = nil, cpuLimitCores: Double? = nil,
+                cpuShare: Double? = nil, memoryBytes: UInt64? = nil, rxBytesPerSecond: Double? = nil, txBytesPerSecond: Double? = nil,
+                rxPacketsPerSecond: Double? = nil, txPacketsPerSecond: Double? = nil, outboundTxBytesPerSecond: Double? = nil,
+                outboundRxBytesPerSecond: Double? = nil, inboundTxBytesPerSecond: Double? = nil, inboundRxBytesPerSecond: Double? = nil,
+                outboundConnections: Int, inboundConnections: Int, listeningPorts: [UInt16], connections: [String], hostNetwork: Bool) {
+        self.time = time
+        self.container = container
+        self.processes = processes
+        self.cpuCores = cpuCores
+        self.cpuLimitCores = cpuLimitCores
+        self.cpuShare = cpuShare
+        self.memoryBytes = memoryBytes
+        self.rxBytesPerSecond = rxBytesPerSecond
+        self.txBytesPerSecond = txBytesPerSecond
+        self.rxPacketsPerSecond = rxPacketsPerSecond
+        self.txPacketsPerSecond = txPacketsPerSecond
+        self.outboundTxBytesPerSecond = outboundTxBytesPerSecond
+        self.outboundRxBytesPerSecond = outboundRxBytesPerSecond
+        self.inboundTxBytesPerSecond = inboundTxBytesPerSecond
+        self.inboundRxBytesPerSecond = inboundRxBytesPerSecond
+        self.outboundConnections = outboundConnections
+        self.inboundConnections = inboundConnections
+        self.listeningPorts = listeningPorts
+        self.connections = connections
+        self.hostNetwork = hostNetwork
+    }
 }
 
 extension Watcher {
@@ -43,7 +70,7 @@ extension Watcher {
             var t = telemetry[id] ?? ContainerTelemetry(
                 time: now, container: .init(id: id, name: nil, image: nil, runtime: c.runtime.rawValue), processes: 0,
                 outboundConnections: 0, inboundConnections: 0, listeningPorts: [], connections: [], hostNetwork: false)
-            if t.container.name == nil, let d = describe?(id) { t.container.name = d.name; t.container.image = d.image }
+            if t.container.name == nil, let d = (describeCached ?? describe)?(id) { t.container.name = d.name; t.container.image = d.image }
             t.time = now
             t.processes = list.count
             if let cpu = cpuSamples[id], cpu.count >= 2 {

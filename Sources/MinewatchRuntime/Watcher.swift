@@ -57,6 +57,8 @@ public final class Watcher: @unchecked Sendable {
     public var onlyContainers: [String] = []
     /// Names and images by container id (from an engine API); nil when there is none.
     public var describe: (@Sendable (String) -> (name: String, image: String)?)?
+    /// The same for telemetry, allowed to answer from a cache (nil: use `describe`).
+    public var describeCached: (@Sendable (String) -> (name: String, image: String)?)?
 
     /// `sockets` gives per-connection byte counters (sock_diag); without it (or when it cannot
     /// answer) sockets come from /proc/<pid>/net/tcp and traffic from interface counters.

@@ -139,3 +139,26 @@ import TestSupport
         #expect((rows?.count ?? 0) > 20)
     }
 }
+
+@Suite struct WatchCLITests {
+    @Test func watchOptionsAreValidated() throws {
+        #expect(try minewatch(["watch", "--interval", "0"]).status == 64)
+        #expect(try minewatch(["watch", "--bw-min-upload", "fast"]).status == 64)
+        #expect(try minewatch(["watch", "--bw-window", "1"]).status == 64)
+        #expect(try minewatch(["watch", "--dry-run"]).status == 64, "--dry-run needs an action")
+        #expect(try minewatch(["watch", "--action", "explode"]).status == 64)
+        #expect(try minewatch(["watch", "--act-on", "urgent"]).status == 64)
+    }
+
+    @Test func anEngineThatIsNotThereIsReportedOnceAndWatchGoesOn() throws {
+        let r = try minewatch(["watch", "--interval", "0.3", "--duration", "1.5", "--format", "jsonl", "--telemetry",
+                               "--engine-socket", "/nonexistent/engine.sock", "--bw-min-upload", "1Mi", "--bw-window", "30"])
+        #expect(r.status == 0, "\(r.err)")
+        // Every line is JSON (alerts or telemetry records, when there are containers).
+        for line in r.out.split(separator: "\n") {
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "not JSON: \(line)")
+        }
+        // Reported at most once however many lookups fail.
+        #expect(r.err.components(separatedBy: "engine:").count <= 2, "\(r.err)")
+    }
+}

@@ -225,3 +225,46 @@ final class RecordedSockets: SocketStatsSource, @unchecked Sendable {
         #expect(a.summary.contains("the same volume to 2 destinations"))
     }
 }
+
+@Suite struct HostNetworkTests {
+    /// A container sharing the host's network namespace: no interface counters of its own, so
+    /// only the sockets its processes hold (by inode, from /proc/<pid>/fd) are its traffic; the
+    /// host's other connections are not attributed to it.
+    @Test func hostNetworkContainerUsesItsOwnSocketsOnly() throws {
+        let proc = try FakeProc()
+        let hostNS = 4026531840
+        let cid = String(repeating: "9d", count: 32)
+        try proc.add(pid: 1, comm: "systemd", cgroup: "/init.scope", cmdline: ["/sbin/init"], exe: Samples.elf(["plain"]), netns: hostNS)
+        try proc.add(pid: 950, comm: "svc", cgroup: "/docker/\(cid)", cmdline: ["/svc"], exe: Samples.elf(["plain"]), netns: hostNS)
+        // The container's process holds sockets 11 and 12; the host holds 13 (a big backup).
+        try FileManager.default.createDirectory(atPath: "\(proc.root)/950/fd", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(proc.root)/950/fd/5", withDestinationPath: "socket:[11]")
+        try FileManager.default.createSymbolicLink(atPath: "\(proc.root)/950/fd/6", withDestinationPath: "socket:[12]")
+        try FileManager.default.createSymbolicLink(atPath: "\(proc.root)/950/fd/7", withDestinationPath: "/dev/null")
+        let clock = StepClock(Date(timeIntervalSince1970: 1_950_000_000))
+        let sockets = RecordedSockets()
+        let w = Watcher(rules: CompiledRules(BundledRules.load().0), proc: ProcfsReader(root: proc.root), clock: clock, sockets: sockets)
+        w.drift = DriftDetector(scratchPrefixes: [])
+        var r = Recorder()
+        r.hostNetwork = true
+        r.open(11, local: 40011, remote: "198.18.1.10", port: 80)
+        r.open(12, local: 40012, remote: "198.18.1.11", port: 80)
+        r.open(13, local: 40013, remote: "198.18.1.50", port: 22)
+        var alerts: [Alert] = []
+        for _ in 0..<20 {
+            r.traffic(11, tx: 300_000, rx: 300, replies: 1)
+            r.traffic(12, tx: 300_000, rx: 300, replies: 1)
+            r.traffic(13, tx: 9_000_000, rx: 100, replies: 0)
+            sockets.byNetns[UInt64(hostNS)] = Array(r.sockets.values)
+            alerts += w.poll()
+            clock.date += 2.05
+        }
+        let t = try #require(w.telemetry[cid])
+        #expect(t.hostNetwork && t.rxBytesPerSecond == nil && t.outboundConnections == 2)
+        #expect((t.outboundTxBytesPerSecond ?? 0) < 400_000, "the host's backup is not the container's: \(t)")
+        let a = try #require(alerts.first { $0.detector == "bandwidth-miner" })
+        #expect(a.container.id == cid && a.severity == .high)
+        #expect(a.evidence.contains { $0.value.hasPrefix("host network") })
+        #expect(!a.evidence.contains { $0.value.hasPrefix("198.18.1.50") })
+    }
+}
