@@ -197,9 +197,10 @@ extension ProcfsReader {
     }
 
     /// TCP and UDP sockets (IPv4 and IPv6) of the process's network namespace.
-    public func sockets(_ pid: Int32) -> [SocketEntry] {
+    public func sockets(_ pid: Int32, tcp: Bool = true) -> [SocketEntry] {
         var out: [SocketEntry] = []
-        for (file, proto) in [("tcp", SocketEntry.Proto.tcp), ("tcp6", .tcp), ("udp", .udp), ("udp6", .udp)] {
+        let files: [(String, SocketEntry.Proto)] = tcp ? [("tcp", .tcp), ("tcp6", .tcp), ("udp", .udp), ("udp6", .udp)] : [("udp", .udp), ("udp6", .udp)]
+        for (file, proto) in files {
             if let data = read("\(pid)/net/\(file)", limit: 8 << 20) {
                 out += NetParsers.sockets(String(decoding: data, as: UTF8.self), proto: proto)
             }

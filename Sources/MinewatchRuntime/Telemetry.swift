@@ -27,7 +27,8 @@ public struct ContainerTelemetry: Sendable, Codable, Hashable {
     public var outboundConnections: Int
     public var inboundConnections: Int
     public var listeningPorts: [UInt16]
-    /// Remote endpoints of its established connections ("addr:port out|in"), at most 16.
+    /// Remote endpoints of its established TCP connections and connected UDP sockets
+    /// ("tcp addr:port out|in", "udp addr:port out"), at most 16.
     public var connections: [String]
     public var hostNetwork: Bool
 
@@ -90,7 +91,11 @@ extension Watcher {
                 let connected = o.sockets.filter { $0.isEstablished }
                 t.outboundConnections = connected.filter { !o.listenPorts.contains($0.localPort) }.count
                 t.inboundConnections = connected.count - t.outboundConnections
-                t.connections = connected.prefix(16).map { "\($0.remoteAddress):\($0.remotePort) \(o.listenPorts.contains($0.localPort) ? "in" : "out")" }
+                // TCP connections, then connected UDP sockets (a remote endpoint set).
+                let udp = o.sockets.filter { $0.proto == .udp && $0.remotePort != 0 }
+                t.connections = (connected + udp).prefix(16).map {
+                    "\($0.proto.rawValue) \($0.remoteAddress):\($0.remotePort) \($0.proto == .udp ? "out" : (o.listenPorts.contains($0.localPort) ? "in" : "out"))"
+                }
                 if let iv = bandwidth[id]?.intervals.last, iv.end == o.time {
                     let sec = iv.seconds
                     t.rxBytesPerSecond = iv.ifRx.map { $0 / sec }

@@ -255,7 +255,10 @@ public final class Watcher: @unchecked Sendable {
                 if let activity, let cached = socketCache[ns], cached.activity == activity {
                     nsSockets[ns] = cached.sockets
                 } else {
-                    let list = socketStats?.tcpSockets(pid: first.pid, netns: ns) ?? proc.sockets(first.pid).filter { $0.proto == .tcp }
+                    // TCP with counters from sock_diag (else /proc/<pid>/net/tcp*); UDP sockets with
+                    // their endpoints for telemetry from /proc/<pid>/net/udp*.
+                    let tcp = socketStats?.tcpSockets(pid: first.pid, netns: ns)
+                    let list = tcp.map { $0 + proc.sockets(first.pid, tcp: false) } ?? proc.sockets(first.pid)
                     nsSockets[ns] = list
                     if let activity { socketCache[ns] = (activity, list) }
                 }
@@ -274,7 +277,7 @@ public final class Watcher: @unchecked Sendable {
             // Sockets its processes hold; when fds cannot be read (not root), the whole namespace
             // (never on the host network, where that would mean every host connection).
             let mine = owners.isEmpty ? (host ? [] : all) : all.filter { owners[$0.inode] != nil }
-            let listen = Set(all.filter(\.isListening).map(\.localPort))
+            let listen = Set(all.filter { $0.proto == .tcp && $0.isListening }.map(\.localPort))
             views[id] = NetView(
                 container: c,
                 observation: NetObservation(time: now, sockets: mine, listenPorts: listen, interfaces: host ? nil : (nsCounters[ns] ?? nil),
