@@ -27,20 +27,25 @@ let package = Package(
         ),
         // Readers: byte sources, tar, decompression, image sources, layer walker.
         .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "CShims"]),
+        // Readers of packets: pcap/pcapng files, link/IP/TCP/UDP decoding, flows and TCP reassembly.
+        .target(name: "MinewatchPackets", dependencies: ["MinewatchCore"]),
         // Readers of host telemetry: procfs, cgroups v1/v2, network namespaces (for `watch`).
         .target(name: "MinewatchHost", dependencies: ["MinewatchCore", "CShims"]),
         // Analyzers over reader values.
         .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage"]),
+        // Network evidence: protocol recognisers (Stratum, PacketCrypt, getwork, TLS SNI, DNS), the
+        // capture analyzer, and the bandwidth-miner model shared by `pcap` and `watch`.
+        .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchPackets", "MinewatchHost"]),
         // Runtime detectors and the watch loop (over MinewatchHost values).
-        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchHost", "MinewatchImage", "MinewatchDetectors"]),
+        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchHost", "MinewatchImage", "MinewatchDetectors", "MinewatchNetwork"]),
         // Every output format, in one place.
-        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchRuntime"]),
+        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchRuntime", "MinewatchNetwork"]),
         // The commands, one per file.
         .target(
             name: "MinewatchCommands",
             dependencies: [
                 "MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchDetectors", "MinewatchOutput",
-                "MinewatchHost", "MinewatchRuntime",
+                "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -52,7 +57,8 @@ let package = Package(
 
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchNetwork", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
+        .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchPackets", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchDetectors", "MinewatchRuntime", "TestSupport"]),

@@ -4,9 +4,9 @@ import MinewatchCore
 public struct Minewatch: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "minewatch",
-        abstract: "Find cryptojacking in containers: miners in images (scan) and in running containers (watch).",
+        abstract: "Find cryptojacking in containers: miners in images (scan), in running containers (watch) and in captures (pcap).",
         version: MinewatchVersion.current,
-        subcommands: [ScanCommand.self, WatchCommand.self, RulesCommand.self]
+        subcommands: [ScanCommand.self, WatchCommand.self, PcapCommand.self, RulesCommand.self]
     )
     public init() {}
 }

@@ -3,6 +3,7 @@ import Foundation
 import MinewatchCore
 import MinewatchHost
 import MinewatchImage
+import MinewatchNetwork
 import MinewatchOutput
 import MinewatchRuntime
 import MinewatchSignatures

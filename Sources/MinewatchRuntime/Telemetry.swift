@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchHost
+import MinewatchNetwork
 
 /// What `watch` measured for one container in one pass (emitted with `--telemetry`, shown in the
 /// live table). Rates are per second over the last interval; nil when unknown.

@@ -2,6 +2,7 @@ import Foundation
 import MinewatchCore
 import MinewatchDetectors
 import MinewatchHost
+import MinewatchNetwork
 import MinewatchSignatures
 
 /// The host side of `watch`: every interval, finds container processes through procfs, runs the

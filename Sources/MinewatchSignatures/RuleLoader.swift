@@ -26,10 +26,25 @@ public struct RuleSet: Sendable {
     /// TCP ports mining pools listen on (`network: minerPorts:`), for `watch`'s pool-contact
     /// detector. Weak evidence alone: pools also listen on 80 and 443.
     public var minerPorts: Set<UInt16> = []
-    public init(rules: [Rule], correlations: [Correlation], minerPorts: Set<UInt16> = []) {
+    /// Domains of mining pools (`network: poolDomains:`, lower case); a name matches a domain or
+    /// any name below it. For `pcap` and watch's packet evidence (DNS, TLS SNI, HTTP Host).
+    public var poolDomains: Set<String> = []
+    public init(rules: [Rule], correlations: [Correlation], minerPorts: Set<UInt16> = [], poolDomains: Set<String> = []) {
         self.rules = rules
         self.correlations = correlations
         self.minerPorts = minerPorts
+        self.poolDomains = poolDomains
+    }
+
+    /// The pool domain `name` is, or is below; nil when none.
+    public func poolDomain(for name: String) -> String? {
+        var n = Substring(name.lowercased())
+        if n.hasSuffix(".") { n = n.dropLast() }
+        while true {
+            if poolDomains.contains(String(n)) { return String(n) }
+            guard let dot = n.firstIndex(of: ".") else { return nil }
+            n = n[n.index(after: dot)...]
+        }
     }
 
     /// Rules from later sets replace rules with the same id (user overrides), and rules a
@@ -47,7 +62,8 @@ public struct RuleSet: Sendable {
             if let i = corr.firstIndex(where: { $0.id == c.id }) { corr[i] = c } else { corr.append(c) }
         }
         corr.removeAll { disabled.contains($0.id) }
-        return RuleSet(rules: rules, correlations: corr, minerPorts: minerPorts.union(other.minerPorts))
+        return RuleSet(rules: rules, correlations: corr, minerPorts: minerPorts.union(other.minerPorts),
+                       poolDomains: poolDomains.union(other.poolDomains))
     }
 }
 
@@ -104,6 +120,7 @@ public struct RuleLoader {
         var rules: [Rule] = []
         var correlations: [Correlation] = []
         var minerPorts: Set<UInt16> = []
+        var poolDomains: Set<String> = []
         var disabled: Set<String> = []
         var seen: [String: Int] = [:]
         for (k, v) in top {
@@ -140,12 +157,19 @@ public struct RuleLoader {
                     continue
                 }
                 for (nk, nv) in m {
-                    guard nk.string == "minerPorts", let seq = nv.sequence else {
-                        diags.append(RuleDiagnostic(file: file, line: nk.mark?.line, ruleId: nil, message: "unknown or malformed key '\(nk.string ?? "")' in 'network' (expected minerPorts: [ports])"))
+                    guard let seq = nv.sequence, nk.string == "minerPorts" || nk.string == "poolDomains" else {
+                        diags.append(RuleDiagnostic(file: file, line: nk.mark?.line, ruleId: nil, message: "unknown or malformed key '\(nk.string ?? "")' in 'network' (expected minerPorts: [ports], poolDomains: [names])"))
                         continue
                     }
                     for p in seq {
-                        if let n = p.int, (1...65535).contains(n) { minerPorts.insert(UInt16(n)) } else {
+                        if nk.string == "poolDomains" {
+                            let d = (p.string ?? "").lowercased()
+                            if d.contains("."), !d.hasPrefix("."), d.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }) {
+                                poolDomains.insert(d)
+                            } else {
+                                diags.append(RuleDiagnostic(file: file, line: p.mark?.line, ruleId: nil, message: "pool domain '\(p.string ?? "")' is not a domain name"))
+                            }
+                        } else if let n = p.int, (1...65535).contains(n) { minerPorts.insert(UInt16(n)) } else {
                             diags.append(RuleDiagnostic(file: file, line: p.mark?.line, ruleId: nil, message: "port '\(p.string ?? "")' is not 1-65535"))
                         }
                     }
@@ -164,7 +188,8 @@ public struct RuleLoader {
                 diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations, network)"))
             }
         }
-        return Output(ruleSet: RuleSet(rules: rules, correlations: correlations, minerPorts: minerPorts), disabled: disabled, diagnostics: diags)
+        return Output(ruleSet: RuleSet(rules: rules, correlations: correlations, minerPorts: minerPorts, poolDomains: poolDomains),
+                      disabled: disabled, diagnostics: diags)
     }
 
     static func describe(_ e: YamlError) -> (Int?, String) {

@@ -4,6 +4,7 @@ import Testing
 import TestSupport
 @testable import MinewatchHost
 @testable import MinewatchRuntime
+@testable import MinewatchNetwork
 
 /// Builds observation sequences the way the watcher records them: cumulative tcp_info counters
 /// per socket and interface counters, every `step` seconds.

@@ -1,0 +1,254 @@
+import Foundation
+import MinewatchCore
+import MinewatchHost
+import MinewatchPackets
+import MinewatchSignatures
+
+/// One recognised conversation in a capture.
+public struct NetSession: Sendable, Codable, Hashable {
+    public var protocolName: String
+    public var client: String
+    public var server: String
+    /// The server's name, from DNS answers, the TLS SNI or the HTTP Host header.
+    public var serverName: String?
+    public var firstSeen: Date
+    public var lastSeen: Date
+    public var clientBytes: Int
+    public var serverBytes: Int
+    public var packets: Int
+    public var facts: SessionFacts
+}
+
+/// Bytes and packets of one flow, for the flows summary.
+public struct FlowSummary: Sendable, Codable, Hashable {
+    public var transport: String
+    public var client: String
+    public var server: String
+    public var protocolName: String
+    public var clientBytes: Int
+    public var serverBytes: Int
+    public var packets: Int
+    public var seconds: Double
+}
+
+/// Everything `pcap` found in one capture file.
+public struct CaptureReport: Sendable, Codable {
+    public var file: String
+    public var packets = 0
+    public var bytes: Int64 = 0
+    /// Packets that were not IPv4/IPv6 TCP/UDP (ARP, ICMP, later fragments, unknown link types).
+    public var otherPackets = 0
+    public var flows = 0
+    public var evictedFlows = 0
+    public var holesSkipped = 0
+    public var firstSeen: Date?
+    public var lastSeen: Date?
+    public var sessions: [NetSession] = []
+    /// The largest flows (at most 20).
+    public var topFlows: [FlowSummary] = []
+    public var findings: [Finding] = []
+    /// A read error; what was read before it is still reported.
+    public var error: String?
+    public var highestSeverity: Severity? { findings.map(\.severity).max() }
+}
+
+public struct PcapReport: Sendable, Codable {
+    public var schemaVersion = 1
+    public var tool = "minewatch"
+    public var version = MinewatchVersion.current
+    public var captures: [CaptureReport]
+    public init(captures: [CaptureReport]) { self.captures = captures }
+}
+
+/// Reads packets, follows flows, runs the recognisers and turns what they found into sessions and
+/// findings (the same severity/family/evidence schema as `scan` and `watch`). The behavioural
+/// bandwidth model is the one `watch` uses, fed with flow counters every `step` seconds of
+/// capture time.
+public final class CaptureAnalyzer {
+    let rules: RuleSet
+    public var bandwidthModel = BandwidthModel()
+    public var maxFlows = 200_000
+    public var maxInspectedPerDirection = 4 << 20
+    let step = 2.0
+
+    public init(rules: RuleSet) { self.rules = rules }
+
+    public func analyze<S: PacketSource>(_ source: inout S) -> CaptureReport {
+        var report = CaptureReport(file: source.name)
+        let table = FlowTable(maxFlows: maxFlows)
+        var inspectors: [ObjectIdentifier: FlowInspector] = [:]
+        var finished: [(Flow, FlowInspector)] = []
+        var names: [IPAddress: String] = [:]
+        var dnsQueries: [(client: IPAddress, name: String, time: Double)] = []
+        var bandwidth: [IPAddress: BandwidthDetector] = [:]
+        var verdicts: [IPAddress: BandwidthVerdict] = [:]
+        var outbound: [IPAddress: [Flow]] = [:]
+        var nextTick: Double?
+        let cap = maxInspectedPerDirection
+        table.onNew = { flow in
+            let inspector = FlowInspector(flow: flow, maxParsedPerDirection: cap) { m in
+                for q in m.questions where !m.isResponse { dnsQueries.append((flow.client, q, flow.last)) }
+                for a in m.answers { names[a.address] = a.name }
+            }
+            flow.consumer = inspector
+            inspectors[ObjectIdentifier(flow)] = inspector
+            if flow.transport == .tcp { outbound[flow.client, default: []].append(flow) }
+        }
+        table.onEvict = { flow in
+            if let i = inspectors.removeValue(forKey: ObjectIdentifier(flow)) { finished.append((flow, i)) }
+            flow.consumer = nil
+            if var list = outbound[flow.client] { list.removeAll { $0 === flow }; outbound[flow.client] = list.isEmpty ? nil : list }
+        }
+        let model = bandwidthModel
+        func tick(_ now: Double) {
+            for (host, flows) in outbound {
+                let sockets = flows.enumerated().map { i, f in
+                    SocketEntry(proto: .tcp, localAddress: "\(f.client)", localPort: f.clientPort, remoteAddress: "\(f.server)",
+                                remotePort: f.serverPort, state: f.closed ? 7 : 1, inode: UInt64(UInt(bitPattern: ObjectIdentifier(f).hashValue)),
+                                counters: TCPCounters(bytesSent: UInt64(f.clientBytes), bytesReceived: UInt64(f.serverBytes),
+                                                      dataSegsIn: UInt32(truncatingIfNeeded: f.serverDataPackets)))
+                }
+                var d = bandwidth[host] ?? BandwidthDetector(model: model)
+                d.observe(NetObservation(time: Date(timeIntervalSince1970: now), sockets: sockets, listenPorts: [], interfaces: nil, hostNetwork: false))
+                if verdicts[host] == nil, let v = d.verdict() { verdicts[host] = v }
+                bandwidth[host] = d
+            }
+            // Closed flows stay in the observation one more tick (their last bytes count), then go.
+            for (host, flows) in outbound { outbound[host] = flows.filter { !$0.closed || now - $0.last < step * 2 } }
+        }
+        do {
+            try source.read { info, bytes in
+                report.packets += 1
+                report.bytes += Int64(info.capturedLength)
+                if report.firstSeen == nil { report.firstSeen = Date(timeIntervalSince1970: info.time) }
+                report.lastSeen = Date(timeIntervalSince1970: info.time)
+                guard let p = PacketDecoder.decode(linkType: info.linkType, bytes, originalLength: info.originalLength) else {
+                    report.otherPackets += 1
+                    return
+                }
+                table.add(p, bytes: bytes, time: info.time)
+                if let t = nextTick {
+                    if info.time >= t {
+                        tick(info.time)
+                        nextTick = info.time + step
+                    }
+                } else {
+                    nextTick = info.time + step
+                    tick(info.time)
+                }
+            }
+        } catch {
+            report.error = error.description
+        }
+        if let t = report.lastSeen?.timeIntervalSince1970 { tick(t + 0.001) }
+        for f in table.flows.values { if let i = inspectors[ObjectIdentifier(f)] { finished.append((f, i)) } }
+        report.flows = finished.count
+        report.evictedFlows = table.evicted
+        report.holesSkipped = table.holesSkipped
+        finished.sort { $0.0.first < $1.0.first }
+        build(&report, finished, names: names, dnsQueries: dnsQueries, verdicts: verdicts)
+        return report
+    }
+
+    static func family(agent: String?) -> String? {
+        guard let a = agent?.lowercased() else { return nil }
+        for (needle, fam) in [("xmrig", "xmrig"), ("xmr-stak", "xmr-stak"), ("cpuminer", "cpuminer"), ("cgminer", "cgminer"),
+                              ("bfgminer", "bfgminer"), ("sgminer", "sgminer"), ("ccminer", "ccminer"), ("ethminer", "ethminer"),
+                              ("nbminer", "nbminer"), ("t-rex", "t-rex"), ("lolminer", "lolminer"), ("srbminer", "srbminer")] where a.contains(needle) {
+            return fam
+        }
+        return nil
+    }
+
+    func build(_ report: inout CaptureReport, _ flows: [(Flow, FlowInspector)], names: [IPAddress: String],
+               dnsQueries: [(client: IPAddress, name: String, time: Double)], verdicts: [IPAddress: BandwidthVerdict]) {
+        func serverName(_ f: Flow, _ facts: SessionFacts) -> String? {
+            names[f.server] ?? facts.sni ?? facts.host.map { h in String(h.split(separator: ":").first ?? Substring(h)) }
+        }
+        var pktByClient: [IPAddress: [(Flow, SessionFacts)]] = [:]
+        var poolContacts: [String: (client: IPAddress, domain: String, via: String, name: String)] = [:]
+        for (f, i) in flows {
+            let facts = i.facts
+            let name = serverName(f, facts)
+            if let name, let domain = rules.poolDomain(for: name) {
+                let via = facts.sni != nil ? "TLS server name" : (facts.host != nil ? "HTTP Host" : "DNS answer for the address")
+                poolContacts["\(f.client)|\(domain)"] = (f.client, domain, via + " \(name) (\(f.endpoints))", name)
+            }
+            let interesting = facts.protocolName.hasPrefix("stratum") || facts.protocolName == "packetcrypt" || facts.protocolName == "getwork"
+                || (facts.protocolName == "tls" && facts.sni != nil)
+            if interesting {
+                report.sessions.append(NetSession(
+                    protocolName: facts.protocolName, client: Flow.endpoint(f.client, f.clientPort), server: Flow.endpoint(f.server, f.serverPort),
+                    serverName: name, firstSeen: Date(timeIntervalSince1970: f.first), lastSeen: Date(timeIntervalSince1970: f.last),
+                    clientBytes: f.clientBytes, serverBytes: f.serverBytes, packets: f.clientPackets + f.serverPackets, facts: facts))
+            }
+            let poolDesc = Flow.endpoint(f.server, f.serverPort) + (name.map { " (\($0))" } ?? "")
+            if facts.protocolName.hasPrefix("stratum") && (facts.login != nil || facts.agent != nil || facts.jobs > 0 || facts.submits > 0) {
+                let proven = facts.jobs > 0 && (facts.submits > 0 || facts.login != nil)
+                var ev = [Evidence(kind: .pool, name: "pool", value: poolDesc)]
+                if let login = facts.login {
+                    let wallet = String(login.split(separator: ".").first ?? Substring(login))
+                    let kind = WalletValidator.classify(Array(wallet.utf8))
+                    ev.append(Evidence(kind: kind != nil ? .wallet : .attribute, name: kind.map { "wallet \($0.currency)" } ?? "login", value: login))
+                }
+                if let a = facts.agent { ev.append(Evidence(kind: .attribute, name: "agent", value: a)) }
+                ev.append(Evidence(kind: .attribute, name: "counts",
+                                   value: "jobs \(facts.jobs), shares submitted \(facts.submits), accepted \(facts.accepted), rejected \(facts.rejected)"))
+                report.findings.append(Finding(
+                    ruleId: "MW-NET-STRATUM", severity: proven ? .critical : .high, family: Self.family(agent: facts.agent),
+                    category: "network", title: facts.protocolName == "stratum-monero" ? "Stratum (Monero dialect) mining session" : "Stratum mining session",
+                    path: f.endpoints, evidence: ev))
+            }
+            if facts.protocolName == "packetcrypt" { pktByClient[f.client, default: []].append((f, facts)) }
+            if facts.getwork > 0 || facts.miningExtensions != nil {
+                var ev = [Evidence(kind: .pool, name: "server", value: poolDesc), Evidence(kind: .attribute, name: "requests", value: "\(facts.getwork) getwork/getblocktemplate")]
+                if let x = facts.miningExtensions { ev.append(Evidence(kind: .attribute, name: "X-Mining-Extensions", value: x)) }
+                report.findings.append(Finding(ruleId: "MW-NET-GETWORK", severity: .high, family: nil, category: "network",
+                                               title: "getwork/getblocktemplate mining over HTTP", path: f.endpoints, evidence: ev))
+            }
+        }
+        for (client, list) in pktByClient.sorted(by: { $0.key < $1.key }) {
+            let anns = list.reduce(0) { $0 + $1.1.announcements }
+            let posts = list.reduce(0) { $0 + $1.1.annPosts }
+            let handlers = Set(list.filter { $0.1.annPosts > 0 }.map { Flow.endpoint($0.0.server, $0.0.serverPort) }).sorted()
+            let pools = Set(list.filter { $0.1.configPolls > 0 }.map { Flow.endpoint($0.0.server, $0.0.serverPort) }).sorted()
+            let polls = list.reduce(0) { $0 + $1.1.configPolls }
+            let payto = Set(list.compactMap(\.1.payto)).sorted()
+            var ev = handlers.map { Evidence(kind: .pool, name: "handler", value: $0) } + pools.map { Evidence(kind: .pool, name: "pool", value: $0) }
+            ev += payto.map { Evidence(kind: WalletValidator.classify(Array($0.utf8)) != nil ? .wallet : .attribute, name: "x-pc-payto", value: $0) }
+            if let ua = list.compactMap(\.1.userAgent).first { ev.append(Evidence(kind: .attribute, name: "user-agent", value: ua)) }
+            ev.append(Evidence(kind: .attribute, name: "counts", value: "\(anns) announcements in \(posts) posts to \(handlers.count) handlers; \(polls) config.json polls of \(pools.count) pools"))
+            report.findings.append(Finding(
+                ruleId: "MW-NET-PACKETCRYPT", severity: posts > 0 ? .critical : .high, family: "packetcrypt", category: "network",
+                title: posts > 0 ? "PacketCrypt announcement mining" : "PacketCrypt pool polling",
+                path: "\(client)", evidence: ev,
+                note: "\(anns) announcements posted to \(handlers.count) handler\(handlers.count == 1 ? "" : "s")"))
+        }
+        for q in dnsQueries {
+            if let domain = rules.poolDomain(for: q.name), poolContacts["\(q.client)|\(domain)"] == nil {
+                poolContacts["\(q.client)|\(domain)"] = (q.client, domain, "DNS query for \(q.name)", q.name)
+            }
+        }
+        for (_, c) in poolContacts.sorted(by: { $0.key < $1.key }) {
+            report.findings.append(Finding(ruleId: "MW-NET-POOL-DOMAIN", severity: .medium, family: nil, category: "network",
+                                           title: "contact with a mining pool domain", path: "\(c.client)",
+                                           evidence: [Evidence(kind: .pool, name: c.domain, value: c.via)]))
+        }
+        for (host, v) in verdicts.sorted(by: { $0.key < $1.key }) {
+            var ev = v.destinations.map { Evidence(kind: .pool, name: "destination", value: "\($0.address) (\(Int($0.rate)) B/s)") }
+            ev.append(Evidence(kind: .attribute, name: "shape", value: String(format: "upload %.0f B/s, download %.0f B/s (%.0f:1), %d exchanges", v.uploadRate, v.downloadRate, v.ratio, v.exchanges)))
+            if v.mirrored { ev.append(Evidence(kind: .attribute, name: "with", value: "the same volume to \(v.destinations.count) destinations")) }
+            if v.polls { ev.append(Evidence(kind: .attribute, name: "with", value: "periodic small polls to an upload destination")) }
+            let corroborated = v.mirrored || v.polls || report.findings.contains { $0.path == "\(host)" || $0.path.hasPrefix("\(host):") }
+            report.findings.append(Finding(ruleId: "MW-NET-BANDWIDTH", severity: corroborated ? .high : .medium, family: nil, category: "network",
+                                           title: "bandwidth-miner traffic shape (sustained upload in repeated exchanges to few destinations)",
+                                           path: "\(host)", evidence: ev))
+        }
+        report.topFlows = flows.sorted { $0.0.clientBytes + $0.0.serverBytes > $1.0.clientBytes + $1.0.serverBytes }.prefix(20).map { f, i in
+            FlowSummary(transport: f.transport == .tcp ? "tcp" : "udp", client: Flow.endpoint(f.client, f.clientPort),
+                        server: Flow.endpoint(f.server, f.serverPort), protocolName: i.facts.protocolName,
+                        clientBytes: f.clientBytes, serverBytes: f.serverBytes, packets: f.clientPackets + f.serverPackets, seconds: f.last - f.first)
+        }
+        report.findings.sort { $0.severity > $1.severity }
+    }
+}

@@ -1,0 +1,466 @@
+import Foundation
+import MinewatchPackets
+
+/// What the recognisers found in one flow: the protocol, identities and counts. Filled in as
+/// bytes arrive; read by the analyzer at the end.
+public struct SessionFacts: Sendable, Codable, Hashable {
+    public var protocolName: String = "unknown"
+    /// Stratum: wallet or worker login, agent, jobs from the pool, shares submitted/accepted/rejected.
+    public var login: String?
+    public var agent: String?
+    public var jobs = 0
+    public var submits = 0
+    public var accepted = 0
+    public var rejected = 0
+    public var keepalives = 0
+    public var difficulty: Double?
+    /// HTTP: requests, the Host header, the User-Agent.
+    public var requests = 0
+    public var host: String?
+    public var userAgent: String?
+    /// PacketCrypt: config.json polls, blkinfo fetches, announcement posts and announcements.
+    public var configPolls = 0
+    public var blkinfo = 0
+    public var annPosts = 0
+    public var announcements = 0
+    public var payto: String?
+    public var sid: String?
+    /// getwork / getblocktemplate requests, X-Mining-Extensions.
+    public var getwork = 0
+    public var miningExtensions: String?
+    /// TLS ClientHello server name.
+    public var sni: String?
+    /// Request body sizes (first 64) and request times (first 256), for the flow statistics.
+    public var bodySizes: [Int] = []
+    public var requestTimes: [Double] = []
+}
+
+/// The recognisers of one flow: classifies it from the client's first bytes (Stratum JSON lines,
+/// HTTP, TLS) and parses it with bounded buffers; other protocols are not read further.
+public final class FlowInspector: FlowConsumer {
+    public var facts = SessionFacts()
+    enum Kind { case unknown, stratum, http, tls, opaque }
+    var kind = Kind.unknown
+    /// Bytes handed to line or header parsing per direction (bodies are skipped by count).
+    var parsed = [0, 0]
+    let maxParsed: Int
+    var lines = [[UInt8](), [UInt8]()]
+    var http = [HTTPParser(isRequest: true), HTTPParser(isRequest: false)]
+    var tlsBuffer: [UInt8] = []
+    /// Stratum request ids of submits waiting for a reply.
+    var pendingSubmits: Set<String> = []
+    /// Called with DNS answers seen in UDP flows (name, addresses).
+    var dns: ((DNSMessage) -> Void)?
+    let flow: Flow
+
+    public init(flow: Flow, maxParsedPerDirection: Int = 4 << 20, dns: ((DNSMessage) -> Void)? = nil) {
+        self.flow = flow
+        maxParsed = maxParsedPerDirection
+        self.dns = dns
+    }
+
+    public func datagram(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double) {
+        guard flow.serverPort == 53 || flow.clientPort == 53 || flow.serverPort == 5353 else { return }
+        facts.protocolName = "dns"
+        if let m = DNSMessage.parse(bytes) { dns?(m) }
+    }
+
+    public func missing(_ count: Int, fromClient: Bool) {
+        let d = fromClient ? 0 : 1
+        switch kind {
+        case .http: http[d].skip(count)
+        case .stratum: lines[d] = []  // the line in progress is lost
+        default: break
+        }
+    }
+
+    public func stream(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double) -> Bool {
+        let d = fromClient ? 0 : 1
+        if kind == .unknown {
+            guard fromClient, let b0 = bytes.first else { return fromClient ? true : !bytes.isEmpty }
+            if b0 == UInt8(ascii: "{") {
+                kind = .stratum
+                facts.protocolName = "stratum"
+            } else if HTTPParser.startsWithMethod(bytes) {
+                kind = .http
+                facts.protocolName = "http"
+            } else if b0 == 0x16 && bytes.count >= 2 && bytes[1] == 0x03 {
+                kind = .tls
+                facts.protocolName = "tls"
+            } else {
+                kind = .opaque
+                return false
+            }
+        }
+        switch kind {
+        case .stratum:
+            return stratum(bytes, d, time: time)
+        case .http:
+            var events: [HTTPParser.Event] = []
+            let ok = http[d].feed(bytes, events: &events)
+            for e in events { handle(e, fromClient: fromClient, time: time) }
+            parsed[d] += http[d].headerBytesLastFeed
+            return ok && parsed[d] < maxParsed
+        case .tls:
+            guard fromClient else { return false }
+            tlsBuffer += bytes.prefix(16384 - tlsBuffer.count)
+            switch TLSClientHello.serverName(tlsBuffer) {
+            case .name(let n): facts.sni = n; return false
+            case .none: return false
+            case .needMore: return tlsBuffer.count < 16384
+            }
+        case .opaque, .unknown:
+            return false
+        }
+    }
+
+    // MARK: Stratum
+
+    func stratum(_ bytes: UnsafeRawBufferPointer, _ d: Int, time: Double) -> Bool {
+        var start = 0
+        for i in 0..<bytes.count where bytes[i] == 10 {
+            lines[d] += bytes[start..<i]
+            line(lines[d], fromClient: d == 0, time: time)
+            lines[d].removeAll(keepingCapacity: true)
+            start = i + 1
+        }
+        if start < bytes.count {
+            lines[d] += bytes[start...]
+            if lines[d].count > 65536 { lines[d] = [] }  // not Stratum-sized; drop the line
+        }
+        parsed[d] += bytes.count
+        return parsed[d] < maxParsed
+    }
+
+    static func str(_ v: Any?) -> String? {
+        if let s = v as? String { return s }
+        if let n = v as? NSNumber { return n.stringValue }
+        return nil
+    }
+
+    func line(_ raw: [UInt8], fromClient: Bool, time: Double) {
+        guard raw.first == UInt8(ascii: "{"),
+              let obj = (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any] else { return }
+        let method = obj["method"] as? String
+        let id = Self.str(obj["id"])
+        if fromClient {
+            switch method {
+            case "mining.subscribe":
+                if let agent = (obj["params"] as? [Any])?.first as? String, !agent.isEmpty { facts.agent = agent }
+            case "mining.authorize":
+                facts.login = (obj["params"] as? [Any])?.first as? String ?? facts.login
+            case "mining.submit":
+                facts.submits += 1
+                if let id { pendingSubmits.insert(id) }
+                if facts.login == nil { facts.login = (obj["params"] as? [Any])?.first as? String }
+            case "login":
+                let p = obj["params"] as? [String: Any]
+                facts.login = p?["login"] as? String ?? facts.login
+                if let agent = p?["agent"] as? String { facts.agent = agent }
+                facts.protocolName = "stratum-monero"
+            case "submit":
+                facts.submits += 1
+                facts.protocolName = "stratum-monero"
+                if let id { pendingSubmits.insert(id) }
+            case "keepalived":
+                facts.keepalives += 1
+            default:
+                break
+            }
+            return
+        }
+        switch method {
+        case "mining.notify", "job":
+            facts.jobs += 1
+        case "mining.set_difficulty":
+            facts.difficulty = ((obj["params"] as? [Any])?.first as? NSNumber)?.doubleValue
+        default:
+            guard method == nil else { return }
+            // A reply: to a submit (accepted or rejected), or the Monero login carrying a job.
+            if let r = obj["result"] as? [String: Any], r["job"] != nil { facts.jobs += 1 }
+            guard let id, pendingSubmits.remove(id) != nil else { return }
+            let err = obj["error"]
+            let rejected = (err != nil && !(err is NSNull)) || (obj["result"] as? Bool) == false
+            if rejected { facts.rejected += 1 } else { facts.accepted += 1 }
+        }
+    }
+
+    // MARK: HTTP
+
+    func handle(_ e: HTTPParser.Event, fromClient: Bool, time: Double) {
+        switch e {
+        case .request(let method, let path, let headers):
+            facts.requests += 1
+            if facts.requestTimes.count < 256 { facts.requestTimes.append(time) }
+            if let h = headers["host"] { facts.host = h }
+            if let ua = headers["user-agent"] { facts.userAgent = ua }
+            if let x = headers["x-mining-extensions"] { facts.miningExtensions = x }
+            if let sid = headers["x-pc-sid"] { facts.sid = sid }
+            if method == "GET" && path.hasSuffix("/config.json") && (headers["x-pc-sid"] != nil || (headers["user-agent"] ?? "").hasPrefix("packetcrypt")) {
+                facts.configPolls += 1
+                facts.protocolName = "packetcrypt"
+            } else if method == "GET" && path.contains("/blkinfo_") && path.hasSuffix(".json") {
+                facts.blkinfo += 1
+                facts.protocolName = "packetcrypt"
+            } else if method == "POST" && headers["x-pc-payto"] != nil {
+                facts.annPosts += 1
+                facts.payto = headers["x-pc-payto"]
+                facts.protocolName = "packetcrypt"
+            }
+        case .requestBody(let size, let head):
+            if facts.bodySizes.count < 64 { facts.bodySizes.append(size) }
+            if facts.protocolName == "packetcrypt", size > 0, size % 1024 == 0, http[0].lastHeaders["x-pc-payto"] != nil {
+                facts.announcements += size / 1024
+            }
+            // JSON-RPC getwork / getblocktemplate.
+            if let text = String(bytes: head.prefix(4096), encoding: .utf8), text.contains("\"method\"") {
+                if text.contains("\"getwork\"") || text.contains("\"getblocktemplate\"") {
+                    facts.getwork += 1
+                    facts.protocolName = "getwork"
+                }
+            }
+        case .response:
+            break
+        }
+    }
+}
+
+/// An incremental HTTP/1.x message parser for one direction: headers (bounded), then the body by
+/// Content-Length or chunked encoding, counted and skipped (only its first 4 KiB are kept).
+struct HTTPParser {
+    enum Event {
+        case request(method: String, path: String, headers: [String: String])
+        case requestBody(size: Int, head: [UInt8])
+        case response(status: Int)
+    }
+    enum State { case head, body(left: Int), chunkSize, chunkData(left: Int), chunkCRLF, trailers, dead }
+    let isRequest: Bool
+    var state = State.head
+    var head: [UInt8] = []
+    var bodySize = 0
+    var bodyHead: [UInt8] = []
+    var lastHeaders: [String: String] = [:]
+    var line: [UInt8] = []
+    var headerBytesLastFeed = 0
+
+    init(isRequest: Bool) { self.isRequest = isRequest }
+
+    static func startsWithMethod(_ b: UnsafeRawBufferPointer) -> Bool {
+        for m in ["GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH "] {
+            let u = Array(m.utf8)
+            if b.count >= u.count && zip(b.prefix(u.count), u).allSatisfy({ $0 == $1 }) { return true }
+        }
+        return false
+    }
+
+    mutating func skip(_ n: Int) {
+        switch state {
+        case .body(let left):
+            bodySize += min(n, left)
+            state = n >= left ? .head : .body(left: left - n)
+        case .chunkData(let left) where n <= left:
+            bodySize += n
+            state = n == left ? .chunkCRLF : .chunkData(left: left - n)
+        default:
+            state = .dead
+        }
+    }
+
+    /// Returns false once the stream cannot be followed.
+    mutating func feed(_ b: UnsafeRawBufferPointer, events: inout [Event]) -> Bool {
+        headerBytesLastFeed = 0
+        var i = 0
+        while i < b.count {
+            switch state {
+            case .dead:
+                return false
+            case .head:
+                // Up to the blank line.
+                let start = i
+                while i < b.count {
+                    head.append(b[i])
+                    i += 1
+                    if head.count >= 4 && head[head.count - 4] == 13 && head[head.count - 3] == 10 && head[head.count - 2] == 13 && head[head.count - 1] == 10 {
+                        break
+                    }
+                }
+                headerBytesLastFeed += i - start
+                if head.count > 65536 { state = .dead; return false }
+                guard head.count >= 4 && head.suffix(4) == [13, 10, 13, 10] else { continue }
+                if !headComplete(&events) { state = .dead; return false }
+            case .body(let left):
+                let n = min(left, b.count - i)
+                if bodyHead.count < 4096 { bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))] }
+                bodySize += n
+                i += n
+                if n == left { finishBody(&events) } else { state = .body(left: left - n) }
+            case .chunkSize, .chunkCRLF, .trailers:
+                let c = b[i]
+                i += 1
+                if c != 10 { if line.count < 1024 { line.append(c) } else { state = .dead }; continue }
+                let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                line = []
+                if case .chunkCRLF = state { state = .chunkSize; continue }
+                if case .trailers = state {
+                    if text.isEmpty { finishBody(&events) }
+                    continue
+                }
+                guard let size = Int(text.split(separator: ";").first.map(String.init) ?? "", radix: 16), size >= 0 else { state = .dead; return false }
+                state = size == 0 ? .trailers : .chunkData(left: size)
+            case .chunkData(let left):
+                let n = min(left, b.count - i)
+                if bodyHead.count < 4096 { bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))] }
+                bodySize += n
+                i += n
+                state = n == left ? .chunkCRLF : .chunkData(left: left - n)
+            }
+        }
+        return true
+    }
+
+    mutating func headComplete(_ events: inout [Event]) -> Bool {
+        let text = String(decoding: head, as: UTF8.self)
+        head = []
+        var lines = text.components(separatedBy: "\r\n")
+        let first = lines.removeFirst().split(separator: " ")
+        guard first.count >= 2 else { return false }
+        var headers: [String: String] = [:]
+        for l in lines where !l.isEmpty {
+            guard let c = l.firstIndex(of: ":") else { continue }
+            headers[l[..<c].lowercased()] = l[l.index(after: c)...].trimmingCharacters(in: .whitespaces)
+        }
+        lastHeaders = headers
+        bodySize = 0
+        bodyHead = []
+        if isRequest {
+            guard first[0].allSatisfy({ $0.isUppercase }) else { return false }
+            events.append(.request(method: String(first[0]), path: String(first[1]), headers: headers))
+        } else {
+            guard first[0].hasPrefix("HTTP/"), let status = Int(first[1]) else { return false }
+            events.append(.response(status: status))
+            if status == 204 || status == 304 || (100..<200).contains(status) { state = .head; return true }
+        }
+        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+            state = .chunkSize
+        } else if let n = headers["content-length"].flatMap({ Int($0) }), n > 0 {
+            state = .body(left: n)
+        } else {
+            if isRequest { events.append(.requestBody(size: 0, head: [])) }
+            state = .head
+        }
+        return true
+    }
+
+    mutating func finishBody(_ events: inout [Event]) {
+        if isRequest { events.append(.requestBody(size: bodySize, head: bodyHead)) }
+        state = .head
+    }
+}
+
+/// The server name (SNI) in a TLS ClientHello, bounds-checked.
+public enum TLSClientHello {
+    public enum Result: Equatable { case name(String), none, needMore }
+
+    public static func serverName(_ b: [UInt8]) -> Result {
+        // Record: type 22, version, length; handshake: type 1, 3-byte length.
+        guard b.count >= 5 else { return .needMore }
+        guard b[0] == 0x16 else { return .none }
+        let recLen = Int(b[3]) << 8 | Int(b[4])
+        guard b.count >= 5 + min(recLen, 4) else { return .needMore }
+        var p = 5
+        guard b.count > p + 3, b[p] == 1 else { return b.count > p ? .none : .needMore }
+        let hsLen = Int(b[p + 1]) << 16 | Int(b[p + 2]) << 8 | Int(b[p + 3])
+        let end = p + 4 + hsLen
+        guard b.count >= end else { return end - 5 > 16384 ? .none : .needMore }
+        p += 4 + 2 + 32  // version, random
+        guard p < end else { return .none }
+        p += 1 + Int(b[p])  // session id
+        guard p + 2 <= end else { return .none }
+        p += 2 + (Int(b[p]) << 8 | Int(b[p + 1]))  // cipher suites
+        guard p < end else { return .none }
+        p += 1 + Int(b[p])  // compression methods
+        guard p + 2 <= end else { return .none }
+        let extEnd = min(end, p + 2 + (Int(b[p]) << 8 | Int(b[p + 1])))
+        p += 2
+        while p + 4 <= extEnd {
+            let type = Int(b[p]) << 8 | Int(b[p + 1]), len = Int(b[p + 2]) << 8 | Int(b[p + 3])
+            p += 4
+            guard p + len <= extEnd else { return .none }
+            if type == 0, len >= 5 {
+                // server_name_list: length, then (type 0, length, name).
+                var q = p + 2
+                while q + 3 <= p + len {
+                    let nlen = Int(b[q + 1]) << 8 | Int(b[q + 2])
+                    guard q + 3 + nlen <= p + len else { return .none }
+                    if b[q] == 0 { return .name(String(decoding: b[(q + 3)..<(q + 3 + nlen)], as: UTF8.self).lowercased()) }
+                    q += 3 + nlen
+                }
+            }
+            p += len
+        }
+        return .none
+    }
+}
+
+/// A DNS message's questions and address answers, bounds-checked (compression pointers followed
+/// at most 16 deep).
+public struct DNSMessage: Sendable, Hashable {
+    public var isResponse: Bool
+    public var questions: [String]
+    /// (name, address) from A and AAAA records.
+    public var answers: [(name: String, address: IPAddress)]
+
+    public static func == (a: DNSMessage, b: DNSMessage) -> Bool {
+        a.isResponse == b.isResponse && a.questions == b.questions && a.answers.map { "\($0.name) \($0.address)" } == b.answers.map { "\($0.name) \($0.address)" }
+    }
+    public func hash(into h: inout Hasher) { h.combine(questions) }
+
+    static func name(_ b: UnsafeRawBufferPointer, _ start: Int) -> (String, Int)? {
+        var labels: [String] = []
+        var p = start
+        var end: Int?
+        var jumps = 0
+        while p < b.count {
+            let len = Int(b[p])
+            if len == 0 {
+                return (labels.joined(separator: "."), end ?? p + 1)
+            }
+            if len & 0xC0 == 0xC0 {
+                guard p + 1 < b.count, jumps < 16 else { return nil }
+                if end == nil { end = p + 2 }
+                p = (len & 0x3F) << 8 | Int(b[p + 1])
+                jumps += 1
+                continue
+            }
+            guard len <= 63, p + 1 + len <= b.count, labels.count < 128 else { return nil }
+            labels.append(String(decoding: UnsafeRawBufferPointer(rebasing: b[(p + 1)..<(p + 1 + len)]), as: UTF8.self).lowercased())
+            p += 1 + len
+        }
+        return nil
+    }
+
+    public static func parse(_ b: UnsafeRawBufferPointer) -> DNSMessage? {
+        guard b.count >= 12 else { return nil }
+        let flags = Int(b[2]) << 8 | Int(b[3])
+        let qd = Int(b[4]) << 8 | Int(b[5]), an = Int(b[6]) << 8 | Int(b[7])
+        guard qd <= 64, an <= 256 else { return nil }
+        var p = 12
+        var m = DNSMessage(isResponse: flags & 0x8000 != 0, questions: [], answers: [])
+        for _ in 0..<qd {
+            guard let (n, next) = name(b, p), next + 4 <= b.count else { return nil }
+            m.questions.append(n)
+            p = next + 4
+        }
+        for _ in 0..<an {
+            guard let (n, next) = name(b, p), next + 10 <= b.count else { return m }
+            let type = Int(b[next]) << 8 | Int(b[next + 1])
+            let rdlen = Int(b[next + 8]) << 8 | Int(b[next + 9])
+            let rd = next + 10
+            guard rd + rdlen <= b.count else { return m }
+            if type == 1 && rdlen == 4 { m.answers.append((n, IPAddress(v4: b, at: rd))) }
+            if type == 28 && rdlen == 16 { m.answers.append((n, IPAddress(v6: b, at: rd))) }
+            p = rd + rdlen
+        }
+        return m
+    }
+}

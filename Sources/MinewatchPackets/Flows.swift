@@ -1,0 +1,214 @@
+import Foundation
+
+/// Receives the reassembled bytes of one flow. `fromClient` is the direction (client = the side
+/// that opened the connection). Returning false means "no more bytes this direction" (counting
+/// goes on, delivery stops): the per-flow inspection cap.
+public protocol FlowConsumer: AnyObject {
+    func stream(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double) -> Bool
+    /// `count` bytes of this direction were not captured (snap length, a hole, lost packets).
+    func missing(_ count: Int, fromClient: Bool)
+    func datagram(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double)
+}
+
+/// One direction of a TCP flow being put back in order.
+struct Reassembly {
+    var next: UInt32?
+    var pending: [(seq: UInt32, bytes: [UInt8])] = []
+    var pendingBytes = 0
+    var open = true
+}
+
+/// A TCP or UDP conversation between two endpoints, with its statistics.
+public final class Flow {
+    public let transport: DecodedPacket.Transport
+    public let client: IPAddress
+    public let clientPort: UInt16
+    public let server: IPAddress
+    public let serverPort: UInt16
+    public var first: Double
+    public var last: Double
+    /// Payload bytes and packets each way (on the wire, whatever the snap length kept).
+    public var clientBytes = 0, serverBytes = 0
+    public var clientPackets = 0, serverPackets = 0
+    /// Data-carrying packets from the server: replies, for the exchange count.
+    public var serverDataPackets = 0
+    /// Saw the opening SYN (so client/server are known, not guessed).
+    public var sawSYN = false
+    public var closed = false
+    /// Stream bytes skipped because they were never captured or could not be ordered.
+    public var gaps = 0
+    public var consumer: FlowConsumer?
+    var dirs = [Reassembly(), Reassembly()]
+
+    init(_ p: DecodedPacket, clientIsSource: Bool, time: Double) {
+        transport = p.transport
+        client = clientIsSource ? p.src : p.dst
+        clientPort = clientIsSource ? p.srcPort : p.dstPort
+        server = clientIsSource ? p.dst : p.src
+        serverPort = clientIsSource ? p.dstPort : p.srcPort
+        first = time
+        last = time
+    }
+
+    public var endpoints: String { "\(Self.endpoint(client, clientPort)) -> \(Self.endpoint(server, serverPort))" }
+    public static func endpoint(_ a: IPAddress, _ port: UInt16) -> String { a.isV4 ? "\(a):\(port)" : "[\(a)]:\(port)" }
+}
+
+public struct FlowKey: Hashable, Sendable {
+    var a: IPAddress, b: IPAddress
+    var ap: UInt16, bp: UInt16
+    var proto: UInt8
+    init(_ p: DecodedPacket) {
+        if (p.src, p.srcPort) < (p.dst, p.dstPort) {
+            a = p.src; ap = p.srcPort; b = p.dst; bp = p.dstPort
+        } else {
+            a = p.dst; ap = p.dstPort; b = p.src; bp = p.srcPort
+        }
+        proto = p.transport.rawValue
+    }
+}
+
+/// Tracks flows and reassembles TCP streams with bounded memory: at most `maxFlows` flows (the
+/// least recently seen are evicted, and counted) and `maxPendingPerDirection` bytes of
+/// out-of-order data per direction (beyond that the hole is skipped, and counted).
+public final class FlowTable {
+    public private(set) var flows: [FlowKey: Flow] = [:]
+    public let maxFlows: Int
+    public let maxPendingPerDirection: Int
+    public private(set) var evicted = 0
+    public private(set) var holesSkipped = 0
+    /// Called for a new flow (attach a consumer) and for a flow leaving the table.
+    public var onNew: ((Flow) -> Void)?
+    public var onEvict: ((Flow) -> Void)?
+
+    public init(maxFlows: Int = 200_000, maxPendingPerDirection: Int = 256 * 1024) {
+        self.maxFlows = maxFlows
+        self.maxPendingPerDirection = maxPendingPerDirection
+    }
+
+    public func add(_ p: DecodedPacket, bytes: UnsafeRawBufferPointer, time: Double) {
+        let key = FlowKey(p)
+        let flow: Flow
+        if let f = flows[key] {
+            flow = f
+        } else {
+            let clientIsSource: Bool
+            if p.transport == .tcp && p.syn {
+                clientIsSource = !p.ackFlag
+            } else {
+                // No handshake seen: the side on the lower (service) port is the server.
+                clientIsSource = p.dstPort < p.srcPort || (p.dstPort == p.srcPort)
+            }
+            flow = Flow(p, clientIsSource: clientIsSource, time: time)
+            flow.sawSYN = p.transport == .tcp && p.syn
+            if flows.count >= maxFlows { evictOldest() }
+            flows[key] = flow
+            onNew?(flow)
+        }
+        flow.last = max(flow.last, time)
+        let fromClient = p.src == flow.client && p.srcPort == flow.clientPort
+        if fromClient {
+            flow.clientPackets += 1
+            flow.clientBytes += p.wirePayloadLength
+        } else {
+            flow.serverPackets += 1
+            flow.serverBytes += p.wirePayloadLength
+            if p.wirePayloadLength > 0 { flow.serverDataPackets += 1 }
+        }
+        let payload = UnsafeRawBufferPointer(rebasing: bytes[p.payloadOffset..<(p.payloadOffset + p.payloadLength)])
+        if p.transport == .udp {
+            flow.consumer?.datagram(payload, fromClient: fromClient, time: time)
+            return
+        }
+        if p.fin || p.rst { flow.closed = true }
+        reassemble(flow, p, payload, fromClient: fromClient, time: time)
+    }
+
+    func reassemble(_ flow: Flow, _ p: DecodedPacket, _ payload: UnsafeRawBufferPointer, fromClient: Bool, time: Double) {
+        let d = fromClient ? 0 : 1
+        if p.syn { flow.dirs[d].next = p.seq &+ 1 }
+        guard p.wirePayloadLength > 0, flow.dirs[d].open else { return }
+        guard let next = flow.dirs[d].next else {
+            flow.dirs[d].next = p.seq
+            deliver(flow, d, payload, wire: p.wirePayloadLength, fromClient: fromClient, time: time)
+            return
+        }
+        let diff = Int32(bitPattern: p.seq &- next)
+        if diff == 0 {
+            deliver(flow, d, payload, wire: p.wirePayloadLength, fromClient: fromClient, time: time)
+        } else if diff < 0 {
+            // Retransmission, possibly with new bytes at its end.
+            let overlap = Int(-Int64(diff))
+            if overlap < p.wirePayloadLength {
+                let skip = min(overlap, payload.count)
+                deliver(flow, d, UnsafeRawBufferPointer(rebasing: payload[skip...]), wire: p.wirePayloadLength - overlap,
+                        fromClient: fromClient, time: time)
+            }
+            return
+        } else {
+            // Ahead of what is expected: keep it (bounded) until the hole fills.
+            if flow.dirs[d].pendingBytes + payload.count <= maxPendingPerDirection && payload.count == p.wirePayloadLength {
+                flow.dirs[d].pending.append((p.seq, Array(payload)))
+                flow.dirs[d].pendingBytes += payload.count
+                return
+            }
+            // Too much is missing: skip the hole.
+            let hole = Int(diff)
+            holesSkipped += 1
+            flow.gaps += hole
+            flow.consumer?.missing(hole, fromClient: fromClient)
+            flow.dirs[d].next = p.seq
+            deliver(flow, d, payload, wire: p.wirePayloadLength, fromClient: fromClient, time: time)
+        }
+        drain(flow, d, fromClient: fromClient, time: time)
+    }
+
+    func deliver(_ flow: Flow, _ d: Int, _ bytes: UnsafeRawBufferPointer, wire: Int, fromClient: Bool, time: Double) {
+        flow.dirs[d].next = (flow.dirs[d].next ?? 0) &+ UInt32(truncatingIfNeeded: wire)
+        if let c = flow.consumer, flow.dirs[d].open {
+            if !bytes.isEmpty && !c.stream(bytes, fromClient: fromClient, time: time) {
+                flow.dirs[d].open = false
+                flow.dirs[d].pending = []
+                flow.dirs[d].pendingBytes = 0
+                return
+            }
+            if wire > bytes.count {
+                flow.gaps += wire - bytes.count
+                c.missing(wire - bytes.count, fromClient: fromClient)
+            }
+        }
+        drain(flow, d, fromClient: fromClient, time: time)
+    }
+
+    func drain(_ flow: Flow, _ d: Int, fromClient: Bool, time: Double) {
+        while !flow.dirs[d].pending.isEmpty, let next = flow.dirs[d].next {
+            guard let i = flow.dirs[d].pending.firstIndex(where: { Int32(bitPattern: $0.seq &- next) <= 0 }) else { return }
+            let seg = flow.dirs[d].pending.remove(at: i)
+            flow.dirs[d].pendingBytes -= seg.bytes.count
+            let overlap = Int(-Int64(Int32(bitPattern: seg.seq &- next)))
+            if overlap < seg.bytes.count {
+                seg.bytes.withUnsafeBytes { b in
+                    deliverNoDrain(flow, d, UnsafeRawBufferPointer(rebasing: b[overlap...]), fromClient: fromClient, time: time)
+                }
+            }
+        }
+    }
+
+    func deliverNoDrain(_ flow: Flow, _ d: Int, _ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double) {
+        flow.dirs[d].next = (flow.dirs[d].next ?? 0) &+ UInt32(truncatingIfNeeded: bytes.count)
+        if let c = flow.consumer, flow.dirs[d].open, !c.stream(bytes, fromClient: fromClient, time: time) {
+            flow.dirs[d].open = false
+        }
+    }
+
+    /// Evicts the least recently seen tenth of the table.
+    func evictOldest() {
+        let n = max(1, maxFlows / 10)
+        let victims = flows.sorted { $0.value.last < $1.value.last }.prefix(n)
+        for (k, f) in victims {
+            flows[k] = nil
+            evicted += 1
+            onEvict?(f)
+        }
+    }
+}
