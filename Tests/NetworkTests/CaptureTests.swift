@@ -1,0 +1,215 @@
+import Foundation
+import MinewatchCore
+import MinewatchPackets
+import MinewatchSignatures
+import Testing
+import TestSupport
+@testable import MinewatchNetwork
+
+let sharedPcaps = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/pcaps").path
+let bundled = BundledRules.load().0
+
+func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
+    var src = CaptureFile(path: path)
+    return CaptureAnalyzer(rules: rules).analyze(&src)
+}
+
+/// Captures recorded against real pools (nesfit/DI-cryptominingdetection).
+@Suite struct RealCaptureTests {
+    @Test func cgminerBitcoinStratum() throws {
+        let r = analyze(sharedPcaps + "/cgminer.s0.pcapng")
+        #expect(r.error == nil)
+        #expect(r.packets == 855)
+        let stratum = r.sessions.filter { $0.protocolName == "stratum" }
+        #expect(stratum.count >= 15)
+        #expect(stratum.allSatisfy { $0.facts.agent == "cgminer/3.7.2" })
+        #expect(stratum.reduce(0) { $0 + $1.facts.jobs } >= 10)
+        let crit = r.findings.filter { $0.ruleId == "MW-NET-STRATUM" && $0.severity == .critical }
+        #expect(crit.count >= 5)
+        #expect(crit.allSatisfy { $0.family == "cgminer" })
+        // The TLS session to Microsoft is named but is not a finding.
+        #expect(r.sessions.contains { $0.facts.sni == "array609-prod.do.dsp.mp.microsoft.com" })
+        #expect(!r.findings.contains { $0.ruleId == "MW-NET-POOL-DOMAIN" })
+    }
+
+    @Test func moneroStratumWithAValidatedWallet() throws {
+        let r = analyze(sharedPcaps + "/xmr-eu1.nanopool.org.pcapng")
+        let s = try #require(r.sessions.first)
+        #expect(s.protocolName == "stratum-monero" && s.server == "185.71.66.20:14444")
+        #expect(s.facts.agent == "xmr/1.0" && s.facts.jobs == 4)
+        let f = try #require(r.findings.first)
+        #expect(f.severity == .critical)
+        #expect(f.evidence.contains { $0.kind == .wallet && $0.name == "wallet XMR" && $0.value.hasPrefix("47mr7jYT") })
+    }
+}
+
+/// Hand-made hostile captures: a one-line error with the file and offset, never a crash, and
+/// the packets before the damage still analysed.
+@Suite struct HostileCaptureTests {
+    let dir: TempDir
+    init() throws { dir = try TempDir("pcap") }
+
+    static func pcapHeader(link: UInt32 = 1, snap: UInt32 = 65535) -> [UInt8] {
+        var b: [UInt8] = []
+        for v in [UInt32(0xA1B2_C3D4)] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
+        for v in [UInt16(2), UInt16(4)] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
+        for v in [UInt32(0), UInt32(0), snap, link] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
+        return b
+    }
+
+    static func record(_ data: [UInt8], caplen: UInt32? = nil, time: UInt32 = 1_700_000_000) -> [UInt8] {
+        var b: [UInt8] = []
+        for v in [time, UInt32(0), caplen ?? UInt32(data.count), UInt32(data.count)] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
+        return b + data
+    }
+
+    /// An Ethernet/IPv4/TCP packet carrying `payload`.
+    static func tcpPacket(src: [UInt8] = [10, 0, 0, 2], dst: [UInt8] = [10, 0, 0, 9], sport: UInt16 = 40000, dport: UInt16 = 3333,
+                          seq: UInt32, flags: UInt8 = 0x18, payload: [UInt8], vlan: UInt16? = nil) -> [UInt8] {
+        var eth: [UInt8] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+        if let vlan { eth += [0x81, 0x00, UInt8(vlan >> 8), UInt8(vlan & 0xFF)] }
+        eth += [0x08, 0x00]
+        let total = 20 + 20 + payload.count
+        var ip: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0, 0x40, 0, 64, 6, 0, 0] + src + dst
+        _ = ip.count
+        var tcp: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF)]
+        tcp += [UInt8(seq >> 24), UInt8(seq >> 16 & 0xFF), UInt8(seq >> 8 & 0xFF), UInt8(seq & 0xFF), 0, 0, 0, 0, 0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]
+        ip += []
+        return eth + ip + tcp + payload
+    }
+
+    @Test func errorsNameFileAndOffset() throws {
+        let good = Self.record(Self.tcpPacket(seq: 1, payload: Array("{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"cpuminer/2.5.1\"]}\n".utf8)))
+        let cases: [(String, [UInt8], String)] = [
+            ("badmagic.pcap", Array("GIF89a not a capture".utf8), "offset 0"),
+            ("short.pcap", [0xD4, 0xC3, 0xB2, 0xA1, 2, 0], "offset 0"),
+            ("trunc-record.pcap", Self.pcapHeader() + good + [1, 2, 3], "offset \(24 + good.count)"),
+            ("trunc-data.pcap", Self.pcapHeader() + good + Array(Self.record([1, 2, 3, 4, 5, 6, 7, 8]).prefix(20)), "offset \(24 + good.count)"),
+            ("absurd.pcap", Self.pcapHeader() + good + Self.record([1, 2, 3], caplen: 0x7FFF_FFFF), "offset \(24 + good.count)"),
+            ("pcapng-badlen.pcapng", [0x0A, 0x0D, 0x0D, 0x0A, 7, 0, 0, 0, 0x4D, 0x3C, 0x2B, 0x1A, 0, 0, 0, 0], "offset 4"),
+        ]
+        for (name, bytes, offset) in cases {
+            let path = try dir.file(name, bytes)
+            let r = analyze(path)
+            let e = try #require(r.error, "\(name) read without error")
+            #expect(e.contains(path) && e.contains(offset), "\(name): \(e)")
+            #expect(!e.contains("\n"))
+        }
+        // What was read before the damage is still analysed.
+        let r = analyze(try dir.file("partial.pcap", Self.pcapHeader() + good + [9, 9]))
+        #expect(r.packets == 1 && r.sessions.first?.facts.agent == "cpuminer/2.5.1")
+        #expect(r.findings.first?.family == "cpuminer")
+    }
+
+    @Test func mutatedRealCapturesNeverCrash() throws {
+        let original = Array(try Data(contentsOf: URL(fileURLWithPath: sharedPcaps + "/cgminer.s0.pcapng")))
+        var rng = Samples.Rand(seed: 42)
+        for i in 0..<150 {
+            var b = original
+            for _ in 0..<(1 + Int(rng.next() % 16)) {
+                let at = Int(rng.next() % UInt64(b.count))
+                b[at] = UInt8(truncatingIfNeeded: rng.next())
+            }
+            if i % 10 == 0 { b = Array(b.prefix(Int(rng.next() % UInt64(b.count)))) }
+            let path = try dir.file("m\(i).pcapng", b)
+            _ = analyze(path)  // any result or error; no crash, no hang
+        }
+    }
+
+    @Test func outOfOrderRetransmittedAndVLANTaggedSegmentsReassemble() throws {
+        let login = Array("{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"WALLETX\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0\"}}\n".utf8)
+        let a = Array(login[0..<30]), b = Array(login[30..<70]), c = Array(login[70...])
+        let syn = Self.tcpPacket(seq: 999, flags: 0x02, payload: [], vlan: 42)
+        let job = Array("{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"00\",\"job_id\":\"1\",\"target\":\"ffff\"}}\n".utf8)
+        let jobPkt = Self.tcpPacket(src: [10, 0, 0, 9], dst: [10, 0, 0, 2], sport: 3333, dport: 40000, seq: 5000, payload: job, vlan: 42)
+        // Order on the wire: SYN, third, first, first again (retransmitted), second, a pool job.
+        var file = Self.pcapHeader()
+        for p in [syn, Self.tcpPacket(seq: 1070, payload: c, vlan: 42), Self.tcpPacket(seq: 1000, payload: a, vlan: 42),
+                  Self.tcpPacket(seq: 1000, payload: a, vlan: 42), Self.tcpPacket(seq: 1030, payload: b, vlan: 42), jobPkt] {
+            file += Self.record(p)
+        }
+        let r = analyze(try dir.file("ooo.pcap", file))
+        #expect(r.error == nil)
+        let s = try #require(r.sessions.first)
+        #expect(s.facts.login == "WALLETX" && s.facts.agent == "XMRig/6.21.0" && s.facts.jobs == 1)
+        #expect(r.findings.first?.family == "xmrig" && r.findings.first?.severity == .critical)
+    }
+
+    @Test func flowTableIsBoundedAndCountsEvictions() throws {
+        var file = Self.pcapHeader()
+        for i in 0..<300 {
+            file += Self.record(Self.tcpPacket(sport: UInt16(20000 + i), dport: 80, seq: 1, flags: 0x02, payload: []))
+        }
+        var src = CaptureFile(path: try dir.file("many.pcap", file))
+        let a = CaptureAnalyzer(rules: bundled)
+        a.maxFlows = 100
+        let r = a.analyze(&src)
+        #expect(r.evictedFlows >= 200 && r.flows == 300)
+    }
+}
+
+@Suite struct DissectorTests {
+    @Test func tlsServerName() throws {
+        // A ClientHello built by hand: record, handshake, version, random, session, suites, compression, SNI.
+        let name = Array("pool.supportxmr.com".utf8)
+        var sniExt: [UInt8] = [0, 0]
+        let list: [UInt8] = [0] + [UInt8(name.count >> 8), UInt8(name.count & 0xFF)] + name
+        let ext = [UInt8(list.count >> 8), UInt8(list.count & 0xFF)] + list
+        sniExt += [UInt8(ext.count >> 8), UInt8(ext.count & 0xFF)] + ext
+        let exts = [UInt8(sniExt.count >> 8), UInt8(sniExt.count & 0xFF)] + sniExt
+        let body: [UInt8] = [3, 3] + [UInt8](repeating: 7, count: 32) + [0] + [0, 2, 0x13, 0x01] + [1, 0] + exts
+        let hs: [UInt8] = [1, 0, UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body
+        let rec: [UInt8] = [0x16, 3, 1, UInt8(hs.count >> 8), UInt8(hs.count & 0xFF)] + hs
+        #expect(TLSClientHello.serverName(rec) == .name("pool.supportxmr.com"))
+        #expect(TLSClientHello.serverName(Array(rec.prefix(20))) == .needMore)
+        var broken = rec
+        broken[rec.count - name.count - 2] = 0xFF  // name length past the extension
+        #expect(TLSClientHello.serverName(broken) == .none)
+        #expect(bundled.poolDomain(for: "pool.supportxmr.com") == "supportxmr.com")
+        #expect(bundled.poolDomain(for: "xmr-eu1.nanopool.org.") == "nanopool.org")
+        #expect(bundled.poolDomain(for: "notnanopool.org") == nil)
+    }
+
+    @Test func dnsQuestionsAndAnswersWithCompression() throws {
+        // Response for pool.pkt.world A 198.18.1.7, the answer name a pointer to the question.
+        var m: [UInt8] = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
+        for l in ["pool", "pkt", "world"] { m += [UInt8(l.count)] + Array(l.utf8) }
+        m += [0, 0, 1, 0, 1]
+        m += [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 1, 7]
+        let d = try #require(m.withUnsafeBytes { DNSMessage.parse($0) })
+        #expect(d.isResponse && d.questions == ["pool.pkt.world"])
+        #expect(d.answers.first?.name == "pool.pkt.world" && d.answers.first?.address.description == "198.18.1.7")
+        // A pointer loop is refused, not followed forever.
+        var loop: [UInt8] = [0, 0, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12]
+        loop += [0, 1, 0, 1]
+        #expect(loop.withUnsafeBytes { DNSMessage.parse($0) } == nil)
+    }
+
+    @Test func linkTypesAndIPv6ExtensionHeaders() throws {
+        // IPv6 with hop-by-hop and destination-options headers, then TCP, on a Linux cooked v1 header.
+        var v6: [UInt8] = [0x60, 0, 0, 0, 0, 0, 0 /* hop-by-hop */, 64]
+        v6 += [UInt8](repeating: 0, count: 15) + [1]  // ::1
+        v6 += [UInt8](repeating: 0, count: 15) + [2]  // ::2
+        let tcp: [UInt8] = [0x9C, 0x40, 0x0D, 0x05, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xFF, 0xFF, 0, 0, 0, 0] + Array("hi".utf8)
+        let hbh: [UInt8] = [60, 0, 1, 4, 0, 0, 0, 0]  // next: dest options
+        let dst: [UInt8] = [6, 0, 1, 4, 0, 0, 0, 0]   // next: TCP
+        let payloadLen = hbh.count + dst.count + tcp.count
+        v6[4] = UInt8(payloadLen >> 8); v6[5] = UInt8(payloadLen & 0xFF)
+        let ip = v6 + hbh + dst + tcp
+        let sll: [UInt8] = [0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x86, 0xDD]
+        let p = try #require((sll + ip).withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.linuxSLL, $0) })
+        #expect(p.src.description == "0:0:0:0:0:0:0:1" && p.dstPort == 3333 && p.srcPort == 40000 && p.payloadLength == 2)
+        // The same IPv6 packet on raw IP and on BSD loopback (family 24/28/30 in host order).
+        #expect(ip.withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.raw, $0) }?.dstPort == 3333)
+        #expect(([30, 0, 0, 0] + ip).withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.null, $0) }?.dstPort == 3333)
+        // Truncated headers decode to nil, not a crash.
+        for n in 0..<(sll.count + 48) {
+            _ = (sll + ip).prefix(n).withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.linuxSLL, UnsafeRawBufferPointer($0)) }
+        }
+        // A later IPv4 fragment is not parsed as TCP.
+        var frag = HostileCaptureTests.tcpPacket(seq: 1, payload: [1, 2, 3])
+        frag[14 + 6] = 0x00; frag[14 + 7] = 0x10
+        #expect(frag.withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.ethernet, $0) } == nil)
+    }
+}
