@@ -233,7 +233,9 @@ struct HTTPParser {
         case requestBody(size: Int, head: [UInt8])
         case response(status: Int)
     }
-    enum State { case head, body(left: Int), chunkSize, chunkData(left: Int), chunkCRLF, trailers, dead }
+    /// `resync`: after lost bytes or garbage, looking for the start of the next message (a method,
+    /// or "HTTP/1." for responses, at the start of a line).
+    enum State { case head, body(left: Int), chunkSize, chunkData(left: Int), chunkCRLF, trailers, resync }
     let isRequest: Bool
     var state = State.head
     var head: [UInt8] = []
@@ -262,18 +264,43 @@ struct HTTPParser {
             bodySize += n
             state = n == left ? .chunkCRLF : .chunkData(left: left - n)
         default:
-            state = .dead
+            head = []
+            line = []
+            state = .resync
         }
     }
 
-    /// Returns false once the stream cannot be followed.
+    static let requestStarts: [[UInt8]] = ["GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH "].map { Array($0.utf8) }
+    static let responseStarts: [[UInt8]] = [Array("HTTP/1.".utf8)]
+
+    /// Index in `b` (from `i`) where a message starts at the beginning of a line, or nil.
+    func messageStart(_ b: UnsafeRawBufferPointer, from i: Int) -> Int? {
+        let starts = isRequest ? Self.requestStarts : Self.responseStarts
+        var j = i
+        while j < b.count {
+            if j == i || b[j - 1] == 10 {
+                for m in starts where j + m.count <= b.count {
+                    var ok = true
+                    for k in 0..<m.count where b[j + k] != m[k] { ok = false; break }
+                    if ok { return j }
+                }
+            }
+            guard let nl = UnsafeRawBufferPointer(rebasing: b[j...]).firstIndex(of: 10) else { return nil }
+            j += nl + 1
+        }
+        return nil
+    }
+
+    /// Parses what it can; after a loss it resynchronises at the next message.
     mutating func feed(_ b: UnsafeRawBufferPointer, events: inout [Event]) -> Bool {
         headerBytesLastFeed = 0
         var i = 0
         while i < b.count {
             switch state {
-            case .dead:
-                return false
+            case .resync:
+                guard let at = messageStart(b, from: i) else { return true }
+                i = at
+                state = .head
             case .head:
                 // Up to the blank line.
                 let start = i
@@ -285,9 +312,9 @@ struct HTTPParser {
                     }
                 }
                 headerBytesLastFeed += i - start
-                if head.count > 65536 { state = .dead; return false }
+                if head.count > 65536 { head = []; state = .resync; continue }
                 guard head.count >= 4 && head.suffix(4) == [13, 10, 13, 10] else { continue }
-                if !headComplete(&events) { state = .dead; return false }
+                if !headComplete(&events) { state = .resync }
             case .body(let left):
                 let n = min(left, b.count - i)
                 if bodyHead.count < 4096 { bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))] }
@@ -297,7 +324,10 @@ struct HTTPParser {
             case .chunkSize, .chunkCRLF, .trailers:
                 let c = b[i]
                 i += 1
-                if c != 10 { if line.count < 1024 { line.append(c) } else { state = .dead }; continue }
+                if c != 10 {
+                    if line.count < 1024 { line.append(c) } else { line = []; state = .resync }
+                    continue
+                }
                 let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                 line = []
                 if case .chunkCRLF = state { state = .chunkSize; continue }
@@ -305,7 +335,7 @@ struct HTTPParser {
                     if text.isEmpty { finishBody(&events) }
                     continue
                 }
-                guard let size = Int(text.split(separator: ";").first.map(String.init) ?? "", radix: 16), size >= 0 else { state = .dead; return false }
+                guard let size = Int(text.split(separator: ";").first.map(String.init) ?? "", radix: 16), size >= 0 else { state = .resync; continue }
                 state = size == 0 ? .trailers : .chunkData(left: size)
             case .chunkData(let left):
                 let n = min(left, b.count - i)

@@ -38,7 +38,7 @@ import TestSupport
         usleep(1_000_000)
         // 300 announcements/s to two pools: about 0.6 MB/s up; CPU stays well under a core.
         let miner = try start("miner", ["ann-miner", "--pool", "http://198.18.1.10", "--pool", "http://198.18.1.11",
-                                        "--paymentaddr", "pkt1q6hqsqhqdgqfd8t3xwgceulu7k9d9w5t2amath0qxyrjlvl2s6ykqs3fgtst", "--rate", "300", "--duration", "80"])
+                                        "--paymentaddr", "pkt1qquyqjzstpsxsurcszyfpx9q4zct3sxg6z52rdt", "--rate", "300", "--duration", "80"])
         let downloader = try start("download", ["download", "--url", "http://198.18.1.20/file/50000000", "--clients", "2", "--rate", "2000000", "--duration", "80"])
         // 2 MB/s for 50 s: longer than the window, one request body, one reply at the end.
         let backup = try start("backup", ["upload", "--url", "http://198.18.1.20/upload", "--bytes", "100000000", "--rate", "2000000", "--duration", "80"])
