@@ -28,7 +28,7 @@ let package = Package(
         // Readers: byte sources, tar, decompression, image sources, layer walker.
         .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "CShims"]),
         // Readers of packets: pcap/pcapng files, link/IP/TCP/UDP decoding, flows and TCP reassembly.
-        .target(name: "MinewatchPackets", dependencies: ["MinewatchCore"]),
+        .target(name: "MinewatchPackets", dependencies: ["MinewatchCore", "CShims"]),
         // Readers of host telemetry: procfs, cgroups v1/v2, network namespaces (for `watch`).
         .target(name: "MinewatchHost", dependencies: ["MinewatchCore", "CShims"]),
         // Analyzers over reader values.

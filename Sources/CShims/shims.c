@@ -5,6 +5,10 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <sys/mman.h>
+#include <linux/if_packet.h>
+#include <linux/filter.h>
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -127,3 +131,39 @@ int mw_compress(uint8_t *out, size_t *out_len, const uint8_t *in, size_t in_len,
 }
 
 size_t mw_compress_bound(size_t in_len) { return (size_t)compressBound((uLong)in_len); }
+
+int mw_packet_ring(int fd, unsigned block_size, unsigned block_nr, unsigned retire_ms, unsigned snaplen, void **ring) {
+    struct sock_filter code[1] = { { BPF_RET | BPF_K, 0, 0, snaplen } };
+    struct sock_fprog prog = { 1, code };
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) return -errno;
+    int v = TPACKET_V3;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof(v)) != 0) return -errno;
+    struct tpacket_req3 req;
+    memset(&req, 0, sizeof(req));
+    req.tp_block_size = block_size;
+    req.tp_block_nr = block_nr;
+    req.tp_frame_size = 2048;
+    req.tp_frame_nr = (block_size / 2048) * block_nr;
+    req.tp_retire_blk_tov = retire_ms;
+    if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0) return -errno;
+    void *m = mmap(NULL, (size_t)block_size * block_nr, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) return -errno;
+    *ring = m;
+    return 0;
+}
+
+int mw_packet_ring_unmap(void *ring, size_t size) { return munmap(ring, size); }
+
+long mw_packet_drops(int fd) {
+    struct tpacket_stats_v3 st;
+    socklen_t len = sizeof(st);
+    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) != 0) return -1;
+    return (long)st.tp_drops;
+}
+
+unsigned mw_block_status(const void *block) {
+    return __atomic_load_n((const unsigned *)((const char *)block + 8), __ATOMIC_ACQUIRE);
+}
+void mw_block_release(void *block) {
+    __atomic_store_n((unsigned *)((char *)block + 8), 0u, __ATOMIC_RELEASE);
+}

@@ -20,11 +20,13 @@ public struct WatchCommand: ParsableCommand {
         abstract: "Watch running containers and alert on miners: CPU miners and bandwidth miners.",
         discussion: """
         Finds containers from the cgroup paths of processes (podman, Docker, containerd/Kubernetes, \
-        CRI-O; cgroup v1 and v2) and runs five detectors every interval: miner-process (executables \
+        CRI-O; cgroup v1 and v2) and runs six detectors every interval: miner-process (executables \
         scanned with the `scan` rules, command lines, environment), pool-contact (outbound \
         connections to pool ports), drift (executables not in the image), cpu-miner (sustained CPU \
-        at the limit with other evidence) and bandwidth-miner (sustained upload-heavy outbound \
-        traffic in repeated exchanges to a few destinations). One alert per container per detector. \
+        at the limit with other evidence), bandwidth-miner (sustained upload-heavy outbound \
+        traffic in repeated exchanges to a few destinations) and, as root, mining-protocol (Stratum \
+        logins, PacketCrypt posts, pool names, seen in packets captured in each container's \
+        namespace). One alert per container per detector. \
         Stops after --duration, or on SIGINT/SIGTERM.
         """
     )
@@ -51,6 +53,9 @@ public struct WatchCommand: ParsableCommand {
 
     @Flag(name: .customLong("include-host"), help: "Also inspect processes outside containers (reported as container \"host\"; never acted on).")
     var includeHost = false
+
+    @Flag(name: .customLong("no-capture"), help: "Do not capture packets in container namespaces (protocol evidence; on by default as root).")
+    var noCapture = false
 
     @Option(name: .customLong("container"), help: ArgumentHelp("Watch only this container (an id or id prefix; with an engine socket also a name). Repeatable.", valueName: "id"))
     var containers: [String] = []
@@ -129,6 +134,7 @@ public struct WatchCommand: ParsableCommand {
         if action == .stop && engine == nil && !dryRun {
             Terminal.error("--action stop needs an engine socket (--engine-socket); stops will fail")
         }
+        if !noCapture && getuid() == 0 { watcher.capture = LiveCapture() }
         let responder = Responder(action: action, actOn: actOn, dryRun: dryRun, actuator: HostActuator(engine: engine))
         let fmt = format ?? (output == nil && Terminal.stdoutIsTTY ? .table : .jsonl)
         let live = fmt == .table && output == nil && Terminal.stdoutIsTTY
@@ -148,6 +154,7 @@ public struct WatchCommand: ParsableCommand {
         let deadline = duration.map { Date().addingTimeInterval($0) }
         var all: [Alert] = []
         var warnedSockDiag = false
+        var warnedCapture = false
         var passStart = Date()
         while watchStopRequested == 0 {
             passStart = Date()
@@ -155,6 +162,10 @@ public struct WatchCommand: ParsableCommand {
             if !warnedSockDiag, let e = sockDiag.firstError {
                 warnedSockDiag = true
                 Terminal.error("per-connection counters unavailable (\(e.description)); the bandwidth detector uses interface counters")
+            }
+            if !warnedCapture, let e = watcher.capture?.firstError {
+                warnedCapture = true
+                Terminal.error("packet capture unavailable in some namespaces (\(e.description)); protocol evidence is missing there")
             }
             for i in alerts.indices {
                 alerts[i].response = responder.respond(to: alerts[i], processes: watcher.processes[alerts[i].container.id] ?? [])
@@ -178,6 +189,7 @@ public struct WatchCommand: ParsableCommand {
             let wake = max(passStart.addingTimeInterval(interval), Date().addingTimeInterval(interval / 10))
             while watchStopRequested == 0 && Date() < wake && (deadline.map { Date() < $0 } ?? true) { usleep(50_000) }
         }
+        watcher.capture?.stop()
         if output != nil { try? sink.close() }
     }
 }

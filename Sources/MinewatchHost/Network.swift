@@ -28,6 +28,9 @@ public struct SocketEntry: Sendable, Hashable {
     /// Byte and segment counters from the kernel's tcp_info (sock_diag); nil when read from
     /// /proc/net/tcp, which has none.
     public var counters: TCPCounters?
+    /// The kernel's id of the socket (address family, then the 48-byte inet_diag_sockid with its
+    /// cookie), kept from a sock_diag dump so the socket can be asked for again directly.
+    public var diagID: [UInt8]?
 
     public init(proto: Proto, localAddress: String, localPort: UInt16, remoteAddress: String, remotePort: UInt16,
                 state: UInt8, inode: UInt64, counters: TCPCounters? = nil) {
@@ -66,19 +69,24 @@ public enum NetParsers {
     /// ActiveOpens + PassiveOpens + AttemptFails + EstabResets + InSegs + OutSegs from the two
     /// "Tcp:" lines (names, then values) of /proc/net/snmp.
     public static func tcpActivity(_ b: [UInt8]) -> UInt64? {
+        tcpCounters(b).map { $0.connections &+ $0.segments }
+    }
+
+    /// (connection events: opens, failures, resets; segments in and out) from /proc/net/snmp.
+    public static func tcpCounters(_ b: [UInt8]) -> (connections: UInt64, segments: UInt64)? {
         let lines = b.split(separator: 10).filter { $0.starts(with: Array("Tcp:".utf8)) }
         guard lines.count >= 2 else { return nil }
         let names = lines[0].split(separator: 32).map { String(decoding: $0, as: UTF8.self) }
         let values = lines[1].split(separator: 32).map { String(decoding: $0, as: UTF8.self) }
         guard names.count == values.count else { return nil }
-        var total: UInt64 = 0
+        var conn: UInt64 = 0, segs: UInt64 = 0
         var found = 0
         for (n, v) in zip(names, values) where ["ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "InSegs", "OutSegs"].contains(n) {
             guard let x = UInt64(v) else { return nil }
-            total &+= x
+            if n.hasSuffix("Segs") { segs &+= x } else { conn &+= x }
             found += 1
         }
-        return found == 6 ? total : nil
+        return found == 6 ? (conn, segs) : nil
     }
 
     /// An address in network byte order: dotted IPv4 (also for v4-mapped IPv6) or eight hex groups.

@@ -193,7 +193,12 @@ extension ProcfsReader {
     /// process's network namespace (loopback included), from /proc/<pid>/net/snmp: when it is
     /// unchanged, so are the namespace's TCP sockets and their counters.
     public func tcpActivity(_ pid: Int32) -> UInt64? {
-        read("\(pid)/net/snmp", limit: 16384).flatMap(NetParsers.tcpActivity)
+        tcpCounters(pid).map { $0.connections &+ $0.segments }
+    }
+
+    /// Connection events and segments of the namespace's TCP (see NetParsers.tcpCounters).
+    public func tcpCounters(_ pid: Int32) -> (connections: UInt64, segments: UInt64)? {
+        read("\(pid)/net/snmp", limit: 16384).flatMap(NetParsers.tcpCounters)
     }
 
     /// TCP and UDP sockets (IPv4 and IPv6) of the process's network namespace.

@@ -13,6 +13,13 @@ public protocol SocketStatsSource: Sendable {
     func tcpSockets(pid: Int32, netns: UInt64) -> [SocketEntry]?
     /// Namespaces still in use; others are released.
     func retain(namespaces: Set<UInt64>)
+    /// The same sockets asked for again one by one (no walk of the kernel's TCP table): fresh
+    /// counters, closed ones dropped. nil when that is not possible (then dump).
+    func refresh(_ sockets: [SocketEntry], pid: Int32, netns: UInt64) -> [SocketEntry]?
+}
+
+extension SocketStatsSource {
+    public func refresh(_ sockets: [SocketEntry], pid: Int32, netns: UInt64) -> [SocketEntry]? { nil }
 }
 
 /// Bounds-checked parsing of sock_diag replies (netlink messages carrying inet_diag_msg and a
@@ -24,6 +31,23 @@ public enum SockDiagParser {
     static let inetDiagInfo: UInt16 = 2
     /// Every state but TIME_WAIT (6) and SYN_RECV (3): those are mini-sockets without tcp_info.
     static let states: UInt32 = (1 << 1) | (1 << 2) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11)
+
+    /// A request for one socket by its id (family + sockid from a dump), without dumping.
+    public static func exactRequest(diagID: [UInt8], sequence: UInt32) -> [UInt8]? {
+        guard diagID.count == 49 else { return nil }
+        var b: [UInt8] = []
+        func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
+        u32(72)
+        u16(sockDiagByFamily)
+        u16(0x0001)  // NLM_F_REQUEST only
+        u32(sequence)
+        u32(0)
+        b += [diagID[0], 6, UInt8(1 << (inetDiagInfo - 1)), 0]
+        u32(0xFFFF_FFFF)
+        b += diagID[1...]
+        return b
+    }
 
     /// The dump request for one address family.
     public static func request(family: UInt8, sequence: UInt32) -> [UInt8] {
@@ -99,9 +123,11 @@ public enum SockDiagParser {
                     }
                     a += align(alen)
                 }
-                out.append(SocketEntry(proto: .tcp, localAddress: NetParsers.address(src), localPort: sport,
-                                       remoteAddress: NetParsers.address(dst), remotePort: dport, state: state,
-                                       inode: UInt64(inode), counters: counters))
+                var entry = SocketEntry(proto: .tcp, localAddress: NetParsers.address(src), localPort: sport,
+                                        remoteAddress: NetParsers.address(dst), remotePort: dport, state: state,
+                                        inode: UInt64(inode), counters: counters)
+                entry.diagID = [family] + Array(bytes[(m + 4)..<(m + 52)])
+                out.append(entry)
             }
             off += align(len)
         }
@@ -174,6 +200,32 @@ public final class SockDiagReader: SocketStatsSource, @unchecked Sendable {
             if firstError == nil { firstError = error as? MinewatchError }
             return nil
         }
+    }
+
+    public func refresh(_ sockets: [SocketEntry], pid: Int32, netns: UInt64) -> [SocketEntry]? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let fd = try? socketFor(pid: pid, netns: netns) else { return nil }
+        var out: [SocketEntry] = []
+        var buf = [UInt8](repeating: 0, count: 8192)
+        for s in sockets {
+            // Listeners keep their entry; connections are asked for by id.
+            if s.isListening || s.proto != .tcp { out.append(s); continue }
+            sequence &+= 1
+            guard let id = s.diagID, let req = SockDiagParser.exactRequest(diagID: id, sequence: sequence) else { return nil }
+            let sent = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            if sent != req.count { return nil }
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return nil }
+            var got: [SocketEntry] = []
+            do {
+                _ = try SockDiagParser.parse(Array(buf[0..<n]), into: &got)
+            } catch {
+                continue  // ENOENT: the connection is gone
+            }
+            out += got.filter { $0.state != 6 && $0.counters != nil }  // a TIME_WAIT leftover is a closed connection
+        }
+        return out
     }
 
     /// "TCP: inuse N ..." from /proc/<pid>/net/sockstat(6); nil when unreadable (then dump anyway).

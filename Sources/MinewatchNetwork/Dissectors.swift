@@ -207,9 +207,9 @@ public final class FlowInspector: FlowConsumer {
                 facts.payto = headers["x-pc-payto"]
                 facts.protocolName = "packetcrypt"
             }
-        case .requestBody(let size, let head):
+        case .requestBody(let size, let head, let estimated):
             if facts.bodySizes.count < 64 { facts.bodySizes.append(size) }
-            if facts.protocolName == "packetcrypt", size > 0, size % 1024 == 0, http[0].lastHeaders["x-pc-payto"] != nil {
+            if facts.protocolName == "packetcrypt", size > 0, estimated || size % 1024 == 0, http[0].lastHeaders["x-pc-payto"] != nil {
                 facts.announcements += size / 1024
             }
             // JSON-RPC getwork / getblocktemplate.
@@ -230,7 +230,9 @@ public final class FlowInspector: FlowConsumer {
 struct HTTPParser {
     enum Event {
         case request(method: String, path: String, headers: [String: String])
-        case requestBody(size: Int, head: [UInt8])
+        /// `estimated`: bytes were lost inside it, so its size is the stream distance to the next
+        /// message (chunk framing included: under 1 KiB for bodies up to 7 MiB).
+        case requestBody(size: Int, head: [UInt8], estimated: Bool)
         case response(status: Int)
     }
     /// `resync`: after lost bytes or garbage, looking for the start of the next message (a method,
@@ -244,6 +246,10 @@ struct HTTPParser {
     var lastHeaders: [String: String] = [:]
     var line: [UInt8] = []
     var headerBytesLastFeed = 0
+    /// Stream position (bytes fed or skipped), and where the current request's body began.
+    var pos = 0
+    var bodyStart: Int?
+    var headTail = 0
 
     init(isRequest: Bool) { self.isRequest = isRequest }
 
@@ -256,6 +262,7 @@ struct HTTPParser {
     }
 
     mutating func skip(_ n: Int) {
+        pos += n
         switch state {
         case .body(let left):
             bodySize += min(n, left)
@@ -294,6 +301,8 @@ struct HTTPParser {
     /// Parses what it can; after a loss it resynchronises at the next message.
     mutating func feed(_ b: UnsafeRawBufferPointer, events: inout [Event]) -> Bool {
         headerBytesLastFeed = 0
+        let base = pos
+        pos += b.count
         var i = 0
         while i < b.count {
             switch state {
@@ -301,6 +310,10 @@ struct HTTPParser {
                 guard let at = messageStart(b, from: i) else { return true }
                 i = at
                 state = .head
+                if let start = bodyStart, isRequest {
+                    events.append(.requestBody(size: max(0, base + at - start), head: bodyHead, estimated: true))
+                }
+                bodyStart = nil
             case .head:
                 // Up to the blank line.
                 let start = i
@@ -314,6 +327,7 @@ struct HTTPParser {
                 headerBytesLastFeed += i - start
                 if head.count > 65536 { head = []; state = .resync; continue }
                 guard head.count >= 4 && head.suffix(4) == [13, 10, 13, 10] else { continue }
+                headTail = b.count - i
                 if !headComplete(&events) { state = .resync }
             case .body(let left):
                 let n = min(left, b.count - i)
@@ -362,6 +376,7 @@ struct HTTPParser {
         lastHeaders = headers
         bodySize = 0
         bodyHead = []
+        bodyStart = nil
         if isRequest {
             guard first[0].allSatisfy({ $0.isUppercase }) else { return false }
             events.append(.request(method: String(first[0]), path: String(first[1]), headers: headers))
@@ -370,19 +385,23 @@ struct HTTPParser {
             events.append(.response(status: status))
             if status == 204 || status == 304 || (100..<200).contains(status) { state = .head; return true }
         }
+        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true || headers["content-length"].flatMap({ Int($0) }).map({ $0 > 0 }) == true {
+            bodyStart = pos - headTail
+        }
         if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
             state = .chunkSize
         } else if let n = headers["content-length"].flatMap({ Int($0) }), n > 0 {
             state = .body(left: n)
         } else {
-            if isRequest { events.append(.requestBody(size: 0, head: [])) }
+            if isRequest { events.append(.requestBody(size: 0, head: [], estimated: false)) }
             state = .head
         }
         return true
     }
 
     mutating func finishBody(_ events: inout [Event]) {
-        if isRequest { events.append(.requestBody(size: bodySize, head: bodyHead)) }
+        if isRequest { events.append(.requestBody(size: bodySize, head: bodyHead, estimated: false)) }
+        bodyStart = nil
         state = .head
     }
 }

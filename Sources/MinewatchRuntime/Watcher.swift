@@ -16,6 +16,9 @@ public final class Watcher: @unchecked Sendable {
     public var drift = DriftDetector()
     let cgroups: CgroupReader
     let socketStats: SocketStatsSource?
+    let ruleSet: RuleSet
+    /// Live packet capture per container namespace (protocol evidence); nil: off.
+    public var capture: LiveCapture?
     /// The bandwidth model every container's detector uses.
     public var bandwidthModel = BandwidthModel() {
         didSet { bandwidth = [:] }
@@ -26,8 +29,11 @@ public final class Watcher: @unchecked Sendable {
     /// Processes of each container in the last pass (for responses).
     public internal(set) var processes: [String: [ProcessSample]] = [:]
     var hostNetns: UInt64?
+    /// Per namespace: the last TCP activity value and when it last changed (for capture rings).
+    var tcpSeen: [UInt64: (value: UInt64, at: Date)] = [:]
+    var capturePasses = 0
     /// Per namespace: interface packet count and TCP activity at the last snmp read.
-    var lastActivity: [UInt64: (packets: UInt64, tcp: UInt64)] = [:]
+    var lastActivity: [UInt64: (packets: UInt64, tcp: UInt64, connections: UInt64)] = [:]
     let statFiles = ProcStatFiles()
     /// kernel.pid_max of a million or more (the 64-bit default is 4194304).
     lazy var largePidSpace: Bool = {
@@ -39,7 +45,7 @@ public final class Watcher: @unchecked Sendable {
     /// Socket inodes held by each container's processes, with the namespace activity they were read at.
     var ownerCache: [String: (activity: UInt64, owners: [UInt64: Int32], pids: [Int32])] = [:]
     /// Last socket list per namespace and the packet count it was read at.
-    var socketCache: [UInt64: (activity: UInt64, sockets: [SocketEntry])] = [:]
+    var socketCache: [UInt64: (activity: UInt64, connections: UInt64, sockets: [SocketEntry])] = [:]
     /// Memory per container from the last pass.
     var memory: [String: UInt64] = [:]
     /// CPU samples per container (bounded to the detector's window plus a margin).
@@ -71,6 +77,7 @@ public final class Watcher: @unchecked Sendable {
         self.clock = clock
         process = MinerProcessDetector(rules: rules, procRoot: proc.root)
         poolContact = PoolContactDetector(ports: rules.ruleSet.minerPorts)
+        ruleSet = rules.ruleSet
         ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
         let uptime = (try? String(contentsOfFile: "\(proc.root)/uptime", encoding: .utf8))?.split(separator: " ").first.flatMap { Double($0) } ?? 0
         bootTime = Date().addingTimeInterval(-uptime)
@@ -126,6 +133,7 @@ public final class Watcher: @unchecked Sendable {
         let views = networkViews(samples)
         out += pollPoolContact(views)
         out += pollBandwidth(views)
+        out += pollProtocol(views)
         out += pollCPU(samples)
         updateTelemetry(samples, views)
         // Forget processes that are gone so the set stays bounded.
@@ -187,7 +195,7 @@ public final class Watcher: @unchecked Sendable {
             list.removeAll { now.timeIntervalSince($0.time) > cpu.window * 2 + 10 }
             cpuSamples[c.id] = list
             let key = "\(c.id)/cpu-miner"
-            let evidence = ["miner-process", "pool-contact", "drift"].filter { alerted.contains("\(c.id)/\($0)") }
+            let evidence = ["miner-process", "pool-contact", "drift", "mining-protocol"].filter { alerted.contains("\(c.id)/\($0)") }
             guard !alerted.contains(key), !evidence.isEmpty, let hit = cpu.sustained(list) else { continue }
             alerted.insert(key)
             // The busiest process of the container is the one to name (and to kill).
@@ -214,6 +222,7 @@ public final class Watcher: @unchecked Sendable {
         /// Every TCP socket of the namespace (listeners included), for pool contact.
         var pid: Int32
         var exe: String?
+        var netns: UInt64?
     }
 
     /// Per container: its TCP sockets (from sock_diag when it answers, else /proc/<pid>/net/tcp),
@@ -231,6 +240,7 @@ public final class Watcher: @unchecked Sendable {
         var nsSockets: [UInt64: [SocketEntry]] = [:]
         var nsCounters: [UInt64: NetCounters?] = [:]
         var nsActivity: [UInt64: UInt64?] = [:]
+        var nsConnections: [UInt64: UInt64?] = [:]
         var views: [String: NetView] = [:]
         for (id, procs) in byContainer {
             guard let c = refs[id], let first = procs.first(where: { $0.netns != nil }), let ns = first.netns else { continue }
@@ -242,10 +252,13 @@ public final class Watcher: @unchecked Sendable {
                 let packets = (nsCounters[ns] ?? nil)?.activity
                 if let packets, let last = lastActivity[ns], last.packets == packets {
                     nsActivity[ns] = .some(last.tcp)
+                    nsConnections[ns] = .some(last.connections)
                 } else {
-                    let tcp = proc.tcpActivity(first.pid)
+                    let c = proc.tcpCounters(first.pid)
+                    let tcp = c.map { $0.connections &+ $0.segments }
                     nsActivity[ns] = .some(tcp)
-                    if let packets, let tcp { lastActivity[ns] = (packets, tcp) }
+                    nsConnections[ns] = .some(c?.connections)
+                    if let packets, let tcp, let c { lastActivity[ns] = (packets, tcp, c.connections) }
                 }
             }
             if nsSockets[ns] == nil {
@@ -253,15 +266,23 @@ public final class Watcher: @unchecked Sendable {
                 // read: its sockets and their counters are as they were, so the socket dump (which
                 // walks the host's whole TCP table) is skipped. Idle containers cost no dump.
                 let activity = nsActivity[ns] ?? nil
+                let connections = nsConnections[ns] ?? nil
                 if let activity, let cached = socketCache[ns], cached.activity == activity {
                     nsSockets[ns] = cached.sockets
+                } else if let activity, let connections, let cached = socketCache[ns], cached.connections == connections,
+                          let fresh = socketStats?.refresh(cached.sockets.filter { $0.proto == .tcp }, pid: first.pid, netns: ns) {
+                    // Segments moved but no connection opened, failed or reset: the same sockets,
+                    // asked for one by one (cheaper than a dump, which walks the whole TCP table).
+                    let list = fresh + cached.sockets.filter { $0.proto != .tcp }
+                    nsSockets[ns] = list
+                    socketCache[ns] = (activity, connections, list)
                 } else {
                     // TCP with counters from sock_diag (else /proc/<pid>/net/tcp*); UDP sockets with
                     // their endpoints for telemetry from /proc/<pid>/net/udp*.
                     let tcp = socketStats?.tcpSockets(pid: first.pid, netns: ns)
                     let list = tcp.map { $0 + proc.sockets(first.pid, tcp: false) } ?? proc.sockets(first.pid)
                     nsSockets[ns] = list
-                    if let activity { socketCache[ns] = (activity, list) }
+                    if let activity { socketCache[ns] = (activity, connections ?? 0, list) }
                 }
             }
             let all = nsSockets[ns] ?? []
@@ -283,9 +304,31 @@ public final class Watcher: @unchecked Sendable {
                 container: c,
                 observation: NetObservation(time: now, sockets: mine, listenPorts: listen, interfaces: host ? nil : (nsCounters[ns] ?? nil),
                                             hostNetwork: host, owners: owners),
-                pid: first.pid, exe: first.exe)
+                pid: first.pid, exe: first.exe, netns: ns)
         }
         socketStats?.retain(namespaces: Set(nsSockets.keys))
+        if let capture {
+            // Containers with their own namespace (the host's is not captured), while they have TCP
+            // traffic: a ring opens at the first pass that sees TCP segments move and closes after
+            // two idle minutes, so idle containers cost no ring (a session's first second may be missed).
+            var wanted: [UInt64: Int32] = [:]
+            for (_, v) in views where !v.observation.hostNetwork {
+                guard let ns = v.netns else { continue }
+                if let tcp = nsActivity[ns] ?? nil {
+                    if let seen = tcpSeen[ns] {
+                        if seen.value != tcp { tcpSeen[ns] = (tcp, now) }
+                    } else {
+                        // Namespaces there at start count as idle until they move; a new one
+                        // (its counters start at 0) is active if anything moved.
+                        tcpSeen[ns] = (tcp, capturePasses > 0 && tcp > 0 ? now : .distantPast)
+                    }
+                }
+                if let seen = tcpSeen[ns], now.timeIntervalSince(seen.at) < 120, seen.at != .distantPast { wanted[ns] = v.pid }
+            }
+            tcpSeen = tcpSeen.filter { nsSockets[$0.key] != nil }
+            capturePasses += 1
+            capture.sync(wanted)
+        }
         socketCache = socketCache.filter { nsSockets[$0.key] != nil }
         ownerCache = ownerCache.filter { views[$0.key] != nil }
         lastActivity = lastActivity.filter { nsSockets[$0.key] != nil }
@@ -330,7 +373,7 @@ public final class Watcher: @unchecked Sendable {
             guard let b = verdict else { continue }
             alerted.insert("\(id)/bandwidth-miner")
             let now = clock.now()
-            let others = ["miner-process", "pool-contact", "drift"].filter { alerted.contains("\(id)/\($0)") }
+            let others = ["miner-process", "pool-contact", "drift", "mining-protocol"].filter { alerted.contains("\(id)/\($0)") }
             let corroborated = b.mirrored || b.polls || !others.isEmpty
             var why: [String] = []
             if b.mirrored { why.append("the same volume to \(b.destinations.count) destinations") }
@@ -367,6 +410,80 @@ public final class Watcher: @unchecked Sendable {
         }
         bandwidth = bandwidth.filter { views[$0.key] != nil }
         return out
+    }
+
+    /// Detector 6: what the container said on the wire (live capture): a Stratum login with jobs,
+    /// PacketCrypt announcement posts, getwork, or a TLS/HTTP name of a pool domain.
+    func pollProtocol(_ views: [String: NetView]) -> [Alert] {
+        guard let capture else { return [] }
+        var out: [Alert] = []
+        for (id, v) in views.sorted(by: { $0.key < $1.key }) {
+            guard !alerted.contains("\(id)/mining-protocol"), let ns = v.netns, !v.observation.hostNetwork else { continue }
+            // Sessions this container opened (not ones it serves: a pool in a container is not a miner).
+            let o = v.observation
+            let ownPorts = Set(o.sockets.map(\.localPort))
+            let sessions = capture.sessions(ns).filter { ownPorts.contains($0.clientPort) || !o.listenPorts.contains($0.serverPort) }
+            guard !sessions.isEmpty else { continue }
+            var summary: String?
+            var severity = Severity.critical
+            var family: String?
+            var evidence: [Evidence] = []
+            var first = Date()
+            let stratum = sessions.filter { $0.facts.protocolName.hasPrefix("stratum") && ($0.facts.login != nil || $0.facts.jobs > 0 || $0.facts.submits > 0) }
+            let pkt = sessions.filter { $0.facts.protocolName == "packetcrypt" }
+            if let s = stratum.max(by: { $0.facts.jobs < $1.facts.jobs }) {
+                let f = s.facts
+                family = Self.family(agent: f.agent)
+                summary = "Stratum\(f.protocolName == "stratum-monero" ? " (Monero)" : "") session to \(s.server)"
+                    + (f.login.map { " logged in as \($0)" } ?? "") + (f.agent.map { " (agent \($0))" } ?? "")
+                    + ": \(f.jobs) jobs, \(f.submits) shares, \(f.accepted) accepted"
+                if f.jobs == 0 && f.accepted == 0 { severity = .high }
+                evidence.append(Evidence(kind: .pool, name: "pool", value: s.server))
+                if let l = f.login {
+                    let wallet = String(l.split(separator: ".").first ?? Substring(l))
+                    let kind = WalletValidator.classify(Array(wallet.utf8))
+                    evidence.append(Evidence(kind: kind == nil ? .attribute : .wallet, name: kind.map { "wallet \($0.currency)" } ?? "login", value: l))
+                }
+                if let a = f.agent { evidence.append(Evidence(kind: .attribute, name: "agent", value: a)) }
+                first = s.first
+            } else if !pkt.isEmpty, pkt.contains(where: { $0.facts.announcements > 0 })
+                        || clock.now().timeIntervalSince(pkt.map(\.first).min() ?? Date()) > 30 {
+                // Waits (up to 30 s) for a counted batch, so the alert can say how many.
+                family = "packetcrypt"
+                let anns = pkt.reduce(0) { $0 + $1.facts.announcements }, posts = pkt.reduce(0) { $0 + $1.facts.annPosts }
+                let handlers = Set(pkt.filter { $0.facts.annPosts > 0 }.map(\.server)).sorted()
+                let pools = Set(pkt.filter { $0.facts.configPolls > 0 }.map(\.server)).sorted()
+                if posts == 0 { severity = .high }
+                summary = "PacketCrypt: \(anns) announcements in \(posts) posts to \(handlers.count) handler\(handlers.count == 1 ? "" : "s")"
+                    + ", config.json polls of \(pools.count) pool\(pools.count == 1 ? "" : "s")" + (pkt.compactMap(\.facts.payto).first.map { ", payto \($0)" } ?? "")
+                evidence += handlers.map { Evidence(kind: .pool, name: "handler", value: $0) } + pools.map { Evidence(kind: .pool, name: "pool", value: $0) }
+                if let p = pkt.compactMap(\.facts.payto).first { evidence.append(Evidence(kind: WalletValidator.classify(Array(p.utf8)) == nil ? .attribute : .wallet, name: "x-pc-payto", value: p)) }
+                first = pkt.map(\.first).min() ?? first
+            } else if let g = sessions.first(where: { $0.facts.getwork > 0 }) {
+                severity = .high
+                summary = "getwork/getblocktemplate mining requests to \(g.server)"
+                evidence.append(Evidence(kind: .pool, name: "server", value: g.server))
+                first = g.first
+            } else if let (s, domain) = sessions.lazy.compactMap({ s in (s.facts.sni ?? s.facts.host).flatMap { self.ruleSet.poolDomain(for: $0) }.map { (s, $0) } }).first {
+                severity = .medium
+                summary = "connection to mining pool domain \(domain) (\(s.facts.sni != nil ? "TLS server name" : "HTTP Host") \(s.facts.sni ?? s.facts.host ?? ""), \(s.server))"
+                evidence.append(Evidence(kind: .pool, name: domain, value: s.server))
+                first = s.first
+            }
+            guard let summary else { continue }
+            alerted.insert("\(id)/mining-protocol")
+            let now = clock.now()
+            out.append(Alert(time: now, container: alertContainer(v.container), detector: "mining-protocol", severity: severity, family: family,
+                             summary: summary, evidence: evidence, metrics: ["sessions": Double(sessions.count)], pid: v.pid, exe: v.exe,
+                             startedAt: first, detectedAt: now, timeToDetect: max(0, now.timeIntervalSince(first))))
+        }
+        return out
+    }
+
+    static func family(agent: String?) -> String? {
+        guard let a = agent?.lowercased() else { return nil }
+        for f in ["xmrig", "xmr-stak", "cpuminer", "cgminer", "bfgminer", "sgminer", "ccminer", "ethminer"] where a.contains(f) { return f }
+        return nil
     }
 
     /// "1.2 MB/s" style.

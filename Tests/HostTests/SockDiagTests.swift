@@ -147,3 +147,39 @@ private func ownNetns() -> UInt64 {
         #expect(ProcParsers.stat(Array("12 (x) S 1 2 3".utf8)) == nil)
     }
 }
+
+@Suite struct SockDiagRefreshTests {
+    @Test func socketsAreAskedForAgainByID() throws {
+        guard getuid() == 0 else { return }
+        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) } }
+        listen(l, 1)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(l, $0, &len) } }
+        let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, len) } }
+        let s = accept(l, nil, nil)
+        defer { close(l); close(s) }
+        var local = sockaddr_in()
+        _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(c, $0, &len) } }
+        let port = UInt16(bigEndian: local.sin_port)
+        let reader = SockDiagReader()
+        var ns: UInt64 = 0
+        var buf = [CChar](repeating: 0, count: 256)
+        let n = readlink("/proc/self/ns/net", &buf, 255)
+        ns = UInt64(String(decoding: buf[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self).drop { $0 != "[" }.dropFirst().prefix { $0 != "]" }) ?? 0
+        let all = try #require(reader.tcpSockets(pid: getpid(), netns: ns))
+        let mine = all.filter { $0.localPort == port }
+        #expect(mine.count == 1 && mine.first?.diagID?.count == 49)
+        _ = [UInt8](repeating: 7, count: 5000).withUnsafeBytes { send(c, $0.baseAddress, $0.count, 0) }
+        usleep(50_000)
+        let again = try #require(reader.refresh(mine, pid: getpid(), netns: ns))
+        #expect(again.first?.counters?.bytesSent == 5000, "\(again)")
+        close(c)
+        usleep(50_000)
+        #expect(reader.refresh(mine, pid: getpid(), netns: ns)?.isEmpty == true, "a closed connection is dropped")
+    }
+}

@@ -33,7 +33,7 @@ import TestSupport
         let rules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Fixtures/behaviour-only-rules.yaml").path
         let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "2", "--duration", "62", "--output", alerts,
-                                           "--telemetry", "--no-bundled-rules", "--rules", rules], label: "watch")
+                                           "--telemetry", "--no-bundled-rules", "--rules", rules, "--no-capture"], label: "watch")
         defer { watch.stop() }
         usleep(1_000_000)
         // 300 announcements/s to two pools: about 0.6 MB/s up; CPU stays well under a core.
@@ -49,7 +49,7 @@ import TestSupport
         let forMiner = all.filter { $0.containerID == miner }
         let bw = try #require(forMiner.first { $0["detector"] as? String == "bandwidth-miner" }, "no bandwidth alert: \(all)")
         #expect(bw["severity"] as? String == "high")
-        #expect(forMiner.count == 1, "only the bandwidth detector knows this miner: \(forMiner)")
+        #expect(forMiner.count == 1, "without packet capture only the bandwidth detector knows this miner: \(forMiner)")
         let metrics = bw["metrics"] as? [String: Double] ?? [:]
         #expect(metrics["destinations"] == 2)
         #expect((metrics["uploadBytesPerSecond"] ?? 0) > 200_000)
@@ -73,5 +73,59 @@ import TestSupport
         #expect(backupUploading.count >= 12, "backup uploaded in \(backupUploading.count) passes")
         let webServing = records.filter { $0.containerID == web && ($0["inboundTxBytesPerSecond"] as? Double ?? 0) > 1_000_000 }
         #expect(webServing.count >= 10)
+    }
+}
+
+/// Protocol evidence in watch (live capture in each container's namespace): a Stratum miner and a
+/// PacketCrypt miner in real containers, unknown to the content rules, are named by what they say
+/// on the wire (wallet, announcements); the pool containers themselves are not alerted.
+@Suite(.serialized) struct ProtocolWatchTests {
+    @Test func stratumAndPacketCryptSeenOnTheWire() throws {
+        guard Podman.required() else { return }
+        guard getuid() == 0 else {
+            if requirePrerequisites { Issue.record("root is required under CI=true for packet capture") }
+            return
+        }
+        let dir = try TempDir("proto")
+        defer { dir.cleanup() }
+        let tag = try Podman.workloadImage(dir)
+        defer { Podman.removeImage(tag) }
+        let net = try Podman.createNetwork(subnet: "198.18.1.64/26")
+        defer { Podman.removeNetwork(net) }
+        let run = UUID().uuidString.prefix(6).lowercased()
+        var names: [String] = []
+        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
+        func start(_ role: String, ip: String? = nil, _ args: [String]) throws -> String {
+            let name = "mw-proto-\(role)-\(run)"
+            names.append(name)
+            return try Podman.runDetached(["--network", net, "--name", name] + (ip.map { ["--ip", $0] } ?? []) + Podman.hostMounts
+                                          + [tag, "/usr/local/bin/svc"] + args)
+        }
+        let pool = try start("pool", ip: "198.18.1.70", ["stratum-pool", "--listen", "198.18.1.70:3333", "--dialect", "bitcoin", "--target", "ffffffff", "--duration", "60"])
+        let handler = try start("handler", ip: "198.18.1.71", ["ann-handler", "--listen", "198.18.1.71:80", "--duration", "60"])
+        usleep(1_000_000)
+        let alerts = dir.path + "/alerts.jsonl"
+        let rules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/behaviour-only-rules.yaml").path
+        let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "1", "--duration", "25", "--output", alerts,
+                                           "--no-bundled-rules", "--rules", rules], label: "watch")
+        defer { watch.stop() }
+        usleep(1_500_000)
+        let wallet = "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"
+        let miner = try start("miner", ["stratum-miner", "--pool", "198.18.1.70:3333", "--dialect", "bitcoin", "--wallet", wallet, "--duration", "50"])
+        let payto = "pkt1qquyqjzstpsxsurcszyfpx9q4zct3sxg6z52rdt"
+        let ann = try start("ann", ["ann-miner", "--pool", "http://198.18.1.71", "--paymentaddr", payto, "--rate", "2000", "--duration", "50"])
+        #expect(watch.wait(seconds: 40) { !watch.process.isRunning })
+        let all = readAlerts(alerts)
+        let s = try #require(all.first { $0.containerID == miner && $0["detector"] as? String == "mining-protocol" }, "\(all.map { $0["summary"] ?? "" })")
+        #expect(s["severity"] as? String == "critical")
+        #expect((s["evidence"] as? [[String: Any]])?.contains { $0["kind"] as? String == "wallet" && ($0["value"] as? String)?.hasPrefix(wallet) == true } == true, "\(s)")
+        #expect((s["timeToDetect"] as? Double ?? 99) <= 5)
+        let p = try #require(all.first { $0.containerID == ann && $0["detector"] as? String == "mining-protocol" }, "\(all.map { $0["summary"] ?? "" })")
+        #expect(p["family"] as? String == "packetcrypt" && p["severity"] as? String == "critical")
+        #expect((p["summary"] as? String)?.contains("1024 announcements") == true || (p["summary"] as? String)?.contains("2048 announcements") == true, "\(p["summary"] ?? "")")
+        #expect((p["evidence"] as? [[String: Any]])?.contains { $0["name"] as? String == "x-pc-payto" && $0["value"] as? String == payto } == true)
+        #expect(!all.contains { ($0.containerID == pool || $0.containerID == handler) && $0["detector"] as? String == "mining-protocol" },
+                "a pool is not a miner: \(all.filter { $0.containerID == pool || $0.containerID == handler })")
     }
 }

@@ -33,4 +33,15 @@ int mw_socket_in_netns(int nsfd, int domain, int type, int protocol);
 int mw_compress(uint8_t *out, size_t *out_len, const uint8_t *in, size_t in_len, int level);
 size_t mw_compress_bound(size_t in_len);
 
+/* A TPACKET_V3 receive ring on an AF_PACKET socket (all interfaces of the socket's namespace),
+   every packet cut to `snaplen` bytes by a one-instruction BPF filter. Returns 0 or -errno;
+   *ring is the mapping of block_size * block_nr bytes. */
+int mw_packet_ring(int fd, unsigned block_size, unsigned block_nr, unsigned retire_ms, unsigned snaplen, void **ring);
+int mw_packet_ring_unmap(void *ring, size_t size);
+/* Acquire-load of a ring block's status word, and release-store of 0 (hand it back). */
+unsigned mw_block_status(const void *block);
+void mw_block_release(void *block);
+/* Kernel drop counter of the socket since the last call (PACKET_STATISTICS), or -1. */
+long mw_packet_drops(int fd);
+
 #endif
