@@ -16,7 +16,16 @@ public struct NetSession: Sendable, Codable, Hashable {
     public var clientBytes: Int
     public var serverBytes: Int
     public var packets: Int
+    /// Median seconds between requests (HTTP) when there were at least three: polling shows here
+    /// (PacketCrypt asks for config.json every 5 s).
+    public var requestPeriodSeconds: Double?
     public var facts: SessionFacts
+
+    static func period(_ times: [Double]) -> Double? {
+        guard times.count >= 3 else { return nil }
+        let gaps = zip(times.dropFirst(), times).map { $0 - $1 }.sorted()
+        return (gaps[gaps.count / 2] * 1000).rounded() / 1000
+    }
 }
 
 /// Bytes and packets of one flow, for the flows summary.
@@ -180,7 +189,8 @@ public final class CaptureAnalyzer {
                 report.sessions.append(NetSession(
                     protocolName: facts.protocolName, client: Flow.endpoint(f.client, f.clientPort), server: Flow.endpoint(f.server, f.serverPort),
                     serverName: name, firstSeen: Date(timeIntervalSince1970: f.first), lastSeen: Date(timeIntervalSince1970: f.last),
-                    clientBytes: f.clientBytes, serverBytes: f.serverBytes, packets: f.clientPackets + f.serverPackets, facts: facts))
+                    clientBytes: f.clientBytes, serverBytes: f.serverBytes, packets: f.clientPackets + f.serverPackets,
+                    requestPeriodSeconds: NetSession.period(facts.requestTimes), facts: facts))
             }
             let poolDesc = Flow.endpoint(f.server, f.serverPort) + (name.map { " (\($0))" } ?? "")
             if facts.protocolName.hasPrefix("stratum") && (facts.login != nil || facts.agent != nil || facts.jobs > 0 || facts.submits > 0) {

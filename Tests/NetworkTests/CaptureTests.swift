@@ -213,3 +213,39 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(frag.withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.ethernet, $0) } == nil)
     }
 }
+
+@Suite struct MoreRecogniserTests {
+    @Test func getworkAndPoolNamesAndPolling() throws {
+        let dir = try TempDir("rec")
+        defer { dir.cleanup() }
+        typealias H = HostileCaptureTests
+        let body = "{\"method\":\"getblocktemplate\",\"params\":[{\"capabilities\":[\"coinbasetxn\"]}],\"id\":1}"
+        let req = "POST / HTTP/1.1\r\nHost: 198.18.1.9:8332\r\nX-Mining-Extensions: longpoll midstate\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        // A TLS ClientHello naming a pool (SNI), on port 443 from another client port.
+        let name = Array("gulf.moneroocean.stream".utf8)
+        let list: [UInt8] = [0, UInt8(name.count >> 8), UInt8(name.count & 0xFF)] + name
+        let ext: [UInt8] = [0, 0] + [UInt8((list.count + 2) >> 8), UInt8((list.count + 2) & 0xFF), UInt8(list.count >> 8), UInt8(list.count & 0xFF)] + list
+        let hsBody: [UInt8] = [3, 3] + [UInt8](repeating: 1, count: 32) + [0, 0, 2, 0x13, 0x01, 1, 0] + [UInt8(ext.count >> 8), UInt8(ext.count & 0xFF)] + ext
+        let hs: [UInt8] = [1, 0, UInt8(hsBody.count >> 8), UInt8(hsBody.count & 0xFF)] + hsBody
+        let hello: [UInt8] = [0x16, 3, 1, UInt8(hs.count >> 8), UInt8(hs.count & 0xFF)] + hs
+        var file = H.pcapHeader()
+        file += H.record(H.tcpPacket(sport: 41000, dport: 8332, seq: 1, payload: Array(req.utf8)))
+        file += H.record(H.tcpPacket(sport: 41001, dport: 443, seq: 1, payload: hello))
+        // config.json polls every 5 s on one keep-alive connection.
+        var seq: UInt32 = 1
+        for i in 0..<4 {
+            let poll = Array("GET /config.json HTTP/1.1\r\nHost: 198.18.1.10\r\nUser-Agent: packetcrypt_rs 0.6.0\r\nx-pc-sid: 0123456789abcdef0123456789abcdef\r\n\r\n".utf8)
+            file += H.record(H.tcpPacket(sport: 41002, dport: 80, seq: seq, payload: poll), time: 1_700_000_000 + UInt32(i * 5))
+            seq &+= UInt32(poll.count)
+        }
+        let r = analyze(try dir.file("rec.pcap", file))
+        #expect(r.error == nil)
+        let gw = try #require(r.findings.first { $0.ruleId == "MW-NET-GETWORK" })
+        #expect(gw.severity == .high && gw.evidence.contains { $0.value == "longpoll midstate" })
+        let pool = try #require(r.findings.first { $0.ruleId == "MW-NET-POOL-DOMAIN" })
+        #expect(pool.evidence.first?.name == "moneroocean.stream" && pool.evidence.first?.value.contains("TLS server name gulf.moneroocean.stream") == true)
+        let pkt = try #require(r.sessions.first { $0.protocolName == "packetcrypt" })
+        #expect(pkt.facts.configPolls == 4 && pkt.requestPeriodSeconds == 5)
+        #expect(r.findings.first { $0.ruleId == "MW-NET-PACKETCRYPT" }?.severity == .high)
+    }
+}
