@@ -159,7 +159,8 @@ public final class CaptureAnalyzer {
         return report
     }
 
-    static func family(agent: String?) -> String? {
+    /// The miner family an agent string names ("XMRig/6.21" is xmrig), or nil.
+    public static func family(agent: String?) -> String? {
         guard let a = agent?.lowercased() else { return nil }
         for (needle, fam) in [("xmrig", "xmrig"), ("xmr-stak", "xmr-stak"), ("cpuminer", "cpuminer"), ("cgminer", "cgminer"),
                               ("bfgminer", "bfgminer"), ("sgminer", "sgminer"), ("ccminer", "ccminer"), ("ethminer", "ethminer"),

@@ -433,7 +433,7 @@ public final class Watcher: @unchecked Sendable {
             let pkt = sessions.filter { $0.facts.protocolName == "packetcrypt" }
             if let s = stratum.max(by: { $0.facts.jobs < $1.facts.jobs }) {
                 let f = s.facts
-                family = Self.family(agent: f.agent)
+                family = CaptureAnalyzer.family(agent: f.agent)
                 summary = "Stratum\(f.protocolName == "stratum-monero" ? " (Monero)" : "") session to \(s.server)"
                     + (f.login.map { " logged in as \($0)" } ?? "") + (f.agent.map { " (agent \($0))" } ?? "")
                     + ": \(f.jobs) jobs, \(f.submits) shares, \(f.accepted) accepted"
@@ -478,12 +478,6 @@ public final class Watcher: @unchecked Sendable {
                              startedAt: first, detectedAt: now, timeToDetect: max(0, now.timeIntervalSince(first))))
         }
         return out
-    }
-
-    static func family(agent: String?) -> String? {
-        guard let a = agent?.lowercased() else { return nil }
-        for f in ["xmrig", "xmr-stak", "cpuminer", "cgminer", "bfgminer", "sgminer", "ccminer", "ethminer"] where a.contains(f) { return f }
-        return nil
     }
 
     /// "1.2 MB/s" style.

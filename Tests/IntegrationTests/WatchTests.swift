@@ -45,7 +45,12 @@ import TestSupport
         let lines = ((try? String(contentsOfFile: alerts, encoding: .utf8)) ?? "").split(separator: "\n")
         let objs = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let forMiner = objs.filter { ($0["container"] as? [String: Any])?["id"] as? String == minerID }
-        #expect(forMiner.count == 2, "one alert per container per detector: \(objs)")
+        // One alert per container per detector; as root the packets of its loopback Stratum session
+        // (pool and miner in one container) add the protocol detector.
+        let detectors = Set(forMiner.compactMap { $0["detector"] as? String })
+        #expect(forMiner.count == detectors.count, "one alert per container per detector: \(objs)")
+        #expect(detectors.isSuperset(of: ["miner-process", "pool-contact"]) && detectors.isSubset(of: ["miner-process", "pool-contact", "mining-protocol"]), "\(detectors)")
+        if getuid() == 0 { #expect(detectors.contains("mining-protocol")) }
         let contact = forMiner.first { $0["detector"] as? String == "pool-contact" }
         #expect(contact?["severity"] as? String == "low")
         #expect((contact?["evidence"] as? [[String: Any]])?.contains { $0["value"] as? String == "127.0.0.1:3333" } == true)
@@ -68,8 +73,9 @@ import TestSupport
 }
 
 /// The cpu-miner detector with real CPU limits: a Stratum miner (an innocent name, no content
-/// rules) pinned at its 0.5-core limit with a pool connection is alerted; a compressor at the same
-/// limit with no other evidence is not.
+/// rules) pinned at its 0.25-core limit with a pool connection is alerted; a compressor at the same
+/// limit with no other evidence is not. (A small limit, so the test holds while other tests load
+/// both cores.)
 @Suite(.serialized) struct CPUWatchTests {
     @Test func cpuMinerAtItsLimitAlertedCompressionQuiet() throws {
         guard Podman.required() else { return }
@@ -80,22 +86,22 @@ import TestSupport
         let run = UUID().uuidString.prefix(6).lowercased()
         let names = ["mw-cpu-miner-\(run)", "mw-cpu-zip-\(run)"]
         defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
-        let miner = try Podman.runDetached(["--network", "none", "--cpus", "0.5", "--name", names[0]] + Podman.hostMounts + [tag, "/bin/sh", "-c",
+        let miner = try Podman.runDetached(["--network", "none", "--cpus", "0.25", "--name", names[0]] + Podman.hostMounts + [tag, "/bin/sh", "-c",
             "/usr/local/bin/svc stratum-pool --listen 127.0.0.1:3333 --dialect bitcoin --duration 60 & sleep 0.3; " +
             "exec /usr/local/bin/svc stratum-miner --pool 127.0.0.1:3333 --dialect bitcoin --wallet x --duration 60"])
-        let zip = try Podman.runDetached(["--network", "none", "--cpus", "0.5", "--name", names[1]] + Podman.hostMounts
+        let zip = try Podman.runDetached(["--network", "none", "--cpus", "0.25", "--name", names[1]] + Podman.hostMounts
                                          + [tag, "/usr/local/bin/svc", "compress", "--threads", "2", "--duration", "60"])
         let rules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Fixtures/behaviour-only-rules.yaml").path
         let out = dir.path + "/alerts.jsonl"
-        let r = try TestSupport.run([minewatchBinary(), "watch", "--interval", "2", "--duration", "30", "--output", out,
+        let r = try TestSupport.run([minewatchBinary(), "watch", "--interval", "2", "--duration", "40", "--output", out,
                                      "--no-bundled-rules", "--rules", rules, "--container", miner, "--container", zip])
         #expect(r.status == 0, "\(r.err)")
         let all = readAlerts(out)
         let cpu = try #require(all.first { $0.containerID == miner && $0["detector"] as? String == "cpu-miner" }, "\(all)")
         #expect(cpu["severity"] as? String == "high")
         let m = cpu["metrics"] as? [String: Double] ?? [:]
-        #expect(m["limitCores"] == 0.5 && (m["cores"] ?? 0) >= 0.45 && (m["seconds"] ?? 0) >= 20, "\(m)")
+        #expect(m["limitCores"] == 0.25 && (m["cores"] ?? 0) >= 0.22 && (m["seconds"] ?? 0) >= 20, "\(m)")
         #expect(all.contains { $0.containerID == miner && $0["detector"] as? String == "pool-contact" })
         #expect(!all.contains { $0.containerID == zip }, "compression alerted: \(all.filter { $0.containerID == zip })")
     }
