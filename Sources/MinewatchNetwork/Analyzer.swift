@@ -181,7 +181,7 @@ public final class CaptureAnalyzer {
             let facts = i.facts
             let name = serverName(f, facts)
             if let name, let domain = rules.poolDomain(for: name) {
-                let via = facts.sni != nil ? "TLS server name" : (facts.host != nil ? "HTTP Host" : "DNS answer for the address")
+                let via = names[f.server] != nil ? "DNS answer for the address" : (facts.sni != nil ? "TLS server name" : "HTTP Host")
                 poolContacts["\(f.client)|\(domain)"] = (f.client, domain, via + " \(name) (\(f.endpoints))", name)
             }
             let interesting = facts.protocolName.hasPrefix("stratum") || facts.protocolName == "packetcrypt" || facts.protocolName == "getwork"

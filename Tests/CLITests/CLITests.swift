@@ -162,3 +162,27 @@ import TestSupport
         #expect(r.err.components(separatedBy: "engine:").count <= 2, "\(r.err)")
     }
 }
+
+@Suite struct PcapCLITests {
+    static let pcaps = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/pcaps").path
+
+    @Test func exitCodesAndFormats() throws {
+        let xmr = Self.pcaps + "/xmr-eu1.nanopool.org.pcapng"
+        let r = try minewatch(["pcap", xmr])
+        #expect(r.status == 1 && r.out.contains("stratum-monero") && r.out.contains("CRITICAL"))
+        #expect(try minewatch(["pcap", "--exit-code", "9", xmr]).status == 9)
+        let j = try minewatch(["pcap", "-f", "json", xmr])
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(j.out.utf8)) as? [String: Any])
+        #expect(obj["schemaVersion"] as? Int == 1 && (obj["captures"] as? [Any])?.count == 1)
+        let dir = try TempDir("pcapcli")
+        defer { dir.cleanup() }
+        let junk = try dir.file("junk.pcap", Array("not a capture at all".utf8))
+        let bad = try minewatch(["pcap", junk])
+        #expect(bad.status == 2 && bad.err.contains("junk.pcap at offset 0"), "\(bad.err)")
+        // Findings decide over read errors, as in scan.
+        #expect(try minewatch(["pcap", xmr, junk]).status == 1)
+        #expect(try minewatch(["pcap", "--fail-on", "critical", Self.pcaps + "/cgminer.s0.pcapng"]).status == 1)
+        #expect(try minewatch(["pcap", "--format", "xml", xmr]).status == 64)
+    }
+}

@@ -249,3 +249,84 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(r.findings.first { $0.ruleId == "MW-NET-PACKETCRYPT" }?.severity == .high)
     }
 }
+
+@Suite struct CaptureFormatTests {
+    typealias H = HostileCaptureTests
+
+    /// A UDP/IPv4 packet over Ethernet.
+    static func udpPacket(src: [UInt8], dst: [UInt8], sport: UInt16, dport: UInt16, payload: [UInt8]) -> [UInt8] {
+        let eth: [UInt8] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00]
+        let total = 20 + 8 + payload.count
+        let ip: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0, 0x40, 0, 64, 17, 0, 0] + src + dst
+        let ulen = 8 + payload.count
+        let udp: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF), UInt8(ulen >> 8), UInt8(ulen & 0xFF), 0, 0]
+        return eth + ip + udp + payload
+    }
+
+    static func be32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
+    static func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    static func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    static func be16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
+
+    @Test func bigEndianNanosecondPcap() throws {
+        let dir = try TempDir("be")
+        defer { dir.cleanup() }
+        let pkt = H.tcpPacket(seq: 1, payload: Array("{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"ccminer/2.3\"]}\n".utf8))
+        var b: [UInt8] = [0xA1, 0xB2, 0x3C, 0x4D] + Self.be16(2) + Self.be16(4) + Self.be32(0) + Self.be32(0) + Self.be32(65535) + Self.be32(1)
+        b += Self.be32(1_700_000_000) + Self.be32(500_000_000) + Self.be32(UInt32(pkt.count)) + Self.be32(UInt32(pkt.count)) + pkt
+        let r = analyze(try dir.file("be.pcap", b))
+        #expect(r.error == nil && r.packets == 1)
+        #expect(r.firstSeen?.timeIntervalSince1970 == 1_700_000_000.5)
+        #expect(r.findings.first?.family == "ccminer")
+    }
+
+    /// pcapng with two interfaces (Ethernet with microseconds, raw IP with if_tsresol 9 =
+    /// nanoseconds), enhanced and simple packet blocks, a block of an unknown type, then a second
+    /// section in the other byte order. A DNS answer names the address a TLS-less pool flow goes to.
+    @Test func pcapngInterfacesSectionsAndDNSNames() throws {
+        let dir = try TempDir("ng")
+        defer { dir.cleanup() }
+        func block(_ type: UInt32, _ body: [UInt8], be: Bool = false) -> [UInt8] {
+            var body = body
+            while body.count % 4 != 0 { body.append(0) }
+            let len = UInt32(12 + body.count)
+            let f = be ? Self.be32 : Self.le32
+            return f(type) + f(len) + body + f(len)
+        }
+        func shb(be: Bool) -> [UInt8] {
+            block(0x0A0D_0D0A, (be ? [0x1A, 0x2B, 0x3C, 0x4D] : [0x4D, 0x3C, 0x2B, 0x1A]) + (be ? Self.be16(1) + Self.be16(0) : Self.le16(1) + Self.le16(0)) + [UInt8](repeating: 0xFF, count: 8), be: be)
+        }
+        // DNS response: pool.pkt.world A 198.18.1.7.
+        var dns: [UInt8] = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
+        for l in ["pool", "pkt", "world"] { dns += [UInt8(l.count)] + Array(l.utf8) }
+        dns += [0, 0, 1, 0, 1, 0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 1, 7]
+        let dnsPkt = Self.udpPacket(src: [198, 18, 1, 53], dst: [10, 0, 0, 2], sport: 53, dport: 5353, payload: dns)
+        let poll = Array("GET /config.json HTTP/1.1\r\nHost: 198.18.1.7\r\nUser-Agent: packetcrypt_rs 0.6.0\r\nx-pc-sid: 00112233445566778899aabbccddeeff\r\n\r\n".utf8)
+        let httpPkt = H.tcpPacket(dst: [198, 18, 1, 7], sport: 42000, dport: 80, seq: 7, payload: poll)
+        let rawIP = Array(httpPkt.dropFirst(14))  // the same packet without its Ethernet header
+        var f = shb(be: false)
+        f += block(1, Self.le16(1) + Self.le16(0) + Self.le32(0))                               // if 0: Ethernet
+        f += block(1, Self.le16(101) + Self.le16(0) + Self.le32(0) + Self.le16(9) + Self.le16(1) + [9, 0, 0, 0] + Self.le32(0))  // if 1: raw, ns
+        let ts: UInt64 = 1_700_000_000_000_000
+        f += block(6, Self.le32(0) + Self.le32(UInt32(ts >> 32)) + Self.le32(UInt32(ts & 0xFFFF_FFFF)) + Self.le32(UInt32(dnsPkt.count)) + Self.le32(UInt32(dnsPkt.count)) + dnsPkt)
+        f += block(0x0BAD, [1, 2, 3, 4])                                                          // unknown: skipped
+        f += block(3, Self.le32(UInt32(httpPkt.count)) + httpPkt)                                 // simple packet, interface 0
+        var s2 = shb(be: true)
+        s2 += block(1, Self.be16(101) + Self.be16(0) + Self.be32(0), be: true)
+        let ts2: UInt64 = 1_700_000_005_000_000
+        s2 += block(6, Self.be32(0) + Self.be32(UInt32(ts2 >> 32)) + Self.be32(UInt32(ts2 & 0xFFFF_FFFF)) + Self.be32(UInt32(rawIP.count)) + Self.be32(UInt32(rawIP.count)) + rawIP, be: true)
+        // Section 2 (big-endian) has one raw-IP interface, carrying a repeat of the poll.
+        let r = analyze(try dir.file("x.pcapng", f + s2))
+        #expect(r.error == nil, "\(r.error ?? "")")
+        #expect(r.packets == 3)
+        let s = try #require(r.sessions.first { $0.protocolName == "packetcrypt" })
+        #expect(s.serverName == "pool.pkt.world")
+        let domain = try #require(r.findings.first { $0.ruleId == "MW-NET-POOL-DOMAIN" })
+        #expect(domain.evidence.first?.name == "pool.pkt.world" && domain.evidence.first?.value.contains("DNS answer") == true)
+        // A packet naming an interface that was never described is an error with its offset.
+        var bad = shb(be: false)
+        bad += block(6, Self.le32(3) + Self.le32(0) + Self.le32(0) + Self.le32(4) + Self.le32(4) + [1, 2, 3, 4])
+        let e = analyze(try dir.file("bad.pcapng", bad)).error ?? ""
+        #expect(e.contains("offset 36") && e.contains("interface 3"), "\(e)")
+    }
+}
