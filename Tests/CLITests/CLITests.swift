@@ -165,7 +165,7 @@ import TestSupport
 
 @Suite struct PcapCLITests {
     static let pcaps = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/pcaps").path
+        .appendingPathComponent("Fixtures/pcaps").path
 
     @Test func exitCodesAndFormats() throws {
         let xmr = Self.pcaps + "/xmr-eu1.nanopool.org.pcapng"

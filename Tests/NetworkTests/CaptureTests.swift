@@ -6,8 +6,9 @@ import Testing
 import TestSupport
 @testable import MinewatchNetwork
 
+/// The real captures (copied into the repository from shared/data/pcaps).
 let sharedPcaps = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/pcaps").path
+    .appendingPathComponent("Fixtures/pcaps").path
 let bundled = BundledRules.load().0
 
 func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
