@@ -80,6 +80,8 @@ public final class FlowTable {
     /// Called for a new flow (attach a consumer) and for a flow leaving the table.
     public var onNew: ((Flow) -> Void)?
     public var onEvict: ((Flow) -> Void)?
+    var lastKey: FlowKey?
+    var lastFlow: Flow?
 
     public init(maxFlows: Int = 200_000, maxPendingPerDirection: Int = 256 * 1024) {
         self.maxFlows = maxFlows
@@ -89,7 +91,9 @@ public final class FlowTable {
     public func add(_ p: DecodedPacket, bytes: UnsafeRawBufferPointer, time: Double) {
         let key = FlowKey(p)
         let flow: Flow
-        if let f = flows[key] {
+        if let last = lastFlow, key == lastKey {
+            flow = last  // consecutive packets of one flow skip the hash lookup
+        } else if let f = flows[key] {
             flow = f
         } else {
             let clientIsSource: Bool
@@ -105,6 +109,8 @@ public final class FlowTable {
             flows[key] = flow
             onNew?(flow)
         }
+        lastKey = key
+        lastFlow = flow
         flow.last = max(flow.last, time)
         let fromClient = p.src == flow.client && p.srcPort == flow.clientPort
         if fromClient {
@@ -205,6 +211,8 @@ public final class FlowTable {
     func evictOldest() {
         let n = max(1, maxFlows / 10)
         let victims = flows.sorted { $0.value.last < $1.value.last }.prefix(n)
+        lastKey = nil
+        lastFlow = nil
         for (k, f) in victims {
             flows[k] = nil
             evicted += 1
