@@ -4,6 +4,21 @@ import MinewatchHost
 import MinewatchPackets
 import MinewatchSignatures
 
+/// Evidence for identities seen on the wire, the same in `pcap` findings and `watch` alerts.
+public enum WireEvidence {
+    /// A Stratum login or worker ("wallet.worker"): a checksum-valid wallet is wallet evidence.
+    public static func login(_ login: String) -> Evidence {
+        let wallet = String(login.split(separator: ".").first ?? Substring(login))
+        let kind = WalletValidator.classify(Array(wallet.utf8))
+        return Evidence(kind: kind == nil ? .attribute : .wallet, name: kind.map { "wallet \($0.currency)" } ?? "login", value: login)
+    }
+
+    /// A PacketCrypt payout address (`x-pc-payto`).
+    public static func payto(_ address: String) -> Evidence {
+        Evidence(kind: WalletValidator.classify(Array(address.utf8)) == nil ? .attribute : .wallet, name: "x-pc-payto", value: address)
+    }
+}
+
 /// One recognised conversation in a capture.
 public struct NetSession: Sendable, Codable, Hashable {
     public var protocolName: String
@@ -197,11 +212,7 @@ public final class CaptureAnalyzer {
             if facts.protocolName.hasPrefix("stratum") && (facts.login != nil || facts.agent != nil || facts.jobs > 0 || facts.submits > 0) {
                 let proven = facts.jobs > 0 && (facts.submits > 0 || facts.login != nil)
                 var ev = [Evidence(kind: .pool, name: "pool", value: poolDesc)]
-                if let login = facts.login {
-                    let wallet = String(login.split(separator: ".").first ?? Substring(login))
-                    let kind = WalletValidator.classify(Array(wallet.utf8))
-                    ev.append(Evidence(kind: kind != nil ? .wallet : .attribute, name: kind.map { "wallet \($0.currency)" } ?? "login", value: login))
-                }
+                if let login = facts.login { ev.append(WireEvidence.login(login)) }
                 if let a = facts.agent { ev.append(Evidence(kind: .attribute, name: "agent", value: a)) }
                 ev.append(Evidence(kind: .attribute, name: "counts",
                                    value: "jobs \(facts.jobs), shares submitted \(facts.submits), accepted \(facts.accepted), rejected \(facts.rejected)"))
@@ -226,7 +237,7 @@ public final class CaptureAnalyzer {
             let polls = list.reduce(0) { $0 + $1.1.configPolls }
             let payto = Set(list.compactMap(\.1.payto)).sorted()
             var ev = handlers.map { Evidence(kind: .pool, name: "handler", value: $0) } + pools.map { Evidence(kind: .pool, name: "pool", value: $0) }
-            ev += payto.map { Evidence(kind: WalletValidator.classify(Array($0.utf8)) != nil ? .wallet : .attribute, name: "x-pc-payto", value: $0) }
+            ev += payto.map(WireEvidence.payto)
             if let ua = list.compactMap(\.1.userAgent).first { ev.append(Evidence(kind: .attribute, name: "user-agent", value: ua)) }
             ev.append(Evidence(kind: .attribute, name: "counts", value: "\(anns) announcements in \(posts) posts to \(handlers.count) handlers; \(polls) config.json polls of \(pools.count) pools"))
             report.findings.append(Finding(

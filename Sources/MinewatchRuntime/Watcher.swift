@@ -439,11 +439,7 @@ public final class Watcher: @unchecked Sendable {
                     + ": \(f.jobs) jobs, \(f.submits) shares, \(f.accepted) accepted"
                 if f.jobs == 0 && f.accepted == 0 { severity = .high }
                 evidence.append(Evidence(kind: .pool, name: "pool", value: s.server))
-                if let l = f.login {
-                    let wallet = String(l.split(separator: ".").first ?? Substring(l))
-                    let kind = WalletValidator.classify(Array(wallet.utf8))
-                    evidence.append(Evidence(kind: kind == nil ? .attribute : .wallet, name: kind.map { "wallet \($0.currency)" } ?? "login", value: l))
-                }
+                if let l = f.login { evidence.append(WireEvidence.login(l)) }
                 if let a = f.agent { evidence.append(Evidence(kind: .attribute, name: "agent", value: a)) }
                 first = s.first
             } else if !pkt.isEmpty, pkt.contains(where: { $0.facts.announcements > 0 })
@@ -457,7 +453,7 @@ public final class Watcher: @unchecked Sendable {
                 summary = "PacketCrypt: \(anns) announcements in \(posts) posts to \(handlers.count) handler\(handlers.count == 1 ? "" : "s")"
                     + ", config.json polls of \(pools.count) pool\(pools.count == 1 ? "" : "s")" + (pkt.compactMap(\.facts.payto).first.map { ", payto \($0)" } ?? "")
                 evidence += handlers.map { Evidence(kind: .pool, name: "handler", value: $0) } + pools.map { Evidence(kind: .pool, name: "pool", value: $0) }
-                if let p = pkt.compactMap(\.facts.payto).first { evidence.append(Evidence(kind: WalletValidator.classify(Array(p.utf8)) == nil ? .attribute : .wallet, name: "x-pc-payto", value: p)) }
+                if let p = pkt.compactMap(\.facts.payto).first { evidence.append(WireEvidence.payto(p)) }
                 first = pkt.map(\.first).min() ?? first
             } else if let g = sessions.first(where: { $0.facts.getwork > 0 }) {
                 severity = .high
