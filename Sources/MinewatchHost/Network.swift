@@ -66,13 +66,8 @@ public struct TCPCounters: Sendable, Hashable {
 }
 
 public enum NetParsers {
-    /// ActiveOpens + PassiveOpens + AttemptFails + EstabResets + InSegs + OutSegs from the two
-    /// "Tcp:" lines (names, then values) of /proc/net/snmp.
-    public static func tcpActivity(_ b: [UInt8]) -> UInt64? {
-        tcpCounters(b).map { $0.connections &+ $0.segments }
-    }
-
-    /// (connection events: opens, failures, resets; segments in and out) from /proc/net/snmp.
+    /// (connection events: ActiveOpens + PassiveOpens + AttemptFails + EstabResets; segments:
+    /// InSegs + OutSegs) from the two "Tcp:" lines (names, then values) of /proc/net/snmp.
     public static func tcpCounters(_ b: [UInt8]) -> (connections: UInt64, segments: UInt64)? {
         let lines = b.split(separator: 10).filter { $0.starts(with: Array("Tcp:".utf8)) }
         guard lines.count >= 2 else { return nil }

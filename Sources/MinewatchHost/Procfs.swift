@@ -189,14 +189,9 @@ extension ProcfsReader {
         read("\(pid)/net/dev").map { NetParsers.dev($0) }
     }
 
-    /// A number that changes whenever a TCP segment moves or a connection opens or fails in the
-    /// process's network namespace (loopback included), from /proc/<pid>/net/snmp: when it is
-    /// unchanged, so are the namespace's TCP sockets and their counters.
-    public func tcpActivity(_ pid: Int32) -> UInt64? {
-        tcpCounters(pid).map { $0.connections &+ $0.segments }
-    }
-
-    /// Connection events and segments of the namespace's TCP (see NetParsers.tcpCounters).
+    /// Changes whenever a TCP segment moves or a connection opens, fails or resets in the
+    /// process's network namespace (loopback included), from /proc/<pid>/net/snmp: while both
+    /// numbers are unchanged, so are the namespace's TCP sockets and their counters.
     public func tcpCounters(_ pid: Int32) -> (connections: UInt64, segments: UInt64)? {
         read("\(pid)/net/snmp", limit: 16384).flatMap(NetParsers.tcpCounters)
     }

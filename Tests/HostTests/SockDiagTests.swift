@@ -124,10 +124,11 @@ private func ownNetns() -> UInt64 {
         Udp: InDatagrams
         Udp: 4
         """
-        #expect(NetParsers.tcpActivity(Array(snmp.utf8)) == 10 + 20 + 1 + 2 + 1000 + 2000)
-        #expect(NetParsers.tcpActivity(Array("Tcp: a b\n".utf8)) == nil)
+        let c = NetParsers.tcpCounters(Array(snmp.utf8))
+        #expect(c?.connections == 10 + 20 + 1 + 2 && c?.segments == 1000 + 2000)
+        #expect(NetParsers.tcpCounters(Array("Tcp: a b\n".utf8)) == nil)
         // The real file of this process's namespace parses.
-        #expect(ProcfsReader().tcpActivity(getpid()) != nil)
+        #expect(ProcfsReader().tcpCounters(getpid()) != nil)
     }
 
     @Test func heldStatFilesNoticeAnExitedProcess() throws {
@@ -151,26 +152,11 @@ private func ownNetns() -> UInt64 {
 @Suite struct SockDiagRefreshTests {
     @Test func socketsAreAskedForAgainByID() throws {
         guard getuid() == 0 else { return }
-        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) } }
-        listen(l, 1)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(l, $0, &len) } }
-        let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, len) } }
-        let s = accept(l, nil, nil)
-        defer { close(l); close(s) }
-        var local = sockaddr_in()
-        _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(c, $0, &len) } }
-        let port = UInt16(bigEndian: local.sin_port)
+        let pair = try loopbackPair()
+        let (c, s, port) = (pair.client, pair.server, pair.clientPort)
+        defer { close(s) }
         let reader = SockDiagReader()
-        var ns: UInt64 = 0
-        var buf = [CChar](repeating: 0, count: 256)
-        let n = readlink("/proc/self/ns/net", &buf, 255)
-        ns = UInt64(String(decoding: buf[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self).drop { $0 != "[" }.dropFirst().prefix { $0 != "]" }) ?? 0
+        let ns = ownNetns()
         let all = try #require(reader.tcpSockets(pid: getpid(), netns: ns))
         let mine = all.filter { $0.localPort == port }
         #expect(mine.count == 1 && mine.first?.diagID?.count == 49)

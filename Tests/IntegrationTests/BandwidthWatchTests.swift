@@ -30,8 +30,7 @@ import TestSupport
         let web = try start("web", ip: "198.18.1.20", ["http-server", "--listen", "198.18.1.20:80", "--duration", "90"])
         usleep(1_000_000)
         let alerts = dir.path + "/alerts.jsonl"
-        let rules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/behaviour-only-rules.yaml").path
+        let rules = fixturePath("behaviour-only-rules.yaml")
         let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "2", "--duration", "62", "--output", alerts,
                                            "--telemetry", "--no-bundled-rules", "--rules", rules, "--no-capture"], label: "watch")
         defer { watch.stop() }
@@ -105,8 +104,7 @@ import TestSupport
         let handler = try start("handler", ip: "198.18.1.71", ["ann-handler", "--listen", "198.18.1.71:80", "--duration", "60"])
         usleep(1_000_000)
         let alerts = dir.path + "/alerts.jsonl"
-        let rules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/behaviour-only-rules.yaml").path
+        let rules = fixturePath("behaviour-only-rules.yaml")
         let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "1", "--duration", "25", "--output", alerts,
                                            "--no-bundled-rules", "--rules", rules], label: "watch")
         defer { watch.stop() }

@@ -91,8 +91,7 @@ import TestSupport
             "exec /usr/local/bin/svc stratum-miner --pool 127.0.0.1:3333 --dialect bitcoin --wallet x --duration 60"])
         let zip = try Podman.runDetached(["--network", "none", "--cpus", "0.25", "--name", names[1]] + Podman.hostMounts
                                          + [tag, "/usr/local/bin/svc", "compress", "--threads", "2", "--duration", "60"])
-        let rules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/behaviour-only-rules.yaml").path
+        let rules = fixturePath("behaviour-only-rules.yaml")
         let out = dir.path + "/alerts.jsonl"
         let r = try TestSupport.run([minewatchBinary(), "watch", "--interval", "2", "--duration", "40", "--output", out,
                                      "--no-bundled-rules", "--rules", rules, "--container", miner, "--container", zip])

@@ -82,6 +82,12 @@ extension Podman {
     }
 }
 
+/// A file in Tests/Fixtures.
+public func fixturePath(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/\(name)").path
+}
+
 /// Alerts from a `watch --output` JSON-lines file.
 public func readAlerts(_ path: String) -> [[String: Any]] {
     ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
