@@ -13,10 +13,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
-        // Shared value types and the error type. Depends on nothing.
-        .target(name: "MinewatchCore"),
+        // Shared value types, the error type and digests (SHA-256 from swift-crypto).
+        .target(name: "MinewatchCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // C shims: zlib (linked) and zstd (loaded at run time so building needs no -dev package).
         .target(name: "CShims", linkerSettings: [.linkedLibrary("z"), .linkedLibrary("dl")]),
         // Rule data, rule loading/validation, multi-pattern matcher, wallet validators.

@@ -3,13 +3,17 @@ import MinewatchCore
 import MinewatchImage
 import MinewatchSignatures
 
-/// What scanning one layer produced, cached by layer digest within a run.
+/// What scanning one layer produced. Cached (within a run, and in `--cache DIR`) only under the
+/// digests of the bytes that were actually scanned, never under a digest the image claimed.
 public struct LayerResult: Sendable, Codable {
     public var findings: [Finding]
     public var changes: LayerChanges
     public var issues: [ScanIssue]
     public var files: Int
     public var bytes: Int64
+    /// SHA-256 of the stored and of the uncompressed bytes scanned; nil when they could not be
+    /// read to the end (such a result is never cached).
+    public var digests: LayerDigests?
 }
 
 /// Progress events for a front end (the CLI draws them on stderr when it is a TTY).
@@ -136,31 +140,18 @@ public final class ImageScanner {
         progress?.begin(target: target, totalBytes: image.layers.compactMap(\.size).reduce(0, +))
         defer { progress?.end(target: target) }
         report.findings += scanMetadata(image.config)
+        report.findings += image.digestMismatches.compactMap(integrityFinding)
         var changes: [LayerChanges] = []
-        var layerOf: [Int] = []  // layer index of each finding (metadata: -1)
-        layerOf = Array(repeating: -1, count: report.findings.count)
+        var layerOf = Array(repeating: -1, count: report.findings.count)  // layer index of each finding (-1: none)
         for layer in image.layers {
-            let result: LayerResult
-            if let cached = layerCache[layer.digest] ?? loadPersisted(layer.digest) {
-                result = cached
-                report.stats.layersFromCache += 1
-                if let s = layer.size { progress?.advance(bytes: Int(s)) }
-            } else {
-                do {
-                    let stream = try image.openLayer(layer)
-                    result = scanLayer(CountingProgressStream(stream, progress: progress), digest: layer.digest,
-                                       name: "layer \(layer.index) (\(layer.digest))")
-                } catch {
-                    result = LayerResult(findings: [], changes: LayerChanges(),
-                                         issues: [ScanIssue(layer: layer.digest, message: error.description)], files: 0, bytes: 0)
-                }
-                layerCache[layer.digest] = result
-                if result.issues.isEmpty { persist(layer.digest, result) }
-                report.stats.layersScanned += 1
-            }
+            let (result, fromCache) = layerResult(layer, of: image)
+            if fromCache { report.stats.layersFromCache += 1 } else { report.stats.layersScanned += 1 }
             changes.append(result.changes)
             report.findings += result.findings
             layerOf += Array(repeating: layer.index, count: result.findings.count)
+            let mismatches = Self.layerMismatches(layer, result.digests).compactMap(integrityFinding)
+            report.findings += mismatches
+            layerOf += Array(repeating: -1, count: mismatches.count)
             report.errors += result.issues.map { var i = $0; i.layer = i.layer ?? layer.digest; return i }
             report.stats.files += result.files
             report.stats.bytes += result.bytes
@@ -171,6 +162,72 @@ public final class ImageScanner {
         }
         finishImage(&report)
         return report
+    }
+
+    /// One layer's result, from the cache or by scanning. A result known for the digest the layer
+    /// claims stands for it only when that is safe: for a content-addressed source (a registry:
+    /// blobs are fetched and verified by digest), or after the layer's bytes were hashed (not
+    /// scanned) and found to be exactly the bytes the result came from. Whatever is scanned is
+    /// cached under the digests of what was read.
+    func layerResult(_ layer: LayerDescriptor, of image: ImageSource) -> (LayerResult, fromCache: Bool) {
+        let name = "layer \(layer.index) (\(layer.digest))"
+        let claimed = layer.blobDigest ?? layer.diffID ?? layer.digest
+        if ContentDigest.isVerifiableSHA256(claimed), let cached = layerCache[claimed] ?? loadPersisted(claimed),
+           let known = cached.digests {
+            if image.contentAddressed && known.blob == claimed {
+                if let s = layer.size { progress?.advance(bytes: Int(s)) }
+                return (cached, true)
+            }
+            do {
+                let stream = CountingProgressStream(try image.openLayer(layer), progress: progress)
+                if try LayerWalker(limits: options.limits).digests(stream, name: name) == known { return (cached, true) }
+                // The layer is not what the cached result was made from: scan it (read again).
+            } catch {
+                return (LayerResult(findings: [], changes: LayerChanges(), issues: [ScanIssue(layer: layer.digest, message: error.description)],
+                                    files: 0, bytes: 0, digests: nil), false)
+            }
+        }
+        let result: LayerResult
+        do {
+            let stream = try image.openLayer(layer)
+            result = scanLayer(CountingProgressStream(stream, progress: progress), digest: layer.digest, name: name)
+        } catch {
+            result = LayerResult(findings: [], changes: LayerChanges(),
+                                 issues: [ScanIssue(layer: layer.digest, message: error.description)], files: 0, bytes: 0, digests: nil)
+        }
+        remember(result)
+        return (result, false)
+    }
+
+    /// Caches a result under the digests of the bytes it was made from (never under a claim).
+    func remember(_ result: LayerResult) {
+        guard let d = result.digests else { return }
+        for key in Set([d.blob, d.content]) {
+            layerCache[key] = result
+            if result.issues.isEmpty { persist(key, result) }
+        }
+    }
+
+    /// The layer's digest claims that the bytes read do not bear out.
+    static func layerMismatches(_ layer: LayerDescriptor, _ digests: LayerDigests?) -> [DigestMismatch] {
+        guard let digests else { return [] }
+        var out: [DigestMismatch] = []
+        if let c = layer.blobDigest, ContentDigest.isVerifiableSHA256(c), c != digests.blob {
+            out.append(DigestMismatch(location: "manifest:layers[\(layer.index)]", claimed: c, actual: digests.blob, layer: layer.digest))
+        }
+        if let c = layer.diffID, ContentDigest.isVerifiableSHA256(c), c != digests.content {
+            out.append(DigestMismatch(location: "config:rootfs.diff_ids[\(layer.index)]", claimed: c, actual: digests.content, layer: layer.digest))
+        }
+        return out
+    }
+
+    /// A digest claim that did not hold, as a finding of the rule that reports it (rule data:
+    /// `check: digest-mismatch`; none when a rule file disabled it).
+    func integrityFinding(_ m: DigestMismatch) -> Finding? {
+        guard let rule = rules.ruleSet.checkRule(.digestMismatch) else { return nil }
+        return Finding(ruleId: rule.id, severity: rule.severity, family: rule.family, category: rule.category, title: rule.title,
+                       path: m.location, layer: m.layer,
+                       evidence: [Evidence(kind: .attribute, name: "digest", value: "image claims \(m.claimed) for content \(m.actual)")])
     }
 
     /// Image-scope correlations (findings stay in scan order: metadata, then layers base first).
@@ -201,12 +258,13 @@ public final class ImageScanner {
         var files = 0
         let walker = LayerWalker(limits: options.limits)
         let buf = buffer
-        let (changes, bytes) = walker.walk(raw, name: name, visit: { (v) throws(MinewatchError) -> Void in
+        let walked = walker.walk(raw, name: name, visit: { (v) throws(MinewatchError) -> Void in
             files += 1
             let r = try analyzer.analyze(path: v.entry.path, layer: digest, read: v.read, buffer: buf)
             findings += r.findings
         }, issue: { issues.append($0) })
-        return LayerResult(findings: findings, changes: changes, issues: issues, files: files, bytes: bytes)
+        return LayerResult(findings: findings, changes: walked.changes, issues: issues, files: files, bytes: walked.bytes,
+                           digests: walked.digests)
     }
 
     func scanRootfs(_ root: String, target: String) -> TargetReport {
@@ -261,15 +319,19 @@ public final class ImageScanner {
 
     // MARK: persistent cache (--cache DIR): one JSON file per layer digest and rule set.
 
+    /// Version of the cache entries' shape; part of every cache file name.
+    static let cacheFormat = "2"
+
     static func fingerprint(_ set: RuleSet) -> String {
         var h: UInt64 = 0xcbf29ce484222325
         func mix(_ s: String) { for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 } }
         mix(MinewatchVersion.current)
+        mix(cacheFormat)
         for r in set.rules {
             mix(r.id); mix(r.severity.rawValue); mix(r.category); mix(r.conditionText ?? "")
             for s in r.strings { mix(s.id); mix(String(decoding: s.bytes, as: UTF8.self)); mix(s.nocase ? "1" : "0") }
             mix(r.paths.joined()); mix(r.names.joined()); mix(r.wallets.sorted().joined()); mix(r.fileTypes.map(\.rawValue).sorted().joined())
-            mix(r.suppressTo?.rawValue ?? ""); mix(String(r.maxSize ?? 0))
+            mix(r.suppressTo?.rawValue ?? ""); mix(String(r.maxSize ?? 0)); mix(r.check?.rawValue ?? "")
         }
         for c in set.correlations { mix(c.id); mix(c.raiseTo.rawValue); mix(c.targetCategories.sorted().joined()); mix(c.withCategories.sorted().joined()) }
         return String(h, radix: 16)

@@ -7,6 +7,14 @@ func parseJSON(_ bytes: [UInt8], what: String) throws(MinewatchError) -> Any {
     }
 }
 
+/// The digest a blob path names (`blobs/sha256/<hex>`, as Docker 25+ archives store layers), if any.
+func digestNamed(byPath path: String) -> String? {
+    let comps = path.split(separator: "/")
+    guard comps.count >= 3, comps[comps.count - 3] == "blobs" else { return nil }
+    let d = "\(comps[comps.count - 2]):\(comps[comps.count - 1])"
+    return ContentDigest.isVerifiableSHA256(d) ? d : nil
+}
+
 /// A digest usable as a blob path: `alg:hex` with a known shape (no `/`, no `..`).
 func blobPath(_ digest: String, what: String) throws(MinewatchError) -> String {
     let parts = digest.split(separator: ":", maxSplits: 1).map(String.init)
@@ -26,6 +34,7 @@ public final class DockerArchiveImage: ImageSource {
     public let configDigest: String?
     public let config: ImageConfigInfo
     public let layers: [LayerDescriptor]
+    public let digestMismatches: [DigestMismatch]
     let store: BlobStore
     let layerPaths: [String]
 
@@ -42,33 +51,40 @@ public final class DockerArchiveImage: ImageSource {
             }
             let cfgBytes = try store.readSmall(cfgPath)
             let cfg = try ImageConfigInfo.parse(cfgBytes, name: "\(store.name):\(cfgPath)")
-            let cfgHex = cfgPath.split(separator: "/").last.map { String($0).replacingOccurrences(of: ".json", with: "") } ?? cfgPath
+            // The config is named by its digest: `<hex>.json`, or `blobs/sha256/<hex>` (Docker 25+).
+            let cfgName = cfgPath.split(separator: "/").last.map { String($0).replacingOccurrences(of: ".json", with: "") } ?? cfgPath
+            let claimedConfig = digestNamed(byPath: cfgPath) ?? "sha256:\(cfgName)"
+            var mismatches: [DigestMismatch] = []
+            if let m = ContentDigest.check(claimedConfig, bytes: cfgBytes, location: "manifest.json:Config") { mismatches.append(m) }
             var layers: [LayerDescriptor] = []
             for (i, p) in layerPaths.enumerated() {
                 let digest: String
-                if i < cfg.diffIDs.count { digest = cfg.diffIDs[i] } else {
+                let diffID = i < cfg.diffIDs.count ? cfg.diffIDs[i] : nil
+                if let diffID { digest = diffID } else {
                     let comps = p.split(separator: "/").map(String.init)
                     let hex = comps.first { $0.count == 64 && $0.allSatisfy(\.isHexDigit) } ?? p
                     digest = "sha256:\(hex)"
                 }
                 let size: Int64? = (store as? TarIndex)?.items[p]?.size
-                layers.append(LayerDescriptor(index: i, digest: digest, mediaType: nil, size: size))
+                layers.append(LayerDescriptor(index: i, digest: digest, mediaType: nil, size: size,
+                                              blobDigest: digestNamed(byPath: p), diffID: diffID))
             }
             images.append(DockerArchiveImage(
-                store: store, references: (m["RepoTags"] as? [String]) ?? [], configDigest: "sha256:\(cfgHex)",
-                config: cfg, layers: layers, layerPaths: layerPaths))
+                store: store, references: (m["RepoTags"] as? [String]) ?? [], configDigest: claimedConfig,
+                config: cfg, layers: layers, layerPaths: layerPaths, digestMismatches: mismatches))
         }
         return images
     }
 
     init(store: BlobStore, references: [String], configDigest: String?, config: ImageConfigInfo,
-         layers: [LayerDescriptor], layerPaths: [String]) {
+         layers: [LayerDescriptor], layerPaths: [String], digestMismatches: [DigestMismatch]) {
         self.store = store
         self.references = references
         self.configDigest = configDigest
         self.config = config
         self.layers = layers
         self.layerPaths = layerPaths
+        self.digestMismatches = digestMismatches
     }
 
     public func openLayer(_ layer: LayerDescriptor) throws(MinewatchError) -> ByteStream {
@@ -115,9 +131,11 @@ enum MediaTypes {
 }
 
 /// Picks image manifests out of an OCI index (following nested indexes and platforms).
-/// Returns (manifest JSON, reference name) pairs.
+/// Returns (manifest JSON, reference name) pairs. Every manifest fetched by digest is hashed;
+/// a mismatch is appended to `mismatches` and the manifest is still used (its layers are scanned).
 public func resolveManifests(
     index: [String: Any], platform: Platform?, what: String, depth: Int = 0,
+    mismatches: inout [DigestMismatch],
     fetch: (String) throws(MinewatchError) -> [UInt8]
 ) throws(MinewatchError) -> [([String: Any], String?)] {
     guard depth < 4 else { throw MinewatchError(.format, operation: "read index", subject: what, message: "indexes nested too deep") }
@@ -141,16 +159,18 @@ public func resolveManifests(
         }
     }
     var out: [([String: Any], String?)] = []
-    for d in candidates {
+    for (i, d) in candidates.enumerated() {
         guard let digest = d["digest"] as? String else { continue }
         let ref = (d["annotations"] as? [String: Any])?["org.opencontainers.image.ref.name"] as? String
         let bytes = try fetch(digest)
+        if let m = ContentDigest.check(digest, bytes: bytes, location: "index:manifests[\(i)]") { mismatches.append(m) }
         guard let obj = try parseJSON(bytes, what: "\(what) \(digest)") as? [String: Any] else {
             throw MinewatchError(.format, operation: "read manifest", subject: "\(what) \(digest)", message: "not a JSON object")
         }
         let mt = (obj["mediaType"] as? String) ?? (d["mediaType"] as? String) ?? ""
         if MediaTypes.indexTypes.contains(mt) || (obj["manifests"] != nil && obj["layers"] == nil) {
-            out += try resolveManifests(index: obj, platform: platform, what: what, depth: depth + 1, fetch: fetch)
+            out += try resolveManifests(index: obj, platform: platform, what: what, depth: depth + 1,
+                                        mismatches: &mismatches, fetch: fetch)
         } else {
             out.append((obj, ref))
         }
@@ -158,7 +178,8 @@ public func resolveManifests(
     return out
 }
 
-/// Reads config and layers from an image manifest (OCI or Docker v2 schema 2).
+/// Reads config and layers from an image manifest (OCI or Docker v2 schema 2). Layer
+/// descriptors carry the manifest's blob digests and, once the config is known, its diff ids.
 func manifestParts(_ m: [String: Any], what: String) throws(MinewatchError) -> (config: String, layers: [LayerDescriptor]) {
     guard let cfg = m["config"] as? [String: Any], let cfgDigest = cfg["digest"] as? String,
           let ls = m["layers"] as? [[String: Any]] else {
@@ -170,9 +191,18 @@ func manifestParts(_ m: [String: Any], what: String) throws(MinewatchError) -> (
             throw MinewatchError(.format, operation: "read manifest", subject: what, message: "layer \(i) has no digest")
         }
         let size = (l["size"] as? NSNumber)?.int64Value
-        layers.append(LayerDescriptor(index: i, digest: d, mediaType: l["mediaType"] as? String, size: size))
+        layers.append(LayerDescriptor(index: i, digest: d, mediaType: l["mediaType"] as? String, size: size, blobDigest: d))
     }
     return (cfgDigest, layers)
+}
+
+/// The config's diff ids attached to manifest layers (by position).
+func withDiffIDs(_ layers: [LayerDescriptor], _ cfg: ImageConfigInfo) -> [LayerDescriptor] {
+    layers.map { l in
+        var l = l
+        if l.index < cfg.diffIDs.count { l.diffID = cfg.diffIDs[l.index] }
+        return l
+    }
 }
 
 /// An image in an OCI archive (`podman save --format oci-archive`) or OCI layout folder.
@@ -182,6 +212,7 @@ public final class OCIImage: ImageSource {
     public let configDigest: String?
     public let config: ImageConfigInfo
     public let layers: [LayerDescriptor]
+    public let digestMismatches: [DigestMismatch]
     let store: BlobStore
 
     public static func load(store: BlobStore, kind: String, platform: Platform?) throws(MinewatchError) -> [OCIImage] {
@@ -189,7 +220,9 @@ public final class OCIImage: ImageSource {
         guard let index = try parseJSON(try store.readSmall("index.json"), what: "\(what):index.json") as? [String: Any] else {
             throw MinewatchError(.format, operation: "read index.json", subject: what, message: "not a JSON object")
         }
-        let manifests = try resolveManifests(index: index, platform: platform, what: what) { (digest) throws(MinewatchError) -> [UInt8] in
+        var indexMismatches: [DigestMismatch] = []
+        let manifests = try resolveManifests(index: index, platform: platform, what: what, mismatches: &indexMismatches) {
+            (digest) throws(MinewatchError) -> [UInt8] in
             try store.readSmall(try blobPath(digest, what: what))
         }
         var out: [OCIImage] = []
@@ -197,19 +230,23 @@ public final class OCIImage: ImageSource {
             let (cfgDigest, layers) = try manifestParts(m, what: what)
             let cfgBytes = try store.readSmall(try blobPath(cfgDigest, what: what))
             let cfg = try ImageConfigInfo.parse(cfgBytes, name: "\(what) config")
+            var mismatches = indexMismatches
+            if let mm = ContentDigest.check(cfgDigest, bytes: cfgBytes, location: "manifest:config") { mismatches.append(mm) }
             out.append(OCIImage(kind: kind, store: store, references: ref.map { [$0] } ?? [],
-                                configDigest: cfgDigest, config: cfg, layers: layers))
+                                configDigest: cfgDigest, config: cfg, layers: withDiffIDs(layers, cfg), digestMismatches: mismatches))
         }
         return out
     }
 
-    init(kind: String, store: BlobStore, references: [String], configDigest: String, config: ImageConfigInfo, layers: [LayerDescriptor]) {
+    init(kind: String, store: BlobStore, references: [String], configDigest: String, config: ImageConfigInfo,
+         layers: [LayerDescriptor], digestMismatches: [DigestMismatch]) {
         self.kind = kind
         self.store = store
         self.references = references
         self.configDigest = configDigest
         self.config = config
         self.layers = layers
+        self.digestMismatches = digestMismatches
     }
 
     public func openLayer(_ layer: LayerDescriptor) throws(MinewatchError) -> ByteStream {

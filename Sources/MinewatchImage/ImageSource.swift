@@ -4,16 +4,63 @@ import MinewatchCore
 /// One layer of an image, in order from the base.
 public struct LayerDescriptor: Sendable, Hashable {
     public var index: Int
-    /// `sha256:...`: the cache key. The blob digest for OCI, the diff id for docker-archive.
+    /// `sha256:...`: how reports name the layer. The blob digest for OCI and registries, the
+    /// diff id for docker-archive. A claim of the image until the bytes were hashed.
     public var digest: String
     public var mediaType: String?
     /// Stored (possibly compressed) size when known.
     public var size: Int64?
-    public init(index: Int, digest: String, mediaType: String? = nil, size: Int64? = nil) {
+    /// The digest the image claims for the stored (possibly compressed) bytes: the OCI or
+    /// registry descriptor's digest, or the `blobs/sha256/<hex>` name of a docker-archive layer.
+    public var blobDigest: String?
+    /// The digest the image config claims for the uncompressed tar (`rootfs.diff_ids[index]`).
+    public var diffID: String?
+    public init(index: Int, digest: String, mediaType: String? = nil, size: Int64? = nil,
+                blobDigest: String? = nil, diffID: String? = nil) {
         self.index = index
         self.digest = digest
         self.mediaType = mediaType
         self.size = size
+        self.blobDigest = blobDigest
+        self.diffID = diffID
+    }
+}
+
+/// A digest an image claims for some content, and the digest of the content actually read.
+public struct DigestMismatch: Sendable, Hashable, Codable {
+    /// What the claim is about: `manifest:config`, `index:manifests[0]`, `manifest:layers[1]`,
+    /// `config:rootfs.diff_ids[1]`.
+    public var location: String
+    public var claimed: String
+    public var actual: String
+    /// The layer digest the report names, when the claim is about a layer.
+    public var layer: String?
+    public init(location: String, claimed: String, actual: String, layer: String? = nil) {
+        self.location = location
+        self.claimed = claimed
+        self.actual = actual
+        self.layer = layer
+    }
+}
+
+/// Digests of the form `sha256:<64 hex>`, the only algorithm images use in practice.
+public enum ContentDigest {
+    /// True for a well-formed SHA-256 digest (lower-case hex), which this reader can verify.
+    public static func isVerifiableSHA256(_ d: String) -> Bool {
+        guard d.hasPrefix("sha256:") else { return false }
+        let hex = d.utf8.dropFirst(7)
+        return hex.count == 64 && hex.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+
+    /// `sha256:<hex>` of `bytes`.
+    public static func of(_ bytes: [UInt8]) -> String { "sha256:" + SHA256Digest.hex(bytes) }
+
+    /// A mismatch when `claimed` is a SHA-256 digest that `bytes` do not have; nil when it holds
+    /// or cannot be checked (another algorithm: reported as unverified by the caller's policy).
+    public static func check(_ claimed: String, bytes: [UInt8], location: String) -> DigestMismatch? {
+        guard isVerifiableSHA256(claimed) else { return nil }
+        let actual = of(bytes)
+        return actual == claimed ? nil : DigestMismatch(location: location, claimed: claimed, actual: actual)
     }
 }
 
@@ -70,8 +117,19 @@ public protocol ImageSource: AnyObject {
     var configDigest: String? { get }
     var config: ImageConfigInfo { get }
     var layers: [LayerDescriptor] { get }
+    /// Digest claims about the manifest and config that did not hold when they were read
+    /// (layer digests are checked by whoever streams the layers).
+    var digestMismatches: [DigestMismatch] { get }
+    /// True when layers are fetched by their blob digest from a store that conforming clients
+    /// verify (a registry): a result known for that digest may stand for the layer without
+    /// fetching it. False for archives and folders, whose bytes must be hashed to be trusted.
+    var contentAddressed: Bool { get }
     /// The layer's stored bytes (possibly gzip or zstd compressed).
     func openLayer(_ layer: LayerDescriptor) throws(MinewatchError) -> ByteStream
+}
+
+extension ImageSource {
+    public var contentAddressed: Bool { false }
 }
 
 /// Where blobs of an archive or layout live: a tar file's entries or a folder's files.

@@ -24,23 +24,31 @@ public struct LayerWalker {
         public let read: (UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int
     }
 
+    /// What a walk produced: the layer's changes, the uncompressed bytes walked, and the digests
+    /// of the stored and of the uncompressed bytes, hashed while they streamed past (nil when the
+    /// stream could not be read to its end).
+    public struct Result: Sendable {
+        public var changes: LayerChanges
+        public var bytes: Int64
+        public var digests: LayerDigests?
+    }
+
     /// Walks a (possibly compressed) layer. Entry-level problems are reported through `issue`
     /// and the walk goes on; a problem that leaves the stream unreadable ends the walk with an issue.
-    /// Returns the layer's changes and the number of uncompressed bytes walked.
     public func walk(
         _ raw: ByteStream, name: String,
         visit: (Visit) throws(MinewatchError) -> Void,
         issue: (ScanIssue) -> Void
-    ) -> (LayerChanges, Int64) {
+    ) -> Result {
         var changes = LayerChanges()
-        let stream: ByteStream
+        let hashed: HashedLayerStream
         do {
-            stream = try autoDecompress(raw, limits: limits, name: name).0
+            hashed = try HashedLayerStream(raw, limits: limits, name: name)
         } catch {
             issue(ScanIssue(message: error.description))
-            return (changes, 0)
+            return Result(changes: changes, bytes: 0, digests: nil)
         }
-        let reader = TarReader(stream: stream, name: name)
+        let reader = TarReader(stream: hashed.content, name: name)
         do {
             while let e = try reader.next() {
                 if e.escapesRoot {
@@ -63,8 +71,77 @@ public struct LayerWalker {
             }
         } catch {
             issue(ScanIssue(path: reader.current?.path, message: error.description))
+            return Result(changes: changes, bytes: reader.position, digests: nil)
         }
-        return (changes, reader.position)
+        do {
+            return Result(changes: changes, bytes: reader.position, digests: try hashed.finish())
+        } catch {
+            issue(ScanIssue(message: error.description))
+            return Result(changes: changes, bytes: reader.position, digests: nil)
+        }
+    }
+
+    /// Only the digests of a layer (decompressing, not parsing): how a cached result is checked
+    /// against bytes that are not content-addressed before it stands for them.
+    public func digests(_ raw: ByteStream, name: String) throws(MinewatchError) -> LayerDigests {
+        try HashedLayerStream(raw, limits: limits, name: name).finish()
+    }
+}
+
+/// SHA-256 of a layer's stored bytes and of its uncompressed tar, as `sha256:<hex>`.
+public struct LayerDigests: Sendable, Hashable, Codable {
+    public var blob: String
+    public var content: String
+    public init(blob: String, content: String) {
+        self.blob = blob
+        self.content = content
+    }
+}
+
+/// A layer's bytes, decompressed when they are gzip or zstd, hashed twice on the way: the stored
+/// bytes and the uncompressed ones (once when the layer is not compressed). Nothing is read twice.
+final class HashedLayerStream {
+    let rawHash: HashingStream
+    let contentHash: HashingStream?
+    /// The uncompressed stream, for the tar reader.
+    let content: ByteStream
+
+    init(_ raw: ByteStream, limits: DecompressionLimits, name: String) throws(MinewatchError) {
+        rawHash = HashingStream(raw)
+        let (inner, compression) = try autoDecompress(rawHash, limits: limits, name: name)
+        if compression == .none {
+            contentHash = nil
+            content = inner
+        } else {
+            let h = HashingStream(inner)
+            contentHash = h
+            content = h
+        }
+    }
+
+    /// Reads what the tar reader left (end-of-archive padding, trailing bytes) and returns both digests.
+    func finish() throws(MinewatchError) -> LayerDigests {
+        try drain(content)
+        if contentHash != nil { try drain(rawHash) }
+        let blob = rawHash.hasher.digest()
+        return LayerDigests(blob: blob, content: contentHash?.hasher.digest() ?? blob)
+    }
+
+    func drain(_ s: ByteStream) throws(MinewatchError) {
+        var buf = [UInt8](repeating: 0, count: 256 * 1024)
+        while try buf.withMutableBytes({ (b) throws(MinewatchError) -> Int in try s.read(into: b) }) > 0 {}
+    }
+}
+
+/// Hashes (SHA-256) every byte read through it.
+public final class HashingStream: ByteStream {
+    let inner: ByteStream
+    public private(set) var hasher = StreamingSHA256()
+    public init(_ inner: ByteStream) { self.inner = inner }
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
+        let n = try inner.read(into: buffer)
+        if n > 0 { hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) }
+        return n
     }
 }
 

@@ -3,6 +3,10 @@ import Foundation
 import FoundationNetworking
 #endif
 import MinewatchCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `[registry/]repository[:tag][@digest]`, with Docker Hub defaults.
 public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
@@ -109,7 +113,8 @@ public final class RegistryClient {
     }
 
     /// GET with the auth dance: on 401, answer a Basic or Bearer challenge once, then retry.
-    func get(_ path: String, accept: String? = nil) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
+    /// `limit` caps an HTTPS body while it downloads.
+    func get(_ path: String, accept: String? = nil, limit: Int64? = nil) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
         var attempt = 0
         var url = "\(insecure ? "http" : "https")://\(ref.registry)\(path)"
         var redirects = 0
@@ -117,7 +122,7 @@ public final class RegistryClient {
             var headers: [String: String] = [:]
             if let accept { headers["Accept"] = accept }
             if let authorization, url.contains(ref.registry) { headers["Authorization"] = authorization }
-            let (status, hdrs, body) = try fetch(url, headers: headers)
+            let (status, hdrs, body) = try fetch(url, headers: headers, limit: limit ?? maxBlobSize)
             if status == 401 && attempt == 0, let challenge = hdrs["www-authenticate"] {
                 attempt += 1
                 authorization = try authenticate(challenge)
@@ -132,7 +137,7 @@ public final class RegistryClient {
         }
     }
 
-    func fetch(_ url: String, headers: [String: String]) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
+    func fetch(_ url: String, headers: [String: String], limit: Int64) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
         guard let u = URL(string: url), let scheme = u.scheme, let host = u.host else {
             throw MinewatchError(.invalidArgument, operation: "fetch", subject: url, message: "invalid URL")
         }
@@ -145,7 +150,7 @@ public final class RegistryClient {
             let r = try http.request(.tcp(host: host, port: u.port ?? 80), path: path, headers: headers)
             return (r.status, r.headers, r.body)
         }
-        return try HTTPSFetcher.fetch(u, headers: headers, into: temp, limit: maxBlobSize)
+        return try HTTPSFetcher.fetch(u, headers: headers, into: temp, limit: limit)
     }
 
     func authenticate(_ challenge: String) throws(MinewatchError) -> String {
@@ -172,7 +177,7 @@ public final class RegistryClient {
         }
         var headers: [String: String] = [:]
         if let c = credentials { headers["Authorization"] = "Basic " + Data("\(c.username):\(c.password)".utf8).base64EncodedString() }
-        let (status, _, body) = try fetch(tokenURL, headers: headers)
+        let (status, _, body) = try fetch(tokenURL, headers: headers, limit: 1 << 20)
         let data = try body.readAll(limit: 1 << 20, what: "token")
         guard status == 200, let obj = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
               let token = (obj["token"] as? String) ?? (obj["access_token"] as? String) else {
@@ -203,8 +208,8 @@ public final class RegistryClient {
         return out
     }
 
-    func readJSON(_ path: String, accept: String?, what: String) throws(MinewatchError) -> ([String: Any], [UInt8]) {
-        let (status, _, body) = try get(path, accept: accept)
+    func readJSON(_ path: String, accept: String?, what: String) throws(MinewatchError) -> ([String: Any], [UInt8], [String: String]) {
+        let (status, headers, body) = try get(path, accept: accept)
         let data = try body.readAll(limit: 16 << 20, what: what)
         guard status == 200 else {
             throw MinewatchError(.network, operation: "get \(what)", subject: ref.description,
@@ -213,28 +218,38 @@ public final class RegistryClient {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any] else {
             throw MinewatchError(.format, operation: "get \(what)", subject: ref.description, message: "not a JSON object")
         }
-        return (obj, data)
+        return (obj, data, headers)
     }
 
-    public func manifest(_ reference: String) throws(MinewatchError) -> [String: Any] {
-        try readJSON("/v2/\(ref.repository)/manifests/\(reference)", accept: Self.manifestAccept, what: "manifest").0
+    /// The manifest for a tag or digest, and the mismatch when it does not hash to the digest it
+    /// was asked for (or to the `Docker-Content-Digest` the registry sent with it).
+    public func manifest(_ reference: String) throws(MinewatchError) -> ([String: Any], DigestMismatch?) {
+        let (obj, bytes, headers) = try readJSON("/v2/\(ref.repository)/manifests/\(reference)", accept: Self.manifestAccept, what: "manifest")
+        let claimed = reference.contains(":") ? reference : headers["docker-content-digest"]
+        return (obj, claimed.flatMap { ContentDigest.check($0, bytes: bytes, location: "manifest \(reference)") })
     }
 
-    public func blob(_ digest: String) throws(MinewatchError) -> ByteStream {
+    /// A blob by digest. The download stops as soon as it passes `maxBlobSize` or the size the
+    /// manifest declared for it (HTTPS: while the bytes arrive; plain HTTP: streamed, with the
+    /// same cap on what is read).
+    public func blob(_ digest: String, declaredSize: Int64? = nil) throws(MinewatchError) -> ByteStream {
         _ = try blobPath(digest, what: ref.description)  // validates the digest's shape
-        let (status, _, body) = try get("/v2/\(ref.repository)/blobs/\(digest)")
+        let cap = min(maxBlobSize, declaredSize.map { max($0, 0) } ?? maxBlobSize)
+        let (status, _, body) = try get("/v2/\(ref.repository)/blobs/\(digest)", limit: cap)
         guard status == 200 else {
             throw MinewatchError(.network, operation: "get blob", subject: "\(ref) \(digest)", message: "registry answered \(status)")
         }
-        return body
+        return CappedStream(body, limit: cap, what: "blob \(digest)", declared: declaredSize != nil && cap == declaredSize)
     }
 
     public func images(platform: Platform?) throws(MinewatchError) -> [RegistryImage] {
-        let top = try manifest(ref.reference)
+        let (top, topMismatch) = try manifest(ref.reference)
+        var mismatches = topMismatch.map { [$0] } ?? []
         let mt = (top["mediaType"] as? String) ?? ""
         var manifests: [([String: Any], String?)]
         if MediaTypes.indexTypes.contains(mt) || (top["manifests"] != nil && top["layers"] == nil) {
-            manifests = try resolveManifests(index: top, platform: platform, what: ref.description) { (digest) throws(MinewatchError) -> [UInt8] in
+            manifests = try resolveManifests(index: top, platform: platform, what: ref.description, mismatches: &mismatches) {
+                (digest) throws(MinewatchError) -> [UInt8] in
                 try readJSON("/v2/\(ref.repository)/manifests/\(digest)", accept: Self.manifestAccept, what: "manifest").1
             }
         } else {
@@ -245,9 +260,40 @@ public final class RegistryClient {
             let (cfgDigest, layers) = try manifestParts(m, what: ref.description)
             let cfgBytes = try blob(cfgDigest).readAll(limit: 16 << 20, what: "config")
             let cfg = try ImageConfigInfo.parse(cfgBytes, name: "\(ref) config")
-            out.append(RegistryImage(client: self, configDigest: cfgDigest, config: cfg, layers: layers))
+            var imageMismatches = mismatches
+            if let mm = ContentDigest.check(cfgDigest, bytes: cfgBytes, location: "manifest:config") { imageMismatches.append(mm) }
+            out.append(RegistryImage(client: self, configDigest: cfgDigest, config: cfg, layers: withDiffIDs(layers, cfg),
+                                     digestMismatches: imageMismatches))
         }
         return out
+    }
+}
+
+/// Ends with an error once more than `limit` bytes were read: a blob larger than its declared
+/// size, or than `--max-layer-size`, is never read past the cap.
+final class CappedStream: ByteStream {
+    let inner: ByteStream
+    let limit: Int64
+    let what: String
+    let declared: Bool
+    var count: Int64 = 0
+    init(_ inner: ByteStream, limit: Int64, what: String, declared: Bool) {
+        self.inner = inner
+        self.limit = limit
+        self.what = what
+        self.declared = declared
+    }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
+        // Ask for at most one byte past the cap, so an overlong body is noticed without reading on.
+        let room = Int(min(Int64(buffer.count), limit - count + 1))
+        guard room > 0 else { return 0 }
+        let n = try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<room]))
+        count += Int64(n)
+        if count > limit {
+            throw MinewatchError(.limit, operation: "download", subject: what,
+                                 message: declared ? "larger than the \(limit) bytes its manifest declares" : "larger than \(limit) bytes (--max-layer-size)")
+        }
+        return n
     }
 }
 
@@ -257,58 +303,113 @@ public final class RegistryImage: ImageSource {
     public let configDigest: String?
     public let config: ImageConfigInfo
     public let layers: [LayerDescriptor]
+    public let digestMismatches: [DigestMismatch]
+    /// Blobs are fetched by digest, and registries and the runtimes that pull from them verify it.
+    public var contentAddressed: Bool { true }
     let client: RegistryClient
 
-    init(client: RegistryClient, configDigest: String, config: ImageConfigInfo, layers: [LayerDescriptor]) {
+    init(client: RegistryClient, configDigest: String, config: ImageConfigInfo, layers: [LayerDescriptor],
+         digestMismatches: [DigestMismatch]) {
         self.client = client
         self.configDigest = configDigest
         self.config = config
         self.layers = layers
+        self.digestMismatches = digestMismatches
     }
 
     public func openLayer(_ layer: LayerDescriptor) throws(MinewatchError) -> ByteStream {
-        try client.blob(layer.digest)
+        try client.blob(layer.digest, declaredSize: layer.size)
     }
 }
 
-/// HTTPS through URLSession: small answers in memory, bodies spooled to a private temp file.
+/// HTTPS through URLSession: the body is written to a private temporary file as it arrives and
+/// the transfer is cancelled the moment it passes `limit`, so an endless or oversized blob never
+/// fills the disk. The file is unlinked once open.
 enum HTTPSFetcher {
-    final class Box: @unchecked Sendable {
+    struct State {
         var status = 0
         var headers: [String: String] = [:]
-        var file: URL?
+        var received: Int64 = 0
         var error: String?
+        var overLimit = false
+    }
+
+    final class Delegate: NSObject, URLSessionDataDelegate, Sendable {
+        let state = Mutex(State())
+        let fd: Int32
+        let limit: Int64
+        let done = DispatchSemaphore(value: 0)
+        init(fd: Int32, limit: Int64) {
+            self.fd = fd
+            self.limit = limit
+        }
+
+        func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+                        completionHandler: @escaping @Sendable (URLSession.ResponseDisposition) -> Void) {
+            if let http = response as? HTTPURLResponse {
+                state.withLock { st in
+                    st.status = http.statusCode
+                    for (k, v) in http.allHeaderFields { st.headers[String(describing: k).lowercased()] = String(describing: v) }
+                }
+            }
+            completionHandler(.allow)
+        }
+
+        func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
+            let stop = state.withLock { st -> Bool in
+                if st.overLimit || st.error != nil { return true }
+                st.received += Int64(data.count)
+                if st.received > limit {
+                    st.overLimit = true
+                    return true
+                }
+                let ok = data.withUnsafeBytes { b -> Bool in
+                    var off = 0
+                    while off < b.count {
+                        let w = retryingEINTR { write(fd, b.baseAddress.map { $0 + off }, b.count - off) }
+                        if w <= 0 { return false }
+                        off += w
+                    }
+                    return true
+                }
+                if !ok { st.error = "write temporary file: \(String(cString: strerror(errno)).lowercased())" }
+                return !ok
+            }
+            if stop { dataTask.cancel() }
+        }
+
+        func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {
+            if let error {
+                state.withLock { st in
+                    if !st.overLimit && st.error == nil { st.error = error.localizedDescription.lowercased() }
+                }
+            }
+            done.signal()
+        }
     }
 
     static func fetch(_ url: URL, headers: [String: String], into dir: PrivateTempDir, limit: Int64) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
         var req = URLRequest(url: url)
         req.timeoutInterval = 120
         for (k, v) in headers { req.setValue(v, forHTTPHeaderField: k) }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        let target = URL(fileURLWithPath: "\(dir.path)/dl-\(UUID().uuidString)")
-        let task = URLSession.shared.downloadTask(with: req) { tmp, resp, err in
-            if let err { box.error = err.localizedDescription } else if let http = resp as? HTTPURLResponse {
-                box.status = http.statusCode
-                for (k, v) in http.allHeaderFields { box.headers[String(describing: k).lowercased()] = String(describing: v) }
-                if let tmp {
-                    do {
-                        try FileManager.default.moveItem(at: tmp, to: target)
-                        box.file = target
-                    } catch { box.error = "cannot keep download: \(error.localizedDescription)" }
-                }
-            }
-            done.signal()
-        }
+        let path = "\(dir.path)/dl-\(UUID().uuidString)"
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 { throw MinewatchError.posix("create", subject: path, errno: errno) }
+        unlink(path)  // the descriptor keeps it readable; nothing is left behind
+        let delegate = Delegate(fd: fd, limit: limit)
+        let session = URLSession(configuration: .ephemeral, delegate: delegate, delegateQueue: nil)
+        let task = session.dataTask(with: req)
         task.resume()
-        done.wait()
-        if let e = box.error { throw MinewatchError(.network, operation: "fetch", subject: url.absoluteString, message: e.lowercased()) }
-        guard let file = box.file else { return (box.status, box.headers, EmptyStream()) }
-        let src = try FileByteSource(path: file.path)
-        if src.size > limit {
-            throw MinewatchError(.limit, operation: "fetch", subject: url.absoluteString, message: "larger than \(limit) bytes")
+        delegate.done.wait()
+        session.finishTasksAndInvalidate()
+        let st = delegate.state.withLock { $0 }
+        let handle = FileHandleFD(fd: fd, path: path)
+        if st.overLimit {
+            throw MinewatchError(.limit, operation: "download", subject: url.absoluteString,
+                                 message: "larger than \(limit) bytes; stopped after \(st.received) bytes")
         }
-        unlink(file.path)  // the open descriptor keeps it readable; nothing is left behind
-        return (box.status, box.headers, SectionStream(source: src, offset: 0, length: src.size))
+        if let e = st.error { throw MinewatchError(.network, operation: "fetch", subject: url.absoluteString, message: e) }
+        let src = try FileByteSource(handle: handle)
+        return (st.status, st.headers, SectionStream(source: src, offset: 0, length: src.size))
     }
 }

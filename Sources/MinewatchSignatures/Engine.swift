@@ -211,7 +211,7 @@ public struct FileMatcher: Sendable {
             matchedRules.insert(ri)
         }
         // Path-only rules (documentation, rule-file locations).
-        for (ri, r) in rules.ruleSet.rules.enumerated() where r.strings.isEmpty && r.names.isEmpty && r.wallets.isEmpty {
+        for (ri, r) in rules.ruleSet.rules.enumerated() where r.strings.isEmpty && r.names.isEmpty && r.wallets.isEmpty && r.check == nil {
             matchedRules.insert(ri)
         }
         var out: [RuleMatch] = []

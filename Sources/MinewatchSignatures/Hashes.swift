@@ -3,7 +3,7 @@ import MinewatchCore
 /// Keccak-256 (the pre-SHA-3 padding Monero uses), small and
 /// self-contained: only wallet checksums need them, on inputs of under 100 bytes.
 enum Hashes {
-    static func sha256(_ message: [UInt8]) -> [UInt8] { SHA256.hash(message) }
+    static func sha256(_ message: [UInt8]) -> [UInt8] { SHA256Digest.hash(message) }
 
     static let keccakRC: [UInt64] = [
         0x0000000000000001, 0x0000000000008082, 0x800000000000808A, 0x8000000080008000,

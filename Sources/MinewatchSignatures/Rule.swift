@@ -25,6 +25,18 @@ public enum FileType: String, Sendable, Hashable, CaseIterable {
     case binary
 }
 
+/// Evidence that comes from a structural check of the scanner rather than from strings; the
+/// rule gives that evidence its id, title, category and severity (and can be overridden or
+/// disabled like any rule).
+public enum StructuralCheck: String, Sendable, Hashable, CaseIterable {
+    /// An image's manifest, config or layer does not hash to the digest the image claims.
+    case digestMismatch = "digest-mismatch"
+    /// A packed executable whose packer headers were wiped so that the packer's own tool refuses it.
+    case packedTampered = "packed-tampered"
+    /// A packed executable that could not be unpacked (the reason is in the evidence).
+    case packedUnreadable = "packed-unreadable"
+}
+
 /// What to capture after a match, so the finding can show the full pool URL or host.
 public enum Capture: String, Sendable, Hashable {
     /// Characters allowed in a URL or host:port.
@@ -70,6 +82,8 @@ public struct Rule: Sendable, Hashable {
     public var suppressTo: Severity?
     /// The rule only applies to files of at most this many bytes (droppers are small scripts).
     public var maxSize: Int64?
+    /// Set for rules that name a structural check's evidence; such a rule has no strings.
+    public var check: StructuralCheck?
     public var references: [String]
     public var source: RuleSource
 
@@ -78,7 +92,7 @@ public struct Rule: Sendable, Hashable {
         severity: Severity, fileTypes: Set<FileType> = [], strings: [RuleString] = [],
         condition: Condition? = nil, conditionText: String? = nil, paths: [String] = [],
         names: [String] = [], wallets: Set<String> = [], suppressTo: Severity? = nil, maxSize: Int64? = nil,
-        references: [String] = [], source: RuleSource
+        check: StructuralCheck? = nil, references: [String] = [], source: RuleSource
     ) {
         self.id = id
         self.title = title
@@ -95,6 +109,7 @@ public struct Rule: Sendable, Hashable {
         self.wallets = wallets
         self.suppressTo = suppressTo
         self.maxSize = maxSize
+        self.check = check
         self.references = references
         self.source = source
     }

@@ -36,6 +36,10 @@ public struct RuleSet: Sendable {
         self.poolDomains = poolDomains
     }
 
+    /// The rule that reports a structural check's evidence (the last loaded wins); nil when none
+    /// is loaded or a rule file disabled it.
+    public func checkRule(_ check: StructuralCheck) -> Rule? { rules.last { $0.check == check } }
+
     /// The pool domain `name` is, or is below; nil when none.
     public func poolDomain(for name: String) -> String? {
         var n = Substring(name.lowercased())
@@ -221,7 +225,7 @@ public struct RuleLoader {
 
     static let ruleKeys: Set<String> = [
         "id", "title", "description", "family", "category", "severity", "filetypes", "strings",
-        "condition", "paths", "names", "wallets", "suppress", "maxsize", "references", "enabled",
+        "condition", "paths", "names", "wallets", "suppress", "maxsize", "references", "enabled", "check",
     ]
     static let idPattern = try? NSRegularExpression(pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 
@@ -339,8 +343,16 @@ public struct RuleLoader {
                 ctx.error("'maxsize' must be a size like 65536, 256KiB or 1MiB", at: m)
             }
         }
-        if fields["strings"] == nil && paths.isEmpty && names.isEmpty && wallets.isEmpty {
-            ctx.error("rule needs 'strings', 'paths', 'names' or 'wallets'", at: node)
+        var check: StructuralCheck?
+        if let cn = fields["check"] {
+            if let c = cn.string.flatMap(StructuralCheck.init(rawValue:)) { check = c } else {
+                ctx.error("unknown check '\(cn.string ?? "")' (expected \(StructuralCheck.allCases.map(\.rawValue).joined(separator: ", ")))", at: cn)
+            }
+            if fields["strings"] != nil || !paths.isEmpty || !names.isEmpty || !wallets.isEmpty || fields["condition"] != nil {
+                ctx.error("a 'check' rule takes its evidence from the scanner and cannot have strings, condition, paths, names or wallets", at: cn)
+            }
+        } else if fields["strings"] == nil && paths.isEmpty && names.isEmpty && wallets.isEmpty {
+            ctx.error("rule needs 'strings', 'paths', 'names', 'wallets' or 'check'", at: node)
         }
         if !wallets.isEmpty && !strings.isEmpty {
             ctx.error("a wallet rule cannot also have strings", at: fields["wallets"])
@@ -350,7 +362,7 @@ public struct RuleLoader {
             id: id, title: title, description: fields["description"]?.string ?? "",
             family: fields["family"]?.string, category: category, severity: severity,
             fileTypes: fileTypes, strings: strings, condition: condition, conditionText: conditionText,
-            paths: paths, names: names, wallets: wallets, suppressTo: suppress, maxSize: maxSize,
+            paths: paths, names: names, wallets: wallets, suppressTo: suppress, maxSize: maxSize, check: check,
             references: list(fields["references"], "references", &ctx).compactMap(\.string),
             source: RuleSource(file: ctx.file, line: ctx.line)))
     }

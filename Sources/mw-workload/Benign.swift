@@ -12,9 +12,9 @@ enum Benign {
     /// Bytes that do not compress (so sizes on the wire equal sizes sent).
     static let noise: [UInt8] = {
         var out: [UInt8] = []
-        var seed = SHA256.hash(Array("mw-workload noise".utf8))
+        var seed = SHA256Digest.hash(Array("mw-workload noise".utf8))
         while out.count < 65536 {
-            seed = SHA256.hash(seed)
+            seed = SHA256Digest.hash(seed)
             out += seed
         }
         return out

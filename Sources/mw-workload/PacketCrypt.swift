@@ -148,7 +148,7 @@ enum PacketCrypt {
         var batchStart = Date()
         var sent = 0
         var accepted = 0
-        var seed = SHA256.hash(Array(sid.utf8))
+        var seed = SHA256Digest.hash(Array(sid.utf8))
         let started = Date()
         while Date() < deadline {
             if Date().timeIntervalSince(lastPoll) >= 5 {
@@ -173,7 +173,7 @@ enum PacketCrypt {
             for _ in 0..<max(0, min(due, 1024 - batch.count / annSize)) {
                 var ann: [UInt8] = []
                 while ann.count < annSize {
-                    seed = SHA256.hash(seed)
+                    seed = SHA256Digest.hash(seed)
                     ann += seed
                 }
                 batch += ann

@@ -10,7 +10,7 @@ enum Stratum {
     /// Share rule shared by miner and pool: the first 4 bytes of sha256d(work || nonce), read as
     /// a little-endian UInt32, must be below `target`.
     static func hashValue(_ work: [UInt8], nonce: UInt32) -> UInt32 {
-        let h = SHA256.hash(SHA256.hash(work + withUnsafeBytes(of: nonce.littleEndian, Array.init)))
+        let h = SHA256Digest.hash(SHA256Digest.hash(work + withUnsafeBytes(of: nonce.littleEndian, Array.init)))
         return UInt32(h[0]) | UInt32(h[1]) << 8 | UInt32(h[2]) << 16 | UInt32(h[3]) << 24
     }
 

@@ -10,7 +10,7 @@ import MinewatchCore
     static let bc1 = "bc1qw508d6qejxtdg4c3kv5gc6t95w5sbmz6zlj5gj"
 
     @Test func hashVectors() {
-        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256Digest.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         let k = Hashes.keccak256([])
         #expect(k.map { String(format: "%02x", $0) }.joined() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470")
     }

@@ -168,6 +168,12 @@ public struct ImageBuilder {
     public var history: [String] = []
     public var labels: [String: String] = [:]
     public var tag = "localhost/test:1"
+    /// Lies an image can tell: diff ids the config claims (by layer), blob digests the manifest
+    /// claims (by layer; the blob is stored under the claimed name), and a config stored under
+    /// the name of other bytes.
+    public var claimedDiffIDs: [Int: String] = [:]
+    public var claimedBlobDigests: [Int: String] = [:]
+    public var claimedConfigDigest: String?
 
     public init(layers: [[UInt8]], uncompressed: [[UInt8]]? = nil) {
         self.layers = layers
@@ -175,7 +181,7 @@ public struct ImageBuilder {
     }
 
     public func configJSON() -> [UInt8] {
-        let diffIDs = uncompressed.map { "sha256:" + SHA256.hex($0) }
+        let diffIDs = uncompressed.indices.map { claimedDiffIDs[$0] ?? ("sha256:" + SHA256Digest.hex(uncompressed[$0])) }
         var cfg: [String: Any] = ["Env": env]
         if !entrypoint.isEmpty { cfg["Entrypoint"] = entrypoint }
         if !cmd.isEmpty { cfg["Cmd"] = cmd }
@@ -192,10 +198,10 @@ public struct ImageBuilder {
     public func dockerArchive() -> [UInt8] {
         var t = TarBuilder()
         let cfg = configJSON()
-        let cfgHex = SHA256.hex(cfg)
+        let cfgHex = claimedConfigDigest.map { String($0.dropFirst(7)) } ?? SHA256Digest.hex(cfg)
         var layerPaths: [String] = []
         for (i, l) in layers.enumerated() {
-            let hex = SHA256.hex(uncompressed[i])
+            let hex = SHA256Digest.hex(uncompressed[i])
             t.dir(hex)
             t.file("\(hex)/layer.tar", l, mode: 0o644)
             layerPaths.append("\(hex)/layer.tar")
@@ -209,18 +215,18 @@ public struct ImageBuilder {
     /// The files of an OCI image layout: oci-layout, index.json, blobs/sha256/*.
     public func ociFiles(platforms: Int = 1) -> [(String, [UInt8])] {
         var files: [(String, [UInt8])] = []
-        func blob(_ data: [UInt8]) -> String {
-            let hex = SHA256.hex(data)
-            files.append(("blobs/sha256/\(hex)", data))
-            return "sha256:\(hex)"
+        func blob(_ data: [UInt8], claimed: String? = nil) -> String {
+            let digest = claimed ?? ("sha256:" + SHA256Digest.hex(data))
+            files.append(("blobs/sha256/\(digest.dropFirst(7))", data))
+            return digest
         }
         let cfg = configJSON()
-        let cfgDigest = blob(cfg)
+        let cfgDigest = blob(cfg, claimed: claimedConfigDigest)
         var layerDescs: [[String: Any]] = []
-        for l in layers {
+        for (i, l) in layers.enumerated() {
             let gz = l.count >= 2 && l[0] == 0x1f && l[1] == 0x8b
             layerDescs.append(["mediaType": gz ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar",
-                               "digest": blob(l), "size": l.count])
+                               "digest": blob(l, claimed: claimedBlobDigests[i]), "size": l.count])
         }
         let manifest: [String: Any] = [
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
