@@ -5,15 +5,6 @@ import TestSupport
 /// Image names resolved through a real engine API (podman's Docker-compatible service) and a real
 /// registry (Debian's docker-registry on loopback), pushed to with `podman push`.
 @Suite(.serialized) struct EngineAndRegistryTests {
-    static func tool(_ name: String) -> Bool { (try? run(["sh", "-c", "command -v \(name)"]).status) == 0 }
-
-    func prerequisites(_ tools: [String]) -> Bool {
-        let missing = tools.filter { !Self.tool($0) }
-        if missing.isEmpty { return true }
-        if requirePrerequisites { Issue.record("missing under CI=true: \(missing) (scripts/install-deps installs them)") }
-        return false
-    }
-
     /// A miner image made with podman import; returns its tag.
     func makeImage(_ dir: TempDir) throws -> String {
         let tag = "localhost/mw-it-ref:\(UUID().uuidString.prefix(8).lowercased())"
@@ -34,7 +25,7 @@ import TestSupport
     }
 
     @Test func engineAPIOverPodmanSocket() throws {
-        guard prerequisites(["podman"]) else { return }
+        guard toolsPresent(["podman"]) else { return }
         let dir = try TempDir("eng")
         defer { dir.cleanup() }
         let tag = try makeImage(dir)
@@ -57,31 +48,18 @@ import TestSupport
     }
 
     @Test func registryAnonymousBasicAndBearer() throws {
-        guard prerequisites(["podman", "docker-registry", "htpasswd", "python3"]) else { return }
+        guard toolsPresent(["podman", "docker-registry", "htpasswd", "python3"]) else { return }
         let dir = try TempDir("reg")
         defer { dir.cleanup() }
         let tag = try makeImage(dir)
         defer { Podman.removeImage(tag) }
         let open = freeLoopbackPort(), locked = freeLoopbackPort(), proxy = freeLoopbackPort()
         let data = dir.path + "/data"
-        func config(_ port: Int, auth: String) throws -> String {
-            try dir.file("reg-\(port).yml", Array("""
-            version: 0.1
-            log:
-              level: warn
-            storage:
-              filesystem:
-                rootdirectory: \(data)
-            http:
-              addr: 127.0.0.1:\(port)
-            \(auth)
-            """.utf8))
-        }
         let htpasswd = try run(["htpasswd", "-Bbn", "alice", "s3cret"]).out
         let htfile = try dir.file("htpasswd", htpasswd)
-        let anon = try BackgroundProcess(["docker-registry", "serve", try config(open, auth: "")], label: "registry")
+        let anon = try startRegistry(port: open, data: data, dir: dir)
         defer { anon.stop() }
-        let basic = try BackgroundProcess(["docker-registry", "serve", try config(locked, auth: "auth:\n  htpasswd:\n    realm: test\n    path: \(htfile)")], label: "registry-basic")
+        let basic = try startRegistry(port: locked, data: data, dir: dir, extra: "auth:\n  htpasswd:\n    realm: test\n    path: \(htfile)")
         defer { basic.stop() }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/token-proxy.py").path
         let bearer = try BackgroundProcess(["python3", script, String(proxy), String(open), "alice", "s3cret"], label: "token-proxy")

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -74,4 +75,29 @@ public func loopbackPortOpen(_ port: Int) -> Bool {
     return withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     } == 0
+}
+
+/// Debian's docker-registry on 127.0.0.1:`port`, storing into `data`, with optional YAML `extra`
+/// (an `auth:` section) under `http:` siblings. Stopped with `stop()`.
+public func startRegistry(port: Int, data: String, dir: TempDir, extra: String = "") throws -> BackgroundProcess {
+    let config = try dir.file("reg-\(port).yml", Array("""
+    version: 0.1
+    log:
+      level: warn
+    storage:
+      filesystem:
+        rootdirectory: \(data)
+    http:
+      addr: 127.0.0.1:\(port)
+    \(extra)
+    """.utf8))
+    return try BackgroundProcess(["docker-registry", "serve", config], label: "registry")
+}
+
+/// True when every tool is on PATH; under CI=true a missing one is recorded as a failure.
+public func toolsPresent(_ tools: [String]) -> Bool {
+    let missing = tools.filter { (try? run(["sh", "-c", "command -v \($0)"]).status) != 0 }
+    if missing.isEmpty { return true }
+    if requirePrerequisites { Issue.record("missing under CI=true: \(missing) (scripts/install-deps installs them)") }
+    return false
 }
