@@ -24,7 +24,7 @@ public struct ProcessObservation: Sendable {
 public final class MinerProcessDetector: @unchecked Sendable {
     public static let environmentKeys: Set<String> = ["POOL_URL", "POOL_USER", "POOL_PASS", "DONATE_LEVEL", "WALLET", "WALLET_ADDRESS", "MINING_POOL"]
     /// Categories that make a process a miner (others, like a packer alone, are not alerts).
-    static let minerCategories: Set<String> = ["miner-binary", "miner-config", "miner-cmdline", "miner-env", "pool-url", "wallet", "dropper"]
+    static let minerCategories: Set<String> = ["miner-binary", "miner-script", "miner-config", "miner-cmdline", "miner-env", "pool-url", "wallet", "dropper"]
 
     let analyzer: FileAnalyzer
     let procRoot: String

@@ -77,7 +77,7 @@ public struct RuleLoader {
     public static let minimumStringLength = 4
     public static let maximumStringLength = 255
     /// Categories whose rules convict a file of being a miner: they must need two or more strings.
-    public static let multiSignatureCategories: Set<String> = ["miner-binary"]
+    public static let multiSignatureCategories: Set<String> = ["miner-binary", "miner-script"]
 
     public struct Output: Sendable {
         public var ruleSet: RuleSet

@@ -43,6 +43,33 @@ import TestSupport
         }
     }
 
+    /// The original C/JavaScript PacketCrypt miner as it is deployed: a checkout run by the real
+    /// Node.js runtime of this machine (`CMD node annmine.js --paymentAddr pkt1... http://POOL`).
+    @Test func packetCryptNodeMinerImage() throws {
+        guard Podman.required() else { return }
+        let dir = try TempDir("pod")
+        defer { dir.cleanup() }
+        let tag = "localhost/mw-it-annmine:\(UUID().uuidString.prefix(8).lowercased())"
+        defer { Podman.removeImage(tag) }
+        if let node = ["/usr/bin/node", "/usr/local/bin/node"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
+            _ = try dir.file("root/usr/bin/node", Array(try Data(contentsOf: URL(fileURLWithPath: node))), mode: 0o755)
+        }
+        for (p, d) in PacketCryptCheckout.files() { _ = try dir.file("root" + p, d, mode: p.contains("/bin/") ? 0o755 : 0o644) }
+        let cmd = PacketCryptCheckout.cmd.map { "\"\($0)\"" }.joined(separator: ", ")
+        try Podman.importRootfs(dir.path + "/root", tag: tag, changes: ["WORKDIR /opt/PacketCrypt", "CMD [\(cmd)]"])
+        for format in ["docker-archive", "oci-archive"] {
+            let out = dir.path + "/\(format).tar"
+            try Podman.cmd(["save", "--format", format, "-o", out, tag])
+            let (status, obj) = try scanJSON(out)
+            #expect(status == 1)
+            let fs = findings(obj)
+            let top = fs.filter { $0["severity"] as? String == "critical" }
+            #expect(top.contains { $0["path"] as? String == "/opt/PacketCrypt/annmine.js" }, "\(format): \(fs)")
+            #expect(top.allSatisfy { $0["family"] as? String == "packetcrypt" })
+            #expect(!fs.contains { $0["path"] as? String == "/usr/bin/node" && $0["severity"] as? String != "info" })
+        }
+    }
+
     @Test func benignImageHasNothingAboveInfo() throws {
         guard Podman.required() else { return }
         let dir = try TempDir("pod")

@@ -52,3 +52,36 @@ public enum Samples {
     public static let cgminerStrings = ["cgminer", "mining.subscribe", "--api-listen"]
     public static let ethminerStrings = ["ethminer", "eth_submitWork", "ethash"]
 }
+
+/// Files laid out like a checkout of the original PacketCrypt miner (cjdelisle/PacketCrypt, in-tree
+/// build): the Node.js drivers, their pool client, package.json, the C cores in bin/ and the docs.
+/// Each file carries literal strings of the upstream file it stands for (read from the upstream
+/// source) among text and bytes of its own; no upstream code.
+public enum PacketCryptCheckout {
+    public static let pkt = "pkt1q6hqsqhqdgqfd8t3xwgceulu7k9d9w5t2amath0qxyfjlvl3s3u4sjza2g2"
+
+    static func js(_ lines: [String]) -> [UInt8] {
+        Array(("'use strict';\n/* mining driver */\n" + lines.map { "console.log(\"\($0)\");\nconst step = () => { return 1; };\n" }.joined()).utf8)
+    }
+
+    public static func files(root: String = "/opt/PacketCrypt") -> [(String, [UInt8])] {
+        [
+            ("\(root)/annmine.js", js([
+                "Usage: node annmine.js OPTIONS <poolurl>",
+                "    --paymentAddr # the bitcoin address to request payment from the pool",
+                "    --maxKbps     # adjust the bandwidth limit (in kilobits) for the miner,",
+                "                  # default is ./bin/pcann",
+                "pcann has died, restarting in 1 second",
+            ])),
+            ("\(root)/blkmine.js", js(["Usage: node blkmine.js OPTIONS <poolurl>", "pcblk not present or not working", "Enter pkblk died"])),
+            ("\(root)/js/PoolClient.js", js(["Failed to get config.json [", "x-pc-sver", "'/work_'", "annTarget", "submitAnnUrls"])),
+            ("\(root)/package.json", Array("{\n  \"name\": \"packetcrypt\",\n  \"version\": \"1.0.0\",\n  \"dependencies\": {\n    \"nthen\": \"^0.1.10\",\n    \"saferphore\": \"0.0.1\"\n  }\n}\n".utf8)),
+            ("\(root)/bin/pcann", Samples.elf(["Usage: ./pcann OPTIONS", "pcann: Parent dead, shutting down", "pcann: %.02f%cb/s"], seed: 31)),
+            ("\(root)/bin/pcblk", Samples.elf(["Usage: ./pcblk OPTIONS <wrkdir>", "PacketCrypt Block Miner: Protocol Version %d", "pcblk: Stdin is nolonger connected, exiting"], seed: 32)),
+            ("\(root)/docs/annmine.md", Array("# annmine\n\nUsage: node annmine.js OPTIONS <poolurl>\n--paymentAddr # the bitcoin address to request payment from the pool\n".utf8)),
+        ]
+    }
+
+    /// The command line the upstream docs give: `node annmine.js --paymentAddr pkt1... --threads N --maxKbps N http://POOL`.
+    public static let cmd = ["node", "annmine.js", "--paymentAddr", pkt, "--threads", "1", "--maxKbps", "500", "http://pool.pkteer.com"]
+}
