@@ -53,6 +53,12 @@ let package = Package(
         .executableTarget(name: "minewatch", dependencies: ["MinewatchCommands"]),
         // Measures the matcher alone (scripts/bench-scan).
         .executableTarget(name: "minewatch-bench", dependencies: ["MinewatchSignatures"]),
+        // One harness per parser of untrusted bytes, and the libFuzzer driver (scripts/fuzz).
+        .target(
+            name: "MinewatchFuzz",
+            dependencies: ["MinewatchCore", "CShims", "MinewatchSignatures", "MinewatchImage", "MinewatchDetectors", "MinewatchPackets", "MinewatchNetwork"]
+        ),
+        .executableTarget(name: "mw-fuzz", dependencies: ["MinewatchFuzz", "CShims"]),
         // Test workloads that speak the real miner and pool protocols (Stratum, PacketCrypt).
         .executableTarget(name: "mw-workload", dependencies: ["MinewatchCore", "CShims"]),
 
@@ -64,6 +70,7 @@ let package = Package(
         .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchDetectors", "MinewatchRuntime", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "FuzzTests", dependencies: ["MinewatchFuzz", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
         // Builders for synthetic samples and archives used by several test targets.
         .target(name: "TestSupport", dependencies: ["MinewatchCore"], path: "Tests/TestSupport"),

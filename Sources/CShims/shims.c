@@ -167,3 +167,5 @@ unsigned mw_block_status(const void *block) {
 void mw_block_release(void *block) {
     __atomic_store_n((unsigned *)((char *)block + 8), 0u, __ATOMIC_RELEASE);
 }
+
+int mw_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

@@ -235,7 +235,8 @@ public final class TarReader {
         var i = 0
         while i < data.count {
             guard let sp = data[i...].firstIndex(of: UInt8(ascii: " ")),
-                  let len = Int(String(decoding: data[i..<sp], as: UTF8.self)), len > 0, i + len <= data.count else {
+                  let len = Int(String(decoding: data[i..<sp], as: UTF8.self)), len > 0, len <= data.count - i,
+                  sp + 1 <= i + len else {
                 if data[i...].allSatisfy({ $0 == 0 }) { break }
                 throw MinewatchError(.format, operation: "read PAX header", subject: name, offset: offset, message: "malformed record")
             }

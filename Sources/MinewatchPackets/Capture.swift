@@ -70,7 +70,10 @@ public struct CaptureFile: PacketSource {
 
         init(fd: Int32) {
             self.fd = fd
-            buf = [UInt8](repeating: 0, count: 4 << 20)
+            // A 4 MiB window, or the whole file when it is smaller.
+            var st = stat()
+            let size = fstat(fd, &st) == 0 && st.st_size > 0 ? Int(st.st_size) : 4 << 20
+            buf = [UInt8](repeating: 0, count: min(4 << 20, max(size, 64 * 1024)))
         }
 
         /// Makes `n` bytes available from `start`; false at end of file.

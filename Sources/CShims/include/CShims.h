@@ -44,4 +44,10 @@ void mw_block_release(void *block);
 /* Kernel drop counter of the socket since the last call (PACKET_STATISTICS), or -1. */
 long mw_packet_drops(int fd);
 
+/* An anonymous in-memory file (memfd_create), for feeding bytes to readers that open paths. */
+int mw_memfd(const char *name);
+
+/* libFuzzer's driver (linked only into mw-fuzz built with -sanitize=fuzzer). */
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
+
 #endif
