@@ -32,8 +32,10 @@ let package = Package(
         .target(name: "MinewatchPackets", dependencies: ["MinewatchCore", "CShims"]),
         // Readers of host telemetry: procfs, cgroups v1/v2, network namespaces (for `watch`).
         .target(name: "MinewatchHost", dependencies: ["MinewatchCore", "CShims"]),
+        // Unpackers of packed executables (UPX: NRV2B/2D/2E decoders, LZMA through the system liblzma).
+        .target(name: "MinewatchUnpack", dependencies: ["MinewatchCore", "CShims"]),
         // Analyzers over reader values.
-        .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage"]),
+        .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchUnpack"]),
         // Network evidence: protocol recognisers (Stratum, PacketCrypt, getwork, TLS SNI, DNS), the
         // capture analyzer, and the bandwidth-miner model shared by `pcap` and `watch`.
         .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchPackets", "MinewatchHost"]),
@@ -63,6 +65,7 @@ let package = Package(
         .executableTarget(name: "mw-workload", dependencies: ["MinewatchCore", "CShims"]),
 
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
+        .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchNetwork", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchPackets", "MinewatchSignatures", "TestSupport"]),

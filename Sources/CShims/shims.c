@@ -169,3 +169,61 @@ void mw_block_release(void *block) {
 }
 
 int mw_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+/* ---- liblzma through dlopen: the .lzma ("alone") decoder, fed a header built from UPX's
+   lc/lp/pb and the known size, so only lzma_stream's stable ABI (liblzma 5.x) is needed. ---- */
+typedef struct {
+    const uint8_t *next_in; size_t avail_in; uint64_t total_in;
+    uint8_t *next_out; size_t avail_out; uint64_t total_out;
+    const void *allocator; void *internal;
+    void *reserved_ptr1, *reserved_ptr2, *reserved_ptr3, *reserved_ptr4;
+    uint64_t seek_pos, reserved_int2;
+    size_t reserved_int3, reserved_int4;
+    int reserved_enum1, reserved_enum2;
+} mw_lzma_stream_abi;
+static int (*p_alone_decoder)(mw_lzma_stream_abi *, uint64_t);
+static int (*p_lzma_code)(mw_lzma_stream_abi *, int);
+static void (*p_lzma_end)(mw_lzma_stream_abi *);
+static int lzma_loaded;
+static pthread_once_t lzma_once = PTHREAD_ONCE_INIT;
+
+static void lzma_load(void) {
+    void *h = dlopen("liblzma.so.5", RTLD_NOW | RTLD_LOCAL);
+    if (!h) h = dlopen("liblzma.so", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return;
+    p_alone_decoder = (int (*)(mw_lzma_stream_abi *, uint64_t))dlsym(h, "lzma_alone_decoder");
+    p_lzma_code = (int (*)(mw_lzma_stream_abi *, int))dlsym(h, "lzma_code");
+    p_lzma_end = (void (*)(mw_lzma_stream_abi *))dlsym(h, "lzma_end");
+    lzma_loaded = p_alone_decoder && p_lzma_code && p_lzma_end;
+}
+
+int mw_lzma_available(void) {
+    pthread_once(&lzma_once, lzma_load);
+    return lzma_loaded;
+}
+
+struct mw_lzma { mw_lzma_stream_abi s; };
+
+mw_lzma *mw_lzma_new(uint64_t memlimit) {
+    if (!mw_lzma_available()) return NULL;
+    mw_lzma *d = calloc(1, sizeof(*d));
+    if (!d) return NULL;
+    if (p_alone_decoder(&d->s, memlimit) != 0) { free(d); return NULL; }
+    return d;
+}
+
+void mw_lzma_free(mw_lzma *d) {
+    if (!d) return;
+    p_lzma_end(&d->s);
+    free(d);
+}
+
+int mw_lzma_step(mw_lzma *d, const uint8_t *in, size_t in_len, size_t *consumed,
+                 uint8_t *out, size_t out_len, size_t *produced) {
+    d->s.next_in = in; d->s.avail_in = in_len;
+    d->s.next_out = out; d->s.avail_out = out_len;
+    int rc = p_lzma_code(&d->s, 0 /* LZMA_RUN */);
+    *consumed = in_len - d->s.avail_in;
+    *produced = out_len - d->s.avail_out;
+    return rc;
+}

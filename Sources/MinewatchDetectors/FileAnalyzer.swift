@@ -1,15 +1,34 @@
 import MinewatchCore
 import MinewatchSignatures
+import MinewatchUnpack
+
+/// How packed executables are unpacked while they are analysed.
+public struct UnpackOptions: Sendable {
+    /// Largest packed file kept in memory for unpacking (UPX output is rarely over a few MiB).
+    public var maxPacked = 64 << 20
+    /// Most bytes one file may unpack to, and the largest expansion ratio past 64 MiB (as for layers).
+    public var maxOutput: Int64 = 32 << 30
+    public var maxRatio: Int64 = 250
+    public init() {}
+}
 
 /// Turns the rule matches of one file into findings: applies benign-context suppression and
-/// file-scope correlations. Pure logic over bytes handed to it.
+/// file-scope correlations, and scans what a packed executable unpacks to with every rule.
+/// Pure logic over bytes handed to it.
 public struct FileAnalyzer: Sendable {
     public let rules: CompiledRules
+    public var unpack: UnpackOptions
     public static let chunkSize = 256 * 1024
+    /// Bytes of an ELF file's start that decide whether it is kept for unpacking.
+    static let sniffBytes = 4096
 
-    public init(rules: CompiledRules) { self.rules = rules }
+    public init(rules: CompiledRules, unpack: UnpackOptions = UnpackOptions()) {
+        self.rules = rules
+        self.unpack = unpack
+    }
 
-    /// Scans content read through `read` (returns 0 at the end).
+    /// Scans content read through `read` (returns 0 at the end). An ELF file whose first bytes
+    /// look UPX-packed is also kept (bounded) while it streams past, then unpacked and scanned.
     public func analyze(
         path: String, layer: String?, fileType: FileType? = nil,
         read: (UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int,
@@ -17,14 +36,104 @@ public struct FileAnalyzer: Sendable {
         onBytes: (Int) -> Void = { _ in }
     ) throws(MinewatchError) -> (findings: [Finding], bytes: Int64) {
         var m = FileMatcher(rules: rules, path: path, fileType: fileType)
+        var kept: [UInt8]?
+        var decided = false
+        var tooLarge = false
         while true {
             let n = try read(buffer)
             if n == 0 { break }
-            m.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            if !decided && kept == nil && m.bytesSeen == 0 {
+                if n >= 4 && chunk[0] == 0x7f && chunk[1] == 0x45 && chunk[2] == 0x4c && chunk[3] == 0x46 { kept = [] } else { decided = true }
+            }
+            if let count = kept?.count {
+                if count + n > unpack.maxPacked {
+                    kept = nil
+                    tooLarge = decided
+                    decided = true
+                } else {
+                    kept?.append(contentsOf: chunk)
+                    if !decided && count + n >= Self.sniffBytes {
+                        decided = true
+                        if kept?.withUnsafeBytes({ UPX.looksPacked($0) }) != true { kept = nil }
+                    }
+                }
+            }
+            m.feed(chunk)
             onBytes(n)
         }
-        let matches = m.finish()
-        return (findings(from: matches, path: path, layer: layer, fileType: m.fileType ?? .text), m.bytesSeen)
+        if !decided, let k = kept, !(k.withUnsafeBytes { UPX.looksPacked($0) }) { kept = nil }
+        var out = findings(from: m.finish(), path: path, layer: layer, fileType: m.fileType ?? .text)
+        if let k = kept {
+            out = k.withUnsafeBytes { unpacked($0, packedFindings: out, path: path, layer: layer) }
+        } else if tooLarge {
+            out = noteUnreadable(out, path: path, layer: layer, reason: "packed file larger than \(unpack.maxPacked) bytes: not unpacked")
+        }
+        return (out, m.bytesSeen)
+    }
+
+    /// Unpacks a packed executable and scans the result with every content rule. Findings of the
+    /// unpacked program say so in their evidence; a file whose UPX headers were wiped gets the
+    /// `packed-tampered` finding; one that cannot be unpacked keeps a low finding with the reason.
+    func unpacked(_ file: UnsafeRawBufferPointer, packedFindings: [Finding], path: String, layer: String?) -> [Finding] {
+        let cap = min(unpack.maxOutput, max(64 << 20, Int64(file.count) * unpack.maxRatio))
+        let limits = UPX.Limits(maxBlock: 128 << 20, maxOutput: cap)
+        let layout: UPX.Layout
+        var m = FileMatcher(rules: rules, path: path, fileType: .elf)
+        do throws(UPX.Failure) {
+            layout = try UPX.locate(file, limits: limits)
+            try UPX.decode(file, layout, limits: limits) { _, bytes in m.feed(bytes) }
+        } catch {
+            return noteUnreadable(packedFindings, path: path, layer: layer, reason: "UPX blocks not unpacked: \(error)")
+        }
+        let note = Evidence(kind: .attribute, name: "unpacked",
+                            value: "UPX-packed (\(layout.method), \(Self.size(layout.packedSize)) -> \(Self.size(layout.unpackedSize)), \(layout.architecture))")
+        var out = packedFindings.map { f -> Finding in
+            guard f.category == "packed-executable" else { return f }
+            var f = f
+            f.evidence.insert(note, at: 0)
+            return f
+        }
+        let seen = Set(packedFindings.map(\.ruleId))
+        for var f in findings(from: m.finish(), path: path, layer: layer, fileType: .elf) where !seen.contains(f.ruleId) {
+            // Names and paths were judged on the packed file already.
+            guard let rule = rules.ruleSet.rules.first(where: { $0.id == f.ruleId }), !(rule.strings.isEmpty && rule.wallets.isEmpty) else { continue }
+            f.evidence.insert(note, at: 0)
+            out.append(f)
+        }
+        if !layout.headersIntact, let rule = rules.ruleSet.checkRule(.packedTampered) {
+            out.append(Finding(ruleId: rule.id, severity: rule.severity, family: rule.family, category: rule.category, title: rule.title,
+                               path: path, layer: layer, evidence: [note, Evidence(kind: .attribute, name: "tampered",
+                               value: "UPX's magic and headers (l_info, PackHeader) are missing, so upx -d refuses the file; its \(layout.extents.count) blocks were found by \(layout.foundBySearch ? "searching for valid block chains" : "the program headers the UPX stub needs")")]))
+        }
+        return out
+    }
+
+    /// A packed file that could not be unpacked: the reason joins its packed-executable finding,
+    /// or becomes one (`packed-unreadable`) when no rule recognised the packer.
+    func noteUnreadable(_ findings: [Finding], path: String, layer: String?, reason: String) -> [Finding] {
+        let why = Evidence(kind: .attribute, name: "not unpacked", value: reason)
+        var out = findings
+        if let i = out.firstIndex(where: { $0.category == "packed-executable" }) {
+            out[i].evidence.append(why)
+            return out
+        }
+        guard let rule = rules.ruleSet.checkRule(.packedUnreadable) else { return out }
+        out.append(Finding(ruleId: rule.id, severity: rule.severity, family: rule.family, category: rule.category, title: rule.title,
+                           path: path, layer: layer, evidence: [why]))
+        return out
+    }
+
+    static func size(_ n: Int) -> String {
+        let mib = 1 << 20, kib = 1 << 10
+        if n >= mib { return "\(oneDecimal(Double(n) / Double(mib))) MiB" }
+        if n >= kib { return "\(oneDecimal(Double(n) / Double(kib))) KiB" }
+        return "\(n) bytes"
+    }
+
+    static func oneDecimal(_ v: Double) -> String {
+        let tenths = Int((v * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
     }
 
     /// Scans a string (image metadata) as one file.

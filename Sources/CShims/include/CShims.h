@@ -23,6 +23,16 @@ int mw_zstd_step(mw_zstd *s, const uint8_t *in, size_t in_len, size_t *consumed,
                  uint8_t *out, size_t out_len, size_t *produced);
 const char *mw_zstd_error(mw_zstd *s);
 
+/* LZMA1 decoding with the system liblzma (loaded at run time from liblzma.so.5): the .lzma
+   ("alone") decoder. Returns liblzma's status: 0 LZMA_OK, 1 LZMA_STREAM_END, others errors
+   (6 memory limit, 7 format, 8 options, 9 data, 10 buffer). */
+int mw_lzma_available(void);
+typedef struct mw_lzma mw_lzma;
+mw_lzma *mw_lzma_new(uint64_t memlimit);
+void mw_lzma_free(mw_lzma *d);
+int mw_lzma_step(mw_lzma *d, const uint8_t *in, size_t in_len, size_t *consumed,
+                 uint8_t *out, size_t out_len, size_t *produced);
+
 /* A socket created inside the network namespace `nsfd` (an open /proc/<pid>/ns/net). The calling
    thread enters the namespace, creates the socket and returns to its own namespace before
    returning; the socket stays bound to the target namespace. Returns the fd or -errno. Needs
