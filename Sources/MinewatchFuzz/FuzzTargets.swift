@@ -6,6 +6,7 @@ import MinewatchImage
 import MinewatchNetwork
 import MinewatchPackets
 import MinewatchSignatures
+import MinewatchUnpack
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,7 +21,7 @@ public enum FuzzTargets {
     public static let all: [(name: String, run: Harness)] = [
         ("tar", tar), ("decompress", decompress), ("layer", layer), ("image", image), ("config", config),
         ("rules", rules), ("pcap", pcap), ("packet", packet), ("stream", stream), ("tls", tls), ("dns", dns),
-        ("file", file),
+        ("file", file), ("upx", upx),
     ]
 
     public static func harness(_ name: String) -> Harness? { all.first { $0.name == name }?.run }
@@ -154,6 +155,14 @@ public enum FuzzTargets {
         }
         var src = RecordedPackets(name: "fuzz", packets: packets)
         _ = CaptureAnalyzer(rules: compiled.ruleSet).analyze(&src)
+    }
+
+    /// The UPX unpacker: block finding (layout, entry words, blind search) and every decoder.
+    static let upx: Harness = { b in
+        let limits = UPX.Limits(maxBlock: 16 << 20, maxOutput: 64 << 20, maxTrials: 64)
+        _ = UPX.looksPacked(b)
+        guard let layout = try? UPX.locate(b, limits: limits) else { return }
+        try? UPX.decode(b, layout, limits: limits) { _, _ in }
     }
 
     static let tls: Harness = { b in _ = TLSClientHello.serverName(Array(b)) }

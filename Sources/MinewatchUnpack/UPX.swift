@@ -178,7 +178,7 @@ public enum UPX {
         if let text = elf.stubText {
             var gpos = (text + 3) & ~3
             var gaps = original.gaps(loads)
-            while gpos + 12 <= file.count, let b = try? blockHeader(file, at: gpos, limits: limits) {
+            while let b = parseHeader(file, at: gpos, limits: limits) {
                 budget += Int64(b.unpackedSize)
                 if budget > limits.maxOutput { break }
                 // Blocks fill the gaps in order; a gap larger than the block size spans several.
@@ -212,7 +212,7 @@ public enum UPX {
             trials += 1
             var chain: [Block] = []
             var p = pos
-            while let b = try? blockHeader(file, at: p, limits: limits), b.unpackedSize > 0 {
+            while let b = parseHeader(file, at: p, limits: limits) {
                 // Every block of the chain must really decode; small ones are checked here, large
                 // ones when they are decoded for scanning (a failure there ends the unpacking).
                 if b.unpackedSize <= scratch.count {
@@ -248,7 +248,7 @@ public enum UPX {
     /// A `b_info` that could start a chain: sizes that fit, a method and filter UPX uses for ELF,
     /// and a payload that starts the way that method's streams start.
     static func plausibleChainStart(_ file: UnsafeRawBufferPointer, at pos: Int, limits: Limits) -> Bool {
-        guard let b = try? blockHeader(file, at: pos, limits: limits), b.method != .stored, b.packedSize >= 4 else { return false }
+        guard let b = parseHeader(file, at: pos, limits: limits), b.method != .stored, b.packedSize >= 4 else { return false }
         let d = b.dataOffset
         switch b.method {
         case .lzma:
@@ -261,20 +261,28 @@ public enum UPX {
 
     /// Reads and checks a `b_info`. Stored blocks (compressed size = size) carry no method.
     static func blockHeader(_ file: UnsafeRawBufferPointer, at pos: Int, limits: Limits) throws(Failure) -> Block {
+        if let b = parseHeader(file, at: pos, limits: limits) { return b }
         guard pos >= 0, pos + 12 <= file.count else { throw Failure(message: "block header at offset \(pos) is past the end of the file") }
         let unc = Int(read32(file, pos)), cpr = Int(read32(file, pos + 4))
+        if unc > limits.maxBlock { throw Failure(message: "block at offset \(pos) expands to \(unc) bytes (limit \(limits.maxBlock))") }
+        if unc > 0, cpr > 0, cpr <= unc, cpr > file.count - pos - 12 {
+            throw Failure(message: "block at offset \(pos) runs past the end of the file (truncated)")
+        }
+        throw Failure(message: "no valid block header at offset \(pos) (sizes \(unc)/\(cpr), method \(file[pos + 8]), filter \(file[pos + 9]))")
+    }
+
+    /// The checks of `blockHeader` without building an error (the blind search calls it at every offset).
+    @inline(__always) static func parseHeader(_ file: UnsafeRawBufferPointer, at pos: Int, limits: Limits) -> Block? {
+        guard pos >= 0, pos + 12 <= file.count else { return nil }
+        let unc = Int(read32(file, pos)), cpr = Int(read32(file, pos + 4))
+        guard unc > 0, cpr > 0, cpr <= unc, unc <= limits.maxBlock, cpr <= file.count - pos - 12 else { return nil }
         let method = file[pos + 8], filter = file[pos + 9], cto = file[pos + 10], extra = file[pos + 11]
-        guard unc > 0, cpr > 0, cpr <= unc else { throw Failure(message: "no valid block header at offset \(pos)") }
-        guard unc <= limits.maxBlock else { throw Failure(message: "block at offset \(pos) expands to \(unc) bytes (limit \(limits.maxBlock))") }
-        guard cpr <= file.count - pos - 12 else { throw Failure(message: "block at offset \(pos) runs past the end of the file (truncated)") }
         if cpr == unc {
-            guard method == 0 || Method(rawValue: method) != nil else { throw Failure(message: "no valid block header at offset \(pos)") }
+            guard method == 0 || Method(rawValue: method) != nil else { return nil }
             return Block(headerOffset: pos, unpackedSize: unc, packedSize: cpr, method: .stored, filter: 0)
         }
         guard let m = Method(rawValue: method), m != .stored, extra == 0,
-              [0, 0x46, 0x49, 0x52].contains(filter), filter != 0 || cto == 0 else {
-            throw Failure(message: "no valid block header at offset \(pos) (method \(method), filter \(filter))")
-        }
+              filter == 0 || filter == 0x46 || filter == 0x49 || filter == 0x52, filter != 0 || cto == 0 else { return nil }
         return Block(headerOffset: pos, unpackedSize: unc, packedSize: cpr, method: m, filter: filter)
     }
 

@@ -59,14 +59,13 @@ import TestSupport
     }
 
     @Test func realUPXPackedBinary() throws {
-        // Debian 12 ships no upx package, so this runs only where upx is installed by hand;
-        // the synthetic UPX-shaped sample above covers the rule everywhere.
-        guard (try? run(["sh", "-c", "command -v upx"]).status) == 0 else { return }
+        // Debian 12 ships no upx package: scripts/install-deps fetches Debian 13's (UPXTools).
+        guard UPXTools.required() else { return }
         let dir = try TempDir("upx")
         defer { dir.cleanup() }
         let src = try Data(contentsOf: URL(fileURLWithPath: "/bin/busybox"))
         let p = try dir.file("root/usr/local/bin/helper", Array(src), mode: 0o755)
-        let r = try run(["upx", "-q", "-1", p])
+        let r = try run([UPXTools.upx, "-q", "-1", p])
         #expect(r.status == 0, "\(r.err)")
         let rep = ImageScanner(rules: compiledRules).scan(path: dir.path + "/root")[0]
         #expect(rep.finding("MW-PACKED-UPX", at: "/usr/local/bin/helper") != nil)
