@@ -26,8 +26,13 @@ let package = Package(
             dependencies: ["MinewatchCore", .product(name: "Yams", package: "Yams")],
             resources: [.copy("Rules")]
         ),
-        // Readers: byte sources, tar, decompression, image sources, layer walker.
-        .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "CShims"]),
+        // A small blocking HTTP/1.1 client over unix and TCP sockets (engine API, plain-HTTP registries).
+        .target(name: "MinewatchHTTP", dependencies: ["MinewatchCore"]),
+        // The Docker Engine API client (podman's compatible service works): images, containers, stop.
+        .target(name: "MinewatchEngine", dependencies: ["MinewatchCore", "MinewatchHTTP"]),
+        // Readers: byte sources, tar, decompression, image sources (archives, layouts, engine
+        // exports, registries), layer walker.
+        .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "CShims", "MinewatchHTTP", "MinewatchEngine"]),
         // Readers of packets: pcap/pcapng files, link/IP/TCP/UDP decoding, flows and TCP reassembly.
         .target(name: "MinewatchPackets", dependencies: ["MinewatchCore", "CShims"]),
         // Readers of host telemetry: procfs, cgroups v1/v2, network namespaces (for `watch`).
@@ -35,19 +40,19 @@ let package = Package(
         // Unpackers of packed executables (UPX: NRV2B/2D/2E decoders, LZMA through the system liblzma).
         .target(name: "MinewatchUnpack", dependencies: ["MinewatchCore", "CShims"]),
         // Analyzers over reader values.
-        .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchUnpack"]),
+        .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchUnpack"]),
         // Network evidence: protocol recognisers (Stratum, PacketCrypt, getwork, TLS SNI, DNS), the
         // capture analyzer, and the bandwidth-miner model shared by `pcap` and `watch`.
         .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchPackets", "MinewatchHost"]),
         // Runtime detectors and the watch loop (over MinewatchHost values).
-        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchHost", "MinewatchImage", "MinewatchDetectors", "MinewatchNetwork"]),
+        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchDetectors", "MinewatchNetwork"]),
         // Every output format, in one place.
         .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchRuntime", "MinewatchNetwork"]),
         // The commands, one per file.
         .target(
             name: "MinewatchCommands",
             dependencies: [
-                "MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchDetectors", "MinewatchOutput",
+                "MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchDetectors", "MinewatchOutput",
                 "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

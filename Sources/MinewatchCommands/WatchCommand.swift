@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MinewatchCore
+import MinewatchEngine
 import MinewatchHost
 import MinewatchImage
 import MinewatchNetwork

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import MinewatchCore
+import MinewatchHTTP
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -7,16 +7,6 @@ import Musl
 import Darwin
 #endif
 
-/// Retry a system call while it fails with EINTR.
-@inline(__always)
-func retryingEINTR<T: BinaryInteger>(_ body: () -> T) -> T {
-    while true {
-        let r = body()
-        if r == -1 && errno == EINTR { continue }
-        return r
-    }
-}
-
 /// An owned file descriptor, closed on deinit.
 public final class FileHandleFD: @unchecked Sendable {
     public let fd: Int32

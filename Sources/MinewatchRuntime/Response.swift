@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchEngine
 import MinewatchHost
 import MinewatchImage
 #if canImport(Glibc)

@@ -26,7 +26,7 @@ public struct HTTPResponse {
 
 /// A small blocking HTTP/1.1 client over a socket: one request per connection, bodies streamed
 /// (Content-Length, chunked, or to end of connection), timeouts on every read and write.
-/// Plain HTTP only; HTTPS registries go through `HTTPSClient`.
+/// Plain HTTP only; HTTPS registries go through URLSession (`HTTPSFetcher` in MinewatchImage).
 public struct HTTPClient: Sendable {
     public var timeoutSeconds: Int = 60
     public static let maxHeaderBytes = 64 * 1024
@@ -48,7 +48,7 @@ public struct HTTPClient: Sendable {
         let raw = PrefixedStream(prefix: leftover, inner: conn)
         let body: ByteStream
         if method == "HEAD" || status == 204 || status == 304 {
-            body = PrefixedStream(prefix: [], inner: EmptyStream())
+            body = EmptyStream()
         } else if hdrs["transfer-encoding"]?.lowercased().contains("chunked") == true {
             body = ChunkedStream(raw, name: conn.name)
         } else if let cl = hdrs["content-length"].flatMap({ Int64($0.trimmingCharacters(in: .whitespaces)) }), cl >= 0 {
@@ -156,12 +156,8 @@ public struct HTTPClient: Sendable {
     }
 }
 
-final class EmptyStream: ByteStream {
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int { 0 }
-}
-
 /// A connected socket as a byte stream; closes on deinit.
-final class SocketStream: ByteStream {
+public final class SocketStream: ByteStream {
     let fd: Int32
     let name: String
     init(fd: Int32, name: String) {
@@ -179,7 +175,7 @@ final class SocketStream: ByteStream {
         }
     }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
         let n = retryingEINTR { recv(fd, base, buffer.count, 0) }
         if n < 0 {
@@ -194,7 +190,7 @@ final class SocketStream: ByteStream {
 }
 
 /// Exactly `length` bytes of the inner stream; an early end is an error.
-final class LimitedStream: ByteStream {
+public final class LimitedStream: ByteStream {
     let inner: ByteStream
     var left: Int64
     let name: String
@@ -203,7 +199,7 @@ final class LimitedStream: ByteStream {
         self.left = length
         self.name = name
     }
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
         if left == 0 { return 0 }
         let want = Int(min(Int64(buffer.count), left))
         let n = try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
@@ -214,7 +210,7 @@ final class LimitedStream: ByteStream {
 }
 
 /// HTTP/1.1 chunked transfer decoding.
-final class ChunkedStream: ByteStream {
+public final class ChunkedStream: ByteStream {
     let inner: ByteStream
     let name: String
     var left: Int64 = 0
@@ -237,7 +233,7 @@ final class ChunkedStream: ByteStream {
         return String(decoding: line, as: UTF8.self)
     }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
         if done { return 0 }
         if left == 0 {
             let sizeText = try readLine().split(separator: ";").first.map(String.init) ?? ""

@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchHTTP
 
 /// The Docker Engine API on a unix socket (Docker, or podman's compatible service).
 public struct EngineClient: Sendable {
@@ -47,29 +48,15 @@ public struct EngineClient: Sendable {
         return ((obj["Id"] as? String) ?? "", (obj["RepoTags"] as? [String]) ?? [])
     }
 
-    /// Streams the image as a docker-archive (`docker save`) into `dir`.
-    public func exportImage(_ name: String, into dir: PrivateTempDir, limit: Int64) throws(MinewatchError) -> String {
+    /// The image as a docker-archive (`docker save`), streamed from the engine.
+    public func exportImage(_ name: String) throws(MinewatchError) -> ByteStream {
         let r = try get("/images/\(Self.escape(name))/get")
         guard r.status == 200 else {
             let body = (try? r.body.readAll(limit: 1 << 16, what: "engine export")) ?? []
             throw MinewatchError(.network, operation: "export image", subject: name,
                                  message: "engine answered \(r.status): \(String(decoding: body.prefix(200), as: UTF8.self))")
         }
-        return try dir.spool(r.body, name: "image.tar", limit: limit, what: "engine image \(name)")
-    }
-}
-
-/// An image exported from the engine: a docker-archive in a private temporary folder that lives
-/// as long as this object.
-public final class EngineImage {
-    public let images: [DockerArchiveImage]
-    let temp: PrivateTempDir
-
-    public init(client: EngineClient, name: String, limit: Int64) throws(MinewatchError) {
-        temp = try PrivateTempDir(label: "engine")
-        let file = try client.exportImage(name, into: temp, limit: limit)
-        let index = try TarIndex(source: try FileByteSource(path: file))
-        images = try DockerArchiveImage.load(store: index)
+        return r.body
     }
 }
 
