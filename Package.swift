@@ -37,22 +37,26 @@ let package = Package(
         .target(name: "MinewatchPackets", dependencies: ["MinewatchCore", "CShims"]),
         // Readers of host telemetry: procfs, cgroups v1/v2, network namespaces (for `watch`).
         .target(name: "MinewatchHost", dependencies: ["MinewatchCore", "CShims"]),
+        // Report types: alerts, telemetry, responses, capture reports (below every renderer and sink).
+        .target(name: "MinewatchReport", dependencies: ["MinewatchCore"]),
+        // Sinks of `watch` records behind bounded queues that count drops (files, the live screen, ...).
+        .target(name: "MinewatchSinks", dependencies: ["MinewatchCore", "MinewatchReport"]),
         // Unpackers of packed executables (UPX: NRV2B/2D/2E decoders, LZMA through the system liblzma).
         .target(name: "MinewatchUnpack", dependencies: ["MinewatchCore", "CShims"]),
         // Analyzers over reader values.
         .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchUnpack"]),
         // Network evidence: protocol recognisers (Stratum, PacketCrypt, getwork, TLS SNI, DNS), the
         // capture analyzer, and the bandwidth-miner model shared by `pcap` and `watch`.
-        .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchPackets", "MinewatchHost"]),
+        .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures", "MinewatchPackets"]),
         // Runtime detectors and the watch loop (over MinewatchHost values).
-        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchDetectors", "MinewatchNetwork"]),
+        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchDetectors", "MinewatchNetwork"]),
         // Every output format, in one place.
-        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchRuntime", "MinewatchNetwork"]),
+        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures"]),
         // The commands, one per file.
         .target(
             name: "MinewatchCommands",
             dependencies: [
-                "MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchDetectors", "MinewatchOutput",
+                "MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchDetectors", "MinewatchOutput",
                 "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -72,11 +76,11 @@ let package = Package(
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
         .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchNetwork", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
-        .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchPackets", "MinewatchSignatures", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchReport", "MinewatchSinks", "MinewatchNetwork", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
+        .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchReport", "MinewatchPackets", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchSignatures", "TestSupport"]),
-        .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchDetectors", "MinewatchRuntime", "TestSupport"]),
+        .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchReport", "MinewatchDetectors", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "FuzzTests", dependencies: ["MinewatchFuzz", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MinewatchCore
+import MinewatchReport
 import MinewatchNetwork
 import MinewatchOutput
 import MinewatchPackets

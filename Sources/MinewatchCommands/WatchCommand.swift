@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MinewatchCore
+import MinewatchReport
 import MinewatchEngine
 import MinewatchHost
 import MinewatchImage
@@ -8,6 +9,7 @@ import MinewatchNetwork
 import MinewatchOutput
 import MinewatchRuntime
 import MinewatchSignatures
+import MinewatchSinks
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,11 +36,11 @@ public struct WatchCommand: ParsableCommand {
 
     enum Format: String, ExpressibleByArgument { case table, jsonl }
 
-    @Option(help: "Seconds between passes.")
-    var interval: Double = 2
+    @Option(help: "Time between passes (2s, 500ms, 1m; bare numbers are seconds).")
+    var interval = DurationArgument(seconds: 2)
 
-    @Option(help: "Stop after this many seconds (default: run until SIGINT/SIGTERM).")
-    var duration: Double?
+    @Option(help: "Stop after this long (60s, 10m, 1h; default: run until SIGINT/SIGTERM).")
+    var duration: DurationArgument?
 
     @Option(name: .shortAndLong, help: "table (live screen on a terminal) or jsonl (default when not a terminal).")
     var format: Format?
@@ -70,8 +72,8 @@ public struct WatchCommand: ParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Say what --action would do without doing it.")
     var dryRun = false
 
-    @Option(name: .customLong("bw-window"), help: "Bandwidth model: seconds the behaviour must last.")
-    var bwWindow: Double = BandwidthModel().window
+    @Option(name: .customLong("bw-window"), help: "Bandwidth model: how long the behaviour must last (24s).")
+    var bwWindow = DurationArgument(seconds: BandwidthModel().window)
 
     @Option(name: .customLong("bw-min-upload"), help: "Bandwidth model: least upload over outbound connections, bytes/s (suffixes k, M, Ki, Mi; e.g. 64Ki).")
     var bwMinUpload: String = "64Ki"
@@ -98,9 +100,9 @@ public struct WatchCommand: ParsableCommand {
     }
 
     public func validate() throws {
-        if !(0.1...3600).contains(interval) { throw ValidationError("--interval must be between 0.1 and 3600 seconds") }
-        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
-        if !(2...3600).contains(bwWindow) { throw ValidationError("--bw-window must be between 2 and 3600 seconds") }
+        if !(0.1...3600).contains(interval.seconds) { throw ValidationError("--interval must be between 100ms and 1h") }
+        if let duration, duration.seconds <= 0 { throw ValidationError("--duration must be positive") }
+        if !(2...3600).contains(bwWindow.seconds) { throw ValidationError("--bw-window must be between 2s and 1h") }
         if Self.parseRate(bwMinUpload) == nil { throw ValidationError("--bw-min-upload: expected bytes per second such as 65536, 64Ki or 1M") }
         if bwMinRatio < 1 { throw ValidationError("--bw-min-ratio must be at least 1") }
         if bwMaxDestinations < 1 { throw ValidationError("--bw-max-destinations must be at least 1") }
@@ -114,7 +116,7 @@ public struct WatchCommand: ParsableCommand {
         let watcher = Watcher(rules: CompiledRules(set), sockets: sockDiag)
         watcher.includeHost = includeHost
         var model = BandwidthModel()
-        model.window = bwWindow
+        model.window = bwWindow.seconds
         model.minUploadRate = Self.parseRate(bwMinUpload) ?? model.minUploadRate
         model.minRatio = bwMinRatio
         model.maxDestinations = bwMaxDestinations
@@ -127,71 +129,84 @@ public struct WatchCommand: ParsableCommand {
             watcher.describe = names.lookup
             watcher.describeCached = names.cached
         }
-        if !containers.isEmpty {
-            // Names resolve through the engine once, at start; ids are used as given.
-            let known = (try? engine?.containers()) ?? [:]
-            watcher.onlyContainers = containers.map { c in known.first { $0.value.name == c }?.key ?? c.lowercased() }
-        }
+        if !containers.isEmpty { watcher.onlyContainers = try resolveContainers(engine) }
         if action == .stop && engine == nil && !dryRun {
             Terminal.error("--action stop needs an engine socket (--engine-socket); stops will fail")
         }
         if !noCapture && getuid() == 0 { watcher.capture = LiveCapture() }
-        let responder = Responder(action: action, actOn: actOn, dryRun: dryRun, actuator: HostActuator(engine: engine))
+        let responder = action == .alert ? nil : Responder(action: action, actOn: actOn, dryRun: dryRun, actuator: HostActuator(engine: engine))
         let fmt = format ?? (output == nil && Terminal.stdoutIsTTY ? .table : .jsonl)
         let live = fmt == .table && output == nil && Terminal.stdoutIsTTY
-        var sink: FileHandle = .standardOutput
+        var handle: FileHandle = .standardOutput
         if let output {
-            if !FileManager.default.fileExists(atPath: output) { FileManager.default.createFile(atPath: output, contents: nil) }
+            if !FileManager.default.fileExists(atPath: output) { _ = FileManager.default.createFile(atPath: output, contents: nil) }
             guard let h = FileHandle(forWritingAtPath: output) else {
                 Terminal.error("open \(output): cannot write")
                 throw ExitCode(2)
             }
             h.seekToEndOfFile()
-            sink = h
+            handle = h
         }
+        let sink: any Sink
+        let wantTelemetry = telemetry
+        let every = interval.seconds
+        switch fmt {
+        case .jsonl:
+            sink = LineSink(name: output ?? "stdout", handle: handle, closeWhenDone: output != nil) { WatchRenderer.jsonLines($0, telemetry: wantTelemetry) }
+        case .table where live:
+            sink = ScreenSink(handle: handle) { t, a in WatchRenderer.screen(telemetry: t, alerts: a, interval: every) }
+        case .table:
+            handle.write(Data(WatchRenderer.tableHeader.utf8))
+            sink = LineSink(name: output ?? "stdout", handle: handle, closeWhenDone: output != nil) { WatchRenderer.tableLines($0) }
+        }
+        let agent = Agent(watcher: watcher, sinks: [SinkQueue(sink)], responder: responder)
         signal(SIGINT) { _ in watchStopRequested = 1 }
         signal(SIGTERM) { _ in watchStopRequested = 1 }
-        if fmt == .table && !live { sink.write(Data(WatchRenderer.tableHeader.utf8)) }
-        let deadline = duration.map { Date().addingTimeInterval($0) }
-        var all: [Alert] = []
+        let deadline = duration.map { Date().addingTimeInterval($0.seconds) }
         var warnedSockDiag = false
         var warnedCapture = false
-        var passStart = Date()
         while watchStopRequested == 0 {
-            passStart = Date()
-            var alerts = watcher.poll()
+            let passStart = Date()
+            agent.pass()
             if !warnedSockDiag, let e = sockDiag.firstError {
                 warnedSockDiag = true
                 Terminal.error("per-connection counters unavailable (\(e.description)); the bandwidth detector uses interface counters")
             }
-            if !warnedCapture, let e = watcher.capture?.firstError {
+            if !warnedCapture, let e = (watcher.capture as? LiveCapture)?.firstError {
                 warnedCapture = true
                 Terminal.error("packet capture unavailable in some namespaces (\(e.description)); protocol evidence is missing there")
             }
-            for i in alerts.indices {
-                alerts[i].response = responder.respond(to: alerts[i], processes: watcher.processes[alerts[i].container.id] ?? [])
-                if let r = alerts[i].response, !r.ok { Terminal.error("\(r.action) \(r.target): \(r.result)") }
-            }
-            all += alerts
-            switch fmt {
-            case .jsonl:
-                var text = alerts.map(WatchRenderer.jsonLine).joined()
-                if telemetry { text += watcher.telemetry.values.sorted { $0.container.id < $1.container.id }.map(WatchRenderer.jsonLine).joined() }
-                if !text.isEmpty { sink.write(Data(text.utf8)) }
-            case .table where live:
-                sink.write(Data(WatchRenderer.screen(telemetry: Array(watcher.telemetry.values), alerts: all, interval: interval).utf8))
-            case .table:
-                let text = alerts.map(WatchRenderer.tableLine).joined()
-                if !text.isEmpty { sink.write(Data(text.utf8)) }
-            }
+            for r in agent.takeResponseFailures() { Terminal.error("\(r.response.action) \(r.response.target): \(r.response.result)") }
             if let deadline, Date() >= deadline { break }
             // A fixed cadence (the pass's own time is not added to the interval); sleep in short
             // steps so a signal or the deadline ends the wait promptly.
-            let wake = max(passStart.addingTimeInterval(interval), Date().addingTimeInterval(interval / 10))
+            let wake = max(passStart.addingTimeInterval(every), Date().addingTimeInterval(every / 10))
             while watchStopRequested == 0 && Date() < wake && (deadline.map { Date() < $0 } ?? true) { usleep(50_000) }
         }
-        watcher.capture?.stop()
-        if output != nil { try? sink.close() }
+        (watcher.capture as? LiveCapture)?.stop()
+        agent.finish()
+        for r in agent.takeResponseFailures() { Terminal.error("\(r.response.action) \(r.response.target): \(r.response.result)") }
+        for st in agent.sinkStats where st.dropped > 0 || st.failed > 0 {
+            Terminal.error("sink \(st.name): \(st.dropped) records dropped (queue full), \(st.failed) failed\(st.lastError.map { " (last: \($0))" } ?? "")")
+        }
+    }
+
+    /// `--container` values as id prefixes: ids as given, names through the engine. A name no
+    /// engine resolves is an error, never a silent watch of nothing.
+    func resolveContainers(_ engine: EngineClient?) throws -> [String] {
+        let known: [String: (name: String, image: String)]
+        do throws(MinewatchError) {
+            known = try engine?.containers() ?? [:]
+        } catch {
+            known = [:]
+            Terminal.error("engine: \(error.description)")
+        }
+        return try containers.map { c in
+            if let hit = known.first(where: { $0.value.name == c }) { return hit.key }
+            let lower = c.lowercased()
+            if lower.count >= 4, lower.allSatisfy(\.isHexDigit) { return lower }
+            throw ValidationError("--container \(c): no running container has this name\(engine == nil ? " (no engine socket to look names up; give an id)" : "") and it is not a container id")
+        }
     }
 }
 

@@ -10,6 +10,17 @@ public struct CgroupStats: Sendable, Hashable {
     /// The CPU limit in cores (quota / period), nil when unlimited.
     public var cpuLimitCores: Double?
     public var memoryBytes: UInt64?
+    /// CFS bandwidth periods elapsed and periods in which the cgroup used its whole quota and was
+    /// throttled (cpu.stat `nr_periods`, `nr_throttled`): the kernel's word that it wanted more CPU.
+    public var periods: UInt64?
+    public var throttledPeriods: UInt64?
+    public init(cpuNanos: UInt64, cpuLimitCores: Double?, memoryBytes: UInt64?, periods: UInt64? = nil, throttledPeriods: UInt64? = nil) {
+        self.cpuNanos = cpuNanos
+        self.cpuLimitCores = cpuLimitCores
+        self.memoryBytes = memoryBytes
+        self.periods = periods
+        self.throttledPeriods = throttledPeriods
+    }
 }
 
 /// Reads a container's cgroup from `/sys/fs/cgroup` (v1: cpuacct, cpu, memory; v2: cpu.stat,
@@ -25,6 +36,30 @@ public final class CgroupReader: @unchecked Sendable {
     public init(root: String = "/sys/fs/cgroup") {
         self.root = root
         v2Base = FileManager.default.fileExists(atPath: "\(root)/cgroup.controllers") ? root : "\(root)/unified"
+    }
+
+    /// `nr_periods` and `nr_throttled` from a cpu.stat text.
+    static func throttling(_ stat: Substring?) -> (UInt64, UInt64)? {
+        guard let stat else { return nil }
+        var periods: UInt64?, throttled: UInt64?
+        for line in stat.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count == 2 else { continue }
+            if f[0] == "nr_periods" { periods = UInt64(f[1]) } else if f[0] == "nr_throttled" { throttled = UInt64(f[1]) }
+        }
+        guard let periods, let throttled else { return nil }
+        return (periods, throttled)
+    }
+
+    /// A small file's whole contents, or nil.
+    func whole(_ path: String) -> Substring? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { return nil }
+        return Substring(String(decoding: buf[0..<n], as: UTF8.self))
     }
 
     /// A small file's contents without the trailing newline, or nil.
@@ -58,10 +93,11 @@ public final class CgroupReader: @unchecked Sendable {
                 return Double(q) / Double(period)
             }
             let mem = paths["memory"].flatMap { text("\(root)/memory\($0)/memory.usage_in_bytes") }.flatMap { UInt64($0) }
-            return CgroupStats(cpuNanos: usage, cpuLimitCores: limit, memoryBytes: mem)
+            let t = limit == nil ? nil : Self.throttling(whole("\(root)/cpu\(cpuPath)/cpu.stat"))
+            return CgroupStats(cpuNanos: usage, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
         }
         if let p = paths[""] {
-            guard let stat = text("\(v2Base)\(p)/cpu.stat"), stat.hasPrefix("usage_usec "),
+            guard let all = whole("\(v2Base)\(p)/cpu.stat"), let stat = all.split(separator: "\n").first, stat.hasPrefix("usage_usec "),
                   let usec = UInt64(stat.dropFirst(11)) else { return nil }
             let limit = self.limit("v2:\(p)") {
                 guard let max = text("\(v2Base)\(p)/cpu.max")?.split(separator: " "), max.count == 2, let q = Double(max[0]),
@@ -69,7 +105,8 @@ public final class CgroupReader: @unchecked Sendable {
                 return q / per
             }
             let mem = text("\(v2Base)\(p)/memory.current").flatMap { UInt64($0) }
-            return CgroupStats(cpuNanos: usec * 1000, cpuLimitCores: limit, memoryBytes: mem)
+            let t = Self.throttling(all)
+            return CgroupStats(cpuNanos: usec * 1000, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
         }
         return nil
     }

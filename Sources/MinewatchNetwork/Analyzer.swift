@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchHost
+import MinewatchReport
 import MinewatchPackets
 import MinewatchSignatures
 
@@ -17,71 +17,6 @@ public enum WireEvidence {
     public static func payto(_ address: String) -> Evidence {
         Evidence(kind: WalletValidator.classify(Array(address.utf8)) == nil ? .attribute : .wallet, name: "x-pc-payto", value: address)
     }
-}
-
-/// One recognised conversation in a capture.
-public struct NetSession: Sendable, Codable, Hashable {
-    public var protocolName: String
-    public var client: String
-    public var server: String
-    /// The server's name, from DNS answers, the TLS SNI or the HTTP Host header.
-    public var serverName: String?
-    public var firstSeen: Date
-    public var lastSeen: Date
-    public var clientBytes: Int
-    public var serverBytes: Int
-    public var packets: Int
-    /// Median seconds between requests (HTTP) when there were at least three: polling shows here
-    /// (PacketCrypt asks for config.json every 5 s).
-    public var requestPeriodSeconds: Double?
-    public var facts: SessionFacts
-
-    static func period(_ times: [Double]) -> Double? {
-        guard times.count >= 3 else { return nil }
-        let gaps = zip(times.dropFirst(), times).map { $0 - $1 }.sorted()
-        return (gaps[gaps.count / 2] * 1000).rounded() / 1000
-    }
-}
-
-/// Bytes and packets of one flow, for the flows summary.
-public struct FlowSummary: Sendable, Codable, Hashable {
-    public var transport: String
-    public var client: String
-    public var server: String
-    public var protocolName: String
-    public var clientBytes: Int
-    public var serverBytes: Int
-    public var packets: Int
-    public var seconds: Double
-}
-
-/// Everything `pcap` found in one capture file.
-public struct CaptureReport: Sendable, Codable {
-    public var file: String
-    public var packets = 0
-    public var bytes: Int64 = 0
-    /// Packets that were not IPv4/IPv6 TCP/UDP (ARP, ICMP, later fragments, unknown link types).
-    public var otherPackets = 0
-    public var flows = 0
-    public var evictedFlows = 0
-    public var holesSkipped = 0
-    public var firstSeen: Date?
-    public var lastSeen: Date?
-    public var sessions: [NetSession] = []
-    /// The largest flows (at most 20).
-    public var topFlows: [FlowSummary] = []
-    public var findings: [Finding] = []
-    /// A read error; what was read before it is still reported.
-    public var error: String?
-    public var highestSeverity: Severity? { findings.map(\.severity).max() }
-}
-
-public struct PcapReport: Sendable, Codable {
-    public var schemaVersion = 1
-    public var tool = "minewatch"
-    public var version = MinewatchVersion.current
-    public var captures: [CaptureReport]
-    public init(captures: [CaptureReport]) { self.captures = captures }
 }
 
 /// Reads packets, follows flows, runs the recognisers and turns what they found into sessions and
@@ -126,14 +61,15 @@ public final class CaptureAnalyzer {
         let model = bandwidthModel
         func tick(_ now: Double) {
             for (host, flows) in outbound {
-                let sockets = flows.enumerated().map { i, f in
-                    SocketEntry(proto: .tcp, localAddress: "\(f.client)", localPort: f.clientPort, remoteAddress: "\(f.server)",
-                                remotePort: f.serverPort, state: f.closed ? 7 : 1, inode: UInt64(UInt(bitPattern: ObjectIdentifier(f).hashValue)),
-                                counters: TCPCounters(bytesSent: UInt64(f.clientBytes), bytesReceived: UInt64(f.serverBytes),
-                                                      dataSegsIn: UInt32(truncatingIfNeeded: f.serverDataPackets)))
+                // The client's flows as its connections (it opened them all).
+                let connections = flows.map { f in
+                    ConnectionSample(id: UInt64(UInt(bitPattern: ObjectIdentifier(f).hashValue)), remoteAddress: "\(f.server)",
+                                     remotePort: f.serverPort, localPort: f.clientPort, inbound: false, established: !f.closed,
+                                     counters: ConnectionCounters(bytesSent: UInt64(f.clientBytes), bytesReceived: UInt64(f.serverBytes),
+                                                                  segmentsIn: UInt32(truncatingIfNeeded: f.serverDataPackets)))
                 }
                 var d = bandwidth[host] ?? BandwidthDetector(model: model)
-                d.observe(NetObservation(time: Date(timeIntervalSince1970: now), sockets: sockets, listenPorts: [], interfaces: nil, hostNetwork: false))
+                d.observe(NetObservation(time: Date(timeIntervalSince1970: now), connections: connections, interfaces: nil, hostNetwork: false))
                 if verdicts[host] == nil, let v = d.verdict() { verdicts[host] = v }
                 bandwidth[host] = d
             }
@@ -209,42 +145,24 @@ public final class CaptureAnalyzer {
                     requestPeriodSeconds: NetSession.period(facts.requestTimes), facts: facts))
             }
             let poolDesc = Flow.endpoint(f.server, f.serverPort) + (name.map { " (\($0))" } ?? "")
-            if facts.protocolName.hasPrefix("stratum") && (facts.login != nil || facts.agent != nil || facts.jobs > 0 || facts.submits > 0) {
-                let proven = facts.jobs > 0 && (facts.submits > 0 || facts.login != nil)
-                var ev = [Evidence(kind: .pool, name: "pool", value: poolDesc)]
-                if let login = facts.login { ev.append(WireEvidence.login(login)) }
-                if let a = facts.agent { ev.append(Evidence(kind: .attribute, name: "agent", value: a)) }
-                ev.append(Evidence(kind: .attribute, name: "counts",
-                                   value: "jobs \(facts.jobs), shares submitted \(facts.submits), accepted \(facts.accepted), rejected \(facts.rejected)"))
-                report.findings.append(Finding(
-                    ruleId: "MW-NET-STRATUM", severity: proven ? .critical : .high, family: Self.family(agent: facts.agent),
-                    category: "network", title: facts.protocolName == "stratum-monero" ? "Stratum (Monero dialect) mining session" : "Stratum mining session",
-                    path: f.endpoints, evidence: ev))
+            if let v = ProtocolJudge.stratum(facts, pool: poolDesc) {
+                report.findings.append(Finding(ruleId: "MW-NET-STRATUM", severity: v.severity, family: v.family, category: "network",
+                                               title: v.title, path: f.endpoints, evidence: v.evidence))
             }
             if facts.protocolName == "packetcrypt" { pktByClient[f.client, default: []].append((f, facts)) }
-            if facts.getwork > 0 || facts.miningExtensions != nil {
-                var ev = [Evidence(kind: .pool, name: "server", value: poolDesc), Evidence(kind: .attribute, name: "requests", value: "\(facts.getwork) getwork/getblocktemplate")]
-                if let x = facts.miningExtensions { ev.append(Evidence(kind: .attribute, name: "X-Mining-Extensions", value: x)) }
-                report.findings.append(Finding(ruleId: "MW-NET-GETWORK", severity: .high, family: nil, category: "network",
-                                               title: "getwork/getblocktemplate mining over HTTP", path: f.endpoints, evidence: ev))
+            if let v = ProtocolJudge.getwork(facts, server: poolDesc) {
+                report.findings.append(Finding(ruleId: "MW-NET-GETWORK", severity: v.severity, family: nil, category: "network",
+                                               title: v.title, path: f.endpoints, evidence: v.evidence))
             }
         }
         for (client, list) in pktByClient.sorted(by: { $0.key < $1.key }) {
+            guard let v = ProtocolJudge.packetCrypt(list.map { (Flow.endpoint($0.0.server, $0.0.serverPort), $0.1) }) else { continue }
             let anns = list.reduce(0) { $0 + $1.1.announcements }
-            let posts = list.reduce(0) { $0 + $1.1.annPosts }
-            let handlers = Set(list.filter { $0.1.annPosts > 0 }.map { Flow.endpoint($0.0.server, $0.0.serverPort) }).sorted()
-            let pools = Set(list.filter { $0.1.configPolls > 0 }.map { Flow.endpoint($0.0.server, $0.0.serverPort) }).sorted()
-            let polls = list.reduce(0) { $0 + $1.1.configPolls }
-            let payto = Set(list.compactMap(\.1.payto)).sorted()
-            var ev = handlers.map { Evidence(kind: .pool, name: "handler", value: $0) } + pools.map { Evidence(kind: .pool, name: "pool", value: $0) }
-            ev += payto.map(WireEvidence.payto)
-            if let ua = list.compactMap(\.1.userAgent).first { ev.append(Evidence(kind: .attribute, name: "user-agent", value: ua)) }
-            ev.append(Evidence(kind: .attribute, name: "counts", value: "\(anns) announcements in \(posts) posts to \(handlers.count) handlers; \(polls) config.json polls of \(pools.count) pools"))
+            let handlers = Set(list.filter { $0.1.annPosts > 0 }.map { Flow.endpoint($0.0.server, $0.0.serverPort) }).count
             report.findings.append(Finding(
-                ruleId: "MW-NET-PACKETCRYPT", severity: posts > 0 ? .critical : .high, family: "packetcrypt", category: "network",
-                title: posts > 0 ? "PacketCrypt announcement mining" : "PacketCrypt pool polling",
-                path: "\(client)", evidence: ev,
-                note: "\(anns) announcements posted to \(handlers.count) handler\(handlers.count == 1 ? "" : "s")"))
+                ruleId: "MW-NET-PACKETCRYPT", severity: v.severity, family: v.family, category: "network", title: v.title,
+                path: "\(client)", evidence: v.evidence,
+                note: "\(anns) announcements posted to \(handlers) handler\(handlers == 1 ? "" : "s")"))
         }
         for q in dnsQueries {
             if let domain = rules.poolDomain(for: q.name), poolContacts["\(q.client)|\(domain)"] == nil {
@@ -252,9 +170,9 @@ public final class CaptureAnalyzer {
             }
         }
         for (_, c) in poolContacts.sorted(by: { $0.key < $1.key }) {
-            report.findings.append(Finding(ruleId: "MW-NET-POOL-DOMAIN", severity: .medium, family: nil, category: "network",
-                                           title: "contact with a mining pool domain", path: "\(c.client)",
-                                           evidence: [Evidence(kind: .pool, name: c.domain, value: c.via)]))
+            let v = ProtocolJudge.poolDomain(c.domain, via: c.via, server: c.name)
+            report.findings.append(Finding(ruleId: "MW-NET-POOL-DOMAIN", severity: v.severity, family: nil, category: "network",
+                                           title: v.title, path: "\(c.client)", evidence: v.evidence))
         }
         for (host, v) in verdicts.sorted(by: { $0.key < $1.key }) {
             var ev = v.destinations.map { Evidence(kind: .pool, name: "destination", value: "\($0.address) (\(Int($0.rate)) B/s)") }

@@ -1,5 +1,4 @@
 import Foundation
-import MinewatchHost
 
 /// The thresholds of the bandwidth-miner model (detector 5 of `watch`). See the README's
 /// "Bandwidth-miner model" section; every field is a `watch` option.
@@ -21,27 +20,75 @@ public struct BandwidthModel: Sendable, Hashable {
     public init() {}
 }
 
-/// One pass's network view of one container.
+/// Cumulative counters of one connection (tcp_info, or a capture's flow).
+public struct ConnectionCounters: Sendable, Hashable {
+    public var bytesSent: UInt64
+    public var bytesReceived: UInt64
+    /// Data segments received: replies.
+    public var segmentsIn: UInt32
+    public init(bytesSent: UInt64, bytesReceived: UInt64, segmentsIn: UInt32 = 0) {
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+        self.segmentsIn = segmentsIn
+    }
+}
+
+/// One TCP connection of a container (or a capture's client), as the bandwidth model sees it.
+public struct ConnectionSample: Sendable, Hashable {
+    /// Stable across passes while the connection lives (a socket inode, a flow's identity).
+    public var id: UInt64
+    public var remoteAddress: String
+    public var remotePort: UInt16
+    public var localPort: UInt16
+    /// To a port the container listens on (it serves): not its own upload.
+    public var inbound: Bool
+    public var established: Bool
+    /// nil when only the connection is known, not its bytes (no sock_diag).
+    public var counters: ConnectionCounters?
+    /// The process holding it, when known.
+    public var owner: Int32?
+    public init(id: UInt64, remoteAddress: String, remotePort: UInt16, localPort: UInt16, inbound: Bool, established: Bool = true,
+                counters: ConnectionCounters?, owner: Int32? = nil) {
+        self.id = id
+        self.remoteAddress = remoteAddress
+        self.remotePort = remotePort
+        self.localPort = localPort
+        self.inbound = inbound
+        self.established = established
+        self.counters = counters
+        self.owner = owner
+    }
+}
+
+/// Interface totals of a network namespace.
+public struct InterfaceTotals: Sendable, Hashable {
+    public var rxBytes: UInt64
+    public var txBytes: UInt64
+    public var rxPackets: UInt64
+    public var txPackets: UInt64
+    public init(rxBytes: UInt64 = 0, txBytes: UInt64 = 0, rxPackets: UInt64 = 0, txPackets: UInt64 = 0) {
+        self.rxBytes = rxBytes
+        self.txBytes = txBytes
+        self.rxPackets = rxPackets
+        self.txPackets = txPackets
+    }
+}
+
+/// One pass's network view of one container (or one client of a capture): the neutral input of
+/// the traffic meter and the bandwidth model.
 public struct NetObservation: Sendable {
     public var time: Date
-    /// TCP sockets held by the container's processes (with counters when sock_diag answered).
-    public var sockets: [SocketEntry]
-    /// Ports listening in the container's network namespace: connections to them are inbound.
-    public var listenPorts: Set<UInt16>
-    /// Interface counters of its own namespace; nil for containers on the host network.
-    public var interfaces: NetCounters?
+    /// Its TCP connections (not listeners).
+    public var connections: [ConnectionSample]
+    /// Interface counters of its own namespace; nil on the host network and in captures.
+    public var interfaces: InterfaceTotals?
     public var hostNetwork: Bool
-    /// Socket inode -> pid holding it.
-    public var owners: [UInt64: Int32]
 
-    public init(time: Date, sockets: [SocketEntry], listenPorts: Set<UInt16>, interfaces: NetCounters?,
-                hostNetwork: Bool, owners: [UInt64: Int32] = [:]) {
+    public init(time: Date, connections: [ConnectionSample], interfaces: InterfaceTotals?, hostNetwork: Bool) {
         self.time = time
-        self.sockets = sockets
-        self.listenPorts = listenPorts
+        self.connections = connections
         self.interfaces = interfaces
         self.hostNetwork = hostNetwork
-        self.owners = owners
     }
 }
 
@@ -95,68 +142,60 @@ public struct BandwidthVerdict: Sendable {
     public var uploader: Int32?
 }
 
-/// Detector 5 of `watch`, the headline: a container that, for a sustained window, uploads far more
-/// than it downloads over outbound connections it opened itself, to a few destinations, in
-/// repeated exchanges. Pure logic over `NetObservation`s; time comes from the observations.
-///
-/// Stays quiet by construction for: servers (their upload goes over inbound connections),
-/// downloaders (ratio), single long uploads such as a backup (no repeated exchanges: one request
-/// body, one reply at the end), chatty clients (rate and ratio), anything shorter than the window.
-public struct BandwidthDetector: Sendable {
-    public var model: BandwidthModel
-    var previous: [UInt64: TCPCounters] = [:]
-    var previousInterfaces: NetCounters?
+/// Turns cumulative per-connection and interface counters into per-interval traffic, split by
+/// direction (connections the container opened vs connections to its listening ports). One per
+/// container in `watch` (its telemetry and the bandwidth model read the same intervals), one per
+/// client address in `pcap`.
+public struct TrafficMeter: Sendable {
+    var previous: [UInt64: ConnectionCounters] = [:]
+    var previousInterfaces: InterfaceTotals?
     var lastTime: Date?
-    public private(set) var intervals: [NetInterval] = []
-    var uploadSince: Date?
-    var lastUploadEnd: Date?
-
-    public init(model: BandwidthModel = BandwidthModel()) { self.model = model }
+    public init() {}
 
     /// Adds one pass; returns the interval it closed (nil for the first pass).
-    @discardableResult
     public mutating func observe(_ o: NetObservation) -> NetInterval? {
         defer { lastTime = o.time }
-        let connected = o.sockets.filter { $0.proto == .tcp && !$0.isListening && $0.remotePort != 0 }
+        let connected = o.connections
         let perConnection = connected.allSatisfy { $0.counters != nil }
         guard let last = lastTime, o.time > last else {
-            previous = Dictionary(connected.compactMap { s in s.counters.map { (s.inode, $0) } }, uniquingKeysWith: { a, _ in a })
+            previous = Dictionary(connected.compactMap { c in c.counters.map { (c.id, $0) } }, uniquingKeysWith: { a, _ in a })
             previousInterfaces = o.interfaces
             return nil
         }
         var iv = NetInterval(start: last, end: o.time)
         iv.perConnection = perConnection
-        var next: [UInt64: TCPCounters] = [:]
+        var next: [UInt64: ConnectionCounters] = [:]
         var best: (Double, UInt64)?
         var smallTwoWay: [String: Int] = [:]
+        var owners: [UInt64: Int32] = [:]
         for s in connected {
-            let inbound = o.listenPorts.contains(s.localPort)
-            if inbound { iv.inboundConnections += 1 } else { iv.outboundConnections += 1 }
+            if s.inbound { iv.inboundConnections += 1 } else { iv.outboundConnections += 1 }
+            if let o = s.owner { owners[s.id] = o }
             guard let c = s.counters else { continue }
-            next[s.inode] = c
-            var tx = Double(c.bytesSent), rx = Double(c.bytesReceived), replies = Double(c.dataSegsIn)
+            next[s.id] = c
+            var tx = Double(c.bytesSent), rx = Double(c.bytesReceived), replies = Double(c.segmentsIn)
             let isNew: Bool
-            if let p = previous[s.inode], p.bytesSent <= c.bytesSent, p.bytesReceived <= c.bytesReceived {
-                tx -= Double(p.bytesSent); rx -= Double(p.bytesReceived); replies -= Double(min(p.dataSegsIn, c.dataSegsIn))
+            if let p = previous[s.id], p.bytesSent <= c.bytesSent, p.bytesReceived <= c.bytesReceived {
+                tx -= Double(p.bytesSent); rx -= Double(p.bytesReceived); replies -= Double(min(p.segmentsIn, c.segmentsIn))
                 isNew = false
             } else {
                 isNew = true  // opened since the last pass (or its inode was reused)
             }
-            if inbound {
+            if s.inbound {
                 iv.inTx += tx; iv.inRx += rx
                 continue
             }
             iv.outTx += tx; iv.outRx += rx
             iv.destinations[s.remoteAddress, default: 0] += tx
             if tx >= 4096 {
-                iv.uploadSockets.insert(s.inode)
+                iv.uploadSockets.insert(s.id)
                 iv.exchanges += Int(max(0, replies)) + (isNew ? 1 : 0)
-                if tx > (best?.0 ?? 0) { best = (tx, s.inode) }
+                if tx > (best?.0 ?? 0) { best = (tx, s.id) }
             } else if tx > 0 && rx > 0 && tx < 4096 && rx < 64 * 1024 {
                 smallTwoWay[s.remoteAddress, default: 0] += 1
             }
         }
-        iv.uploader = best.flatMap { o.owners[$0.1] }
+        iv.uploader = best.flatMap { owners[$0.1] }
         iv.pollDestinations = Set(smallTwoWay.keys)
         // Bytes the interfaces carried that no open socket accounts for: connections that opened
         // and closed between passes, and headers. Shared out like the traffic that was seen.
@@ -177,20 +216,49 @@ public struct BandwidthDetector: Sendable {
             iv.inTx += restTx * (1 - share); iv.inRx += restRx * (1 - share)
             if !perConnection, share > 0 {
                 // No per-connection counters: spread over the outbound connections' addresses.
-                let addrs = Set(connected.filter { !o.listenPorts.contains($0.localPort) }.map(\.remoteAddress))
+                let addrs = Set(connected.filter { !$0.inbound }.map(\.remoteAddress))
                 for a in addrs { iv.destinations[a, default: 0] += restTx * share / Double(addrs.count) }
             }
         }
         previous = next
         previousInterfaces = o.interfaces
+        return iv
+    }
+}
+
+/// Detector 5 of `watch`, the headline: a container that, for a sustained window, uploads far more
+/// than it downloads over outbound connections it opened itself, to a few destinations, in
+/// repeated exchanges. Pure logic over traffic intervals; time comes from the intervals.
+///
+/// Stays quiet by construction for: servers (their upload goes over inbound connections),
+/// downloaders (ratio), single long uploads such as a backup (no repeated exchanges: one request
+/// body, one reply at the end), chatty clients (rate and ratio), anything shorter than the window.
+public struct BandwidthDetector: Sendable {
+    public var model: BandwidthModel
+    var meter = TrafficMeter()
+    public private(set) var intervals: [NetInterval] = []
+    var uploadSince: Date?
+    var lastUploadEnd: Date?
+
+    public init(model: BandwidthModel = BandwidthModel()) { self.model = model }
+
+    /// Meters one pass and adds its interval; returns the interval (nil for the first pass).
+    @discardableResult
+    public mutating func observe(_ o: NetObservation) -> NetInterval? {
+        guard let iv = meter.observe(o) else { return nil }
+        add(iv)
+        return iv
+    }
+
+    /// Adds an interval metered elsewhere.
+    public mutating func add(_ iv: NetInterval) {
         intervals.append(iv)
-        intervals.removeAll { o.time.timeIntervalSince($0.end) > model.window * 2 }
+        intervals.removeAll { iv.end.timeIntervalSince($0.end) > model.window * 2 }
         // First evidence: the start of the current run of uploading (gaps up to a window long).
         if iv.outTx / iv.seconds >= model.minUploadRate / 8 {
             if uploadSince == nil || lastUploadEnd.map({ iv.start.timeIntervalSince($0) > model.window }) ?? true { uploadSince = iv.start }
             lastUploadEnd = iv.end
         }
-        return iv
     }
 
     /// The verdict over the trailing window, or nil.

@@ -1,39 +1,6 @@
 import Foundation
 import MinewatchPackets
-
-/// What the recognisers found in one flow: the protocol, identities and counts. Filled in as
-/// bytes arrive; read by the analyzer at the end.
-public struct SessionFacts: Sendable, Codable, Hashable {
-    public var protocolName: String = "unknown"
-    /// Stratum: wallet or worker login, agent, jobs from the pool, shares submitted/accepted/rejected.
-    public var login: String?
-    public var agent: String?
-    public var jobs = 0
-    public var submits = 0
-    public var accepted = 0
-    public var rejected = 0
-    public var keepalives = 0
-    public var difficulty: Double?
-    /// HTTP: requests, the Host header, the User-Agent.
-    public var requests = 0
-    public var host: String?
-    public var userAgent: String?
-    /// PacketCrypt: config.json polls, blkinfo fetches, announcement posts and announcements.
-    public var configPolls = 0
-    public var blkinfo = 0
-    public var annPosts = 0
-    public var announcements = 0
-    public var payto: String?
-    public var sid: String?
-    /// getwork / getblocktemplate requests, X-Mining-Extensions.
-    public var getwork = 0
-    public var miningExtensions: String?
-    /// TLS ClientHello server name.
-    public var sni: String?
-    /// Request body sizes (first 64) and request times (first 256), for the flow statistics.
-    public var bodySizes: [Int] = []
-    public var requestTimes: [Double] = []
-}
+import MinewatchReport
 
 /// The recognisers of one flow: classifies it from the client's first bytes (Stratum JSON lines,
 /// HTTP, TLS) and parses it with bounded buffers; other protocols are not read further.

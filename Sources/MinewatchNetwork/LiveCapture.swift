@@ -1,6 +1,8 @@
 import Foundation
 import MinewatchCore
 import MinewatchPackets
+import MinewatchReport
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,14 +17,37 @@ public struct LiveSession: Sendable, Hashable {
     public var facts: SessionFacts
 }
 
-/// Protocol evidence for `watch`: one packet ring per container network namespace, drained on a
-/// thread of its own, feeding the same flow table and recognisers as `pcap` (with a smaller
-/// per-flow inspection cap). The watcher asks for the mining sessions of a namespace each pass.
-public final class LiveCapture: @unchecked Sendable {
+/// Protocol evidence for `watch`: one packet ring per container network namespace, owned and
+/// drained by a capture thread of its own, feeding the same flow table and recognisers as `pcap`
+/// (with a smaller per-flow inspection cap). Rings, flow tables and recognisers never leave that
+/// thread; what the watcher reads (sessions, ring status, errors) is published through a mutex
+/// after each drain, so the watcher never waits on packet decoding.
+public final class LiveCapture: Sendable {
+    /// A namespace's ring as the watcher sees it: packets read and packets the kernel dropped
+    /// (PACKET_STATISTICS) since it opened. Drops mean protocol evidence may be incomplete.
+    public struct RingStatus: Sendable, Hashable, Codable {
+        public var packets: Int
+        public var drops: Int
+    }
+
+    struct Shared {
+        var running = true
+        /// Namespace inode -> a pid in it, as the watcher wants them.
+        var wanted: [UInt64: Int32] = [:]
+        var failed: Set<UInt64> = []
+        var firstError: MinewatchError?
+        var sessions: [UInt64: [LiveSession]] = [:]
+        var status: [UInt64: RingStatus] = [:]
+        var packets = 0
+        var drops = 0
+    }
+
+    /// What the capture thread alone touches.
     final class Namespace {
         let ring: PacketRing
         let table: FlowTable
         var inspectors: [ObjectIdentifier: (Flow, FlowInspector)] = [:]
+        var status = RingStatus(packets: 0, drops: 0)
         init(ring: PacketRing, maxFlows: Int, cap: Int) {
             self.ring = ring
             table = FlowTable(maxFlows: maxFlows, maxPendingPerDirection: 64 * 1024)
@@ -33,15 +58,22 @@ public final class LiveCapture: @unchecked Sendable {
             }
             table.onEvict = { [unowned self] flow in self.inspectors[ObjectIdentifier(flow)] = nil }
         }
+
+        /// Mining-relevant sessions recognised so far.
+        func sessions() -> [LiveSession] {
+            inspectors.values.compactMap { f, i in
+                let p = i.facts.protocolName
+                guard p.hasPrefix("stratum") || p == "packetcrypt" || p == "getwork" || i.facts.sni != nil || i.facts.host != nil else { return nil }
+                return LiveSession(client: "\(f.client)", clientPort: f.clientPort, serverPort: f.serverPort, server: Flow.endpoint(f.server, f.serverPort),
+                                   first: Date(timeIntervalSince1970: f.first), facts: i.facts)
+            }
+        }
     }
 
-    let lock = NSLock()
-    var namespaces: [UInt64: Namespace] = [:]
-    var failed: Set<UInt64> = []
-    public private(set) var firstError: MinewatchError?
-    public private(set) var packets = 0
-    public private(set) var drops = 0
-    var running = true
+    let shared = Mutex(Shared())
+    /// Written by `sync` to wake the capture thread's poll.
+    let wakeRead: Int32
+    let wakeWrite: Int32
     let procRoot: String
     let snapLength: Int
     let maxFlows: Int
@@ -52,75 +84,107 @@ public final class LiveCapture: @unchecked Sendable {
         self.snapLength = snapLength
         maxFlows = maxFlowsPerNamespace
         inspectCap = inspectBytesPerFlow
+        var fds: [Int32] = [-1, -1]
+        if pipe(&fds) == 0 {
+            for fd in fds {
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            }
+        } else {
+            fds = [-1, -1]
+        }
+        wakeRead = fds[0]
+        wakeWrite = fds[1]
         Thread.detachNewThread { [weak self] in self?.loop() }
     }
 
+    deinit {
+        if wakeRead >= 0 { close(wakeRead) }
+        if wakeWrite >= 0 { close(wakeWrite) }
+    }
+
     public func stop() {
-        lock.lock()
-        running = false
-        namespaces = [:]
-        lock.unlock()
+        shared.withLock { $0.running = false }
+        wake()
     }
 
-    /// Opens rings for new namespaces (`netns inode -> a pid in it`), closes those gone.
+    func wake() {
+        var b: UInt8 = 1
+        if wakeWrite >= 0 { _ = write(wakeWrite, &b, 1) }
+    }
+
+    /// The namespaces to capture (`netns inode -> a pid in it`); rings open and close on the
+    /// capture thread, which is woken at once.
     public func sync(_ wanted: [UInt64: Int32]) {
-        lock.lock()
-        defer { lock.unlock() }
-        for ns in namespaces.keys where wanted[ns] == nil { namespaces[ns] = nil }
-        failed = failed.filter { wanted[$0] != nil }
-        for (ns, pid) in wanted where namespaces[ns] == nil && !failed.contains(ns) {
-            do {
-                namespaces[ns] = Namespace(ring: try PacketRing(pid: pid, procRoot: procRoot, snapLength: snapLength, blockSize: 256 * 1024, blocks: 8),
-                                           maxFlows: maxFlows, cap: inspectCap)
-            } catch {
-                failed.insert(ns)
-                if firstError == nil { firstError = error }
-            }
+        let changed = shared.withLock { s -> Bool in
+            s.failed = s.failed.filter { wanted[$0] != nil }
+            let changed = Set(s.wanted.keys) != Set(wanted.keys)
+            s.wanted = wanted
+            s.sessions = s.sessions.filter { wanted[$0.key] != nil }
+            s.status = s.status.filter { wanted[$0.key] != nil }
+            return changed
         }
+        if changed { wake() }
     }
 
-    /// Mining-relevant sessions recognised so far in a namespace.
-    public func sessions(_ ns: UInt64) -> [LiveSession] {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let n = namespaces[ns] else { return [] }
-        return n.inspectors.values.compactMap { f, i in
-            let p = i.facts.protocolName
-            guard p.hasPrefix("stratum") || p == "packetcrypt" || p == "getwork" || i.facts.sni != nil || i.facts.host != nil else { return nil }
-            return LiveSession(client: "\(f.client)", clientPort: f.clientPort, serverPort: f.serverPort, server: Flow.endpoint(f.server, f.serverPort),
-                               first: Date(timeIntervalSince1970: f.first), facts: i.facts)
-        }
-    }
+    public var firstError: MinewatchError? { shared.withLock { $0.firstError } }
+
+    /// Mining-relevant sessions recognised so far in a namespace (as of the last drain).
+    public func sessions(_ ns: UInt64) -> [LiveSession] { shared.withLock { $0.sessions[ns] ?? [] } }
+
+    /// The namespace's ring, while one is open.
+    public func status(_ ns: UInt64) -> RingStatus? { shared.withLock { $0.status[ns] } }
+
+    /// Packets read and dropped by the kernel over all rings since the start.
+    public var totals: (packets: Int, drops: Int) { shared.withLock { ($0.packets, $0.drops) } }
 
     func loop() {
-        var fds: [pollfd] = []
+        var owned: [UInt64: Namespace] = [:]
+        var buf = [UInt8](repeating: 0, count: 64)
         while true {
-            lock.lock()
-            if !running { lock.unlock(); return }
-            fds = namespaces.values.map { pollfd(fd: $0.ring.fd, events: Int16(POLLIN), revents: 0) }
-            lock.unlock()
-            if fds.isEmpty {
-                usleep(200_000)
-            } else {
-                _ = poll(&fds, nfds_t(fds.count), 500)
+            let (running, wanted, failed) = shared.withLock { ($0.running, $0.wanted, $0.failed) }
+            if !running { return }
+            for ns in owned.keys where wanted[ns] == nil { owned[ns] = nil }
+            var newFailures: [(UInt64, MinewatchError)] = []
+            for (ns, pid) in wanted where owned[ns] == nil && !failed.contains(ns) {
+                do {
+                    let ring = try PacketRing(pid: pid, procRoot: procRoot, snapLength: snapLength, blockSize: 256 * 1024, blocks: 8)
+                    owned[ns] = Namespace(ring: ring, maxFlows: maxFlows, cap: inspectCap)
+                } catch {
+                    newFailures.append((ns, error))
+                }
             }
-            lock.lock()
-            for n in namespaces.values {
-                packets += n.ring.drain { info, bytes in
+            var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+            fds += owned.values.map { pollfd(fd: $0.ring.fd, events: Int16(POLLIN), revents: 0) }
+            _ = poll(&fds, nfds_t(fds.count), 500)
+            if fds[0].revents != 0 { while read(wakeRead, &buf, buf.count) > 0 {} }
+            // Decoding happens here, outside the lock.
+            var published: [UInt64: ([LiveSession], RingStatus)] = [:]
+            var packets = 0, drops = 0
+            for (ns, n) in owned {
+                let got = n.ring.drain { info, bytes in
                     guard let p = PacketDecoder.decode(linkType: info.linkType, bytes, originalLength: info.originalLength) else { return }
                     n.table.add(p, bytes: bytes, time: info.time)
                 }
+                let dropped = n.ring.drops()
+                n.status.packets += got
+                n.status.drops += dropped
+                packets += got
+                drops += dropped
+                if got > 0 || dropped > 0 || published[ns] == nil { published[ns] = (n.sessions(), n.status) }
             }
-            lock.unlock()
+            shared.withLock { s in
+                for (ns, e) in newFailures {
+                    s.failed.insert(ns)
+                    if s.firstError == nil { s.firstError = e }
+                }
+                for (ns, p) in published where s.wanted[ns] != nil {
+                    s.sessions[ns] = p.0
+                    s.status[ns] = p.1
+                }
+                s.packets += packets
+                s.drops += drops
+            }
         }
-    }
-
-    /// Kernel drops over all rings since the last call.
-    public func collectDrops() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        let d = namespaces.values.reduce(0) { $0 + $1.ring.drops() }
-        drops += d
-        return d
     }
 }

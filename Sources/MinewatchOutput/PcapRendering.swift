@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchNetwork
+import MinewatchReport
 
 /// The table form of a `pcap` report: per capture, its numbers, the recognised sessions and the
 /// findings with their evidence.

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchRuntime
+import MinewatchReport
 
 /// Every output of `watch`: JSON lines (alerts, and telemetry records with `--telemetry`), the
 /// append-only alert table, and the live screen drawn on a terminal.
@@ -20,6 +20,32 @@ public enum WatchRenderer {
         (try? encoder.encode(t)).map { String(decoding: $0, as: UTF8.self) + "\n" } ?? ""
     }
 
+    public static func jsonLine(_ r: ResponseRecord) -> String {
+        (try? encoder.encode(r)).map { String(decoding: $0, as: UTF8.self) + "\n" } ?? ""
+    }
+
+    /// A record as JSON lines: alerts and responses always, telemetry when asked for.
+    public static func jsonLines(_ r: WatchRecord, telemetry: Bool) -> String {
+        switch r {
+        case .alert(let a): jsonLine(a)
+        case .response(let x): jsonLine(x)
+        case .telemetry(let t, _): telemetry ? t.map(jsonLine).joined() : ""
+        }
+    }
+
+    /// A record as lines of the append-only table (telemetry is not part of it).
+    public static func tableLines(_ r: WatchRecord) -> String {
+        switch r {
+        case .alert(let a): tableLine(a)
+        case .response(let x): responseLine(x.response, container: x.container)
+        case .telemetry: ""
+        }
+    }
+
+    static func responseLine(_ r: ResponseOutcome, container: Alert.Container? = nil) -> String {
+        "          -> \(r.dryRun ? "dry run: " : "")\(r.action) \(r.target): \(r.result)\n"
+    }
+
     public static let tableHeader = "TIME      SEVERITY  DETECTOR         CONTAINER      FAMILY       SUMMARY\n"
 
     static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? String(s.prefix(n)) : s + String(repeating: " ", count: n - s.count) }
@@ -35,9 +61,9 @@ public enum WatchRenderer {
 
     /// One alert as a table line (plus its response on a second line).
     public static func tableLine(_ a: Alert) -> String {
-        var line = [clock(a.time), pad(a.severity.rawValue.uppercased(), 9), pad(a.detector, 16), pad(name(a.container), 14),
+        var line = [clock(a.time), pad(a.severity.rawValue.uppercased(), 9), pad(a.detector.rawValue, 16), pad(name(a.container), 14),
                     pad(a.family ?? "-", 12), a.summary].joined(separator: " ") + "\n"
-        if let r = a.response { line += "          -> \(r.dryRun ? "dry run: " : "")\(r.action) \(r.target): \(r.result)\n" }
+        if let r = a.response { line += responseLine(r) }
         return line
     }
 

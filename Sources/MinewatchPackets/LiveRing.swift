@@ -8,7 +8,7 @@ import Glibc
 /// Live packets of one network namespace: an AF_PACKET socket created inside it (all its
 /// interfaces), a TPACKET_V3 ring the kernel fills without a system call per packet, and every
 /// packet cut to `snapLength` bytes in the kernel. Needs CAP_NET_RAW and CAP_SYS_ADMIN.
-public final class PacketRing: @unchecked Sendable {
+public final class PacketRing {
     public let fd: Int32
     let ring: UnsafeMutableRawPointer
     let blockSize: Int

@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchReport
 import MinewatchEngine
 import MinewatchHost
 import MinewatchImage
@@ -18,25 +19,6 @@ public enum ResponseAction: String, Sendable, Codable, CaseIterable {
     case kill
     /// Stop the container through the engine API.
     case stop
-}
-
-/// The outcome of one response, attached to the alert.
-public struct ResponseOutcome: Sendable, Codable, Hashable {
-    public var action: String
-    public var dryRun: Bool
-    /// What it was applied to ("cgroup ...", "pid 123 (xmrig)", "container 0123456789ab").
-    public var target: String
-    public var ok: Bool
-    /// "frozen", "killed", "stopped", "would freeze", or why it was refused or failed.
-    public var result: String
-
-    public init(action: String, dryRun: Bool, target: String, ok: Bool, result: String) {
-        self.action = action
-        self.dryRun = dryRun
-        self.target = target
-        self.ok = ok
-        self.result = result
-    }
 }
 
 /// Carries out responses on the host. The test double records calls instead.
@@ -117,7 +99,7 @@ public struct HostActuator: ResponseActuator {
 
 /// Decides whether and how to respond to an alert, and never touches the host group or the
 /// container minewatch itself runs in. One response per container and action.
-public final class Responder: @unchecked Sendable {
+public final class Responder {
     public let action: ResponseAction
     public let actOn: Severity
     public let dryRun: Bool
@@ -136,6 +118,9 @@ public final class Responder: @unchecked Sendable {
         self.ownContainer = ownContainer
         self.ownPid = ownPid
     }
+
+    /// Forgets what was done in a container that is gone.
+    public func forget(_ container: String) { done = done.filter { !$0.hasPrefix(container + "/") } }
 
     public static func currentContainer(procRoot: String = "/proc") -> String? {
         guard let text = try? String(contentsOfFile: "\(procRoot)/self/cgroup", encoding: .utf8) else { return nil }

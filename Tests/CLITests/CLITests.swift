@@ -151,15 +151,30 @@ import TestSupport
     }
 
     @Test func anEngineThatIsNotThereIsReportedOnceAndWatchGoesOn() throws {
-        let r = try minewatch(["watch", "--interval", "0.3", "--duration", "1.5", "--format", "jsonl", "--telemetry",
-                               "--engine-socket", "/nonexistent/engine.sock", "--bw-min-upload", "1Mi", "--bw-window", "30"])
+        // The host group (--include-host) always has processes, so there is telemetry to name in
+        // every pass, whatever containers run (no content rules: the host's programs are not scanned).
+        let r = try minewatch(["watch", "--interval", "300ms", "--duration", "5s", "--format", "jsonl", "--telemetry", "--include-host",
+                               "--no-capture", "--no-bundled-rules", "--rules", fixturePath("behaviour-only-rules.yaml"),
+                               "--engine-socket", "/nonexistent/engine.sock", "--bw-min-upload", "1Mi", "--bw-window", "30s"])
         #expect(r.status == 0, "\(r.err)")
-        // Every line is JSON (alerts or telemetry records, when there are containers).
-        for line in r.out.split(separator: "\n") {
-            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "not JSON: \(line)")
-        }
-        // Reported at most once however many lookups fail.
-        #expect(r.err.components(separatedBy: "engine:").count <= 2, "\(r.err)")
+        let lines = r.out.split(separator: "\n")
+        let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(objects.count == lines.count, "every line is JSON: \(r.out.prefix(300))")
+        let passes = objects.filter { $0["type"] as? String == "telemetry" && $0.containerID == "host" }
+        #expect(passes.count >= 2, "telemetry of the host group in every pass: \(passes.count)")
+        // The engine failure is reported exactly once however many lookups fail.
+        #expect(r.err.components(separatedBy: "engine:").count == 2, "\(r.err)")
+    }
+
+    @Test func durationsAreTypedAsUsersTypeThem() throws {
+        let bad = try minewatch(["watch", "--interval", "5x"])
+        #expect(bad.status == 64 && bad.err.contains("--interval"), "\(bad.err)")
+        #expect(try minewatch(["watch", "--duration", "1m5q"]).status == 64)
+        let ok = try minewatch(["watch", "--interval", "500ms", "--duration", "1s", "--no-capture", "--container", "0123abcd", "--format", "jsonl"])
+        #expect(ok.status == 0, "\(ok.err)")
+        // A name no engine can resolve is an error, not a silent watch of nothing.
+        let name = try minewatch(["watch", "--duration", "1s", "--container", "no-such-container", "--engine-socket", "/nonexistent/engine.sock"])
+        #expect(name.status == 64 && name.err.contains("no-such-container"), "\(name.err)")
     }
 }
 

@@ -36,7 +36,8 @@ extension TargetReport {
     func finding(_ rule: String, at path: String? = nil) -> Finding? {
         findings.first { $0.ruleId == rule && (path == nil || $0.path == path) }
     }
-    var maxSeverity: Severity { findings.map(\.severity).max() ?? .info }
+    /// The highest severity found; nil when nothing was found (so "at most info" means something was).
+    var maxSeverity: Severity? { findings.map(\.severity).max() }
 }
 
 let xmrWallet = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"

@@ -55,7 +55,9 @@ import TestSupport
         #expect(contact?["severity"] as? String == "low")
         #expect((contact?["evidence"] as? [[String: Any]])?.contains { $0["value"] as? String == "127.0.0.1:3333" } == true)
         let a = try #require(forMiner.first { $0["detector"] as? String == "miner-process" })
-        #expect(a["detector"] as? String == "miner-process")
+        // Named by the executable's content: XMRig's strings, with their offsets.
+        let ev = (a["evidence"] as? [[String: Any]]) ?? []
+        #expect(ev.contains { ($0["name"] as? String)?.hasPrefix("MW-BIN-XMRIG:") == true && $0["offset"] is Int }, "\(ev)")
         #expect((a["container"] as? [String: Any])?["name"] as? String == minerName)
         #expect((a["container"] as? [String: Any])?["image"] as? String == tag)
         #expect(a["family"] as? String == "xmrig")

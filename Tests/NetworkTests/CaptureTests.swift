@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchReport
 import MinewatchCore
 import MinewatchPackets
 import MinewatchSignatures
@@ -114,7 +115,15 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
             }
             if i % 10 == 0 { b = Array(b.prefix(Int(rng.next() % UInt64(b.count)))) }
             let path = try dir.file("m\(i).pcapng", b)
-            _ = analyze(path)  // any result or error; no crash, no hang
+            // Any result or error, never a crash or a hang; an error is one line naming the file
+            // and an offset inside it, and no more packets than the original had are reported.
+            let r = analyze(path)
+            #expect(r.packets <= 855 + 16, "the original has 855 packets")
+            if let e = r.error {
+                #expect(e.contains(path) && !e.contains("\n"), "\(e)")
+                let offset = e.components(separatedBy: " at offset ").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) }
+                #expect(offset.map { $0 <= b.count } ?? e.contains("read capture"), "\(e)")
+            }
         }
     }
 

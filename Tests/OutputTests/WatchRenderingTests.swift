@@ -1,7 +1,8 @@
 import Foundation
+import MinewatchReport
 import MinewatchCore
 import MinewatchOutput
-import MinewatchRuntime
+
 import Testing
 
 @Suite struct WatchRenderingTests {
@@ -9,7 +10,7 @@ import Testing
 
     func alert(response: ResponseOutcome? = nil) -> Alert {
         Alert(time: t, container: .init(id: String(repeating: "ab", count: 32), name: "web-1", image: "nginx:1", runtime: "docker"),
-              detector: "bandwidth-miner", severity: .high, family: nil, summary: "uploads 1.0 MB/s", evidence: [],
+              detector: .bandwidthMiner, severity: .high, family: nil, summary: "uploads 1.0 MB/s", evidence: [],
               metrics: ["ratio": 500], pid: 7, exe: "/svc", startedAt: t, detectedAt: t, timeToDetect: 22, response: response)
     }
 

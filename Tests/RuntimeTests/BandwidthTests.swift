@@ -1,4 +1,6 @@
 import Foundation
+import MinewatchCore
+import MinewatchReport
 import MinewatchSignatures
 import Testing
 import TestSupport
@@ -169,7 +171,7 @@ private func drive(_ passes: Int, model: BandwidthModel = BandwidthModel(), _ ea
         for i in 0..<30 {
             r.traffic(1, tx: 300_000, rx: 300, replies: 1)
             var o = r.observation(i)
-            o.sockets = o.sockets.map { var s = $0; s.counters = nil; return s }
+            o.connections = o.connections.map { var c = $0; c.counters = nil; return c }
             d.observe(o)
             if let v = d.verdict() { verdict = v; break }
         }
@@ -219,7 +221,7 @@ final class RecordedSockets: SocketStatsSource, @unchecked Sendable {
         }
         #expect(alerts.count == 1, "\(alerts.map(\.summary))")
         let a = try #require(alerts.first)
-        #expect(a.detector == "bandwidth-miner" && a.container.id == miner && a.severity == .high)
+        #expect(a.detector == .bandwidthMiner && a.container.id == miner && a.severity == .high)
         #expect(a.timeToDetect <= 30)
         #expect(a.metrics["destinations"] == 2 && (a.metrics["uploadBytesPerSecond"] ?? 0) > 300_000)
         #expect(a.evidence.contains { $0.value.hasPrefix("198.18.1.10") })
@@ -263,7 +265,7 @@ final class RecordedSockets: SocketStatsSource, @unchecked Sendable {
         let t = try #require(w.telemetry[cid])
         #expect(t.hostNetwork && t.rxBytesPerSecond == nil && t.outboundConnections == 2)
         #expect((t.outboundTxBytesPerSecond ?? 0) < 400_000, "the host's backup is not the container's: \(t)")
-        let a = try #require(alerts.first { $0.detector == "bandwidth-miner" })
+        let a = try #require(alerts.first { $0.detector == .bandwidthMiner })
         #expect(a.container.id == cid && a.severity == .high)
         #expect(a.evidence.contains { $0.value.hasPrefix("host network") })
         #expect(!a.evidence.contains { $0.value.hasPrefix("198.18.1.50") })

@@ -1,11 +1,13 @@
 import Foundation
+import MinewatchCore
+import MinewatchReport
 import MinewatchHost
 import MinewatchRuntime
 import MinewatchSignatures
 import Testing
 import TestSupport
 
-final class StepClock: Clock, @unchecked Sendable {
+final class StepClock: WallClock, @unchecked Sendable {
     var date: Date
     init(_ d: Date) { date = d }
     func now() -> Date { date }
@@ -72,7 +74,7 @@ final class StepClock: Clock, @unchecked Sendable {
             all += w.poll()
             clock.date = clock.date.addingTimeInterval(5)
         }
-        let cpu = all.filter { $0.detector == "cpu-miner" }
+        let cpu = all.filter { $0.detector == .cpuMiner }
         #expect(cpu.count == 1, "\(all.map { ($0.detector, $0.container.id.prefix(4)) })")
         #expect(cpu.first?.container.id == miner)
         #expect(cpu.first?.severity == .high)

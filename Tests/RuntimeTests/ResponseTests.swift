@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchReport
 import MinewatchCore
 import MinewatchHost
 import MinewatchRuntime
@@ -29,7 +30,7 @@ final class RecordingActuator: ResponseActuator, @unchecked Sendable {
 
     func alert(_ sev: Severity, pid: Int32? = 77, container: String = ResponderTests.cid) -> Alert {
         let t = Date()
-        return Alert(time: t, container: .init(id: container, name: "c", image: "i", runtime: "podman"), detector: "bandwidth-miner",
+        return Alert(time: t, container: .init(id: container, name: "c", image: "i", runtime: "podman"), detector: .bandwidthMiner,
                      severity: sev, family: nil, summary: "s", evidence: [], metrics: [:], pid: pid, exe: nil,
                      startedAt: t, detectedAt: t, timeToDetect: 0)
     }

@@ -1,11 +1,13 @@
 import Foundation
+import MinewatchCore
+import MinewatchReport
 import MinewatchHost
 import MinewatchRuntime
 import MinewatchSignatures
 import Testing
 import TestSupport
 
-struct FixedClock: Clock {
+struct FixedClock: WallClock {
     var date: Date
     func now() -> Date { date }
 }
@@ -56,7 +58,7 @@ struct FakeProc {
         #expect(alerts.count == 1)
         let a = try #require(alerts.first)
         #expect(a.container.id == Self.cid && a.container.runtime == "podman")
-        #expect(a.detector == "miner-process" && a.family == "xmrig" && a.severity == .critical)
+        #expect(a.detector == .minerProcess && a.family == "xmrig" && a.severity == .critical)
         #expect(a.pid == 100)
         #expect(a.detectedAt == clock.date)
         #expect(a.evidence.contains { $0.name == "MW-BIN-XMRIG:banner" && $0.offset != nil })
@@ -107,7 +109,7 @@ struct FakeProc {
         let alerts = w.poll()
         #expect(alerts.count == 1, "\(alerts.map(\.summary))")
         let a = try #require(alerts.first)
-        #expect(a.detector == "pool-contact" && a.severity == .low && a.container.id == Self.cid)
+        #expect(a.detector == .poolContact && a.severity == .low && a.container.id == Self.cid)
         #expect(a.evidence.map(\.value) == ["198.18.1.2:3333"])
         #expect(w.poll().isEmpty, "one alert per container per detector")
     }
@@ -163,7 +165,7 @@ struct FakeProc {
                      exeLink: "/dev/shm/.x/kdevtmpfsi (deleted)")
         try proc.add(pid: 701, comm: "kinsing", cgroup: "/docker/\(cid)", cmdline: ["/tmp/kinsing"], exe: [], exeLink: "/tmp/kinsing")
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
-        let alerts = w.poll().filter { $0.detector == "drift" }
+        let alerts = w.poll().filter { $0.detector == .drift }
         #expect(alerts.count == 1)
         #expect(alerts.first?.severity == .medium)
         #expect(alerts.first?.evidence.contains { $0.value == "its executable was deleted after it started" } == true)

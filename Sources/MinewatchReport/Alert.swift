@@ -1,15 +1,17 @@
 import Foundation
 import MinewatchCore
-import MinewatchHost
 
-/// Time source for detectors, so tests can drive them.
-public protocol Clock: Sendable {
-    func now() -> Date
-}
+/// The detectors of `watch`. The raw values are what every output calls them.
+public enum DetectorID: String, Sendable, Codable, CaseIterable, Comparable, CustomStringConvertible {
+    case minerProcess = "miner-process"
+    case poolContact = "pool-contact"
+    case drift
+    case cpuMiner = "cpu-miner"
+    case bandwidthMiner = "bandwidth-miner"
+    case miningProtocol = "mining-protocol"
 
-public struct SystemClock: Clock {
-    public init() {}
-    public func now() -> Date { Date() }
+    public var description: String { rawValue }
+    public static func < (a: DetectorID, b: DetectorID) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// One alert: a detector's verdict on one container, with its evidence.
@@ -29,7 +31,7 @@ public struct Alert: Sendable, Codable, Hashable {
 
     public var time: Date
     public var container: Container
-    public var detector: String
+    public var detector: DetectorID
     public var severity: Severity
     public var family: String?
     public var summary: String
@@ -46,7 +48,7 @@ public struct Alert: Sendable, Codable, Hashable {
     /// What `--action` did about it (absent when only alerting).
     public var response: ResponseOutcome?
 
-    public init(time: Date, container: Container, detector: String, severity: Severity, family: String?, summary: String,
+    public init(time: Date, container: Container, detector: DetectorID, severity: Severity, family: String?, summary: String,
                 evidence: [Evidence], metrics: [String: Double], pid: Int32?, exe: String?, startedAt: Date, detectedAt: Date,
                 timeToDetect: Double, response: ResponseOutcome? = nil) {
         self.time = time
@@ -85,5 +87,42 @@ public struct Alert: Sendable, Codable, Hashable {
         try c.encode(detectedAt, forKey: .detectedAt)
         try c.encode(timeToDetect, forKey: .timeToDetect)
         try c.encodeIfPresent(response, forKey: .response)
+    }
+}
+
+/// The outcome of one response to an alert.
+public struct ResponseOutcome: Sendable, Codable, Hashable {
+    public var action: String
+    public var dryRun: Bool
+    /// What it was applied to ("cgroup ...", "pid 123 (xmrig)", "container 0123456789ab").
+    public var target: String
+    public var ok: Bool
+    /// "frozen", "killed", "stopped", "would freeze", or why it was refused or failed.
+    public var result: String
+
+    public init(action: String, dryRun: Bool, target: String, ok: Bool, result: String) {
+        self.action = action
+        self.dryRun = dryRun
+        self.target = target
+        self.ok = ok
+        self.result = result
+    }
+}
+
+/// What a response did, written after the alert it answers (`"type": "response"`): the alert is
+/// out before anything is frozen, killed or stopped.
+public struct ResponseRecord: Sendable, Codable, Hashable {
+    public var type = "response"
+    public var time: Date
+    public var container: Alert.Container
+    public var detector: DetectorID
+    public var severity: Severity
+    public var response: ResponseOutcome
+    public init(time: Date, alert: Alert, response: ResponseOutcome) {
+        self.time = time
+        container = alert.container
+        detector = alert.detector
+        severity = alert.severity
+        self.response = response
     }
 }

@@ -1,16 +1,43 @@
 import Foundation
+import MinewatchCore
 import MinewatchHost
+import MinewatchReport
 
 /// Detector 3 of `watch`: an executable that is not part of the container's image is running.
 /// Signs, from `/proc/<pid>/exe` and the container's root mount: the file was written after the
 /// container started (it exists in the overlay's upper directory), it runs from a scratch
 /// location (`/tmp`, `/var/tmp`, `/dev/shm`), it was deleted after it started, or it is a memfd.
-public struct DriftDetector: Sendable {
+public struct DriftDetector: ContainerDetector {
     public static let defaultScratchPrefixes = ["/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/"]
+    public let id = DetectorID.drift
     public var scratchPrefixes: [String]
+    /// When processes started (for the alert's first evidence).
+    public var times = ProcessTimes()
 
     public init(scratchPrefixes: [String] = DriftDetector.defaultScratchPrefixes) {
         self.scratchPrefixes = scratchPrefixes
+    }
+
+    public func makeState() {}
+
+    /// New processes only: each is judged once per program it runs.
+    public func inspect(_ pass: ContainerPass, state: inout Void, context: DetectionContext) -> Verdict? {
+        if context.alerted.contains(id) { return nil }
+        for p in pass.snapshot.processes where p.isNew {
+            let s = p.sample
+            guard let exe = s.exe else { continue }
+            // The runtime's own init (runc's "runc:[2:INIT]", run from a cloned memfd) is briefly a
+            // process of the container while it starts: not drift.
+            if s.comm.hasPrefix("runc:[") || exe.contains("runc_cloned") { continue }
+            let reasons = reasons(exeLink: exe, upperDir: pass.snapshot.upperDir)
+            guard !reasons.isEmpty else { continue }
+            return Verdict(
+                severity: .medium,
+                summary: "executable not in the image runs as pid \(s.pid) (\(s.comm)): \(reasons.joined(separator: "; "))",
+                evidence: [Evidence(kind: .attribute, name: "exe", value: exe)] + reasons.map { Evidence(kind: .attribute, name: "reason", value: $0) },
+                pid: s.pid, exe: exe, startedAt: times.start(of: s))
+        }
+        return nil
     }
 
     /// The overlay upper directory of a process's root mount (from /proc/<pid>/mountinfo).

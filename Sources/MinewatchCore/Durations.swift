@@ -1,0 +1,42 @@
+/// Durations as users of podman, Falco and Go tools type them: `500ms`, `2s`, `1m`, `1h30m`,
+/// `1.5s`, or bare seconds (`2`, `0.5`).
+public enum Durations {
+    static let units: [(String, Double)] = [("ms", 0.001), ("h", 3600), ("m", 60), ("s", 1)]
+
+    /// Seconds, or nil when the text is not a duration.
+    public static func parse(_ text: String) -> Double? {
+        let s = text.trimmingCharacters(in: " \t")
+        guard !s.isEmpty else { return nil }
+        if let v = Double(s), v.isFinite { return v }
+        var total = 0.0
+        var rest = Substring(s)
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            guard !number.isEmpty, let v = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            guard let (unit, mul) = units.first(where: { rest.hasPrefix($0.0) }) else { return nil }
+            rest = rest.dropFirst(unit.count)
+            total += v * mul
+        }
+        return total
+    }
+
+    /// "2s", "1m30s", "500ms": the form messages use.
+    public static func format(_ seconds: Double) -> String {
+        if seconds < 1 { return "\(Int((seconds * 1000).rounded()))ms" }
+        if seconds.rounded() != seconds { return "\(seconds)s" }
+        let s = Int(seconds)
+        if s % 3600 == 0 { return "\(s / 3600)h" }
+        if s >= 60 { return s % 60 == 0 ? "\(s / 60)m" : "\(s / 60)m\(s % 60)s" }
+        return "\(s)s"
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

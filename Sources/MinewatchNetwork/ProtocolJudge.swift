@@ -1,0 +1,76 @@
+import Foundation
+import MinewatchCore
+import MinewatchReport
+
+/// How strong what a miner said on the wire is: one judgement for `pcap` findings and `watch`'s
+/// mining-protocol alerts, so the same session gets the same severity and family in both.
+public struct ProtocolVerdict: Sendable {
+    public enum Kind: String, Sendable { case stratum, packetcrypt, getwork, poolDomain = "pool-domain" }
+    public var kind: Kind
+    public var severity: Severity
+    public var family: String?
+    /// A title for the kind of evidence ("Stratum (Monero dialect) mining session").
+    public var title: String
+    /// One sentence with the numbers.
+    public var summary: String
+    public var evidence: [Evidence]
+}
+
+public enum ProtocolJudge {
+    /// A Stratum session the client opened: nil unless it logged in, named its agent, got jobs or
+    /// submitted shares. Critical when mining is proven: the pool sent jobs to a miner that logged
+    /// in or submitted, or the pool accepted its shares (a live capture may start after the login
+    /// and the first jobs); high otherwise.
+    public static func stratum(_ f: SessionFacts, pool: String) -> ProtocolVerdict? {
+        guard f.protocolName.hasPrefix("stratum"), f.login != nil || f.agent != nil || f.jobs > 0 || f.submits > 0 else { return nil }
+        let proven = (f.jobs > 0 && (f.submits > 0 || f.login != nil)) || f.accepted > 0
+        var ev = [Evidence(kind: .pool, name: "pool", value: pool)]
+        if let login = f.login { ev.append(WireEvidence.login(login)) }
+        if let a = f.agent { ev.append(Evidence(kind: .attribute, name: "agent", value: a)) }
+        ev.append(Evidence(kind: .attribute, name: "counts",
+                           value: "jobs \(f.jobs), shares submitted \(f.submits), accepted \(f.accepted), rejected \(f.rejected)"))
+        let monero = f.protocolName == "stratum-monero"
+        let summary = "Stratum\(monero ? " (Monero)" : "") session to \(pool)" + (f.login.map { " logged in as \($0)" } ?? "")
+            + (f.agent.map { " (agent \($0))" } ?? "") + ": \(f.jobs) jobs, \(f.submits) shares, \(f.accepted) accepted"
+        return ProtocolVerdict(kind: .stratum, severity: proven ? .critical : .high, family: CaptureAnalyzer.family(agent: f.agent),
+                               title: monero ? "Stratum (Monero dialect) mining session" : "Stratum mining session", summary: summary, evidence: ev)
+    }
+
+    /// PacketCrypt traffic of one client (one container): config.json polls, announcement posts.
+    /// Critical once announcements were posted, high for polling alone.
+    public static func packetCrypt(_ sessions: [(server: String, facts: SessionFacts)]) -> ProtocolVerdict? {
+        let pkt = sessions.filter { $0.facts.protocolName == "packetcrypt" }
+        guard !pkt.isEmpty else { return nil }
+        let anns = pkt.reduce(0) { $0 + $1.facts.announcements }, posts = pkt.reduce(0) { $0 + $1.facts.annPosts }
+        let polls = pkt.reduce(0) { $0 + $1.facts.configPolls }
+        let handlers = Set(pkt.filter { $0.facts.annPosts > 0 }.map(\.server)).sorted()
+        let pools = Set(pkt.filter { $0.facts.configPolls > 0 }.map(\.server)).sorted()
+        let payto = Set(pkt.compactMap(\.facts.payto)).sorted()
+        var ev = handlers.map { Evidence(kind: .pool, name: "handler", value: $0) } + pools.map { Evidence(kind: .pool, name: "pool", value: $0) }
+        ev += payto.map(WireEvidence.payto)
+        if let ua = pkt.compactMap(\.facts.userAgent).first { ev.append(Evidence(kind: .attribute, name: "user-agent", value: ua)) }
+        ev.append(Evidence(kind: .attribute, name: "counts",
+                           value: "\(anns) announcements in \(posts) posts to \(handlers.count) handlers; \(polls) config.json polls of \(pools.count) pools"))
+        let summary = "PacketCrypt: \(anns) announcements in \(posts) posts to \(handlers.count) handler\(handlers.count == 1 ? "" : "s")"
+            + ", config.json polls of \(pools.count) pool\(pools.count == 1 ? "" : "s")" + (payto.first.map { ", payto \($0)" } ?? "")
+        return ProtocolVerdict(kind: .packetcrypt, severity: posts > 0 ? .critical : .high, family: "packetcrypt",
+                               title: posts > 0 ? "PacketCrypt announcement mining" : "PacketCrypt pool polling", summary: summary, evidence: ev)
+    }
+
+    /// getwork/getblocktemplate requests or X-Mining-Extensions: high.
+    public static func getwork(_ f: SessionFacts, server: String) -> ProtocolVerdict? {
+        guard f.getwork > 0 || f.miningExtensions != nil else { return nil }
+        var ev = [Evidence(kind: .pool, name: "server", value: server), Evidence(kind: .attribute, name: "requests", value: "\(f.getwork) getwork/getblocktemplate")]
+        if let x = f.miningExtensions { ev.append(Evidence(kind: .attribute, name: "X-Mining-Extensions", value: x)) }
+        return ProtocolVerdict(kind: .getwork, severity: .high, family: nil, title: "getwork/getblocktemplate mining over HTTP",
+                               summary: "getwork/getblocktemplate mining requests to \(server)", evidence: ev)
+    }
+
+    /// A name the workload itself looked up or sent (DNS, TLS SNI, HTTP Host) at or below a pool
+    /// domain of the rule data: medium (a name alone).
+    public static func poolDomain(_ domain: String, via: String, server: String) -> ProtocolVerdict {
+        ProtocolVerdict(kind: .poolDomain, severity: .medium, family: nil, title: "contact with a mining pool domain",
+                        summary: "connection to mining pool domain \(domain) (\(via), \(server))",
+                        evidence: [Evidence(kind: .pool, name: domain, value: via)])
+    }
+}

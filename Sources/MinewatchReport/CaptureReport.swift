@@ -1,0 +1,130 @@
+import Foundation
+import MinewatchCore
+
+/// What the recognisers found in one flow: the protocol, identities and counts. Filled in as
+/// bytes arrive; read by the analyzer at the end.
+public struct SessionFacts: Sendable, Codable, Hashable {
+    public var protocolName: String = "unknown"
+    /// Stratum: wallet or worker login, agent, jobs from the pool, shares submitted/accepted/rejected.
+    public var login: String?
+    public var agent: String?
+    public var jobs = 0
+    public var submits = 0
+    public var accepted = 0
+    public var rejected = 0
+    public var keepalives = 0
+    public var difficulty: Double?
+    /// HTTP: requests, the Host header, the User-Agent.
+    public var requests = 0
+    public var host: String?
+    public var userAgent: String?
+    /// PacketCrypt: config.json polls, blkinfo fetches, announcement posts and announcements.
+    public var configPolls = 0
+    public var blkinfo = 0
+    public var annPosts = 0
+    public var announcements = 0
+    public var payto: String?
+    public var sid: String?
+    /// getwork / getblocktemplate requests, X-Mining-Extensions.
+    public var getwork = 0
+    public var miningExtensions: String?
+    /// TLS ClientHello server name.
+    public var sni: String?
+    /// Request body sizes (first 64) and request times (first 256), for the flow statistics.
+    public var bodySizes: [Int] = []
+    public var requestTimes: [Double] = []
+    public init() {}
+}
+
+/// One recognised conversation in a capture.
+public struct NetSession: Sendable, Codable, Hashable {
+    public var protocolName: String
+    public var client: String
+    public var server: String
+    /// The server's name, from DNS answers, the TLS SNI or the HTTP Host header.
+    public var serverName: String?
+    public var firstSeen: Date
+    public var lastSeen: Date
+    public var clientBytes: Int
+    public var serverBytes: Int
+    public var packets: Int
+    /// Median seconds between requests (HTTP) when there were at least three: polling shows here
+    /// (PacketCrypt asks for config.json every 5 s).
+    public var requestPeriodSeconds: Double?
+    public var facts: SessionFacts
+
+    public init(protocolName: String, client: String, server: String, serverName: String?, firstSeen: Date, lastSeen: Date,
+                clientBytes: Int, serverBytes: Int, packets: Int, requestPeriodSeconds: Double?, facts: SessionFacts) {
+        self.protocolName = protocolName
+        self.client = client
+        self.server = server
+        self.serverName = serverName
+        self.firstSeen = firstSeen
+        self.lastSeen = lastSeen
+        self.clientBytes = clientBytes
+        self.serverBytes = serverBytes
+        self.packets = packets
+        self.requestPeriodSeconds = requestPeriodSeconds
+        self.facts = facts
+    }
+
+    public static func period(_ times: [Double]) -> Double? {
+        guard times.count >= 3 else { return nil }
+        let gaps = zip(times.dropFirst(), times).map { $0 - $1 }.sorted()
+        return (gaps[gaps.count / 2] * 1000).rounded() / 1000
+    }
+}
+
+/// Bytes and packets of one flow, for the flows summary.
+public struct FlowSummary: Sendable, Codable, Hashable {
+    public var transport: String
+    public var client: String
+    public var server: String
+    public var protocolName: String
+    public var clientBytes: Int
+    public var serverBytes: Int
+    public var packets: Int
+    public var seconds: Double
+
+    public init(transport: String, client: String, server: String, protocolName: String, clientBytes: Int, serverBytes: Int,
+                packets: Int, seconds: Double) {
+        self.transport = transport
+        self.client = client
+        self.server = server
+        self.protocolName = protocolName
+        self.clientBytes = clientBytes
+        self.serverBytes = serverBytes
+        self.packets = packets
+        self.seconds = seconds
+    }
+}
+
+/// Everything `pcap` found in one capture file.
+public struct CaptureReport: Sendable, Codable {
+    public var file: String
+    public var packets = 0
+    public var bytes: Int64 = 0
+    /// Packets that were not IPv4/IPv6 TCP/UDP (ARP, ICMP, later fragments, unknown link types).
+    public var otherPackets = 0
+    public var flows = 0
+    public var evictedFlows = 0
+    public var holesSkipped = 0
+    public var firstSeen: Date?
+    public var lastSeen: Date?
+    public var sessions: [NetSession] = []
+    /// The largest flows (at most 20).
+    public var topFlows: [FlowSummary] = []
+    public var findings: [Finding] = []
+    /// A read error; what was read before it is still reported.
+    public var error: String?
+    public var highestSeverity: Severity? { findings.map(\.severity).max() }
+    public init(file: String) { self.file = file }
+}
+
+public struct PcapReport: Sendable, Codable {
+    public var schemaVersion = 1
+    public var tool = "minewatch"
+    public var version = MinewatchVersion.current
+    public var captures: [CaptureReport]
+    public init(captures: [CaptureReport]) { self.captures = captures }
+}

@@ -1,0 +1,10 @@
+import Foundation
+
+/// One record `watch` hands to its sinks.
+public enum WatchRecord: Sendable {
+    case alert(Alert)
+    /// What a response did about an alert (after the alert).
+    case response(ResponseRecord)
+    /// One pass's telemetry, every container.
+    case telemetry([ContainerTelemetry], time: Date)
+}

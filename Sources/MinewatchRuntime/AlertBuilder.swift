@@ -1,0 +1,24 @@
+import Foundation
+import MinewatchCore
+import MinewatchHost
+import MinewatchReport
+
+/// The one place an alert is made from a detector's verdict: the container block (names and
+/// images from the engine when one answers), the detector, the times.
+public struct AlertBuilder {
+    /// Names and images by container id (from an engine API); nil when there is none.
+    public var describe: (@Sendable (String) -> (name: String, image: String)?)?
+
+    public init(describe: (@Sendable (String) -> (name: String, image: String)?)? = nil) { self.describe = describe }
+
+    public func container(_ ref: ContainerRef) -> Alert.Container {
+        let d = describe?(ref.id)
+        return Alert.Container(id: ref.id, name: d?.name, image: d?.image, runtime: ref.runtime.rawValue)
+    }
+
+    public func alert(_ v: Verdict, detector: DetectorID, container ref: ContainerRef, now: Date) -> Alert {
+        Alert(time: now, container: container(ref), detector: detector, severity: v.severity, family: v.family, summary: v.summary,
+              evidence: v.evidence, metrics: v.metrics, pid: v.pid, exe: v.exe, startedAt: v.startedAt, detectedAt: now,
+              timeToDetect: max(0, now.timeIntervalSince(v.startedAt)))
+    }
+}

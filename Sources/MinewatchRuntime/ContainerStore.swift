@@ -1,0 +1,68 @@
+import Foundation
+import MinewatchCore
+import MinewatchNetwork
+import MinewatchReport
+
+/// Everything `watch` remembers about one container: which detectors alerted, each detector's
+/// own state, the meters every pass derives traffic and CPU from, and its latest telemetry. It is
+/// created when the container is first seen and dropped, all of it at once, when it is gone.
+public struct ContainerState {
+    public let id: String
+    public let firstSeen: Date
+    public internal(set) var lastSeen: Date
+    public internal(set) var alerted: Set<DetectorID> = []
+    /// The traffic meter (per-connection and interface counters to per-interval traffic).
+    var traffic = TrafficMeter()
+    /// The previous pass's CPU sample (for cores used).
+    var lastCPU: CPUDetector.Sample?
+    public internal(set) var telemetry: ContainerTelemetry?
+    /// Each detector's state, by detector.
+    var slots: [DetectorID: Any] = [:]
+
+    init(id: String, now: Date) {
+        self.id = id
+        firstSeen = now
+        lastSeen = now
+    }
+
+    /// Runs `body` on a detector's state (made by `make` the first time). The state is taken out
+    /// of the table while it runs, so changing it never copies it.
+    mutating func withSlot<S, R>(_ id: DetectorID, make: () -> S, _ body: (inout S) -> R) -> R {
+        var s = (slots.removeValue(forKey: id) as? S) ?? make()
+        defer { slots[id] = s }
+        return body(&s)
+    }
+}
+
+/// The per-container states of `watch`, created and evicted in one place. A container is dropped
+/// when it has not been seen for `evictAfter` seconds (its processes are gone), so nothing any
+/// detector remembers grows with the number of containers that ever ran.
+public final class ContainerStore {
+    public private(set) var states: [String: ContainerState] = [:]
+    public var evictAfter: TimeInterval
+    /// Called with each evicted id (responses forget what they did there).
+    public var onEvict: ((String) -> Void)?
+    public private(set) var evicted = 0
+
+    public init(evictAfter: TimeInterval = 10) { self.evictAfter = evictAfter }
+
+    /// Marks the containers seen in a pass (creating new states) and drops those gone.
+    func update(seen ids: [String], now: Date) {
+        for id in ids {
+            if states[id] == nil { states[id] = ContainerState(id: id, now: now) } else { states[id]?.lastSeen = now }
+        }
+        for (id, s) in states where now.timeIntervalSince(s.lastSeen) > evictAfter {
+            states[id] = nil
+            evicted += 1
+            onEvict?(id)
+        }
+    }
+
+    public subscript(id: String) -> ContainerState? { states[id] }
+
+    func modify<R>(_ id: String, _ body: (inout ContainerState) -> R) -> R? {
+        guard var s = states.removeValue(forKey: id) else { return nil }
+        defer { states[id] = s }
+        return body(&s)
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import MinewatchCore
+import MinewatchNetwork
+import MinewatchReport
+
+/// What a detector concluded about one container; the alert builder adds the container block,
+/// the detector id and the times.
+public struct Verdict: Sendable {
+    public var severity: Severity
+    public var family: String?
+    public var summary: String
+    public var evidence: [Evidence]
+    public var metrics: [String: Double]
+    public var pid: Int32?
+    public var exe: String?
+    /// First evidence (a process's start time, the start of an upload).
+    public var startedAt: Date
+
+    public init(severity: Severity, family: String? = nil, summary: String, evidence: [Evidence], metrics: [String: Double] = [:],
+                pid: Int32?, exe: String?, startedAt: Date) {
+        self.severity = severity
+        self.family = family
+        self.summary = summary
+        self.evidence = evidence
+        self.metrics = metrics
+        self.pid = pid
+        self.exe = exe
+        self.startedAt = startedAt
+    }
+}
+
+/// One container in one pass, as every detector sees it: the sampler's snapshot, and what was
+/// derived from it once for everyone (the traffic interval, the CPU sample).
+public struct ContainerPass: Sendable {
+    public var snapshot: ContainerSnapshot
+    /// Traffic since the last pass (nil in its first pass).
+    public var traffic: NetInterval?
+    /// CPU counters of this pass (nil when its cgroup could not be read).
+    public var cpu: CPUDetector.Sample?
+    /// CPU cores used since the last pass.
+    public var cpuCores: Double?
+    public var now: Date { snapshot.time }
+    public var id: String { snapshot.ref.id }
+}
+
+/// What a detector may know besides its own container's pass.
+public struct DetectionContext: Sendable {
+    public var now: Date
+    /// Detectors that already alerted for this container (earlier passes, and earlier in this one).
+    public var alerted: Set<DetectorID>
+}
+
+/// A detector of `watch`: pure logic over one container's pass and its own memory of that
+/// container (`State`, created by `makeState` when the container is first seen and dropped when
+/// it is gone). At most one alert per container and detector: once it alerted, the pipeline keeps
+/// feeding it (its state stays current) but drops further verdicts. To add one, write a type that
+/// conforms and register it in `Watcher.standardDetectors`.
+public protocol ContainerDetector {
+    associatedtype State
+    var id: DetectorID { get }
+    func makeState() -> State
+    func inspect(_ pass: ContainerPass, state: inout State, context: DetectionContext) -> Verdict?
+}
+
+/// A detector with its state type erased, as the pipeline holds them.
+struct RegisteredDetector {
+    let id: DetectorID
+    let detector: Any
+    let run: (ContainerPass, inout ContainerState, DetectionContext) -> Verdict?
+
+    init<D: ContainerDetector>(_ d: D) {
+        id = d.id
+        detector = d
+        run = { pass, container, context in
+            container.withSlot(d.id, make: d.makeState) { state in d.inspect(pass, state: &state, context: context) }
+        }
+    }
+}

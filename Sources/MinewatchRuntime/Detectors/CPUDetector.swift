@@ -1,0 +1,121 @@
+import Foundation
+import MinewatchCore
+import MinewatchHost
+import MinewatchReport
+
+/// Detector 4 of `watch`: a container that demands its whole CPU limit for a sustained window.
+/// Busy containers (builds, compression) do that too, so it only alerts when other miner evidence
+/// (miner process, pool contact, drift, mining protocol) exists for the same container; alone it
+/// says nothing.
+///
+/// It measures demand, not only what the container received: on a busy host a miner gets less
+/// than its limit while its threads wait to run. An interval counts as "at the limit" when the CPU
+/// used, or used plus the run-queue wait of its threads (/proc/<pid>/task/*/schedstat), reaches
+/// `threshold` of the limit, or when the kernel throttled the cgroup in at least half of the CFS
+/// periods (cpu.stat). A build that waits on disk neither runs nor waits to run, so it does not.
+public struct CPUDetector: ContainerDetector {
+    public let id = DetectorID.cpuMiner
+    /// Share of the limit (cores) counted as "at the limit".
+    public var threshold: Double
+    /// How long the demand must stay there.
+    public var window: TimeInterval
+    /// Cores assumed when the cgroup has no quota (the machine's cores).
+    public var hostCores: Double
+    /// The detectors whose alert makes a container's CPU worth judging.
+    public static let corroborating: [DetectorID] = [.minerProcess, .poolContact, .drift, .miningProtocol]
+
+    public init(threshold: Double = 0.9, window: TimeInterval = 20, hostCores: Double = Double(ProcessInfo.processInfo.activeProcessorCount)) {
+        self.threshold = threshold
+        self.window = window
+        self.hostCores = hostCores
+    }
+
+    /// Cumulative counters of one pass.
+    public struct Sample: Sendable {
+        public var time: Date
+        public var cpuNanos: UInt64
+        public var limitCores: Double?
+        /// Run-queue wait of the container's threads, when read.
+        public var waitNanos: UInt64?
+        public var periods: UInt64?
+        public var throttledPeriods: UInt64?
+        public init(time: Date, cpuNanos: UInt64, limitCores: Double?, waitNanos: UInt64? = nil, periods: UInt64? = nil, throttledPeriods: UInt64? = nil) {
+            self.time = time
+            self.cpuNanos = cpuNanos
+            self.limitCores = limitCores
+            self.waitNanos = waitNanos
+            self.periods = periods
+            self.throttledPeriods = throttledPeriods
+        }
+    }
+
+    public struct Hit: Sendable {
+        /// Average cores used and demanded over the window.
+        public var cores: Double
+        public var demand: Double
+        public var limit: Double
+        public var since: Date
+        /// Intervals that counted only because of run-queue wait or throttling.
+        public var contended: Int
+    }
+
+    /// Whether every interval in the trailing window stayed at the limit (see the type's
+    /// description). Returns the averages and since when.
+    public func sustained(_ samples: [Sample]) -> Hit? {
+        guard let last = samples.last, samples.count >= 2 else { return nil }
+        let limit = last.limitCores ?? hostCores
+        var since = last.time
+        var contended = 0
+        var waited: Double = 0
+        var i = samples.count - 1
+        while i > 0 {
+            let a = samples[i - 1], b = samples[i]
+            let dt = b.time.timeIntervalSince(a.time)
+            guard dt > 0, b.cpuNanos >= a.cpuNanos else { break }
+            let used = Double(b.cpuNanos - a.cpuNanos) / 1e9 / dt
+            var wait: Double = 0
+            if let wa = a.waitNanos, let wb = b.waitNanos, wb >= wa { wait = Double(wb - wa) / 1e9 / dt }
+            var throttled = false
+            if let pa = a.periods, let pb = b.periods, let ta = a.throttledPeriods, let tb = b.throttledPeriods, pb > pa, tb >= ta {
+                throttled = Double(tb - ta) >= 0.5 * Double(pb - pa)
+            }
+            let atLimit = used >= threshold * limit
+            if !atLimit {
+                guard used + wait >= threshold * limit || throttled else { break }
+                contended += 1
+            }
+            waited += wait * dt
+            since = a.time
+            i -= 1
+        }
+        let span = last.time.timeIntervalSince(since)
+        guard span >= window, let first = samples.first(where: { $0.time == since }) else { return nil }
+        let cores = Double(last.cpuNanos - first.cpuNanos) / 1e9 / span
+        return Hit(cores: cores, demand: cores + waited / span, limit: limit, since: since, contended: contended)
+    }
+
+    /// The samples kept: the window twice over plus a margin.
+    public func makeState() -> [Sample] { [] }
+
+    public func inspect(_ pass: ContainerPass, state: inout [Sample], context: DetectionContext) -> Verdict? {
+        guard let s = pass.cpu else { return nil }
+        state.append(s)
+        state.removeAll { pass.now.timeIntervalSince($0.time) > window * 2 + 10 }
+        let evidence = Self.corroborating.filter { context.alerted.contains($0) }
+        guard !context.alerted.contains(id), !evidence.isEmpty, let hit = sustained(state) else { return nil }
+        // The busiest process of the container is the one to name (and to kill).
+        let top = pass.snapshot.processes.map(\.sample).max { $0.cpuTicks < $1.cpuTicks }
+        var ev = evidence.map { Evidence(kind: .attribute, name: "with", value: $0.rawValue) }
+        if hit.contended > 0 {
+            ev.append(Evidence(kind: .attribute, name: "demand",
+                               value: String(format: "%.2f cores demanded (used plus run-queue wait); at the limit by demand in %d intervals of a contended host", hit.demand, hit.contended)))
+        }
+        return Verdict(
+            severity: .high,
+            summary: String(format: "CPU at %.2f of %.2f cores for %.0f s (demand %.2f), with %@", hit.cores, hit.limit, pass.now.timeIntervalSince(hit.since),
+                            hit.demand, evidence.map(\.rawValue).joined(separator: " and ")),
+            evidence: ev,
+            metrics: ["cores": hit.cores, "demandCores": hit.demand, "limitCores": hit.limit, "seconds": pass.now.timeIntervalSince(hit.since)],
+            pid: top?.pid, exe: top?.exe, startedAt: hit.since)
+    }
+}

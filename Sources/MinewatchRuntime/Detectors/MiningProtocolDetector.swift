@@ -1,0 +1,57 @@
+import Foundation
+import MinewatchCore
+import MinewatchNetwork
+import MinewatchReport
+import MinewatchSignatures
+
+/// Detector 6 of `watch`: what the container said on the wire, from the packets captured in its
+/// namespace (the sampler's session source): a Stratum login with jobs, PacketCrypt announcement
+/// posts, getwork, or a TLS/HTTP name of a pool domain. How strong each is comes from the same
+/// `ProtocolJudge` as `pcap`'s findings. Sessions the container serves (a pool in a container)
+/// are not a miner's. When the kernel dropped packets from its ring, the alert says so.
+public struct MiningProtocolDetector: ContainerDetector {
+    public let id = DetectorID.miningProtocol
+    let ruleSet: RuleSet
+    /// How long PacketCrypt polling may be seen without a counted batch before it is alerted alone.
+    public var packetCryptWait: TimeInterval = 30
+
+    public init(rules: RuleSet) { ruleSet = rules }
+
+    public func makeState() {}
+
+    public func inspect(_ pass: ContainerPass, state: inout Void, context: DetectionContext) -> Verdict? {
+        let snap = pass.snapshot
+        guard !context.alerted.contains(id), !snap.hostNetwork, !snap.sessions.isEmpty else { return nil }
+        // Sessions this container opened (not ones it serves).
+        let ownPorts = Set(snap.sockets.map(\.localPort))
+        let sessions = snap.sessions.filter { ownPorts.contains($0.clientPort) || !snap.listenPorts.contains($0.serverPort) }
+        guard !sessions.isEmpty else { return nil }
+        var verdict: ProtocolVerdict?
+        var first = pass.now
+        let stratum = sessions.compactMap { s in ProtocolJudge.stratum(s.facts, pool: s.server).map { (s, $0) } }
+        let pkt = sessions.filter { $0.facts.protocolName == "packetcrypt" }
+        if let (s, v) = stratum.max(by: { $0.0.facts.jobs < $1.0.facts.jobs }) {
+            verdict = v
+            first = s.first
+        } else if !pkt.isEmpty, pkt.contains(where: { $0.facts.announcements > 0 })
+                    || pass.now.timeIntervalSince(pkt.map(\.first).min() ?? pass.now) > packetCryptWait {
+            // Waits (up to `packetCryptWait`) for a counted batch, so the alert can say how many.
+            verdict = ProtocolJudge.packetCrypt(pkt.map { ($0.server, $0.facts) })
+            first = pkt.map(\.first).min() ?? first
+        } else if let (s, v) = sessions.lazy.compactMap({ s in ProtocolJudge.getwork(s.facts, server: s.server).map { (s, $0) } }).first {
+            verdict = v
+            first = s.first
+        } else if let (s, domain) = sessions.lazy.compactMap({ s in (s.facts.sni ?? s.facts.host).flatMap { ruleSet.poolDomain(for: $0) }.map { (s, $0) } }).first {
+            let via = "\(s.facts.sni != nil ? "TLS server name" : "HTTP Host") \(s.facts.sni ?? s.facts.host ?? "")"
+            verdict = ProtocolJudge.poolDomain(domain, via: via, server: s.server)
+            first = s.first
+        }
+        guard var v = verdict else { return nil }
+        if let drops = snap.capture?.drops, drops > 0 {
+            v.evidence.append(Evidence(kind: .attribute, name: "capture",
+                                       value: "the kernel dropped \(drops) packets from this namespace's ring: protocol evidence may be incomplete"))
+        }
+        return Verdict(severity: v.severity, family: v.family, summary: v.summary, evidence: v.evidence,
+                       metrics: ["sessions": Double(sessions.count)], pid: snap.mainPid, exe: snap.mainExe, startedAt: first)
+    }
+}

@@ -1,0 +1,326 @@
+import Foundation
+import MinewatchCore
+import MinewatchHost
+import MinewatchNetwork
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One process of a container in one pass.
+public struct ProcessSnapshot: Sendable {
+    public var sample: ProcessSample
+    /// True in the first pass that sees this process running this executable (pid, start time and
+    /// executable: an exec into another program is new again).
+    public var isNew: Bool
+    /// Selected environment variables, read when the process is new.
+    public var environment: [String: String]
+    public init(sample: ProcessSample, isNew: Bool, environment: [String: String] = [:]) {
+        self.sample = sample
+        self.isNew = isNew
+        self.environment = environment
+    }
+    public var key: String { "\(sample.pid):\(sample.startTicks):\(sample.exe ?? sample.comm)" }
+}
+
+/// What the sampler read about one container in one pass: the only input of the detectors.
+public struct ContainerSnapshot: Sendable {
+    public var ref: ContainerRef
+    public var time: Date
+    public var processes: [ProcessSnapshot]
+    public var cgroup: CgroupStats?
+    /// Run-queue wait of its threads (ns, summed), when asked for (containers that may be judged on CPU).
+    public var runQueueWaitNanos: UInt64?
+    public var netns: UInt64?
+    public var hostNetwork: Bool
+    /// Sockets its processes hold (TCP with per-connection counters when sock_diag answered).
+    public var sockets: [SocketEntry]
+    /// TCP ports listening in its namespace: connections to them are inbound.
+    public var listenPorts: Set<UInt16>
+    /// Interface counters of its own namespace; nil on the host network.
+    public var interfaces: NetCounters?
+    /// Socket inode -> pid holding it.
+    public var owners: [UInt64: Int32]
+    /// The overlay upper directory of its root mount (files written since it started).
+    public var upperDir: String?
+    /// Mining-relevant sessions seen in its namespace's packets (capture on).
+    public var sessions: [LiveSession]
+    /// The packet ring of its namespace: open, and the packets the kernel dropped from it so far.
+    public var capture: LiveCapture.RingStatus?
+
+    /// The process that stands for the container (its first one with a network namespace).
+    public var mainPid: Int32 { (processes.first { $0.sample.netns != nil } ?? processes.first)?.sample.pid ?? 0 }
+    public var mainExe: String? { (processes.first { $0.sample.netns != nil } ?? processes.first)?.sample.exe }
+
+    public init(ref: ContainerRef, time: Date, processes: [ProcessSnapshot], cgroup: CgroupStats? = nil, runQueueWaitNanos: UInt64? = nil,
+                netns: UInt64? = nil, hostNetwork: Bool = false, sockets: [SocketEntry] = [], listenPorts: Set<UInt16> = [],
+                interfaces: NetCounters? = nil, owners: [UInt64: Int32] = [:], upperDir: String? = nil, sessions: [LiveSession] = [],
+                capture: LiveCapture.RingStatus? = nil) {
+        self.ref = ref
+        self.time = time
+        self.processes = processes
+        self.cgroup = cgroup
+        self.runQueueWaitNanos = runQueueWaitNanos
+        self.netns = netns
+        self.hostNetwork = hostNetwork
+        self.sockets = sockets
+        self.listenPorts = listenPorts
+        self.interfaces = interfaces
+        self.owners = owners
+        self.upperDir = upperDir
+        self.sessions = sessions
+        self.capture = capture
+    }
+
+    /// Its connections in the neutral form the bandwidth model reads.
+    public var observation: NetObservation {
+        NetObservation(time: time, sockets: sockets, listenPorts: listenPorts, interfaces: interfaces, hostNetwork: hostNetwork, owners: owners)
+    }
+}
+
+extension NetObservation {
+    /// From host telemetry: TCP connections (not listeners) of the sockets, inbound when to a
+    /// listening port, with sock_diag's counters when present.
+    public init(time: Date, sockets: [SocketEntry], listenPorts: Set<UInt16>, interfaces: NetCounters?, hostNetwork: Bool,
+                owners: [UInt64: Int32] = [:]) {
+        let conns = sockets.filter { $0.proto == .tcp && !$0.isListening && $0.remotePort != 0 }.map { s in
+            ConnectionSample(id: s.inode, remoteAddress: s.remoteAddress, remotePort: s.remotePort, localPort: s.localPort,
+                             inbound: listenPorts.contains(s.localPort), established: s.isEstablished,
+                             counters: s.counters.map { ConnectionCounters(bytesSent: $0.bytesSent, bytesReceived: $0.bytesReceived, segmentsIn: $0.dataSegsIn) },
+                             owner: owners[s.inode])
+        }
+        self.init(time: time, connections: conns,
+                  interfaces: interfaces.map { InterfaceTotals(rxBytes: $0.rxBytes, txBytes: $0.txBytes, rxPackets: $0.rxPackets, txPackets: $0.txPackets) },
+                  hostNetwork: hostNetwork)
+    }
+}
+
+/// One pass over the host.
+public struct HostSnapshot: Sendable {
+    public var time: Date
+    public var containers: [ContainerSnapshot]
+}
+
+/// Reads the host once per pass and produces one snapshot per container: processes, cgroup CPU
+/// and memory, namespace counters, sockets with their counters, and what the packet capture saw.
+/// It owns the caches that make sampling cheap (held stat files, socket lists and owners per
+/// namespace while its TCP counters are unchanged, the upper directory per container) and
+/// nothing else: what detectors remember lives in the container store.
+public final class HostSampler {
+    public let proc: ProcfsReader
+    let cgroups: CgroupReader
+    let socketStats: SocketStatsSource?
+    let clock: WallClock
+    /// Live packet capture per container namespace (protocol evidence); nil: off.
+    public var capture: (any SessionSource)?
+    public var includeHost = false
+    /// When not empty, only containers whose id starts with one of these are sampled.
+    public var onlyContainers: [String] = []
+    /// Environment variables read for new processes.
+    public var environmentKeys: Set<String> = []
+
+    /// Per network namespace: what makes an unchanged namespace cost nothing.
+    struct NamespaceCache {
+        /// Interface packets and TCP activity at the last net/snmp read.
+        var lastActivity: (packets: UInt64, tcp: UInt64, connections: UInt64)?
+        /// The last socket list and the TCP activity it was read at.
+        var sockets: (activity: UInt64, connections: UInt64, list: [SocketEntry])?
+        /// The last TCP activity value and when it last changed (for capture rings).
+        var tcpSeen: (value: UInt64, at: Date)?
+    }
+
+    /// Per container: socket owners at a namespace activity value, and the upper directory.
+    struct ContainerCache {
+        var owners: (activity: UInt64, owners: [UInt64: Int32], pids: [Int32])?
+        var upperDir: String??
+    }
+
+    var namespaces: [UInt64: NamespaceCache] = [:]
+    var containers: [String: ContainerCache] = [:]
+    let statFiles = ProcStatFiles()
+    /// Processes of the last pass by pid, and the keys that make a process "not new".
+    var known: [Int32: ProcessSample] = [:]
+    var knownKeys: Set<String> = []
+    var hostNetns: UInt64?
+    var passes = 0
+    public private(set) var lastPassTime: Date?
+    /// kernel.pid_max of a million or more (the 64-bit default is 4194304).
+    lazy var largePidSpace: Bool = {
+        let text = (try? String(contentsOfFile: "\(proc.root)/sys/kernel/pid_max", encoding: .utf8)) ?? ""
+        return (Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1_000_000
+    }()
+
+    public init(proc: ProcfsReader = ProcfsReader(), cgroups: CgroupReader = CgroupReader(), clock: WallClock = SystemClock(),
+                sockets: SocketStatsSource? = SockDiagReader()) {
+        self.proc = proc
+        self.cgroups = cgroups
+        self.socketStats = sockets
+        self.clock = clock
+    }
+
+    /// One pass. `runQueueFor`: containers whose threads' run-queue wait is read (CPU demand).
+    public func sample(runQueueFor: Set<String> = []) -> HostSnapshot {
+        let now = clock.now()
+        let me = getpid()
+        // One read of every process per pass; processes that vanish mid-read are skipped.
+        // Processes seen in the last pass are re-read cheaply (stat and the exe link). Host
+        // processes (outside containers, not watched) are not re-read at all while their pid stays
+        // listed: with a pid space of a million or more, a pid cannot be reused within a pass.
+        var samples = proc.pids().filter { $0 != me }.compactMap { pid -> ProcessSample? in
+            let k = known[pid]
+            if let k, k.container == nil, !includeHost, largePidSpace { return k }
+            return proc.process(pid, known: k, followExe: k?.container != nil || includeHost, files: statFiles)
+        }
+        statFiles.retain(Set(samples.map(\.pid)))
+        known = Dictionary(samples.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
+        if !includeHost { samples.removeAll { $0.container == nil } }
+        if !onlyContainers.isEmpty {
+            samples.removeAll { s in !onlyContainers.contains { p in s.container?.id.hasPrefix(p) == true } }
+        }
+        var byContainer: [String: (ContainerRef, [ProcessSnapshot])] = [:]
+        var keys: Set<String> = []
+        for s in samples {
+            guard let c = s.container ?? (includeHost ? ContainerRef(id: "host", runtime: .podman, cgroupPath: "/") : nil) else { continue }
+            var p = ProcessSnapshot(sample: s, isNew: false)
+            keys.insert(p.key)
+            if !knownKeys.contains(p.key) {
+                p.isNew = true
+                if !environmentKeys.isEmpty { p.environment = proc.environment(s.pid, keep: environmentKeys) }
+            }
+            byContainer[c.id, default: (c, [])].1.append(p)
+        }
+        knownKeys = keys
+        if hostNetns == nil { hostNetns = proc.process(1)?.netns }
+        var out: [ContainerSnapshot] = []
+        var nsSeen: Set<UInt64> = []
+        for (id, (ref, procs)) in byContainer.sorted(by: { $0.key < $1.key }) {
+            var snap = ContainerSnapshot(ref: ref, time: now, processes: procs)
+            if let first = procs.first(where: { $0.sample.cgroupPaths.isEmpty == false }) {
+                snap.cgroup = cgroups.stats(paths: first.sample.cgroupPaths)
+            }
+            if runQueueFor.contains(id) { snap.runQueueWaitNanos = runQueueWait(procs.map(\.sample.pid)) }
+            network(&snap, id: id, procs: procs.map(\.sample), seen: &nsSeen)
+            var cache = containers[id] ?? ContainerCache()
+            if cache.upperDir == nil, let pid = procs.first?.sample.pid {
+                cache.upperDir = .some(proc.mountinfo(pid).flatMap(DriftDetector.upperDir))
+            }
+            snap.upperDir = cache.upperDir ?? nil
+            containers[id] = cache
+            out.append(snap)
+        }
+        socketStats?.retain(namespaces: nsSeen)
+        syncCapture(&out, now: now)
+        namespaces = namespaces.filter { nsSeen.contains($0.key) }
+        containers = containers.filter { byContainer[$0.key] != nil }
+        passes += 1
+        lastPassTime = now
+        return HostSnapshot(time: now, containers: out)
+    }
+
+    /// Sum of the run-queue wait of every thread of these processes (/proc/<pid>/task/*/schedstat).
+    func runQueueWait(_ pids: [Int32]) -> UInt64? {
+        var total: UInt64 = 0
+        var any = false
+        for pid in pids {
+            guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "\(proc.root)/\(pid)/task") else { continue }
+            for t in tasks {
+                guard let text = try? String(contentsOfFile: "\(proc.root)/\(pid)/task/\(t)/schedstat", encoding: .utf8) else { continue }
+                let f = text.split(separator: " ")
+                if f.count >= 2, let wait = UInt64(f[1]) {
+                    total &+= wait
+                    any = true
+                }
+            }
+        }
+        return any ? total : nil
+    }
+
+    /// Its namespace's counters and sockets, attributed by the socket inodes its processes hold.
+    func network(_ snap: inout ContainerSnapshot, id: String, procs: [ProcessSample], seen: inout Set<UInt64>) {
+        guard let first = procs.first(where: { $0.netns != nil }), let ns = first.netns else { return }
+        let host = hostNetns == ns
+        snap.netns = ns
+        snap.hostNetwork = host
+        let firstInPass = seen.insert(ns).inserted
+        var cache = namespaces[ns] ?? NamespaceCache()
+        let counters = proc.netCounters(first.pid)
+        // net/snmp is costly to generate, so it is read only when some packet moved (interface
+        // counters, loopback included, changed) since the last pass.
+        var activity: UInt64?
+        var connections: UInt64?
+        if let packets = counters?.activity, let last = cache.lastActivity, last.packets == packets {
+            activity = last.tcp
+            connections = last.connections
+        } else if let c = proc.tcpCounters(first.pid) {
+            activity = c.connections &+ c.segments
+            connections = c.connections
+            if let packets = counters?.activity { cache.lastActivity = (packets, c.connections &+ c.segments, c.connections) }
+        }
+        var all: [SocketEntry]
+        if let activity, let cached = cache.sockets, cached.activity == activity {
+            // No TCP segment moved (loopback included) and no connection opened since the last
+            // read: its sockets and their counters are as they were, so the socket dump (which
+            // walks the host's whole TCP table) is skipped. Idle containers cost no dump.
+            all = cached.list
+        } else if !firstInPass, let cached = cache.sockets {
+            all = cached.list  // another container of the same namespace (a pod) read it this pass
+        } else if let activity, let connections, let cached = cache.sockets, cached.connections == connections,
+                  let fresh = socketStats?.refresh(cached.list.filter { $0.proto == .tcp }, pid: first.pid, netns: ns) {
+            // Segments moved but no connection opened, failed or reset: the same sockets, asked for
+            // one by one (cheaper than a dump).
+            all = fresh + cached.list.filter { $0.proto != .tcp }
+            cache.sockets = (activity, connections, all)
+        } else {
+            // TCP with counters from sock_diag (else /proc/<pid>/net/tcp*); UDP sockets with their
+            // endpoints for telemetry from /proc/<pid>/net/udp*.
+            let tcp = socketStats?.tcpSockets(pid: first.pid, netns: ns)
+            all = tcp.map { $0 + proc.sockets(first.pid, tcp: false) } ?? proc.sockets(first.pid)
+            if let activity { cache.sockets = (activity, connections ?? 0, all) }
+        }
+        // Which sockets its processes hold changes only with traffic or with its processes.
+        var ccache = containers[id] ?? ContainerCache()
+        var owners: [UInt64: Int32] = [:]
+        let pids = procs.map(\.pid)
+        if let activity, let cached = ccache.owners, cached.activity == activity, cached.pids == pids {
+            owners = cached.owners
+        } else {
+            for p in procs { for inode in proc.socketInodes(p.pid) { owners[inode] = p.pid } }
+            if let activity { ccache.owners = (activity, owners, pids) }
+        }
+        containers[id] = ccache
+        // Sockets its processes hold; when fds cannot be read (not root), the whole namespace
+        // (never on the host network, where that would mean every host connection).
+        snap.sockets = owners.isEmpty ? (host ? [] : all) : all.filter { owners[$0.inode] != nil }
+        snap.listenPorts = Set(all.filter { $0.proto == .tcp && $0.isListening }.map(\.localPort))
+        snap.interfaces = host ? nil : counters
+        snap.owners = owners
+        if let tcp = activity {
+            if let s = cache.tcpSeen {
+                if s.value != tcp { cache.tcpSeen = (tcp, snap.time) }
+            } else {
+                // Namespaces there at start count as idle until they move; a new one (its counters
+                // start at 0) is active if anything moved.
+                cache.tcpSeen = (tcp, passes > 0 && tcp > 0 ? snap.time : .distantPast)
+            }
+        }
+        namespaces[ns] = cache
+    }
+
+    /// Containers with their own namespace (the host's is not captured), while they have TCP
+    /// traffic: a ring opens at the first pass that sees TCP segments move and closes after two
+    /// idle minutes, so idle containers cost no ring (a session's first second may be missed).
+    func syncCapture(_ snaps: inout [ContainerSnapshot], now: Date) {
+        guard let capture else { return }
+        var wanted: [UInt64: Int32] = [:]
+        for s in snaps where !s.hostNetwork {
+            guard let ns = s.netns, let seen = namespaces[ns]?.tcpSeen, seen.at != .distantPast,
+                  now.timeIntervalSince(seen.at) < 120 else { continue }
+            wanted[ns] = s.processes.first { $0.sample.netns == ns }?.sample.pid ?? s.mainPid
+        }
+        capture.sync(wanted)
+        for i in snaps.indices where !snaps[i].hostNetwork {
+            guard let ns = snaps[i].netns else { continue }
+            snaps[i].sessions = capture.sessions(ns)
+            snaps[i].capture = capture.status(ns)
+        }
+    }
+}
