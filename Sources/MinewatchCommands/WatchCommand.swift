@@ -10,6 +10,7 @@ import MinewatchOutput
 import MinewatchRuntime
 import MinewatchSignatures
 import MinewatchSinks
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -217,13 +218,15 @@ extension ResponseAction: ExpressibleByArgument {}
 /// every request has a 5 s timeout, so a slow or wedged engine never stalls the watch loop for
 /// long. An engine that stops answering is reported once on stderr; alerts then carry ids only,
 /// and names return when it answers again.
-final class EngineNames: @unchecked Sendable {
+final class EngineNames: Sendable {
+    struct Cache {
+        var names: [String: (name: String, image: String)] = [:]
+        var warned = false
+        var lastRefresh = Date.distantPast
+        var backoffUntil = Date.distantPast
+    }
     let client: EngineClient
-    let lock = NSLock()
-    var cache: [String: (name: String, image: String)] = [:]
-    var warned = false
-    var lastRefresh = Date.distantPast
-    var backoffUntil = Date.distantPast
+    let cache = Mutex(Cache())
 
     init(client: EngineClient) {
         var c = client
@@ -231,34 +234,34 @@ final class EngineNames: @unchecked Sendable {
         self.client = c
     }
 
-    func refresh() {
-        lastRefresh = Date()
+    func refresh(_ c: inout Cache) {
+        c.lastRefresh = Date()
         do {
-            cache = try client.containers()
-            if warned { Terminal.error("engine: answering again") }
-            warned = false
+            c.names = try client.containers()
+            if c.warned { Terminal.error("engine: answering again") }
+            c.warned = false
         } catch {
-            if !warned { Terminal.error("engine: \(error.description); alerts carry container ids only") }
-            warned = true
-            backoffUntil = Date().addingTimeInterval(30)
+            if !c.warned { Terminal.error("engine: \(error.description); alerts carry container ids only") }
+            c.warned = true
+            c.backoffUntil = Date().addingTimeInterval(30)
         }
     }
 
     /// For alerts: an unknown id refreshes the list (unless the engine just failed).
     func lookup(_ id: String) -> (name: String, image: String)? {
-        lock.lock()
-        defer { lock.unlock() }
-        if let hit = cache[id] { return hit }
-        if Date() >= backoffUntil { refresh() }
-        return cache[id]
+        cache.withLock { c in
+            if let hit = c.names[id] { return hit }
+            if Date() >= c.backoffUntil { refresh(&c) }
+            return c.names[id]
+        }
     }
 
     /// For telemetry: refreshes at most every 10 s.
     func cached(_ id: String) -> (name: String, image: String)? {
-        lock.lock()
-        defer { lock.unlock() }
-        if let hit = cache[id] { return hit }
-        if Date() >= backoffUntil && Date().timeIntervalSince(lastRefresh) >= 10 { refresh() }
-        return cache[id]
+        cache.withLock { c in
+            if let hit = c.names[id] { return hit }
+            if Date() >= c.backoffUntil && Date().timeIntervalSince(c.lastRefresh) >= 10 { refresh(&c) }
+            return c.names[id]
+        }
     }
 }

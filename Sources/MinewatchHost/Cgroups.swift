@@ -27,9 +27,9 @@ public struct CgroupStats: Sendable, Hashable {
 /// cpu.max, memory.current). Missing files mean "unknown", never an error. Read every pass for
 /// every container, so files are read with one small read(2) each and the CPU limit, which
 /// rarely changes, is re-read at most every 30 s.
-public final class CgroupReader: @unchecked Sendable {
+/// Used from the sampler's thread only.
+public final class CgroupReader {
     public let root: String
-    let lock = NSLock()
     var limits: [String: (at: Date, cores: Double?)] = [:]
     let v2Base: String
 
@@ -74,8 +74,6 @@ public final class CgroupReader: @unchecked Sendable {
     }
 
     func limit(_ key: String, read: () -> Double?) -> Double? {
-        lock.lock()
-        defer { lock.unlock() }
         if let l = limits[key], Date().timeIntervalSince(l.at) < 30 { return l.cores }
         let v = read()
         if limits.count > 10_000 { limits.removeAll() }

@@ -212,10 +212,10 @@ extension ProcfsReader {
 /// Open /proc/<pid>/stat files kept between passes and re-read with pread: no path lookup per
 /// pass, and a read fails once the process is gone, so a reused pid is never mistaken for the
 /// old process. At most `capacity` are kept (the rest are opened per read).
-public final class ProcStatFiles: @unchecked Sendable {
+/// Used from the sampler's thread only.
+public final class ProcStatFiles {
     var fds: [Int32: Int32] = [:]
     let capacity: Int
-    let lock = NSLock()
 
     public init(capacity: Int = 4096) {
         // Use part of the soft fd limit, raised to the hard one when allowed.
@@ -235,8 +235,6 @@ public final class ProcStatFiles: @unchecked Sendable {
     deinit { for fd in fds.values { close(fd) } }
 
     func read(_ pid: Int32, root: String) -> [UInt8]? {
-        lock.lock()
-        defer { lock.unlock() }
         var fd = fds[pid] ?? -1
         var fresh = false
         if fd < 0 {
@@ -259,8 +257,6 @@ public final class ProcStatFiles: @unchecked Sendable {
 
     /// Closes the files of pids that are no longer listed.
     public func retain(_ pids: Set<Int32>) {
-        lock.lock()
-        defer { lock.unlock() }
         for (pid, fd) in fds where !pids.contains(pid) {
             close(fd)
             fds[pid] = nil

@@ -7,7 +7,7 @@ import Glibc
 
 /// TCP sockets with byte counters, per network namespace. The real source asks the kernel over
 /// NETLINK_SOCK_DIAG inside each namespace; tests substitute recorded values.
-public protocol SocketStatsSource: Sendable {
+public protocol SocketStatsSource: AnyObject {
     /// TCP sockets (IPv4 and IPv6, listeners included) of the namespace `pid` lives in, with
     /// counters; nil when the namespace cannot be queried (not root, process gone).
     func tcpSockets(pid: Int32, netns: UInt64) -> [SocketEntry]?
@@ -141,9 +141,9 @@ public enum SockDiagParser {
 /// netlink socket per namespace, created there (setns on the calling thread, then back) and
 /// reused every pass. Needs CAP_SYS_ADMIN for other namespaces; without it every query is nil and
 /// the caller falls back to /proc/<pid>/net/tcp (no byte counters).
-public final class SockDiagReader: SocketStatsSource, @unchecked Sendable {
+/// Used from the sampler's thread only.
+public final class SockDiagReader: SocketStatsSource {
     let procRoot: String
-    let lock = NSLock()
     var sockets: [UInt64: Int32] = [:]
     var sequence: UInt32 = 1
     /// The first failure, for one log line (the caller decides where it goes).
@@ -167,8 +167,6 @@ public final class SockDiagReader: SocketStatsSource, @unchecked Sendable {
     }
 
     public func tcpSockets(pid: Int32, netns: UInt64) -> [SocketEntry]? {
-        lock.lock()
-        defer { lock.unlock() }
         do {
             let fd = try socketFor(pid: pid, netns: netns)
             var out: [SocketEntry] = []
@@ -203,8 +201,6 @@ public final class SockDiagReader: SocketStatsSource, @unchecked Sendable {
     }
 
     public func refresh(_ sockets: [SocketEntry], pid: Int32, netns: UInt64) -> [SocketEntry]? {
-        lock.lock()
-        defer { lock.unlock() }
         guard let fd = try? socketFor(pid: pid, netns: netns) else { return nil }
         var out: [SocketEntry] = []
         var buf = [UInt8](repeating: 0, count: 8192)
@@ -239,8 +235,6 @@ public final class SockDiagReader: SocketStatsSource, @unchecked Sendable {
     }
 
     public func retain(namespaces: Set<UInt64>) {
-        lock.lock()
-        defer { lock.unlock() }
         for (ns, fd) in sockets where !namespaces.contains(ns) {
             close(fd)
             sockets[ns] = nil

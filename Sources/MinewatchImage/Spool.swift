@@ -6,7 +6,7 @@ import Glibc
 
 /// A private temporary folder (0700, from mkdtemp) removed with everything in it on deinit.
 /// Untrusted downloads are spooled only here, with a size limit.
-public final class PrivateTempDir: @unchecked Sendable {
+public final class PrivateTempDir: Sendable {
     public let path: String
 
     public init(label: String) throws(MinewatchError) {

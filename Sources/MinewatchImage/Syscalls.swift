@@ -8,7 +8,7 @@ import Darwin
 #endif
 
 /// An owned file descriptor, closed on deinit.
-public final class FileHandleFD: @unchecked Sendable {
+public final class FileHandleFD: Sendable {
     public let fd: Int32
     public let path: String
 
@@ -53,7 +53,7 @@ public final class FileHandleFD: @unchecked Sendable {
 /// A directory opened as the root of an untrusted tree. Every path below it is opened one
 /// component at a time with `openat(O_NOFOLLOW)`, so neither `..` nor a symlink can lead
 /// outside the root (the approach of apple/containerization's FileDescriptorOps).
-public final class SafeDirectory: @unchecked Sendable {
+public final class SafeDirectory: Sendable {
     public let fd: Int32
     public let path: String
 

@@ -15,6 +15,14 @@ public struct LiveSession: Sendable, Hashable {
     public var server: String
     public var first: Date
     public var facts: SessionFacts
+    public init(client: String, clientPort: UInt16, serverPort: UInt16, server: String, first: Date, facts: SessionFacts) {
+        self.client = client
+        self.clientPort = clientPort
+        self.serverPort = serverPort
+        self.server = server
+        self.first = first
+        self.facts = facts
+    }
 }
 
 /// Protocol evidence for `watch`: one packet ring per container network namespace, owned and
@@ -28,6 +36,10 @@ public final class LiveCapture: Sendable {
     public struct RingStatus: Sendable, Hashable, Codable {
         public var packets: Int
         public var drops: Int
+        public init(packets: Int, drops: Int) {
+            self.packets = packets
+            self.drops = drops
+        }
     }
 
     struct Shared {

@@ -182,7 +182,7 @@ private func drive(_ passes: Int, model: BandwidthModel = BandwidthModel(), _ ea
 }
 
 /// The test double of the sock_diag reader: sockets per namespace, changed by the test between passes.
-final class RecordedSockets: SocketStatsSource, @unchecked Sendable {
+final class RecordedSockets: SocketStatsSource {
     var byNetns: [UInt64: [SocketEntry]] = [:]
     func tcpSockets(pid: Int32, netns: UInt64) -> [SocketEntry]? { byNetns[netns] }
     func retain(namespaces: Set<UInt64>) {}
