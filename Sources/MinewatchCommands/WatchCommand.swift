@@ -187,9 +187,12 @@ public struct WatchCommand: ParsableCommand {
         (watcher.capture as? LiveCapture)?.stop()
         agent.finish()
         for r in agent.takeResponseFailures() { Terminal.error("\(r.response.action) \(r.response.target): \(r.response.result)") }
-        for st in agent.sinkStats where st.dropped > 0 || st.failed > 0 {
-            Terminal.error("sink \(st.name): \(st.dropped) records dropped (queue full), \(st.failed) failed\(st.lastError.map { " (last: \($0))" } ?? "")")
+        // What the detectors raised against what the sinks wrote (drops counted): nothing is lost silently.
+        let sinks = agent.sinkStats.map { st in
+            "sink \(st.name): \(st.alertsWritten) alerts written, \(st.alertsDropped) dropped, \(st.dropped) records dropped, \(st.failed) failed"
+                + (st.lastError.map { " (last error: \($0))" } ?? "")
         }
+        Terminal.error("watch: \(watcher.passes) passes, \(agent.alertsRaised) alerts raised, \(watcher.store.evicted) containers gone; " + sinks.joined(separator: "; "))
     }
 
     /// `--container` values as id prefixes: ids as given, names through the engine. A name no

@@ -22,8 +22,12 @@ extension Sink {
 public struct SinkStats: Sendable, Hashable, Codable {
     public var name: String
     public var written: Int
+    /// Alert records among them.
+    public var alertsWritten = 0
     /// Records refused because the queue was full (the sink was too slow), as Falco counts them.
     public var dropped: Int
+    /// Alert records among the dropped ones.
+    public var alertsDropped = 0
     /// Records the sink failed to write.
     public var failed: Int
     public var queued: Int
@@ -65,6 +69,7 @@ public final class SinkQueue: Sendable {
         let ok = state.withLock { s -> Bool in
             if s.closing || s.items.count - s.head >= capacity {
                 s.stats.dropped += 1
+                if case .alert = r { s.stats.alertsDropped += 1 }
                 return false
             }
             s.items.append(r)
@@ -114,7 +119,10 @@ public final class SinkQueue: Sendable {
                 for r in batch {
                     do throws(MinewatchError) {
                         try sink.write(r)
-                        state.withLock { $0.stats.written += 1 }
+                        state.withLock { s in
+                            s.stats.written += 1
+                            if case .alert = r { s.stats.alertsWritten += 1 }
+                        }
                     } catch {
                         state.withLock { s in
                             s.stats.failed += 1
