@@ -28,6 +28,8 @@ public final class CaptureAnalyzer {
     public var bandwidthModel = BandwidthModel()
     public var maxFlows = 200_000
     public var maxInspectedPerDirection = 4 << 20
+    /// Most finished flows kept for sessions and findings.
+    public var maxKeptFlows = 100_000
     let step = 2.0
 
     public init(rules: RuleSet) { self.rules = rules }
@@ -36,7 +38,30 @@ public final class CaptureAnalyzer {
         var report = CaptureReport(file: source.name)
         let table = FlowTable(maxFlows: maxFlows)
         var inspectors: [ObjectIdentifier: FlowInspector] = [:]
-        var finished: [(Flow, FlowInspector)] = []
+        // Flows that are done: only those whose facts can become a session or finding are kept
+        // (at most `maxKeptFlows`; the rest are counted), the others only as top-flow candidates,
+        // so a capture of millions of flows costs what its interesting flows cost.
+        var finished: [(Flow, SessionFacts)] = []
+        var largest: [FlowSummary] = []
+        var flowCount = 0
+        func finish(_ flow: Flow, _ i: FlowInspector) {
+            flowCount += 1
+            flow.releaseBuffers()
+            flow.consumer = nil
+            let summary = FlowSummary(transport: flow.transport == .tcp ? "tcp" : "udp", client: Flow.endpoint(flow.client, flow.clientPort),
+                                      server: Flow.endpoint(flow.server, flow.serverPort), protocolName: i.facts.protocolName,
+                                      clientBytes: flow.clientBytes, serverBytes: flow.serverBytes,
+                                      packets: flow.clientPackets + flow.serverPackets, seconds: flow.last - flow.first)
+            let size = summary.clientBytes + summary.serverBytes
+            if largest.count < 20 || size > (largest.last.map { $0.clientBytes + $0.serverBytes } ?? 0) {
+                largest.append(summary)
+                largest.sort { $0.clientBytes + $0.serverBytes > $1.clientBytes + $1.serverBytes }
+                if largest.count > 20 { largest.removeLast() }
+            }
+            if Self.worthKeeping(i.facts) || names[flow.server] != nil {
+                if finished.count < maxKeptFlows { finished.append((flow, i.facts)) } else { report.flowsNotKept += 1 }
+            }
+        }
         var names: [IPAddress: String] = [:]
         var dnsQueries: [(client: IPAddress, name: String, time: Double)] = []
         var bandwidth: [IPAddress: BandwidthDetector] = [:]
@@ -46,15 +71,16 @@ public final class CaptureAnalyzer {
         let cap = maxInspectedPerDirection
         table.onNew = { flow in
             let inspector = FlowInspector(flow: flow, maxParsedPerDirection: cap) { m in
-                for q in m.questions where !m.isResponse { dnsQueries.append((flow.client, q, flow.last)) }
-                for a in m.answers { names[a.address] = a.name }
+                // Bounded: a capture full of DNS costs at most this much memory.
+                for q in m.questions where !m.isResponse && dnsQueries.count < 100_000 { dnsQueries.append((flow.client, q, flow.last)) }
+                for a in m.answers where names.count < 100_000 || names[a.address] != nil { names[a.address] = a.name }
             }
             flow.consumer = inspector
             inspectors[ObjectIdentifier(flow)] = inspector
             if flow.transport == .tcp { outbound[flow.client, default: []].append(flow) }
         }
         table.onEvict = { flow in
-            if let i = inspectors.removeValue(forKey: ObjectIdentifier(flow)) { finished.append((flow, i)) }
+            if let i = inspectors.removeValue(forKey: ObjectIdentifier(flow)) { finish(flow, i) }
             flow.consumer = nil
             if var list = outbound[flow.client] { list.removeAll { $0 === flow }; outbound[flow.client] = list.isEmpty ? nil : list }
         }
@@ -101,8 +127,9 @@ public final class CaptureAnalyzer {
             report.error = error.description
         }
         if let t = report.lastSeen?.timeIntervalSince1970 { tick(t + 0.001) }
-        for f in table.flows.values { if let i = inspectors[ObjectIdentifier(f)] { finished.append((f, i)) } }
-        report.flows = finished.count
+        for f in table.flows.values { if let i = inspectors[ObjectIdentifier(f)] { finish(f, i) } }
+        report.flows = flowCount
+        report.topFlows = largest
         report.evictedFlows = table.evicted
         report.holesSkipped = table.holesSkipped
         finished.sort { $0.0.first < $1.0.first }
@@ -121,15 +148,20 @@ public final class CaptureAnalyzer {
         return nil
     }
 
-    func build(_ report: inout CaptureReport, _ flows: [(Flow, FlowInspector)], names: [IPAddress: String],
+    /// Facts that can become a session or a finding.
+    static func worthKeeping(_ f: SessionFacts) -> Bool {
+        f.protocolName.hasPrefix("stratum") || f.protocolName == "packetcrypt" || f.protocolName == "getwork"
+            || f.sni != nil || f.host != nil || f.miningExtensions != nil
+    }
+
+    func build(_ report: inout CaptureReport, _ flows: [(Flow, SessionFacts)], names: [IPAddress: String],
                dnsQueries: [(client: IPAddress, name: String, time: Double)], verdicts: [IPAddress: BandwidthVerdict]) {
         func serverName(_ f: Flow, _ facts: SessionFacts) -> String? {
             names[f.server] ?? facts.sni ?? facts.host.map { h in String(h.split(separator: ":").first ?? Substring(h)) }
         }
         var pktByClient: [IPAddress: [(Flow, SessionFacts)]] = [:]
         var poolContacts: [String: (client: IPAddress, domain: String, via: String, name: String)] = [:]
-        for (f, i) in flows {
-            let facts = i.facts
+        for (f, facts) in flows {
             let name = serverName(f, facts)
             if let name, let domain = rules.poolDomain(for: name) {
                 let via = names[f.server] != nil ? "DNS answer for the address" : (facts.sni != nil ? "TLS server name" : "HTTP Host")
@@ -183,11 +215,6 @@ public final class CaptureAnalyzer {
             report.findings.append(Finding(ruleId: "MW-NET-BANDWIDTH", severity: corroborated ? .high : .medium, family: nil, category: "network",
                                            title: "bandwidth-miner traffic shape (sustained upload in repeated exchanges to few destinations)",
                                            path: "\(host)", evidence: ev))
-        }
-        report.topFlows = flows.sorted { $0.0.clientBytes + $0.0.serverBytes > $1.0.clientBytes + $1.0.serverBytes }.prefix(20).map { f, i in
-            FlowSummary(transport: f.transport == .tcp ? "tcp" : "udp", client: Flow.endpoint(f.client, f.clientPort),
-                        server: Flow.endpoint(f.server, f.serverPort), protocolName: i.facts.protocolName,
-                        clientBytes: f.clientBytes, serverBytes: f.serverBytes, packets: f.clientPackets + f.serverPackets, seconds: f.last - f.first)
         }
         report.findings.sort { $0.severity > $1.severity }
     }

@@ -18,7 +18,8 @@ public final class FlowInspector: FlowConsumer {
     var pendingSubmits: Set<String> = []
     /// Called with DNS answers seen in UDP flows (name, addresses).
     var dns: ((DNSMessage) -> Void)?
-    let flow: Flow
+    /// The flow this inspects; the flow owns its inspector (`consumer`), so this is unowned: no cycle.
+    unowned let flow: Flow
 
     public init(flow: Flow, maxParsedPerDirection: Int = 4 << 20, dns: ((DNSMessage) -> Void)? = nil) {
         self.flow = flow

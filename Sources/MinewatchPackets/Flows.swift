@@ -50,6 +50,9 @@ public final class Flow {
         last = time
     }
 
+    /// Drops what reassembly still holds (a flow that is done keeps only its statistics).
+    public func releaseBuffers() { dirs = [Reassembly(), Reassembly()] }
+
     public var endpoints: String { "\(Self.endpoint(client, clientPort)) -> \(Self.endpoint(server, serverPort))" }
     public static func endpoint(_ a: IPAddress, _ port: UInt16) -> String { a.isV4 ? "\(a):\(port)" : "[\(a)]:\(port)" }
 }

@@ -108,6 +108,8 @@ public struct CaptureReport: Sendable, Codable {
     public var otherPackets = 0
     public var flows = 0
     public var evictedFlows = 0
+    /// Flows with mining-relevant facts beyond the analyzer's limit, counted, not listed.
+    public var flowsNotKept = 0
     public var holesSkipped = 0
     public var firstSeen: Date?
     public var lastSeen: Date?
