@@ -114,7 +114,24 @@ public final class FlowInspector: FlowConsumer {
         if fromClient {
             switch method {
             case "mining.subscribe":
-                if let agent = (obj["params"] as? [Any])?.first as? String, !agent.isEmpty { facts.agent = agent }
+                let p = obj["params"] as? [Any] ?? []
+                if let agent = p.first as? String, !agent.isEmpty { facts.agent = agent }
+                // NiceHash's EthereumStratum/1.0.0 names itself as the second parameter.
+                if p.dropFirst().contains(where: { ($0 as? String)?.hasPrefix("EthereumStratum/") == true }) { facts.protocolName = "stratum-ethereum" }
+            case "eth_submitLogin":
+                // EthProxy (stratum1) dialect of Ethereum-family pools: wallet[.worker], password.
+                facts.protocolName = "stratum-ethereum"
+                facts.login = (obj["params"] as? [Any])?.first as? String ?? facts.login
+                if let w = obj["worker"] as? String, let l = facts.login, !l.contains(".") { facts.login = "\(l).\(w)" }
+            case "eth_getWork":
+                facts.protocolName = "stratum-ethereum"
+            case "eth_submitWork":
+                facts.protocolName = "stratum-ethereum"
+                facts.submits += 1
+                if let id { pendingSubmits.insert(id) }
+            case "eth_submitHashrate":
+                facts.protocolName = "stratum-ethereum"
+                facts.keepalives += 1
             case "mining.authorize":
                 facts.login = (obj["params"] as? [Any])?.first as? String ?? facts.login
             case "mining.submit":
@@ -146,6 +163,12 @@ public final class FlowInspector: FlowConsumer {
             guard method == nil else { return }
             // A reply: to a submit (accepted or rejected), or the Monero login carrying a job.
             if let r = obj["result"] as? [String: Any], r["job"] != nil { facts.jobs += 1 }
+            // EthProxy work (a reply to eth_getWork, or pushed with id 0): header, seed, target.
+            if facts.protocolName == "stratum-ethereum", let r = obj["result"] as? [Any], r.count >= 3,
+               r.prefix(3).allSatisfy({ ($0 as? String)?.hasPrefix("0x") == true }) {
+                facts.jobs += 1
+                return
+            }
             guard let id, pendingSubmits.remove(id) != nil else { return }
             let err = obj["error"]
             let rejected = (err != nil && !(err is NSNull)) || (obj["result"] as? Bool) == false
@@ -182,7 +205,8 @@ public final class FlowInspector: FlowConsumer {
             }
             // JSON-RPC getwork / getblocktemplate.
             if let text = String(bytes: head.prefix(4096), encoding: .utf8), text.contains("\"method\"") {
-                if text.contains("\"getwork\"") || text.contains("\"getblocktemplate\"") {
+                if text.contains("\"getwork\"") || text.contains("\"getblocktemplate\"") || text.contains("\"eth_getWork\"")
+                    || text.contains("\"eth_submitWork\"") || text.contains("\"eth_submitLogin\"") {
                     facts.getwork += 1
                     facts.protocolName = "getwork"
                 }

@@ -29,11 +29,13 @@ public enum ProtocolJudge {
         if let a = f.agent { ev.append(Evidence(kind: .attribute, name: "agent", value: a)) }
         ev.append(Evidence(kind: .attribute, name: "counts",
                            value: "jobs \(f.jobs), shares submitted \(f.submits), accepted \(f.accepted), rejected \(f.rejected)"))
-        let monero = f.protocolName == "stratum-monero"
-        let summary = "Stratum\(monero ? " (Monero)" : "") session to \(pool)" + (f.login.map { " logged in as \($0)" } ?? "")
+        let monero = f.protocolName == "stratum-monero", ethereum = f.protocolName == "stratum-ethereum"
+        let summary = "Stratum\(monero ? " (Monero)" : ethereum ? " (Ethereum)" : "") session to \(pool)" + (f.login.map { " logged in as \($0)" } ?? "")
             + (f.agent.map { " (agent \($0))" } ?? "") + ": \(f.jobs) jobs, \(f.submits) shares, \(f.accepted) accepted"
         return ProtocolVerdict(kind: .stratum, severity: proven ? .critical : .high, family: CaptureAnalyzer.family(agent: f.agent),
-                               title: monero ? "Stratum (Monero dialect) mining session" : "Stratum mining session", summary: summary, evidence: ev)
+                               title: monero ? "Stratum (Monero dialect) mining session"
+                                   : ethereum ? "Stratum (Ethereum dialect: EthProxy or EthereumStratum/1.0.0) mining session" : "Stratum mining session",
+                               summary: summary, evidence: ev)
     }
 
     /// PacketCrypt traffic of one client (one container): config.json polls, announcement posts.

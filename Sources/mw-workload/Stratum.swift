@@ -48,8 +48,11 @@ enum Stratum {
         let stats = PoolStats()
         try serve(host: host, port: port, until: deadline) { conn in
             do {
-                if dialect == "monero" { try servePoolMonero(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline) } else {
-                    try servePoolBitcoin(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
+                switch dialect {
+                case "monero": try servePoolMonero(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
+                case "ethproxy": try servePoolEthProxy(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
+                case "ethstratum": try servePoolEthStratum(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
+                default: try servePoolBitcoin(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
                 }
             } catch {
                 log("pool connection: \(error)")
@@ -141,6 +144,80 @@ enum Stratum {
         }
     }
 
+    /// EthProxy ("stratum1"), as Ethereum-family pools speak it to ethminer and its forks:
+    /// `eth_submitLogin`, `eth_getWork` (header, seed, target), `eth_submitWork`, `eth_submitHashrate`,
+    /// and new work pushed as a reply with id 0.
+    static func servePoolEthProxy(_ c: Conn, target: UInt32, jobEvery: Double, stats: PoolStats, deadline: Date) throws {
+        var header = "0x" + randomHex(64)
+        var lastJob = Date()
+        func work() -> [String] { [header, "0x" + randomHex(64), "0x" + hex(target) + String(repeating: "0", count: 56)] }
+        while Date() < deadline, let line = try c.readLine() {
+            guard let req = parseJSON(line), let method = req["method"] as? String else { continue }
+            let id = req["id"] ?? NSNull()
+            switch method {
+            case "eth_submitLogin":
+                let p = req["params"] as? [Any] ?? []
+                stats.record { $0.logins.append("\(p.first ?? "") worker=\(req["worker"] ?? "")") }
+                try c.send(json(["id": id, "jsonrpc": "2.0", "result": true]) + "\n")
+            case "eth_getWork":
+                try c.send(json(["id": id, "jsonrpc": "2.0", "result": work()]) + "\n")
+            case "eth_submitWork":
+                let p = req["params"] as? [String] ?? []
+                let nonce = p.first.map { uint32(String($0.suffix(8)).reversedHexBytes) } ?? UInt32.max
+                let ok = p.count == 3 && p[1] == header && hashValue(hexBytes(String(header.dropFirst(2))), nonce: nonce) < target
+                stats.record { if ok { $0.accepted += 1 } else { $0.rejected += 1 } }
+                try c.send(json(["id": id, "jsonrpc": "2.0", "result": ok]) + "\n")
+            case "eth_submitHashrate":
+                try c.send(json(["id": id, "jsonrpc": "2.0", "result": true]) + "\n")
+            default:
+                try c.send(json(["id": id, "jsonrpc": "2.0", "error": ["code": -32601, "message": "Method not found"]]) + "\n")
+            }
+            if Date().timeIntervalSince(lastJob) > jobEvery {
+                header = "0x" + randomHex(64)
+                lastJob = Date()
+                try c.send(json(["id": 0, "jsonrpc": "2.0", "result": work()]) + "\n")
+            }
+        }
+    }
+
+    /// NiceHash's EthereumStratum/1.0.0: `mining.subscribe` naming the protocol, `mining.authorize`,
+    /// `mining.set_difficulty`, `mining.notify` (job id, seed hash, header hash, clean), `mining.submit`.
+    static func servePoolEthStratum(_ c: Conn, target: UInt32, jobEvery: Double, stats: PoolStats, deadline: Date) throws {
+        var jobID = randomHex(8)
+        var header = randomHex(64)
+        var lastJob = Date()
+        func notify() throws {
+            try c.send(json(["id": NSNull(), "method": "mining.set_difficulty", "params": [Double(UInt32.max) / Double(target) / 4_294_967_296]]) + "\n")
+            try c.send(json(["id": NSNull(), "method": "mining.notify", "params": [jobID, randomHex(64), header, true]]) + "\n")
+        }
+        while Date() < deadline, let line = try c.readLine() {
+            guard let req = parseJSON(line), let method = req["method"] as? String else { continue }
+            let id = req["id"] ?? NSNull()
+            switch method {
+            case "mining.subscribe":
+                try c.send(json(["id": id, "error": NSNull(), "result": [["mining.notify", randomHex(8), "EthereumStratum/1.0.0"], "0a1b"]]) + "\n")
+            case "mining.authorize":
+                let p = req["params"] as? [Any] ?? []
+                stats.record { $0.logins.append("\(p.first ?? "")") }
+                try c.send(json(["id": id, "error": NSNull(), "result": true]) + "\n")
+                try notify()
+            case "mining.submit":
+                let p = req["params"] as? [String] ?? []
+                let ok = p.count == 3 && p[1] == jobID && hashValue(hexBytes(header), nonce: uint32(String(p[2].suffix(8)).reversedHexBytes)) < target
+                stats.record { if ok { $0.accepted += 1 } else { $0.rejected += 1 } }
+                try c.send(json(["id": id, "error": ok ? NSNull() : [23, "Low difficulty share", NSNull()] as Any, "result": ok]) + "\n")
+            default:
+                try c.send(json(["id": id, "error": [20, "Unknown method", NSNull()], "result": NSNull()]) + "\n")
+            }
+            if Date().timeIntervalSince(lastJob) > jobEvery {
+                jobID = randomHex(8)
+                header = randomHex(64)
+                lastJob = Date()
+                try notify()
+            }
+        }
+    }
+
     // MARK: miner
 
     /// Searches nonces until one is below `target` or `stop` passes; returns (nonce, hashes).
@@ -190,6 +267,61 @@ enum Stratum {
                     _ = try c.readLine()
                 }
             }
+        } else if dialect == "ethproxy" {
+            try c.send(json(["id": 1, "jsonrpc": "2.0", "method": "eth_submitLogin", "params": [wallet, "x"], "worker": "rig1"]) + "\n")
+            _ = try c.readLine()
+            try c.send(json(["id": 2, "jsonrpc": "2.0", "method": "eth_getWork", "params": [String]()]) + "\n")
+            nextID = 3
+            var work: [String] = []
+            while work.isEmpty, let line = try c.readLine(), let msg = parseJSON(line) { work = msg["result"] as? [String] ?? [] }
+            var lastRate = Date.distantPast
+            while Date() < deadline, work.count >= 3 {
+                let header = String(work[0].dropFirst(2))
+                let tgt = uint32(String(work[2].dropFirst(2).prefix(8)))
+                let (nonce, hashes) = search(hexBytes(header), target: tgt, start: UInt32.random(in: 0...UInt32.max), until: min(deadline, Date().addingTimeInterval(2)))
+                if Date().timeIntervalSince(lastRate) > 10 {
+                    lastRate = Date()
+                    try c.send(json(["id": nextID, "jsonrpc": "2.0", "method": "eth_submitHashrate", "params": ["0x" + String(hashes, radix: 16), "0x" + randomHex(64)]]) + "\n")
+                    nextID += 1
+                    _ = try c.readLine()
+                }
+                guard let nonce else { continue }
+                shares += 1
+                try c.send(json(["id": nextID, "jsonrpc": "2.0", "method": "eth_submitWork",
+                                 "params": ["0x00000000" + hex(nonce).reversedHexBytes, work[0], "0x" + randomHex(64)]]) + "\n")
+                nextID += 1
+                while let line = try c.readLine(), let msg = parseJSON(line) {
+                    if let r = msg["result"] as? [String] { work = r; continue }
+                    if msg["result"] as? Bool == true { accepted += 1 }
+                    break
+                }
+            }
+        } else if dialect == "ethstratum" {
+            try c.send(json(["id": 1, "method": "mining.subscribe", "params": ["ethminer 0.19.0", "EthereumStratum/1.0.0"]]) + "\n")
+            _ = try c.readLine()
+            try c.send(json(["id": 2, "method": "mining.authorize", "params": [wallet + ".rig1", "x"]]) + "\n")
+            nextID = 3
+            var job: [Any] = []
+            var tgt = UInt32.max
+            while job.isEmpty, let line = try c.readLine(), let msg = parseJSON(line) {
+                if msg["method"] as? String == "mining.set_difficulty", let d = (msg["params"] as? [Double])?.first, d > 0 {
+                    tgt = UInt32(min(Double(UInt32.max), Double(UInt32.max) / (d * 4_294_967_296)))
+                }
+                if msg["method"] as? String == "mining.notify", let p = msg["params"] as? [Any] { job = p }
+            }
+            while Date() < deadline, job.count >= 3 {
+                let (nonce, _) = search(hexBytes(job[2] as? String ?? ""), target: tgt, start: UInt32.random(in: 0...UInt32.max), until: min(deadline, Date().addingTimeInterval(2)))
+                guard let nonce else { continue }
+                shares += 1
+                try c.send(json(["id": nextID, "method": "mining.submit", "params": [wallet + ".rig1", job[0], "0000" + hex(nonce).reversedHexBytes]]) + "\n")
+                nextID += 1
+                while let line = try c.readLine(), let msg = parseJSON(line) {
+                    if msg["method"] as? String == "mining.notify", let p = msg["params"] as? [Any] { job = p; continue }
+                    if msg["method"] as? String == "mining.set_difficulty" { continue }
+                    if msg["result"] as? Bool == true { accepted += 1 }
+                    break
+                }
+            }
         } else {
             try c.send(json(["id": 1, "method": "mining.subscribe", "params": ["cgminer/4.12.1"]]) + "\n")
             guard let sub = try c.readLine().flatMap(parseJSON), let r = sub["result"] as? [Any], r.count == 3,
@@ -223,5 +355,19 @@ enum Stratum {
             }
         }
         print("{\"shares\": \(shares), \"accepted\": \(accepted)}")
+    }
+}
+
+extension String {
+    /// "78563412" for "12345678": the big-endian hex of a little-endian hex word (how a nonce is
+    /// written in the Ethereum dialects); the pool reads the last 8 digits back the same way.
+    var reversedHexBytes: String {
+        var pairs: [Substring] = []
+        var i = startIndex
+        while let j = index(i, offsetBy: 2, limitedBy: endIndex), i < endIndex {
+            pairs.append(self[i..<j])
+            i = j
+        }
+        return pairs.reversed().joined()
     }
 }

@@ -2,8 +2,8 @@
 // own tests and benchmarks. Every mode is bounded by --duration (at most 3600 s) and is meant for
 // loopback or a test network that the test itself created.
 //
-//   mw-workload stratum-pool  --listen 127.0.0.1:3333 --dialect monero|bitcoin [--target HEX] [--duration S]
-//   mw-workload stratum-miner --pool 127.0.0.1:3333 --dialect monero|bitcoin --wallet W [--duration S]
+//   mw-workload stratum-pool  --listen 127.0.0.1:3333 --dialect monero|bitcoin|ethproxy|ethstratum [--target HEX] [--duration S]
+//   mw-workload stratum-miner --pool 127.0.0.1:3333 --dialect monero|bitcoin|ethproxy|ethstratum --wallet W [--duration S]
 //   mw-workload ann-handler   --listen 127.0.0.1:8080 [--public-url http://127.0.0.1:8080] [--duration S]
 //   mw-workload ann-miner     --pool URL [--pool URL...] --paymentaddr pkt1... [--rate N] [--duration S]
 // Benign loads (what the detectors must stay quiet on):

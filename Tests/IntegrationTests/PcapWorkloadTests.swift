@@ -64,6 +64,38 @@ import TestSupport
         }
     }
 
+    /// Ethereum-family pools: EthProxy (`eth_submitLogin`, `eth_getWork`, `eth_submitWork`,
+    /// `eth_submitHashrate`) and NiceHash's EthereumStratum/1.0.0, recorded and recognised.
+    @Test func stratumEthereumDialects() throws {
+        guard Self.tcpdumpAvailable else { return }
+        let dir = try TempDir("pcap-eth")
+        defer { dir.cleanup() }
+        let wallet = "0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5"
+        for (dialect, agent) in [("ethproxy", nil), ("ethstratum", "ethminer 0.19.0")] {
+            let port = freeLoopbackPort()
+            let file = dir.path + "/\(dialect).pcap"
+            try Self.record(file, filter: "tcp port \(port)") {
+                let pool = try BackgroundProcess([workloadBinary(), "stratum-pool", "--listen", "127.0.0.1:\(port)", "--dialect", dialect,
+                                                  "--target", "ffffffff", "--duration", "20"], label: "pool")
+                defer { pool.stop() }
+                #expect(pool.wait { loopbackPortOpen(port) })
+                let r = try run([workloadBinary(), "stratum-miner", "--pool", "127.0.0.1:\(port)", "--dialect", dialect, "--wallet", wallet, "--duration", "4"])
+                #expect(r.status == 0 && String(decoding: r.out, as: UTF8.self).contains("\"accepted\": "), "\(r.err)")
+            }
+            let cap = try #require(try Self.pcap([file]).first)
+            let s = try #require((cap["sessions"] as? [[String: Any]])?.first, "no session in \(cap)")
+            let facts = s["facts"] as? [String: Any] ?? [:]
+            #expect(s["protocolName"] as? String == "stratum-ethereum", "\(dialect): \(s)")
+            #expect((facts["login"] as? String)?.hasPrefix(wallet) == true, "\(facts)")
+            if let agent { #expect(facts["agent"] as? String == agent) }
+            #expect((facts["submits"] as? Int ?? 0) >= 1 && (facts["accepted"] as? Int ?? 0) >= 1 && (facts["jobs"] as? Int ?? 0) >= 1, "\(facts)")
+            let f = try #require((cap["findings"] as? [[String: Any]])?.first { $0["ruleId"] as? String == "MW-NET-STRATUM" })
+            #expect(f["severity"] as? String == "critical")
+            #expect((f["title"] as? String)?.contains("Ethereum") == true)
+            if agent != nil { #expect(f["family"] as? String == "ethminer") }
+        }
+    }
+
     /// PacketCrypt on two pools and benign loads, captured at the same time for 28 s: cooked v2
     /// (`-i any`) with nanosecond timestamps, also converted to pcapng.
     @Test func packetCryptAndBenignLoads() throws {
