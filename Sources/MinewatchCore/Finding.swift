@@ -16,12 +16,15 @@ public struct Evidence: Sendable, Codable, Hashable {
     public var name: String
     public var value: String
     public var offset: Int64?
+    /// 1-based line of `offset`, for text files.
+    public var line: Int?
 
-    public init(kind: Kind, name: String, value: String, offset: Int64? = nil) {
+    public init(kind: Kind, name: String, value: String, offset: Int64? = nil, line: Int? = nil) {
         self.kind = kind
         self.name = name
         self.value = value
         self.offset = offset
+        self.line = line
     }
 }
 
@@ -42,10 +45,16 @@ public struct Finding: Sendable, Codable, Hashable {
     public var evidence: [Evidence]
     /// Why the severity differs from the rule's (escalation, suppression), if it does.
     public var note: String?
+    /// MITRE ATT&CK technique: T1496.001 (compute hijacking: CPU miners) or T1496.002
+    /// (bandwidth hijacking: PacketCrypt, proxyware, DePIN farming).
+    public var technique: String?
+    /// 1-based line of the first evidence, for text files (manifests, scripts).
+    public var line: Int?
 
     public init(
         ruleId: String, severity: Severity, family: String?, category: String, title: String,
-        path: String, layer: String? = nil, hidden: Bool = false, evidence: [Evidence], note: String? = nil
+        path: String, layer: String? = nil, hidden: Bool = false, evidence: [Evidence], note: String? = nil,
+        technique: String? = nil, line: Int? = nil
     ) {
         self.ruleId = ruleId
         self.severity = severity
@@ -57,10 +66,12 @@ public struct Finding: Sendable, Codable, Hashable {
         self.hidden = hidden
         self.evidence = evidence
         self.note = note
+        self.technique = technique
+        self.line = line
     }
 
     enum CodingKeys: String, CodingKey {
-        case ruleId, severity, family, category, title, path, layer, hidden, evidence, note
+        case ruleId, severity, family, category, title, path, layer, hidden, evidence, note, technique, line
     }
 
     // Encode nil family/layer as JSON null (the schema promises the keys are present).
@@ -76,6 +87,8 @@ public struct Finding: Sendable, Codable, Hashable {
         try c.encode(hidden, forKey: .hidden)
         try c.encode(evidence, forKey: .evidence)
         try c.encodeIfPresent(note, forKey: .note)
+        try c.encodeIfPresent(technique, forKey: .technique)
+        try c.encodeIfPresent(line, forKey: .line)
     }
 }
 

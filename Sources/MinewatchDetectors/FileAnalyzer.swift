@@ -29,8 +29,10 @@ public struct FileAnalyzer: Sendable {
 
     /// Scans content read through `read` (returns 0 at the end). An ELF file whose first bytes
     /// look UPX-packed is also kept (bounded) while it streams past, then unpacked and scanned.
+    /// `running`: the file is what a process runs (watch's executables and scripts), so the
+    /// rules' `runs:` severity applies, as it does for manifests.
     public func analyze(
-        path: String, layer: String?, fileType: FileType? = nil,
+        path: String, layer: String?, fileType: FileType? = nil, running: Bool = false,
         read: (UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int,
         buffer: UnsafeMutableRawBufferPointer,
         onBytes: (Int) -> Void = { _ in }
@@ -63,9 +65,10 @@ public struct FileAnalyzer: Sendable {
             onBytes(n)
         }
         if !decided, let k = kept, !(k.withUnsafeBytes { UPX.looksPacked($0) }) { kept = nil }
-        var out = findings(from: m.finish(), path: path, layer: layer, fileType: m.fileType ?? .text)
+        let type = m.fileType ?? .text
+        var out = findings(from: m.finish(), path: path, layer: layer, fileType: type, running: running || type == .manifest)
         if let k = kept {
-            out = k.withUnsafeBytes { unpacked($0, packedFindings: out, path: path, layer: layer) }
+            out = k.withUnsafeBytes { unpacked($0, packedFindings: out, path: path, layer: layer, running: running) }
         } else if tooLarge {
             out = noteUnreadable(out, path: path, layer: layer, reason: "packed file larger than \(unpack.maxPacked) bytes: not unpacked")
         }
@@ -75,7 +78,7 @@ public struct FileAnalyzer: Sendable {
     /// Unpacks a packed executable and scans the result with every content rule. Findings of the
     /// unpacked program say so in their evidence; a file whose UPX headers were wiped gets the
     /// `packed-tampered` finding; one that cannot be unpacked keeps a low finding with the reason.
-    func unpacked(_ file: UnsafeRawBufferPointer, packedFindings: [Finding], path: String, layer: String?) -> [Finding] {
+    func unpacked(_ file: UnsafeRawBufferPointer, packedFindings: [Finding], path: String, layer: String?, running: Bool) -> [Finding] {
         let cap = min(unpack.maxOutput, max(64 << 20, Int64(file.count) * unpack.maxRatio))
         let limits = UPX.Limits(maxBlock: 128 << 20, maxOutput: cap)
         let layout: UPX.Layout
@@ -95,7 +98,7 @@ public struct FileAnalyzer: Sendable {
             return f
         }
         let seen = Set(packedFindings.map(\.ruleId))
-        for var f in findings(from: m.finish(), path: path, layer: layer, fileType: .elf) where !seen.contains(f.ruleId) {
+        for var f in findings(from: m.finish(), path: path, layer: layer, fileType: .elf, running: running) where !seen.contains(f.ruleId) {
             // Names and paths were judged on the packed file already.
             guard let rule = rules.ruleSet.rules.first(where: { $0.id == f.ruleId }), !(rule.strings.isEmpty && rule.wallets.isEmpty) else { continue }
             f.evidence.insert(note, at: 0)
@@ -104,7 +107,8 @@ public struct FileAnalyzer: Sendable {
         if !layout.headersIntact, let rule = rules.ruleSet.checkRule(.packedTampered) {
             out.append(Finding(ruleId: rule.id, severity: rule.severity, family: rule.family, category: rule.category, title: rule.title,
                                path: path, layer: layer, evidence: [note, Evidence(kind: .attribute, name: "tampered",
-                               value: "UPX's magic and headers (l_info, PackHeader) are missing, so upx -d refuses the file; its \(layout.extents.count) blocks were found by \(layout.foundBySearch ? "searching for valid block chains" : "the program headers the UPX stub needs")")]))
+                               value: "UPX's magic and headers (l_info, PackHeader) are missing, so upx -d refuses the file; its \(layout.extents.count) blocks were found by \(layout.foundBySearch ? "searching for valid block chains" : "the program headers the UPX stub needs")")],
+                               technique: rule.technique))
         }
         return out
     }
@@ -120,7 +124,7 @@ public struct FileAnalyzer: Sendable {
         }
         guard let rule = rules.ruleSet.checkRule(.packedUnreadable) else { return out }
         out.append(Finding(ruleId: rule.id, severity: rule.severity, family: rule.family, category: rule.category, title: rule.title,
-                           path: path, layer: layer, evidence: [why]))
+                           path: path, layer: layer, evidence: [why], technique: rule.technique))
         return out
     }
 
@@ -142,18 +146,25 @@ public struct FileAnalyzer: Sendable {
         var bytes = Array(text.utf8)
         bytes.withUnsafeMutableBytes { b in m.feed(UnsafeRawBufferPointer(b)) }
         bytes.removeAll()
-        return findings(from: m.finish(), path: path, layer: nil, fileType: fileType)
+        return findings(from: m.finish(), path: path, layer: nil, fileType: fileType,
+                        running: RuleLoader.describesWhatRuns(path: path, fileType: fileType))
     }
 
-    func findings(from matches: [RuleMatch], path: String, layer: String?, fileType: FileType) -> [Finding] {
+    func findings(from matches: [RuleMatch], path: String, layer: String?, fileType: FileType, running: Bool) -> [Finding] {
         // Benign context (a rule file, documentation) caps the rest; never for executables.
         let contexts = fileType == .elf ? [] : matches.filter { $0.rule.suppressTo != nil }
         let cap = contexts.compactMap(\.rule.suppressTo).min()
         var out: [Finding] = []
         var suppressed = Set<Int>()
         for m in matches where m.rule.suppressTo == nil {
+            let evidence = Self.dedupe(m.evidence)
             var f = Finding(ruleId: m.rule.id, severity: m.rule.severity, family: m.rule.family, category: m.rule.category,
-                            title: m.rule.title, path: path, layer: layer, evidence: Self.dedupe(m.evidence))
+                            title: m.rule.title, path: path, layer: layer, evidence: evidence,
+                            technique: m.rule.technique, line: evidence.compactMap(\.line).min())
+            if running, let r = m.rule.severityWhenRunning, r != f.severity {
+                f.note = "\(r) rather than \(f.severity): \(fileType == .manifest ? "the manifest runs it" : "it is what runs")"
+                f.severity = r
+            }
             if let cap, f.severity > cap {
                 f.note = "capped at \(cap) from \(f.severity): file is a \(contexts.map { "\($0.rule.title) (\($0.rule.id))" }.joined(separator: ", "))"
                 f.severity = cap

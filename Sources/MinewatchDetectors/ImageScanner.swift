@@ -161,6 +161,7 @@ public final class ImageScanner {
         for i in report.findings.indices where layerOf[i] >= 0 {
             if stack.isHidden(path: report.findings[i].path, layer: layerOf[i]) { report.findings[i].hidden = true }
         }
+        markWhatRuns(&report.findings, runs: image.config.runPaths)
         finishImage(&report)
         return report
     }
@@ -235,6 +236,21 @@ public final class ImageScanner {
     func finishImage(_ report: inout TargetReport) {
         let suppressed = Set(report.findings.indices.filter { report.findings[$0].note?.hasPrefix("capped") == true })
         Correlator.apply(rules.ruleSet.correlations.filter { $0.scope == .image }, to: &report.findings, excluding: suppressed)
+    }
+
+    /// Findings in the files the image's Entrypoint/Cmd runs (its program, an interpreter's
+    /// script) take their rule's `runs:` severity, as the Entrypoint+Cmd text does. Applied after
+    /// the layers were scanned, so cached layer results stay independent of the image.
+    func markWhatRuns(_ findings: inout [Finding], runs: Set<String>) {
+        guard !runs.isEmpty else { return }
+        var byID: [String: Rule] = [:]
+        for r in rules.ruleSet.rules where r.severityWhenRunning != nil { byID[r.id] = r }
+        guard !byID.isEmpty else { return }
+        for i in findings.indices where !findings[i].hidden && runs.contains(findings[i].path) {
+            guard let r = byID[findings[i].ruleId]?.severityWhenRunning, r != findings[i].severity else { continue }
+            findings[i].note = "\(r) rather than \(findings[i].severity): the image's entrypoint runs it"
+            findings[i].severity = r
+        }
     }
 
     /// Entrypoint, Cmd, Env, Labels and history lines, scanned as text.

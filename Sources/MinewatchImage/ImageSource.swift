@@ -75,7 +75,61 @@ public struct ImageConfigInfo: Sendable, Hashable {
     public var diffIDs: [String] = []
     public var os: String?
     public var architecture: String?
+    public var workingDir: String?
     public init() {}
+
+    static let shells: Set<String> = ["sh", "bash", "ash", "dash", "zsh", "busybox"]
+    static let initWrappers: Set<String> = ["tini", "dumb-init", "catatonit", "s6-svscan", "gosu", "su-exec", "exec", "env", "nohup", "xvfb-run"]
+    static let interpreters: Set<String> = ["node", "nodejs", "python", "python2", "python3", "perl", "ruby", "php", "bun", "deno", "dotnet", "java"]
+
+    /// The files that the image's Entrypoint/Cmd runs, as absolute paths in the image: the
+    /// program (through WorkingDir for a relative path, through PATH for a bare name) and, for
+    /// an interpreter, its script; through init wrappers (tini, dumb-init) and `sh -c "..."`.
+    /// Best effort: candidates for every PATH directory.
+    public var runPaths: Set<String> {
+        var argv = entrypoint + cmd
+        var out = Set<String>()
+        let path = env.first { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) } ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        let dirs = path.split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }
+        let wd = workingDir.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/"
+        func resolve(_ p: String, searchPath: Bool) -> [String] {
+            if p.hasPrefix("/") { return [Self.normalize(p)] }
+            if p.contains("/") || !searchPath { return [Self.normalize(wd + "/" + p)] }
+            return dirs.map { Self.normalize($0 + "/" + p) }
+        }
+        var hops = 0
+        while let first = argv.first, hops < 4 {
+            hops += 1
+            let base = String(first.split(separator: "/").last ?? "")
+            if Self.shells.contains(base), let c = argv.firstIndex(of: "-c"), c + 1 < argv.count {
+                // sh -c "exec ./app --flag": the script's first command word.
+                argv = argv[c + 1].split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ";" || $0 == "&" }).map(String.init)
+                continue
+            }
+            if Self.initWrappers.contains(base) {
+                argv = Array(argv.dropFirst().drop { $0.hasPrefix("-") || $0.contains("=") })
+                continue
+            }
+            out.formUnion(resolve(first, searchPath: true))
+            if Self.interpreters.contains(base) || base.hasPrefix("python3."),
+               let script = argv.dropFirst().first(where: { !$0.hasPrefix("-") }) {
+                out.formUnion(resolve(script, searchPath: false))
+            }
+            break
+        }
+        return out
+    }
+
+    /// `/app/./x/../y` as `/app/y`.
+    static func normalize(_ p: String) -> String {
+        var parts: [Substring] = []
+        for c in p.split(separator: "/") {
+            if c == "." || c.isEmpty { continue }
+            if c == ".." { _ = parts.popLast(); continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
 
     /// Parses an OCI or Docker image config. Unknown or oddly typed fields are ignored.
     public static func parse(_ data: [UInt8], name: String) throws(MinewatchError) -> ImageConfigInfo {
@@ -96,6 +150,7 @@ public struct ImageConfigInfo: Sendable, Hashable {
         info.entrypoint = strings(cfg["Entrypoint"])
         info.cmd = strings(cfg["Cmd"])
         info.env = strings(cfg["Env"])
+        info.workingDir = cfg["WorkingDir"] as? String
         if let l = cfg["Labels"] as? [String: Any] {
             for (k, v) in l { if let s = v as? String { info.labels[k] = s } }
         }

@@ -79,18 +79,18 @@ struct TableRenderer {
                     total[f.severity, default: 0] += 1
                     let sev = paint(Self.pad(f.severity.rawValue.uppercased(), 8), f.severity)
                     let fam = Self.pad(f.family ?? "-", 11)
-                    out += "    \(sev) \(Self.pad(f.ruleId, 22)) \(fam) \(f.path)\(f.hidden ? "  [hidden: removed in a later layer, still shipped]" : "")\n"
-                    out += "             \(f.title)\n"
+                    out += "    \(sev) \(Self.pad(f.ruleId, 22)) \(fam) \(f.path)\(f.line.map { ":\($0)" } ?? "")\(f.hidden ? "  [hidden: removed in a later layer, still shipped]" : "")\n"
+                    out += "             \(f.title)\(f.technique.map { " (\($0))" } ?? "")\n"
                     if !f.evidence.isEmpty {
                         let ev = f.evidence.prefix(6).map { e -> String in
-                            let at = e.offset.map { " @\($0)" } ?? ""
+                            let at = e.line.map { " line \($0)" } ?? e.offset.map { " @\($0)" } ?? ""
                             switch e.kind {
                             case .signature:
                                 let q = e.value.contains("\"") ? "'" : "\""
                                 return "\(e.name) \(q)\(e.value)\(q)\(at)"
                             case .wallet: return "wallet \(e.name) \(e.value)"
                             case .pool: return "pool \(e.value)"
-                            case .attribute: return "\(e.name)=\(e.value)"
+                            case .attribute: return "\(e.name)=\(e.value)\(e.line.map { " line \($0)" } ?? "")"
                             }
                         }
                         out += "             evidence: \(ev.joined(separator: "; "))\(f.evidence.count > 6 ? "; +\(f.evidence.count - 6) more" : "")\n"
@@ -145,6 +145,13 @@ enum SARIFRenderer {
         }
     }
 
+    /// A path under the working directory as a relative one (code scanning wants repository paths).
+    static func relativeToWorkingDirectory(_ path: String) -> String {
+        let cwd = FileManager.default.currentDirectoryPath
+        guard path.hasPrefix("/"), !cwd.isEmpty, path.hasPrefix(cwd.hasSuffix("/") ? cwd : cwd + "/") else { return path }
+        return String(path.dropFirst(cwd.hasSuffix("/") ? cwd.count : cwd.count + 1))
+    }
+
     static func render(_ report: ScanReport, rules: RuleSet) -> String {
         let used = Set(report.targets.flatMap { $0.findings.map(\.ruleId) })
         let ruleList = rules.rules.filter { used.contains($0.id) }
@@ -152,8 +159,11 @@ enum SARIFRenderer {
         var sarifRules: [[String: Any]] = []
         for r in ruleList {
             index[r.id] = sarifRules.count
-            var props: [String: Any] = ["tags": ["security", "cryptojacking", r.category] + (r.family.map { [$0] } ?? []),
+            var tags = ["security", r.category == "bandwidth-hijacking" ? "bandwidth-hijacking" : "cryptojacking", r.category]
+            tags += (r.family.map { [$0] } ?? []) + (r.technique.map { ["external/mitre-attack/\($0)"] } ?? [])
+            var props: [String: Any] = ["tags": Array(NSOrderedSet(array: tags)) as? [String] ?? tags,
                                         "security-severity": securitySeverity(r.severity)]
+            if let t = r.technique { props["mitre-attack"] = t }
             if !r.references.isEmpty { props["references"] = r.references }
             sarifRules.append([
                 "id": r.id,
@@ -176,7 +186,8 @@ enum SARIFRenderer {
                 }
                 if !ev.isEmpty { text += ". Evidence: " + ev.joined(separator: ", ") }
                 if let note = f.note { text += ". \(note)" }
-                let uri = f.path.hasPrefix("/") ? String(f.path.dropFirst()) : f.path
+                // A file target is named as given (a repository's Dockerfile, manifest); image paths are rootfs-relative.
+                let uri = t.kind == "file" ? relativeToWorkingDirectory(t.target) : f.path.hasPrefix("/") ? String(f.path.dropFirst()) : f.path
                 var result: [String: Any] = [
                     "ruleId": f.ruleId,
                     "level": level(f.severity),
@@ -184,7 +195,7 @@ enum SARIFRenderer {
                     "locations": [[
                         "physicalLocation": [
                             "artifactLocation": ["uri": uri.isEmpty ? imageName : uri],
-                            "region": ["startLine": 1, "startColumn": 1],
+                            "region": ["startLine": f.line ?? 1, "startColumn": 1],
                         ],
                         "message": ["text": imageName + (f.layer.map { " layer \($0)" } ?? "")],
                     ]],
@@ -192,6 +203,7 @@ enum SARIFRenderer {
                     "properties": [
                         "severity": f.severity.rawValue, "category": f.category, "hidden": f.hidden,
                         "target": t.target, "layer": f.layer ?? NSNull(), "family": f.family ?? NSNull(),
+                        "mitre-attack": f.technique ?? NSNull(),
                     ] as [String: Any],
                 ]
                 if let i = index[f.ruleId] { result["ruleIndex"] = i }

@@ -67,6 +67,7 @@ public final class CompiledRules: Sendable {
         }
         if n == 0 || printable * 100 >= n * 95 {
             if n >= 2, head[0] == UInt8(ascii: "#"), head[1] == UInt8(ascii: "!") { return .script }
+            if ManifestKind.detect(head) != nil { return .manifest }
             return .text
         }
         return .binary
@@ -96,6 +97,18 @@ public struct FileMatcher: Sendable {
         if isDigit || isLetter { return true }
         return "-._~:/?#[]@!$&*+,;=%".utf8.contains(UInt8(b))
     }
+
+    /// Bytes a `value` capture takes: printable ASCII except spaces, quotes and separators.
+    static let valueChars: [Bool] = (0..<256).map { (b: Int) -> Bool in
+        b > 0x20 && b < 0x7f && !"\"'`,;<>()[]{}|\\".utf8.contains(UInt8(b))
+    }
+
+    static func captureChars(_ c: Capture?) -> [Bool] { c == .value ? valueChars : urlChars }
+
+    /// Offsets of the line breaks seen, for text files up to `lineIndexLimit` bytes.
+    var newlines: [Int64] = []
+    var indexLines = true
+    public static let lineIndexLimit: Int64 = 4 << 20
 
     public init(rules: CompiledRules, path: String, fileType: FileType? = nil) {
         self.rules = rules
@@ -154,7 +167,8 @@ public struct FileMatcher: Sendable {
             let endLocal = Int(offset - chunkStart) + len   // > 0: matches are reported where they end
             var bytes = rules.matcher.patterns[Int(p)].bytes
             var j = endLocal
-            while j < chunk.count, bytes.count < Self.maxCaptureLength, Self.urlChars[Int(chunk[j])] {
+            let chars = Self.captureChars(captureKinds[Int(p)])
+            while j < chunk.count, bytes.count < Self.maxCaptureLength, chars[Int(chunk[j])] {
                 bytes.append(chunk[j])
                 j += 1
             }
@@ -170,14 +184,34 @@ public struct FileMatcher: Sendable {
             if binary { wallets = WalletScanner(binary: true) }
         }
         wallets.feed(chunk)
+        if indexLines {
+            if fileType == .elf || fileType == .binary || fileType == .metadata || bytesSeen + Int64(chunk.count) > Self.lineIndexLimit {
+                indexLines = false
+                newlines = []
+            } else {
+                for i in 0..<chunk.count where chunk[i] == 0x0a { newlines.append(bytesSeen + Int64(i)) }
+            }
+        }
         bytesSeen += Int64(chunk.count)
+    }
+
+    /// The 1-based line of `offset` in a text file; nil for binary or large files.
+    public func line(at offset: Int64) -> Int? {
+        guard indexLines else { return nil }
+        var lo = 0, hi = newlines.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if newlines[mid] < offset { lo = mid + 1 } else { hi = mid }
+        }
+        return lo + 1
     }
 
     mutating func extendCaptures(_ chunk: UnsafeRawBufferPointer) {
         var still: [(pattern: Int32, bytes: [UInt8])] = []
         for var c in openCaptures {
             var j = 0
-            while j < chunk.count, c.bytes.count < Self.maxCaptureLength, Self.urlChars[Int(chunk[j])] {
+            let chars = Self.captureChars(rules.captureKinds[Int(c.pattern)])
+            while j < chunk.count, c.bytes.count < Self.maxCaptureLength, chars[Int(chunk[j])] {
                 c.bytes.append(chunk[j])
                 j += 1
             }
@@ -200,7 +234,7 @@ public struct FileMatcher: Sendable {
         wallets.finish()
         let type = fileType ?? .text
         let walletEvidence = wallets.found.map {
-            Evidence(kind: .wallet, name: $0.kind.currency, value: $0.address, offset: $0.offset)
+            Evidence(kind: .wallet, name: $0.kind.currency, value: $0.address, offset: $0.offset, line: line(at: $0.offset))
         }
         let foundCurrencies = Set(wallets.found.map(\.kind.currency))
         var matchedRules = Set<Int>()
@@ -211,13 +245,13 @@ public struct FileMatcher: Sendable {
             matchedRules.insert(ri)
         }
         // Path-only rules (documentation, rule-file locations).
-        for (ri, r) in rules.ruleSet.rules.enumerated() where r.strings.isEmpty && r.names.isEmpty && r.wallets.isEmpty && r.check == nil {
+        for (ri, r) in rules.ruleSet.rules.enumerated() where r.strings.isEmpty && r.names.isEmpty && r.wallets.isEmpty && r.check == nil && !r.domainsOnly {
             matchedRules.insert(ri)
         }
         var out: [RuleMatch] = []
         for ri in matchedRules.sorted() {
             let rule = rules.ruleSet.rules[ri]
-            if !rule.fileTypes.isEmpty && !rule.fileTypes.contains(type) { continue }
+            if !rule.fileTypes.isEmpty && !Self.applies(rule.fileTypes, to: type) { continue }
             if let max = rule.maxSize, bytesSeen > max { continue }
             if !rule.paths.isEmpty && !rule.paths.contains(where: { fnmatch($0, path, 0) == 0 }) { continue }
             if !rule.names.isEmpty && !rule.names.contains(baseName) { continue }
@@ -230,9 +264,10 @@ public struct FileMatcher: Sendable {
                     let p = Int32(base + si)
                     guard let off = firstOffset[p] else { continue }
                     if let caps = captures[p], !caps.isEmpty {
-                        for c in caps { ev.append(Evidence(kind: .pool, name: s.id, value: c, offset: off)) }
+                        let kind: Evidence.Kind = s.capture == .value ? .attribute : .pool
+                        for c in caps { ev.append(Evidence(kind: kind, name: s.id, value: c, offset: off, line: line(at: off))) }
                     } else {
-                        ev.append(Evidence(kind: .signature, name: s.id, value: Self.printable(s.bytes), offset: off))
+                        ev.append(Evidence(kind: .signature, name: s.id, value: Self.printable(s.bytes), offset: off, line: line(at: off)))
                     }
                 }
             }
@@ -245,6 +280,11 @@ public struct FileMatcher: Sendable {
             out.append(RuleMatch(rule: rule, evidence: ev))
         }
         return out
+    }
+
+    /// A manifest is text and its commands are command lines: rules for text or metadata apply.
+    static func applies(_ types: Set<FileType>, to type: FileType) -> Bool {
+        types.contains(type) || (type == .manifest && (types.contains(.text) || types.contains(.metadata)))
     }
 
     /// A pattern as a readable string: text when printable, otherwise `{hex}`.

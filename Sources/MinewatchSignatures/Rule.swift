@@ -21,6 +21,8 @@ public enum FileType: String, Sendable, Hashable, CaseIterable {
     case text
     /// Image metadata (Entrypoint, Cmd, Env, Labels, history): text, scanned as command lines.
     case metadata
+    /// A Dockerfile, compose file or Kubernetes manifest: what will run.
+    case manifest
     /// Anything that is none of the above.
     case binary
 }
@@ -39,8 +41,11 @@ public enum StructuralCheck: String, Sendable, Hashable, CaseIterable {
 
 /// What to capture after a match, so the finding can show the full pool URL or host.
 public enum Capture: String, Sendable, Hashable {
-    /// Characters allowed in a URL or host:port.
+    /// Characters allowed in a URL or host:port; shown as a pool.
     case url
+    /// A value up to the next space, quote or separator (a token, an e-mail, a device id);
+    /// shown as an attribute.
+    case value
 }
 
 /// One literal string of a rule: bytes to find, compiled into the shared matcher.
@@ -84,6 +89,17 @@ public struct Rule: Sendable, Hashable {
     public var maxSize: Int64?
     /// Set for rules that name a structural check's evidence; such a rule has no strings.
     public var check: StructuralCheck?
+    /// MITRE ATT&CK technique (`technique:`; by default T1496.002 for bandwidth hijacking,
+    /// T1496.001 for the compute-miner categories, none for the rest).
+    public var technique: String?
+    /// The severity when the match is what runs: an image's Entrypoint/Cmd, a running process's
+    /// command line or environment, a manifest (`runs:`). nil: the rule's severity everywhere.
+    public var severityWhenRunning: Severity?
+    /// Whether the rule only names network domains (it never matches file content).
+    public var domainsOnly: Bool { !domains.isEmpty && strings.isEmpty && names.isEmpty && wallets.isEmpty && paths.isEmpty && check == nil }
+    /// Domains the rule's service uses (`domains:`, lower case): a name a container looks up or
+    /// sends (DNS question, TLS SNI, HTTP Host) that is one of them or below one matches.
+    public var domains: [String]
     public var references: [String]
     public var source: RuleSource
 
@@ -92,7 +108,8 @@ public struct Rule: Sendable, Hashable {
         severity: Severity, fileTypes: Set<FileType> = [], strings: [RuleString] = [],
         condition: Condition? = nil, conditionText: String? = nil, paths: [String] = [],
         names: [String] = [], wallets: Set<String> = [], suppressTo: Severity? = nil, maxSize: Int64? = nil,
-        check: StructuralCheck? = nil, references: [String] = [], source: RuleSource
+        check: StructuralCheck? = nil, technique: String? = nil, severityWhenRunning: Severity? = nil,
+        domains: [String] = [], references: [String] = [], source: RuleSource
     ) {
         self.id = id
         self.title = title
@@ -110,8 +127,25 @@ public struct Rule: Sendable, Hashable {
         self.suppressTo = suppressTo
         self.maxSize = maxSize
         self.check = check
+        self.technique = technique ?? Rule.defaultTechnique(category: category, family: family)
+        self.severityWhenRunning = severityWhenRunning
+        self.domains = domains
         self.references = references
         self.source = source
+    }
+}
+
+extension Rule {
+    /// Categories of compute hijacking (CPU miners and what reveals them).
+    public static let computeCategories: Set<String> = [
+        "miner-binary", "miner-script", "miner-config", "miner-cmdline", "miner-env", "miner-name", "miner-image",
+        "pool-url", "wallet", "dropper",
+    ]
+    /// Bandwidth hijacking (T1496.002) for the bandwidth category and the PacketCrypt family (it
+    /// mines with upload bandwidth), compute hijacking (T1496.001) for the miner categories.
+    public static func defaultTechnique(category: String, family: String?) -> String? {
+        if category == "bandwidth-hijacking" || family == "packetcrypt" { return "T1496.002" }
+        return computeCategories.contains(category) ? "T1496.001" : nil
     }
 }
 

@@ -21,7 +21,6 @@ public struct RuleDiagnostic: Sendable, Hashable, CustomStringConvertible {
 
 /// The rules and correlations from one or more files, after validation.
 public struct RuleSet: Sendable {
-    public var rules: [Rule]
     public var correlations: [Correlation]
     /// TCP ports mining pools listen on (`network: minerPorts:`), for `watch`'s pool-contact
     /// detector. Weak evidence alone: pools also listen on 80 and 443.
@@ -29,11 +28,38 @@ public struct RuleSet: Sendable {
     /// Domains of mining pools (`network: poolDomains:`, lower case); a name matches a domain or
     /// any name below it. For `pcap` and watch's packet evidence (DNS, TLS SNI, HTTP Host).
     public var poolDomains: Set<String> = []
+    /// Environment variables `watch` reads from new processes for the content rules
+    /// (`process: environment:`): miner and proxyware settings.
+    public var environmentKeys: Set<String> = []
+    /// Thresholds of the behaviour models (`models:`).
+    public var models = ModelSettings()
+    /// Rule index per service domain (`domains:` of the rules).
+    public private(set) var serviceDomains: [String: Int] = [:]
+    public var rules: [Rule] { didSet { indexDomains() } }
     public init(rules: [Rule], correlations: [Correlation], minerPorts: Set<UInt16> = [], poolDomains: Set<String> = []) {
         self.rules = rules
         self.correlations = correlations
         self.minerPorts = minerPorts
         self.poolDomains = poolDomains
+        indexDomains()
+    }
+
+    mutating func indexDomains() {
+        var index: [String: Int] = [:]
+        for (i, r) in rules.enumerated() { for d in r.domains { index[d] = i } }
+        serviceDomains = index
+    }
+
+    /// The rule whose service domain `name` is, or is below, with that domain; nil when none.
+    public func serviceRule(for name: String) -> (rule: Rule, domain: String)? {
+        guard !serviceDomains.isEmpty else { return nil }
+        var n = Substring(name.lowercased())
+        if n.hasSuffix(".") { n = n.dropLast() }
+        while true {
+            if let i = serviceDomains[String(n)] { return (rules[i], String(n)) }
+            guard let dot = n.firstIndex(of: ".") else { return nil }
+            n = n[n.index(after: dot)...]
+        }
     }
 
     /// The rule that reports a structural check's evidence (the last loaded wins); nil when none
@@ -66,8 +92,11 @@ public struct RuleSet: Sendable {
             if let i = corr.firstIndex(where: { $0.id == c.id }) { corr[i] = c } else { corr.append(c) }
         }
         corr.removeAll { disabled.contains($0.id) }
-        return RuleSet(rules: rules, correlations: corr, minerPorts: minerPorts.union(other.minerPorts),
-                       poolDomains: poolDomains.union(other.poolDomains))
+        var set = RuleSet(rules: rules, correlations: corr, minerPorts: minerPorts.union(other.minerPorts),
+                          poolDomains: poolDomains.union(other.poolDomains))
+        set.environmentKeys = environmentKeys.union(other.environmentKeys)
+        set.models = models.merged(with: other.models)
+        return set
     }
 }
 
@@ -78,6 +107,12 @@ public struct RuleLoader {
     public static let maximumStringLength = 255
     /// Categories whose rules convict a file of being a miner: they must need two or more strings.
     public static let multiSignatureCategories: Set<String> = ["miner-binary", "miner-script"]
+    /// Paths of findings that describe what runs: image Entrypoint/Cmd and Env, a running process's
+    /// command line and environment (`watch`), and manifests (Dockerfiles, compose files,
+    /// Kubernetes manifests). A rule's `runs:` severity applies there.
+    public static func describesWhatRuns(path: String, fileType: FileType) -> Bool {
+        fileType == .manifest || path == "config:Entrypoint+Cmd" || path == "config:Env" || path == "cmdline" || path == "environ"
+    }
 
     public struct Output: Sendable {
         public var ruleSet: RuleSet
@@ -125,6 +160,8 @@ public struct RuleLoader {
         var correlations: [Correlation] = []
         var minerPorts: Set<UInt16> = []
         var poolDomains: Set<String> = []
+        var environment: Set<String> = []
+        var models = ModelSettings()
         var disabled: Set<String> = []
         var seen: [String: Int] = [:]
         for (k, v) in top {
@@ -167,14 +204,54 @@ public struct RuleLoader {
                     }
                     for p in seq {
                         if nk.string == "poolDomains" {
-                            let d = (p.string ?? "").lowercased()
-                            if d.contains("."), !d.hasPrefix("."), d.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }) {
+                            if let d = Self.domainName(p.string) {
                                 poolDomains.insert(d)
                             } else {
                                 diags.append(RuleDiagnostic(file: file, line: p.mark?.line, ruleId: nil, message: "pool domain '\(p.string ?? "")' is not a domain name"))
                             }
                         } else if let n = p.int, (1...65535).contains(n) { minerPorts.insert(UInt16(n)) } else {
                             diags.append(RuleDiagnostic(file: file, line: p.mark?.line, ruleId: nil, message: "port '\(p.string ?? "")' is not 1-65535"))
+                        }
+                    }
+                }
+            case "process":
+                guard let m = v.mapping else {
+                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'process' must be a mapping"))
+                    continue
+                }
+                for (pk, pv) in m {
+                    guard pk.string == "environment", let seq = pv.sequence else {
+                        diags.append(RuleDiagnostic(file: file, line: pk.mark?.line, ruleId: nil, message: "unknown or malformed key '\(pk.string ?? "")' in 'process' (expected environment: [variable names])"))
+                        continue
+                    }
+                    for n in seq {
+                        if let name = n.string, !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) {
+                            environment.insert(name)
+                        } else {
+                            diags.append(RuleDiagnostic(file: file, line: n.mark?.line, ruleId: nil, message: "'\(n.string ?? "")' is not an environment variable name"))
+                        }
+                    }
+                }
+            case "models":
+                guard let m = v.mapping else {
+                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'models' must be a mapping"))
+                    continue
+                }
+                for (mk, mv) in m {
+                    let model = mk.string ?? ""
+                    guard let keys = ModelSettings.schema[model], let kv = mv.mapping else {
+                        diags.append(RuleDiagnostic(file: file, line: mk.mark?.line, ruleId: nil, message: "unknown or malformed model '\(model)' (expected \(ModelSettings.schema.keys.sorted().joined(separator: ", ")), each a mapping)"))
+                        continue
+                    }
+                    for (k, val) in kv {
+                        let key = k.string ?? ""
+                        guard let kind = keys[key] else {
+                            diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "model '\(model)': unknown key '\(key)' (expected \(keys.keys.sorted().joined(separator: ", ")))"))
+                            continue
+                        }
+                        switch ModelSettings.parse(val.string ?? "", as: kind) {
+                        case .success(let x): models.values[model, default: [:]][key] = x
+                        case .failure(let e): diags.append(RuleDiagnostic(file: file, line: val.mark?.line, ruleId: nil, message: "model '\(model)' key '\(key)': \(e.why)"))
                         }
                     }
                 }
@@ -189,11 +266,22 @@ public struct RuleLoader {
                     diags.append(contentsOf: ctx.diags)
                 }
             default:
-                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations, network)"))
+                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations, network, process, models)"))
             }
         }
-        return Output(ruleSet: RuleSet(rules: rules, correlations: correlations, minerPorts: minerPorts, poolDomains: poolDomains),
-                      disabled: disabled, diagnostics: diags)
+        var set = RuleSet(rules: rules, correlations: correlations, minerPorts: minerPorts, poolDomains: poolDomains)
+        set.environmentKeys = environment
+        set.models = models
+        return Output(ruleSet: set, disabled: disabled, diagnostics: diags)
+    }
+
+    /// A lower-case domain name, or nil when `text` is not one.
+    static func domainName(_ text: String?) -> String? {
+        var d = (text ?? "").lowercased()
+        if d.hasSuffix(".") { d.removeLast() }
+        guard d.contains("."), !d.hasPrefix("."), !d.contains(".."), d.count <= 253,
+              d.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_") }) else { return nil }
+        return d
     }
 
     static func describe(_ e: YamlError) -> (Int?, String) {
@@ -226,6 +314,7 @@ public struct RuleLoader {
     static let ruleKeys: Set<String> = [
         "id", "title", "description", "family", "category", "severity", "filetypes", "strings",
         "condition", "paths", "names", "wallets", "suppress", "maxsize", "references", "enabled", "check",
+        "technique", "runs", "domains",
     ]
     static let idPattern = try? NSRegularExpression(pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 
@@ -351,11 +440,27 @@ public struct RuleLoader {
             if fields["strings"] != nil || !paths.isEmpty || !names.isEmpty || !wallets.isEmpty || fields["condition"] != nil {
                 ctx.error("a 'check' rule takes its evidence from the scanner and cannot have strings, condition, paths, names or wallets", at: cn)
             }
-        } else if fields["strings"] == nil && paths.isEmpty && names.isEmpty && wallets.isEmpty {
-            ctx.error("rule needs 'strings', 'paths', 'names', 'wallets' or 'check'", at: node)
+        } else if fields["strings"] == nil && paths.isEmpty && names.isEmpty && wallets.isEmpty && fields["domains"] == nil {
+            ctx.error("rule needs 'strings', 'paths', 'names', 'wallets', 'domains' or 'check'", at: node)
+        }
+        var domains: [String] = []
+        for n in list(fields["domains"], "domains", &ctx) {
+            if let d = Self.domainName(n.string) { domains.append(d) } else {
+                ctx.error("'\(n.string ?? "")' is not a domain name (letters, digits, '-' and '.', with at least one dot)", at: n)
+            }
         }
         if !wallets.isEmpty && !strings.isEmpty {
             ctx.error("a wallet rule cannot also have strings", at: fields["wallets"])
+        }
+        var technique: String?
+        if let t = fields["technique"] {
+            if let v = t.string, v.hasPrefix("T"), v.dropFirst().allSatisfy({ $0.isNumber || $0 == "." }) { technique = v } else {
+                ctx.error("'technique' must be a MITRE ATT&CK id such as T1496.001", at: t)
+            }
+        }
+        var runs: Severity?
+        if let r = fields["runs"] {
+            if let v = r.string.flatMap(Severity.init(rawValue:)) { runs = v } else { ctx.error("'runs' must be a severity", at: r) }
         }
         if ctx.diags.count > before { return .invalid }
         return .rule(Rule(
@@ -363,6 +468,7 @@ public struct RuleLoader {
             family: fields["family"]?.string, category: category, severity: severity,
             fileTypes: fileTypes, strings: strings, condition: condition, conditionText: conditionText,
             paths: paths, names: names, wallets: wallets, suppressTo: suppress, maxSize: maxSize, check: check,
+            technique: technique, severityWhenRunning: runs, domains: domains,
             references: list(fields["references"], "references", &ctx).compactMap(\.string),
             source: RuleSource(file: ctx.file, line: ctx.line)))
     }
@@ -395,7 +501,7 @@ public struct RuleLoader {
                 case "nocase": nocase = v.bool ?? false
                 case "capture":
                     guard let c = v.string.flatMap(Capture.init(rawValue:)) else {
-                        ctx.error("string '\(id)': capture must be 'url'", at: v)
+                        ctx.error("string '\(id)': capture must be 'url' or 'value'", at: v)
                         return nil
                     }
                     capture = c

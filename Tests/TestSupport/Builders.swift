@@ -167,6 +167,7 @@ public struct ImageBuilder {
     public var env: [String] = []
     public var history: [String] = []
     public var labels: [String: String] = [:]
+    public var workingDir: String?
     public var tag = "localhost/test:1"
     /// Lies an image can tell: diff ids the config claims (by layer), blob digests the manifest
     /// claims (by layer; the blob is stored under the claimed name), and a config stored under
@@ -186,6 +187,7 @@ public struct ImageBuilder {
         if !entrypoint.isEmpty { cfg["Entrypoint"] = entrypoint }
         if !cmd.isEmpty { cfg["Cmd"] = cmd }
         if !labels.isEmpty { cfg["Labels"] = labels }
+        if let workingDir { cfg["WorkingDir"] = workingDir }
         let obj: [String: Any] = [
             "architecture": "amd64", "os": "linux", "config": cfg,
             "rootfs": ["type": "layers", "diff_ids": diffIDs],

@@ -89,7 +89,7 @@ public final class ExecutableScanner {
         var offset: Int64 = 0
         let limit = label == "exe" ? Int64.max : Int64(Self.maxScript)
         do throws(MinewatchError) {
-            let found = try analyzer.analyze(path: label, layer: nil, read: { (b) throws(MinewatchError) -> Int in
+            let found = try analyzer.analyze(path: label, layer: nil, running: true, read: { (b) throws(MinewatchError) -> Int in
                 guard offset < limit else { return 0 }
                 let n = pread(fd, b.baseAddress, b.count, off_t(offset))
                 if n < 0 { throw MinewatchError.posix("read", subject: path, errno: errno) }
@@ -114,7 +114,8 @@ public final class ExecutableScanner {
 public final class MinerProcessDetector: ContainerDetector {
     public static let environmentKeys: Set<String> = ["POOL_URL", "POOL_USER", "POOL_PASS", "DONATE_LEVEL", "WALLET", "WALLET_ADDRESS", "MINING_POOL"]
     /// Categories that make a process a miner (others, like a packer alone, are not alerts).
-    static let minerCategories: Set<String> = ["miner-binary", "miner-script", "miner-config", "miner-cmdline", "miner-env", "pool-url", "wallet", "dropper"]
+    static let minerCategories: Set<String> = ["miner-binary", "miner-script", "miner-config", "miner-cmdline", "miner-env", "miner-image",
+                                               "pool-url", "wallet", "dropper", "bandwidth-hijacking"]
 
     public let id = DetectorID.minerProcess
     public let scanner: ExecutableScanner
@@ -157,11 +158,13 @@ public final class MinerProcessDetector: ContainerDetector {
             state.pending.remove(p.key)
             guard let worst = findings.max(by: { $0.severity < $1.severity }) else { continue }
             let s = p.sample
-            let family = findings.compactMap(\.family).first
+            let family = worst.family ?? findings.compactMap(\.family).first
             let where_ = Set(findings.map(\.path)).sorted().joined(separator: ", ")
+            let what = worst.category == "bandwidth-hijacking" ? "bandwidth-sharing service (proxyware)" : "miner"
             return Verdict(
                 severity: worst.severity, family: family,
-                summary: "\(family ?? "unknown") miner running as pid \(s.pid) (\(s.comm)): \(worst.title) in \(where_)",
+                summary: "\(family ?? "unknown") \(what) running as pid \(s.pid) (\(s.comm)): \(worst.title) in \(where_)",
+                technique: worst.technique,
                 evidence: findings.flatMap { f in f.evidence.map { var e = $0; e.name = "\(f.ruleId):\(e.name)"; return e } },
                 metrics: ["findings": Double(findings.count)], pid: s.pid, exe: s.exe, startedAt: times.start(of: s))
         }
