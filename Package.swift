@@ -71,12 +71,14 @@ let package = Package(
         ),
         .executableTarget(name: "mw-fuzz", dependencies: ["MinewatchFuzz", "CShims"]),
         // Test workloads that speak the real miner and pool protocols (Stratum, PacketCrypt).
-        .executableTarget(name: "mw-workload", dependencies: ["MinewatchCore", "CShims"]),
+        .executableTarget(name: "mw-workload", dependencies: ["MinewatchCore", "CShims", "CWorkloadTLS"]),
+        // TLS for the test workloads only (the system's OpenSSL, loaded at run time).
+        .target(name: "CWorkloadTLS", linkerSettings: [.linkedLibrary("dl")]),
 
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
         .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchReport", "MinewatchSinks", "MinewatchNetwork", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchReport", "MinewatchSinks", "MinewatchNetwork", "MinewatchPackets", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchReport", "MinewatchPackets", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchSignatures", "TestSupport"]),

@@ -42,6 +42,8 @@ public struct PcapCommand: ParsableCommand {
     @Option(name: .customLong("max-flows"), help: "Flows kept at once (the least recently seen are evicted, and counted).")
     var maxFlows: Int = 200_000
 
+    @OptionGroup(title: "Behaviour models (override the rule files' models:)") var models: ModelOptions
+
     @OptionGroup var rules: RuleOptions
 
     public init() {}
@@ -57,6 +59,9 @@ public struct PcapCommand: ParsableCommand {
         for f in files {
             let analyzer = CaptureAnalyzer(rules: set)
             analyzer.maxFlows = maxFlows
+            analyzer.bandwidthModel = models.bandwidth(set.models)
+            analyzer.relayModel = models.relay(set.models)
+            analyzer.heartbeatModel = models.heartbeat(set.models)
             var source = CaptureFile(path: f)
             let r = analyzer.analyze(&source)
             if let e = r.error { Terminal.error(e) }

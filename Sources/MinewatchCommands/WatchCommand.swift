@@ -73,41 +73,15 @@ public struct WatchCommand: ParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Say what --action would do without doing it.")
     var dryRun = false
 
-    @Option(name: .customLong("bw-window"), help: "Bandwidth model: how long the behaviour must last (24s).")
-    var bwWindow = DurationArgument(seconds: BandwidthModel().window)
-
-    @Option(name: .customLong("bw-min-upload"), help: "Bandwidth model: least upload over outbound connections, bytes/s (suffixes k, M, Ki, Mi; e.g. 64Ki).")
-    var bwMinUpload: String = "64Ki"
-
-    @Option(name: .customLong("bw-min-ratio"), help: "Bandwidth model: least outbound sent:received ratio.")
-    var bwMinRatio: Double = BandwidthModel().minRatio
-
-    @Option(name: .customLong("bw-max-destinations"), help: "Bandwidth model: most destination addresses carrying 90% of the upload.")
-    var bwMaxDestinations: Int = BandwidthModel().maxDestinations
-
-    @Option(name: .customLong("bw-min-exchanges"), help: "Bandwidth model: least replies or new connections on uploading connections in the window.")
-    var bwMinExchanges: Int = BandwidthModel().minExchanges
+    @OptionGroup(title: "Behaviour models (override the rule files' models:)") var models: ModelOptions
 
     @OptionGroup var rules: RuleOptions
 
     public init() {}
 
-    static func parseRate(_ s: String) -> Double? {
-        let units: [(String, Double)] = [("Mi", 1_048_576), ("Ki", 1024), ("M", 1e6), ("k", 1e3), ("K", 1e3), ("", 1)]
-        for (suffix, mul) in units where s.hasSuffix(suffix) {
-            if let v = Double(s.dropLast(suffix.count)), v >= 0 { return v * mul }
-        }
-        return nil
-    }
-
     public func validate() throws {
         if !(0.1...3600).contains(interval.seconds) { throw ValidationError("--interval must be between 100ms and 1h") }
         if let duration, duration.seconds <= 0 { throw ValidationError("--duration must be positive") }
-        if !(2...3600).contains(bwWindow.seconds) { throw ValidationError("--bw-window must be between 2s and 1h") }
-        if Self.parseRate(bwMinUpload) == nil { throw ValidationError("--bw-min-upload: expected bytes per second such as 65536, 64Ki or 1M") }
-        if bwMinRatio < 1 { throw ValidationError("--bw-min-ratio must be at least 1") }
-        if bwMaxDestinations < 1 { throw ValidationError("--bw-max-destinations must be at least 1") }
-        if bwMinExchanges < 0 { throw ValidationError("--bw-min-exchanges must not be negative") }
         if dryRun && action == .alert { throw ValidationError("--dry-run needs an --action other than alert") }
     }
 
@@ -116,13 +90,8 @@ public struct WatchCommand: ParsableCommand {
         let sockDiag = SockDiagReader()
         let watcher = Watcher(rules: CompiledRules(set), sockets: sockDiag)
         watcher.includeHost = includeHost
-        var model = BandwidthModel()
-        model.window = bwWindow.seconds
-        model.minUploadRate = Self.parseRate(bwMinUpload) ?? model.minUploadRate
-        model.minRatio = bwMinRatio
-        model.maxDestinations = bwMaxDestinations
-        model.minExchanges = bwMinExchanges
-        watcher.bandwidthModel = model
+        watcher.bandwidthModel = models.bandwidth(set.models)
+        watcher.relayModel = models.relay(set.models)
         let socket = engineSocket ?? EngineClient.defaultSocket()
         let engine = socket.map { EngineClient(socket: $0) }
         if let engine {
@@ -134,7 +103,7 @@ public struct WatchCommand: ParsableCommand {
         if action == .stop && engine == nil && !dryRun {
             Terminal.error("--action stop needs an engine socket (--engine-socket); stops will fail")
         }
-        if !noCapture && getuid() == 0 { watcher.capture = LiveCapture() }
+        if !noCapture && getuid() == 0 { watcher.capture = LiveCapture(heartbeat: models.heartbeat(set.models)) }
         let responder = action == .alert ? nil : Responder(action: action, actOn: actOn, dryRun: dryRun, actuator: HostActuator(engine: engine))
         let fmt = format ?? (output == nil && Terminal.stdoutIsTTY ? .table : .jsonl)
         let live = fmt == .table && output == nil && Terminal.stdoutIsTTY

@@ -40,3 +40,20 @@ extension String {
         return String(s)
     }
 }
+
+/// Byte counts and rates as typed on command lines and in rule files: `65536`, `64Ki`, `64KiB`,
+/// `1M`, `1.5MB`, `32k` (Ki/Mi/Gi are powers of 1024; k/K/M/G of 1000; a trailing `B` or
+/// `/s` is allowed).
+public enum ByteAmounts {
+    static let units: [(String, Double)] = [("Gi", 1_073_741_824), ("Mi", 1_048_576), ("Ki", 1024), ("G", 1e9), ("M", 1e6), ("k", 1e3), ("K", 1e3), ("", 1)]
+
+    public static func parse(_ text: String) -> Double? {
+        var s = Substring(text.trimmingCharacters(in: " \t"))
+        if s.hasSuffix("/s") { s = s.dropLast(2) }
+        if s.hasSuffix("B") { s = s.dropLast() }
+        for (suffix, mul) in units where s.hasSuffix(suffix) {
+            if let v = Double(String(s.dropLast(suffix.count)).trimmingCharacters(in: " ")), v >= 0, v.isFinite { return v * mul }
+        }
+        return nil
+    }
+}

@@ -26,6 +26,8 @@ public enum WireEvidence {
 public final class CaptureAnalyzer {
     let rules: RuleSet
     public var bandwidthModel = BandwidthModel()
+    public var relayModel = RelayModel()
+    public var heartbeatModel = HeartbeatModel()
     public var maxFlows = 200_000
     public var maxInspectedPerDirection = 4 << 20
     /// Most finished flows kept for sessions and findings.
@@ -44,8 +46,10 @@ public final class CaptureAnalyzer {
         var finished: [(Flow, SessionFacts)] = []
         var largest: [FlowSummary] = []
         var flowCount = 0
+        let heartbeats = heartbeatModel
         func finish(_ flow: Flow, _ i: FlowInspector) {
             flowCount += 1
+            if flow.clientMessages != nil { i.facts.heartbeat = HeartbeatJudge.judge(flow.clientMessages, model: heartbeats) }
             flow.releaseBuffers()
             flow.consumer = nil
             let summary = FlowSummary(transport: flow.transport == .tcp ? "tcp" : "udp", client: Flow.endpoint(flow.client, flow.clientPort),
@@ -66,6 +70,9 @@ public final class CaptureAnalyzer {
         var dnsQueries: [(client: IPAddress, name: String, time: Double)] = []
         var bandwidth: [IPAddress: BandwidthDetector] = [:]
         var verdicts: [IPAddress: BandwidthVerdict] = [:]
+        var relays: [IPAddress: RelayDetector] = [:]
+        var relayVerdicts: [IPAddress: RelayVerdict] = [:]
+        let relayModel = self.relayModel
         var outbound: [IPAddress: [Flow]] = [:]
         var nextTick: Double?
         let cap = maxInspectedPerDirection
@@ -95,9 +102,15 @@ public final class CaptureAnalyzer {
                                                                   segmentsIn: UInt32(truncatingIfNeeded: f.serverDataPackets)))
                 }
                 var d = bandwidth[host] ?? BandwidthDetector(model: model)
-                d.observe(NetObservation(time: Date(timeIntervalSince1970: now), connections: connections, interfaces: nil, hostNetwork: false))
+                let iv = d.observe(NetObservation(time: Date(timeIntervalSince1970: now), connections: connections, interfaces: nil, hostNetwork: false))
                 if verdicts[host] == nil, let v = d.verdict() { verdicts[host] = v }
                 bandwidth[host] = d
+                if let iv, relayVerdicts[host] == nil {
+                    var r = relays[host] ?? RelayDetector(model: relayModel)
+                    r.add(iv)
+                    if let v = r.verdict() { relayVerdicts[host] = v }
+                    relays[host] = r
+                }
             }
             // Closed flows stay in the observation one more tick (their last bytes count), then go.
             for (host, flows) in outbound { outbound[host] = flows.filter { !$0.closed || now - $0.last < step * 2 } }
@@ -133,7 +146,7 @@ public final class CaptureAnalyzer {
         report.evictedFlows = table.evicted
         report.holesSkipped = table.holesSkipped
         finished.sort { $0.0.first < $1.0.first }
-        build(&report, finished, names: names, dnsQueries: dnsQueries, verdicts: verdicts)
+        build(&report, finished, names: names, dnsQueries: dnsQueries, verdicts: verdicts, relays: relayVerdicts)
         return report
     }
 
@@ -148,24 +161,50 @@ public final class CaptureAnalyzer {
         return nil
     }
 
+    static func describe(_ h: Heartbeat) -> String {
+        String(format: "%d messages every %.1f s (jitter %.0f%%), %.0f bytes each, over %.0f s", h.messages, h.periodSeconds, h.jitter * 100,
+               h.meanMessageBytes, h.seconds)
+    }
+
     /// Facts that can become a session or a finding.
     static func worthKeeping(_ f: SessionFacts) -> Bool {
         f.protocolName.hasPrefix("stratum") || f.protocolName == "packetcrypt" || f.protocolName == "getwork"
-            || f.sni != nil || f.host != nil || f.miningExtensions != nil
+            || f.sni != nil || f.host != nil || f.miningExtensions != nil || f.heartbeat != nil || f.exactBodies > 0
     }
 
     func build(_ report: inout CaptureReport, _ flows: [(Flow, SessionFacts)], names: [IPAddress: String],
-               dnsQueries: [(client: IPAddress, name: String, time: Double)], verdicts: [IPAddress: BandwidthVerdict]) {
+               dnsQueries: [(client: IPAddress, name: String, time: Double)], verdicts: [IPAddress: BandwidthVerdict],
+               relays: [IPAddress: RelayVerdict]) {
         func serverName(_ f: Flow, _ facts: SessionFacts) -> String? {
             names[f.server] ?? facts.sni ?? facts.host.map { h in String(h.split(separator: ":").first ?? Substring(h)) }
         }
         var pktByClient: [IPAddress: [(Flow, SessionFacts)]] = [:]
+        // Bandwidth-sharing services by the names clients sent or asked for: client|rule id.
+        var services: [String: (client: IPAddress, rule: Rule, domain: String, via: String, heartbeat: Heartbeat?)] = [:]
         var poolContacts: [String: (client: IPAddress, domain: String, via: String, name: String)] = [:]
         for (f, facts) in flows {
             let name = serverName(f, facts)
             if let name, let domain = rules.poolDomain(for: name) {
                 let via = names[f.server] != nil ? "DNS answer for the address" : (facts.sni != nil ? "TLS server name" : "HTTP Host")
                 poolContacts["\(f.client)|\(domain)"] = (f.client, domain, via + " \(name) (\(f.endpoints))", name)
+            }
+            for n in [facts.sni, facts.host.map { String($0.split(separator: ":").first ?? "") }, names[f.server]].compactMap({ $0 }) {
+                guard let r = rules.serviceRule(for: n) else { continue }
+                let key = "\(f.client)|\(r.rule.id)"
+                let via = (n == facts.sni ? "TLS server name" : n == names[f.server] ? "DNS answer" : "HTTP Host") + " \(n) (\(f.endpoints))"
+                if services[key] == nil || (services[key]?.heartbeat == nil && facts.heartbeat != nil) {
+                    services[key] = (f.client, r.rule, r.domain, via, facts.heartbeat)
+                }
+                break
+            }
+            if let h = facts.heartbeat, !(facts.sni.flatMap { rules.serviceRule(for: $0) } != nil) {
+                report.findings.append(Finding(
+                    ruleId: "MW-NET-HEARTBEAT", severity: .low, family: nil, category: "network",
+                    title: "periodic heartbeat on a long-lived connection (a trait: DePIN nodes and monitoring agents both do this)",
+                    path: f.endpoints,
+                    evidence: [Evidence(kind: .attribute, name: "heartbeat", value: Self.describe(h)),
+                               Evidence(kind: .pool, name: "server", value: serverName(f, facts).map { "\($0) (\(f.endpoints))" } ?? f.endpoints)],
+                    technique: "T1496.002"))
             }
             let interesting = facts.protocolName.hasPrefix("stratum") || facts.protocolName == "packetcrypt" || facts.protocolName == "getwork"
                 || (facts.protocolName == "tls" && facts.sni != nil)
@@ -179,12 +218,12 @@ public final class CaptureAnalyzer {
             let poolDesc = Flow.endpoint(f.server, f.serverPort) + (name.map { " (\($0))" } ?? "")
             if let v = ProtocolJudge.stratum(facts, pool: poolDesc) {
                 report.findings.append(Finding(ruleId: "MW-NET-STRATUM", severity: v.severity, family: v.family, category: "network",
-                                               title: v.title, path: f.endpoints, evidence: v.evidence))
+                                               title: v.title, path: f.endpoints, evidence: v.evidence, technique: "T1496.001"))
             }
             if facts.protocolName == "packetcrypt" { pktByClient[f.client, default: []].append((f, facts)) }
             if let v = ProtocolJudge.getwork(facts, server: poolDesc) {
                 report.findings.append(Finding(ruleId: "MW-NET-GETWORK", severity: v.severity, family: nil, category: "network",
-                                               title: v.title, path: f.endpoints, evidence: v.evidence))
+                                               title: v.title, path: f.endpoints, evidence: v.evidence, technique: "T1496.001"))
             }
         }
         for (client, list) in pktByClient.sorted(by: { $0.key < $1.key }) {
@@ -194,27 +233,53 @@ public final class CaptureAnalyzer {
             report.findings.append(Finding(
                 ruleId: "MW-NET-PACKETCRYPT", severity: v.severity, family: v.family, category: "network", title: v.title,
                 path: "\(client)", evidence: v.evidence,
-                note: "\(anns) announcements posted to \(handlers) handler\(handlers == 1 ? "" : "s")"))
+                note: "\(anns) announcements posted to \(handlers) handler\(handlers == 1 ? "" : "s")", technique: "T1496.002"))
         }
         for q in dnsQueries {
             if let domain = rules.poolDomain(for: q.name), poolContacts["\(q.client)|\(domain)"] == nil {
                 poolContacts["\(q.client)|\(domain)"] = (q.client, domain, "DNS query for \(q.name)", q.name)
             }
+            if let r = rules.serviceRule(for: q.name), services["\(q.client)|\(r.rule.id)"] == nil {
+                services["\(q.client)|\(r.rule.id)"] = (q.client, r.rule, r.domain, "DNS query for \(q.name)", nil)
+            }
+        }
+        for (host, v) in relays.sorted(by: { $0.key < $1.key }) {
+            report.findings.append(Finding(ruleId: "MW-NET-RELAY", severity: .high, family: nil, category: "bandwidth-hijacking",
+                                           title: "relaying traffic for someone else (proxyjacking): a tunnel in, several targets out, bytes balanced both ways",
+                                           path: "\(host)", evidence: RelayEvidence.evidence(v), note: RelayEvidence.summary(v), technique: "T1496.002"))
+        }
+        for (_, c) in services.sorted(by: { $0.key < $1.key }) {
+            var ev = [Evidence(kind: .pool, name: c.domain, value: c.via), Evidence(kind: .attribute, name: "rule", value: c.rule.id)]
+            if let h = c.heartbeat { ev.append(Evidence(kind: .attribute, name: "heartbeat", value: Self.describe(h))) }
+            let relayed = relays[c.client] != nil
+            if relayed { ev.append(Evidence(kind: .attribute, name: "with", value: "the same client relays traffic (MW-NET-RELAY)")) }
+            report.findings.append(Finding(
+                ruleId: "MW-NET-SERVICE", severity: c.heartbeat != nil || relayed ? .high : .medium, family: c.rule.family,
+                category: "bandwidth-hijacking", title: "contact with a bandwidth-sharing service: \(c.rule.title)", path: "\(c.client)",
+                evidence: ev, technique: c.rule.technique ?? "T1496.002"))
         }
         for (_, c) in poolContacts.sorted(by: { $0.key < $1.key }) {
             let v = ProtocolJudge.poolDomain(c.domain, via: c.via, server: c.name)
+            let pkt = c.domain.contains("pkt")
             report.findings.append(Finding(ruleId: "MW-NET-POOL-DOMAIN", severity: v.severity, family: nil, category: "network",
-                                           title: v.title, path: "\(c.client)", evidence: v.evidence))
+                                           title: v.title, path: "\(c.client)", evidence: v.evidence, technique: pkt ? "T1496.002" : "T1496.001"))
         }
         for (host, v) in verdicts.sorted(by: { $0.key < $1.key }) {
             var ev = v.destinations.map { Evidence(kind: .pool, name: "destination", value: "\($0.address) (\(Int($0.rate)) B/s)") }
             ev.append(Evidence(kind: .attribute, name: "shape", value: String(format: "upload %.0f B/s, download %.0f B/s (%.0f:1), %d exchanges", v.uploadRate, v.downloadRate, v.ratio, v.exchanges)))
             if v.mirrored { ev.append(Evidence(kind: .attribute, name: "with", value: "the same volume to \(v.destinations.count) destinations")) }
             if v.polls { ev.append(Evidence(kind: .attribute, name: "with", value: "periodic small polls to an upload destination")) }
-            let corroborated = v.mirrored || v.polls || report.findings.contains { $0.path == "\(host)" || $0.path.hasPrefix("\(host):") }
-            report.findings.append(Finding(ruleId: "MW-NET-BANDWIDTH", severity: corroborated ? .high : .medium, family: nil, category: "network",
-                                           title: "bandwidth-miner traffic shape (sustained upload in repeated exchanges to few destinations)",
-                                           path: "\(host)", evidence: ev))
+            let upload = Set(v.destinations.map(\.address))
+            let bodies = BodyShape.corroboration(flows.filter { $0.0.client == host && upload.contains("\($0.0.server)") }.map(\.1))
+            ev += bodies.map { Evidence(kind: .attribute, name: "with", value: $0) }
+            let others = report.findings.filter { ($0.path == "\(host)" || $0.path.hasPrefix("\(host):")) && $0.severity >= .medium }
+            if !others.isEmpty { ev.append(Evidence(kind: .attribute, name: "with", value: Set(others.map(\.ruleId)).sorted().joined(separator: ", "))) }
+            let corroborated = v.mirrored || v.polls || !bodies.isEmpty || !others.isEmpty
+            report.findings.append(Finding(
+                ruleId: "MW-NET-BANDWIDTH", severity: corroborated ? .high : .low, family: nil, category: "network",
+                title: corroborated ? "bandwidth-miner traffic (sustained upload in repeated exchanges to few destinations, with evidence of a miner)"
+                    : "upload-heavy traffic shape (a trait: log shippers and backups look like this too; nothing says a miner is behind it)",
+                path: "\(host)", evidence: ev, technique: "T1496.002"))
         }
         report.findings.sort { $0.severity > $1.severity }
     }

@@ -120,8 +120,43 @@ public struct NetInterval: Sendable, Hashable {
     public var uploader: Int32?
     public var outboundConnections = 0
     public var inboundConnections = 0
+    /// Outbound connections that moved bytes in this interval, with their own counts (at most
+    /// `TrafficMeter.maxFlowsPerInterval`, the busiest; the rest are summed in `otherFlows`).
+    public var flows: [ConnectionDelta] = []
+    /// Outbound bytes the interfaces carried that no socket open at either pass accounts for
+    /// (short connections, headers), the share `outTx`/`outRx` include.
+    public var unseenOutTx = 0.0
+    public var unseenOutRx = 0.0
+    public var otherFlows = ConnectionDelta(id: 0, remoteAddress: "", remotePort: 0, tx: 0, rx: 0, openedAt: .distantPast)
 
     public var seconds: Double { max(0.001, end.timeIntervalSince(start)) }
+}
+
+/// One outbound connection's bytes in one interval (per-connection counters only).
+public struct ConnectionDelta: Sendable, Hashable {
+    public var id: UInt64
+    public var remoteAddress: String
+    public var remotePort: UInt16
+    public var tx: Double
+    public var rx: Double
+    /// When the meter first saw the connection (its first pass, for ones open before watching).
+    public var openedAt: Date
+    public init(id: UInt64, remoteAddress: String, remotePort: UInt16, tx: Double, rx: Double, openedAt: Date) {
+        self.id = id
+        self.remoteAddress = remoteAddress
+        self.remotePort = remotePort
+        self.tx = tx
+        self.rx = rx
+        self.openedAt = openedAt
+    }
+
+    public var endpoint: String { remoteAddress.contains(":") ? "[\(remoteAddress)]:\(remotePort)" : "\(remoteAddress):\(remotePort)" }
+
+    /// 127.0.0.0/8, ::1 and their IPv4-mapped forms: a leg inside the container (a sidecar's
+    /// application), never a tunnel or a target.
+    public var isLoopback: Bool {
+        remoteAddress.hasPrefix("127.") || remoteAddress == "::1" || remoteAddress.hasPrefix("::ffff:127.")
+    }
 }
 
 /// A bandwidth-miner verdict with the numbers behind it.
@@ -150,6 +185,10 @@ public struct TrafficMeter: Sendable {
     var previous: [UInt64: ConnectionCounters] = [:]
     var previousInterfaces: InterfaceTotals?
     var lastTime: Date?
+    /// When each live connection was first seen.
+    var openedAt: [UInt64: Date] = [:]
+    public static let maxFlowsPerInterval = 2048
+    public static let headerBytesPerPacket = 66
     public init() {}
 
     /// Adds one pass; returns the interval it closed (nil for the first pass).
@@ -159,6 +198,7 @@ public struct TrafficMeter: Sendable {
         let perConnection = connected.allSatisfy { $0.counters != nil }
         guard let last = lastTime, o.time > last else {
             previous = Dictionary(connected.compactMap { c in c.counters.map { (c.id, $0) } }, uniquingKeysWith: { a, _ in a })
+            for c in connected where c.counters != nil { openedAt[c.id] = openedAt[c.id] ?? o.time }
             previousInterfaces = o.interfaces
             return nil
         }
@@ -187,6 +227,11 @@ public struct TrafficMeter: Sendable {
             }
             iv.outTx += tx; iv.outRx += rx
             iv.destinations[s.remoteAddress, default: 0] += tx
+            if tx > 0 || rx > 0 {
+                // A new connection's bytes arrived since the last pass: it opened then.
+                let opened = isNew ? last : (openedAt[s.id] ?? last)
+                iv.flows.append(ConnectionDelta(id: s.id, remoteAddress: s.remoteAddress, remotePort: s.remotePort, tx: max(0, tx), rx: max(0, rx), openedAt: opened))
+            }
             if tx >= 4096 {
                 iv.uploadSockets.insert(s.id)
                 iv.exchanges += Int(max(0, replies)) + (isNew ? 1 : 0)
@@ -195,6 +240,16 @@ public struct TrafficMeter: Sendable {
                 smallTwoWay[s.remoteAddress, default: 0] += 1
             }
         }
+        if iv.flows.count > Self.maxFlowsPerInterval {
+            iv.flows.sort { $0.tx + $0.rx > $1.tx + $1.rx }
+            for f in iv.flows[Self.maxFlowsPerInterval...] { iv.otherFlows.tx += f.tx; iv.otherFlows.rx += f.rx }
+            iv.flows.removeLast(iv.flows.count - Self.maxFlowsPerInterval)
+        }
+        var opened: [UInt64: Date] = [:]
+        for s in connected where s.counters != nil {
+            opened[s.id] = previous[s.id] != nil ? (openedAt[s.id] ?? last) : last
+        }
+        openedAt = opened
         iv.uploader = best.flatMap { owners[$0.1] }
         iv.pollDestinations = Set(smallTwoWay.keys)
         // Bytes the interfaces carried that no open socket accounts for: connections that opened
@@ -213,6 +268,11 @@ public struct TrafficMeter: Sendable {
             }
             let restTx = max(0, ifTx - seenTx), restRx = max(0, ifRx - seenRx)
             iv.outTx += restTx * share; iv.outRx += restRx * share
+            // Less each packet's headers (Ethernet, IPv4, TCP with timestamps: 66 bytes), which
+            // the interfaces count and sockets do not: what is left is payload of unseen connections.
+            let headers = Double(Self.headerBytesPerPacket)
+            iv.unseenOutTx = max(0, restTx - (iv.ifTxPackets ?? 0) * headers) * share
+            iv.unseenOutRx = max(0, restRx - (iv.ifRxPackets ?? 0) * headers) * share
             iv.inTx += restTx * (1 - share); iv.inRx += restRx * (1 - share)
             if !perConnection, share > 0 {
                 // No per-connection counters: spread over the outbound connections' addresses.

@@ -55,6 +55,8 @@ public final class FlowInspector: FlowConsumer {
             } else if b0 == 0x16 && bytes.count >= 2 && bytes[1] == 0x03 {
                 kind = .tls
                 facts.protocolName = "tls"
+                // Heartbeats show in the timing of its records, not their (encrypted) content.
+                flow.clientMessages = MessageTimer()
             } else {
                 kind = .opaque
                 return false
@@ -187,6 +189,7 @@ public final class FlowInspector: FlowConsumer {
             if let ua = headers["user-agent"] { facts.userAgent = ua }
             if let x = headers["x-mining-extensions"] { facts.miningExtensions = x }
             if let sid = headers["x-pc-sid"] { facts.sid = sid }
+            if headers["upgrade"]?.lowercased() == "websocket", flow.clientMessages == nil { flow.clientMessages = MessageTimer() }
             if method == "GET" && path.hasSuffix("/config.json") && (headers["x-pc-sid"] != nil || (headers["user-agent"] ?? "").hasPrefix("packetcrypt")) {
                 facts.configPolls += 1
                 facts.protocolName = "packetcrypt"
@@ -200,6 +203,7 @@ public final class FlowInspector: FlowConsumer {
             }
         case .requestBody(let size, let head, let estimated):
             if facts.bodySizes.count < 64 { facts.bodySizes.append(size) }
+            BodyShape.record(size: size, head: head, estimated: estimated, headers: http[0].lastHeaders, into: &facts)
             if facts.protocolName == "packetcrypt", size > 0, estimated || size % 1024 == 0, http[0].lastHeaders["x-pc-payto"] != nil {
                 facts.announcements += size / 1024
             }

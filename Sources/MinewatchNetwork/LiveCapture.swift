@@ -15,6 +15,13 @@ public struct LiveSession: Sendable, Hashable {
     public var server: String
     public var first: Date
     public var facts: SessionFacts
+    /// The address part of an "address:port" or "[v6]:port" endpoint.
+    public static func address(of endpoint: String) -> String {
+        if endpoint.hasPrefix("["), let close = endpoint.firstIndex(of: "]") { return String(endpoint[endpoint.index(after: endpoint.startIndex)..<close]) }
+        guard let colon = endpoint.lastIndex(of: ":") else { return endpoint }
+        return String(endpoint[..<colon])
+    }
+
     public init(client: String, clientPort: UInt16, serverPort: UInt16, server: String, first: Date, facts: SessionFacts) {
         self.client = client
         self.clientPort = clientPort
@@ -49,6 +56,7 @@ public final class LiveCapture: Sendable {
         var failed: Set<UInt64> = []
         var firstError: MinewatchError?
         var sessions: [UInt64: [LiveSession]] = [:]
+        var names: [UInt64: [String]] = [:]
         var status: [UInt64: RingStatus] = [:]
         var packets = 0
         var drops = 0
@@ -60,24 +68,40 @@ public final class LiveCapture: Sendable {
         let table: FlowTable
         var inspectors: [ObjectIdentifier: (Flow, FlowInspector)] = [:]
         var status = RingStatus(packets: 0, drops: 0)
-        init(ring: PacketRing, maxFlows: Int, cap: Int) {
+        /// DNS questions the namespace asked, most recent last (at most `maxNames`).
+        var names: [String] = []
+        static let maxNames = 256
+        let heartbeat: HeartbeatModel
+        init(ring: PacketRing, maxFlows: Int, cap: Int, heartbeat: HeartbeatModel) {
             self.ring = ring
+            self.heartbeat = heartbeat
             table = FlowTable(maxFlows: maxFlows, maxPendingPerDirection: 64 * 1024)
             table.onNew = { [unowned self] flow in
-                let i = FlowInspector(flow: flow, maxParsedPerDirection: cap)
+                let i = FlowInspector(flow: flow, maxParsedPerDirection: cap) { [unowned self] m in
+                    guard !m.isResponse else { return }
+                    for q in m.questions {
+                        self.names.removeAll { $0 == q }
+                        self.names.append(q)
+                        if self.names.count > Self.maxNames { self.names.removeFirst() }
+                    }
+                }
                 flow.consumer = i
                 self.inspectors[ObjectIdentifier(flow)] = (flow, i)
             }
             table.onEvict = { [unowned self] flow in self.inspectors[ObjectIdentifier(flow)] = nil }
         }
 
-        /// Mining-relevant sessions recognised so far.
+        /// Sessions recognised so far that a detector reads: mining protocols, named servers
+        /// (TLS SNI, HTTP Host), heartbeats.
         func sessions() -> [LiveSession] {
             inspectors.values.compactMap { f, i in
-                let p = i.facts.protocolName
-                guard p.hasPrefix("stratum") || p == "packetcrypt" || p == "getwork" || i.facts.sni != nil || i.facts.host != nil else { return nil }
+                var facts = i.facts
+                facts.heartbeat = HeartbeatJudge.judge(f.clientMessages, model: heartbeat)
+                let p = facts.protocolName
+                guard p.hasPrefix("stratum") || p == "packetcrypt" || p == "getwork" || facts.sni != nil || facts.host != nil
+                        || facts.heartbeat != nil else { return nil }
                 return LiveSession(client: "\(f.client)", clientPort: f.clientPort, serverPort: f.serverPort, server: Flow.endpoint(f.server, f.serverPort),
-                                   first: Date(timeIntervalSince1970: f.first), facts: i.facts)
+                                   first: Date(timeIntervalSince1970: f.first), facts: facts)
             }
         }
     }
@@ -90,8 +114,11 @@ public final class LiveCapture: Sendable {
     let snapLength: Int
     let maxFlows: Int
     let inspectCap: Int
+    let heartbeat: HeartbeatModel
 
-    public init(procRoot: String = "/proc", snapLength: Int = 1024, maxFlowsPerNamespace: Int = 4096, inspectBytesPerFlow: Int = 256 * 1024) {
+    public init(procRoot: String = "/proc", snapLength: Int = 1024, maxFlowsPerNamespace: Int = 4096, inspectBytesPerFlow: Int = 256 * 1024,
+                heartbeat: HeartbeatModel = HeartbeatModel()) {
+        self.heartbeat = heartbeat
         self.procRoot = procRoot
         self.snapLength = snapLength
         maxFlows = maxFlowsPerNamespace
@@ -133,6 +160,7 @@ public final class LiveCapture: Sendable {
             let changed = Set(s.wanted.keys) != Set(wanted.keys)
             s.wanted = wanted
             s.sessions = s.sessions.filter { wanted[$0.key] != nil }
+            s.names = s.names.filter { wanted[$0.key] != nil }
             s.status = s.status.filter { wanted[$0.key] != nil }
             return changed
         }
@@ -143,6 +171,9 @@ public final class LiveCapture: Sendable {
 
     /// Mining-relevant sessions recognised so far in a namespace (as of the last drain).
     public func sessions(_ ns: UInt64) -> [LiveSession] { shared.withLock { $0.sessions[ns] ?? [] } }
+
+    /// DNS questions a namespace asked (as of the last drain), most recent last.
+    public func names(_ ns: UInt64) -> [String] { shared.withLock { $0.names[ns] ?? [] } }
 
     /// The namespace's ring, while one is open.
     public func status(_ ns: UInt64) -> RingStatus? { shared.withLock { $0.status[ns] } }
@@ -161,7 +192,7 @@ public final class LiveCapture: Sendable {
             for (ns, pid) in wanted where owned[ns] == nil && !failed.contains(ns) {
                 do {
                     let ring = try PacketRing(pid: pid, procRoot: procRoot, snapLength: snapLength, blockSize: 256 * 1024, blocks: 8)
-                    owned[ns] = Namespace(ring: ring, maxFlows: maxFlows, cap: inspectCap)
+                    owned[ns] = Namespace(ring: ring, maxFlows: maxFlows, cap: inspectCap, heartbeat: heartbeat)
                 } catch {
                     newFailures.append((ns, error))
                 }
@@ -171,7 +202,7 @@ public final class LiveCapture: Sendable {
             _ = poll(&fds, nfds_t(fds.count), 500)
             if fds[0].revents != 0 { while read(wakeRead, &buf, buf.count) > 0 {} }
             // Decoding happens here, outside the lock.
-            var published: [UInt64: ([LiveSession], RingStatus)] = [:]
+            var published: [UInt64: ([LiveSession], RingStatus, [String])] = [:]
             var packets = 0, drops = 0
             for (ns, n) in owned {
                 let got = n.ring.drain { info, bytes in
@@ -183,7 +214,7 @@ public final class LiveCapture: Sendable {
                 n.status.drops += dropped
                 packets += got
                 drops += dropped
-                if got > 0 || dropped > 0 || published[ns] == nil { published[ns] = (n.sessions(), n.status) }
+                if got > 0 || dropped > 0 || published[ns] == nil { published[ns] = (n.sessions(), n.status, n.names) }
             }
             shared.withLock { s in
                 for (ns, e) in newFailures {
@@ -193,6 +224,7 @@ public final class LiveCapture: Sendable {
                 for (ns, p) in published where s.wanted[ns] != nil {
                     s.sessions[ns] = p.0
                     s.status[ns] = p.1
+                    s.names[ns] = p.2
                 }
                 s.packets += packets
                 s.drops += drops

@@ -38,6 +38,9 @@ public final class Flow {
     /// Stream bytes skipped because they were never captured or could not be ordered.
     public var gaps = 0
     public var consumer: FlowConsumer?
+    /// Timing of the client's messages, for flows a consumer asked to time (TLS, WebSocket):
+    /// nil for the rest, so untimed flows cost nothing.
+    public var clientMessages: MessageTimer?
     var dirs = [Reassembly(), Reassembly()]
 
     init(_ p: DecodedPacket, clientIsSource: Bool, time: Double) {
@@ -55,6 +58,37 @@ public final class Flow {
 
     public var endpoints: String { "\(Self.endpoint(client, clientPort)) -> \(Self.endpoint(server, serverPort))" }
     public static func endpoint(_ a: IPAddress, _ port: UInt16) -> String { a.isV4 ? "\(a):\(port)" : "[\(a)]:\(port)" }
+}
+
+/// When one side of a flow sent its messages and how large they were: packets with payload less
+/// than `gap` apart are one message. Keeps the last `capacity` messages and running totals.
+public struct MessageTimer: Sendable, Hashable {
+    public static let capacity = 48
+    public var gap: Double = 0.25
+    /// Start time and bytes of the most recent messages, oldest first.
+    public private(set) var times: [Double] = []
+    public private(set) var sizes: [Int] = []
+    public private(set) var messages = 0
+    public private(set) var bytes = 0
+    var lastPacket: Double?
+
+    public init() {}
+
+    public mutating func add(time: Double, bytes n: Int) {
+        bytes += n
+        if let l = lastPacket, time - l < gap, !sizes.isEmpty {
+            sizes[sizes.count - 1] += n
+        } else {
+            messages += 1
+            times.append(time)
+            sizes.append(n)
+            if times.count > Self.capacity {
+                times.removeFirst()
+                sizes.removeFirst()
+            }
+        }
+        lastPacket = time
+    }
 }
 
 public struct FlowKey: Hashable, Sendable {
@@ -119,6 +153,7 @@ public final class FlowTable {
         if fromClient {
             flow.clientPackets += 1
             flow.clientBytes += p.wirePayloadLength
+            if p.wirePayloadLength > 0, flow.clientMessages != nil { flow.clientMessages?.add(time: time, bytes: p.wirePayloadLength) }
         } else {
             flow.serverPackets += 1
             flow.serverBytes += p.wirePayloadLength

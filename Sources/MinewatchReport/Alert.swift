@@ -9,8 +9,23 @@ public enum DetectorID: String, Sendable, Codable, CaseIterable, Comparable, Cus
     case cpuMiner = "cpu-miner"
     case bandwidthMiner = "bandwidth-miner"
     case miningProtocol = "mining-protocol"
+    /// Relaying other people's traffic: a tunnel in, many targets out, bytes balanced (proxyjacking).
+    case relay
+    /// Names a container looks up or sends (DNS, TLS SNI, HTTP Host) of bandwidth-sharing services.
+    case bandwidthService = "bandwidth-service"
 
     public var description: String { rawValue }
+
+    /// The MITRE ATT&CK technique an alert of this detector stands for, unless the verdict
+    /// names one (a PacketCrypt pool protocol, a proxyware process): T1496.001 compute
+    /// hijacking, T1496.002 bandwidth hijacking; none for drift (a new executable alone).
+    public var defaultTechnique: String? {
+        switch self {
+        case .minerProcess, .poolContact, .cpuMiner, .miningProtocol: "T1496.001"
+        case .bandwidthMiner, .relay, .bandwidthService: "T1496.002"
+        case .drift: nil
+        }
+    }
     public static func < (a: DetectorID, b: DetectorID) -> Bool { a.rawValue < b.rawValue }
 }
 
@@ -47,10 +62,13 @@ public struct Alert: Sendable, Codable, Hashable {
     public var timeToDetect: Double
     /// What `--action` did about it (absent when only alerting).
     public var response: ResponseOutcome?
+    /// MITRE ATT&CK technique (T1496.001 compute hijacking, T1496.002 bandwidth hijacking).
+    public var technique: String?
 
     public init(time: Date, container: Container, detector: DetectorID, severity: Severity, family: String?, summary: String,
                 evidence: [Evidence], metrics: [String: Double], pid: Int32?, exe: String?, startedAt: Date, detectedAt: Date,
-                timeToDetect: Double, response: ResponseOutcome? = nil) {
+                timeToDetect: Double, response: ResponseOutcome? = nil, technique: String? = nil) {
+        self.technique = technique
         self.time = time
         self.container = container
         self.detector = detector
@@ -68,7 +86,7 @@ public struct Alert: Sendable, Codable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case time, container, detector, severity, family, summary, evidence, metrics, pid, exe, startedAt, detectedAt, timeToDetect, response
+        case time, container, detector, severity, family, summary, evidence, metrics, pid, exe, startedAt, detectedAt, timeToDetect, response, technique
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -87,6 +105,7 @@ public struct Alert: Sendable, Codable, Hashable {
         try c.encode(detectedAt, forKey: .detectedAt)
         try c.encode(timeToDetect, forKey: .timeToDetect)
         try c.encodeIfPresent(response, forKey: .response)
+        try c.encodeIfPresent(technique, forKey: .technique)
     }
 }
 

@@ -33,7 +33,38 @@ public struct SessionFacts: Sendable, Codable, Hashable {
     /// Request body sizes (first 64) and request times (first 256), for the flow statistics.
     public var bodySizes: [Int] = []
     public var requestTimes: [Double] = []
+    /// HTTP request bodies: of known size, of them whole multiples of 1024 bytes up to 1 MiB
+    /// (PacketCrypt announcements are 1024 bytes, batched up to 1024), larger than 1 MiB; of the
+    /// bodies whose first bytes were seen with no Content-Encoding and no media type that is
+    /// compressed by nature, how many look random (incompressible) and how many structured; and
+    /// bodies sent with a Content-Encoding (gzip, snappy: random-looking by design).
+    public var exactBodies = 0
+    public var kibFramedBodies = 0
+    public var largeBodies = 0
+    public var randomBodies = 0
+    public var structuredBodies = 0
+    public var encodedBodies = 0
+    /// Strictly periodic small client messages on a long-lived connection (DePIN heartbeats).
+    public var heartbeat: Heartbeat?
     public init() {}
+}
+
+/// A heartbeat: the client sends a small message at a fixed period (DePIN networks pay for
+/// uptime so proven: a JSON ping over a WebSocket every few seconds).
+public struct Heartbeat: Sendable, Codable, Hashable {
+    public var messages: Int
+    public var periodSeconds: Double
+    /// Median distance of the intervals from the period, as a share of it.
+    public var jitter: Double
+    public var meanMessageBytes: Double
+    public var seconds: Double
+    public init(messages: Int, periodSeconds: Double, jitter: Double, meanMessageBytes: Double, seconds: Double) {
+        self.messages = messages
+        self.periodSeconds = periodSeconds
+        self.jitter = jitter
+        self.meanMessageBytes = meanMessageBytes
+        self.seconds = seconds
+    }
 }
 
 /// One recognised conversation in a capture.

@@ -35,6 +35,8 @@ public struct ContainerTelemetry: Sendable, Codable, Hashable {
     /// (PACKET_STATISTICS), since the ring opened; nil while no ring is open.
     public var capturePackets: Int?
     public var captureDrops: Int?
+    /// What a detector saw that is not an alert on its own (an upload-heavy shape, a heartbeat).
+    public var traits: [Trait]?
 
     public init(time: Date, container: Alert.Container, processes: Int, cpuCores: Double? = nil, cpuLimitCores: Double? = nil,
                 cpuShare: Double? = nil, memoryBytes: UInt64? = nil, rxBytesPerSecond: Double? = nil, txBytesPerSecond: Double? = nil,
@@ -61,5 +63,26 @@ public struct ContainerTelemetry: Sendable, Codable, Hashable {
         self.listeningPorts = listeningPorts
         self.connections = connections
         self.hostNetwork = hostNetwork
+    }
+}
+
+/// A behaviour a detector sees in a container that is not evidence of hijacking on its own: an
+/// upload-heavy traffic shape (log shippers and backups have it too), a heartbeat (monitoring
+/// agents have it too). Reported in telemetry at `low` at most; an alert needs more.
+public struct Trait: Sendable, Codable, Hashable {
+    /// "upload-heavy", "heartbeat".
+    public var name: String
+    public var detector: DetectorID
+    public var severity: Severity
+    public var summary: String
+    public var since: Date
+    public var technique: String?
+    public init(name: String, detector: DetectorID, severity: Severity = .low, summary: String, since: Date, technique: String? = nil) {
+        self.name = name
+        self.detector = detector
+        self.severity = min(severity, .low)
+        self.summary = summary
+        self.since = since
+        self.technique = technique
     }
 }

@@ -19,6 +19,7 @@ public struct AlertBuilder {
     public func alert(_ v: Verdict, detector: DetectorID, container ref: ContainerRef, now: Date) -> Alert {
         Alert(time: now, container: container(ref), detector: detector, severity: v.severity, family: v.family, summary: v.summary,
               evidence: v.evidence, metrics: v.metrics, pid: v.pid, exe: v.exe, startedAt: v.startedAt, detectedAt: now,
-              timeToDetect: max(0, now.timeIntervalSince(v.startedAt)))
+              timeToDetect: max(0, now.timeIntervalSince(v.startedAt)),
+              technique: v.technique ?? (v.family == "packetcrypt" ? "T1496.002" : detector.defaultTechnique))
     }
 }

@@ -15,9 +15,12 @@ public struct Verdict: Sendable {
     public var exe: String?
     /// First evidence (a process's start time, the start of an upload).
     public var startedAt: Date
+    /// MITRE ATT&CK technique when it is not the detector's usual one.
+    public var technique: String?
 
-    public init(severity: Severity, family: String? = nil, summary: String, evidence: [Evidence], metrics: [String: Double] = [:],
-                pid: Int32?, exe: String?, startedAt: Date) {
+    public init(severity: Severity, family: String? = nil, summary: String, technique: String? = nil, evidence: [Evidence],
+                metrics: [String: Double] = [:], pid: Int32?, exe: String?, startedAt: Date) {
+        self.technique = technique
         self.severity = severity
         self.family = family
         self.summary = summary
@@ -60,6 +63,13 @@ public protocol ContainerDetector {
     var id: DetectorID { get }
     func makeState() -> State
     func inspect(_ pass: ContainerPass, state: inout State, context: DetectionContext) -> Verdict?
+    /// What it sees in the container that is not an alert on its own, as of its last pass
+    /// (telemetry). None by default.
+    func traits(_ state: State) -> [Trait]
+}
+
+extension ContainerDetector {
+    public func traits(_ state: State) -> [Trait] { [] }
 }
 
 /// A detector with its state type erased, as the pipeline holds them.
@@ -67,6 +77,7 @@ struct RegisteredDetector {
     let id: DetectorID
     let detector: Any
     let run: (ContainerPass, inout ContainerState, DetectionContext) -> Verdict?
+    let traits: (inout ContainerState) -> [Trait]
 
     init<D: ContainerDetector>(_ d: D) {
         id = d.id
@@ -74,5 +85,6 @@ struct RegisteredDetector {
         run = { pass, container, context in
             container.withSlot(d.id, make: d.makeState) { state in d.inspect(pass, state: &state, context: context) }
         }
+        traits = { container in container.withSlot(d.id, make: d.makeState) { state in d.traits(state) } }
     }
 }

@@ -46,6 +46,8 @@ public struct ContainerSnapshot: Sendable {
     public var sessions: [LiveSession]
     /// The packet ring of its namespace: open, and the packets the kernel dropped from it so far.
     public var capture: LiveCapture.RingStatus?
+    /// DNS questions its namespace asked, most recent last (capture on).
+    public var dnsQuestions: [String] = []
 
     /// The process that stands for the container (its first one with a network namespace).
     public var mainPid: Int32 { (processes.first { $0.sample.netns != nil } ?? processes.first)?.sample.pid ?? 0 }
@@ -321,6 +323,7 @@ public final class HostSampler {
             guard let ns = snaps[i].netns else { continue }
             snaps[i].sessions = capture.sessions(ns)
             snaps[i].capture = capture.status(ns)
+            snaps[i].dnsQuestions = capture.names(ns)
         }
     }
 }

@@ -26,7 +26,7 @@ public final class Watcher {
     public init(rules: CompiledRules, proc: ProcfsReader = ProcfsReader(), cgroups: CgroupReader = CgroupReader(),
                 clock: WallClock = SystemClock(), sockets: SocketStatsSource? = SockDiagReader()) {
         sampler = HostSampler(proc: proc, cgroups: cgroups, clock: clock, sockets: sockets)
-        sampler.environmentKeys = MinerProcessDetector.environmentKeys
+        sampler.environmentKeys = MinerProcessDetector.environmentKeys.union(rules.ruleSet.environmentKeys)
         self.clock = clock
         for d in Self.standardDetectors(rules: rules, procRoot: proc.root) { register(d) }
     }
@@ -41,6 +41,8 @@ public final class Watcher {
             drift,
             PoolContactDetector(ports: rules.ruleSet.minerPorts),
             MiningProtocolDetector(rules: rules.ruleSet),
+            RelayTrafficDetector(),
+            BandwidthServiceDetector(rules: rules.ruleSet),
             BandwidthMinerDetector(),
             CPUDetector(),
         ]
@@ -72,6 +74,10 @@ public final class Watcher {
     public var bandwidthModel: BandwidthModel {
         get { detector(BandwidthMinerDetector.self)?.model ?? BandwidthModel() }
         set { register(BandwidthMinerDetector(model: newValue)) }
+    }
+    public var relayModel: RelayModel {
+        get { detector(RelayTrafficDetector.self)?.model ?? RelayModel() }
+        set { register(RelayTrafficDetector(model: newValue)) }
     }
     public var capture: (any SessionSource)? {
         get { sampler.capture }
@@ -116,6 +122,8 @@ public final class Watcher {
                     out.append(alerts.alert(v, detector: d.id, container: snap.ref, now: host.time))
                 }
                 state.telemetry = telemetry(pass, previous: state.telemetry)
+                let traits = registered.flatMap { $0.traits(&state) }
+                state.telemetry?.traits = traits.isEmpty ? nil : traits
             }
         }
         processes = procs
@@ -187,6 +195,12 @@ public protocol SessionSource: AnyObject {
     func sync(_ wanted: [UInt64: Int32])
     func sessions(_ ns: UInt64) -> [LiveSession]
     func status(_ ns: UInt64) -> LiveCapture.RingStatus?
+    /// DNS questions the namespace asked, most recent last.
+    func names(_ ns: UInt64) -> [String]
+}
+
+extension SessionSource {
+    public func names(_ ns: UInt64) -> [String] { [] }
 }
 
 extension LiveCapture: SessionSource {}

@@ -161,11 +161,19 @@ private func ownNetns() -> UInt64 {
         let mine = all.filter { $0.localPort == port }
         #expect(mine.count == 1 && mine.first?.diagID?.count == 49)
         _ = [UInt8](repeating: 7, count: 5000).withUnsafeBytes { send(c, $0.baseAddress, $0.count, 0) }
-        usleep(50_000)
-        let again = try #require(reader.refresh(mine, pid: getpid(), netns: ns))
+        // Poll rather than sleep a fixed time: on a busy machine the kernel may take a while.
+        var again = try #require(reader.refresh(mine, pid: getpid(), netns: ns))
+        for _ in 0..<100 where again.first?.counters?.bytesSent != 5000 {
+            usleep(50_000)
+            again = try #require(reader.refresh(mine, pid: getpid(), netns: ns))
+        }
         #expect(again.first?.counters?.bytesSent == 5000, "\(again)")
         close(c)
-        usleep(50_000)
-        #expect(reader.refresh(mine, pid: getpid(), netns: ns)?.isEmpty == true, "a closed connection is dropped")
+        var gone = false
+        for _ in 0..<100 where !gone {
+            usleep(50_000)
+            gone = reader.refresh(mine, pid: getpid(), netns: ns)?.isEmpty == true
+        }
+        #expect(gone, "a closed connection is dropped")
     }
 }

@@ -10,7 +10,7 @@ import TestSupport
 
 /// Builds observation sequences the way the watcher records them: cumulative tcp_info counters
 /// per socket and interface counters, every `step` seconds.
-private struct Recorder {
+struct Recorder {
     var t0 = Date(timeIntervalSince1970: 1_800_000_000)
     /// Passes are never exactly the interval apart.
     var step = 2.05
@@ -41,7 +41,7 @@ private struct Recorder {
 
 /// Runs `passes` passes; `each` changes the recorder before pass i. Returns the first pass with a
 /// verdict, and the verdict.
-private func drive(_ passes: Int, model: BandwidthModel = BandwidthModel(), _ each: (Int, inout Recorder) -> Void) -> (Int, BandwidthVerdict)? {
+func drive(_ passes: Int, model: BandwidthModel = BandwidthModel(), _ each: (Int, inout Recorder) -> Void) -> (Int, BandwidthVerdict)? {
     var r = Recorder()
     var d = BandwidthDetector(model: model)
     for i in 0..<passes {

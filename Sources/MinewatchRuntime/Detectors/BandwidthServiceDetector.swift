@@ -1,0 +1,81 @@
+import Foundation
+import MinewatchCore
+import MinewatchNetwork
+import MinewatchReport
+import MinewatchSignatures
+
+/// Detector 8 of `watch`: the names a container looks up or sends (DNS questions, TLS SNI, HTTP
+/// Host, from its namespace's packets) against the bandwidth-sharing services' domains in the
+/// rules (`domains:`). A name alone is medium; high with a heartbeat on that connection (DePIN
+/// uptime farming), or with another detector's alert (the service's process, relaying, upload).
+/// A heartbeat to a name no rule knows is a trait (monitoring agents beat too).
+public struct BandwidthServiceDetector: ContainerDetector {
+    public let id = DetectorID.bandwidthService
+    let ruleSet: RuleSet
+    public static let corroborating: [DetectorID] = [.minerProcess, .relay, .bandwidthMiner]
+
+    public struct State {
+        var heartbeats: [Trait] = []
+    }
+
+    public init(rules: RuleSet) { ruleSet = rules }
+
+    public func makeState() -> State { State() }
+
+    public func traits(_ state: State) -> [Trait] { state.heartbeats }
+
+    public func inspect(_ pass: ContainerPass, state: inout State, context: DetectionContext) -> Verdict? {
+        let snap = pass.snapshot
+        guard !snap.hostNetwork else { return nil }
+        let ownPorts = Set(snap.sockets.map(\.localPort))
+        let sessions = snap.sessions.filter { ownPorts.contains($0.clientPort) || !snap.listenPorts.contains($0.serverPort) }
+        state.heartbeats = sessions.compactMap { s in
+            guard let h = s.facts.heartbeat else { return nil }
+            return Trait(name: "heartbeat", detector: id,
+                         summary: String(format: "periodic small messages to %@%@: %d messages every %.1f s (jitter %.0f%%), %.0f bytes each",
+                                         s.server, (s.facts.sni ?? s.facts.host).map { " (\($0))" } ?? "", h.messages, h.periodSeconds,
+                                         h.jitter * 100, h.meanMessageBytes),
+                         since: s.first, technique: "T1496.002")
+        }
+        guard !context.alerted.contains(id) else { return nil }
+        // Names sent on connections (strongest first: with a heartbeat), then DNS questions.
+        var hit: (rule: Rule, domain: String, via: String, session: LiveSession?)?
+        for s in sessions.sorted(by: { ($0.facts.heartbeat != nil ? 0 : 1, $0.first) < ($1.facts.heartbeat != nil ? 0 : 1, $1.first) }) {
+            for (name, via) in [(s.facts.sni, "TLS server name"), (s.facts.host, "HTTP Host")] {
+                guard let name, let r = ruleSet.serviceRule(for: Self.hostPart(name)) else { continue }
+                hit = (r.rule, r.domain, "\(via) \(name) to \(s.server)", s)
+                break
+            }
+            if hit != nil { break }
+        }
+        if hit == nil {
+            for q in snap.dnsQuestions.reversed() {
+                if let r = ruleSet.serviceRule(for: q) { hit = (r.rule, r.domain, "DNS question for \(q)", nil); break }
+            }
+        }
+        guard let hit else { return nil }
+        var why: [String] = []
+        if let h = hit.session?.facts.heartbeat {
+            why.append(String(format: "a heartbeat on that connection: %d messages every %.1f s, %.0f bytes each", h.messages, h.periodSeconds, h.meanMessageBytes))
+        }
+        why += Self.corroborating.filter { context.alerted.contains($0) }.map { "\($0.rawValue) alert" }
+        let service = hit.rule.family ?? hit.rule.id
+        var summary = "contact with \(service) (\(hit.rule.title)): \(hit.via)"
+        if !why.isEmpty { summary += "; with \(why.joined(separator: ", "))" }
+        var evidence = [Evidence(kind: .pool, name: hit.domain, value: hit.via), Evidence(kind: .attribute, name: "rule", value: hit.rule.id)]
+        evidence += why.map { Evidence(kind: .attribute, name: "with", value: $0) }
+        if let drops = snap.capture?.drops, drops > 0 {
+            evidence.append(Evidence(kind: .attribute, name: "capture", value: "the kernel dropped \(drops) packets from this namespace's ring"))
+        }
+        return Verdict(severity: why.isEmpty ? .medium : .high, family: hit.rule.family, summary: summary,
+                       technique: hit.rule.technique ?? "T1496.002", evidence: evidence,
+                       metrics: ["sessions": Double(sessions.count)], pid: snap.mainPid, exe: snap.mainExe,
+                       startedAt: hit.session?.first ?? pass.now)
+    }
+
+    /// "host:port" without the port.
+    static func hostPart(_ s: String) -> String {
+        if s.hasPrefix("[") { return s }
+        return s.split(separator: ":").first.map(String.init) ?? s
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import MinewatchCore
+import MinewatchNetwork
+import MinewatchReport
+import MinewatchSignatures
+import Testing
+import TestSupport
+@testable import MinewatchHost
+@testable import MinewatchRuntime
+
+/// The watcher with the new detectors: an upload-heavy shape alone is a trait; body framing or
+/// a mining protocol to the upload destination makes it an alert; relaying is alerted by bytes;
+/// a service's domain in SNI is an alert, high with a heartbeat; a heartbeat alone is a trait.
+@Suite struct ProxywarePipelineTests {
+    static let rules = CompiledRules(BundledRules.load().0)
+
+    final class Sessions: SessionSource {
+        var byNamespace: [UInt64: [LiveSession]] = [:]
+        var questions: [UInt64: [String]] = [:]
+        func sync(_ wanted: [UInt64: Int32]) {}
+        func sessions(_ ns: UInt64) -> [LiveSession] { byNamespace[ns] ?? [] }
+        func status(_ ns: UInt64) -> LiveCapture.RingStatus? { .init(packets: 10, drops: 0) }
+        func names(_ ns: UInt64) -> [String] { questions[ns] ?? [] }
+    }
+
+    struct Setup {
+        let w: Watcher
+        let clock: StepClock
+        let sockets: RecordedSockets
+        let sessions: Sessions
+        let cid: String
+        let ns: UInt64
+    }
+
+    static func setup(_ tag: String, ns: UInt64) throws -> (Setup, FakeProc) {
+        let proc = try FakeProc()
+        let cid = String(repeating: tag, count: 32)
+        try proc.add(pid: 700, comm: "svc", cgroup: "/docker/\(cid)", cmdline: ["/svc"], exe: Samples.elf(["plain"]), netns: Int(ns))
+        let clock = StepClock(Date(timeIntervalSince1970: 2_000_000_000))
+        let sockets = RecordedSockets()
+        let w = Watcher(rules: rules, proc: ProcfsReader(root: proc.root), clock: clock, sockets: sockets)
+        w.drift = DriftDetector(scratchPrefixes: [])
+        let sessions = Sessions()
+        w.capture = sessions
+        return (Setup(w: w, clock: clock, sockets: sockets, sessions: sessions, cid: cid, ns: ns), proc)
+    }
+
+    /// A log shipper: one keep-alive connection, 250 kB/s of batches with small replies.
+    @Test func uploadShapeAloneIsATraitAndFramingMakesItAnAlert() throws {
+        let (s, proc) = try Self.setup("c1", ns: 4026540001)
+        _ = proc
+        var r = Recorder()
+        r.open(1, local: 40001, remote: "198.18.1.70", port: 9200)
+        var alerts: [Alert] = []
+        for _ in 0..<20 {
+            r.traffic(1, tx: 500_000, rx: 600, replies: 4)
+            s.sockets.byNetns[s.ns] = Array(r.sockets.values)
+            alerts += s.w.poll()
+            s.clock.date += 2.05
+        }
+        #expect(alerts.isEmpty, "\(alerts.map(\.summary))")
+        let trait = try #require(s.w.telemetry[s.cid]?.traits?.first)
+        #expect(trait.name == "upload-heavy" && trait.severity == .low && trait.detector == .bandwidthMiner)
+        // The same shape with announcement-framed bodies seen in its packets is a miner.
+        var facts = SessionFacts()
+        facts.protocolName = "http"
+        facts.host = "198.18.1.70"
+        facts.exactBodies = 6
+        facts.kibFramedBodies = 6
+        s.sessions.byNamespace[s.ns] = [LiveSession(client: "10.0.0.2", clientPort: 40001, serverPort: 9200, server: "198.18.1.70:9200",
+                                                    first: s.clock.date.addingTimeInterval(-30), facts: facts)]
+        for _ in 0..<2 {
+            r.traffic(1, tx: 500_000, rx: 600, replies: 4)
+            s.sockets.byNetns[s.ns] = Array(r.sockets.values)
+            alerts += s.w.poll()
+            s.clock.date += 2.05
+        }
+        let a = try #require(alerts.first { $0.detector == .bandwidthMiner })
+        #expect(a.severity == .high && a.technique == "T1496.002")
+        #expect(a.summary.contains("framed as announcements"), "\(a.summary)")
+        #expect(s.w.telemetry[s.cid]?.traits == nil, "an alert, no longer only a trait")
+    }
+
+    @Test func relayingIsAlertedWithTheTunnelAndTargets() throws {
+        let (s, proc) = try Self.setup("c2", ns: 4026540002)
+        _ = proc
+        var r = Recorder()
+        r.open(1, local: 40001, remote: "198.18.1.5", port: 443)
+        var alerts: [Alert] = []
+        for i in 0..<20 {
+            for k in 0..<4 {
+                let id = UInt64(100 + (i / 3) * 4 + k)
+                if i % 3 == 0 { r.close(id - 4); r.open(id, local: UInt16(41000 + Int(id % 20000)), remote: "198.18.1.\(20 + (i / 3 + k) % 9)", port: 443) }
+                r.traffic(id, tx: 5_000, rx: 80_000, replies: 30)
+            }
+            r.traffic(1, tx: 4 * 80_000 + 3_000, rx: 4 * 5_000 + 500, replies: 50)
+            s.sockets.byNetns[s.ns] = Array(r.sockets.values)
+            alerts += s.w.poll()
+            s.clock.date += 2.05
+        }
+        let a = try #require(alerts.first { $0.detector == .relay }, "\(alerts.map(\.summary))")
+        #expect(a.severity == .high && a.technique == "T1496.002")
+        #expect(a.evidence.contains { $0.name == "tunnel" && $0.value.hasPrefix("198.18.1.5:443") })
+        #expect((a.metrics["targets"] ?? 0) >= 4 && (a.metrics["balanceBack"] ?? 9) < 1.2)
+        #expect(a.timeToDetect <= 30)
+    }
+
+    @Test func serviceNamesAndHeartbeats() throws {
+        let (s, proc) = try Self.setup("c3", ns: 4026540003)
+        _ = proc
+        var r = Recorder()
+        r.open(1, local: 40001, remote: "198.18.1.6", port: 443)
+        var facts = SessionFacts()
+        facts.protocolName = "tls"
+        facts.sni = "metrics.example.net"
+        facts.heartbeat = Heartbeat(messages: 12, periodSeconds: 5, jitter: 0.01, meanMessageBytes: 140, seconds: 55)
+        let session = LiveSession(client: "10.0.0.2", clientPort: 40001, serverPort: 443, server: "198.18.1.6:443",
+                                  first: s.clock.date.addingTimeInterval(-60), facts: facts)
+        s.sessions.byNamespace[s.ns] = [session]
+        var alerts: [Alert] = []
+        for _ in 0..<3 {
+            r.traffic(1, tx: 300, rx: 200, replies: 1)
+            s.sockets.byNetns[s.ns] = Array(r.sockets.values)
+            alerts += s.w.poll()
+            s.clock.date += 2
+        }
+        #expect(alerts.isEmpty, "a heartbeat to a name no rule knows is no alert")
+        #expect(s.w.telemetry[s.cid]?.traits?.contains { $0.name == "heartbeat" && $0.summary.contains("every 5.0 s") } == true)
+        // The same heartbeat with a DePIN service's SNI: high.
+        var grass = session
+        grass.facts.sni = "proxy.wynd.network"
+        s.sessions.byNamespace[s.ns] = [grass]
+        alerts += s.w.poll()
+        let a = try #require(alerts.first { $0.detector == .bandwidthService })
+        #expect(a.severity == .high && a.family == "grass" && a.technique == "T1496.002")
+        #expect(a.summary.contains("TLS server name proxy.wynd.network") && a.summary.contains("heartbeat"), "\(a.summary)")
+    }
+
+    @Test func aDNSQuestionAloneIsMedium() throws {
+        let (s, proc) = try Self.setup("c4", ns: 4026540004)
+        _ = proc
+        var r = Recorder()
+        r.open(1, local: 40001, remote: "198.18.1.6", port: 443)
+        s.sessions.byNamespace[s.ns] = []
+        s.sessions.questions[s.ns] = ["example.org", "api.pawns.app"]
+        var alerts: [Alert] = []
+        for _ in 0..<3 {
+            r.traffic(1, tx: 300, rx: 200, replies: 1)
+            s.sockets.byNetns[s.ns] = Array(r.sockets.values)
+            alerts += s.w.poll()
+            s.clock.date += 2
+        }
+        let a = try #require(alerts.first { $0.detector == .bandwidthService })
+        #expect(a.severity == .medium && a.family == "iproyal-pawns")
+        #expect(a.summary.contains("DNS question for api.pawns.app"))
+    }
+}
