@@ -71,7 +71,7 @@ let package = Package(
         ),
         .executableTarget(name: "mw-fuzz", dependencies: ["MinewatchFuzz", "CShims"]),
         // Test workloads that speak the real miner and pool protocols (Stratum, PacketCrypt).
-        .executableTarget(name: "mw-workload", dependencies: ["MinewatchCore", "CShims", "CWorkloadTLS"]),
+        .executableTarget(name: "mw-workload", dependencies: ["MinewatchCore", "CShims", "CWorkloadTLS", .product(name: "Crypto", package: "swift-crypto")]),
         // TLS for the test workloads only (the system's OpenSSL, loaded at run time).
         .target(name: "CWorkloadTLS", linkerSettings: [.linkedLibrary("dl")]),
 

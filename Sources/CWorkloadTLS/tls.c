@@ -19,6 +19,8 @@ static int (*p_read)(void *, void *, int);
 static int (*p_write)(void *, const void *, int);
 static long (*p_ctrl)(void *, int, long, void *);
 static int (*p_shutdown)(void *);
+static int (*p_pending)(const void *);
+static void (*p_ctx_free)(void *);
 static unsigned long (*p_err_get)(void);
 static void (*p_err_string)(unsigned long, char *, size_t);
 static int loaded;
@@ -47,10 +49,12 @@ static void load(void) {
     p_write = dlsym(h, "SSL_write");
     p_ctrl = dlsym(h, "SSL_ctrl");
     p_shutdown = dlsym(h, "SSL_shutdown");
+    p_pending = dlsym(h, "SSL_pending");
+    p_ctx_free = dlsym(h, "SSL_CTX_free");
     p_err_get = dlsym(c, "ERR_get_error");
     p_err_string = dlsym(c, "ERR_error_string_n");
     loaded = p_client_method && p_server_method && p_ctx_new && p_ctx_cert && p_ctx_key && p_new && p_free && p_set_fd
-        && p_connect && p_accept && p_read && p_write && p_ctrl && p_shutdown && p_err_get && p_err_string;
+        && p_connect && p_accept && p_read && p_write && p_ctrl && p_shutdown && p_pending && p_ctx_free && p_err_get && p_err_string;
 }
 
 static int ready(void) {
@@ -76,7 +80,7 @@ mw_tls *mw_tls_client(int fd, const char *sni) {
     if (!ssl) { remember("SSL_new"); return NULL; }
     p_set_fd(ssl, fd);
     if (sni && *sni) p_ctrl(ssl, 55 /* SSL_CTRL_SET_TLSEXT_HOSTNAME */, 0 /* host_name */, (void *)sni);
-    if (p_connect(ssl) != 1) { remember("handshake"); p_free(ssl); return NULL; }
+    if (p_connect(ssl) != 1) { remember("handshake"); p_free(ssl); p_ctx_free(ctx); return NULL; }
     mw_tls *t = calloc(1, sizeof *t);
     t->ssl = ssl; t->ctx = ctx; t->own_ctx = 1;
     return t;
@@ -112,9 +116,12 @@ long mw_tls_write(mw_tls *t, const void *buf, size_t n) {
     return r > 0 ? r : -1;
 }
 
+int mw_tls_pending(mw_tls *t) { return p_pending(t->ssl); }
+
 void mw_tls_free(mw_tls *t) {
     if (!t) return;
     p_shutdown(t->ssl);
     p_free(t->ssl);
+    if (t->own_ctx) p_ctx_free(t->ctx);
     free(t);
 }

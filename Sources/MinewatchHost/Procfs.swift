@@ -87,6 +87,20 @@ public enum ProcParsers {
     }
 
     /// Selected variables from NUL-separated `environ`.
+    /// /etc/hosts lines (`address name [alias...] [# comment]`) as address -> names, loopback
+    /// and the IPv6 special entries left out.
+    public static func hosts(_ data: [UInt8]) -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for raw in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            guard f.count >= 2, f[0].contains(".") || f[0].contains(":"), !f[0].hasPrefix("127."), f[0] != "::1",
+                  !f[0].hasPrefix("fe00:"), !f[0].hasPrefix("ff0") else { continue }
+            out[f[0], default: []] += f.dropFirst().prefix(16).map { $0.lowercased() }
+        }
+        return out
+    }
+
     public static func environ(_ data: [UInt8], keep: Set<String>) -> [String: String] {
         var out: [String: String] = [:]
         for entry in data.split(separator: 0) {
@@ -180,6 +194,30 @@ public struct ProcfsReader: Sendable {
 
     public func environment(_ pid: Int32, keep: Set<String>) -> [String: String] {
         read("\(pid)/environ", limit: 256 * 1024).map { ProcParsers.environ($0, keep: keep) } ?? [:]
+    }
+
+    /// The container's /etc/hosts as address -> names, read through /proc/<pid>/root without
+    /// following a link at `etc` or `hosts` (a container's file never leads the reader out of its
+    /// root), at most 64 KiB; with its modification time. nil when it cannot be read; names nil
+    /// when its modification time is still `unlessModified` (not read again).
+    public func hostsFile(_ pid: Int32, unlessModified known: Int? = nil) -> (mtime: Int, names: [String: [String]]?)? {
+        let rootFD = open("\(root)/\(pid)/root", O_RDONLY | O_CLOEXEC | O_DIRECTORY)
+        if rootFD < 0 { return nil }
+        defer { close(rootFD) }
+        let etc = openat(rootFD, "etc", O_RDONLY | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW)
+        if etc < 0 { return nil }
+        defer { close(etc) }
+        let fd = openat(etc, "hosts", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let mtime = Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec)
+        if mtime == known { return (mtime, nil) }
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        guard n >= 0 else { return nil }
+        return (mtime, ProcParsers.hosts(Array(buf[0..<n])))
     }
 }
 

@@ -5,8 +5,8 @@ import Foundation
 public struct BandwidthModel: Sendable, Hashable {
     /// How long the behaviour must last. The window is checked in two halves, and each half must
     /// carry upload, so one burst does not make a verdict (PacketCrypt sends a batch at least
-    /// every 10 s, so halves of 12 s each see one).
-    public var window: TimeInterval = 24
+    /// every 10 s, so halves of 10 s each see one).
+    public var window: TimeInterval = 20
     /// Upload over outbound connections, bytes per second averaged over the window.
     public var minUploadRate: Double = 64 * 1024
     /// Outbound bytes sent : bytes received.

@@ -57,6 +57,13 @@ public final class FlowInspector: FlowConsumer {
                 facts.protocolName = "tls"
                 // Heartbeats show in the timing of its records, not their (encrypted) content.
                 flow.clientMessages = MessageTimer()
+            } else if (b0 == 0x17 || b0 == 0x15) && bytes.count >= 3 && bytes[1] == 0x03 && bytes[2] <= 0x04 && !flow.sawSYN {
+                // Joined after the handshake (capture started late): records, no server name.
+                kind = .opaque
+                facts.protocolName = "tls"
+                flow.clientMessages = MessageTimer()
+                flow.clientMessages?.add(time: time, bytes: bytes.count)
+                return false
             } else {
                 kind = .opaque
                 return false

@@ -48,6 +48,8 @@ public struct ContainerSnapshot: Sendable {
     public var capture: LiveCapture.RingStatus?
     /// DNS questions its namespace asked, most recent last (capture on).
     public var dnsQuestions: [String] = []
+    /// Names its /etc/hosts gives addresses (`--add-host`, pinned names): address -> names.
+    public var hostNames: [String: [String]] = [:]
 
     /// The process that stands for the container (its first one with a network namespace).
     public var mainPid: Int32 { (processes.first { $0.sample.netns != nil } ?? processes.first)?.sample.pid ?? 0 }
@@ -134,6 +136,7 @@ public final class HostSampler {
     struct ContainerCache {
         var owners: (activity: UInt64, owners: [UInt64: Int32], pids: [Int32])?
         var upperDir: String??
+        var hosts: (mtime: Int, names: [String: [String]])?
     }
 
     var namespaces: [UInt64: NamespaceCache] = [:]
@@ -206,6 +209,12 @@ public final class HostSampler {
                 cache.upperDir = .some(proc.mountinfo(pid).flatMap(DriftDetector.upperDir))
             }
             snap.upperDir = cache.upperDir ?? nil
+            // /etc/hosts: read when it changed (a stat a pass).
+            if id != "host", let pid = procs.first?.sample.pid, let h = proc.hostsFile(pid, unlessModified: cache.hosts?.mtime),
+               let names = h.names {
+                cache.hosts = (h.mtime, names)
+            }
+            snap.hostNames = cache.hosts?.names ?? [:]
             containers[id] = cache
             out.append(snap)
         }

@@ -39,15 +39,19 @@ enum Benign {
 
     /// `GET /file/<bytes>` streams that many bytes; `POST /upload` and `POST /api` read the body
     /// and answer with a small (upload) or 3 KiB (api) JSON document. Keep-alive.
-    static func runServer(host: String, port: Int, deadline: Date) throws {
+    /// With `tls` (a server context), connections are TLS. Any other POST is answered like
+    /// /upload (log, metrics and backup endpoints).
+    static func runServer(host: String, port: Int, tls: UnsafeMutableRawPointer? = nil, deadline: Date) throws {
+        let ctx = tls.map { UncheckedContext(ctx: $0) }
         try serve(host: host, port: port, until: deadline) { c in
             do {
+                if let ctx { try c.acceptTLS(ctx.ctx) }
                 while let req = try PacketCrypt.readRequest(c) {
                     if req.method == "GET", req.path.hasPrefix("/file/"), let n = Int(req.path.dropFirst(6)), n >= 0 {
                         try c.send("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: \(n)\r\n\r\n")
                         _ = try sendPaced(c, n, rate: 0, deadline: deadline)
-                    } else if req.method == "POST" && req.path == "/upload" {
-                        try PacketCrypt.respond(c, 200, json(["received": req.body.count]))
+                    } else if req.method == "POST" && req.path != "/api" {
+                        try PacketCrypt.respond(c, 200, json(["received": req.body.count, "errors": false]))
                     } else if req.method == "POST" && req.path == "/api" {
                         let items = (0..<40).map { ["id": $0, "name": "item-\($0)", "tags": ["a", "b", "c"], "price": Double($0) * 1.25] as [String: Any] }
                         try PacketCrypt.respond(c, 200, json(["received": req.body.count, "items": items]))
@@ -181,6 +185,10 @@ enum Benign {
         print("{\"compressed\": \(total.value)}")
     }
 }
+
+/// An OpenSSL server context: immutable after it is made, and OpenSSL allows sharing it
+/// between the threads that accept connections with it.
+struct UncheckedContext: @unchecked Sendable { let ctx: UnsafeMutableRawPointer }
 
 final class Counter: @unchecked Sendable {
     let lock = NSLock()

@@ -1,3 +1,4 @@
+import CWorkloadTLS
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -9,11 +10,36 @@ struct WorkloadError: Error, CustomStringConvertible {
     var description: String
 }
 
+/// A connection handed from the accepting thread to the one that serves it (never shared).
 final class Conn: @unchecked Sendable {
     let fd: Int32
     var buffer: [UInt8] = []
+    /// Set after a TLS handshake: reads and writes go through it.
+    var tls: OpaquePointer?
     init(fd: Int32) { self.fd = fd }
-    deinit { close(fd) }
+    deinit {
+        if let tls { mw_tls_free(tls) }
+        close(fd)
+    }
+
+    /// A TLS handshake as a client, sending `sni` (certificates are not checked: test servers).
+    func startTLS(sni: String) throws {
+        guard let t = mw_tls_client(fd, sni) else { throw WorkloadError(description: "TLS: \(String(cString: mw_tls_error()))") }
+        tls = t
+    }
+
+    /// A TLS handshake as a server.
+    func acceptTLS(_ ctx: UnsafeMutableRawPointer) throws {
+        // An accepted socket inherits the listener's 1 s receive timeout, which a TLS read
+        // cannot tell from a failure: wait for the peer instead (the process is bounded).
+        var tv = timeval(tv_sec: 0, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        guard let t = mw_tls_accept(ctx, fd) else { throw WorkloadError(description: "TLS accept: \(String(cString: mw_tls_error()))") }
+        tls = t
+    }
+
+    /// Decrypted bytes waiting inside TLS (poll does not see them) or already buffered.
+    var hasPending: Bool { !buffer.isEmpty || (tls.map { mw_tls_pending($0) > 0 } ?? false) }
 
     static func connect(host: String, port: Int) throws -> Conn {
         var hints = addrinfo()
@@ -35,6 +61,14 @@ final class Conn: @unchecked Sendable {
 
     func send(_ bytes: [UInt8]) throws {
         var off = 0
+        if let tls {
+            while off < bytes.count {
+                let n = bytes.withUnsafeBytes { mw_tls_write(tls, $0.baseAddress.map { $0 + off }, bytes.count - off) }
+                if n <= 0 { throw WorkloadError(description: "TLS write failed") }
+                off += n
+            }
+            return
+        }
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress.map { $0 + off }, bytes.count - off, Int32(MSG_NOSIGNAL)) }
             if n <= 0 { throw WorkloadError(description: "send: errno \(errno)") }
@@ -47,6 +81,13 @@ final class Conn: @unchecked Sendable {
     /// Reads more bytes into `buffer`; false at end of stream.
     func fill() throws -> Bool {
         var tmp = [UInt8](repeating: 0, count: 65536)
+        if let tls {
+            let n = tmp.withUnsafeMutableBytes { mw_tls_read(tls, $0.baseAddress, $0.count) }
+            if n < 0 { throw WorkloadError(description: "TLS read failed") }
+            if n == 0 { return false }
+            buffer += tmp[0..<n]
+            return true
+        }
         let n = tmp.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if n < 0 {
             if errno == EAGAIN || errno == EINTR { return true }
@@ -122,4 +163,19 @@ func hostPort(_ s: String) throws -> (String, Int) {
         throw WorkloadError(description: "expected host:port, got \(s)")
     }
     return (String(s[..<colon]), p)
+}
+
+/// A TLS server context from a PEM certificate and key (the test makes them with openssl).
+func tlsServerContext(cert: String, key: String) throws -> UnsafeMutableRawPointer {
+    guard let ctx = mw_tls_server_ctx(cert, key) else { throw WorkloadError(description: "TLS context: \(String(cString: mw_tls_error()))") }
+    return ctx
+}
+
+/// Connects to a URL's host (http:// plain, https:// TLS with the URL's host, or `sni`, as server name).
+func connect(url: String, sni: String? = nil) throws -> (Conn, host: String, path: String) {
+    guard let u = URL(string: url), let h = u.host else { throw WorkloadError(description: "bad URL \(url)") }
+    let secure = u.scheme == "https" || u.scheme == "wss"
+    let c = try Conn.connect(host: h, port: u.port ?? (secure ? 443 : 80))
+    if secure { try c.startTLS(sni: sni ?? h) }
+    return (c, h, u.path.isEmpty ? "/" : u.path)
 }

@@ -12,6 +12,22 @@
 //   mw-workload upload        --url http://H:P/upload --bytes N [--rate BYTES_PER_S] [--duration S]
 //   mw-workload api-client    --url http://H:P/api [--rps N] [--duration S]
 //   mw-workload compress      [--threads N] [--duration S]
+//   mw-workload http-server   ... [--tls-cert PEM --tls-key PEM]   (HTTPS)
+//   mw-workload log-shipper   --url http://H:P/_bulk [--rate BYTES_PER_S] [--every S]
+//   mw-workload remote-write  --url http://H:P/api/v1/write [--bytes N]
+//   mw-workload backup        --url https://H:P/repo [--min-chunk N] [--max-chunk N] [--rate BYTES_PER_S]
+//   mw-workload forward-proxy --listen H:P                       (HTTP CONNECT, its own clients)
+//   mw-workload reverse-proxy --listen H:P --backend H:P [--backend H:P...]
+//   mw-workload sidecar       --listen H:P --upstream H:P [--upstream H:P...] [--calls N]
+//   mw-workload crawler       --target H:P [--target H:P...] [--queue H:P] [--pages N] [--page-bytes N]
+// Proxyjacking (a residential-proxy network) and DePIN farming:
+//   mw-workload proxy-vendor  --listen H:P --customers H:P --tls-cert PEM --tls-key PEM
+//   mw-workload proxy-node    --vendor H:P --sni NAME [--allow H:P]   (with --allow: a tunnel agent for one service)
+//   mw-workload proxy-customer (--vendor H:P | --http-proxy H:P) --target H:P [--target H:P...] [--streams N] [--rate BYTES_PER_S]
+//   mw-workload heartbeat-server --listen H:P --tls-cert PEM --tls-key PEM
+//   mw-workload heartbeat     --server H:P --sni NAME [--period S]
+// Started under a service's program name with its arguments (/app/honeygain -tou-accept ...),
+// it only waits (at most 120 s): what runs is what the detectors must name.
 import Foundation
 
 func value(_ name: String, in args: [String]) -> String? {
@@ -22,7 +38,12 @@ func values(_ name: String, in args: [String]) -> [String] {
     args.indices.filter { args[$0] == name && $0 + 1 < args.count }.map { args[$0 + 1] }
 }
 
-let args = Array(CommandLine.arguments.dropFirst())
+var args = Array(CommandLine.arguments.dropFirst())
+if let first = args.first, first.hasPrefix("-") || !(CommandLine.arguments.first ?? "").hasSuffix("svc") && !(CommandLine.arguments.first ?? "").hasSuffix("mw-workload") {
+    // A proxyware-style entrypoint: wait, bounded, and do nothing else.
+    usleep(UInt32(min(120, Double(ProcessInfo.processInfo.environment["MW_IDLE_SECONDS"] ?? "90") ?? 90) * 1_000_000))
+    exit(0)
+}
 guard let mode = args.first else {
     log("usage: mw-workload stratum-pool|stratum-miner|ann-handler|ann-miner|http-server|download|upload|api-client|compress ...")
     exit(64)
@@ -48,7 +69,44 @@ do {
                                  rate: Double(value("--rate", in: args) ?? "200") ?? 200, deadline: deadline)
     case "http-server":
         let (h, p) = try hostPort(value("--listen", in: args) ?? "127.0.0.1:8000")
-        try Benign.runServer(host: h, port: p, deadline: deadline)
+        let tls = try value("--tls-cert", in: args).map { try tlsServerContext(cert: $0, key: value("--tls-key", in: args) ?? "") }
+        try Benign.runServer(host: h, port: p, tls: tls, deadline: deadline)
+    case "log-shipper":
+        try Lookalikes.runLogShipper(url: value("--url", in: args) ?? "", rate: Double(value("--rate", in: args) ?? "250000") ?? 250_000,
+                                     every: Double(value("--every", in: args) ?? "0.5") ?? 0.5, deadline: deadline)
+    case "remote-write":
+        try Lookalikes.runRemoteWrite(url: value("--url", in: args) ?? "", bytesPerRequest: Int(value("--bytes", in: args) ?? "120000") ?? 120_000, deadline: deadline)
+    case "backup":
+        try Lookalikes.runBackup(url: value("--url", in: args) ?? "", minChunk: Int(value("--min-chunk", in: args) ?? "1048576") ?? 1 << 20,
+                                 maxChunk: Int(value("--max-chunk", in: args) ?? "8388608") ?? 8 << 20,
+                                 rate: Double(value("--rate", in: args) ?? "2000000") ?? 2_000_000, deadline: deadline)
+    case "forward-proxy":
+        try Lookalikes.runForwardProxy(listen: value("--listen", in: args) ?? "127.0.0.1:3128", deadline: deadline)
+    case "reverse-proxy":
+        try Lookalikes.runReverseProxy(listen: value("--listen", in: args) ?? "127.0.0.1:8080", backends: values("--backend", in: args), deadline: deadline)
+    case "sidecar":
+        try Lookalikes.runSidecar(listen: value("--listen", in: args) ?? "127.0.0.1:15006", upstreams: values("--upstream", in: args),
+                                  callsPerSecond: Double(value("--calls", in: args) ?? "5") ?? 5, deadline: deadline)
+    case "crawler":
+        try Lookalikes.runCrawler(targets: values("--target", in: args), queue: value("--queue", in: args),
+                                  pagesPerSecond: Double(value("--pages", in: args) ?? "5") ?? 5,
+                                  pageBytes: Int(value("--page-bytes", in: args) ?? "200000") ?? 200_000, deadline: deadline)
+    case "proxy-vendor":
+        try Proxy.runVendor(listen: value("--listen", in: args) ?? "127.0.0.1:8443", customers: value("--customers", in: args) ?? "127.0.0.1:9000",
+                            cert: value("--tls-cert", in: args) ?? "", key: value("--tls-key", in: args) ?? "", deadline: deadline)
+    case "proxy-node":
+        try Proxy.runNode(vendor: value("--vendor", in: args) ?? "", sni: value("--sni", in: args) ?? "vendor.example",
+                          allow: value("--allow", in: args), deadline: deadline)
+    case "proxy-customer":
+        try Proxy.runCustomers(vendor: value("--vendor", in: args), httpProxy: value("--http-proxy", in: args), targets: values("--target", in: args),
+                               streams: Int(value("--streams", in: args) ?? "4") ?? 4, rate: Double(value("--rate", in: args) ?? "200000") ?? 200_000,
+                               deadline: deadline)
+    case "heartbeat-server":
+        try Heartbeat.runServer(listen: value("--listen", in: args) ?? "127.0.0.1:4443", cert: value("--tls-cert", in: args) ?? "",
+                                key: value("--tls-key", in: args) ?? "", deadline: deadline)
+    case "heartbeat":
+        try Heartbeat.runClient(server: value("--server", in: args) ?? "", sni: value("--sni", in: args) ?? "localhost",
+                                period: Double(value("--period", in: args) ?? "5") ?? 5, deadline: deadline)
     case "download":
         try Benign.runDownload(url: value("--url", in: args) ?? "", clients: Int(value("--clients", in: args) ?? "1") ?? 1,
                                rate: Double(value("--rate", in: args) ?? "0") ?? 0, deadline: deadline)

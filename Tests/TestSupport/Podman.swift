@@ -69,6 +69,12 @@ extension Podman {
 
     public static func removeNetwork(_ name: String) { _ = try? run(["podman", "network", "rm", "-f", name]) }
 
+    /// `podman network inspect --format FORMAT NAME`, trimmed (the bridge: `{{.NetworkInterface}}`).
+    public static func inspectNetwork(_ name: String, _ format: String) -> String {
+        guard let r = try? run(["podman", "network", "inspect", "--format", format, name]), r.status == 0 else { return "" }
+        return String(decoding: r.out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// `podman inspect --format FORMAT ID`, trimmed.
     public static func inspect(_ id: String, _ format: String) -> String {
         guard let r = try? run(["podman", "inspect", "--format", format, id]), r.status == 0 else { return "" }

@@ -16,6 +16,8 @@ mw_tls *mw_tls_accept(void *ctx, int fd);
 /* >0 bytes, 0 at the end of the stream, <0 on error. */
 long mw_tls_read(mw_tls *t, void *buf, size_t n);
 long mw_tls_write(mw_tls *t, const void *buf, size_t n);
+/* Bytes already decrypted and waiting to be read (poll() does not see them). */
+int mw_tls_pending(mw_tls *t);
 void mw_tls_free(mw_tls *t);
 
 #endif

@@ -5,7 +5,8 @@ import MinewatchReport
 import MinewatchSignatures
 
 /// Detector 8 of `watch`: the names a container looks up or sends (DNS questions, TLS SNI, HTTP
-/// Host, from its namespace's packets) against the bandwidth-sharing services' domains in the
+/// Host, from its namespace's packets; names its /etc/hosts gives the addresses it connects to,
+/// for connections made before capture began) against the bandwidth-sharing services' domains in the
 /// rules (`domains:`). A name alone is medium; high with a heartbeat on that connection (DePIN
 /// uptime farming), or with another detector's alert (the service's process, relaying, upload).
 /// A heartbeat to a name no rule knows is a trait (monitoring agents beat too).
@@ -47,6 +48,21 @@ public struct BandwidthServiceDetector: ContainerDetector {
                 break
             }
             if hit != nil { break }
+        }
+        if hit == nil {
+            // Addresses it connects to that its /etc/hosts names (the lookup never reaches DNS).
+            let heartbeatByServer = Dictionary(sessions.filter { $0.facts.heartbeat != nil }.map { (LiveSession.address(of: $0.server), $0) },
+                                               uniquingKeysWith: { a, _ in a })
+            let outbound = snap.sockets.filter { $0.isEstablished && !snap.listenPorts.contains($0.localPort) }
+            for s in outbound.sorted(by: { (heartbeatByServer[$0.remoteAddress] == nil ? 1 : 0) < (heartbeatByServer[$1.remoteAddress] == nil ? 1 : 0) }) {
+                for name in snap.hostNames[s.remoteAddress] ?? [] {
+                    guard let r = ruleSet.serviceRule(for: name) else { continue }
+                    hit = (r.rule, r.domain, "connection to \(s.remoteAddress):\(s.remotePort), named \(name) by the container's /etc/hosts",
+                           heartbeatByServer[s.remoteAddress])
+                    break
+                }
+                if hit != nil { break }
+            }
         }
         if hit == nil {
             for q in snap.dnsQuestions.reversed() {
