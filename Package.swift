@@ -67,7 +67,7 @@ let package = Package(
         // One harness per parser of untrusted bytes, and the libFuzzer driver (scripts/fuzz).
         .target(
             name: "MinewatchFuzz",
-            dependencies: ["MinewatchCore", "CShims", "MinewatchSignatures", "MinewatchImage", "MinewatchUnpack", "MinewatchDetectors", "MinewatchPackets", "MinewatchNetwork"]
+            dependencies: ["MinewatchCore", "CShims", "MinewatchSignatures", "MinewatchImage", "MinewatchUnpack", "MinewatchDetectors", "MinewatchPackets", "MinewatchNetwork", "MinewatchHost"]
         ),
         .executableTarget(name: "mw-fuzz", dependencies: ["MinewatchFuzz", "CShims"]),
         // Test workloads that speak the real miner and pool protocols (Stratum, PacketCrypt).

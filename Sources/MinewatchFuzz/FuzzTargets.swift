@@ -2,6 +2,7 @@ import CShims
 import Foundation
 import MinewatchCore
 import MinewatchDetectors
+import MinewatchHost
 import MinewatchImage
 import MinewatchNetwork
 import MinewatchPackets
@@ -21,7 +22,7 @@ public enum FuzzTargets {
     public static let all: [(name: String, run: Harness)] = [
         ("tar", tar), ("decompress", decompress), ("layer", layer), ("image", image), ("config", config),
         ("rules", rules), ("pcap", pcap), ("packet", packet), ("stream", stream), ("tls", tls), ("dns", dns),
-        ("file", file), ("upx", upx),
+        ("file", file), ("upx", upx), ("procfs", procfs),
     ]
 
     public static func harness(_ name: String) -> Harness? { all.first { $0.name == name }?.run }
@@ -166,6 +167,24 @@ public enum FuzzTargets {
     }
 
     static let tls: Harness = { b in _ = TLSClientHello.serverName(Array(b)) }
+
+    /// What a container controls in /proc and in its root: its /etc/hosts, its processes'
+    /// command lines, environment and stat lines (comm is chosen by the process), its sockets'
+    /// sock_diag replies. The first byte picks the parser.
+    static let procfs: Harness = { b in
+        guard let sel = b.first else { return }
+        let rest = Array(b.dropFirst())
+        switch sel % 6 {
+        case 0: _ = ProcParsers.hosts(rest)
+        case 1: _ = ProcParsers.environ(rest, keep: ["RP_API_KEY", "POOL_URL", "CID"])
+        case 2: _ = ProcParsers.cmdline(rest)
+        case 3: _ = ProcParsers.stat(rest)
+        case 4: _ = NetParsers.sockets(String(decoding: rest, as: UTF8.self), proto: .tcp); _ = NetParsers.dev(rest)
+        default:
+            var out: [SocketEntry] = []
+            _ = try? SockDiagParser.parse(rest, into: &out)
+        }
+    }
 
     static let dns: Harness = { b in _ = DNSMessage.parse(b) }
 
