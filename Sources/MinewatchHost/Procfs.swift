@@ -68,7 +68,7 @@ public enum ProcParsers {
             }
             let ok = digits > 0
             switch field {
-            case 4: ppid = ok ? (negative ? -Int64(v) : Int64(v)) : nil
+            case 4: ppid = ok ? Int64(exactly: v).map { negative ? -$0 : $0 } : nil  // a value past Int64 is no pid
             case 14: ut = ok ? v : nil
             case 15: st = ok ? v : nil
             case 22: start = ok ? v : nil

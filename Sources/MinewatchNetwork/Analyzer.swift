@@ -105,7 +105,8 @@ public final class CaptureAnalyzer {
                 let iv = d.observe(NetObservation(time: Date(timeIntervalSince1970: now), connections: connections, interfaces: nil, hostNetwork: false))
                 if verdicts[host] == nil, let v = d.verdict() { verdicts[host] = v }
                 bandwidth[host] = d
-                if let iv, relayVerdicts[host] == nil {
+                // A relay needs a tunnel and several targets: hosts talking to few addresses skip it.
+                if let iv, relayVerdicts[host] == nil, relays[host] != nil || Self.distinctServers(flows, atLeast: relayModel.minTargets + 1) {
                     var r = relays[host] ?? RelayDetector(model: relayModel)
                     r.add(iv)
                     if let v = r.verdict() { relayVerdicts[host] = v }
@@ -159,6 +160,15 @@ public final class CaptureAnalyzer {
             return fam
         }
         return nil
+    }
+
+    static func distinctServers(_ flows: [Flow], atLeast n: Int) -> Bool {
+        var seen = Set<IPAddress>()
+        for f in flows {
+            seen.insert(f.server)
+            if seen.count >= n { return true }
+        }
+        return false
     }
 
     static func describe(_ h: Heartbeat) -> String {

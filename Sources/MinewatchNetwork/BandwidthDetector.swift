@@ -141,6 +141,12 @@ public struct ConnectionDelta: Sendable, Hashable {
     public var rx: Double
     /// When the meter first saw the connection (its first pass, for ones open before watching).
     public var openedAt: Date
+    /// "address:port" ("[v6]:port").
+    public let endpoint: String
+    /// 127.0.0.0/8, ::1 and their IPv4-mapped forms: a leg inside the container (a sidecar's
+    /// application), never a tunnel or a target.
+    public let isLoopback: Bool
+
     public init(id: UInt64, remoteAddress: String, remotePort: UInt16, tx: Double, rx: Double, openedAt: Date) {
         self.id = id
         self.remoteAddress = remoteAddress
@@ -148,14 +154,9 @@ public struct ConnectionDelta: Sendable, Hashable {
         self.tx = tx
         self.rx = rx
         self.openedAt = openedAt
-    }
-
-    public var endpoint: String { remoteAddress.contains(":") ? "[\(remoteAddress)]:\(remotePort)" : "\(remoteAddress):\(remotePort)" }
-
-    /// 127.0.0.0/8, ::1 and their IPv4-mapped forms: a leg inside the container (a sidecar's
-    /// application), never a tunnel or a target.
-    public var isLoopback: Bool {
-        remoteAddress.hasPrefix("127.") || remoteAddress == "::1" || remoteAddress.hasPrefix("::ffff:127.")
+        let v6 = remoteAddress.utf8.contains(UInt8(ascii: ":"))
+        endpoint = v6 ? "[\(remoteAddress)]:\(remotePort)" : "\(remoteAddress):\(remotePort)"
+        isLoopback = remoteAddress.hasPrefix("127.") || remoteAddress == "::1" || remoteAddress.hasPrefix("::ffff:127.")
     }
 }
 

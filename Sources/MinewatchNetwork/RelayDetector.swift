@@ -75,6 +75,8 @@ public struct RelayDetector: Sendable {
         guard let first = win.first, end.timeIntervalSince(first.start) >= model.window * 0.95,
               win.allSatisfy(\.perConnection) else { return nil }
         let seconds = end.timeIntervalSince(first.start)
+        // Most containers move little: nothing to relay at the minimum rate, nothing to look at.
+        guard win.reduce(0, { $0 + $1.outTx + $1.outRx }) / seconds >= model.minRate else { return nil }
         // Per remote endpoint (address:port) and per address, over the window.
         var byEndpoint: [String: Side] = [:]
         var byAddress: [String: Side] = [:]
@@ -108,8 +110,7 @@ public struct RelayDetector: Sendable {
         let candidates = byEndpoint.filter { e in e.value.ids.contains { longLived[$0] == true } }
             .sorted { $0.value.tx + $0.value.rx > $1.value.tx + $1.value.rx }.prefix(4)
         for (endpoint, _) in candidates {
-            guard let address = endpoint.hasPrefix("[") ? endpoint.dropFirst().split(separator: "]").first.map(String.init)
-                    : endpoint.split(separator: ":").first.map(String.init) else { continue }
+            guard let address = win.lazy.flatMap(\.flows).first(where: { $0.endpoint == endpoint })?.remoteAddress else { continue }
             // The tunnel: the long-lived connections to this endpoint; the targets: every other address.
             var tunnel = Side()
             for iv in win {

@@ -77,7 +77,7 @@ struct RegisteredDetector {
     let id: DetectorID
     let detector: Any
     let run: (ContainerPass, inout ContainerState, DetectionContext) -> Verdict?
-    let traits: (inout ContainerState) -> [Trait]
+    let traits: (ContainerState) -> [Trait]
 
     init<D: ContainerDetector>(_ d: D) {
         id = d.id
@@ -85,6 +85,6 @@ struct RegisteredDetector {
         run = { pass, container, context in
             container.withSlot(d.id, make: d.makeState) { state in d.inspect(pass, state: &state, context: context) }
         }
-        traits = { container in container.withSlot(d.id, make: d.makeState) { state in d.traits(state) } }
+        traits = { container in (container.slots[d.id] as? D.State).map(d.traits) ?? [] }
     }
 }

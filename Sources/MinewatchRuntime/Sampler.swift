@@ -137,6 +137,7 @@ public final class HostSampler {
         var owners: (activity: UInt64, owners: [UInt64: Int32], pids: [Int32])?
         var upperDir: String??
         var hosts: (mtime: Int, names: [String: [String]])?
+        var hostsCheckedAt: Date?
     }
 
     var namespaces: [UInt64: NamespaceCache] = [:]
@@ -210,9 +211,11 @@ public final class HostSampler {
             }
             snap.upperDir = cache.upperDir ?? nil
             // /etc/hosts: read when it changed (a stat a pass).
-            if id != "host", let pid = procs.first?.sample.pid, let h = proc.hostsFile(pid, unlessModified: cache.hosts?.mtime),
-               let names = h.names {
-                cache.hosts = (h.mtime, names)
+            // Looked at when first seen, then every 30 s (a stat), and only with outbound connections.
+            if id != "host", let pid = procs.first?.sample.pid, snap.sockets.contains(where: { $0.isEstablished }),
+               cache.hostsCheckedAt.map({ now.timeIntervalSince($0) >= 30 }) ?? true {
+                cache.hostsCheckedAt = now
+                if let h = proc.hostsFile(pid, unlessModified: cache.hosts?.mtime), let names = h.names { cache.hosts = (h.mtime, names) }
             }
             snap.hostNames = cache.hosts?.names ?? [:]
             containers[id] = cache

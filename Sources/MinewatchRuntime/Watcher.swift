@@ -122,7 +122,7 @@ public final class Watcher {
                     out.append(alerts.alert(v, detector: d.id, container: snap.ref, now: host.time))
                 }
                 state.telemetry = telemetry(pass, previous: state.telemetry)
-                let traits = registered.flatMap { $0.traits(&state) }
+                let traits = registered.flatMap { $0.traits(state) }
                 state.telemetry?.traits = traits.isEmpty ? nil : traits
             }
         }

@@ -49,6 +49,14 @@ import TestSupport
         #expect(p?.comm == "my (evil) proc")
         #expect(p?.ppid == 1 && p?.utime == 30 && p?.stime == 12 && p?.start == 528734)
         #expect(ProcParsers.stat("garbage") == nil)
+        // Found by the procfs fuzz target: a ppid past Int64 trapped; it is no pid.
+        #expect(ProcParsers.stat("1 (a) S 99999999999999999999 1 1 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 5 0 0 0") == nil)
+    }
+
+    @Test func hostsFileNamesAddresses() {
+        let text = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n# pinned\n198.18.1.160\tproxy.wynd.network Grass # DePIN\n198.18.1.160 api.getgrass.io\nnot-an-address x\n"
+        let h = ProcParsers.hosts(Array(text.utf8))
+        #expect(h == ["198.18.1.160": ["proxy.wynd.network", "grass", "api.getgrass.io"]])
     }
 
     @Test func cmdlineAndEnviron() {

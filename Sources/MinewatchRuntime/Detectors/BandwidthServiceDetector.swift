@@ -28,6 +28,11 @@ public struct BandwidthServiceDetector: ContainerDetector {
     public func inspect(_ pass: ContainerPass, state: inout State, context: DetectionContext) -> Verdict? {
         let snap = pass.snapshot
         guard !snap.hostNetwork else { return nil }
+        // Nothing named and nothing captured: nothing to look at (most containers, most passes).
+        if snap.sessions.isEmpty && snap.dnsQuestions.isEmpty && snap.hostNames.isEmpty {
+            state.heartbeats = []
+            return nil
+        }
         let ownPorts = Set(snap.sockets.map(\.localPort))
         let sessions = snap.sessions.filter { ownPorts.contains($0.clientPort) || !snap.listenPorts.contains($0.serverPort) }
         state.heartbeats = sessions.compactMap { s in
