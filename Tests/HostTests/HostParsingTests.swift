@@ -126,9 +126,13 @@ import TestSupport
         let host = try #require(ProcfsReader().process(getpid()))
         #expect(p.netns != host.netns, "the container has its own network namespace")
         // CPU time accumulates in the container's cgroup.
+        // (Polled, not slept for a fixed time: on a busy machine the loop may wait for a core.)
         let first = try #require(CgroupReader().stats(paths: p.cgroupPaths))
-        usleep(500_000)
-        let second = try #require(CgroupReader().stats(paths: p.cgroupPaths))
+        var second = first
+        for _ in 0..<100 where second.cpuNanos <= first.cpuNanos {
+            usleep(100_000)
+            second = try #require(CgroupReader().stats(paths: p.cgroupPaths))
+        }
         #expect(second.cpuNanos > first.cpuNanos)
         #expect(ProcfsReader().netCounters(pid) != nil)
     }
