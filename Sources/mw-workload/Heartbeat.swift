@@ -37,7 +37,7 @@ enum Heartbeat {
 
     static func runClient(server: String, sni: String, period: Double, deadline: Date) throws {
         let (h, p) = try hostPort(server)
-        let c = try Conn.connect(host: h, port: p)
+        let c = try Conn.connect(host: h, port: p, retryFor: 15)
         try c.startTLS(sni: sni)
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         try c.send("GET / HTTP/1.1\r\nHost: \(sni):\(p)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\nOrigin: chrome-extension://lkbnfiajjmbhnfledhphioinpickokdi\r\n\r\n")

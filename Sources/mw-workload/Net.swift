@@ -41,6 +41,19 @@ final class Conn: @unchecked Sendable {
     /// Decrypted bytes waiting inside TLS (poll does not see them) or already buffered.
     var hasPending: Bool { !buffer.isEmpty || (tls.map { mw_tls_pending($0) > 0 } ?? false) }
 
+    /// Connects, retrying a refused or unreachable connection every 250 ms for `retryFor`
+    /// seconds, as real miners and agents retry their pool or vendor (XMRig's `retry-pause`): a
+    /// server started next to the client may not listen yet on a loaded machine.
+    static func connect(host: String, port: Int, retryFor: TimeInterval) throws -> Conn {
+        let until = Date().addingTimeInterval(retryFor)
+        while true {
+            do { return try connect(host: host, port: port) } catch {
+                if Date() >= until { throw error }
+                usleep(250_000)
+            }
+        }
+    }
+
     static func connect(host: String, port: Int) throws -> Conn {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

@@ -62,7 +62,7 @@ enum Proxy {
     /// target it may open (a tunnel agent exposing one service, not a proxy).
     static func runNode(vendor: String, sni: String, allow: String?, deadline: Date) throws {
         let (vh, vp) = try hostPort(vendor)
-        let tunnel = try Conn.connect(host: vh, port: vp)
+        let tunnel = try Conn.connect(host: vh, port: vp, retryFor: 15)
         try tunnel.startTLS(sni: sni)
         log("node: tunnel to \(vendor) (SNI \(sni)) up")
         var streams: [UInt32: Conn] = [:]

@@ -234,7 +234,7 @@ enum Stratum {
 
     static func runMiner(pool: String, dialect: String, wallet: String, deadline: Date) throws {
         let (host, port) = try hostPort(pool)
-        let c = try Conn.connect(host: host, port: port)
+        let c = try Conn.connect(host: host, port: port, retryFor: 15)
         var shares = 0
         var accepted = 0
         var nextID = 2

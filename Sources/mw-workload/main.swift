@@ -38,8 +38,12 @@ func values(_ name: String, in args: [String]) -> [String] {
     args.indices.filter { args[$0] == name && $0 + 1 < args.count }.map { args[$0 + 1] }
 }
 
+let modes: Set<String> = ["stratum-pool", "stratum-miner", "ann-handler", "ann-miner", "http-server", "log-shipper", "remote-write",
+                           "backup", "forward-proxy", "reverse-proxy", "sidecar", "crawler", "proxy-vendor", "proxy-node",
+                           "proxy-customer", "heartbeat-server", "heartbeat", "download", "upload", "api-client", "compress"]
 var args = Array(CommandLine.arguments.dropFirst())
-if let first = args.first, first.hasPrefix("-") || !(CommandLine.arguments.first ?? "").hasSuffix("svc") && !(CommandLine.arguments.first ?? "").hasSuffix("mw-workload") {
+let program = CommandLine.arguments.first ?? ""
+if let first = args.first, !modes.contains(first), !program.hasSuffix("/svc"), !program.hasSuffix("mw-workload") {
     // A proxyware-style entrypoint: wait, bounded, and do nothing else.
     usleep(UInt32(min(120, Double(ProcessInfo.processInfo.environment["MW_IDLE_SECONDS"] ?? "90") ?? 90) * 1_000_000))
     exit(0)

@@ -25,7 +25,7 @@ import TestSupport
         let api = try BackgroundProcess(["podman", "system", "service", "--time=0", "unix://\(sock)"], label: "podman-api")
         defer { api.stop() }
         #expect(api.wait { FileManager.default.fileExists(atPath: sock) })
-        let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "1", "--duration", "14", "--output", alerts,
+        let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "1", "--duration", "20", "--output", alerts,
                                            "--engine-socket", sock], label: "watch")
         defer { watch.stop() }
         usleep(1_000_000)
@@ -41,7 +41,7 @@ import TestSupport
         let drifterID = try Podman.runDetached(["--network", "none", "--name", drifterName] + mounts + [tag, "/bin/sh", "-c",
             "mkdir -p /var/tmp && cp /bin/sleep /var/tmp/kdevtmpfsi && exec /var/tmp/kdevtmpfsi 30"])
         // watch ends by itself (--duration); bounded wait.
-        #expect(watch.wait(seconds: 30) { !watch.process.isRunning })
+        #expect(watch.wait(seconds: 40) { !watch.process.isRunning })
         let lines = ((try? String(contentsOfFile: alerts, encoding: .utf8)) ?? "").split(separator: "\n")
         let objs = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let forMiner = objs.filter { ($0["container"] as? [String: Any])?["id"] as? String == minerID }

@@ -63,8 +63,38 @@ extension Podman {
     public static func createNetwork(subnet: String) throws -> String {
         precondition(subnet.hasPrefix("198.18.1."), "test networks live in 198.18.1.0/24")
         let name = "mw-test-\(UUID().uuidString.prefix(8).lowercased())"
-        try cmd(["network", "create", "--subnet", subnet, name])
-        return name
+        // Another run on this machine (a second checkout's suite, a soak) may hold the subnet:
+        // wait for it, bounded; a network of ours that no container has used for 30 minutes is
+        // a leftover of an interrupted run and is removed.
+        let until = Date().addingTimeInterval(20 * 60)
+        var said = false
+        while true {
+            let r = try run(["podman", "network", "create", "--subnet", subnet, name])
+            if r.status == 0 { return name }
+            let err = r.err
+            guard err.contains("already used"), Date() < until else {
+                throw PodmanError(message: "podman network create --subnet \(subnet) \(name): \(err)")
+            }
+            removeStaleNetworks(subnet: subnet)
+            if !said {
+                FileHandle.standardError.write(Data("test network \(subnet) is in use by another run; waiting for it\n".utf8))
+                said = true
+            }
+            sleep(3)
+        }
+    }
+
+    /// Removes this project's networks on `subnet` that no container is attached to and that
+    /// are older than 30 minutes.
+    static func removeStaleNetworks(subnet: String) {
+        guard let r = try? run(["podman", "network", "ls", "--format", "{{.Name}}"]), r.status == 0 else { return }
+        for net in String(decoding: r.out, as: UTF8.self).split(separator: "\n").map(String.init) where net.hasPrefix("mw-") {
+            guard inspectNetwork(net, "{{range .Subnets}}{{.Subnet}} {{end}}").split(separator: " ").contains(Substring(subnet)) else { continue }
+            let created = inspectNetwork(net, "{{.Created.Unix}}")
+            guard let t = Double(created), Date().timeIntervalSince1970 - t > 30 * 60 else { continue }
+            let users = (try? run(["podman", "ps", "-a", "-q", "--filter", "network=\(net)"]))?.out ?? [0]
+            if users.allSatisfy({ $0 == 10 || $0 == 32 }) { removeNetwork(net) }
+        }
     }
 
     public static func removeNetwork(_ name: String) { _ = try? run(["podman", "network", "rm", "-f", name]) }
