@@ -1,6 +1,8 @@
 // swift-tools-version: 6.0
 // minewatch: find cryptojacking in containers.
-// Targets depend one way: Core <- Signatures <- Image <- Detectors <- Output <- Commands <- minewatch.
+// Targets depend one way: Core <- Report, Signatures <- readers (Image, Host, Packets, Engine, HTTP), Sinks,
+// Config <- Detectors, Network <- Runtime (the watch pipeline); Output and Server sit on Report; Commands
+// ties them together <- minewatch.
 import PackageDescription
 
 let package = Package(
@@ -14,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Shared value types, the error type and digests (SHA-256 from swift-crypto).
@@ -29,7 +34,7 @@ let package = Package(
         // A small blocking HTTP/1.1 client over unix and TCP sockets (engine API, plain-HTTP registries).
         .target(name: "MinewatchHTTP", dependencies: ["MinewatchCore"]),
         // The Docker Engine API client (podman's compatible service works): images, containers, stop.
-        .target(name: "MinewatchEngine", dependencies: ["MinewatchCore", "MinewatchHTTP"]),
+        .target(name: "MinewatchEngine", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchHTTP"]),
         // Readers: byte sources, tar, decompression, image sources (archives, layouts, engine
         // exports, registries), layer walker.
         .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "CShims", "MinewatchHTTP", "MinewatchEngine"]),
@@ -40,7 +45,15 @@ let package = Package(
         // Report types: alerts, telemetry, responses, capture reports (below every renderer and sink).
         .target(name: "MinewatchReport", dependencies: ["MinewatchCore"]),
         // Sinks of `watch` records behind bounded queues that count drops (files, the live screen, ...).
-        .target(name: "MinewatchSinks", dependencies: ["MinewatchCore", "MinewatchReport"]),
+        .target(name: "MinewatchSinks", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchHTTP"]),
+        // The agent's config file and exceptions: loaded and validated with file:line:key errors.
+        .target(name: "MinewatchConfig", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures", .product(name: "Yams", package: "Yams")]),
+        // The agent's HTTP endpoints (Hummingbird) and Prometheus metrics (swift-prometheus).
+        .target(name: "MinewatchServer", dependencies: [
+            "MinewatchCore", "MinewatchReport", "MinewatchSinks",
+            .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Unpackers of packed executables (UPX: NRV2B/2D/2E decoders, LZMA through the system liblzma).
         .target(name: "MinewatchUnpack", dependencies: ["MinewatchCore", "CShims"]),
         // Analyzers over reader values.
@@ -49,7 +62,7 @@ let package = Package(
         // capture analyzer, and the bandwidth-miner model shared by `pcap` and `watch`.
         .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures", "MinewatchPackets"]),
         // Runtime detectors and the watch loop (over MinewatchHost values).
-        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchDetectors", "MinewatchNetwork"]),
+        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchDetectors", "MinewatchNetwork", "MinewatchConfig"]),
         // Every output format, in one place.
         .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures"]),
         // The commands, one per file.
@@ -57,7 +70,7 @@ let package = Package(
             name: "MinewatchCommands",
             dependencies: [
                 "MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchDetectors", "MinewatchOutput",
-                "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork",
+                "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork", "MinewatchConfig", "MinewatchServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -85,7 +98,8 @@ let package = Package(
         .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchReport", "MinewatchDetectors", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "FuzzTests", dependencies: ["MinewatchFuzz", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "ConfigTests", dependencies: ["MinewatchConfig", "MinewatchCore", "MinewatchReport", "MinewatchOutput", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
         // Builders for synthetic samples and archives used by several test targets.
         .target(name: "TestSupport", dependencies: ["MinewatchCore"], path: "Tests/TestSupport"),
     ],

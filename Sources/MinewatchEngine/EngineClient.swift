@@ -1,6 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHTTP
+import MinewatchReport
 
 /// The Docker Engine API on a unix socket (Docker, or podman's compatible service).
 public struct EngineClient: Sendable {
@@ -74,18 +75,24 @@ extension EngineClient {
         }
     }
 
-    /// Running containers: id -> (name, image), from `GET /containers/json`.
-    public func containers() throws(MinewatchError) -> [String: (name: String, image: String)] {
+    /// Running containers by id: name, image, labels (at most 64 per container) and the
+    /// Kubernetes metadata in `io.kubernetes.*` labels.
+    public func containers() throws(MinewatchError) -> [String: ContainerMetadata] {
         let r = try get("/containers/json")
         let body = try r.body.readAll(limit: 64 << 20, what: "engine container list")
         guard r.status == 200, let list = try? JSONSerialization.jsonObject(with: Data(body)) as? [[String: Any]] else {
             throw MinewatchError(.network, operation: "list containers", subject: socket, message: "engine answered \(r.status)")
         }
-        var out: [String: (name: String, image: String)] = [:]
+        var out: [String: ContainerMetadata] = [:]
         for c in list {
             guard let id = c["Id"] as? String else { continue }
             let name = ((c["Names"] as? [String])?.first ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-            out[id] = (name, (c["Image"] as? String) ?? "")
+            var labels: [String: String] = [:]
+            for (k, v) in ((c["Labels"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }).prefix(64) {
+                if let v = v as? String { labels[k] = String(v.prefix(256)) }
+            }
+            out[id] = ContainerMetadata(name: name.isEmpty ? nil : name, image: (c["Image"] as? String) ?? nil,
+                                        k8s: ContainerMetadata.kubernetes(labels), labels: labels)
         }
         return out
     }

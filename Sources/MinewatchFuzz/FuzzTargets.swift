@@ -170,11 +170,13 @@ public enum FuzzTargets {
 
     /// What a container controls in /proc and in its root: its /etc/hosts, its processes'
     /// command lines, environment and stat lines (comm is chosen by the process), its sockets'
-    /// sock_diag replies. The first byte picks the parser.
+    /// sock_diag replies, and the runtime's OCI bundle annotations (a pod's author sets some).
+    /// The first byte picks the parser.
     static let procfs: Harness = { b in
         guard let sel = b.first else { return }
         let rest = Array(b.dropFirst())
-        switch sel % 6 {
+        switch sel % 7 {
+        case 6: _ = BundleAnnotations.parse(rest)
         case 0: _ = ProcParsers.hosts(rest)
         case 1: _ = ProcParsers.environ(rest, keep: ["RP_API_KEY", "POOL_URL", "CID"])
         case 2: _ = ProcParsers.cmdline(rest)

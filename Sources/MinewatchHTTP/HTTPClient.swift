@@ -33,7 +33,7 @@ public struct HTTPClient: Sendable {
     public init() {}
 
     public func request(
-        _ endpoint: HTTPEndpoint, method: String = "GET", path: String, headers: [String: String] = [:]
+        _ endpoint: HTTPEndpoint, method: String = "GET", path: String, headers: [String: String] = [:], body requestBody: [UInt8] = []
     ) throws(MinewatchError) -> HTTPResponse {
         let fd = try connect(endpoint)
         let conn = SocketStream(fd: fd, name: "\(endpoint)\(path)")
@@ -41,9 +41,11 @@ public struct HTTPClient: Sendable {
         if case .tcp(let h, let p) = endpoint { host = h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)" }
         var req = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: minewatch/\(MinewatchVersion.current)\r\nConnection: close\r\n"
         for (k, v) in headers.sorted(by: { $0.key < $1.key }) { req += "\(k): \(v)\r\n" }
-        if method == "POST" || method == "PUT", headers.keys.allSatisfy({ $0.lowercased() != "content-length" }) { req += "Content-Length: 0\r\n" }
+        if method == "POST" || method == "PUT" || !requestBody.isEmpty, headers.keys.allSatisfy({ $0.lowercased() != "content-length" }) {
+            req += "Content-Length: \(requestBody.count)\r\n"
+        }
         req += "\r\n"
-        try conn.write(Array(req.utf8))
+        try conn.write(Array(req.utf8) + requestBody)
         let (status, hdrs, leftover) = try readHead(conn)
         let raw = PrefixedStream(prefix: leftover, inner: conn)
         let body: ByteStream

@@ -29,6 +29,46 @@ public enum DetectorID: String, Sendable, Codable, CaseIterable, Comparable, Cus
     public static func < (a: DetectorID, b: DetectorID) -> Bool { a.rawValue < b.rawValue }
 }
 
+/// Where a container runs in Kubernetes (`k8s.namespace`, `k8s.pod`, `k8s.container` in the
+/// outputs, Falco's `k8s.ns.name` and `k8s.pod.name` in Falco-compatible events).
+public struct KubernetesMetadata: Sendable, Codable, Hashable {
+    public var namespace: String?
+    public var pod: String?
+    public var container: String?
+    public init(namespace: String?, pod: String?, container: String?) {
+        self.namespace = namespace
+        self.pod = pod
+        self.container = container
+    }
+    public var isEmpty: Bool { namespace == nil && pod == nil && container == nil }
+}
+
+/// What the node knows about a container besides its id: from the engine API, or from the
+/// runtime's own state (an OCI bundle's annotations).
+public struct ContainerMetadata: Sendable, Hashable {
+    public var name: String?
+    public var image: String?
+    public var k8s: KubernetesMetadata?
+    public var labels: [String: String]
+    public init(name: String? = nil, image: String? = nil, k8s: KubernetesMetadata? = nil, labels: [String: String] = [:]) {
+        self.name = name
+        self.image = image
+        self.k8s = k8s
+        self.labels = labels
+    }
+
+    /// This, with what it lacks taken from `other`.
+    public func merged(with other: ContainerMetadata?) -> ContainerMetadata {
+        guard let other else { return self }
+        var k = k8s ?? other.k8s
+        if let o = other.k8s, let mine = k8s {
+            k = KubernetesMetadata(namespace: mine.namespace ?? o.namespace, pod: mine.pod ?? o.pod, container: mine.container ?? o.container)
+        }
+        return ContainerMetadata(name: name ?? other.name, image: image ?? other.image, k8s: k,
+                                 labels: labels.merging(other.labels) { a, _ in a })
+    }
+}
+
 /// One alert: a detector's verdict on one container, with its evidence.
 public struct Alert: Sendable, Codable, Hashable {
     public struct Container: Sendable, Codable, Hashable {
@@ -36,11 +76,22 @@ public struct Alert: Sendable, Codable, Hashable {
         public var name: String?
         public var image: String?
         public var runtime: String
-        public init(id: String, name: String?, image: String?, runtime: String) {
+        /// Kubernetes pod metadata when known (OCI bundle annotations of containerd's CRI
+        /// plugin and CRI-O, or an engine's io.kubernetes.* labels).
+        public var k8s: KubernetesMetadata?
+        /// Engine or CRI labels (bounded: at most 64, as the engine reports them).
+        public var labels: [String: String]?
+        public init(id: String, name: String?, image: String?, runtime: String, k8s: KubernetesMetadata? = nil, labels: [String: String]? = nil) {
             self.id = id
             self.name = name
             self.image = image
             self.runtime = runtime
+            self.k8s = k8s
+            self.labels = labels
+        }
+
+        public init(id: String, runtime: String, metadata m: ContainerMetadata?) {
+            self.init(id: id, name: m?.name, image: m?.image, runtime: runtime, k8s: m?.k8s, labels: m?.labels.isEmpty == false ? m?.labels : nil)
         }
     }
 
@@ -143,5 +194,62 @@ public struct ResponseRecord: Sendable, Codable, Hashable {
         detector = alert.detector
         severity = alert.severity
         self.response = response
+    }
+}
+
+extension ContainerMetadata {
+    /// Kubernetes metadata from the keys the runtimes write: containerd's CRI plugin
+    /// (`io.kubernetes.cri.*` annotations), CRI-O (`io.kubernetes.pod.*`,
+    /// `io.kubernetes.container.name`, `io.kubernetes.cri-o.*` annotations) and the labels
+    /// dockershim and cri-dockerd put on Docker containers (the same `io.kubernetes.*` keys).
+    public static func kubernetes(_ a: [String: String]) -> KubernetesMetadata? {
+        let k = KubernetesMetadata(
+            namespace: a["io.kubernetes.cri.sandbox-namespace"] ?? a["io.kubernetes.pod.namespace"],
+            pod: a["io.kubernetes.cri.sandbox-name"] ?? a["io.kubernetes.pod.name"],
+            container: a["io.kubernetes.cri.container-name"] ?? a["io.kubernetes.container.name"] ?? a["io.kubernetes.cri-o.ContainerName"].map(criOContainerName))
+        return k.isEmpty ? nil : k
+    }
+
+    /// The image a runtime's annotations name (CRI's image-name, CRI-O's ImageName).
+    public static func image(_ a: [String: String]) -> String? {
+        a["io.kubernetes.cri.image-name"] ?? a["io.kubernetes.cri-o.ImageName"] ?? a["org.opencontainers.image.ref.name"]
+    }
+
+    /// CRI-O names containers `k8s_<container>_<pod>_<namespace>_<uid>_<attempt>`.
+    static func criOContainerName(_ s: String) -> String {
+        let parts = s.split(separator: "_", omittingEmptySubsequences: false)
+        return parts.count >= 2 && parts[0] == "k8s" ? String(parts[1]) : s
+    }
+}
+
+extension Alert {
+    /// The hosts (addresses or names) the alert's evidence names as destinations: pools,
+    /// servers, connections, upload destinations, a relay's tunnel, a service's domain.
+    public var destinationHosts: [String] {
+        var out: [String] = []
+        for e in evidence {
+            switch (e.kind, e.name) {
+            case (.pool, "destination"), (.pool, "pool"), (.pool, "handler"), (.pool, "server"), (.pool, "connection"), (.attribute, "tunnel"):
+                if let h = Self.host(of: e.value) { out.append(h) }
+            case (.pool, let name) where name.contains("."):
+                out.append(name.lowercased())
+            default: continue
+            }
+        }
+        return out
+    }
+
+    /// The host of "host:port (…)", "[v6]:port", "scheme://host:port/path" or a bare host.
+    public static func host(of value: String) -> String? {
+        var s = Substring(value.split(separator: " ").first ?? "")
+        if let r = s.range(of: "://") { s = s[r.upperBound...] }
+        if let slash = s.firstIndex(of: "/") { s = s[..<slash] }
+        if let at = s.lastIndex(of: "@") { s = s[s.index(after: at)...] }
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]") else { return nil }
+            return String(s[s.index(after: s.startIndex)..<close])
+        }
+        if s.filter({ $0 == ":" }).count == 1, let colon = s.firstIndex(of: ":") { s = s[..<colon] }
+        return s.isEmpty ? nil : s.lowercased()
     }
 }

@@ -37,6 +37,8 @@ public struct ContainerTelemetry: Sendable, Codable, Hashable {
     public var captureDrops: Int?
     /// What a detector saw that is not an alert on its own (an upload-heavy shape, a heartbeat).
     public var traits: [Trait]?
+    /// Alerts of this container that an exception silenced ("exception (detector)").
+    public var silenced: [String]?
 
     public init(time: Date, container: Alert.Container, processes: Int, cpuCores: Double? = nil, cpuLimitCores: Double? = nil,
                 cpuShare: Double? = nil, memoryBytes: UInt64? = nil, rxBytesPerSecond: Double? = nil, txBytesPerSecond: Double? = nil,

@@ -16,6 +16,8 @@ public final class Agent {
     /// Alerts raised by the detectors (every one was handed to every sink).
     public private(set) var alertsRaised = 0
     public private(set) var lastPassSeconds: Double = 0
+    /// The alerts of the last pass.
+    public private(set) var lastAlerts: [Alert] = []
 
     public init(watcher: Watcher, sinks: [SinkQueue], responder: sending Responder?) {
         self.watcher = watcher
@@ -41,6 +43,7 @@ public final class Agent {
         let t = watcher.telemetry.values.sorted { $0.container.id < $1.container.id }
         for s in sinks { s.enqueue(.telemetry(t, time: watcher.sampler.lastPassTime ?? start)) }
         lastPassSeconds = Date().timeIntervalSince(start)
+        lastAlerts = alerts
         return alerts
     }
 

@@ -6,14 +6,14 @@ import MinewatchReport
 /// The one place an alert is made from a detector's verdict: the container block (names and
 /// images from the engine when one answers), the detector, the times.
 public struct AlertBuilder {
-    /// Names and images by container id (from an engine API); nil when there is none.
-    public var describe: (@Sendable (String) -> (name: String, image: String)?)?
+    /// Names, images and Kubernetes metadata by container id (an engine API, the runtimes'
+    /// bundles); nil when there is none.
+    public var describe: (@Sendable (String) -> ContainerMetadata?)?
 
-    public init(describe: (@Sendable (String) -> (name: String, image: String)?)? = nil) { self.describe = describe }
+    public init(describe: (@Sendable (String) -> ContainerMetadata?)? = nil) { self.describe = describe }
 
     public func container(_ ref: ContainerRef) -> Alert.Container {
-        let d = describe?(ref.id)
-        return Alert.Container(id: ref.id, name: d?.name, image: d?.image, runtime: ref.runtime.rawValue)
+        Alert.Container(id: ref.id, runtime: ref.runtime.rawValue, metadata: describe?(ref.id))
     }
 
     public func alert(_ v: Verdict, detector: DetectorID, container ref: ContainerRef, now: Date) -> Alert {

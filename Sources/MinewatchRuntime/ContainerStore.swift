@@ -16,6 +16,8 @@ public struct ContainerState {
     /// The previous pass's CPU sample (for cores used).
     var lastCPU: CPUDetector.Sample?
     public internal(set) var telemetry: ContainerTelemetry?
+    /// Alerts the exceptions silenced here ("exception (detector)"), for telemetry.
+    public internal(set) var silenced: [String] = []
     /// Each detector's state, by detector.
     var slots: [DetectorID: Any] = [:]
 

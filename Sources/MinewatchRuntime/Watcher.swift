@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchConfig
 import MinewatchCore
 import MinewatchDetectors
 import MinewatchHost
@@ -17,7 +18,11 @@ public final class Watcher {
     var registered: [RegisteredDetector] = []
     public var alerts = AlertBuilder()
     /// Names and images for telemetry, allowed to answer from a cache (nil: use the alert builder's).
-    public var describeCached: (@Sendable (String) -> (name: String, image: String)?)?
+    public var describeCached: (@Sendable (String) -> ContainerMetadata?)?
+    /// Alerts matching one of these are not emitted but counted (`silenced`, telemetry).
+    public var exceptions = ExceptionSet()
+    /// Alerts the exceptions silenced in the last pass, with the exception's name.
+    public private(set) var silenced: [(alert: Alert, exception: String)] = []
     let clock: WallClock
     let hostCores = Double(ProcessInfo.processInfo.activeProcessorCount)
 
@@ -46,6 +51,36 @@ public final class Watcher {
             BandwidthMinerDetector(),
             CPUDetector(),
         ]
+    }
+
+    /// New rules and detector switches (SIGHUP): the standard detectors are rebuilt from `rules`
+    /// without those in `disabled`, and every container keeps what it has: which detectors
+    /// alerted and each remaining detector's state (a detector whose state type is unchanged
+    /// reads its old state). Settings from `keep` (models, thresholds) carry over.
+    public func reconfigure(rules: CompiledRules, disabled: Set<DetectorID>, models: (BandwidthModel, RelayModel)? = nil) {
+        let old = registered
+        sampler.environmentKeys = MinerProcessDetector.environmentKeys.union(rules.ruleSet.environmentKeys)
+        var fresh: [RegisteredDetector] = []
+        for d in Self.standardDetectors(rules: rules, procRoot: sampler.proc.root) where !disabled.contains(d.id) {
+            fresh.append(RegisteredDetector(d))
+        }
+        // Detectors configured from outside the rules keep their settings.
+        for (i, r) in fresh.enumerated() {
+            switch r.id {
+            case .drift: if let d = old.first(where: { $0.id == .drift })?.detector as? DriftDetector { fresh[i] = RegisteredDetector(d) }
+            case .cpuMiner: if let d = old.first(where: { $0.id == .cpuMiner })?.detector as? CPUDetector { fresh[i] = RegisteredDetector(d) }
+            case .bandwidthMiner:
+                if let m = models?.0 { fresh[i] = RegisteredDetector(BandwidthMinerDetector(model: m)) }
+                else if let d = old.first(where: { $0.id == .bandwidthMiner })?.detector as? BandwidthMinerDetector { fresh[i] = RegisteredDetector(d) }
+            case .relay:
+                if let m = models?.1 { fresh[i] = RegisteredDetector(RelayTrafficDetector(model: m)) }
+                else if let d = old.first(where: { $0.id == .relay })?.detector as? RelayTrafficDetector { fresh[i] = RegisteredDetector(d) }
+            default: break
+            }
+        }
+        registered = fresh
+        let gone = Set(old.map(\.id)).subtracting(fresh.map(\.id))
+        if !gone.isEmpty { for id in store.states.keys { store.modify(id) { s in for g in gone { s.slots[g] = nil } } } }
     }
 
     /// Adds a detector, or replaces the one with the same id (its state starts afresh).
@@ -92,7 +127,7 @@ public final class Watcher {
         get { sampler.onlyContainers }
         set { sampler.onlyContainers = newValue }
     }
-    public var describe: (@Sendable (String) -> (name: String, image: String)?)? {
+    public var describe: (@Sendable (String) -> ContainerMetadata?)? {
         get { alerts.describe }
         set { alerts.describe = newValue }
     }
@@ -110,6 +145,7 @@ public final class Watcher {
         let host = sampler.sample(runQueueFor: judged)
         store.update(seen: host.containers.map(\.ref.id), now: host.time)
         var out: [Alert] = []
+        var silencedNow: [(alert: Alert, exception: String)] = []
         var procs: [String: [ProcessSample]] = [:]
         for snap in host.containers {
             procs[snap.ref.id] = snap.processes.map(\.sample)
@@ -119,14 +155,22 @@ public final class Watcher {
                     let context = DetectionContext(now: host.time, alerted: state.alerted)
                     guard let v = d.run(pass, &state, context), !state.alerted.contains(d.id) else { continue }
                     state.alerted.insert(d.id)
-                    out.append(alerts.alert(v, detector: d.id, container: snap.ref, now: host.time))
+                    let a = alerts.alert(v, detector: d.id, container: snap.ref, now: host.time)
+                    if let ex = exceptions.silence(a) {
+                        silencedNow.append((a, ex.name))
+                        state.silenced.append("\(ex.name) (\(d.id))")
+                    } else {
+                        out.append(a)
+                    }
                 }
                 state.telemetry = telemetry(pass, previous: state.telemetry)
+                state.telemetry?.silenced = state.silenced.isEmpty ? nil : state.silenced
                 let traits = registered.flatMap { $0.traits(state) }
                 state.telemetry?.traits = traits.isEmpty ? nil : traits
             }
         }
         processes = procs
+        silenced = silencedNow
         passes += 1
         return out
     }
@@ -153,9 +197,8 @@ public final class Watcher {
         var t = previous ?? ContainerTelemetry(
             time: pass.now, container: .init(id: snap.ref.id, name: nil, image: nil, runtime: snap.ref.runtime.rawValue), processes: 0,
             outboundConnections: 0, inboundConnections: 0, listeningPorts: [], connections: [], hostNetwork: false)
-        if t.container.name == nil, let d = (describeCached ?? alerts.describe)?(snap.ref.id) {
-            t.container.name = d.name
-            t.container.image = d.image
+        if t.container.name == nil && t.container.k8s == nil, let d = (describeCached ?? alerts.describe)?(snap.ref.id) {
+            t.container = Alert.Container(id: snap.ref.id, runtime: snap.ref.runtime.rawValue, metadata: d)
         }
         t.time = pass.now
         t.processes = snap.processes.count

@@ -233,28 +233,9 @@ public struct RuleLoader {
                     }
                 }
             case "models":
-                guard let m = v.mapping else {
-                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'models' must be a mapping"))
-                    continue
-                }
-                for (mk, mv) in m {
-                    let model = mk.string ?? ""
-                    guard let keys = ModelSettings.schema[model], let kv = mv.mapping else {
-                        diags.append(RuleDiagnostic(file: file, line: mk.mark?.line, ruleId: nil, message: "unknown or malformed model '\(model)' (expected \(ModelSettings.schema.keys.sorted().joined(separator: ", ")), each a mapping)"))
-                        continue
-                    }
-                    for (k, val) in kv {
-                        let key = k.string ?? ""
-                        guard let kind = keys[key] else {
-                            diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "model '\(model)': unknown key '\(key)' (expected \(keys.keys.sorted().joined(separator: ", ")))"))
-                            continue
-                        }
-                        switch ModelSettings.parse(val.string ?? "", as: kind) {
-                        case .success(let x): models.values[model, default: [:]][key] = x
-                        case .failure(let e): diags.append(RuleDiagnostic(file: file, line: val.mark?.line, ruleId: nil, message: "model '\(model)' key '\(key)': \(e.why)"))
-                        }
-                    }
-                }
+                let (m, d) = Self.models(v, file: file)
+                models = models.merged(with: m)
+                diags += d
             case "correlations":
                 guard let seq = v.sequence else {
                     diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'correlations' must be a list"))
@@ -284,7 +265,37 @@ public struct RuleLoader {
         return d
     }
 
-    static func describe(_ e: YamlError) -> (Int?, String) {
+    /// A `models:` mapping (rule files and the agent's config): model -> key -> value, each
+    /// key checked against `ModelSettings.schema`.
+    public static func models(_ v: Node, file: String) -> (ModelSettings, [RuleDiagnostic]) {
+        var models = ModelSettings()
+        var diags: [RuleDiagnostic] = []
+        guard let m = v.mapping else {
+            return (models, [RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'models' must be a mapping")])
+        }
+        for (mk, mv) in m {
+            let model = mk.string ?? ""
+            guard let keys = ModelSettings.schema[model], let kv = mv.mapping else {
+                diags.append(RuleDiagnostic(file: file, line: mk.mark?.line, ruleId: nil, message: "unknown or malformed model '\(model)' (expected \(ModelSettings.schema.keys.sorted().joined(separator: ", ")), each a mapping)"))
+                continue
+            }
+            for (k, val) in kv {
+                let key = k.string ?? ""
+                guard let kind = keys[key] else {
+                    diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "model '\(model)': unknown key '\(key)' (expected \(keys.keys.sorted().joined(separator: ", ")))"))
+                    continue
+                }
+                switch ModelSettings.parse(val.string ?? "", as: kind) {
+                case .success(let x): models.values[model, default: [:]][key] = x
+                case .failure(let e): diags.append(RuleDiagnostic(file: file, line: val.mark?.line, ruleId: nil, message: "model '\(model)' key '\(key)': \(e.why)"))
+                }
+            }
+        }
+        return (models, diags)
+    }
+
+    /// Line and problem of a YAML syntax error.
+    public static func describe(_ e: YamlError) -> (Int?, String) {
         switch e {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
             return (mark.line, problem)

@@ -32,6 +32,17 @@ public struct SinkStats: Sendable, Hashable, Codable {
     public var failed: Int
     public var queued: Int
     public var lastError: String?
+
+    public init(name: String, written: Int, alertsWritten: Int = 0, dropped: Int, alertsDropped: Int = 0, failed: Int, queued: Int, lastError: String? = nil) {
+        self.name = name
+        self.written = written
+        self.alertsWritten = alertsWritten
+        self.dropped = dropped
+        self.alertsDropped = alertsDropped
+        self.failed = failed
+        self.queued = queued
+        self.lastError = lastError
+    }
 }
 
 /// A bounded queue in front of one sink, drained by a thread of its own: a slow or stuck sink

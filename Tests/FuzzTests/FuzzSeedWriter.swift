@@ -108,6 +108,7 @@ import TestSupport
         try Self.put("procfs", "environ", [1] + Array("PATH=/usr/bin\u{0}RP_API_KEY=abc\u{0}CID=9\u{0}".utf8))
         try Self.put("procfs", "cmdline", [2] + Array("/app/honeygain\u{0}-tou-accept\u{0}-email\u{0}a@b.c\u{0}".utf8))
         try Self.put("procfs", "stat", [3] + Array("1234 (a) b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 12 3 0 0 20 0 1 0 5000 1000000 200 18446744073709551615\n".utf8))
+        try Self.put("procfs", "bundle", [6] + Array(#"{"ociVersion":"1.0.2-dev","process":{"args":["/svc"]},"annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.container-name":"miner","io.kubernetes.cri.sandbox-name":"web-7d9f","io.kubernetes.cri.sandbox-namespace":"shop","io.kubernetes.cri.image-name":"docker.io/library/nginx:1.25","io.kubernetes.cri-o.Labels":"{\"app\":\"web\"}"}}"#.utf8))
         try Self.put("procfs", "net-tcp", [4] + Array("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n".utf8))
         try Self.put("file", "Dockerfile", Array("ARG V=1\nFROM traffmonetizer/cli_v2:${V}\nCMD [\"start\", \"accept\", \"--token\", \"abc\"]\n".utf8))
         try Self.put("file", "compose.yml", Array("services:\n  hg:\n    image: honeygain/honeygain\n    command: -tou-accept -email a@b.c -pass x\n".utf8))

@@ -1,0 +1,87 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Container metadata from what the runtimes keep on the node, without an API server or an
+/// engine socket: the OCI bundle `config.json` of each running container, whose annotations
+/// carry the pod's name and namespace, the container's name and its image (containerd's CRI
+/// plugin: `io.kubernetes.cri.*`; CRI-O: `io.kubernetes.pod.*`, `io.kubernetes.cri-o.*`).
+public struct RuntimeStateReader: Sendable {
+    /// Folders that hold one folder per containerd namespace, each with one bundle per container.
+    public var containerdTaskRoots: [String]
+    /// Folders with `<id>/userdata/config.json` (CRI-O and podman, containers/storage).
+    public var storageRoots: [String]
+
+    public static let defaultContainerdTaskRoots = [
+        "/run/containerd/io.containerd.runtime.v2.task",
+        "/run/k3s/containerd/io.containerd.runtime.v2.task",
+        "/var/run/docker/containerd/daemon/io.containerd.runtime.v2.task",
+    ]
+    public static let defaultStorageRoots = ["/run/containers/storage/overlay-containers"]
+
+    /// `hostRoot` prefixes every path (a node agent that sees the host's /run under /host).
+    public init(hostRoot: String = "", containerdTaskRoots: [String] = defaultContainerdTaskRoots,
+                storageRoots: [String] = defaultStorageRoots) {
+        self.containerdTaskRoots = containerdTaskRoots.map { hostRoot + $0 }
+        self.storageRoots = storageRoots.map { hostRoot + $0 }
+    }
+
+    /// The annotations of the container's OCI bundle, or nil when no runtime keeps one for it.
+    /// `id` must be a container id (64 hex digits); the bundle is read without following links,
+    /// at most 4 MiB.
+    public func annotations(id: String) -> [String: String]? {
+        guard id.utf8.count == 64, id.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else { return nil }
+        for root in containerdTaskRoots {
+            guard let namespaces = try? FileManager.default.contentsOfDirectory(atPath: root) else { continue }
+            for ns in namespaces.prefix(64) where !ns.hasPrefix(".") {
+                if let bytes = Self.readBundleFile(root, [ns, id, "config.json"]) { return BundleAnnotations.parse(bytes) }
+            }
+        }
+        for root in storageRoots {
+            if let bytes = Self.readBundleFile(root, [id, "userdata", "config.json"]) { return BundleAnnotations.parse(bytes) }
+        }
+        return nil
+    }
+
+    /// Opens `root/components...` one component at a time with O_NOFOLLOW (a link anywhere
+    /// below `root` is refused), reads a regular file of at most 4 MiB.
+    static func readBundleFile(_ root: String, _ components: [String]) -> [UInt8]? {
+        var fd = open(root, O_RDONLY | O_CLOEXEC | O_DIRECTORY)
+        if fd < 0 { return nil }
+        for (i, c) in components.enumerated() {
+            let last = i == components.count - 1
+            let next = openat(fd, c, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (last ? O_NONBLOCK : O_DIRECTORY))
+            close(fd)
+            if next < 0 { return nil }
+            fd = next
+        }
+        defer { close(fd) }
+        var st = stat()
+        let limit = 4 << 20
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= limit else { return nil }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while out.count <= limit {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return out.count <= limit ? out : nil
+    }
+}
+
+/// The `annotations` object of an OCI runtime spec (`config.json`), bounded: at most 256
+/// entries, keys of at most 256 bytes and values of at most 4096; anything else is ignored.
+public enum BundleAnnotations {
+    public static func parse(_ bytes: [UInt8]) -> [String: String] {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+              let ann = obj["annotations"] as? [String: Any] else { return [:] }
+        var out: [String: String] = [:]
+        for (k, v) in ann where out.count < 256 && k.utf8.count <= 256 {
+            if let s = v as? String, s.utf8.count <= 4096 { out[k] = s }
+        }
+        return out
+    }
+}

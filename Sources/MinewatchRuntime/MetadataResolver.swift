@@ -1,0 +1,70 @@
+import Foundation
+import MinewatchHost
+import MinewatchReport
+import Synchronization
+
+/// Container metadata for alerts and telemetry from everything the node has: an engine API
+/// (names, images, labels) and the runtimes' own state (OCI bundle annotations of containerd's
+/// CRI plugin and CRI-O: pod, namespace, container name, image). The engine's answer comes
+/// first; the bundle fills what it lacks. Bundles are read once per container (a container's
+/// annotations never change), a miss is retried after 10 s, and at most 4096 containers are
+/// remembered.
+public final class MetadataResolver: Sendable {
+    let engine: (@Sendable (String) -> ContainerMetadata?)?
+    let engineCached: (@Sendable (String) -> ContainerMetadata?)?
+    let bundles: RuntimeStateReader?
+    struct Entry {
+        var metadata: ContainerMetadata?
+        var at: Date
+    }
+    let cache = Mutex<[String: Entry]>([:])
+
+    public init(engine: (@Sendable (String) -> ContainerMetadata?)?, engineCached: (@Sendable (String) -> ContainerMetadata?)? = nil,
+                bundles: RuntimeStateReader?) {
+        self.engine = engine
+        self.engineCached = engineCached ?? engine
+        self.bundles = bundles
+    }
+
+    /// For alerts (the engine may be asked again for an unknown id).
+    public func lookup(_ id: String) -> ContainerMetadata? { resolve(id, engine) }
+    /// For telemetry (the engine answers from its cache or refreshes rarely).
+    public func cached(_ id: String) -> ContainerMetadata? { resolve(id, engineCached) }
+
+    func resolve(_ id: String, _ ask: (@Sendable (String) -> ContainerMetadata?)?) -> ContainerMetadata? {
+        let fromEngine = ask?(id)
+        let fromBundle = bundle(id)
+        guard let m = fromEngine ?? fromBundle else { return nil }
+        return m.merged(with: fromEngine == nil ? nil : fromBundle)
+    }
+
+    func bundle(_ id: String) -> ContainerMetadata? {
+        guard let bundles else { return nil }
+        let now = Date()
+        if let e = cache.withLock({ $0[id] }), e.metadata != nil || now.timeIntervalSince(e.at) < 10 { return e.metadata }
+        let m = bundles.annotations(id: id).flatMap(Self.metadata)
+        cache.withLock { c in
+            if c.count >= 4096 { c.removeAll() }
+            c[id] = Entry(metadata: m, at: now)
+        }
+        return m
+    }
+
+    /// Forgets an evicted container.
+    public func forget(_ id: String) { _ = cache.withLock { $0.removeValue(forKey: id) } }
+
+    /// Metadata from a bundle's annotations (nil when they say nothing about the container).
+    public static func metadata(_ a: [String: String]) -> ContainerMetadata? {
+        var labels: [String: String] = [:]
+        // CRI-O keeps the container's labels as a JSON object.
+        if let json = a["io.kubernetes.cri-o.Labels"], let obj = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] {
+            for (k, v) in obj.sorted(by: { $0.key < $1.key }).prefix(64) { if let s = v as? String { labels[k] = String(s.prefix(256)) } }
+        }
+        let k8s = ContainerMetadata.kubernetes(a.merging(labels) { x, _ in x })
+        let image = ContainerMetadata.image(a)
+        var name = a["io.kubernetes.cri-o.Name"] ?? k8s?.container
+        if let n = name, n.hasPrefix("k8s_"), let c = k8s?.container { name = c }
+        guard k8s != nil || image != nil || !labels.isEmpty else { return nil }
+        return ContainerMetadata(name: name, image: image, k8s: k8s, labels: labels)
+    }
+}

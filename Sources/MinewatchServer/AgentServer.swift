@@ -1,0 +1,131 @@
+import Foundation
+import Hummingbird
+import Logging
+import MinewatchCore
+import Synchronization
+
+/// The agent's HTTP endpoints (`GET /metrics` and what later features add), served by
+/// Hummingbird on threads of its own so a slow scrape never touches a pass. Bound to loopback by
+/// default; bound anywhere else it refuses every request without `Authorization: Bearer <token>`.
+public final class AgentServer: Sendable {
+    public struct Route: Sendable {
+        public var path: String
+        /// Content type and body of the answer.
+        public var handler: @Sendable () -> (contentType: String, body: [UInt8])
+        public init(path: String, handler: @escaping @Sendable () -> (contentType: String, body: [UInt8])) {
+            self.path = path
+            self.handler = handler
+        }
+    }
+
+    public let host: String
+    public let port: Int
+    let token: String?
+    let routes: [Route]
+    let boundPort = Mutex<Int?>(nil)
+    let failure = Mutex<String?>(nil)
+    let started = DispatchSemaphore(value: 0)
+    let task = Mutex<Task<Void, Never>?>(nil)
+    /// Requests refused for a missing or wrong token.
+    public let refusals = RequestCounter()
+    public var refused: Int { refusals.value.load(ordering: .relaxed) }
+
+    /// `token` is required when `host` is not loopback (the caller checks that one is set).
+    public init(host: String, port: Int, token: String?, routes: [Route]) {
+        self.host = host
+        self.port = port
+        self.token = token
+        self.routes = routes
+    }
+
+    /// Starts serving; returns once the socket is bound (the port actually bound, for port 0),
+    /// or throws why it could not bind.
+    @discardableResult
+    public func start() throws(MinewatchError) -> Int {
+        let router = Router()
+        router.add(middleware: BearerMiddleware(token: token, refused: refusals))
+        for r in routes {
+            let handler = r.handler
+            router.get(RouterPath(r.path)) { _, _ -> Response in
+                let (type, body) = handler()
+                var headers = HTTPFields()
+                headers[.contentType] = type
+                headers[.cacheControl] = "no-store"
+                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+            }
+        }
+        var logger = Logger(label: "minewatch.http") { _ in StreamLogHandler.standardError(label: "minewatch.http") }
+        // Bind failures surface as errors of start(); cancelling the server on stop logs an error that is not one.
+        logger.logLevel = .critical
+        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "minewatch"),
+                              onServerRunning: { [self] channel in
+                                  boundPort.withLock { $0 = channel.localAddress?.port ?? port }
+                                  started.signal()
+                              }, logger: logger)
+        let t = Task.detached { [self] in
+            do {
+                // No signal handling here: the agent's own loop handles SIGINT, SIGTERM and SIGHUP.
+                try await app.runService(gracefulShutdownSignals: [])
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+                started.signal()
+            }
+        }
+        task.withLock { $0 = t }
+        if started.wait(timeout: .now() + 15) == .timedOut {
+            throw MinewatchError(.network, operation: "listen", subject: "\(host):\(port)", message: "HTTP server did not start within 15 s")
+        }
+        if let f = failure.withLock({ $0 }) {
+            throw MinewatchError(.network, operation: "listen", subject: "\(host):\(port)", message: f.split(separator: "\n").first.map(String.init) ?? f)
+        }
+        return boundPort.withLock { $0 } ?? port
+    }
+
+    public func stop() {
+        task.withLock { $0?.cancel() }
+    }
+}
+
+/// Refuses requests without the bearer token (401 with `WWW-Authenticate: Bearer`), comparing
+/// in constant time. Without a token every request passes (loopback only).
+struct BearerMiddleware<Context: RequestContext>: RouterMiddleware {
+    let token: String?
+    let refused: RequestCounter
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let token else { return try await next(request, context) }
+        let given = request.headers[.authorization] ?? ""
+        let expected = "Bearer " + token
+        if Self.constantTimeEqual(Array(given.utf8), Array(expected.utf8)) { return try await next(request, context) }
+        refused.value.add(1, ordering: .relaxed)
+        var headers = HTTPFields()
+        headers[.wwwAuthenticate] = "Bearer realm=\"minewatch\""
+        headers[.contentType] = "text/plain; charset=utf-8"
+        return Response(status: .unauthorized, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: "a bearer token is required\n")))
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) { diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0) }
+        return diff == 0
+    }
+}
+
+/// A count shared with the request handlers.
+public final class RequestCounter: Sendable {
+    public let value = Atomic<Int>(0)
+}
+
+/// Reads a bearer token file: its first line, trimmed; a missing or empty file is an error.
+public enum TokenFile {
+    public static func read(_ path: String) throws(MinewatchError) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw MinewatchError(.io, operation: "read token", subject: path, message: "cannot read the token file")
+        }
+        let token = String(decoding: data, as: UTF8.self).split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard token.count >= 16 else {
+            throw MinewatchError(.invalidArgument, operation: "read token", subject: path, message: "the token must be at least 16 characters")
+        }
+        return token
+    }
+}
