@@ -123,6 +123,10 @@ int mw_socket_in_netns(int nsfd, int domain, int type, int protocol) {
     return fd < 0 ? -err : fd;
 }
 
+int mw_setns_cgroup(int nsfd) {
+    return setns(nsfd, CLONE_NEWCGROUP) == 0 ? 0 : -errno;
+}
+
 int mw_compress(uint8_t *out, size_t *out_len, const uint8_t *in, size_t in_len, int level) {
     uLongf n = (uLongf)*out_len;
     int rc = compress2(out, &n, in, (uLong)in_len, level);

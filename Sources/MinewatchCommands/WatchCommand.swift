@@ -78,6 +78,9 @@ public struct WatchCommand: ParsableCommand {
     @Option(name: .customLong("engine-socket"), help: "Docker Engine API socket for container names and images, and for --action stop (default: $DOCKER_HOST, /var/run/docker.sock, /run/podman/podman.sock). Without one, alerts carry ids and what the runtimes' bundles say (containerd, CRI-O).")
     var engineSocket: String?
 
+    @Option(name: .customLong("runtime-state"), help: ArgumentHelp("Also read container metadata from this folder: a containerd task root (<state>/io.containerd.runtime.v2.task) or containers/storage's overlay-containers. Repeatable.", valueName: "dir"))
+    var runtimeState: [String] = []
+
     @Flag(name: .customLong("include-host"), help: "Also inspect processes outside containers (reported as container \"host\"; never acted on).")
     var includeHost = false
 

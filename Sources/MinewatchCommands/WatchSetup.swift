@@ -45,6 +45,13 @@ struct WatchSetup {
             config = AgentConfig(file: "")
         }
         interval = command.interval?.seconds ?? config.interval ?? 2
+        // Before any other thread starts: other containers' cgroup paths must be absolute.
+        switch CgroupNamespace.joinHostIfPrivate() {
+        case .alreadyHost: break
+        case .joined: Terminal.error("joined the host's cgroup namespace (this agent runs in a private one)")
+        case .failed(let e):
+            Terminal.error("in a private cgroup namespace and cannot join the host's (\(String(cString: strerror(e)).lowercased()); needs CAP_SYS_ADMIN and hostPID): CPU, memory and freeze are unavailable for other containers")
+        }
         if command.dryRun && (command.action?.rawValue ?? config.action?.type ?? "alert") == "alert" {
             throw ValidationError("--dry-run needs an --action other than alert")
         }
@@ -87,7 +94,7 @@ struct WatchSetup {
             lookup = { names.lookup($0) }
             cached = { names.cached($0) }
         }
-        let resolver = MetadataResolver(engine: lookup, engineCached: cached, bundles: RuntimeStateReader())
+        let resolver = MetadataResolver(engine: lookup, engineCached: cached, bundles: RuntimeStateReader(extra: config.runtimeState + command.runtimeState))
         watcher.describe = { resolver.lookup($0) }
         watcher.describeCached = { resolver.cached($0) }
         let only = command.containers.isEmpty ? (config.containers ?? []) : command.containers

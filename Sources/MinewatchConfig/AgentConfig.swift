@@ -29,6 +29,9 @@ public struct AgentConfig: Sendable {
     /// File holding the bearer token HTTP endpoints require when not bound to loopback.
     public var tokenFile: String?
     public var exceptions: [ExceptionRule] = []
+    /// Folders of containerd task bundles (`<ns>/<id>/config.json`) or of containers/storage
+    /// containers (`<id>/userdata/config.json`) besides the defaults, for metadata.
+    public var runtimeState: [String] = []
 
     public init(file: String) { self.file = file }
 

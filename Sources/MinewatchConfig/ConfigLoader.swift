@@ -34,7 +34,7 @@ public enum ConfigLoader {
     /// The file `watch` reads when `--config` is not given and it exists.
     public static let defaultPath = "/etc/minewatch/minewatch.yaml"
     static let topKeys = ["interval", "engine_socket", "include_host", "capture", "containers", "rules", "bundled_rules",
-                          "detectors", "models", "action", "outputs", "metrics_listen", "token_file", "exceptions"]
+                          "detectors", "models", "action", "outputs", "metrics_listen", "token_file", "exceptions", "runtime_state"]
 
     public static func load(path: String) -> (AgentConfig?, [ConfigDiagnostic]) {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -87,6 +87,7 @@ public enum ConfigLoader {
             case "metrics_listen": config.metricsListen = p.listenAddress(v, key)
             case "token_file": config.tokenFile = p.string(v, key).map(p.resolve)
             case "exceptions": config.exceptions = p.exceptions(v, key)
+            case "runtime_state": config.runtimeState = (p.strings(v, key) ?? []).map(p.resolve)
             default: p.error(k, key, "unknown key (expected \(topKeys.joined(separator: ", ")))")
             }
         }

@@ -27,6 +27,18 @@ public struct RuntimeStateReader: Sendable {
         self.storageRoots = storageRoots.map { hostRoot + $0 }
     }
 
+    /// The defaults plus `extra` folders: one that holds `<ns>/<id>/config.json` is a containerd
+    /// task root (a private containerd's `<state>/io.containerd.runtime.v2.task`, k3s, microk8s),
+    /// any other is read as containers/storage (`<id>/userdata/config.json`).
+    public init(extra: [String]) {
+        var tasks = Self.defaultContainerdTaskRoots
+        var storage = Self.defaultStorageRoots
+        for e in extra {
+            if e.hasSuffix("io.containerd.runtime.v2.task") || e.hasSuffix("io.containerd.runtime.v2.task/") { tasks.insert(e, at: 0) } else { storage.insert(e, at: 0) }
+        }
+        self.init(containerdTaskRoots: tasks, storageRoots: storage)
+    }
+
     /// The annotations of the container's OCI bundle, or nil when no runtime keeps one for it.
     /// `id` must be a container id (64 hex digits); the bundle is read without following links,
     /// at most 4 MiB.

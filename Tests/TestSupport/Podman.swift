@@ -138,5 +138,12 @@ extension Dictionary where Key == String, Value == Any {
 
 public struct PodmanError: Error, CustomStringConvertible {
     public var message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
+}
+
+/// A file of this repository, by its path from the repository's root.
+public func repositoryPath(_ relative: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(relative).path
 }

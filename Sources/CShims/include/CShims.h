@@ -38,6 +38,9 @@ int mw_lzma_step(mw_lzma *d, const uint8_t *in, size_t in_len, size_t *consumed,
    returning; the socket stays bound to the target namespace. Returns the fd or -errno. Needs
    CAP_SYS_ADMIN. */
 int mw_socket_in_netns(int nsfd, int domain, int type, int protocol);
+/* Moves the calling thread into the cgroup namespace `nsfd` (threads it creates later follow).
+   Returns 0 or -errno. */
+int mw_setns_cgroup(int nsfd);
 
 /* zlib compress2 (for the compression workload). Returns zlib's status; *out_len is in/out. */
 int mw_compress(uint8_t *out, size_t *out_len, const uint8_t *in, size_t in_len, int level);
