@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
         .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchReport", "MinewatchSinks", "MinewatchNetwork", "MinewatchPackets", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchConfig", "MinewatchReport", "MinewatchSinks", "MinewatchNetwork", "MinewatchPackets", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchReport", "MinewatchPackets", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchSignatures", "TestSupport"]),

@@ -120,12 +120,19 @@ public struct WatchCommand: ParsableCommand {
     }
 
     public func run() throws {
-        var setup = try WatchSetup(command: self)
-        let agent = try setup.makeAgent()
-        let watcher = agent.watcher
+        // Before any thread starts (threads inherit the mask). A parent may have started us with
+        // these blocked: unblock them.
         signal(SIGINT) { _ in watchStopRequested = 1 }
         signal(SIGTERM) { _ in watchStopRequested = 1 }
         signal(SIGHUP) { _ in watchReloadRequested = 1 }
+        // A parent may have started us with these blocked (the mask is inherited): unblock them.
+        var handled = sigset_t()
+        sigemptyset(&handled)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&handled, s) }
+        pthread_sigmask(SIG_UNBLOCK, &handled, nil)
+        var setup = try WatchSetup(command: self)
+        let agent = try setup.makeAgent()
+        let watcher = agent.watcher
         let deadline = duration.map { Date().addingTimeInterval($0.seconds) }
         var warnedSockDiag = false
         var warnedCapture = false

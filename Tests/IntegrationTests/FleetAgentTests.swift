@@ -149,3 +149,58 @@ import TestSupport
         #expect(r.status == 0, "\(String(decoding: r.out, as: UTF8.self)) \(r.err)")
     }
 }
+
+/// SIGHUP reloads the config and the rules: a bad file keeps the old one and says why; a good
+/// one takes effect (a new exception, a detector switched off) while every container keeps its
+/// state (a miner that alerted before is not alerted again).
+@Suite(.serialized) struct ReloadTests {
+    @Test func sighupReloadsAndKeepsState() throws {
+        guard Podman.required() else { return }
+        let dir = try TempDir("reload")
+        defer { dir.cleanup() }
+        let tag = try Podman.workloadImage(dir)
+        defer { Podman.removeImage(tag) }
+        let alerts = dir.path + "/alerts.jsonl"
+        let rules = fixturePath("behaviour-only-rules.yaml")
+        let good = """
+        interval: 1s
+        capture: false
+        bundled_rules: false
+        rules: [\(rules)]
+        outputs: {jsonl: {path: \(alerts)}}
+        """
+        let config = try dir.file("minewatch.yaml", Array(good.utf8))
+        let watch = try BackgroundProcess([minewatchBinary(), "watch", "--config", config, "--duration", "40s"], label: "reload-watch")
+        defer { watch.stop() }
+        let name = "mw-reload-\(UUID().uuidString.prefix(6).lowercased())"
+        defer { _ = try? run(["podman", "rm", "-f", "-t", "0", name]) }
+        let miner = try Podman.runDetached(["--network", "none", "--name", name] + Podman.hostMounts + [tag, "/bin/sh", "-c",
+            "/usr/local/bin/svc stratum-pool --listen 127.0.0.1:3333 --duration 45 & sleep 0.5; " +
+            "exec /usr/local/bin/svc stratum-miner --pool 127.0.0.1:3333 --dialect monero --wallet x --duration 45"])
+        #expect(watch.wait(seconds: 20) { readAlerts(alerts).contains { $0.containerID == miner && $0["detector"] as? String == "pool-contact" } }, "\(watch.output)")
+        let pid = watch.process.processIdentifier
+
+        // A broken file: the old configuration stays, and stderr says where the file is wrong.
+        try Data("interval: 1s\ncolour: red\n".utf8).write(to: URL(fileURLWithPath: config))
+        kill(pid, SIGHUP)
+        #expect(watch.wait(seconds: 10) { watch.output.contains("keeping the configuration in force") }, "\(watch.output)")
+        #expect(watch.output.contains("\(config):2: colour: unknown key"))
+
+        // A good one: an exception and a detector switched off take effect, state is kept.
+        try Data((good + """
+
+        detectors: {drift: false}
+        exceptions:
+          - {name: later, reason: a test, container: "nothing-*", detector: [relay]}
+        """).utf8).write(to: URL(fileURLWithPath: config))
+        kill(pid, SIGHUP)
+        #expect(watch.wait(seconds: 10) { watch.output.contains("reload: ") && watch.output.contains("1 exceptions, 1 detectors off; per-container state kept") }, "\(watch.output)")
+        usleep(4_000_000)
+        kill(pid, SIGTERM)
+        #expect(watch.wait(seconds: 15) { !watch.process.isRunning })
+        let mine = readAlerts(alerts).filter { $0.containerID == miner }
+        let detectors = mine.compactMap { $0["detector"] as? String }
+        #expect(detectors.count == Set(detectors).count, "alerted again after reload: \(detectors)")
+        #expect(detectors.contains("pool-contact"))
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import MinewatchConfig
+import MinewatchCore
+import MinewatchHost
+import MinewatchReport
+import MinewatchRuntime
+import MinewatchSignatures
+import Testing
+import TestSupport
+
+/// What the fleet agent adds to the pipeline: exceptions silence and count, a reload keeps every
+/// container's state, and pod metadata comes from the runtimes' OCI bundles.
+@Suite struct AgentConfigPipelineTests {
+    static let rules = CompiledRules(BundledRules.load().0)
+
+    @Test func exceptionsSilenceCountAndShowInTelemetry() throws {
+        let proc = try FakeProc()
+        let quiet = String(repeating: "6e", count: 32), loud = String(repeating: "7f", count: 32)
+        try proc.add(pid: 630, comm: "kworker", cgroup: "/docker/\(quiet)", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings))
+        try proc.add(pid: 631, comm: "kworker", cgroup: "/docker/\(loud)", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings))
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_200_000)))
+        w.drift = DriftDetector(scratchPrefixes: [])
+        w.describe = { id in id == quiet ? ContainerMetadata(name: "lab-1", image: "registry.example.com/research/xmrig-bench:1") : nil }
+        var rule = ExceptionRule(name: "research", reason: "the benchmark lab mines on purpose", source: "t.yaml:3")
+        rule.images = ["registry.example.com/research/*"]
+        w.exceptions = ExceptionSet([rule])
+        let alerts = w.poll()
+        #expect(alerts.map(\.container.id) == [loud], "only the container no exception covers is alerted")
+        #expect(w.silenced.map(\.exception) == ["research"] && w.silenced.first?.alert.container.id == quiet)
+        #expect(w.exceptions.hits == ["research": 1])
+        #expect(w.telemetry[quiet]?.silenced == ["research (miner-process)"])
+        #expect(w.poll().isEmpty && w.exceptions.hits == ["research": 1], "counted once, like the alert it replaces")
+    }
+
+    @Test func reconfigureKeepsStateAndSwitchesDetectors() throws {
+        let proc = try FakeProc()
+        let cid = String(repeating: "8a", count: 32)
+        try proc.add(pid: 640, comm: "kworker", cgroup: "/docker/\(cid)", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings))
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_300_000)))
+        w.drift = DriftDetector(scratchPrefixes: [])
+        #expect(w.poll().map(\.detector) == [.minerProcess])
+        w.reconfigure(rules: Self.rules, disabled: [.cpuMiner, .relay])
+        #expect(!w.detectorIDs.contains(.cpuMiner) && !w.detectorIDs.contains(.relay))
+        #expect(w.detectorIDs.contains(.minerProcess))
+        #expect(w.detector(DriftDetector.self)?.scratchPrefixes == [], "settings made outside the rules carry over")
+        #expect(w.store[cid]?.alerted == [.minerProcess], "which detectors alerted is kept")
+        #expect(w.poll().isEmpty, "no second alert after a reload")
+        w.reconfigure(rules: Self.rules, disabled: [])
+        #expect(w.detectorIDs.contains(.cpuMiner) && w.detectorIDs.contains(.relay))
+    }
+
+    @Test func podMetadataFromBundles() throws {
+        let dir = try TempDir("bundles")
+        defer { dir.cleanup() }
+        let cri = String(repeating: "9b", count: 32), crio = String(repeating: "ac", count: 32)
+        _ = try dir.file("tasks/k8s.io/\(cri)/config.json", Array(#"{"ociVersion":"1.0.2","annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.container-name":"nginx","io.kubernetes.cri.sandbox-name":"web-7d9f","io.kubernetes.cri.sandbox-namespace":"shop","io.kubernetes.cri.image-name":"docker.io/library/nginx:1.25"}}"#.utf8))
+        _ = try dir.file("storage/\(crio)/userdata/config.json", Array(#"{"annotations":{"io.kubernetes.pod.name":"cache-0","io.kubernetes.pod.namespace":"shop","io.kubernetes.container.name":"redis","io.kubernetes.cri-o.ImageName":"docker.io/library/redis:7","io.kubernetes.cri-o.Labels":"{\"app\":\"cache\",\"io.kubernetes.pod.name\":\"cache-0\"}"}}"#.utf8))
+        let reader = RuntimeStateReader(containerdTaskRoots: [dir.path + "/tasks"], storageRoots: [dir.path + "/storage"])
+        let resolver = MetadataResolver(engine: nil, bundles: reader)
+        let a = try #require(resolver.lookup(cri))
+        #expect(a.k8s == KubernetesMetadata(namespace: "shop", pod: "web-7d9f", container: "nginx") && a.image == "docker.io/library/nginx:1.25")
+        let b = try #require(resolver.lookup(crio))
+        #expect(b.k8s == KubernetesMetadata(namespace: "shop", pod: "cache-0", container: "redis") && b.labels["app"] == "cache")
+        #expect(resolver.lookup(String(repeating: "bd", count: 32)) == nil)
+        // The engine's answer comes first; the bundle fills what it lacks.
+        let merged = MetadataResolver(engine: { _ in ContainerMetadata(name: "k8s_nginx_web", image: nil, labels: ["tier": "front"]) }, bundles: reader)
+        let m = try #require(merged.lookup(cri))
+        #expect(m.name == "k8s_nginx_web" && m.image == "docker.io/library/nginx:1.25" && m.k8s?.pod == "web-7d9f" && m.labels == ["tier": "front"])
+    }
+
+    @Test func bundlesBehindLinksAreNotRead() throws {
+        let dir = try TempDir("bundlelinks")
+        defer { dir.cleanup() }
+        let id = String(repeating: "ce", count: 32)
+        _ = try dir.file("elsewhere/config.json", Array(#"{"annotations":{"io.kubernetes.pod.name":"x"}}"#.utf8))
+        try FileManager.default.createDirectory(atPath: dir.path + "/storage/\(id)", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir.path + "/storage/\(id)/userdata", withDestinationPath: dir.path + "/elsewhere")
+        let reader = RuntimeStateReader(containerdTaskRoots: [], storageRoots: [dir.path + "/storage"])
+        #expect(reader.annotations(id: id) == nil)
+        #expect(reader.annotations(id: "../../etc") == nil, "ids are 64 hex digits")
+        #expect(BundleAnnotations.parse(Array("not json".utf8)).isEmpty)
+    }
+}
