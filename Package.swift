@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 // minewatch: find cryptojacking in containers.
 // Targets depend one way: Core <- Report, Signatures <- readers (Image, Host, Packets, Engine, HTTP), Sinks,
-// Config <- Detectors, Network <- Runtime (the watch pipeline); Output and Server sit on Report; Commands
+// Config <- Detectors, Network <- Runtime (the watch pipeline); Output, History and Server sit on Report; Commands
 // ties them together <- minewatch.
 import PackageDescription
 
@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // Shared value types, the error type and digests (SHA-256 from swift-crypto).
@@ -48,11 +50,14 @@ let package = Package(
         .target(name: "MinewatchSinks", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchHTTP"]),
         // The agent's config file and exceptions: loaded and validated with file:line:key errors.
         .target(name: "MinewatchConfig", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures", .product(name: "Yams", package: "Yams")]),
-        // The agent's HTTP endpoints (Hummingbird) and Prometheus metrics (swift-prometheus).
+        // The agent's history: an embedded SQLite database (GRDB), written by a sink, read offline.
+        .target(name: "MinewatchHistory", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSinks", .product(name: "GRDB", package: "GRDB.swift")]),
+        // The agent's HTTP endpoints (Hummingbird): Prometheus metrics (swift-prometheus), the
+        // dashboard and its JSON API.
         .target(name: "MinewatchServer", dependencies: [
-            "MinewatchCore", "MinewatchReport", "MinewatchSinks",
+            "MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchHistory",
             .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         // Unpackers of packed executables (UPX: NRV2B/2D/2E decoders, LZMA through the system liblzma).
         .target(name: "MinewatchUnpack", dependencies: ["MinewatchCore", "CShims"]),
@@ -64,13 +69,13 @@ let package = Package(
         // Runtime detectors and the watch loop (over MinewatchHost values).
         .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchDetectors", "MinewatchNetwork", "MinewatchConfig"]),
         // Every output format, in one place.
-        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures"]),
+        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures", "MinewatchHistory"]),
         // The commands, one per file.
         .target(
             name: "MinewatchCommands",
             dependencies: [
                 "MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchDetectors", "MinewatchOutput",
-                "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork", "MinewatchConfig", "MinewatchServer",
+                "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork", "MinewatchConfig", "MinewatchServer", "MinewatchHistory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -100,6 +105,7 @@ let package = Package(
         .testTarget(name: "FuzzTests", dependencies: ["MinewatchFuzz", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "ConfigTests", dependencies: ["MinewatchConfig", "MinewatchCore", "MinewatchReport", "MinewatchOutput", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
+        .testTarget(name: "HistoryTests", dependencies: ["MinewatchHistory", "MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
         // Builders for synthetic samples and archives used by several test targets.
         .target(name: "TestSupport", dependencies: ["MinewatchCore"], path: "Tests/TestSupport"),
     ],

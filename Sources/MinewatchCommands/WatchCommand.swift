@@ -69,8 +69,20 @@ public struct WatchCommand: ParsableCommand {
     @Option(name: .customLong("queue-size"), help: "Records each output's queue holds before it drops and counts what does not fit (default 10000).")
     var queueSize: Int?
 
-    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve Prometheus metrics at GET /metrics on this address (127.0.0.1:9376; any other than loopback needs --token-file).", valueName: "host:port"))
+    @Option(name: [.customLong("listen"), .customLong("metrics-listen")], help: ArgumentHelp("Serve the HTTP endpoints on this address: Prometheus metrics at GET /metrics, the dashboard at / (127.0.0.1:9376; any other than loopback needs --token-file).", valueName: "host:port"))
     var metricsListen: String?
+
+    @Flag(help: "Serve the dashboard and its JSON API (at the --listen address; 127.0.0.1:9376 when none is given).")
+    var dashboard = false
+
+    @Option(help: ArgumentHelp("Keep alerts and telemetry in this SQLite database (minewatch history reads it).", valueName: "file"))
+    var history: String?
+
+    @Option(name: .customLong("history-retention"), help: "How long the history keeps alerts and per-minute telemetry (default 7d, as 12h, 30d).")
+    var historyRetention: DurationArgument?
+
+    @Option(name: .customLong("history-max-size"), help: "Largest size of the history database with its WAL (default 256MiB); the oldest rows go first.")
+    var historyMaxSize: String?
 
     @Option(name: .customLong("token-file"), help: ArgumentHelp("File whose first line is the bearer token the HTTP endpoints require.", valueName: "file"))
     var tokenFile: String?

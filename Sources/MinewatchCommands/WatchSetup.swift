@@ -3,6 +3,7 @@ import Foundation
 import MinewatchConfig
 import MinewatchCore
 import MinewatchEngine
+import MinewatchHistory
 import MinewatchHost
 import MinewatchNetwork
 import MinewatchOutput
@@ -11,6 +12,7 @@ import MinewatchRuntime
 import MinewatchServer
 import MinewatchSignatures
 import MinewatchSinks
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,6 +30,8 @@ struct WatchSetup {
     let sockDiag = SockDiagReader()
     var metrics: AgentMetrics?
     var server: AgentServer?
+    var dashboard: DashboardState?
+    var historyStore: HistoryStore?
 
     init(command: WatchCommand) throws {
         self.command = command
@@ -108,6 +112,7 @@ struct WatchSetup {
         let capture = !command.noCapture && config.capture != false && !disabled.contains(.miningProtocol)
         if capture && getuid() == 0 { watcher.capture = LiveCapture(heartbeat: command.models.heartbeat(models)) }
         let responder = action == .alert ? nil : Responder(action: action, actOn: actOn, dryRun: dryRun, actuator: HostActuator(engine: engine))
+        try openHistory()
         let sinks = try makeSinks()
         let agent = Agent(watcher: watcher, sinks: sinks, responder: responder)
         watcher.store.onEvict = { [previous = watcher.store.onEvict] id in
@@ -148,6 +153,7 @@ struct WatchSetup {
             sink = LineSink(name: primaryPath ?? "stdout", handle: handle, closeWhenDone: primaryPath != nil) { WatchRenderer.tableLines($0) }
         }
         out.append(SinkQueue(sink, capacity: capacity))
+        if let h = historyStore { out.append(SinkQueue(HistorySink(store: h), capacity: capacity)) }
         let host = Self.hostname
         let version = MinewatchVersion.current
         if let ocsf = command.ocsfOutput ?? config.outputs.ocsf?.path {
@@ -185,9 +191,35 @@ struct WatchSetup {
         return h
     }
 
-    /// The metrics endpoint, when a listen address is set. Anything but loopback needs a token.
+    /// The history database, when one is configured (--history or history:).
+    mutating func openHistory() throws {
+        guard let path = command.history ?? config.history?.path else { return }
+        var limits = HistoryStore.Limits()
+        if let r = command.historyRetention?.seconds ?? config.history?.retention { limits.retention = r }
+        if let r = config.history?.samplesRetention { limits.samplesRetention = r }
+        if let s = command.historyMaxSize {
+            guard let b = ByteAmounts.parse(s), b >= 1_048_576, b < 1e15 else {
+                Terminal.error("--history-max-size: expected a size of at least 1MiB such as 256MiB, not '\(s)'")
+                throw ExitCode(2)
+            }
+            limits.maxBytes = Int64(b)
+        } else if let b = config.history?.maxBytes {
+            limits.maxBytes = b
+        }
+        limits.samplesRetention = min(limits.samplesRetention, limits.retention)
+        do throws(MinewatchError) {
+            historyStore = try HistoryStore(path: path, limits: limits)
+        } catch {
+            Terminal.error(error.description)
+            throw ExitCode(2)
+        }
+    }
+
+    /// The HTTP endpoint (metrics, and the dashboard when asked), when a listen address is set
+    /// or the dashboard is on. Anything but loopback needs a token.
     mutating func startServer() throws {
-        guard let listen = command.metricsListen ?? config.metricsListen else { return }
+        let wantDashboard = command.dashboard || config.dashboard == true
+        guard let listen = command.metricsListen ?? config.metricsListen ?? (wantDashboard ? "127.0.0.1:9376" : nil) else { return }
         guard let addr = ListenAddress.parse(listen) else {
             Terminal.error("metrics listen address '\(listen)': expected host:port")
             throw ExitCode(2)
@@ -203,12 +235,22 @@ struct WatchSetup {
             throw ExitCode(2)
         }
         let m = AgentMetrics()
-        let s = AgentServer(host: addr.host, port: addr.port, token: token, routes: [
-            .init(path: "/metrics") { ("text/plain; version=0.0.4; charset=utf-8", m.exposition()) },
-        ])
+        var routes: [AgentServer.Route] = [.fixed("/metrics") { ("text/plain; version=0.0.4; charset=utf-8", m.exposition()) }]
+        if wantDashboard {
+            let state = DashboardState(hostname: Self.hostname)
+            var open: (@Sendable () -> HistoryReader?)?
+            if let path = historyStore?.path {
+                let cache = HistoryReaderCache(path: path)
+                open = { cache.reader() }
+            }
+            routes += DashboardRoutes.routes(state: state, history: open)
+            dashboard = state
+        }
+        let s = AgentServer(host: addr.host, port: addr.port, token: token, routes: routes)
         do throws(MinewatchError) {
             let port = try s.start()
-            Terminal.error("metrics at http://\(addr.host.contains(":") ? "[\(addr.host)]" : addr.host):\(port)/metrics\(token == nil ? "" : " (bearer token required)")")
+            let base = "http://\(addr.host.contains(":") ? "[\(addr.host)]" : addr.host):\(port)"
+            Terminal.error("metrics at \(base)/metrics" + (wantDashboard ? ", dashboard at \(base)/" : "") + (token == nil ? "" : " (bearer token required)"))
         } catch {
             Terminal.error(error.description)
             throw ExitCode(2)
@@ -218,8 +260,14 @@ struct WatchSetup {
     }
 
     func recordMetrics(_ agent: Agent) {
-        guard let metrics else { return }
         let w = agent.watcher
+        if let dashboard {
+            let hits = w.exceptions.hits
+            dashboard.update(telemetry: w.telemetry.values.sorted { $0.container.id < $1.container.id }, alerts: agent.lastAlerts,
+                             exceptions: w.exceptions.rules.map { .init(name: $0.name, reason: $0.reason, source: $0.source, hits: hits[$0.name] ?? 0) },
+                             at: w.sampler.lastPassTime ?? Date())
+        }
+        guard let metrics else { return }
         metrics.record(passSeconds: agent.lastPassSeconds, containers: w.store.states.count, alerts: agent.lastAlerts,
                        silenced: w.silenced, exceptionHits: w.exceptions.hits, sinks: agent.sinkStats, telemetry: Array(w.telemetry.values))
     }
@@ -258,5 +306,20 @@ struct WatchSetup {
         metrics?.reloaded(ok: true)
         Terminal.error("reload: \(set.rules.count) rules, \(config.exceptions.count) exceptions, \(disabled.count) detectors off; per-container state kept"
             + (configPath.map { " (\($0))" } ?? ""))
+    }
+}
+
+/// The dashboard's reader of the agent's own history, opened on first use (the store created
+/// the file) and kept.
+final class HistoryReaderCache: Sendable {
+    let path: String
+    let cached = Mutex<HistoryReader?>(nil)
+    init(path: String) { self.path = path }
+    func reader() -> HistoryReader? {
+        cached.withLock { c in
+            if let c { return c }
+            c = try? HistoryReader(path: path)
+            return c
+        }
     }
 }

@@ -32,6 +32,17 @@ public struct AgentConfig: Sendable {
     /// Folders of containerd task bundles (`<ns>/<id>/config.json`) or of containers/storage
     /// containers (`<id>/userdata/config.json`) besides the defaults, for metadata.
     public var runtimeState: [String] = []
+    public var history: History?
+    /// Serve the dashboard (and its API) on the HTTP endpoint.
+    public var dashboard: Bool?
+
+    public struct History: Sendable, Hashable {
+        public var path: String
+        public var retention: Double?
+        public var samplesRetention: Double?
+        public var maxBytes: Int64?
+        public init(path: String) { self.path = path }
+    }
 
     public init(file: String) { self.file = file }
 

@@ -34,7 +34,7 @@ public enum ConfigLoader {
     /// The file `watch` reads when `--config` is not given and it exists.
     public static let defaultPath = "/etc/minewatch/minewatch.yaml"
     static let topKeys = ["interval", "engine_socket", "include_host", "capture", "containers", "rules", "bundled_rules",
-                          "detectors", "models", "action", "outputs", "metrics_listen", "token_file", "exceptions", "runtime_state"]
+                          "detectors", "models", "action", "outputs", "metrics_listen", "token_file", "exceptions", "runtime_state", "history", "dashboard", "listen"]
 
     public static func load(path: String) -> (AgentConfig?, [ConfigDiagnostic]) {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -88,6 +88,10 @@ public enum ConfigLoader {
             case "token_file": config.tokenFile = p.string(v, key).map(p.resolve)
             case "exceptions": config.exceptions = p.exceptions(v, key)
             case "runtime_state": config.runtimeState = (p.strings(v, key) ?? []).map(p.resolve)
+            case "history": config.history = p.history(v, key)
+            case "dashboard": config.dashboard = p.bool(v, key)
+            // The HTTP endpoint serves /metrics and the dashboard: `listen` and `metrics_listen` are one setting.
+            case "listen": config.metricsListen = p.listenAddress(v, key)
             default: p.error(k, key, "unknown key (expected \(topKeys.joined(separator: ", ")))")
             }
         }
@@ -298,6 +302,29 @@ public enum ConfigLoader {
                 return nil
             }
             return s
+        }
+
+        mutating func history(_ v: Node, _ key: String) -> AgentConfig.History? {
+            if v.scalar != nil { return string(v, key).map { AgentConfig.History(path: resolve($0)) } }
+            guard let m = mapping(v, key) else { return nil }
+            var path: String?
+            var h = AgentConfig.History(path: "")
+            for (name, _, x) in keyed(m, key, allowed: ["path", "retention", "samples_retention", "max_size"]) {
+                let k = "\(key).\(name)"
+                switch name {
+                case "path": path = string(x, k).map(resolve)
+                case "retention": h.retention = duration(x, k, range: 60...(366 * 86400))
+                case "samples_retention": h.samplesRetention = duration(x, k, range: 60...(366 * 86400))
+                default:
+                    guard let s = string(x, k) else { continue }
+                    if let b = ByteAmounts.parse(s), b >= 1_048_576, b < 1e15 { h.maxBytes = Int64(b) } else {
+                        error(x, k, "expected a size of at least 1MiB such as 256MiB or 1GB, not '\(s)'")
+                    }
+                }
+            }
+            guard let path else { error(v, key, "needs a path"); return nil }
+            h.path = path
+            return h
         }
 
         static let exceptionKeys = ["name", "reason", "enabled", "image", "container", "namespace", "labels", "detector", "family", "destination", "process"]

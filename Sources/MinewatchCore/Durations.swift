@@ -1,7 +1,7 @@
 /// Durations as users of podman, Falco and Go tools type them: `500ms`, `2s`, `1m`, `1h30m`,
 /// `1.5s`, or bare seconds (`2`, `0.5`).
 public enum Durations {
-    static let units: [(String, Double)] = [("ms", 0.001), ("h", 3600), ("m", 60), ("s", 1)]
+    static let units: [(String, Double)] = [("ms", 0.001), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
 
     /// Seconds, or nil when the text is not a duration.
     public static func parse(_ text: String) -> Double? {

@@ -156,7 +156,7 @@ public enum EventRenderer {
     public static func falcoBody(_ r: WatchRecord, hostname: String) -> [UInt8]? {
         switch r {
         case .alert(let a): falcoEvent(a, hostname: hostname)
-        case .response, .telemetry: nil
+        case .response, .telemetry, .silenced: nil
         }
     }
 
@@ -248,7 +248,7 @@ public enum EventRenderer {
         case .alert(let a):
             guard let d = try? JSONSerialization.data(withJSONObject: ocsfFinding(a, hostname: hostname, version: version), options: [.sortedKeys, .withoutEscapingSlashes]) else { return "" }
             return String(decoding: d, as: UTF8.self) + "\n"
-        case .response, .telemetry: return ""
+        case .response, .telemetry, .silenced: return ""
         }
     }
 }

@@ -30,6 +30,7 @@ public enum WatchRenderer {
         case .alert(let a): jsonLine(a)
         case .response(let x): jsonLine(x)
         case .telemetry(let t, _): telemetry ? t.map(jsonLine).joined() : ""
+        case .silenced: ""
         }
     }
 
@@ -38,7 +39,7 @@ public enum WatchRenderer {
         switch r {
         case .alert(let a): tableLine(a)
         case .response(let x): responseLine(x.response, container: x.container)
-        case .telemetry: ""
+        case .telemetry, .silenced: ""
         }
     }
 

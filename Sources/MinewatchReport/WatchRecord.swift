@@ -7,4 +7,7 @@ public enum WatchRecord: Sendable {
     case response(ResponseRecord)
     /// One pass's telemetry, every container.
     case telemetry([ContainerTelemetry], time: Date)
+    /// An alert an exception silenced: not emitted, but kept where a sink keeps a record (the
+    /// history). Outputs that emit alerts ignore it.
+    case silenced(Alert, exception: String)
 }

@@ -40,6 +40,7 @@ public final class Agent {
             let seqs = sinks.map { $0.enqueue(.alert(a)) }
             responses?.submit(a, processes: watcher.processes[a.container.id] ?? [], written: seqs.first ?? nil)
         }
+        for s in watcher.silenced { for q in sinks { q.enqueue(.silenced(s.alert, exception: s.exception)) } }
         let t = watcher.telemetry.values.sorted { $0.container.id < $1.container.id }
         for s in sinks { s.enqueue(.telemetry(t, time: watcher.sampler.lastPassTime ?? start)) }
         lastPassSeconds = Date().timeIntervalSince(start)

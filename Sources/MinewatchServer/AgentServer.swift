@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import MinewatchCore
@@ -8,13 +9,51 @@ import Synchronization
 /// Hummingbird on threads of its own so a slow scrape never touches a pass. Bound to loopback by
 /// default; bound anywhere else it refuses every request without `Authorization: Bearer <token>`.
 public final class AgentServer: Sendable {
+    /// What a handler sees of a request: the path's parameters (`/api/containers/:id`) and the
+    /// query's.
+    public struct RouteRequest: Sendable {
+        public var parameters: [String: String]
+        public var query: [String: String]
+        public init(parameters: [String: String] = [:], query: [String: String] = [:]) {
+            self.parameters = parameters
+            self.query = query
+        }
+    }
+
+    public struct RouteResponse: Sendable {
+        public var status: Int
+        public var contentType: String
+        public var body: [UInt8]
+        public init(status: Int = 200, contentType: String, body: [UInt8]) {
+            self.status = status
+            self.contentType = contentType
+            self.body = body
+        }
+        public static func json(_ body: [UInt8], status: Int = 200) -> RouteResponse {
+            RouteResponse(status: status, contentType: "application/json", body: body)
+        }
+        public static func error(_ status: Int, _ message: String) -> RouteResponse {
+            let text = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data()
+            return .json(Array(text), status: status)
+        }
+    }
+
     public struct Route: Sendable {
         public var path: String
-        /// Content type and body of the answer.
-        public var handler: @Sendable () -> (contentType: String, body: [UInt8])
-        public init(path: String, handler: @escaping @Sendable () -> (contentType: String, body: [UInt8])) {
+        /// Parameter names in `path` (`:id`).
+        public var parameterNames: [String]
+        public var handler: @Sendable (RouteRequest) -> RouteResponse
+        public init(path: String, handler: @escaping @Sendable (RouteRequest) -> RouteResponse) {
             self.path = path
+            parameterNames = path.split(separator: "/").filter { $0.hasPrefix(":") }.map { String($0.dropFirst()) }
             self.handler = handler
+        }
+        /// A route whose answer does not depend on the request.
+        public static func fixed(_ path: String, _ handler: @escaping @Sendable () -> (contentType: String, body: [UInt8])) -> Route {
+            Route(path: path) { _ in
+                let (t, b) = handler()
+                return RouteResponse(contentType: t, body: b)
+            }
         }
     }
 
@@ -46,12 +85,20 @@ public final class AgentServer: Sendable {
         router.add(middleware: BearerMiddleware(token: token, refused: refusals))
         for r in routes {
             let handler = r.handler
-            router.get(RouterPath(r.path)) { _, _ -> Response in
-                let (type, body) = handler()
+            let names = r.parameterNames
+            router.get(RouterPath(r.path)) { request, context -> Response in
+                var params: [String: String] = [:]
+                for n in names { if let v = context.parameters.get(n) { params[n] = v } }
+                var query: [String: String] = [:]
+                for (k, v) in request.uri.queryParameters { query[String(k)] = String(v) }
+                let answer = handler(RouteRequest(parameters: params, query: query))
                 var headers = HTTPFields()
-                headers[.contentType] = type
+                headers[.contentType] = answer.contentType
                 headers[.cacheControl] = "no-store"
-                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+                if let n = HTTPField.Name("X-Content-Type-Options") { headers[n] = "nosniff" }
+                // Nothing the page needs comes from elsewhere.
+                if let n = HTTPField.Name("Content-Security-Policy") { headers[n] = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:" }
+                return Response(status: HTTPResponse.Status(code: answer.status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.body)))
             }
         }
         var logger = Logger(label: "minewatch.http") { _ in StreamLogHandler.standardError(label: "minewatch.http") }

@@ -210,7 +210,7 @@ final class Receiver: @unchecked Sendable {
         m.record(passSeconds: 0.01, containers: 3, alerts: [EventShapeTests.alert()], silenced: [(EventShapeTests.alert(), "allowed")],
                  exceptionHits: ["allowed": 1], sinks: [SinkStats(name: "stdout", written: 5, dropped: 2, failed: 0, queued: 1)], telemetry: [])
         let token = "s3cret-s3cret-s3cret"
-        let server = AgentServer(host: "127.0.0.1", port: 0, token: token, routes: [.init(path: "/metrics") { ("text/plain; version=0.0.4", m.exposition()) }])
+        let server = AgentServer(host: "127.0.0.1", port: 0, token: token, routes: [.fixed("/metrics") { ("text/plain; version=0.0.4", m.exposition()) }])
         let port = try server.start()
         defer { server.stop() }
         #expect(try get(port, "/metrics", token: nil).0 == 401)

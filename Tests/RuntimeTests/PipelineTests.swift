@@ -84,6 +84,7 @@ import TestSupport
             case .alert(let a): text = "alert \(a.detector)"
             case .response(let r): text = "response \(r.response.result)"
             case .telemetry: text = "telemetry"
+            case .silenced(let a, let e): text = "silenced \(a.detector) by \(e)"
             }
             log.withLock { $0.append(text) }
         }
