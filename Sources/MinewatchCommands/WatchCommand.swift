@@ -155,7 +155,7 @@ public struct WatchCommand: ParsableCommand {
             }
             let passStart = Date()
             agent.pass()
-            setup.recordMetrics(agent)
+            setup.endpoints.record(agent)
             if !warnedSockDiag, let e = setup.sockDiag.firstError {
                 warnedSockDiag = true
                 Terminal.error("per-connection counters unavailable (\(e.description)); the bandwidth detector uses interface counters")
@@ -174,7 +174,7 @@ public struct WatchCommand: ParsableCommand {
         }
         (watcher.capture as? LiveCapture)?.stop()
         agent.finish()
-        setup.server?.stop()
+        setup.endpoints.stop()
         for r in agent.takeResponseFailures() { Terminal.error("\(r.response.action) \(r.response.target): \(r.response.result)") }
         // What the detectors raised against what the sinks wrote (drops counted): nothing is lost silently.
         let sinks = agent.sinkStats.map { st in

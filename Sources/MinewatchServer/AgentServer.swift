@@ -65,6 +65,7 @@ public final class AgentServer: Sendable {
     let failure = Mutex<String?>(nil)
     let started = DispatchSemaphore(value: 0)
     let task = Mutex<Task<Void, Never>?>(nil)
+    let executor = QueueExecutor()
     /// Requests refused for a missing or wrong token.
     public let refusals = RequestCounter()
     public var refused: Int { refusals.value.load(ordering: .relaxed) }
@@ -109,7 +110,9 @@ public final class AgentServer: Sendable {
                                   boundPort.withLock { $0 = channel.localAddress?.port ?? port }
                                   started.signal()
                               }, logger: logger)
-        let t = Task.detached { [self] in
+        // On a queue of its own rather than the shared cooperative pool: a caller that blocks
+        // pool threads (a test runner, a busy host) must not keep the server from starting.
+        let t = Task.detached(executorPreference: executor) { [self] in
             do {
                 // No signal handling here: the agent's own loop handles SIGINT, SIGTERM and SIGHUP.
                 try await app.runService(gracefulShutdownSignals: [])
@@ -155,6 +158,18 @@ struct BearerMiddleware<Context: RequestContext>: RouterMiddleware {
         var diff = UInt8(a.count == b.count ? 0 : 1)
         for i in 0..<max(a.count, b.count) { diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0) }
         return diff == 0
+    }
+}
+
+/// Runs the server's async work on a serial dispatch queue of its own (threads outside the
+/// cooperative pool); tasks the server starts inherit it.
+final class QueueExecutor: TaskExecutor {
+    let queue = DispatchQueue(label: "minewatch.http", qos: .utility)
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        queue.async { job.runSynchronously(on: executor) }
     }
 }
 
