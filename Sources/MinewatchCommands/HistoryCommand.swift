@@ -4,6 +4,7 @@ import MinewatchConfig
 import MinewatchCore
 import MinewatchHistory
 import MinewatchOutput
+import MinewatchServer
 
 extension HistoryRenderer.Format: ExpressibleByArgument {}
 
@@ -42,11 +43,10 @@ public struct HistoryCommand: ParsableCommand {
         }
 
         func sinceDate(default d: Double) throws -> Date {
-            let now = Date()
-            guard let s = since else { return now.addingTimeInterval(-d) }
-            if let secs = Durations.parse(s), !s.allSatisfy({ $0.isNumber || $0 == "." }) { return now.addingTimeInterval(-secs) }
-            if let date = ISO8601DateFormatter().date(from: s) { return date }
-            throw ValidationError("--since \(s): expected a duration such as 1h or an RFC 3339 time")
+            guard let date = DashboardRoutes.since(since, default: d) else {
+                throw ValidationError("--since \(since ?? ""): expected a duration such as 1h, an RFC 3339 time or epoch seconds")
+            }
+            return date
         }
 
         func open() throws -> HistoryReader {

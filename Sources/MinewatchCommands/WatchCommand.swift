@@ -179,6 +179,7 @@ public struct WatchCommand: ParsableCommand {
         // What the detectors raised against what the sinks wrote (drops counted): nothing is lost silently.
         let sinks = agent.sinkStats.map { st in
             "sink \(st.name): \(st.alertsWritten) alerts written, \(st.alertsDropped) dropped, \(st.dropped) records dropped, \(st.failed) failed"
+                + (st.queued > 0 ? ", \(st.queued) still queued at exit" : "")
                 + (st.lastError.map { " (last error: \($0))" } ?? "")
         }
         let hits = watcher.exceptions.hits.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }

@@ -75,13 +75,13 @@ struct WatchEndpoints {
         let w = agent.watcher
         if let dashboard {
             let hits = w.exceptions.hits
-            dashboard.update(telemetry: w.telemetry.values.sorted { $0.container.id < $1.container.id }, alerts: agent.lastAlerts,
+            dashboard.update(telemetry: w.currentTelemetry, alerts: agent.lastAlerts,
                              exceptions: w.exceptions.rules.map { .init(name: $0.name, reason: $0.reason, source: $0.source, hits: hits[$0.name] ?? 0) },
                              at: w.sampler.lastPassTime ?? Date())
         }
         guard let metrics else { return }
-        metrics.record(passSeconds: agent.lastPassSeconds, containers: w.store.states.count, alerts: agent.lastAlerts,
-                       silenced: w.silenced, exceptionHits: w.exceptions.hits, sinks: agent.sinkStats, telemetry: Array(w.telemetry.values))
+        metrics.record(passSeconds: agent.lastPassSeconds, containers: w.currentTelemetry.count, alerts: agent.lastAlerts,
+                       silenced: w.silenced, exceptionHits: w.exceptions.hits, sinks: agent.sinkStats, telemetry: w.currentTelemetry)
     }
 
 

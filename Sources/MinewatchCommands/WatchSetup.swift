@@ -122,6 +122,23 @@ struct WatchSetup {
         return agent
     }
 
+    /// Settings a reload does not apply (they are built once: the responder, the capture, the
+    /// outputs, the endpoint, the metadata sources).
+    static func restartOnly(_ a: AgentConfig, _ b: AgentConfig) -> [String] {
+        var out: [String] = []
+        if a.action != b.action { out.append("action") }
+        if a.containers != b.containers { out.append("containers") }
+        if a.capture != b.capture { out.append("capture") }
+        if a.engineSocket != b.engineSocket { out.append("engine_socket") }
+        if a.runtimeState != b.runtimeState { out.append("runtime_state") }
+        if a.outputs != b.outputs { out.append("outputs") }
+        if a.metricsListen != b.metricsListen { out.append("listen") }
+        if a.tokenFile != b.tokenFile { out.append("token_file") }
+        if a.history != b.history { out.append("history") }
+        if a.dashboard != b.dashboard { out.append("dashboard") }
+        return out
+    }
+
     /// SIGHUP: reads the config file and the rules again. On any problem the old ones stay in
     /// force and every problem is reported; per-container state is kept either way. Outputs and
     /// listen addresses take effect on restart.
@@ -148,7 +165,7 @@ struct WatchSetup {
         let w = agent.watcher
         let models = modelSettings(set)
         w.reconfigure(rules: CompiledRules(set), disabled: disabled, models: (command.models.bandwidth(models), command.models.relay(models)))
-        w.exceptions.replace(with: config.exceptions)
+        w.replaceExceptions(config.exceptions)
         w.includeHost = command.includeHost || config.includeHost == true
         interval = command.interval?.seconds ?? config.interval ?? 2
         ruleCount = set.rules.count
@@ -156,5 +173,7 @@ struct WatchSetup {
         endpoints.metrics?.reloaded(ok: true)
         Terminal.error("reload: \(set.rules.count) rules, \(config.exceptions.count) exceptions, \(disabled.count) detectors off; per-container state kept"
             + (configPath.map { " (\($0))" } ?? ""))
+        let later = Self.restartOnly(previous, config)
+        if !later.isEmpty { Terminal.error("reload: \(later.joined(separator: ", ")) changed and take effect on restart") }
     }
 }

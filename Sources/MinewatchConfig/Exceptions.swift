@@ -56,7 +56,13 @@ public struct ExceptionRule: Sendable, Hashable {
 
     public func matches(_ a: Alert) -> Bool {
         let c = a.container
-        if !images.isEmpty { guard let img = c.image, images.contains(where: { Glob.match($0, img) }) else { return false } }
+        if !images.isEmpty {
+            // Docker reports images as typed (fluent/fluent-bit:2.2), podman and CRI fully
+            // qualified (docker.io/fluent/fluent-bit:2.2): both forms are compared.
+            guard let img = c.image else { return false }
+            let full = Self.qualified(img)
+            guard images.contains(where: { Glob.match($0, img) || Glob.match(Self.qualified($0), full) }) else { return false }
+        }
         if !containers.isEmpty {
             let names = [c.name, c.k8s?.container].compactMap { $0 }
             guard names.contains(where: { n in containers.contains { Glob.match($0, n) } }) else { return false }
@@ -71,6 +77,16 @@ public struct ExceptionRule: Sendable, Hashable {
             guard !hosts.isEmpty, hosts.allSatisfy({ h in destinations.contains { Self.covers($0, h) } }) else { return false }
         }
         return true
+    }
+
+    /// An image reference with Docker Hub's implied parts: `busybox` is
+    /// `docker.io/library/busybox`, `fluent/fluent-bit:2` is `docker.io/fluent/fluent-bit:2`. A
+    /// reference (or pattern) that names a registry, or starts with a glob, is left as it is.
+    public static func qualified(_ ref: String) -> String {
+        guard let first = ref.first, first != "*", first != "?" else { return ref }
+        let parts = ref.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count > 1, let head = parts.first, head.contains(".") || head.contains(":") || head == "localhost" { return ref }
+        return parts.count == 1 ? "docker.io/library/" + ref : "docker.io/" + ref
     }
 
     public static func covers(_ d: Destination, _ host: String) -> Bool {
@@ -94,10 +110,15 @@ public struct ExceptionSet: Sendable {
 
     /// The exception that silences `a` (and counts it), or nil.
     public mutating func silence(_ a: Alert) -> ExceptionRule? {
-        guard let r = rules.first(where: { $0.matches(a) }) else { return nil }
-        hits[r.name, default: 0] += 1
+        guard let r = match(a) else { return nil }
+        count(r.name)
         return r
     }
+
+    /// The exception that would silence `a`, without counting it.
+    public func match(_ a: Alert) -> ExceptionRule? { rules.first { $0.matches(a) } }
+
+    public mutating func count(_ name: String) { hits[name, default: 0] += 1 }
 
     /// New rules, keeping the counts of those still present.
     public mutating func replace(with new: [ExceptionRule]) {

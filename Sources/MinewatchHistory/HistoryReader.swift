@@ -115,7 +115,7 @@ public final class HistoryReader: Sendable {
     /// minute before that (`perMinute` forces minutes). At most `limit` points, the latest.
     public func series(container id: String, since: Date, perMinute: Bool = false, limit: Int = 5000) throws(MinewatchError) -> [Sample] {
         try run("read series") { db in
-            let t = since.timeIntervalSince1970
+            let t = min(max(since.timeIntervalSince1970.isFinite ? since.timeIntervalSince1970 : 0, 0), 1e11)
             var out: [Sample] = []
             let firstSample = perMinute ? nil : try Double.fetchOne(db, sql: "SELECT MIN(time) FROM samples WHERE container_id = ?", arguments: [id])
             // Minutes before the first per-pass sample (or all of them).

@@ -63,10 +63,14 @@ public enum EventRenderer {
     /// The first destination as (address or name, port).
     static func firstDestination(_ a: Alert) -> (host: String, port: Int?)? {
         for e in a.evidence where e.kind == .pool || e.name == "tunnel" {
-            guard let host = Alert.host(of: e.value) ?? (e.name.contains(".") ? e.name : nil) else { continue }
             let token = e.value.split(separator: " ").first.map(String.init) ?? ""
-            let port = token.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) }
-            return (host, token.contains(":") ? port : nil)
+            // An endpoint (address or host with a port, a URL) in the value; otherwise a service's
+            // or pool's domain in the name (its value says how it was seen: dns, tls, http).
+            if let host = Alert.host(of: e.value), IPAddressText.isAddress(host) || token.contains(":") {
+                let port = token.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) }
+                return (host, token.contains(":") ? port : nil)
+            }
+            if e.name.contains(".") { return (e.name.lowercased(), nil) }
         }
         return nil
     }
@@ -75,7 +79,7 @@ public enum EventRenderer {
     /// for the rest. Absent values are left out.
     public static func falcoFields(_ a: Alert) -> [String: FieldValue] {
         var f: [String: FieldValue] = ["container.id": .string(String(a.container.id.prefix(12))), "container.full_id": .string(a.container.id),
-                                       "evt.time": .number(Double(Int64((a.detectedAt.timeIntervalSince1970 * 1e9).rounded())))]
+                                       "evt.time": .integer(Int64((a.detectedAt.timeIntervalSince1970 * 1e9).rounded()))]
         if let n = a.container.name { f["container.name"] = .string(n) }
         if let img = a.container.image {
             let (repo, tag) = splitImage(img)
@@ -111,10 +115,12 @@ public enum EventRenderer {
     public enum FieldValue: Sendable, Hashable, Encodable {
         case string(String)
         case number(Double)
+        case integer(Int64)
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.singleValueContainer()
             switch self {
             case .string(let s): try c.encode(s)
+            case .integer(let i): try c.encode(i)
             case .number(let n): if n == n.rounded() && abs(n) < 1e15 { try c.encode(Int64(n)) } else { try c.encode(n) }
             }
         }
@@ -200,7 +206,6 @@ public enum EventRenderer {
         var container: [String: Any] = ["uid": a.container.id, "runtime": a.container.runtime]
         if let n = a.container.name { container["name"] = n }
         if let img = a.container.image { container["image"] = ["name": img] }
-        if let pod = a.container.k8s?.pod { container["pod_uuid"] = pod }
         var labels = a.container.labels ?? [:]
         if let k = a.container.k8s {
             if let ns = k.namespace { labels["k8s.namespace"] = ns }

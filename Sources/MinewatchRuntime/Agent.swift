@@ -41,17 +41,29 @@ public final class Agent {
             responses?.submit(a, processes: watcher.processes[a.container.id] ?? [], written: seqs.first ?? nil)
         }
         for s in watcher.silenced { for q in sinks { q.enqueue(.silenced(s.alert, exception: s.exception)) } }
-        let t = watcher.telemetry.values.sorted { $0.container.id < $1.container.id }
+        // Containers gone are not reported again while the store remembers them.
+        let t = watcher.currentTelemetry
         for s in sinks { s.enqueue(.telemetry(t, time: watcher.sampler.lastPassTime ?? start)) }
         lastPassSeconds = Date().timeIntervalSince(start)
         lastAlerts = alerts
         return alerts
     }
 
-    /// Finishes the responses under way, then writes what every sink has queued and closes it.
+    /// Finishes the responses under way, then writes what every sink has queued and closes it,
+    /// all sinks at once, within one deadline (a Kubernetes grace period is 30 s by default).
     public func finish(timeout: TimeInterval = 10) {
-        responses?.finish(timeout: timeout)
-        for s in sinks { s.close(timeout: timeout) }
+        let deadline = Date().addingTimeInterval(timeout)
+        responses?.finish(timeout: timeout / 2)
+        let group = DispatchGroup()
+        for s in sinks {
+            group.enter()
+            let left = max(0.5, deadline.timeIntervalSinceNow)
+            Thread {
+                s.close(timeout: left)
+                group.leave()
+            }.start()
+        }
+        _ = group.wait(timeout: .now() + max(0.5, deadline.timeIntervalSinceNow) + 0.5)
     }
 
     public var sinkStats: [SinkStats] { sinks.map(\.stats) }

@@ -18,6 +18,8 @@ public struct ContainerState {
     public internal(set) var telemetry: ContainerTelemetry?
     /// Alerts the exceptions silenced here ("exception (detector)"), for telemetry.
     public internal(set) var silenced: [String] = []
+    /// Silenced verdicts already counted (exception, detector, destinations, executable).
+    var silencedKeys: Set<String> = []
     /// Each detector's state, by detector.
     var slots: [DetectorID: Any] = [:]
 

@@ -146,6 +146,9 @@ public final class HostSampler {
     /// Processes of the last pass by pid, and the keys that make a process "not new".
     var known: [Int32: ProcessSample] = [:]
     var knownKeys: Set<String> = []
+
+    /// Every running process is new again in the next pass (after a rules reload).
+    public func forgetProcesses() { knownKeys = [] }
     var hostNetns: UInt64?
     var passes = 0
     public private(set) var lastPassTime: Date?

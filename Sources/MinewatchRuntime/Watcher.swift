@@ -59,6 +59,9 @@ public final class Watcher {
     /// reads its old state). Settings from `keep` (models, thresholds) carry over.
     public func reconfigure(rules: CompiledRules, disabled: Set<DetectorID>, models: (BandwidthModel, RelayModel)? = nil) {
         let old = registered
+        // Running processes are looked at again with the new rules (their executables, command
+        // lines and environment), as if they had just started.
+        sampler.forgetProcesses()
         sampler.environmentKeys = MinerProcessDetector.environmentKeys.union(rules.ruleSet.environmentKeys)
         var fresh: [RegisteredDetector] = []
         for d in Self.standardDetectors(rules: rules, procRoot: sampler.proc.root) where !disabled.contains(d.id) {
@@ -81,6 +84,13 @@ public final class Watcher {
         registered = fresh
         let gone = Set(old.map(\.id)).subtracting(fresh.map(\.id))
         if !gone.isEmpty { for id in store.states.keys { store.modify(id) { s in for g in gone { s.slots[g] = nil } } } }
+    }
+
+    /// New exceptions (SIGHUP): counts of those that keep their name are kept, and what the old
+    /// ones silenced is judged again.
+    public func replaceExceptions(_ rules: [ExceptionRule]) {
+        exceptions.replace(with: rules)
+        for id in store.states.keys { store.modify(id) { $0.silencedKeys = []; $0.silenced = [] } }
     }
 
     /// Adds a detector, or replaces the one with the same id (its state starts afresh).
@@ -132,8 +142,13 @@ public final class Watcher {
         set { alerts.describe = newValue }
     }
 
-    /// Latest telemetry of every container in the store.
+    /// Latest telemetry of every container in the store (containers gone stay for a few passes).
     public var telemetry: [String: ContainerTelemetry] { store.states.compactMapValues(\.telemetry) }
+    /// Telemetry of the containers seen in the last pass only, by id.
+    public var currentTelemetry: [ContainerTelemetry] {
+        let last = sampler.lastPassTime
+        return store.states.values.filter { $0.lastSeen == last }.compactMap(\.telemetry).sorted { $0.container.id < $1.container.id }
+    }
     /// Processes of each container in the last pass (for responses).
     public private(set) var processes: [String: [ProcessSample]] = [:]
     public private(set) var passes = 0
@@ -154,14 +169,22 @@ public final class Watcher {
                 for d in registered {
                     let context = DetectionContext(now: host.time, alerted: state.alerted)
                     guard let v = d.run(pass, &state, context), !state.alerted.contains(d.id) else { continue }
-                    state.alerted.insert(d.id)
                     let a = alerts.alert(v, detector: d.id, container: snap.ref, now: host.time)
-                    if let ex = exceptions.silence(a) {
-                        silencedNow.append((a, ex.name))
-                        state.silenced.append("\(ex.name) (\(d.id))")
-                    } else {
-                        out.append(a)
+                    // A silenced verdict does not use up the detector: the next one that the
+                    // exception does not cover (another destination, another process) is alerted.
+                    // Each distinct silenced verdict is counted once.
+                    if let ex = exceptions.match(a) {
+                        let key = "\(ex.name)|\(d.id)|\(a.destinationHosts.sorted().joined(separator: ","))|\(a.exe ?? "")"
+                        if state.silencedKeys.count < 64, state.silencedKeys.insert(key).inserted {
+                            exceptions.count(ex.name)
+                            silencedNow.append((a, ex.name))
+                            let label = "\(ex.name) (\(d.id))"
+                            if !state.silenced.contains(label) { state.silenced.append(label) }
+                        }
+                        continue
                     }
+                    state.alerted.insert(d.id)
+                    out.append(a)
                 }
                 state.telemetry = telemetry(pass, previous: state.telemetry)
                 state.telemetry?.silenced = state.silenced.isEmpty ? nil : state.silenced

@@ -42,15 +42,19 @@ public final class AgentServer: Sendable {
         public var path: String
         /// Parameter names in `path` (`:id`).
         public var parameterNames: [String]
+        /// Served without the token: the dashboard's page and script, which hold no data (a
+        /// browser cannot send a token for the page itself; the page sends it for the API).
+        public var isPublic = false
         public var handler: @Sendable (RouteRequest) -> RouteResponse
-        public init(path: String, handler: @escaping @Sendable (RouteRequest) -> RouteResponse) {
+        public init(path: String, isPublic: Bool = false, handler: @escaping @Sendable (RouteRequest) -> RouteResponse) {
             self.path = path
+            self.isPublic = isPublic
             parameterNames = path.split(separator: "/").filter { $0.hasPrefix(":") }.map { String($0.dropFirst()) }
             self.handler = handler
         }
         /// A route whose answer does not depend on the request.
-        public static func fixed(_ path: String, _ handler: @escaping @Sendable () -> (contentType: String, body: [UInt8])) -> Route {
-            Route(path: path) { _ in
+        public static func fixed(_ path: String, isPublic: Bool = false, _ handler: @escaping @Sendable () -> (contentType: String, body: [UInt8])) -> Route {
+            Route(path: path, isPublic: isPublic) { _ in
                 let (t, b) = handler()
                 return RouteResponse(contentType: t, body: b)
             }
@@ -83,7 +87,7 @@ public final class AgentServer: Sendable {
     @discardableResult
     public func start() throws(MinewatchError) -> Int {
         let router = Router()
-        router.add(middleware: BearerMiddleware(token: token, refused: refusals))
+        router.add(middleware: BearerMiddleware(token: token, refused: refusals, publicPaths: Set(routes.filter(\.isPublic).map(\.path))))
         for r in routes {
             let handler = r.handler
             let names = r.parameterNames
@@ -141,9 +145,29 @@ public final class AgentServer: Sendable {
 struct BearerMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String?
     let refused: RequestCounter
+    let publicPaths: Set<String>
+
+    /// Names a request to a loopback-only endpoint may carry in `Host`: anything else is a page
+    /// elsewhere reaching it through DNS rebinding.
+    static func isLoopbackHost(_ host: String) -> Bool {
+        var h = Substring(host.lowercased())
+        if h.hasPrefix("[") { h = h.dropFirst().prefix { $0 != "]" } } else if let colon = h.lastIndex(of: ":"), h.filter({ $0 == ":" }).count == 1 { h = h[..<colon] }
+        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let token else { return try await next(request, context) }
+        guard let token else {
+            // Without a token the endpoint is on loopback: refuse what a browser was tricked into.
+            let host = request.head.authority ?? ""
+            let crossSite = HTTPField.Name("Sec-Fetch-Site").map { request.headers[$0] == "cross-site" } ?? false
+            if !Self.isLoopbackHost(host) || crossSite {
+                refused.value.add(1, ordering: .relaxed)
+                return Response(status: .forbidden, headers: [.contentType: "text/plain; charset=utf-8"],
+                                body: ResponseBody(byteBuffer: ByteBuffer(string: "only loopback names are served here\n")))
+            }
+            return try await next(request, context)
+        }
+        if publicPaths.contains(request.uri.path) { return try await next(request, context) }
         let given = request.headers[.authorization] ?? ""
         let expected = "Bearer " + token
         if Self.constantTimeEqual(Array(given.utf8), Array(expected.utf8)) { return try await next(request, context) }
@@ -184,7 +208,7 @@ public enum TokenFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw MinewatchError(.io, operation: "read token", subject: path, message: "cannot read the token file")
         }
-        let token = String(decoding: data, as: UTF8.self).split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        let token = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
         guard token.count >= 16 else {
             throw MinewatchError(.invalidArgument, operation: "read token", subject: path, message: "the token must be at least 16 characters")
         }

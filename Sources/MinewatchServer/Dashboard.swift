@@ -151,16 +151,25 @@ public enum DashboardRoutes {
     /// `since` as a duration back from now (`1h`, `30m`), an RFC 3339 time or epoch seconds.
     public static func since(_ text: String?, default d: Double, now: Date = Date()) -> Date? {
         guard let text, !text.isEmpty else { return now.addingTimeInterval(-d) }
-        if let secs = Durations.parse(text), !text.allSatisfy({ $0.isNumber || $0 == "." }) { return now.addingTimeInterval(-secs) }
-        if let epoch = Double(text) { return Date(timeIntervalSince1970: epoch) }
-        return ISO8601DateFormatter().date(from: text)
+        var date: Date?
+        if text.allSatisfy({ $0.isNumber || $0 == "." }) {
+            date = Double(text).map { Date(timeIntervalSince1970: $0) }
+        } else if let secs = Durations.parse(text) {
+            date = now.addingTimeInterval(-secs)
+        } else {
+            date = ISO8601DateFormatter().date(from: text)
+        }
+        // Only times that can be: from the epoch to a day ahead (nan, inf and 1e300 are not).
+        guard let date, date.timeIntervalSince1970.isFinite, date.timeIntervalSince1970 >= 0,
+              date <= now.addingTimeInterval(86400) else { return nil }
+        return date
     }
 
     /// `history` opens the agent's history file for the series and alerts (nil: history is off).
     public static func routes(state: DashboardState, history: (@Sendable () -> HistoryReader?)?) -> [AgentServer.Route] {
         [
-            .fixed("/") { (contentType: "text/html; charset=utf-8", body: Array(DashboardAssets.html.utf8)) },
-            .fixed("/dashboard.js") { (contentType: "text/javascript; charset=utf-8", body: Array(DashboardAssets.script.utf8)) },
+            .fixed("/", isPublic: true) { (contentType: "text/html; charset=utf-8", body: Array(DashboardAssets.html.utf8)) },
+            .fixed("/dashboard.js", isPublic: true) { (contentType: "text/javascript; charset=utf-8", body: Array(DashboardAssets.script.utf8)) },
             .init(path: "/api/containers") { _ in json(state.snapshot()) },
             .init(path: "/api/exceptions") { _ in json(state.exceptions) },
             .init(path: "/api/alerts") { req in

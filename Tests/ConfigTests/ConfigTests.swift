@@ -168,6 +168,10 @@ import Testing
         #expect(r.matches(Self.alert(evidence: ev)))
         // Each condition on its own can fail the match.
         #expect(!r.matches(Self.alert(image: "docker.io/library/fluent-bit:3.0", evidence: ev)))
+        // Docker reports the image as it was typed.
+        #expect(r.matches(Self.alert(image: "fluent/fluent-bit:3.0", evidence: ev)))
+        #expect(ExceptionRule.qualified("busybox:1") == "docker.io/library/busybox:1" && ExceptionRule.qualified("quay.io/x/y:1") == "quay.io/x/y:1")
+        #expect(ExceptionRule.qualified("localhost/mw:1") == "localhost/mw:1" && ExceptionRule.qualified("*fluent*") == "*fluent*")
         #expect(!r.matches(Self.alert(k8s: KubernetesMetadata(namespace: "default", pod: "p", container: "c"), evidence: ev)))
         #expect(!r.matches(Self.alert(labels: ["app": "xmrig"], evidence: ev)))
         #expect(!r.matches(Self.alert(.minerProcess, evidence: ev)))

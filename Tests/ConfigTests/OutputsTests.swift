@@ -227,4 +227,29 @@ final class Receiver: @unchecked Sendable {
         #expect(body.contains("minewatch_agent_resident_memory_bytes") && body.contains("minewatch_agent_cpu_seconds_total"))
         #expect(server.refused == 2)
     }
+
+    @Test func dashboardPageIsPublicItsAPINeedsTheToken() throws {
+        let token = "s3cret-s3cret-s3cret"
+        let state = DashboardState(hostname: "n")
+        let server = AgentServer(host: "127.0.0.1", port: 0, token: token, routes: DashboardRoutes.routes(state: state, history: nil))
+        let port = try server.start()
+        defer { server.stop() }
+        #expect(try get(port, "/", token: nil).0 == 200, "a browser cannot send a token for the page itself")
+        #expect(try get(port, "/dashboard.js", token: nil).0 == 200)
+        #expect(try get(port, "/api/containers", token: nil).0 == 401)
+        #expect(try get(port, "/api/containers", token: token).0 == 200)
+    }
+
+    @Test func loopbackWithoutATokenRefusesOtherHostNames() throws {
+        let server = AgentServer(host: "127.0.0.1", port: 0, token: nil, routes: [.fixed("/metrics") { ("text/plain", Array("ok\n".utf8)) }])
+        let port = try server.start()
+        defer { server.stop() }
+        func curl(_ extra: [String]) throws -> String {
+            String(decoding: try TestSupport.run(["curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"] + extra + ["http://127.0.0.1:\(port)/metrics"]).out, as: UTF8.self)
+        }
+        #expect(try curl([]) == "200")
+        #expect(try curl(["-H", "Host: localhost:\(port)"]) == "200")
+        #expect(try curl(["-H", "Host: attacker.example:\(port)"]) == "403", "DNS rebinding")
+        #expect(try curl(["-H", "Sec-Fetch-Site: cross-site"]) == "403")
+    }
 }

@@ -156,6 +156,10 @@ import TestSupport
         #expect(s2 == 200 && (series["samples"] as? [Any])?.count == 10 && (series["alerts"] as? [Any])?.count == 1, "\(series)")
         #expect(try get("/api/containers/:id/series", ["id": "nothing"]).0 == 404)
         #expect(try get("/api/containers/:id/series", ["id": "proxy"], ["since": "soon"]).0 == 400)
+        for bad in ["nan", "inf", "-inf", "1e300", "99999999999999999999"] {
+            #expect(try get("/api/containers/:id/series", ["id": "proxy"], ["since": bad]).0 == 400, "since=\(bad)")
+            #expect(try get("/api/alerts", [:], ["since": bad]).0 == 400, "since=\(bad)")
+        }
         let (s3, alerts) = try get("/api/alerts", [:], ["since": "24h", "container": "proxy"])
         #expect(s3 == 200 && (alerts["alerts"] as? [Any])?.count == 1)
         let ex = try #require(routes["/api/exceptions"]).handler(.init())

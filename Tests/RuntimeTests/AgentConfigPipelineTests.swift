@@ -32,6 +32,26 @@ import TestSupport
         #expect(w.poll().isEmpty && w.exceptions.hits == ["research": 1], "counted once, like the alert it replaces")
     }
 
+    @Test func aSilencedVerdictDoesNotUseUpItsDetector() throws {
+        let proc = try FakeProc()
+        let cid = String(repeating: "5a", count: 32)
+        try proc.add(pid: 650, comm: "benchminer", cgroup: "/docker/\(cid)", cmdline: ["benchminer"], exe: Samples.elf(Samples.xmrigStrings))
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_250_000)))
+        w.drift = DriftDetector(scratchPrefixes: [])
+        var rule = ExceptionRule(name: "bench", reason: "our benchmark", source: "t.yaml:1")
+        rule.processes = ["*-benchminer"]
+        w.exceptions = ExceptionSet([rule])
+        #expect(w.poll().isEmpty && w.exceptions.hits == ["bench": 1])
+        #expect(w.poll().isEmpty && w.exceptions.hits == ["bench": 1], "the same verdict is counted once")
+        // Something the exception does not cover, in the same container: alerted.
+        try proc.add(pid: 651, comm: "kworker", cgroup: "/docker/\(cid)", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings), startTicks: 95000)
+        let alerts = w.poll()
+        #expect(alerts.map(\.detector) == [.minerProcess] && alerts.first?.exe?.hasSuffix("651-kworker") == true, "\(alerts.map(\.exe))")
+        // After a reload without the exception, what it silenced is judged again.
+        w.replaceExceptions([])
+        #expect(w.exceptions.hits.isEmpty)
+    }
+
     @Test func reconfigureKeepsStateAndSwitchesDetectors() throws {
         let proc = try FakeProc()
         let cid = String(repeating: "8a", count: 32)
