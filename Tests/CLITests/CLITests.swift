@@ -153,7 +153,8 @@ import TestSupport
     @Test func anEngineThatIsNotThereIsReportedOnceAndWatchGoesOn() throws {
         // The host group (--include-host) always has processes, so there is telemetry to name in
         // every pass, whatever containers run (no content rules: the host's programs are not scanned).
-        let r = try minewatch(["watch", "--interval", "300ms", "--duration", "5s", "--format", "jsonl", "--telemetry", "--include-host",
+        // 12 s: on a loaded machine one pass over every host process can take seconds.
+        let r = try minewatch(["watch", "--interval", "300ms", "--duration", "12s", "--format", "jsonl", "--telemetry", "--include-host",
                                "--no-capture", "--no-bundled-rules", "--rules", fixturePath("behaviour-only-rules.yaml"),
                                "--engine-socket", "/nonexistent/engine.sock", "--bw-min-upload", "1Mi", "--bw-window", "30s"])
         #expect(r.status == 0, "\(r.err)")
