@@ -106,10 +106,7 @@ public struct HistoryCommand: ParsableCommand {
                 let hits = try reader.containers(matching: container)
                 if let c = hits.first {
                     if hits.count > 1 { Terminal.error("\(hits.count) containers match \(container); showing the most recent, \(c.id.prefix(12))") }
-                    let report = HistoryRenderer.ContainerReport(
-                        container: c, since: since, samples: try reader.series(container: c.id, since: since, perMinute: !perPass),
-                        alerts: try reader.alerts(since: since, container: c.id), silenced: try reader.silenced(since: since, container: c.id))
-                    text = HistoryRenderer.container(report, format: source.format)
+                    text = HistoryRenderer.container(try reader.history(of: c, since: since, perMinute: !perPass), format: source.format)
                 } else {
                     text = nil
                 }

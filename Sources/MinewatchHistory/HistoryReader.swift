@@ -95,18 +95,24 @@ public final class HistoryReader: Sendable {
                                firstSeen: Date(timeIntervalSince1970: r["first_seen"]), lastSeen: Date(timeIntervalSince1970: r["last_seen"]))
     }
 
+    /// `SELECT * FROM table` of the rows since `since`, of one container when given.
+    static func rows(_ table: String, since: Date?, container: String?) -> (String, [any DatabaseValueConvertible]) {
+        var sql = "SELECT * FROM \(table) WHERE time >= ?"
+        var args: [any DatabaseValueConvertible] = [since?.timeIntervalSince1970 ?? 0]
+        if let container {
+            sql += " AND container_id = ?"
+            args.append(container)
+        }
+        return (sql, args)
+    }
+
     /// Alerts since `since`, oldest first, for one container id when given (at most `limit`).
     public func alerts(since: Date? = nil, container: String? = nil, limit: Int = 10_000) throws(MinewatchError) -> [Alert] {
         try run("read alerts") { db in
-            var sql = "SELECT json FROM alerts WHERE time >= ?"
-            var args: [any DatabaseValueConvertible] = [since?.timeIntervalSince1970 ?? 0]
-            if let container {
-                sql += " AND container_id = ?"
-                args.append(container)
-            }
+            var (sql, args) = Self.rows("alerts", since: since, container: container)
             sql += " ORDER BY time DESC, id DESC LIMIT ?"
             args.append(limit)
-            let texts = try String.fetchAll(db, sql: sql, arguments: StatementArguments(args))
+            let texts = try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map { $0["json"] as String }
             return texts.reversed().compactMap { try? Self.decoder.decode(Alert.self, from: Data($0.utf8)) }
         }
     }
@@ -149,18 +155,29 @@ public final class HistoryReader: Sendable {
     /// Alerts exceptions silenced since `since`.
     public func silenced(since: Date? = nil, container: String? = nil) throws(MinewatchError) -> [Silenced] {
         try run("read silenced alerts") { db in
-            var sql = "SELECT * FROM silenced WHERE time >= ?"
-            var args: [any DatabaseValueConvertible] = [since?.timeIntervalSince1970 ?? 0]
-            if let container {
-                sql += " AND container_id = ?"
-                args.append(container)
-            }
+            var (sql, args) = Self.rows("silenced", since: since, container: container)
             sql += " ORDER BY time LIMIT 10000"
             return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map {
                 Silenced(time: Date(timeIntervalSince1970: $0["time"]), exception: $0["exception"], containerID: $0["container_id"],
                          detector: $0["detector"], summary: $0["summary"])
             }
         }
+    }
+
+    /// What one container did since `since`: its record, its telemetry (`series`), its alerts
+    /// (at most `alertLimit`, the latest) and what exceptions silenced there. The dashboard's
+    /// series API and `minewatch history container` both answer with it.
+    public struct ContainerHistory: Sendable, Codable {
+        public var container: ContainerRecord
+        public var since: Date
+        public var samples: [Sample]
+        public var alerts: [Alert]
+        public var silenced: [Silenced]
+    }
+
+    public func history(of c: ContainerRecord, since: Date, perMinute: Bool, alertLimit: Int = 10_000) throws(MinewatchError) -> ContainerHistory {
+        ContainerHistory(container: c, since: since, samples: try series(container: c.id, since: since, perMinute: perMinute),
+                         alerts: try alerts(since: since, container: c.id, limit: alertLimit), silenced: try silenced(since: since, container: c.id))
     }
 
     /// Row counts per table (for `history` and the tests).

@@ -43,24 +43,9 @@ public enum HistoryRenderer {
         }
     }
 
-    public struct ContainerReport: Sendable, Encodable {
-        public var container: HistoryReader.ContainerRecord
-        public var since: Date
-        public var samples: [HistoryReader.Sample]
-        public var alerts: [Alert]
-        public var silenced: [HistoryReader.Silenced]
-        public init(container: HistoryReader.ContainerRecord, since: Date, samples: [HistoryReader.Sample], alerts: [Alert], silenced: [HistoryReader.Silenced]) {
-            self.container = container
-            self.since = since
-            self.samples = samples
-            self.alerts = alerts
-            self.silenced = silenced
-        }
-    }
-
     /// What a container did: its metadata, its telemetry over time (per minute; the alerts at
     /// the minute they fired) and its alerts with their evidence.
-    public static func container(_ r: ContainerReport, format: Format) -> String {
+    public static func container(_ r: HistoryReader.ContainerHistory, format: Format) -> String {
         switch format {
         case .json:
             return json(r)

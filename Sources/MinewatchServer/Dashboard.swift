@@ -193,21 +193,11 @@ public enum DashboardRoutes {
                 guard let reader = history?() else { return .error(404, "the agent keeps no history (--history FILE)") }
                 do throws(MinewatchError) {
                     guard let c = try reader.containers(matching: ref).first else { return .error(404, "no container \(ref) in the history") }
-                    let samples = try reader.series(container: c.id, since: since, perMinute: req.query["per"] == "minute")
-                    return json(SeriesView(container: c, since: since, samples: samples, alerts: try reader.alerts(since: since, container: c.id, limit: 500),
-                                           silenced: try reader.silenced(since: since, container: c.id)))
+                    return json(try reader.history(of: c, since: since, perMinute: req.query["per"] == "minute", alertLimit: 500))
                 } catch {
                     return .error(500, error.description)
                 }
             },
         ]
-    }
-
-    public struct SeriesView: Sendable, Codable {
-        public var container: HistoryReader.ContainerRecord
-        public var since: Date
-        public var samples: [HistoryReader.Sample]
-        public var alerts: [Alert]
-        public var silenced: [HistoryReader.Silenced]
     }
 }

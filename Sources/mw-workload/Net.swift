@@ -132,7 +132,8 @@ final class Conn: @unchecked Sendable {
 }
 
 /// Listens on host:port and hands each connection to `handle` on its own thread.
-func serve(host: String, port: Int, until deadline: Date, handle: @escaping @Sendable (Conn) -> Void) throws {
+/// A TCP socket listening on host:port (IPv4, SO_REUSEADDR).
+func listeningSocket(host: String, port: Int, backlog: Int32) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var one: Int32 = 1
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -141,7 +142,12 @@ func serve(host: String, port: Int, until deadline: Date, handle: @escaping @Sen
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
     addr.sin_addr.s_addr = inet_addr(host)
     let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    guard ok == 0, listen(fd, 64) == 0 else { throw WorkloadError(description: "listen \(host):\(port): errno \(errno)") }
+    guard ok == 0, listen(fd, backlog) == 0 else { throw WorkloadError(description: "listen \(host):\(port): errno \(errno)") }
+    return fd
+}
+
+func serve(host: String, port: Int, until deadline: Date, handle: @escaping @Sendable (Conn) -> Void) throws {
+    let fd = try listeningSocket(host: host, port: port, backlog: 64)
     var tv = timeval(tv_sec: 1, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     log("listening on \(host):\(port)")

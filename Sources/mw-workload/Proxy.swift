@@ -131,7 +131,7 @@ enum Proxy {
     static func runVendor(listen: String, customers: String, cert: String, key: String, deadline: Date) throws {
         let ctx = try tlsServerContext(cert: cert, key: key)
         let (lh, lp) = try hostPort(listen), (ch, cp) = try hostPort(customers)
-        let nodeListener = try listener(host: lh, port: lp), customerListener = try listener(host: ch, port: cp)
+        let nodeListener = try listeningSocket(host: lh, port: lp, backlog: 128), customerListener = try listeningSocket(host: ch, port: cp, backlog: 128)
         defer { close(nodeListener); close(customerListener) }
         log("vendor: nodes on \(listen) (TLS), customers on \(customers)")
         var node: Conn?
@@ -206,18 +206,6 @@ enum Proxy {
         }
     }
 
-    static func listener(host: String, port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr(host)
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard ok == 0, Glibc.listen(fd, 128) == 0 else { throw WorkloadError(description: "listen \(host):\(port): errno \(errno)") }
-        return fd
-    }
 
     // MARK: customers
 
