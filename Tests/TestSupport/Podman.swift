@@ -111,6 +111,12 @@ extension Podman {
         return String(decoding: r.out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// The container's processes as `podman top` lists them (for failure messages).
+    public static func top(_ id: String) -> String {
+        guard let r = try? run(["podman", "top", id, "pid", "args"]), r.status == 0 else { return "(podman top failed)" }
+        return String(decoding: r.out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// When the container started (podman's StartedAt).
     public static func startedAt(_ id: String) -> Date? {
         let s = inspect(id, "{{.State.StartedAt.Unix}}")
