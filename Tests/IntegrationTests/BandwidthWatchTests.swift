@@ -10,24 +10,13 @@ import TestSupport
 @Suite(.serialized) struct BandwidthWatchTests {
     @Test func bandwidthMinerAlertedBenignLoadsQuiet() throws {
         guard Podman.required() else { return }
-        let dir = try TempDir("bw")
-        defer { dir.cleanup() }
-        let tag = try Podman.workloadImage(dir)
-        defer { Podman.removeImage(tag) }
-        let net = try Podman.createNetwork(subnet: "198.18.1.0/26")
-        defer { Podman.removeNetwork(net) }
-        let run = UUID().uuidString.prefix(6).lowercased()
-        var names: [String] = []
-        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
-        func start(_ role: String, ip: String? = nil, network: String? = nil, _ args: [String]) throws -> String {
-            let name = "mw-bw-\(role)-\(run)"
-            names.append(name)
-            return try Podman.runDetached(["--network", network ?? net, "--name", name] + (ip.map { ["--ip", $0] } ?? []) + Podman.hostMounts
-                                          + [tag, "/usr/local/bin/svc"] + args)
-        }
-        let pool1 = try start("pool1", ip: "198.18.1.10", ["ann-handler", "--listen", "198.18.1.10:80", "--duration", "90"])
-        let pool2 = try start("pool2", ip: "198.18.1.11", ["ann-handler", "--listen", "198.18.1.11:80", "--duration", "90"])
-        let web = try start("web", ip: "198.18.1.20", ["http-server", "--listen", "198.18.1.20:80", "--duration", "90"])
+        let lab = try WorkloadLab("bw")
+        defer { lab.cleanup() }
+        try lab.createNetwork(subnet: "198.18.1.0/26")
+        let dir = lab.dir
+        let pool1 = try lab.start("pool1", ip: "198.18.1.10", ["ann-handler", "--listen", "198.18.1.10:80", "--duration", "90"])
+        let pool2 = try lab.start("pool2", ip: "198.18.1.11", ["ann-handler", "--listen", "198.18.1.11:80", "--duration", "90"])
+        let web = try lab.start("web", ip: "198.18.1.20", ["http-server", "--listen", "198.18.1.20:80", "--duration", "90"])
         usleep(1_000_000)
         let alerts = dir.path + "/alerts.jsonl"
         let rules = fixturePath("behaviour-only-rules.yaml")
@@ -36,13 +25,13 @@ import TestSupport
         defer { watch.stop() }
         usleep(1_000_000)
         // 300 announcements/s to two pools: about 0.6 MB/s up; CPU stays well under a core.
-        let miner = try start("miner", ["ann-miner", "--pool", "http://198.18.1.10", "--pool", "http://198.18.1.11",
+        let miner = try lab.start("miner", ["ann-miner", "--pool", "http://198.18.1.10", "--pool", "http://198.18.1.11",
                                         "--paymentaddr", "pkt1qquyqjzstpsxsurcszyfpx9q4zct3sxg6z52rdt", "--rate", "300", "--duration", "80"])
-        let downloader = try start("download", ["download", "--url", "http://198.18.1.20/file/50000000", "--clients", "2", "--rate", "2000000", "--duration", "80"])
+        let downloader = try lab.start("download", ["download", "--url", "http://198.18.1.20/file/50000000", "--clients", "2", "--rate", "2000000", "--duration", "80"])
         // 2 MB/s for 50 s: longer than the window, one request body, one reply at the end.
-        let backup = try start("backup", ["upload", "--url", "http://198.18.1.20/upload", "--bytes", "100000000", "--rate", "2000000", "--duration", "80"])
-        let api = try start("api", ["api-client", "--url", "http://198.18.1.20/api", "--rps", "20", "--duration", "80"])
-        let compress = try start("compress", network: "none", ["compress", "--threads", "1", "--duration", "80"])
+        let backup = try lab.start("backup", ["upload", "--url", "http://198.18.1.20/upload", "--bytes", "100000000", "--rate", "2000000", "--duration", "80"])
+        let api = try lab.start("api", ["api-client", "--url", "http://198.18.1.20/api", "--rps", "20", "--duration", "80"])
+        let compress = try lab.start("compress", network: "none", ["compress", "--threads", "1", "--duration", "80"])
         #expect(watch.wait(seconds: 90) { !watch.process.isRunning })
         let all = readAlerts(alerts)
         let forMiner = all.filter { $0.containerID == miner }
@@ -85,23 +74,12 @@ import TestSupport
             if requirePrerequisites { Issue.record("root is required under CI=true for packet capture") }
             return
         }
-        let dir = try TempDir("proto")
-        defer { dir.cleanup() }
-        let tag = try Podman.workloadImage(dir)
-        defer { Podman.removeImage(tag) }
-        let net = try Podman.createNetwork(subnet: "198.18.1.64/26")
-        defer { Podman.removeNetwork(net) }
-        let run = UUID().uuidString.prefix(6).lowercased()
-        var names: [String] = []
-        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
-        func start(_ role: String, ip: String? = nil, _ args: [String]) throws -> String {
-            let name = "mw-proto-\(role)-\(run)"
-            names.append(name)
-            return try Podman.runDetached(["--network", net, "--name", name] + (ip.map { ["--ip", $0] } ?? []) + Podman.hostMounts
-                                          + [tag, "/usr/local/bin/svc"] + args)
-        }
-        let pool = try start("pool", ip: "198.18.1.70", ["stratum-pool", "--listen", "198.18.1.70:3333", "--dialect", "bitcoin", "--target", "ffffffff", "--duration", "60"])
-        let handler = try start("handler", ip: "198.18.1.71", ["ann-handler", "--listen", "198.18.1.71:80", "--duration", "60"])
+        let lab = try WorkloadLab("proto")
+        defer { lab.cleanup() }
+        try lab.createNetwork(subnet: "198.18.1.64/26")
+        let dir = lab.dir
+        let pool = try lab.start("pool", ip: "198.18.1.70", ["stratum-pool", "--listen", "198.18.1.70:3333", "--dialect", "bitcoin", "--target", "ffffffff", "--duration", "60"])
+        let handler = try lab.start("handler", ip: "198.18.1.71", ["ann-handler", "--listen", "198.18.1.71:80", "--duration", "60"])
         usleep(1_000_000)
         let alerts = dir.path + "/alerts.jsonl"
         let rules = fixturePath("behaviour-only-rules.yaml")
@@ -110,9 +88,9 @@ import TestSupport
         defer { watch.stop() }
         usleep(1_500_000)
         let wallet = "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"
-        let miner = try start("miner", ["stratum-miner", "--pool", "198.18.1.70:3333", "--dialect", "bitcoin", "--wallet", wallet, "--duration", "50"])
+        let miner = try lab.start("miner", ["stratum-miner", "--pool", "198.18.1.70:3333", "--dialect", "bitcoin", "--wallet", wallet, "--duration", "50"])
         let payto = "pkt1qquyqjzstpsxsurcszyfpx9q4zct3sxg6z52rdt"
-        let ann = try start("ann", ["ann-miner", "--pool", "http://198.18.1.71", "--paymentaddr", payto, "--rate", "2000", "--duration", "50"])
+        let ann = try lab.start("ann", ["ann-miner", "--pool", "http://198.18.1.71", "--paymentaddr", payto, "--rate", "2000", "--duration", "50"])
         #expect(watch.wait(seconds: 40) { !watch.process.isRunning })
         let all = readAlerts(alerts)
         let s = try #require(all.first { $0.containerID == miner && $0["detector"] as? String == "mining-protocol" }, "\(all.map { $0["summary"] ?? "" })")

@@ -18,23 +18,12 @@ import TestSupport
             if requirePrerequisites { Issue.record("chromium is required under CI=true (scripts/install-deps installs it)") }
             return
         }
-        let dir = try TempDir("dash")
-        defer { dir.cleanup() }
-        let tag = try Podman.workloadImage(dir)
-        defer { Podman.removeImage(tag) }
-        let net = try Podman.createNetwork(subnet: "198.18.1.160/27")
-        defer { Podman.removeNetwork(net) }
-        let run = UUID().uuidString.prefix(6).lowercased()
-        var names: [String] = []
-        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
-        func start(_ role: String, ip: String? = nil, extra: [String] = [], _ args: [String]) throws -> String {
-            let name = "mw-dash-\(role)-\(run)"
-            names.append(name)
-            return try Podman.runDetached(["--network", net, "--name", name] + (ip.map { ["--ip", $0] } ?? []) + extra + Podman.hostMounts
-                                          + [tag, "/usr/local/bin/svc"] + args)
-        }
-        _ = try start("pool1", ip: "198.18.1.170", ["ann-handler", "--listen", "198.18.1.170:80", "--duration", "120"])
-        _ = try start("pool2", ip: "198.18.1.171", ["ann-handler", "--listen", "198.18.1.171:80", "--duration", "120"])
+        let lab = try WorkloadLab("dash")
+        defer { lab.cleanup() }
+        try lab.createNetwork(subnet: "198.18.1.160/27")
+        let dir = lab.dir
+        _ = try lab.start("pool1", ip: "198.18.1.170", ["ann-handler", "--listen", "198.18.1.170:80", "--duration", "120"])
+        _ = try lab.start("pool2", ip: "198.18.1.171", ["ann-handler", "--listen", "198.18.1.171:80", "--duration", "120"])
         let port = freeLoopbackPort()
         let history = dir.path + "/history.db"
         // podman's Docker-compatible API names the containers.
@@ -47,10 +36,10 @@ import TestSupport
                                            "--engine-socket", sock, "--history", history, "--dashboard", "--listen", "127.0.0.1:\(port)"], label: "dash-watch")
         defer { watch.stop() }
         #expect(watch.wait { loopbackPortOpen(port) }, "\(watch.output)")
-        let miner = try start("miner", ["ann-miner", "--pool", "http://198.18.1.170", "--pool", "http://198.18.1.171",
+        let miner = try lab.start("miner", ["ann-miner", "--pool", "http://198.18.1.170", "--pool", "http://198.18.1.171",
                                         "--paymentaddr", "pkt1qquyqjzstpsxsurcszyfpx9q4zct3sxg6z52rdt", "--rate", "300", "--duration", "110"])
         // CPU-bound and honest: a compressor at its 0.5-core limit.
-        let busy = try start("build", extra: ["--cpus", "0.5"], ["compress", "--threads", "1", "--duration", "110"])
+        let busy = try lab.start("build", options: ["--cpus", "0.5"], ["compress", "--threads", "1", "--duration", "110"])
         #expect(watch.wait(seconds: 60) { readAlerts(dir.path + "/alerts.jsonl").contains { $0.containerID == miner && $0["detector"] as? String == "bandwidth-miner" } },
                 "\(readAlerts(dir.path + "/alerts.jsonl").map { $0["summary"] ?? "" })")
         usleep(3_000_000)
@@ -97,7 +86,7 @@ import TestSupport
         let list = (obj?["alerts"] as? [[String: Any]]) ?? []
         #expect(list.contains { ($0["container"] as? [String: Any])?["id"] as? String == miner && $0["detector"] as? String == "bandwidth-miner" })
         #expect(!list.contains { ($0["container"] as? [String: Any])?["id"] as? String == busy })
-        let report = try TestSupport.run([minewatchBinary(), "history", "container", "--history", history, "--per-pass", "mw-dash-miner-\(run)"])
+        let report = try TestSupport.run([minewatchBinary(), "history", "container", "--history", history, "--per-pass", lab.name("miner")])
         let text = String(decoding: report.out, as: UTF8.self)
         #expect(report.status == 0, "\(report.err)")
         #expect(text.contains("container \(miner)") && text.contains("ALERT high bandwidth-miner"), "\(text.prefix(3000))")
@@ -113,18 +102,10 @@ import TestSupport
     /// with the same file.
     @Test func killedMidWriteTheHistoryStaysSound() throws {
         guard Podman.required() else { return }
-        let dir = try TempDir("crash")
-        defer { dir.cleanup() }
-        let tag = try Podman.workloadImage(dir)
-        defer { Podman.removeImage(tag) }
-        let run = UUID().uuidString.prefix(6).lowercased()
-        var names: [String] = []
-        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
-        for i in 0..<6 {
-            let name = "mw-crash-\(i)-\(run)"
-            names.append(name)
-            _ = try Podman.runDetached(["--network", "none", "--name", name] + Podman.hostMounts + [tag, "/bin/sleep", "120"])
-        }
+        let lab = try WorkloadLab("crash")
+        defer { lab.cleanup() }
+        let dir = lab.dir
+        for i in 0..<6 { try lab.container("\(i)", options: Podman.hostMounts, command: [lab.tag, "/bin/sleep", "120"]) }
         let history = dir.path + "/history.db"
         var lastSamples = 0
         for round in 0..<3 {

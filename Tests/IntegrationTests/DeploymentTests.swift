@@ -197,30 +197,14 @@ import Yams
         _ = try dir.file("etc/\(configName)", Array(config.utf8))
         _ = try dir.file("etc/rules.d/behaviour-only.yaml", Array(try Data(contentsOf: URL(fileURLWithPath: fixturePath("behaviour-only-rules.yaml")))))
 
-        let wl = try Podman.workloadImage(dir)
-        defer { Podman.removeImage(wl) }
-        let net = try Podman.createNetwork(subnet: "198.18.1.224/27")
-        defer { Podman.removeNetwork(net) }
-        var names: [String] = []
-        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
-        func start(_ role: String, ip: String? = nil, cpus: String? = nil, _ svcArgs: [String]) throws -> String {
-            let name = "mw-deploy-\(role)-\(suffix)"
-            names.append(name)
-            var podmanArgs: [String] = ["--network", net, "--name", name]
-            if let ip { podmanArgs += ["--ip", ip] }
-            if let cpus { podmanArgs += ["--cpus", cpus] }
-            podmanArgs += Podman.hostMounts
-            podmanArgs += [wl, "/usr/local/bin/svc"]
-            podmanArgs += svcArgs
-            return try Podman.runDetached(podmanArgs)
-        }
-        let pool = try start("pool", ip: "198.18.1.230", ["stratum-pool", "--listen", "198.18.1.230:3333", "--dialect", "bitcoin", "--target", "ffffffff", "--duration", "90"])
-        let web = try start("web", ip: "198.18.1.231", ["http-server", "--listen", "198.18.1.231:80", "--duration", "90"])
+        let lab = try WorkloadLab("deploy", dir: dir, run: suffix)
+        defer { lab.cleanup() }
+        try lab.createNetwork(subnet: "198.18.1.224/27")
+        let pool = try lab.start("pool", ip: "198.18.1.230", ["stratum-pool", "--listen", "198.18.1.230:3333", "--dialect", "bitcoin", "--target", "ffffffff", "--duration", "90"])
+        let web = try lab.start("web", ip: "198.18.1.231", ["http-server", "--listen", "198.18.1.231:80", "--duration", "90"])
 
         // The agent: host pid and cgroup namespaces, the manifest's capabilities, a read-only root,
         // the host's cgroup tree writable, runtime state read-only, the config folder read-only.
-        let agentName = "mw-deploy-agent-\(suffix)"
-        names.append(agentName)
         var runtimeState: [String] = []
         for path in ["/run/containers/storage", "/run/containerd/io.containerd.runtime.v2.task"] where FileManager.default.fileExists(atPath: path) {
             runtimeState += ["-v", "\(path):\(path):ro"]
@@ -228,14 +212,12 @@ import Yams
         // A private cgroup namespace, as containerd gives an unprivileged pod container on cgroup
         // v2: the agent joins pid 1's (hostPID, CAP_SYS_ADMIN) so other containers' cgroup paths
         // are absolute.
-        var agentArgs: [String] = ["--name", agentName, "--pid=host", "--cgroupns=private", "--network", "none", "--cap-drop=ALL"]
+        var agentArgs: [String] = ["--pid=host", "--cgroupns=private", "--cap-drop=ALL"]
         agentArgs += caps.map { "--cap-add=\($0)" }
         agentArgs += ["--security-opt", "label=disable", "--read-only", "-v", "/sys/fs/cgroup:/sys/fs/cgroup"]
         agentArgs += runtimeState
-        agentArgs += ["-v", "\(dir.path)/etc:\(configDir):ro", tag]
-        agentArgs += args
-        agentArgs += ["--duration", "90"]
-        let agent = try Podman.runDetached(agentArgs)
+        agentArgs += ["-v", "\(dir.path)/etc:\(configDir):ro"]
+        let agent = try lab.container("agent", network: "none", options: agentArgs, command: [tag] + args + ["--duration", "90"])
         func agentLogs() -> (alerts: [[String: Any]], telemetry: [[String: Any]], err: String) {
             guard let r = try? TestSupport.run(["podman", "logs", agent]) else { return ([], [], "") }
             let records = String(decoding: r.out, as: UTF8.self).split(separator: "\n")
@@ -245,9 +227,9 @@ import Yams
         usleep(2_000_000)
         try #require(Podman.inspect(agent, "{{.State.Running}}") == "true", "the agent exited: \(agentLogs().err)")
 
-        let api = try start("api", ["api-client", "--url", "http://198.18.1.231/api", "--rps", "5", "--duration", "90"])
+        let api = try lab.start("api", ["api-client", "--url", "http://198.18.1.231/api", "--rps", "5", "--duration", "90"])
         let wallet = "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"
-        let miner = try start("miner", cpus: "0.25", ["stratum-miner", "--pool", "198.18.1.230:3333", "--dialect", "bitcoin", "--wallet", wallet, "--duration", "90"])
+        let miner = try lab.start("miner", options: ["--cpus", "0.25"], ["stratum-miner", "--pool", "198.18.1.230:3333", "--dialect", "bitcoin", "--wallet", wallet, "--duration", "90"])
         let minerStarted = Podman.startedAt(miner) ?? Date()
 
         // Until the miner is alerted and the benign containers have had 10 s to be (wrongly) alerted

@@ -19,24 +19,13 @@ import TestSupport
 
     @Test func configExceptionsOutputsAndPrometheus() throws {
         guard Podman.required(), toolsPresent(["prometheus", "curl", "python3"]) else { return }
-        let dir = try TempDir("fleet")
-        defer { dir.cleanup() }
-        let tag = try Podman.workloadImage(dir)
-        defer { Podman.removeImage(tag) }
-        let net = try Podman.createNetwork(subnet: "198.18.1.192/27")
-        defer { Podman.removeNetwork(net) }
-        let run = UUID().uuidString.prefix(6).lowercased()
-        var names: [String] = []
-        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
-        func start(_ role: String, ip: String? = nil, _ args: [String]) throws -> String {
-            let name = "mw-fleet-\(role)-\(run)"
-            names.append(name)
-            return try Podman.runDetached(["--network", net, "--name", name] + (ip.map { ["--ip", $0] } ?? []) + Podman.hostMounts
-                                          + [tag, "/usr/local/bin/svc"] + args)
-        }
-        _ = try start("pool", ip: "198.18.1.200", ["stratum-pool", "--listen", "198.18.1.200:3333", "--dialect", "monero", "--duration", "80"])
+        let lab = try WorkloadLab("fleet")
+        defer { lab.cleanup() }
+        try lab.createNetwork(subnet: "198.18.1.192/27")
+        let dir = lab.dir, tag = lab.tag, run = lab.run
+        _ = try lab.start("pool", ip: "198.18.1.200", ["stratum-pool", "--listen", "198.18.1.200:3333", "--dialect", "monero", "--duration", "80"])
         // The NAS a backup job writes to listens on 3333, a pool port: pool-contact fires on it.
-        _ = try start("nas", ip: "198.18.1.201", ["http-server", "--listen", "198.18.1.201:3333", "--duration", "80"])
+        _ = try lab.start("nas", ip: "198.18.1.201", ["http-server", "--listen", "198.18.1.201:3333", "--duration", "80"])
 
         let falcoPort = freeLoopbackPort(), metricsPort = freeLoopbackPort(), promPort = freeLoopbackPort()
         let received = dir.path + "/falco.jsonl"
@@ -92,8 +81,8 @@ import TestSupport
         defer { prom.stop() }
         #expect(prom.wait(seconds: 30) { loopbackPortOpen(promPort) }, "\(prom.output.suffix(2000))")
 
-        let miner = try start("miner", ["stratum-miner", "--pool", "198.18.1.200:3333", "--dialect", "monero", "--wallet", "x", "--duration", "60"])
-        let backup = try start("backup", ["upload", "--url", "http://198.18.1.201:3333/upload", "--bytes", "400000000", "--rate", "300000", "--duration", "60"])
+        let miner = try lab.start("miner", ["stratum-miner", "--pool", "198.18.1.200:3333", "--dialect", "monero", "--wallet", "x", "--duration", "60"])
+        let backup = try lab.start("backup", ["upload", "--url", "http://198.18.1.201:3333/upload", "--bytes", "400000000", "--rate", "300000", "--duration", "60"])
 
         // The miner's alert reaches the file; then Prometheus must show the same count.
         #expect(watch.wait(seconds: 30) { readAlerts(alerts).contains { $0.containerID == miner } }, "\(watch.output)")
@@ -156,10 +145,9 @@ import TestSupport
 @Suite(.serialized) struct ReloadTests {
     @Test func sighupReloadsAndKeepsState() throws {
         guard Podman.required() else { return }
-        let dir = try TempDir("reload")
-        defer { dir.cleanup() }
-        let tag = try Podman.workloadImage(dir)
-        defer { Podman.removeImage(tag) }
+        let lab = try WorkloadLab("reload")
+        defer { lab.cleanup() }
+        let dir = lab.dir
         let alerts = dir.path + "/alerts.jsonl"
         let rules = fixturePath("behaviour-only-rules.yaml")
         let good = """
@@ -172,9 +160,7 @@ import TestSupport
         let config = try dir.file("minewatch.yaml", Array(good.utf8))
         let watch = try BackgroundProcess([minewatchBinary(), "watch", "--config", config, "--duration", "40s"], label: "reload-watch")
         defer { watch.stop() }
-        let name = "mw-reload-\(UUID().uuidString.prefix(6).lowercased())"
-        defer { _ = try? run(["podman", "rm", "-f", "-t", "0", name]) }
-        let miner = try Podman.runDetached(["--network", "none", "--name", name] + Podman.hostMounts + [tag, "/bin/sh", "-c",
+        let miner = try lab.container("miner", options: Podman.hostMounts, command: [lab.tag, "/bin/sh", "-c",
             "/usr/local/bin/svc stratum-pool --listen 127.0.0.1:3333 --duration 45 & sleep 0.5; " +
             "exec /usr/local/bin/svc stratum-miner --pool 127.0.0.1:3333 --dialect monero --wallet x --duration 45"])
         #expect(watch.wait(seconds: 20) { readAlerts(alerts).contains { $0.containerID == miner && $0["detector"] as? String == "pool-contact" } }, "\(watch.output)")

@@ -14,40 +14,33 @@ import TestSupport
 @Suite(.serialized) struct ProxywareWatchTests {
     @Test func relaysUploadersServicesAndHeartbeats() throws {
         guard Podman.required() else { return }
-        let dir = try TempDir("pxy")
-        defer { dir.cleanup() }
-        let tag = try Podman.workloadImage(dir)
-        defer { Podman.removeImage(tag) }
+        let lab = try WorkloadLab("px")
+        defer { lab.cleanup() }
+        let dir = lab.dir
         // The proxyware-style image: the workload program as /app/honeygain.
         _ = try dir.file("hg-root/app/honeygain", try Array(Data(contentsOf: URL(fileURLWithPath: workloadBinary()))), mode: 0o755)
         let hgTag = "localhost/mw-hg:\(UUID().uuidString.prefix(8).lowercased())"
         try Podman.importRootfs(dir.path + "/hg-root", tag: hgTag, changes: ["WORKDIR /app"])
-        defer { Podman.removeImage(hgTag) }
+        lab.adopt(image: hgTag)
         let certs = dir.path + "/certs"
         try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true)
         let gen = try run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
                            "-subj", "/CN=test", "-keyout", certs + "/key.pem", "-out", certs + "/cert.pem"])
         #expect(gen.status == 0, "openssl: \(gen.err)")
         _ = try run(["chmod", "0644", certs + "/key.pem"])
-        let net = try Podman.createNetwork(subnet: "198.18.1.128/26")
-        defer { Podman.removeNetwork(net) }
+        let net = try lab.createNetwork(subnet: "198.18.1.128/26")
         let bridge = Podman.inspectNetwork(net, "{{.NetworkInterface}}")
-        let run6 = UUID().uuidString.prefix(6).lowercased()
-        var names: [String] = []
-        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
         // Every container gets its address (servers below .175, clients from .175), so none
         // takes a server's address first.
         var nextClient = 175
         var ipOf: [String: String] = [:]
         func start(_ role: String, ip: String? = nil, image: String? = nil, hosts: [String] = [], _ args: [String]) throws -> String {
-            let name = "mw-px-\(role)-\(run6)"
-            names.append(name)
             let address = ip ?? "198.18.1.\(nextClient)"
             if ip == nil { nextClient += 1 }
             ipOf[role] = address
-            return try Podman.runDetached(["--network", net, "--name", name, "--ip", address]
-                                          + hosts.flatMap { ["--add-host", $0] } + Podman.hostMounts + ["-v", "\(certs):/certs:ro"]
-                                          + [image ?? tag] + (image == nil ? ["/usr/local/bin/svc"] : []) + args)
+            let options = hosts.flatMap { ["--add-host", $0] } + ["-v", "\(certs):/certs:ro"]
+            guard let image else { return try lab.start(role, ip: address, options: options, args) }
+            return try lab.container(role, ip: address, options: options + Podman.hostMounts, command: [image] + args)
         }
         let tls = ["--tls-cert", "/certs/cert.pem", "--tls-key", "/certs/key.pem"]
         let d = "100"

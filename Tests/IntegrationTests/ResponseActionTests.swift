@@ -8,39 +8,21 @@ import TestSupport
 /// Docker-compatible API; --dry-run leaves the container running. Each run is limited to its own
 /// container with --container so that concurrent tests are never touched.
 @Suite(.serialized) struct ResponseActionTests {
-    struct Lab {
-        let dir: TempDir
-        let tag: String
-        var names: [String] = []
-        init() throws {
-            dir = try TempDir("act")
-            tag = try Podman.workloadImage(dir)
-        }
-        mutating func miner(_ role: String) throws -> String {
-            let name = "mw-act-\(role)-\(UUID().uuidString.prefix(6).lowercased())"
-            names += [name, name + "-pool"]
-            // The pool runs in a container of its own (no network) and the miner joins its network
-            // namespace, so the watched container holds only the miner, as pid 1 from its start:
-            // the alert, and so the kill, can name no other process.
-            let pool = try Podman.runDetached(["--network", "none", "--name", name + "-pool"] + Podman.hostMounts + [tag,
-                "/usr/local/bin/svc", "stratum-pool", "--listen", "127.0.0.1:3333", "--duration", "60"])
-            return try Podman.runDetached(["--network", "container:\(pool)", "--name", name] + Podman.hostMounts + [tag,
-                "/usr/local/bin/svc", "stratum-miner", "--pool", "127.0.0.1:3333", "--dialect", "monero", "--wallet", "x", "--duration", "60"])
-        }
-        /// Runs watch on one container until it ends; returns its alerts.
-        func watch(_ id: String, _ args: [String], seconds: Int = 6) throws -> [[String: Any]] {
-            let out = dir.path + "/alerts-\(UUID().uuidString.prefix(6)).jsonl"
-            let r = try run([minewatchBinary(), "watch", "--interval", "1", "--duration", String(seconds), "--output", out, "--container", id] + args)
-            #expect(r.status == 0, "watch: \(r.err)")
-            return readAlerts(out)
-        }
-        func cleanup() {
-            // Miners first: they live in their pools' network namespaces.
-            _ = try? run(["podman", "rm", "-f", "-t", "0"] + names.filter { !$0.hasSuffix("-pool") })
-            _ = try? run(["podman", "rm", "-f", "-t", "0"] + names.filter { $0.hasSuffix("-pool") })
-            Podman.removeImage(tag)
-            dir.cleanup()
-        }
+    /// A miner watched on its own: the pool runs in a container of its own (no network) and the
+    /// miner joins its network namespace, so the watched container holds only the miner, as pid 1
+    /// from its start; the alert, and so a kill, can name no other process.
+    static func miner(_ lab: WorkloadLab, _ role: String) throws -> String {
+        let pool = try lab.start(role + "-pool", ["stratum-pool", "--listen", "127.0.0.1:3333", "--duration", "60"])
+        return try lab.start(role, network: "container:\(pool)",
+                             ["stratum-miner", "--pool", "127.0.0.1:3333", "--dialect", "monero", "--wallet", "x", "--duration", "60"])
+    }
+
+    /// Runs watch on one container until it ends; returns its alerts.
+    static func watch(_ lab: WorkloadLab, _ id: String, _ args: [String], seconds: Int = 6) throws -> [[String: Any]] {
+        let out = lab.dir.path + "/alerts-\(UUID().uuidString.prefix(6)).jsonl"
+        let r = try run([minewatchBinary(), "watch", "--interval", "1", "--duration", String(seconds), "--output", out, "--container", id] + args)
+        #expect(r.status == 0, "watch: \(r.err)")
+        return readAlerts(out)
     }
 
     static func response(_ alerts: [[String: Any]]) -> [String: Any]? {
@@ -49,12 +31,12 @@ import TestSupport
 
     @Test func freezeKillStopAndDryRun() throws {
         guard Podman.required() else { return }
-        var lab = try Lab()
+        let lab = try WorkloadLab("act")
         defer { lab.cleanup() }
 
         // freeze: the container's freezer cgroup is FROZEN and its CPU time stops moving.
-        let frozen = try lab.miner("freeze")
-        let fa = try lab.watch(frozen, ["--action", "freeze", "--act-on", "high"])
+        let frozen = try Self.miner(lab, "freeze")
+        let fa = try Self.watch(lab, frozen, ["--action", "freeze", "--act-on", "high"])
         let fr = try #require(Self.response(fa), "no response: \(fa)")
         #expect(fr["ok"] as? Bool == true && fr["result"] as? String == "frozen", "\(fr)")
         let cg = "/sys/fs/cgroup/freezer/libpod_parent/libpod-\(frozen)/freezer.state"
@@ -69,8 +51,8 @@ import TestSupport
         try? "THAWED".write(toFile: cg, atomically: false, encoding: .utf8)
 
         // kill: the miner (the container's only process) dies, so the container exits.
-        let killed = try lab.miner("kill")
-        let ka = try lab.watch(killed, ["--action", "kill", "--act-on", "critical"])
+        let killed = try Self.miner(lab, "kill")
+        let ka = try Self.watch(lab, killed, ["--action", "kill", "--act-on", "critical"])
         let kr = try #require(Self.response(ka), "no response: \(ka)")
         #expect(kr["ok"] as? Bool == true && kr["result"] as? String == "killed", "\(kr)")
         #expect((kr["target"] as? String)?.contains("svc") == true, "\(kr)")
@@ -83,8 +65,8 @@ import TestSupport
         #expect(exited, "killed miner's container still running: \(kr), processes: \(Podman.top(killed))")
 
         // dry run: says what it would do, the container keeps running.
-        let spared = try lab.miner("dry")
-        let da = try lab.watch(spared, ["--action", "kill", "--dry-run"])
+        let spared = try Self.miner(lab, "dry")
+        let da = try Self.watch(lab, spared, ["--action", "kill", "--dry-run"])
         let dr = try #require(Self.response(da), "no response: \(da)")
         #expect(dr["dryRun"] as? Bool == true && (dr["result"] as? String)?.hasPrefix("would kill pid") == true, "\(dr)")
         #expect(Podman.inspect(spared, "{{.State.Running}}") == "true")
@@ -94,8 +76,8 @@ import TestSupport
         let api = try BackgroundProcess(["podman", "system", "service", "--time=0", "unix://\(sock)"], label: "podman-api")
         defer { api.stop() }
         #expect(api.wait { FileManager.default.fileExists(atPath: sock) })
-        let stopped = try lab.miner("stop")
-        let sa = try lab.watch(stopped, ["--action", "stop", "--engine-socket", sock], seconds: 8)
+        let stopped = try Self.miner(lab, "stop")
+        let sa = try Self.watch(lab, stopped, ["--action", "stop", "--engine-socket", sock], seconds: 8)
         let sr = try #require(Self.response(sa), "no response: \(sa)")
         #expect(sr["ok"] as? Bool == true && sr["result"] as? String == "stopped", "\(sr)")
         #expect(Podman.inspect(stopped, "{{.State.Status}}") == "exited")

@@ -17,8 +17,7 @@ import TestSupport
         let tag = "localhost/mw-watch:\(UUID().uuidString.prefix(8).lowercased())"
         try Podman.importRootfs(dir.path + "/root", tag: tag)
         defer { Podman.removeImage(tag) }
-        let mounts = ["-v", "/bin:/bin:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro",
-                      "-v", "/usr/bin:/usr/bin:ro", "-v", "/opt/swift:/opt/swift:ro"]
+        let mounts = Podman.hostMounts
         let alerts = dir.path + "/alerts.jsonl"
         // podman's Docker-compatible API gives the alert a name and an image.
         let sock = dir.path + "/podman.sock"
@@ -81,18 +80,13 @@ import TestSupport
 @Suite(.serialized) struct CPUWatchTests {
     @Test func cpuMinerAtItsLimitAlertedCompressionQuiet() throws {
         guard Podman.required() else { return }
-        let dir = try TempDir("cpu")
-        defer { dir.cleanup() }
-        let tag = try Podman.workloadImage(dir)
-        defer { Podman.removeImage(tag) }
-        let run = UUID().uuidString.prefix(6).lowercased()
-        let names = ["mw-cpu-miner-\(run)", "mw-cpu-zip-\(run)"]
-        defer { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + names) }
-        let miner = try Podman.runDetached(["--network", "none", "--cpus", "0.25", "--name", names[0]] + Podman.hostMounts + [tag, "/bin/sh", "-c",
+        let lab = try WorkloadLab("cpu")
+        defer { lab.cleanup() }
+        let dir = lab.dir
+        let miner = try lab.container("miner", options: ["--cpus", "0.25"] + Podman.hostMounts, command: [lab.tag, "/bin/sh", "-c",
             "/usr/local/bin/svc stratum-pool --listen 127.0.0.1:3333 --dialect bitcoin --duration 60 & sleep 0.3; " +
             "exec /usr/local/bin/svc stratum-miner --pool 127.0.0.1:3333 --dialect bitcoin --wallet x --duration 60"])
-        let zip = try Podman.runDetached(["--network", "none", "--cpus", "0.25", "--name", names[1]] + Podman.hostMounts
-                                         + [tag, "/usr/local/bin/svc", "compress", "--threads", "2", "--duration", "60"])
+        let zip = try lab.start("zip", options: ["--cpus", "0.25"], ["compress", "--threads", "2", "--duration", "60"])
         let rules = fixturePath("behaviour-only-rules.yaml")
         let out = dir.path + "/alerts.jsonl"
         let r = try TestSupport.run([minewatchBinary(), "watch", "--interval", "2", "--duration", "40", "--output", out,

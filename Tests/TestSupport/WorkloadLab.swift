@@ -1,0 +1,74 @@
+import Foundation
+
+/// What the container tests share: a temporary folder, the workload image built from it, at most
+/// one test network (a subnet of 198.18.1.0/24, see `Podman.createNetwork`), and containers named
+/// `mw-LABEL-ROLE-RUN` so that concurrent suites never touch each other's. `cleanup()` removes
+/// them in the order they depend on each other: containers (those that joined another's network
+/// namespace first), the network, the images, the folder.
+public final class WorkloadLab {
+    public let dir: TempDir
+    /// The workload image (`/usr/local/bin/svc`).
+    public let tag: String
+    /// A short random word in every container's name.
+    public let run: String
+    /// The test network, once `createNetwork` made it.
+    public private(set) var network: String?
+    /// The containers started, by name, in order.
+    public private(set) var names: [String] = []
+    private let label: String
+    private var joined: Set<String> = []
+    private var images: [String] = []
+
+    /// Builds the workload image in `dir` (a new folder when nil); `run` defaults to a random word.
+    public init(_ label: String, dir: TempDir? = nil, run: String? = nil) throws {
+        let d = try dir ?? TempDir(label)
+        self.label = label
+        self.dir = d
+        self.run = run ?? String(UUID().uuidString.prefix(6)).lowercased()
+        do { tag = try Podman.workloadImage(d) } catch {
+            d.cleanup()
+            throw error
+        }
+    }
+
+    /// Creates the lab's test network on `subnet`; the lab's containers join it unless told otherwise.
+    @discardableResult
+    public func createNetwork(subnet: String) throws -> String {
+        let net = try Podman.createNetwork(subnet: subnet)
+        network = net
+        return net
+    }
+
+    /// An image of the test's own that `cleanup()` removes too.
+    public func adopt(image: String) { images.append(image) }
+
+    /// The name a role's container gets.
+    public func name(_ role: String) -> String { "mw-\(label)-\(role)-\(run)" }
+
+    /// Starts `svc ARGS` from the workload image as container ROLE, on `network` (the lab's when
+    /// nil; "none", or "container:ID" to share another container's), at `ip` when given, with
+    /// further podman `options` (`--cpus`, `-v`, `--add-host`, ...). Returns the container's ID.
+    @discardableResult
+    public func start(_ role: String, ip: String? = nil, network: String? = nil, options: [String] = [], _ svcArgs: [String]) throws -> String {
+        try container(role, ip: ip, network: network, options: options + Podman.hostMounts, command: [tag, "/usr/local/bin/svc"] + svcArgs)
+    }
+
+    /// Starts `command` (an image and what it runs) as container ROLE, placed as `start` places it,
+    /// with exactly the podman `options` given (the workload image needs `Podman.hostMounts`).
+    @discardableResult
+    public func container(_ role: String, ip: String? = nil, network: String? = nil, options: [String] = [], command: [String]) throws -> String {
+        let name = name(role)
+        names.append(name)
+        let net = network ?? self.network ?? "none"
+        if net.hasPrefix("container:") { joined.insert(name) }
+        return try Podman.runDetached(["--network", net, "--name", name] + (ip.map { ["--ip", $0] } ?? []) + options + command)
+    }
+
+    public func cleanup() {
+        let first = names.filter { joined.contains($0) }, rest = names.filter { !joined.contains($0) }
+        for group in [first, rest] where !group.isEmpty { _ = try? TestSupport.run(["podman", "rm", "-f", "-t", "0"] + group) }
+        if let network { Podman.removeNetwork(network) }
+        for image in images + [tag] { Podman.removeImage(image) }
+        dir.cleanup()
+    }
+}
