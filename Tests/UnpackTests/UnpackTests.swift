@@ -21,7 +21,7 @@ import TestSupport
         var out = [UInt8](repeating: 0, count: 16)
         literals.withUnsafeBytes { i in
             out.withUnsafeMutableBytes { o in
-                #expect(throws: NRV.Failure.self) { try NRV.decode(.b, i, into: o) }
+                _ = #expect(throws: NRV.Failure.self) { try NRV.decode(.b, i, into: o) }
             }
         }
     }
