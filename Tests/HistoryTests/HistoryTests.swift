@@ -11,7 +11,9 @@ import TestSupport
 /// samples, minute roll-ups, metadata, silenced alerts), retention by age and by size, and the
 /// dashboard's API over it.
 @Suite struct HistoryTests {
-    static let t0 = Date(timeIntervalSince1970: 1_796_119_980)  // a minute boundary
+    /// A minute boundary ten minutes ago: the sink enforces retention against the wall clock, so a
+    /// fixed date would age out of the 6 h sample retention (this test once failed that way).
+    static let t0 = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 600)
     static func container(_ id: String, name: String? = nil) -> Alert.Container {
         Alert.Container(id: id, name: name, image: "docker.io/library/busybox:1", runtime: "podman",
                         k8s: KubernetesMetadata(namespace: "shop", pod: "\(name ?? "p")-0", container: name), labels: ["app": name ?? "x"])
