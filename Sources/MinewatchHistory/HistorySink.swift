@@ -8,11 +8,12 @@ import Synchronization
 /// its queue runs dry (or 2,000 records are waiting) the batch is written in one transaction, so a
 /// slow disk never delays a pass (the queue absorbs it, and drops are counted) and a crash loses
 /// at most that batch. Telemetry is also rolled up per container and minute; retention is
-/// enforced every `retentionEvery` seconds.
+/// enforced every `retentionEvery` seconds of `clock` time.
 public final class HistorySink: Sink {
     public let name = "history"
     public let store: HistoryStore
     let retentionEvery: Double
+    let clock: any WallClock
     struct Minute {
         var minute: Int64
         var samples = 0
@@ -33,9 +34,10 @@ public final class HistorySink: Sink {
     }
     let state = Mutex(State())
 
-    public init(store: HistoryStore, retentionEvery: Double = 60) {
+    public init(store: HistoryStore, retentionEvery: Double = 60, clock: any WallClock = SystemClock()) {
         self.store = store
         self.retentionEvery = retentionEvery
+        self.clock = clock
     }
 
     public func write(_ record: WatchRecord) throws(MinewatchError) {
@@ -94,14 +96,15 @@ public final class HistorySink: Sink {
     }
 
     func commit() throws(MinewatchError) {
+        let now = clock.now()
         let (batch, retention) = state.withLock { s -> (HistoryStore.Batch, Bool) in
             defer { s.batch = HistoryStore.Batch(); s.pending = 0 }
-            let due = Date().timeIntervalSince(s.lastRetention) >= retentionEvery
-            if due { s.lastRetention = Date() }
+            let due = now.timeIntervalSince(s.lastRetention) >= retentionEvery
+            if due { s.lastRetention = now }
             return (s.batch, due)
         }
         try store.write(batch)
-        if retention || store.nearLimit { try store.enforceRetention(now: Date()) }
+        if retention || store.nearLimit { try store.enforceRetention(now: now) }
     }
 
     public func flush() {

@@ -11,9 +11,7 @@ import TestSupport
 /// samples, minute roll-ups, metadata, silenced alerts), retention by age and by size, and the
 /// dashboard's API over it.
 @Suite struct HistoryTests {
-    /// A minute boundary ten minutes ago: the sink enforces retention against the wall clock, so a
-    /// fixed date would age out of the 6 h sample retention (this test once failed that way).
-    static let t0 = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 600)
+    static let t0 = Date(timeIntervalSince1970: 1_796_119_980)  // a minute boundary
     static func container(_ id: String, name: String? = nil) -> Alert.Container {
         Alert.Container(id: id, name: name, image: "docker.io/library/busybox:1", runtime: "podman",
                         k8s: KubernetesMetadata(namespace: "shop", pod: "\(name ?? "p")-0", container: name), labels: ["app": name ?? "x"])
@@ -39,7 +37,9 @@ import TestSupport
         defer { dir.cleanup() }
         let path = dir.path + "/h.db"
         let store = try HistoryStore(path: path)
-        let q = SinkQueue(HistorySink(store: store), capacity: 10_000)
+        // The sink's clock is the end of the three minutes below: retention judges the samples by
+        // it, not by the wall clock (with which a fixed t0 aged out of the 6 h sample retention).
+        let q = SinkQueue(HistorySink(store: store, clock: FixedClock(date: Self.t0.addingTimeInterval(180))), capacity: 10_000)
         let miner = Self.container(String(repeating: "a1", count: 32), name: "miner")
         let web = Self.container(String(repeating: "b2", count: 32), name: "web")
         // Three minutes of 2 s passes; the miner alerts in the second minute.

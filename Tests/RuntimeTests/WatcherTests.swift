@@ -7,11 +7,6 @@ import MinewatchSignatures
 import Testing
 import TestSupport
 
-struct FixedClock: WallClock {
-    var date: Date
-    func now() -> Date { date }
-}
-
 /// A fake /proc (the test double of the procfs reader): one directory per pid with the files the
 /// reader uses, and `exe` as a symlink to a file of the test's choosing.
 struct FakeProc {
