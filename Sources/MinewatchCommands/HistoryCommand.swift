@@ -51,10 +51,13 @@ public struct HistoryCommand: ParsableCommand {
 
         func open() throws -> HistoryReader {
             let p = try path()
-            do throws(MinewatchError) { return try HistoryReader(path: p) } catch {
-                Terminal.error(error.description)
-                throw ExitCode(2)
-            }
+            return try Terminal.orExit { () throws(MinewatchError) in try HistoryReader(path: p) }
+        }
+
+        /// Ends the command when `ref` names no container in the history (exit 1).
+        static func noContainer(_ ref: String, in reader: HistoryReader) -> ExitCode {
+            Terminal.error("no container \(ref) in \(reader.path)")
+            return ExitCode(1)
         }
     }
 
@@ -68,24 +71,13 @@ public struct HistoryCommand: ParsableCommand {
         public func run() throws {
             let reader = try source.open()
             let since = try source.sinceDate(default: 86400)
-            let found: (found: Bool, text: String)
-            do throws(MinewatchError) {
-                var id: String?
-                var missing = false
-                if let c = container {
-                    id = try reader.containers(matching: c).first?.id
-                    missing = id == nil
-                }
-                found = missing ? (false, "") : (true, HistoryRenderer.alerts(try reader.alerts(since: since, container: id), format: source.format))
-            } catch {
-                Terminal.error(error.description)
-                throw ExitCode(2)
+            var id: String?
+            if let container {
+                id = try Terminal.orExit { () throws(MinewatchError) in try reader.containers(matching: container).first?.id }
+                guard id != nil else { throw Source.noContainer(container, in: reader) }
             }
-            guard found.found else {
-                Terminal.error("no container \(container ?? "") in \(reader.path)")
-                throw ExitCode(1)
-            }
-            Terminal.writeStdout(found.text)
+            let alerts = try Terminal.orExit { () throws(MinewatchError) in try reader.alerts(since: since, container: id) }
+            Terminal.writeStdout(HistoryRenderer.alerts(alerts, format: source.format))
         }
     }
 
@@ -101,24 +93,11 @@ public struct HistoryCommand: ParsableCommand {
         public func run() throws {
             let reader = try source.open()
             let since = try source.sinceDate(default: 3600)
-            let text: String?
-            do throws(MinewatchError) {
-                let hits = try reader.containers(matching: container)
-                if let c = hits.first {
-                    if hits.count > 1 { Terminal.error("\(hits.count) containers match \(container); showing the most recent, \(c.id.prefix(12))") }
-                    text = HistoryRenderer.container(try reader.history(of: c, since: since, perMinute: !perPass), format: source.format)
-                } else {
-                    text = nil
-                }
-            } catch {
-                Terminal.error(error.description)
-                throw ExitCode(2)
-            }
-            guard let text else {
-                Terminal.error("no container \(container) in \(reader.path)")
-                throw ExitCode(1)
-            }
-            Terminal.writeStdout(text)
+            let hits = try Terminal.orExit { () throws(MinewatchError) in try reader.containers(matching: container) }
+            guard let c = hits.first else { throw Source.noContainer(container, in: reader) }
+            if hits.count > 1 { Terminal.error("\(hits.count) containers match \(container); showing the most recent, \(c.id.prefix(12))") }
+            let history = try Terminal.orExit { () throws(MinewatchError) in try reader.history(of: c, since: since, perMinute: !perPass) }
+            Terminal.writeStdout(HistoryRenderer.container(history, format: source.format))
         }
     }
 }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import MinewatchCore
 import MinewatchDetectors
@@ -15,6 +16,15 @@ enum Terminal {
 
     static func writeStdout(_ s: String) {
         FileHandle.standardOutput.write(Data(s.utf8))
+    }
+
+    /// What `body` returns; when it fails, its error (naming the operation and the file) goes to
+    /// stderr and the command exits 2, as for any other bad input or set-up.
+    static func orExit<T>(_ body: () throws(MinewatchError) -> T) throws -> T {
+        do throws(MinewatchError) { return try body() } catch {
+            Self.error(error.description)
+            throw ExitCode(2)
+        }
     }
 }
 

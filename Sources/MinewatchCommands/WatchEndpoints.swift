@@ -2,20 +2,10 @@ import ArgumentParser
 import Foundation
 import MinewatchConfig
 import MinewatchCore
-import MinewatchEngine
 import MinewatchHistory
-import MinewatchHost
-import MinewatchNetwork
-import MinewatchOutput
-import MinewatchReport
 import MinewatchRuntime
 import MinewatchServer
-import MinewatchSignatures
-import MinewatchSinks
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The agent's HTTP endpoint: Prometheus metrics, and the dashboard with its API when asked;
 /// each pass records what they show.
@@ -34,13 +24,9 @@ struct WatchEndpoints {
             Terminal.error("metrics listen address '\(listen)': expected host:port")
             throw ExitCode(2)
         }
-        var token: String?
-        if let tf = command.tokenFile ?? config.tokenFile {
-            do throws(MinewatchError) { token = try TokenFile.read(tf) } catch {
-                Terminal.error(error.description)
-                throw ExitCode(2)
-            }
-        } else if !addr.isLoopback {
+        let tokenFile = command.tokenFile ?? config.tokenFile
+        let token = try tokenFile.map { tf in try Terminal.orExit { () throws(MinewatchError) in try TokenFile.read(tf) } }
+        if tokenFile == nil && !addr.isLoopback {
             Terminal.error("metrics listen address \(listen) is not loopback: a bearer token is required (--token-file or token_file)")
             throw ExitCode(2)
         }
@@ -57,14 +43,9 @@ struct WatchEndpoints {
             e.dashboard = state
         }
         let s = AgentServer(host: addr.host, port: addr.port, token: token, routes: routes)
-        do throws(MinewatchError) {
-            let port = try s.start()
-            let base = "http://\(addr.host.contains(":") ? "[\(addr.host)]" : addr.host):\(port)"
-            Terminal.error("metrics at \(base)/metrics" + (wantDashboard ? ", dashboard at \(base)/" : "") + (token == nil ? "" : " (bearer token required)"))
-        } catch {
-            Terminal.error(error.description)
-            throw ExitCode(2)
-        }
+        let port = try Terminal.orExit { () throws(MinewatchError) in try s.start() }
+        let base = "http://\(addr.host.contains(":") ? "[\(addr.host)]" : addr.host):\(port)"
+        Terminal.error("metrics at \(base)/metrics" + (wantDashboard ? ", dashboard at \(base)/" : "") + (token == nil ? "" : " (bearer token required)"))
         e.metrics = m
         e.server = s
         return e
@@ -83,7 +64,6 @@ struct WatchEndpoints {
         metrics.record(passSeconds: agent.lastPassSeconds, containers: w.currentTelemetry.count, alerts: agent.lastAlerts,
                        silenced: w.silenced, exceptionHits: w.exceptions.hits, sinks: agent.sinkStats, telemetry: w.currentTelemetry)
     }
-
 
     func stop() { server?.stop() }
 }

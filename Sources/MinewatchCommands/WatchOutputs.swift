@@ -2,17 +2,10 @@ import ArgumentParser
 import Foundation
 import MinewatchConfig
 import MinewatchCore
-import MinewatchEngine
 import MinewatchHistory
-import MinewatchHost
-import MinewatchNetwork
 import MinewatchOutput
-import MinewatchReport
-import MinewatchRuntime
 import MinewatchServer
-import MinewatchSignatures
 import MinewatchSinks
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -66,13 +59,7 @@ struct WatchOutputs {
         }
         if let u = command.falcosidekickURL ?? config.outputs.falcosidekick?.url, let url = URL(string: u) {
             let c = config.outputs.falcosidekick
-            var token: String?
-            if let tf = c?.tokenFile {
-                do throws(MinewatchError) { token = try TokenFile.read(tf) } catch {
-                    Terminal.error(error.description)
-                    throw ExitCode(2)
-                }
-            }
+            let token = try c?.tokenFile.map { tf in try Terminal.orExit { () throws(MinewatchError) in try TokenFile.read(tf) } }
             out.append(SinkQueue(HTTPSink(name: "falcosidekick", url: url, timeout: c?.timeout ?? 5, retries: c?.retries ?? 5, token: token) {
                 EventRenderer.falcoBody($0, hostname: host)
             }, capacity: capacity))
@@ -99,21 +86,15 @@ struct WatchOutputs {
         if let r = command.historyRetention?.seconds ?? config.history?.retention { limits.retention = r }
         if let r = config.history?.samplesRetention { limits.samplesRetention = r }
         if let s = command.historyMaxSize {
-            guard let b = ByteAmounts.parse(s), b >= 1_048_576, b < 1e15 else {
+            guard let b = ByteAmounts.sizeLimit(s) else {
                 Terminal.error("--history-max-size: expected a size of at least 1MiB such as 256MiB, not '\(s)'")
                 throw ExitCode(2)
             }
-            limits.maxBytes = Int64(b)
+            limits.maxBytes = b
         } else if let b = config.history?.maxBytes {
             limits.maxBytes = b
         }
         limits.samplesRetention = min(limits.samplesRetention, limits.retention)
-        do throws(MinewatchError) {
-            historyStore = try HistoryStore(path: path, limits: limits)
-        } catch {
-            Terminal.error(error.description)
-            throw ExitCode(2)
-        }
+        historyStore = try Terminal.orExit { () throws(MinewatchError) in try HistoryStore(path: path, limits: limits) }
     }
-
 }

@@ -3,7 +3,6 @@ import Foundation
 import MinewatchConfig
 import MinewatchCore
 import MinewatchEngine
-import MinewatchHistory
 import MinewatchHost
 import MinewatchNetwork
 import MinewatchOutput
@@ -12,7 +11,6 @@ import MinewatchRuntime
 import MinewatchServer
 import MinewatchSignatures
 import MinewatchSinks
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif

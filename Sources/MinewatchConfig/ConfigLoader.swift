@@ -317,7 +317,7 @@ public enum ConfigLoader {
                 case "samples_retention": h.samplesRetention = duration(x, k, range: 60...(366 * 86400))
                 default:
                     guard let s = string(x, k) else { continue }
-                    if let b = ByteAmounts.parse(s), b >= 1_048_576, b < 1e15 { h.maxBytes = Int64(b) } else {
+                    if let b = ByteAmounts.sizeLimit(s) { h.maxBytes = b } else {
                         error(x, k, "expected a size of at least 1MiB such as 256MiB or 1GB, not '\(s)'")
                     }
                 }

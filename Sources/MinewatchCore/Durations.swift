@@ -56,4 +56,10 @@ public enum ByteAmounts {
         }
         return nil
     }
+
+    /// A file's size limit (the history's `max_size`): at least 1 MiB and under 1 PB, or nil.
+    public static func sizeLimit(_ text: String) -> Int64? {
+        guard let b = parse(text), b >= 1_048_576, b < 1e15 else { return nil }
+        return Int64(b)
+    }
 }
