@@ -90,7 +90,7 @@ public final class HistoryReader: Sendable {
     static func container(_ r: Row) -> ContainerRecord {
         let ns: String? = r["k8s_namespace"], pod: String? = r["k8s_pod"], c: String? = r["k8s_container"]
         let k8s = KubernetesMetadata(namespace: ns, pod: pod, container: c)
-        let labels = (r["labels"] as String?).flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+        let labels = (r["labels"] as String?).flatMap { try? decoder.decode([String: String].self, from: Data($0.utf8)) }
         return ContainerRecord(id: r["id"], name: r["name"], image: r["image"], runtime: r["runtime"], k8s: k8s.isEmpty ? nil : k8s, labels: labels,
                                firstSeen: Date(timeIntervalSince1970: r["first_seen"]), lastSeen: Date(timeIntervalSince1970: r["last_seen"]))
     }
@@ -149,7 +149,7 @@ public final class HistoryReader: Sendable {
     }
 
     static func strings(_ text: String?) -> [String]? {
-        text.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+        text.flatMap { try? decoder.decode([String].self, from: Data($0.utf8)) }
     }
 
     /// Alerts exceptions silenced since `since`.

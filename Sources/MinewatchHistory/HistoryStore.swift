@@ -144,12 +144,7 @@ public final class HistoryStore: Sendable {
         }
     }
 
-    static let json: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .iso8601
-        return e
-    }()
+    static let json = ReportJSON.encoder()
 
     static func text<T: Encodable>(_ v: T) -> String { (try? json.encode(v)).map { String(decoding: $0, as: UTF8.self) } ?? "null" }
 
@@ -189,7 +184,7 @@ public final class HistoryStore: Sendable {
                         INSERT OR REPLACE INTO minutes (container_id, minute, samples, cpu_cores, cpu_cores_max, cpu_share, memory_bytes_max,
                             upload_bps, download_bps, connections_max, destinations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """, arguments: [m.containerID, m.minute, m.samples, m.cpuCores, m.cpuCoresMax, m.cpuShare, m.memoryBytesMax,
-                                         m.uploadBps, m.downloadBps, m.connectionsMax, m.destinations.isEmpty ? nil : Self.text(m.destinations)])
+                                         m.uploadBps, m.downloadBps, m.connectionsMax, m.destinations.isEmpty ? nil : Self.jsonArray(m.destinations)])
                 }
                 for s in b.silenced {
                     try Self.upsert(db, s.alert.container, time: s.time)
@@ -202,7 +197,8 @@ public final class HistoryStore: Sendable {
         }
     }
 
-    /// A JSON array of strings, without an encoder (one per sample adds up).
+    /// A JSON array of strings, without an encoder (one per sample adds up); samples' and
+    /// minutes' destinations are both written with it.
     static func jsonArray(_ items: [String]) -> String {
         var s = "["
         for (i, item) in items.enumerated() {

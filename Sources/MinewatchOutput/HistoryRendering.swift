@@ -7,21 +7,10 @@ import MinewatchReport
 public enum HistoryRenderer {
     public enum Format: String, Sendable, CaseIterable { case table, json }
 
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
-        e.dateEncodingStrategy = .iso8601
-        return e
-    }()
-
-    static func json<T: Encodable>(_ v: T) -> String {
-        (try? encoder.encode(v)).map { String(decoding: $0, as: UTF8.self) + "\n" } ?? "{}\n"
-    }
+    static func json<T: Encodable>(_ v: T) -> String { ReportRenderer.json(v) + "\n" }
 
     static func stamp(_ d: Date) -> String {
-        var t = time_t(d.timeIntervalSince1970)
-        var tmv = tm()
-        localtime_r(&t, &tmv)
+        let tmv = WatchRenderer.localTime(d)
         return String(format: "%04d-%02d-%02d %02d:%02d:%02d", Int(tmv.tm_year) + 1900, Int(tmv.tm_mon) + 1, Int(tmv.tm_mday),
                       Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec))
     }
@@ -58,9 +47,10 @@ public enum HistoryRenderer {
             s += "  runtime    \(c.runtime ?? "-")\n  seen       \(stamp(c.firstSeen)) to \(stamp(c.lastSeen))\n\n"
             s += "TIME                 CPU     SHARE  MEMORY    UPLOAD    DOWNLOAD  CONNS  TOP DESTINATIONS\n"
             var alertsLeft = r.alerts.sorted { $0.detectedAt < $1.detectedAt }
+            func mark(_ a: Alert) -> String { "  ^ \(stamp(a.detectedAt)) ALERT \(a.severity.rawValue) \(a.detector.rawValue): \(a.summary)\n" }
             for x in r.samples {
                 while let a = alertsLeft.first, a.detectedAt <= x.time {
-                    s += "  ^ \(stamp(a.detectedAt)) ALERT \(a.severity.rawValue) \(a.detector.rawValue): \(a.summary)\n"
+                    s += mark(a)
                     alertsLeft.removeFirst()
                 }
                 s += [stamp(x.time), WatchRenderer.pad(x.cpuCores.map { String(format: "%.2f", $0) } ?? "-", 7),
@@ -70,7 +60,7 @@ public enum HistoryRenderer {
                       WatchRenderer.pad(x.connections.map(String.init) ?? "-", 6), (x.destinations ?? []).prefix(3).joined(separator: ", ")]
                     .joined(separator: " ") + "\n"
             }
-            for a in alertsLeft { s += "  ^ \(stamp(a.detectedAt)) ALERT \(a.severity.rawValue) \(a.detector.rawValue): \(a.summary)\n" }
+            for a in alertsLeft { s += mark(a) }
             s += "\n" + alerts(r.alerts, format: .table)
             if !r.silenced.isEmpty {
                 s += "\nsilenced by exceptions:\n"

@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchReport
 import MinewatchSignatures
 
 public enum OutputFormat: String, Sendable, CaseIterable {
@@ -17,10 +18,7 @@ public enum ReportRenderer {
     }
 
     public static func json<T: Encodable>(_ value: T, pretty: Bool = true) -> String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
-        enc.dateEncodingStrategy = .iso8601
-        guard let data = try? enc.encode(value) else { return "{}" }
+        guard let data = try? ReportJSON.encoder(pretty: pretty).encode(value) else { return "{}" }
         return String(decoding: data, as: UTF8.self)
     }
 }

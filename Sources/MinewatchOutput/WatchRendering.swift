@@ -5,12 +5,7 @@ import MinewatchReport
 /// Every output of `watch`: JSON lines (alerts, and telemetry records with `--telemetry`), the
 /// append-only alert table, and the live screen drawn on a terminal.
 public enum WatchRenderer {
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .iso8601
-        return e
-    }()
+    static let encoder = ReportJSON.encoder()
 
     public static func jsonLine(_ alert: Alert) -> String {
         (try? encoder.encode(alert)).map { String(decoding: $0, as: UTF8.self) + "\n" } ?? ""
@@ -51,10 +46,16 @@ public enum WatchRenderer {
 
     static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? String(s.prefix(n)) : s + String(repeating: " ", count: n - s.count) }
 
-    static func clock(_ d: Date) -> String {
+    /// `d` in the local time zone.
+    static func localTime(_ d: Date) -> tm {
         var t = time_t(d.timeIntervalSince1970)
         var tmv = tm()
         localtime_r(&t, &tmv)
+        return tmv
+    }
+
+    static func clock(_ d: Date) -> String {
+        let tmv = localTime(d)
         return String(format: "%02d:%02d:%02d", tmv.tm_hour, tmv.tm_min, tmv.tm_sec)
     }
 

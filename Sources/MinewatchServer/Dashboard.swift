@@ -136,12 +136,7 @@ public final class DashboardState: Sendable {
 
 /// The dashboard's routes: the page, its script, and the JSON API (documented in the README).
 public enum DashboardRoutes {
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .iso8601
-        return e
-    }()
+    static let encoder = ReportJSON.encoder()
 
     static func json<T: Encodable>(_ v: T) -> AgentServer.RouteResponse {
         guard let d = try? encoder.encode(v) else { return .error(500, "cannot encode") }
@@ -165,6 +160,8 @@ public enum DashboardRoutes {
         return date
     }
 
+    static let badSince = AgentServer.RouteResponse.error(400, "since: expected 1h, an RFC 3339 time or epoch seconds")
+
     /// `history` opens the agent's history file for the series and alerts (nil: history is off).
     public static func routes(state: DashboardState, history: (@Sendable () -> HistoryReader?)?) -> [AgentServer.Route] {
         [
@@ -173,7 +170,7 @@ public enum DashboardRoutes {
             .init(path: "/api/containers") { _ in json(state.snapshot()) },
             .init(path: "/api/exceptions") { _ in json(state.exceptions) },
             .init(path: "/api/alerts") { req in
-                guard let since = since(req.query["since"], default: 86400) else { return .error(400, "since: expected 1h, an RFC 3339 time or epoch seconds") }
+                guard let since = since(req.query["since"], default: 86400) else { return badSince }
                 let container = req.query["container"]
                 if let reader = history?() {
                     do throws(MinewatchError) {
@@ -189,7 +186,7 @@ public enum DashboardRoutes {
             },
             .init(path: "/api/containers/:id/series") { req in
                 guard let ref = req.parameters["id"], !ref.isEmpty else { return .error(400, "no container") }
-                guard let since = since(req.query["since"], default: 3600) else { return .error(400, "since: expected 1h, an RFC 3339 time or epoch seconds") }
+                guard let since = since(req.query["since"], default: 3600) else { return badSince }
                 guard let reader = history?() else { return .error(404, "the agent keeps no history (--history FILE)") }
                 do throws(MinewatchError) {
                     guard let c = try reader.containers(matching: ref).first else { return .error(404, "no container \(ref) in the history") }
