@@ -70,10 +70,7 @@ import TestSupport
 @Suite(.serialized) struct ProtocolWatchTests {
     @Test func stratumAndPacketCryptSeenOnTheWire() throws {
         guard Podman.required() else { return }
-        guard getuid() == 0 else {
-            if requirePrerequisites { Issue.record("root is required under CI=true for packet capture") }
-            return
-        }
+        guard prerequisite(getuid() == 0, "root is required under CI=true for packet capture") else { return }
         let lab = try WorkloadLab("proto")
         defer { lab.cleanup() }
         try lab.createNetwork(subnet: "198.18.1.64/26")

@@ -75,10 +75,7 @@ import TestSupport
 
     @Test func podContainersAreNamedFromTheirBundlesAndDetected() throws {
         guard toolsPresent(["containerd", "ctr", "runc"]) else { return }
-        guard getuid() == 0 else {
-            if requirePrerequisites { Issue.record("root is required under CI=true for containerd") }
-            return
-        }
+        guard prerequisite(getuid() == 0, "root is required under CI=true for containerd") else { return }
         let dir = try TempDir("ctd")
         defer { dir.cleanup() }
         let ctd = try Containerd(dir)

@@ -14,10 +14,8 @@ import TestSupport
 
     @Test func dashboardInABrowserAndHistoryOffline() throws {
         guard Podman.required() else { return }
-        guard let browser = Self.chromium() else {
-            if requirePrerequisites { Issue.record("chromium is required under CI=true (scripts/install-deps installs it)") }
-            return
-        }
+        let found = Self.chromium()
+        guard prerequisite(found != nil, "chromium is required under CI=true (scripts/install-deps installs it)"), let browser = found else { return }
         let lab = try WorkloadLab("dash")
         defer { lab.cleanup() }
         try lab.createNetwork(subnet: "198.18.1.160/27")

@@ -154,10 +154,7 @@ import Yams
 
     @Test func agentInAContainerAlertsOnMiningSibling() throws {
         guard Podman.required() else { return }
-        guard getuid() == 0 else {
-            if requirePrerequisites { Issue.record("root is required under CI=true: the agent shares the host's pid namespace") }
-            return
-        }
+        guard prerequisite(getuid() == 0, "root is required under CI=true: the agent shares the host's pid namespace") else { return }
         // Run as the DaemonSet runs it: its capabilities and its arguments.
         let manifest = try DeploymentManifest(path: manifestPath)
         let caps = strings(mapping(mapping(manifest.agent["securityContext"])?["capabilities"])?["add"])

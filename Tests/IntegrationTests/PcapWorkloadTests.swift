@@ -7,9 +7,8 @@ import TestSupport
 /// benign traffic raises no mining finding.
 @Suite(.serialized) struct PcapWorkloadTests {
     static var tcpdumpAvailable: Bool {
-        if (try? run(["tcpdump", "--version"]).status) == 0 && getuid() == 0 { return true }
-        if requirePrerequisites { Issue.record("tcpdump and root are required under CI=true (scripts/install-deps installs tcpdump)") }
-        return false
+        prerequisite((try? run(["tcpdump", "--version"]).status) == 0 && getuid() == 0,
+                     "tcpdump and root are required under CI=true (scripts/install-deps installs tcpdump)")
     }
 
     /// Records `filter` on `interface` while `body` runs.

@@ -96,10 +96,7 @@ import TestSupport
     /// minewatch process (a bind mount over /etc/ssl/certs), never on the host.
     @Test func httpsDownloadStopsAtTheDeclaredSize() throws {
         guard toolsPresent(["podman", "docker-registry", "python3", "openssl", "unshare"]) else { return }
-        guard getuid() == 0 else {
-            if requirePrerequisites { Issue.record("needs root for a private mount namespace") }
-            return
-        }
+        guard prerequisite(getuid() == 0, "needs root for a private mount namespace") else { return }
         let dir = try TempDir("regtls")
         defer { dir.cleanup() }
         let regPort = freeLoopbackPort(), tlsPort = freeLoopbackPort(), shrinkPort = freeLoopbackPort()

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The `minewatch` executable built next to the test bundle.
 public func minewatchBinary() -> String {
@@ -20,6 +21,15 @@ public func minewatch(_ args: [String], env: [String: String]? = nil) throws -> 
 
 /// True when tests must not skip for a missing prerequisite (CI=true).
 public var requirePrerequisites: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
+
+/// True when the prerequisite is `met`; otherwise false, so that the test skips, after recording
+/// `missing` as a failure under CI=true (where a missing prerequisite never skips silently).
+public func prerequisite(_ met: Bool, _ missing: @autoclosure () -> String,
+                         sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+    if met { return true }
+    if requirePrerequisites { Issue.record(Comment(rawValue: missing()), sourceLocation: sourceLocation) }
+    return false
+}
 
 /// The `mw-workload` executable (test miners, pools and loads) built next to the test bundle.
 public func workloadBinary() -> String {

@@ -11,9 +11,7 @@ public enum Podman {
     /// True when podman can be used; false to skip. Under CI=true a missing podman is recorded
     /// as a failure instead (scripts/install-deps installs it).
     public static func required() -> Bool {
-        if available { return true }
-        if requirePrerequisites { Issue.record("podman is required under CI=true (scripts/install-deps installs it)") }
-        return false
+        prerequisite(available, "podman is required under CI=true (scripts/install-deps installs it)")
     }
 
     @discardableResult

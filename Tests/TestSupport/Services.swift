@@ -11,7 +11,7 @@ public final class BackgroundProcess: @unchecked Sendable {
 
     public init(_ args: [String], label: String) throws {
         log = FileManager.default.temporaryDirectory.appendingPathComponent("mw-\(label)-\(UUID().uuidString.prefix(6)).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let h = try FileHandle(forWritingTo: log)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = args
@@ -97,7 +97,5 @@ public func startRegistry(port: Int, data: String, dir: TempDir, extra: String =
 /// True when every tool is on PATH; under CI=true a missing one is recorded as a failure.
 public func toolsPresent(_ tools: [String]) -> Bool {
     let missing = tools.filter { (try? run(["sh", "-c", "command -v \($0)"]).status) != 0 }
-    if missing.isEmpty { return true }
-    if requirePrerequisites { Issue.record("missing under CI=true: \(missing) (scripts/install-deps installs them)") }
-    return false
+    return prerequisite(missing.isEmpty, "missing under CI=true: \(missing) (scripts/install-deps installs them)")
 }

@@ -18,9 +18,7 @@ public enum UPXTools {
 
     /// True when real upx and xmrig are there; under CI=true their absence is a failure.
     public static func required() -> Bool {
-        if available { return true }
-        if requirePrerequisites { Issue.record("upx and xmrig are required under CI=true (scripts/install-deps fetches them into \(deps))") }
-        return false
+        prerequisite(available, "upx and xmrig are required under CI=true (scripts/install-deps fetches them into \(deps))")
     }
 
     /// Packs `input` with `--METHOD` into `output` with the real upx.
