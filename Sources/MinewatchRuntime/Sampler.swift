@@ -146,9 +146,6 @@ public final class HostSampler {
     /// Processes of the last pass by pid, and the keys that make a process "not new".
     var known: [Int32: ProcessSample] = [:]
     var knownKeys: Set<String> = []
-
-    /// Every running process is new again in the next pass (after a rules reload).
-    public func forgetProcesses() { knownKeys = [] }
     var hostNetns: UInt64?
     var passes = 0
     public private(set) var lastPassTime: Date?
@@ -157,6 +154,9 @@ public final class HostSampler {
         let text = (try? String(contentsOfFile: "\(proc.root)/sys/kernel/pid_max", encoding: .utf8)) ?? ""
         return (Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1_000_000
     }()
+
+    /// Every running process is new again in the next pass (after a rules reload).
+    public func forgetProcesses() { knownKeys = [] }
 
     public init(proc: ProcfsReader = ProcfsReader(), cgroups: CgroupReader = CgroupReader(), clock: WallClock = SystemClock(),
                 sockets: SocketStatsSource? = SockDiagReader()) {

@@ -131,7 +131,6 @@ final class Conn: @unchecked Sendable {
     }
 }
 
-/// Listens on host:port and hands each connection to `handle` on its own thread.
 /// A TCP socket listening on host:port (IPv4, SO_REUSEADDR).
 func listeningSocket(host: String, port: Int, backlog: Int32) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -146,6 +145,7 @@ func listeningSocket(host: String, port: Int, backlog: Int32) throws -> Int32 {
     return fd
 }
 
+/// Listens on host:port and hands each connection to `handle` on its own thread.
 func serve(host: String, port: Int, until deadline: Date, handle: @escaping @Sendable (Conn) -> Void) throws {
     let fd = try listeningSocket(host: host, port: port, backlog: 64)
     var tv = timeval(tv_sec: 1, tv_usec: 0)

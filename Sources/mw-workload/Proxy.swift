@@ -206,7 +206,6 @@ enum Proxy {
         }
     }
 
-
     // MARK: customers
 
     /// The vendor's customers: `streams` at once, each to a random target: a byte relay that
