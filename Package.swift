@@ -24,7 +24,7 @@ let package = Package(
     ],
     targets: [
         // Shared value types, the error type and digests (SHA-256 from swift-crypto).
-        .target(name: "MinewatchCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MinewatchCore", dependencies: ["CShims", .product(name: "Crypto", package: "swift-crypto")]),
         // C shims: zlib (linked) and zstd (loaded at run time so building needs no -dev package).
         .target(name: "CShims", linkerSettings: [.linkedLibrary("z"), .linkedLibrary("dl")]),
         // Rule data, rule loading/validation, multi-pattern matcher, wallet validators.
@@ -93,6 +93,7 @@ let package = Package(
         // TLS for the test workloads only (the system's OpenSSL, loaded at run time).
         .target(name: "CWorkloadTLS", linkerSettings: [.linkedLibrary("dl")]),
 
+        .testTarget(name: "CoreTests", dependencies: ["MinewatchCore", "TestSupport"]),
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures"]),
         .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "TestSupport"]),

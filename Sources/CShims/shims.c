@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
 
 struct mw_inflate { z_stream z; };
 
@@ -230,4 +232,19 @@ int mw_lzma_step(mw_lzma *d, const uint8_t *in, size_t in_len, size_t *consumed,
     *consumed = in_len - d->s.avail_in;
     *produced = out_len - d->s.avail_out;
     return rc;
+}
+
+int mw_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+#ifdef SYS_openat2
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = flags;
+    how.mode = mode;
+    how.resolve = resolve;
+    long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    return fd < 0 ? -errno : (int)fd;
+#else
+    (void)dirfd; (void)path; (void)flags; (void)mode; (void)resolve;
+    return -ENOSYS;
+#endif
 }

@@ -175,6 +175,7 @@ public enum FuzzTargets {
     static let procfs: Harness = { b in
         guard let sel = b.first else { return }
         let rest = Array(b.dropFirst())
+        if sel == 0xfe { return confinedPath(rest) }
         switch sel % 7 {
         case 6: _ = BundleAnnotations.parse(rest)
         case 0: _ = ProcParsers.hosts(rest)
@@ -185,6 +186,44 @@ public enum FuzzTargets {
         default:
             var out: [SocketEntry] = []
             _ = try? SockDiagParser.parse(rest, into: &out)
+        }
+    }
+
+    /// A fake container root with every way out (absolute and relative links to a file outside,
+    /// a link upwards, a link to /proc/self/root, a FIFO, `..`), made once per fuzzing process.
+    static let escapeTree: (root: String, secret: [UInt8])? = {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("mw-fuzz-root-\(getpid())").path
+        let root = base + "/root"
+        let secret = Array("OUTSIDE-THE-ROOT".utf8)
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: root + "/app", withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+            _ = fm.createFile(atPath: base + "/secret", contents: Data(secret))
+            _ = fm.createFile(atPath: root + "/etc/hosts", contents: Data("10.0.0.1 in\n".utf8))
+            try fm.createSymbolicLink(atPath: root + "/app/abs", withDestinationPath: base + "/secret")
+            try fm.createSymbolicLink(atPath: root + "/app/rel", withDestinationPath: "../../secret")
+            try fm.createSymbolicLink(atPath: root + "/up", withDestinationPath: "..")
+            try fm.createSymbolicLink(atPath: root + "/magic", withDestinationPath: "/proc/self/root")
+            try fm.createSymbolicLink(atPath: root + "/hosts", withDestinationPath: "/etc/hosts")
+            mkfifo(root + "/fifo", 0o600)
+        } catch { return nil }
+        return (root, secret)
+    }()
+
+    /// A path a container chooses, opened through the confined-path primitive in both modes and
+    /// with both resolvers: it must never block and never read the file outside the root.
+    static func confinedPath(_ bytes: [UInt8]) {
+        guard let tree = escapeTree else { return }
+        let rel = String(decoding: bytes.prefix(4096), as: UTF8.self)
+        for links in [ConfinedRoot.Links.refused, .inRoot] {
+            for resolver in [ConfinedRoot.Resolver.automatic, .componentWise] {
+                guard let root = try? ConfinedRoot(path: tree.root, links: links, resolver: resolver) else { continue }
+                if let got = try? root.readFile(rel, limit: 4096) {
+                    precondition(got != tree.secret, "\(rel) left the root (\(links), \(resolver))")
+                }
+                _ = try? root.kind(of: rel)
+            }
         }
     }
 

@@ -196,26 +196,24 @@ public struct ProcfsReader: Sendable {
         read("\(pid)/environ", limit: 256 * 1024).map { ProcParsers.environ($0, keep: keep) } ?? [:]
     }
 
-    /// The container's /etc/hosts as address -> names, read through /proc/<pid>/root without
-    /// following a link at `etc` or `hosts` (a container's file never leads the reader out of its
-    /// root), at most 64 KiB; with its modification time. nil when it cannot be read; names nil
-    /// when its modification time is still `unlessModified` (not read again).
+    /// The process's root folder (`/proc/<pid>/root`) as a confined root: paths below it resolve
+    /// as they do for the container's own programs (links included) and never leave it.
+    public func containerRoot(_ pid: Int32) -> ConfinedRoot? {
+        try? ConfinedRoot(path: "\(root)/\(pid)/root", links: .inRoot)
+    }
+
+    /// The container's /etc/hosts as address -> names, read through the container's confined root
+    /// (a link there resolves inside the container, never on the host), at most 64 KiB; with its
+    /// modification time. nil when it cannot be read; names nil when its modification time is
+    /// still `unlessModified` (not read again).
     public func hostsFile(_ pid: Int32, unlessModified known: Int? = nil) -> (mtime: Int, names: [String: [String]]?)? {
-        let rootFD = open("\(root)/\(pid)/root", O_RDONLY | O_CLOEXEC | O_DIRECTORY)
-        if rootFD < 0 { return nil }
-        defer { close(rootFD) }
-        let etc = openat(rootFD, "etc", O_RDONLY | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW)
-        if etc < 0 { return nil }
-        defer { close(etc) }
-        let fd = openat(etc, "hosts", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        if fd < 0 { return nil }
-        defer { close(fd) }
+        guard let dir = containerRoot(pid), let h = try? dir.openFile("etc/hosts") else { return nil }
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard fstat(h.fd, &st) == 0 else { return nil }
         let mtime = Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec)
         if mtime == known { return (mtime, nil) }
         var buf = [UInt8](repeating: 0, count: 65536)
-        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        let n = buf.withUnsafeMutableBytes { Glibc.read(h.fd, $0.baseAddress, $0.count) }
         guard n >= 0 else { return nil }
         return (mtime, ProcParsers.hosts(Array(buf[0..<n])))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,31 +57,11 @@ public struct RuntimeStateReader: Sendable {
         return nil
     }
 
-    /// Opens `root/components...` one component at a time with O_NOFOLLOW (a link anywhere
-    /// below `root` is refused), reads a regular file of at most 4 MiB.
+    /// Reads `root/components...` through the confined-path primitive: a link anywhere below
+    /// `root` is refused, a regular file of at most 4 MiB.
     static func readBundleFile(_ root: String, _ components: [String]) -> [UInt8]? {
-        var fd = open(root, O_RDONLY | O_CLOEXEC | O_DIRECTORY)
-        if fd < 0 { return nil }
-        for (i, c) in components.enumerated() {
-            let last = i == components.count - 1
-            let next = openat(fd, c, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (last ? O_NONBLOCK : O_DIRECTORY))
-            close(fd)
-            if next < 0 { return nil }
-            fd = next
-        }
-        defer { close(fd) }
-        var st = stat()
-        let limit = 4 << 20
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= limit else { return nil }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while out.count <= limit {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return out.count <= limit ? out : nil
+        guard let dir = try? ConfinedRoot(path: root, links: .refused) else { return nil }
+        return try? dir.readFile(components.joined(separator: "/"), limit: 4 << 20)
     }
 }
 

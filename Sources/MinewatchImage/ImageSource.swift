@@ -253,14 +253,17 @@ public final class TarIndex: BlobStore {
 
 /// Blobs in a folder (OCI layout, unpacked docker save), opened without following symlinks.
 public final class DirectoryBlobStore: BlobStore {
-    let dir: SafeDirectory
+    let dir: ConfinedRoot
     public var name: String { dir.path }
-    public init(path: String) throws(MinewatchError) { dir = try SafeDirectory(path: path) }
+    public init(path: String) throws(MinewatchError) {
+        do { dir = try ConfinedRoot(path: path, links: .refused) } catch { throw error.error }
+    }
 
     public func contains(_ path: String) -> Bool { (try? dir.openFile(path)) != nil }
 
     public func open(_ path: String) throws(MinewatchError) -> (ByteStream, Int64) {
-        let h = try dir.openFile(path)
+        let h: FileHandleFD
+        do { h = try dir.openFile(path) } catch { throw error.error }
         let src = try FileByteSource(handle: h)
         return (SectionStream(source: src, offset: 0, length: src.size), src.size)
     }

@@ -93,7 +93,8 @@ public struct RootfsWalker {
 
     /// `visit(path, handle, size)` for each regular file; `issue` for what could not be read.
     public func walk(visit: (String, FileHandleFD, Int64) -> Void, issue: (ScanIssue) -> Void) throws(MinewatchError) {
-        let top = try SafeDirectory(path: root)
+        let top: ConfinedRoot
+        do { top = try ConfinedRoot(path: root, links: .refused, sameMount: oneFileSystem) } catch { throw error.error }
         var st = stat()
         if fstat(top.fd, &st) != 0 { throw MinewatchError.posix("stat", subject: root, errno: errno) }
         walkDir(fd: top.fd, rel: "", dev: st.st_dev, depth: 0, visit: visit, issue: issue)
@@ -131,20 +132,19 @@ public struct RootfsWalker {
             let type = st.st_mode & S_IFMT
             if type == S_IFDIR {
                 if oneFileSystem && st.st_dev != dev { continue }
-                let sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                if sub < 0 {
-                    issue(ScanIssue(path: path, message: "open folder: \(String(cString: strerror(errno)).lowercased())"))
-                    continue
+                do {
+                    let sub = try ConfinedRoot.openDirectory(in: fd, name: name, display: root + path)
+                    walkDir(fd: sub, rel: path, dev: dev, depth: depth + 1, visit: visit, issue: issue)
+                    close(sub)
+                } catch {
+                    issue(ScanIssue(path: path, message: "open folder: \(error.message)"))
                 }
-                walkDir(fd: sub, rel: path, dev: dev, depth: depth + 1, visit: visit, issue: issue)
-                close(sub)
             } else if type == S_IFREG {
-                let f = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-                if f < 0 {
-                    issue(ScanIssue(path: path, message: "open: \(String(cString: strerror(errno)).lowercased())"))
-                    continue
+                do {
+                    visit(path, try ConfinedRoot.openRegular(in: fd, name: name, display: root + path), Int64(st.st_size))
+                } catch {
+                    issue(ScanIssue(path: path, message: "open: \(error.message)"))
                 }
-                visit(path, FileHandleFD(fd: f, path: root + path), Int64(st.st_size))
             }
             // Symlinks, devices, sockets and fifos carry no content of their own: not read.
         }

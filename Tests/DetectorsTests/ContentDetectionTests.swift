@@ -60,7 +60,7 @@ import TestSupport
 
     @Test func realUPXPackedBinary() throws {
         // Debian 12 ships no upx package: scripts/install-deps fetches Debian 13's (UPXTools).
-        guard UPXTools.required() else { return }
+        try UPXTools.require()
         let dir = try TempDir("upx")
         defer { dir.cleanup() }
         let src = try Data(contentsOf: URL(fileURLWithPath: "/bin/busybox"))

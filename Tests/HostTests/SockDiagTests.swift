@@ -151,7 +151,7 @@ private func ownNetns() -> UInt64 {
 
 @Suite struct SockDiagRefreshTests {
     @Test func socketsAreAskedForAgainByID() throws {
-        guard getuid() == 0 else { return }
+        try prerequisite(getuid() == 0, "root is required to ask sock_diag for sockets by id")
         let pair = try loopbackPair()
         let (c, s, port) = (pair.client, pair.server, pair.clientPort)
         defer { close(s) }

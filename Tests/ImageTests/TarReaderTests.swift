@@ -144,17 +144,20 @@ func entries(_ bytes: [UInt8]) throws(MinewatchError) -> [(TarEntry, [UInt8])] {
     }
 }
 
-@Suite struct SafeDirectoryTests {
+@Suite struct DirectoryBlobStoreTests {
+    /// A folder image (OCI layout, unpacked save) is read through the confined-path primitive.
     @Test func refusesSymlinksAndDotDot() throws {
         let dir = try TempDir("safe")
         defer { dir.cleanup() }
         _ = try dir.file("root/ok.txt", Array("ok".utf8))
         try FileManager.default.createSymbolicLink(atPath: dir.path + "/root/link", withDestinationPath: "/etc/passwd")
         try FileManager.default.createSymbolicLink(atPath: dir.path + "/root/dirlink", withDestinationPath: "/etc")
-        let sd = try SafeDirectory(path: dir.path + "/root")
-        _ = try sd.openFile("ok.txt")
-        #expect(throws: MinewatchError.self) { try sd.openFile("link") }
-        #expect(throws: MinewatchError.self) { try sd.openFile("dirlink/passwd") }
-        #expect(throws: MinewatchError.self) { try sd.openFile("../root/ok.txt") }
+        let store = try DirectoryBlobStore(path: dir.path + "/root")
+        #expect(try store.open("ok.txt").1 == 2)
+        #expect(store.contains("ok.txt"))
+        for bad in ["link", "dirlink/passwd", "../root/ok.txt"] {
+            #expect(!store.contains(bad))
+            #expect(throws: MinewatchError.self) { try store.open(bad) }
+        }
     }
 }

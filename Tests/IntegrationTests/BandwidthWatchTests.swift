@@ -9,7 +9,7 @@ import TestSupport
 /// a chatty API client, CPU-heavy compression and the pools themselves are not.
 @Suite(.serialized) struct BandwidthWatchTests {
     @Test func bandwidthMinerAlertedBenignLoadsQuiet() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let lab = try WorkloadLab("bw")
         defer { lab.cleanup() }
         try lab.createNetwork(subnet: "198.18.1.0/26")
@@ -69,8 +69,8 @@ import TestSupport
 /// on the wire (wallet, announcements); the pool containers themselves are not alerted.
 @Suite(.serialized) struct ProtocolWatchTests {
     @Test func stratumAndPacketCryptSeenOnTheWire() throws {
-        guard Podman.required() else { return }
-        guard prerequisite(getuid() == 0, "root is required under CI=true for packet capture") else { return }
+        try Podman.require()
+        try prerequisite(getuid() == 0, "root is required under CI=true for packet capture")
         let lab = try WorkloadLab("proto")
         defer { lab.cleanup() }
         try lab.createNetwork(subnet: "198.18.1.64/26")

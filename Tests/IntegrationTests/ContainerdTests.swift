@@ -74,8 +74,8 @@ import TestSupport
     }
 
     @Test func podContainersAreNamedFromTheirBundlesAndDetected() throws {
-        guard toolsPresent(["containerd", "ctr", "runc"]) else { return }
-        guard prerequisite(getuid() == 0, "root is required under CI=true for containerd") else { return }
+        try requireTools(["containerd", "ctr", "runc"])
+        try prerequisite(getuid() == 0, "root is required under CI=true for containerd")
         let dir = try TempDir("ctd")
         defer { dir.cleanup() }
         let ctd = try Containerd(dir)

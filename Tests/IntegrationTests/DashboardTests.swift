@@ -13,9 +13,10 @@ import TestSupport
     }
 
     @Test func dashboardInABrowserAndHistoryOffline() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let found = Self.chromium()
-        guard prerequisite(found != nil, "chromium is required under CI=true (scripts/install-deps installs it)"), let browser = found else { return }
+        try prerequisite(found != nil, "chromium is missing (scripts/install-deps installs it)")
+        let browser = try #require(found)
         let lab = try WorkloadLab("dash")
         defer { lab.cleanup() }
         try lab.createNetwork(subnet: "198.18.1.160/27")
@@ -99,7 +100,7 @@ import TestSupport
     /// SIGKILL while the agent writes: the file is never corrupt, and a restarted agent goes on
     /// with the same file.
     @Test func killedMidWriteTheHistoryStaysSound() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let lab = try WorkloadLab("crash")
         defer { lab.cleanup() }
         let dir = lab.dir

@@ -25,7 +25,7 @@ import TestSupport
     }
 
     @Test func engineAPIOverPodmanSocket() throws {
-        guard toolsPresent(["podman"]) else { return }
+        try requireTools(["podman"])
         let dir = try TempDir("eng")
         defer { dir.cleanup() }
         let tag = try makeImage(dir)
@@ -48,7 +48,7 @@ import TestSupport
     }
 
     @Test func registryAnonymousBasicAndBearer() throws {
-        guard toolsPresent(["podman", "docker-registry", "htpasswd", "python3"]) else { return }
+        try requireTools(["podman", "docker-registry", "htpasswd", "python3"])
         let dir = try TempDir("reg")
         defer { dir.cleanup() }
         let tag = try makeImage(dir)

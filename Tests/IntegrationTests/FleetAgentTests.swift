@@ -18,7 +18,8 @@ import TestSupport
     }
 
     @Test func configExceptionsOutputsAndPrometheus() throws {
-        guard Podman.required(), toolsPresent(["prometheus", "curl", "python3"]) else { return }
+        try Podman.require()
+        try requireTools(["prometheus", "curl", "python3"])
         let lab = try WorkloadLab("fleet")
         defer { lab.cleanup() }
         try lab.createNetwork(subnet: "198.18.1.192/27")
@@ -133,7 +134,7 @@ import TestSupport
 
     /// The example alerting rules in the README pass promtool's checks.
     @Test func exampleAlertingRulesAreValid() throws {
-        guard toolsPresent(["promtool"]) else { return }
+        try requireTools(["promtool"])
         let r = try TestSupport.run(["promtool", "check", "rules", repositoryPath("deploy/prometheus/minewatch-alerts.yaml")])
         #expect(r.status == 0, "\(String(decoding: r.out, as: UTF8.self)) \(r.err)")
     }
@@ -144,7 +145,7 @@ import TestSupport
 /// state (a miner that alerted before is not alerted again).
 @Suite(.serialized) struct ReloadTests {
     @Test func sighupReloadsAndKeepsState() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let lab = try WorkloadLab("reload")
         defer { lab.cleanup() }
         let dir = lab.dir

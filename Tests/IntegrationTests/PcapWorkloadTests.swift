@@ -6,8 +6,8 @@ import TestSupport
 /// read by `minewatch pcap`: the identities and counts it extracts match what the programs did, and
 /// benign traffic raises no mining finding.
 @Suite(.serialized) struct PcapWorkloadTests {
-    static var tcpdumpAvailable: Bool {
-        prerequisite((try? run(["tcpdump", "--version"]).status) == 0 && getuid() == 0,
+    static func requireTcpdump() throws {
+        try prerequisite((try? run(["tcpdump", "--version"]).status) == 0 && getuid() == 0,
                      "tcpdump and root are required under CI=true (scripts/install-deps installs tcpdump)")
     }
 
@@ -31,7 +31,7 @@ import TestSupport
     }
 
     @Test func stratumBothDialects() throws {
-        guard Self.tcpdumpAvailable else { return }
+        try Self.requireTcpdump()
         let dir = try TempDir("pcap-stratum")
         defer { dir.cleanup() }
         let wallet = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD"
@@ -66,7 +66,7 @@ import TestSupport
     /// Ethereum-family pools: EthProxy (`eth_submitLogin`, `eth_getWork`, `eth_submitWork`,
     /// `eth_submitHashrate`) and NiceHash's EthereumStratum/1.0.0, recorded and recognised.
     @Test func stratumEthereumDialects() throws {
-        guard Self.tcpdumpAvailable else { return }
+        try Self.requireTcpdump()
         let dir = try TempDir("pcap-eth")
         defer { dir.cleanup() }
         let wallet = "0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5"
@@ -98,7 +98,7 @@ import TestSupport
     /// PacketCrypt on two pools and benign loads, captured at the same time for 28 s: cooked v2
     /// (`-i any`) with nanosecond timestamps, also converted to pcapng.
     @Test func packetCryptAndBenignLoads() throws {
-        guard Self.tcpdumpAvailable else { return }
+        try Self.requireTcpdump()
         let dir = try TempDir("pcap-pkt")
         defer { dir.cleanup() }
         let p1 = freeLoopbackPort(), p2 = freeLoopbackPort(), web = freeLoopbackPort()

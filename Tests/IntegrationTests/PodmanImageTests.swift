@@ -16,7 +16,7 @@ import TestSupport
     }
 
     @Test func minerImageInBothArchiveFormats() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let dir = try TempDir("pod")
         defer { dir.cleanup() }
         let tag = "localhost/mw-it-miner:\(UUID().uuidString.prefix(8).lowercased())"
@@ -46,7 +46,7 @@ import TestSupport
     /// The original C/JavaScript PacketCrypt miner as it is deployed: a checkout run by the real
     /// Node.js runtime of this machine (`CMD node annmine.js --paymentAddr pkt1... http://POOL`).
     @Test func packetCryptNodeMinerImage() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let dir = try TempDir("pod")
         defer { dir.cleanup() }
         let tag = "localhost/mw-it-annmine:\(UUID().uuidString.prefix(8).lowercased())"
@@ -71,7 +71,7 @@ import TestSupport
     }
 
     @Test func benignImageHasNothingAboveInfo() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let dir = try TempDir("pod")
         defer { dir.cleanup() }
         let tag = "localhost/mw-it-benign:\(UUID().uuidString.prefix(8).lowercased())"

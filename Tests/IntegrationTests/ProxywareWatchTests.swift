@@ -13,7 +13,7 @@ import TestSupport
 /// unknown name raise nothing at medium or above. The bridge is recorded and read by `pcap`.
 @Suite(.serialized) struct ProxywareWatchTests {
     @Test func relaysUploadersServicesAndHeartbeats() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let lab = try WorkloadLab("px")
         defer { lab.cleanup() }
         let dir = lab.dir

@@ -49,7 +49,7 @@ import TestSupport
     }
 
     @Test func blobThatDoesNotMatchItsDigestIsReportedAndNeverCached() throws {
-        guard toolsPresent(["podman", "docker-registry", "python3"]) else { return }
+        try requireTools(["podman", "docker-registry", "python3"])
         let dir = try TempDir("regint")
         defer { dir.cleanup() }
         let regPort = freeLoopbackPort(), proxyPort = freeLoopbackPort(), swapPort = freeLoopbackPort()
@@ -95,8 +95,8 @@ import TestSupport
     /// while it downloads. The CA is made trusted only inside a private mount namespace of the
     /// minewatch process (a bind mount over /etc/ssl/certs), never on the host.
     @Test func httpsDownloadStopsAtTheDeclaredSize() throws {
-        guard toolsPresent(["podman", "docker-registry", "python3", "openssl", "unshare"]) else { return }
-        guard prerequisite(getuid() == 0, "needs root for a private mount namespace") else { return }
+        try requireTools(["podman", "docker-registry", "python3", "openssl", "unshare"])
+        try prerequisite(getuid() == 0, "needs root for a private mount namespace")
         let dir = try TempDir("regtls")
         defer { dir.cleanup() }
         let regPort = freeLoopbackPort(), tlsPort = freeLoopbackPort(), shrinkPort = freeLoopbackPort()

@@ -30,7 +30,7 @@ import TestSupport
     }
 
     @Test func freezeKillStopAndDryRun() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let lab = try WorkloadLab("act")
         defer { lab.cleanup() }
 

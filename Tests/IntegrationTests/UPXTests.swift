@@ -27,7 +27,7 @@ import TestSupport
 
     @Test(arguments: UPXTools.architectures)
     func packedXMRigEveryMethod(arch: String) throws {
-        guard UPXTools.required() else { return }
+        try UPXTools.require()
         let dir = try TempDir("upx")
         defer { dir.cleanup() }
         for method in UPXTools.methods {
@@ -51,7 +51,8 @@ import TestSupport
     }
 
     @Test func wipedPackedXMRigInImageArchives() throws {
-        guard UPXTools.required(), Podman.required() else { return }
+        try UPXTools.require()
+        try Podman.require()
         let dir = try TempDir("upximg")
         defer { dir.cleanup() }
         let packed = dir.path + "/packed"
@@ -73,7 +74,7 @@ import TestSupport
     }
 
     @Test func damagedPackedFileStaysALowPackedFinding() throws {
-        guard UPXTools.required() else { return }
+        try UPXTools.require()
         let dir = try TempDir("upxbad")
         defer { dir.cleanup() }
         let packed = dir.path + "/packed"
@@ -98,7 +99,8 @@ import TestSupport
 /// headers wiped, running in a container (no network, so it only retries its pool), is named.
 @Suite(.serialized) struct PackedMinerWatchTests {
     @Test func packedMinerRunningInAContainerIsNamed() throws {
-        guard UPXTools.required(), Podman.required() else { return }
+        try UPXTools.require()
+        try Podman.require()
         let dir = try TempDir("upxwatch")
         defer { dir.cleanup() }
         let packed = dir.path + "/packed"

@@ -7,7 +7,7 @@ import TestSupport
 /// the miner-process detector within the time bound; a benign container is not.
 @Suite(.serialized) struct WatchTests {
     @Test func minerProcessAlertedBenignQuiet() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let dir = try TempDir("watch")
         defer { dir.cleanup() }
         var exe = Array(try Data(contentsOf: URL(fileURLWithPath: workloadBinary())))
@@ -79,7 +79,7 @@ import TestSupport
 /// both cores.)
 @Suite(.serialized) struct CPUWatchTests {
     @Test func cpuMinerAtItsLimitAlertedCompressionQuiet() throws {
-        guard Podman.required() else { return }
+        try Podman.require()
         let lab = try WorkloadLab("cpu")
         defer { lab.cleanup() }
         let dir = lab.dir

@@ -22,13 +22,19 @@ public func minewatch(_ args: [String], env: [String: String]? = nil) throws -> 
 /// True when tests must not skip for a missing prerequisite (CI=true).
 public var requirePrerequisites: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
 
-/// True when the prerequisite is `met`; otherwise false, so that the test skips, after recording
-/// `missing` as a failure under CI=true (where a missing prerequisite never skips silently).
+/// A prerequisite that is missing under CI=true: the test fails with this error.
+public struct MissingPrerequisite: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Returns when the prerequisite is `met`. Otherwise the test stops: it is reported as skipped
+/// (cancelled, with `missing` as the reason), and under CI=true, where a missing prerequisite never
+/// skips, it fails with `missing` instead.
 public func prerequisite(_ met: Bool, _ missing: @autoclosure () -> String,
-                         sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
-    if met { return true }
-    if requirePrerequisites { Issue.record(Comment(rawValue: missing()), sourceLocation: sourceLocation) }
-    return false
+                         sourceLocation: SourceLocation = #_sourceLocation) throws {
+    if met { return }
+    if requirePrerequisites { throw MissingPrerequisite(description: missing()) }
+    try Test.cancel(Comment(rawValue: "skipped: " + missing()), sourceLocation: sourceLocation)
 }
 
 /// The `mw-workload` executable (test miners, pools and loads) built next to the test bundle.

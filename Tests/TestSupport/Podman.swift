@@ -8,10 +8,10 @@ public enum Podman {
         (try? run(["podman", "--version"]).status) == 0
     }
 
-    /// True when podman can be used; false to skip. Under CI=true a missing podman is recorded
-    /// as a failure instead (scripts/install-deps installs it).
-    public static func required() -> Bool {
-        prerequisite(available, "podman is required under CI=true (scripts/install-deps installs it)")
+    /// Returns when podman can be used; otherwise the test is skipped, or fails under CI=true
+    /// (scripts/install-deps installs it).
+    public static func require(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try prerequisite(available, "podman is missing (scripts/install-deps installs it)", sourceLocation: sourceLocation)
     }
 
     @discardableResult

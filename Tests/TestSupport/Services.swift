@@ -94,8 +94,8 @@ public func startRegistry(port: Int, data: String, dir: TempDir, extra: String =
     return try BackgroundProcess(["docker-registry", "serve", config], label: "registry")
 }
 
-/// True when every tool is on PATH; under CI=true a missing one is recorded as a failure.
-public func toolsPresent(_ tools: [String]) -> Bool {
+/// Returns when every tool is on PATH; otherwise the test is skipped, or fails under CI=true.
+public func requireTools(_ tools: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
     let missing = tools.filter { (try? run(["sh", "-c", "command -v \($0)"]).status) != 0 }
-    return prerequisite(missing.isEmpty, "missing under CI=true: \(missing) (scripts/install-deps installs them)")
+    try prerequisite(missing.isEmpty, "missing: \(missing) (scripts/install-deps installs them)", sourceLocation: sourceLocation)
 }

@@ -16,9 +16,9 @@ public enum UPXTools {
         FileManager.default.isExecutableFile(atPath: upx) && architectures.allSatisfy { FileManager.default.fileExists(atPath: xmrig($0)) }
     }
 
-    /// True when real upx and xmrig are there; under CI=true their absence is a failure.
-    public static func required() -> Bool {
-        prerequisite(available, "upx and xmrig are required under CI=true (scripts/install-deps fetches them into \(deps))")
+    /// Returns when real upx and xmrig are there; otherwise the test is skipped, or fails under CI=true.
+    public static func require(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try prerequisite(available, "upx and xmrig are missing (scripts/install-deps fetches them into \(deps))", sourceLocation: sourceLocation)
     }
 
     /// Packs `input` with `--METHOD` into `output` with the real upx.

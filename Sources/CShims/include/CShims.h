@@ -60,6 +60,14 @@ long mw_packet_drops(int fd);
 /* An anonymous in-memory file (memfd_create), for feeding bytes to readers that open paths. */
 int mw_memfd(const char *name);
 
+/* O_PATH (glibc shows it only under _GNU_SOURCE; the same value on x86_64 and arm64) and the
+   RESOLVE_* flags of openat2. */
+#include <linux/openat2.h>
+#define MW_O_PATH 010000000
+/* openat2(2) with an open_how of {flags, mode, resolve}. Returns the fd or -errno (-ENOSYS where
+   the kernel or a seccomp filter lacks it). */
+int mw_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+
 /* libFuzzer's driver (linked only into mw-fuzz built with -sanitize=fuzzer). */
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
 

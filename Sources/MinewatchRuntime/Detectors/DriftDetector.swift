@@ -52,9 +52,17 @@ public struct DriftDetector: ContainerDetector {
         return nil
     }
 
+    /// `path` is a regular file below `root` (what a container writes is only looked at inside it).
+    public static func regularFile(root: String, path: String) -> Bool {
+        guard let dir = try? ConfinedRoot(path: root, links: .refused) else { return false }
+        return (try? dir.kind(of: path)) == .regular
+    }
+
     /// Reasons the executable is drift (empty when it is not).
     /// `exeLink` is the text of /proc/<pid>/exe; `upperDir` the container's overlay upper dir.
-    public func reasons(exeLink: String, upperDir: String?, fileExists: (String) -> Bool = { FileManager.default.fileExists(atPath: $0) }) -> [String] {
+    /// `inUpper(upper, path)` tells whether the container wrote `path` (a regular file in its upper
+    /// folder); by default looked up through the confined-path primitive, links refused.
+    public func reasons(exeLink: String, upperDir: String?, inUpper: (String, String) -> Bool = DriftDetector.regularFile) -> [String] {
         var out: [String] = []
         if exeLink.hasPrefix("/memfd:") || exeLink.hasPrefix("memfd:") { out.append("runs from a memfd (no file on disk)") }
         var path = exeLink
@@ -63,7 +71,7 @@ public struct DriftDetector: ContainerDetector {
             out.append("its executable was deleted after it started")
         }
         if scratchPrefixes.contains(where: { path.hasPrefix($0) }) { out.append("runs from \(path)") }
-        if let upper = upperDir, path.hasPrefix("/"), fileExists(upper + path) {
+        if let upper = upperDir, path.hasPrefix("/"), inUpper(upper, path) {
             out.append("its executable was written after the container started (overlay upper layer)")
         }
         return out

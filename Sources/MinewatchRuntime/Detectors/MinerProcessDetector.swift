@@ -44,17 +44,38 @@ public final class ExecutableScanner {
     /// Findings of the process's executable and script; nil when the executable could not be read
     /// (the process is asked about again later: an unreadable file is never taken for a clean one).
     public func findings(for s: ProcessSample) -> [Finding]? {
+        // /proc/<pid>/exe is the kernel's link to the very file the process runs (not a path the
+        // container chooses), so it is opened as it is.
         let exePath = "\(procRoot)/\(s.pid)/exe"
-        guard var out = scan(path: exePath, label: "exe") else {
+        let exeFD = open(exePath, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard exeFD >= 0, var out = scan(FileHandleFD(fd: exeFD, path: exePath), label: "exe") else {
+            if exeFD >= 0 { return nil }
             // Gone (or a kernel thread) is not a failure: nothing runs there any more.
             return FileManager.default.fileExists(atPath: "\(procRoot)/\(s.pid)") ? nil : []
         }
-        if let exe = s.exe, Self.isInterpreter(exe), let script = Self.scriptArgument(s.cmdline) {
-            // Inside the container: relative to its working directory, under its root.
-            let path = script.hasPrefix("/") ? "\(procRoot)/\(s.pid)/root\(script)" : "\(procRoot)/\(s.pid)/cwd/\(script)"
-            out += scan(path: path, label: "script \(script)") ?? []
+        if let exe = s.exe, Self.isInterpreter(exe), let script = Self.scriptArgument(s.cmdline),
+           let handle = openScript(script, pid: s.pid) {
+            out += scan(handle, label: "script \(script)") ?? []
         }
         return out
+    }
+
+    /// The script named on an interpreter's command line, opened inside the container's root:
+    /// an absolute path or a link there resolves as it does for the container (never on the host),
+    /// a relative one from the process's working folder.
+    func openScript(_ script: String, pid: Int32) -> FileHandleFD? {
+        var path = script
+        if !script.hasPrefix("/") {
+            // The working folder as the container sees it (readlink of /proc/<pid>/cwd).
+            var buf = [CChar](repeating: 0, count: 4096)
+            let n = readlink("\(procRoot)/\(pid)/cwd", &buf, buf.count - 1)
+            guard n > 0 else { return nil }
+            let cwd = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard cwd.hasPrefix("/") else { return nil }
+            path = cwd + "/" + script
+        }
+        guard let root = try? ConfinedRoot(path: "\(procRoot)/\(pid)/root", links: .inRoot) else { return nil }
+        return try? root.openFile(path)
     }
 
     static func isInterpreter(_ exe: String) -> Bool {
@@ -75,11 +96,9 @@ public final class ExecutableScanner {
         return nil
     }
 
-    /// One file's findings, cached; nil when it could not be opened or read.
-    func scan(path: String, label: String) -> [Finding]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        if fd < 0 { return nil }
-        defer { close(fd) }
+    /// One file's findings, cached; nil when it could not be read.
+    func scan(_ handle: FileHandleFD, label: String) -> [Finding]? {
+        let fd = handle.fd
         var st = stat()
         guard fstat(fd, &st) == 0 else { return nil }
         guard (st.st_mode & S_IFMT) == S_IFREG else { return [] }
@@ -92,7 +111,7 @@ public final class ExecutableScanner {
             let found = try analyzer.analyze(path: label, layer: nil, running: true, read: { (b) throws(MinewatchError) -> Int in
                 guard offset < limit else { return 0 }
                 let n = pread(fd, b.baseAddress, b.count, off_t(offset))
-                if n < 0 { throw MinewatchError.posix("read", subject: path, errno: errno) }
+                if n < 0 { throw MinewatchError.posix("read", subject: handle.path, errno: errno) }
                 offset += Int64(n)
                 return n
             }, buffer: buffer).findings

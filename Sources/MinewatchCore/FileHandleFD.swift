@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An owned file descriptor, closed on deinit.
+public final class FileHandleFD: Sendable {
+    public let fd: Int32
+    public let path: String
+
+    public init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { close(fd) }
+
+    /// Open a file for reading without following a final symlink.
+    public static func open(_ path: String, noFollow: Bool = false) throws(MinewatchError) -> FileHandleFD {
+        var flags = O_RDONLY | O_CLOEXEC
+        if noFollow { flags |= O_NOFOLLOW }
+        let fd = retryingEINTR { Glibc.open(path, flags) }
+        if fd < 0 { throw MinewatchError.posix("open", subject: path, errno: errno) }
+        return FileHandleFD(fd: fd, path: path)
+    }
+
+    public func stat() throws(MinewatchError) -> Glibc.stat {
+        var st = Glibc.stat()
+        if fstat(fd, &st) != 0 { throw MinewatchError.posix("fstat", subject: path, errno: errno) }
+        return st
+    }
+
+    /// Read up to `buffer.count` bytes at `offset`; returns bytes read (0 at end of file).
+    public func pread(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(MinewatchError) -> Int {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        let n = retryingEINTR { Glibc.pread(fd, base, buffer.count, off_t(offset)) }
+        if n < 0 { throw MinewatchError.posix("read", subject: path, errno: errno) }
+        return n
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(MinewatchError) -> Int {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        let n = retryingEINTR { Glibc.read(fd, base, buffer.count) }
+        if n < 0 { throw MinewatchError.posix("read", subject: path, errno: errno) }
+        return n
+    }
+}
