@@ -6,7 +6,7 @@ import MinewatchSignatures
 /// Thresholds of the behaviour models, shared by `watch` and `pcap`. Each overrides the rule
 /// files' `models:` value, which overrides the built-in default.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("bw-window"), help: "Bandwidth model: how long the upload shape must last (default 24s).")
+    @Option(name: .customLong("bw-window"), help: "Bandwidth model: how long the upload shape must last (default \(Int(BandwidthModel().window))s).")
     var bwWindow: DurationArgument?
 
     @Option(name: .customLong("bw-min-upload"), help: "Bandwidth model: least upload over outbound connections, bytes/s (65536, 64Ki, 1M; default 64Ki).")

@@ -101,7 +101,7 @@ public struct ScanCommand: ParsableCommand {
         var reports: [TargetReport] = []
         for t in targets {
             let r = scanner.scan(target: t)
-            for rep in r { for e in rep.errors { Terminal.error("\(rep.target): \([e.layer, e.path].compactMap { $0 }.joined(separator: " ")) \(e.message)") } }
+            for rep in r { for e in rep.errors { Terminal.error(ScanIssueText.line(target: rep.target, e)) } }
             reports += r
         }
         let report = ScanReport(targets: reports)
@@ -119,5 +119,15 @@ public struct ScanCommand: ParsableCommand {
             throw ExitCode(exitCode)
         }
         if reports.contains(where: { !$0.errors.isEmpty }) { throw ExitCode(2) }
+    }
+}
+
+/// One line for a target's error: the target, where in it (layer, path) when known, and the
+/// message, which names its own subject (`/x: open target: ...`) and is not preceded by it twice.
+enum ScanIssueText {
+    static func line(target: String, _ e: ScanIssue) -> String {
+        let place = [e.layer, e.path].compactMap { $0 }.joined(separator: " ")
+        if place.isEmpty { return e.message.hasPrefix(target + ":") ? e.message : "\(target): \(e.message)" }
+        return "\(target): \(place) \(e.message)"
     }
 }

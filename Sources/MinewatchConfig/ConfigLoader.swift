@@ -37,10 +37,9 @@ public enum ConfigLoader {
                           "detectors", "models", "action", "outputs", "metrics_listen", "token_file", "exceptions", "runtime_state", "history", "dashboard", "listen"]
 
     public static func load(path: String) -> (AgentConfig?, [ConfigDiagnostic]) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let err = errno
-            let msg = err != 0 ? String(cString: strerror(err)).lowercased() : "cannot read file"
-            return (nil, [ConfigDiagnostic(file: path, line: nil, key: nil, message: "read config: \(msg)")])
+        let data: Data
+        do throws(MinewatchError) { data = Data(try FileHandleFD.readWhole(path, limit: 16 << 20, what: "config")) } catch {
+            return (nil, [ConfigDiagnostic(file: path, line: nil, key: nil, message: "read config: \(error.message)")])
         }
         guard let text = String(data: data, encoding: .utf8) else {
             return (nil, [ConfigDiagnostic(file: path, line: nil, key: nil, message: "config file is not UTF-8")])

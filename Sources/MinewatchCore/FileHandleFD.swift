@@ -27,6 +27,24 @@ public final class FileHandleFD: Sendable {
         return FileHandleFD(fd: fd, path: path)
     }
 
+    /// The whole of a file a user named (a path on the command line or in a config): a regular
+    /// file, a pipe (`<(...)`, `/dev/stdin`) or anything else `read` works on, read to its end;
+    /// more than `limit` bytes is a `limit` error.
+    public static func readWhole(_ path: String, limit: Int, what: String) throws(MinewatchError) -> [UInt8] {
+        let h = try open(path)
+        var out: [UInt8] = []
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+        defer { chunk.deallocate() }
+        while true {
+            let n = try h.read(into: chunk)
+            if n == 0 { return out }
+            if out.count + n > limit {
+                throw MinewatchError(.limit, operation: "read \(what)", subject: path, message: "larger than \(limit) bytes")
+            }
+            out += UnsafeRawBufferPointer(rebasing: chunk[0..<n])
+        }
+    }
+
     public func stat() throws(MinewatchError) -> Glibc.stat {
         var st = Glibc.stat()
         if fstat(fd, &st) != 0 { throw MinewatchError.posix("fstat", subject: path, errno: errno) }

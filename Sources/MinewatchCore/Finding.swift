@@ -50,6 +50,9 @@ public struct Finding: Sendable, Codable, Hashable {
     public var technique: String?
     /// 1-based line of the first evidence, for text files (manifests, scripts).
     public var line: Int?
+    /// Set when benign context (documentation, a rule file) capped the finding: the severity the
+    /// rule gave before it was capped. Capped findings take no part in correlations.
+    public var cappedFrom: Severity?
 
     public init(
         ruleId: String, severity: Severity, family: String?, category: String, title: String,
@@ -71,8 +74,12 @@ public struct Finding: Sendable, Codable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case ruleId, severity, family, category, title, path, layer, hidden, evidence, note, technique, line
+        case ruleId, severity, family, category, title, path, layer, hidden, evidence, note, technique, line, cappedFrom
     }
+
+    /// Set in an encoder's `userInfo` (to true) to keep what only minewatch itself reads back (the
+    /// persistent layer cache): `cappedFrom`. Reports leave it out; the note says it in words.
+    public static let internalFieldsKey = CodingUserInfoKey(rawValue: "minewatch.internalFields")!
 
     // Encode nil family/layer as JSON null (the schema promises the keys are present).
     public func encode(to encoder: any Encoder) throws {
@@ -89,6 +96,7 @@ public struct Finding: Sendable, Codable, Hashable {
         try c.encodeIfPresent(note, forKey: .note)
         try c.encodeIfPresent(technique, forKey: .technique)
         try c.encodeIfPresent(line, forKey: .line)
+        if encoder.userInfo[Self.internalFieldsKey] as? Bool == true { try c.encodeIfPresent(cappedFrom, forKey: .cappedFrom) }
     }
 }
 

@@ -166,6 +166,7 @@ public struct FileAnalyzer: Sendable {
                 f.severity = r
             }
             if let cap, f.severity > cap {
+                f.cappedFrom = f.severity
                 f.note = "capped at \(cap) from \(f.severity): file is a \(contexts.map { "\($0.rule.title) (\($0.rule.id))" }.joined(separator: ", "))"
                 f.severity = cap
                 suppressed.insert(out.count)

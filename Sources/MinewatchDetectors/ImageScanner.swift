@@ -234,7 +234,7 @@ public final class ImageScanner {
 
     /// Image-scope correlations (findings stay in scan order: metadata, then layers base first).
     func finishImage(_ report: inout TargetReport) {
-        let suppressed = Set(report.findings.indices.filter { report.findings[$0].note?.hasPrefix("capped") == true })
+        let suppressed = Set(report.findings.indices.filter { report.findings[$0].cappedFrom != nil })
         Correlator.apply(rules.ruleSet.correlations.filter { $0.scope == .image }, to: &report.findings, excluding: suppressed)
     }
 
@@ -337,21 +337,12 @@ public final class ImageScanner {
     // MARK: persistent cache (--cache DIR): one JSON file per layer digest and rule set.
 
     /// Version of the cache entries' shape; part of every cache file name.
-    static let cacheFormat = "2"
+    static let cacheFormat = "3"
 
+    /// The persistent cache's key for a rule set: the SHA-256 of the version, the entries' shape and
+    /// the canonical encoding of every rule and correlation (any edited field misses the cache).
     static func fingerprint(_ set: RuleSet) -> String {
-        var h: UInt64 = 0xcbf29ce484222325
-        func mix(_ s: String) { for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 } }
-        mix(MinewatchVersion.current)
-        mix(cacheFormat)
-        for r in set.rules {
-            mix(r.id); mix(r.severity.rawValue); mix(r.category); mix(r.conditionText ?? "")
-            for s in r.strings { mix(s.id); mix(String(decoding: s.bytes, as: UTF8.self)); mix(s.nocase ? "1" : "0") }
-            mix(r.paths.joined()); mix(r.names.joined()); mix(r.wallets.sorted().joined()); mix(r.fileTypes.map(\.rawValue).sorted().joined())
-            mix(r.suppressTo?.rawValue ?? ""); mix(String(r.maxSize ?? 0)); mix(r.check?.rawValue ?? "")
-        }
-        for c in set.correlations { mix(c.id); mix(c.raiseTo.rawValue); mix(c.targetCategories.sorted().joined()); mix(c.withCategories.sorted().joined()) }
-        return String(h, radix: 16)
+        SHA256Digest.hex(Array("\(MinewatchVersion.current)\n\(cacheFormat)\n".utf8) + set.canonicalEncoding())
     }
 
     func cachePath(_ digest: String) -> String? {
@@ -369,7 +360,9 @@ public final class ImageScanner {
     func persist(_ digest: String, _ r: LayerResult) {
         guard let p = cachePath(digest), let dir = options.cacheDirectory else { return }
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        if let data = try? JSONEncoder().encode(r) { try? data.write(to: URL(fileURLWithPath: p), options: .atomic) }
+        let encoder = JSONEncoder()
+        encoder.userInfo[Finding.internalFieldsKey] = true
+        if let data = try? encoder.encode(r) { try? data.write(to: URL(fileURLWithPath: p), options: .atomic) }
     }
 }
 

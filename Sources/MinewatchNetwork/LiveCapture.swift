@@ -214,7 +214,7 @@ public final class LiveCapture: Sendable {
                 n.status.drops += dropped
                 packets += got
                 drops += dropped
-                if got > 0 || dropped > 0 || published[ns] == nil { published[ns] = (n.sessions(), n.status, n.names) }
+                published[ns] = (n.sessions(), n.status, n.names)
             }
             shared.withLock { s in
                 for (ns, e) in newFailures {

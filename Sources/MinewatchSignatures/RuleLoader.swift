@@ -123,13 +123,15 @@ public struct RuleLoader {
 
     public init() {}
 
+    /// Largest rule file read (a pipe included).
+    public static let maxFileSize = 64 << 20
+
     public func load(path: String) -> Output {
         let name = path
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let err = errno
-            let msg = err != 0 ? String(cString: strerror(err)).lowercased() : "cannot read file"
+        let data: Data
+        do throws(MinewatchError) { data = Data(try FileHandleFD.readWhole(path, limit: Self.maxFileSize, what: "rules")) } catch {
             return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],
-                          diagnostics: [RuleDiagnostic(file: name, line: nil, ruleId: nil, message: "read rules: \(msg)")])
+                          diagnostics: [RuleDiagnostic(file: name, line: nil, ruleId: nil, message: "read rules: \(error.message)")])
         }
         guard let text = String(data: data, encoding: .utf8) else {
             return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],

@@ -51,7 +51,6 @@ public struct SinkStats: Sendable, Hashable, Codable {
 public final class SinkQueue: Sendable {
     struct State {
         var items: [WatchRecord] = []
-        var head = 0
         var closing = false
         var stats: SinkStats
     }
@@ -78,7 +77,7 @@ public final class SinkQueue: Sendable {
     @discardableResult
     public func enqueue(_ r: WatchRecord) -> Int? {
         let ok = state.withLock { s -> Bool in
-            if s.closing || s.items.count - s.head >= capacity {
+            if s.closing || s.items.count >= capacity {
                 s.stats.dropped += 1
                 if case .alert = r { s.stats.alertsDropped += 1 }
                 return false
@@ -105,7 +104,7 @@ public final class SinkQueue: Sendable {
     public var stats: SinkStats {
         state.withLock { s in
             var st = s.stats
-            st.queued = s.items.count - s.head
+            st.queued = s.items.count
             return st
         }
     }
@@ -122,9 +121,8 @@ public final class SinkQueue: Sendable {
             wake.wait()
             while true {
                 let (batch, closing) = state.withLock { s -> ([WatchRecord], Bool) in
-                    let b = Array(s.items[s.head...])
+                    let b = s.items
                     s.items.removeAll(keepingCapacity: true)
-                    s.head = 0
                     return (b, s.closing)
                 }
                 for r in batch {

@@ -88,6 +88,23 @@ import TestSupport
 }
 
 @Suite struct RulesCLITests {
+    /// Rule and config files may be pipes (`<(...)`, /dev/stdin), read to their end.
+    @Test func rulesAndConfigFromAPipe() throws {
+        let rules = try run(["bash", "-c", "\(minewatchBinary()) rules validate <(printf 'version: 1\\nrules: []\\n')"])
+        #expect(rules.status == 0, "\(rules.err)")
+        #expect(String(decoding: rules.out, as: UTF8.self).contains("ok: 0 rules in 1 file"))
+        let config = try run(["bash", "-c", "\(minewatchBinary()) config validate <(printf 'interval: 2s\\n')"])
+        #expect(config.status == 0, "\(config.err)")
+    }
+
+    /// A target that cannot be opened is named once in its error line.
+    @Test func missingTargetIsNamedOnce() throws {
+        let r = try minewatch(["scan", "/nonexistent-target"])
+        #expect(r.status == 2)
+        #expect(r.err.contains("minewatch: /nonexistent-target: open target: no such file or directory"), "\(r.err)")
+        #expect(!r.err.contains("/nonexistent-target:  /nonexistent-target"))
+    }
+
     @Test func validateReportsFileLineAndRule() throws {
         let dir = try TempDir("rules")
         defer { dir.cleanup() }

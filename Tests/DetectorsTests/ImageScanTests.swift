@@ -118,6 +118,38 @@ func sampleLayers() -> [[UInt8]] {
         #expect(again.stats.layersFromCache == 3)
         #expect(again.finding("MW-BIN-XMRIG")?.hidden == true)
     }
+
+    /// The persistent cache is keyed by every field of every rule: editing one (a title, a family, a
+    /// technique, a `runs:` severity, a capture, a correlation) misses it, so no stale finding returns.
+    @Test func editingAnyRuleFieldMissesThePersistentCache() throws {
+        let dir = try TempDir("cache-key")
+        defer { dir.cleanup() }
+        let path = try dir.file("a.tar", ImageBuilder(layers: sampleLayers()).dockerArchive())
+        var opts = ScanOptions()
+        opts.cacheDirectory = dir.path + "/cache"
+        let base = BundledRules.load().0
+        _ = ImageScanner(rules: CompiledRules(base), options: opts).scan(path: path)
+        #expect(ImageScanner(rules: CompiledRules(base), options: opts).scan(path: path)[0].stats.layersFromCache == 3)
+        let xmrig = try #require(base.rules.firstIndex { $0.id == "MW-BIN-XMRIG" })
+        let edits: [(String, (inout RuleSet) -> Void)] = [
+            ("title", { $0.rules[xmrig].title += " (edited)" }),
+            ("family", { $0.rules[xmrig].family = "edited" }),
+            ("technique", { $0.rules[xmrig].technique = "T1496.002" }),
+            ("runs", { $0.rules[xmrig].severityWhenRunning = .low }),
+            ("capture", { $0.rules[xmrig].strings[0].capture = .url }),
+            ("string order", { $0.rules[xmrig].strings.swapAt(0, 1) }),
+            ("correlation", { $0.correlations[0].raiseTo = $0.correlations[0].raiseTo == .high ? .critical : .high }),
+        ]
+        for (what, edit) in edits {
+            var set = base
+            edit(&set)
+            #expect(set.digest != base.digest, "\(what)")
+            let r = ImageScanner(rules: CompiledRules(set), options: opts).scan(path: path)[0]
+            #expect(r.stats.layersFromCache == 0, "editing the \(what) of a rule must miss the cache")
+        }
+        // The same rules in another process encode the same way (sets are sorted).
+        #expect(base.digest == BundledRules.load().0.digest)
+    }
 }
 
 @Suite struct HostileArchiveTests {
