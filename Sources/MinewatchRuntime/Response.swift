@@ -3,7 +3,6 @@ import MinewatchCore
 import MinewatchReport
 import MinewatchEngine
 import MinewatchHost
-import MinewatchImage
 #if canImport(Glibc)
 import Glibc
 #endif
