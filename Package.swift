@@ -30,51 +30,51 @@ let package = Package(
         // Rule data, rule loading/validation, multi-pattern matcher, wallet validators.
         .target(
             name: "MinewatchSignatures",
-            dependencies: ["MinewatchCore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["MinewatchCore", "MinewatchModel", .product(name: "Yams", package: "Yams")],
             resources: [.copy("Rules")]
         ),
         // A small blocking HTTP/1.1 client over unix and TCP sockets (engine API, plain-HTTP registries).
         .target(name: "MinewatchHTTP", dependencies: ["MinewatchCore"]),
         // The Docker Engine API client (podman's compatible service works): images, containers, stop.
-        .target(name: "MinewatchEngine", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchHTTP"]),
+        .target(name: "MinewatchEngine", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchHTTP"]),
         // Readers: byte sources, tar, decompression, image sources (archives, layouts, engine
         // exports, registries), layer walker.
-        .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "CShims", "MinewatchHTTP", "MinewatchEngine"]),
+        .target(name: "MinewatchImage", dependencies: ["MinewatchCore", "MinewatchModel", "CShims", "MinewatchHTTP", "MinewatchEngine"]),
         // Readers of packets: pcap/pcapng files, link/IP/TCP/UDP decoding, flows and TCP reassembly.
         .target(name: "MinewatchPackets", dependencies: ["MinewatchCore", "CShims"]),
         // Readers of host telemetry: procfs, cgroups v1/v2, network namespaces (for `watch`).
         .target(name: "MinewatchHost", dependencies: ["MinewatchCore", "CShims"]),
         // Report types: alerts, telemetry, responses, capture reports (below every renderer and sink).
-        .target(name: "MinewatchReport", dependencies: ["MinewatchCore"]),
+        .target(name: "MinewatchModel", dependencies: ["MinewatchCore"]),
         // Sinks of `watch` records behind bounded queues that count drops (files, the live screen, ...).
-        .target(name: "MinewatchSinks", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchHTTP"]),
+        .target(name: "MinewatchSinks", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchHTTP"]),
         // The agent's config file and exceptions: loaded and validated with file:line:key errors.
-        .target(name: "MinewatchConfig", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures", .product(name: "Yams", package: "Yams")]),
+        .target(name: "MinewatchConfig", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", .product(name: "Yams", package: "Yams")]),
         // The agent's history: an embedded SQLite database (GRDB), written by a sink, read offline.
-        .target(name: "MinewatchHistory", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSinks", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "MinewatchHistory", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSinks", .product(name: "GRDB", package: "GRDB.swift")]),
         // The agent's HTTP endpoints (Hummingbird): Prometheus metrics (swift-prometheus), the
         // dashboard and its JSON API.
         .target(name: "MinewatchServer", dependencies: [
-            "MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchHistory",
+            "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchHistory",
             .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Logging", package: "swift-log"), .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         // Unpackers of packed executables (UPX: NRV2B/2D/2E decoders, LZMA through the system liblzma).
         .target(name: "MinewatchUnpack", dependencies: ["MinewatchCore", "CShims"]),
         // Analyzers over reader values.
-        .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchUnpack"]),
+        .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchUnpack"]),
         // Network evidence: protocol recognisers (Stratum, PacketCrypt, getwork, TLS SNI, DNS), the
         // capture analyzer, and the bandwidth-miner model shared by `pcap` and `watch`.
-        .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures", "MinewatchPackets"]),
+        .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchPackets"]),
         // Runtime detectors and the watch loop (over MinewatchHost values).
-        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchDetectors", "MinewatchNetwork", "MinewatchConfig"]),
+        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchDetectors", "MinewatchNetwork", "MinewatchConfig"]),
         // Every output format, in one place.
-        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchReport", "MinewatchSignatures", "MinewatchHistory"]),
+        .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchHistory"]),
         // The commands, one per file.
         .target(
             name: "MinewatchCommands",
             dependencies: [
-                "MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchDetectors", "MinewatchOutput",
+                "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchDetectors", "MinewatchOutput",
                 "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork", "MinewatchConfig", "MinewatchServer", "MinewatchHistory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -97,17 +97,17 @@ let package = Package(
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures", "MinewatchCore"]),
         .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "MinewatchCore", "TestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchCore", "MinewatchConfig", "MinewatchReport", "MinewatchSinks", "MinewatchNetwork", "MinewatchPackets", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
-        .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchReport", "MinewatchPackets", "MinewatchSignatures", "MinewatchCore", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchCore", "MinewatchConfig", "MinewatchModel", "MinewatchSinks", "MinewatchNetwork", "MinewatchPackets", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
+        .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchModel", "MinewatchPackets", "MinewatchSignatures", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "MinewatchCore", "TestSupport"]),
-        .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchSignatures", "MinewatchImage", "MinewatchCore", "TestSupport"]),
-        .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchReport", "MinewatchSignatures", "MinewatchCore"],
+        .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchModel", "MinewatchSignatures", "MinewatchImage", "MinewatchCore", "TestSupport"]),
+        .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchModel", "MinewatchSignatures", "MinewatchCore"],
                     exclude: ["Golden"]),  // read by path (#filePath), so they can be refreshed in place
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "FuzzTests", dependencies: ["MinewatchFuzz", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", .product(name: "Yams", package: "Yams")]),
-        .testTarget(name: "ConfigTests", dependencies: ["MinewatchConfig", "MinewatchCore", "MinewatchReport", "MinewatchOutput", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
-        .testTarget(name: "HistoryTests", dependencies: ["MinewatchHistory", "MinewatchCore", "MinewatchReport", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
+        .testTarget(name: "ConfigTests", dependencies: ["MinewatchConfig", "MinewatchCore", "MinewatchModel", "MinewatchOutput", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
+        .testTarget(name: "HistoryTests", dependencies: ["MinewatchHistory", "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
         // Builders for synthetic samples and archives used by several test targets.
         .target(name: "TestSupport", dependencies: ["MinewatchCore"], path: "Tests/TestSupport"),
     ],

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchEngine
-import MinewatchReport
+import MinewatchModel
 import Synchronization
 
 /// Container names and images from the engine. An alert for an unknown id refreshes the list at

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import MinewatchNetwork
 import MinewatchOutput
 import MinewatchPackets

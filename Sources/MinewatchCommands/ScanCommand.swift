@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MinewatchCore
+import MinewatchModel
 import MinewatchDetectors
 import MinewatchImage
 import MinewatchOutput

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import MinewatchConfig
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import MinewatchEngine
 import MinewatchHost
 import MinewatchImage

@@ -6,7 +6,7 @@ import MinewatchEngine
 import MinewatchHost
 import MinewatchNetwork
 import MinewatchOutput
-import MinewatchReport
+import MinewatchModel
 import MinewatchRuntime
 import MinewatchServer
 import MinewatchSignatures

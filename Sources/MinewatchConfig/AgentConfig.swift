@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import MinewatchSignatures
 
 /// The agent's configuration file (`minewatch watch --config FILE`), as loaded and validated.

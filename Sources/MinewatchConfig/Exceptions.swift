@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 #if canImport(Glibc)
 import Glibc
 #endif

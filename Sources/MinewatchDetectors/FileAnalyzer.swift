@@ -1,4 +1,5 @@
 import MinewatchCore
+import MinewatchModel
 import MinewatchSignatures
 import MinewatchUnpack
 

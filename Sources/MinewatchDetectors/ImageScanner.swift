@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchModel
 import MinewatchEngine
 import MinewatchImage
 import MinewatchSignatures

@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHTTP
-import MinewatchReport
+import MinewatchModel
 
 /// The Docker Engine API on a unix socket (Docker, or podman's compatible service).
 public struct EngineClient: Sendable {

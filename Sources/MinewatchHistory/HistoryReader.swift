@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 
 /// Reads the history offline (`minewatch history`, the dashboard), also while the agent writes
 /// it: WAL readers see the last committed batch.

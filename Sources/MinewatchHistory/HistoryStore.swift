@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import Synchronization
 
 /// The agent's embedded history: an SQLite database (GRDB) in WAL mode with every alert and its

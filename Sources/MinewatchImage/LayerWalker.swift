@@ -1,4 +1,5 @@
 import MinewatchCore
+import MinewatchModel
 
 /// What a layer changes in the filesystem: its whiteouts and the paths it writes.
 public struct LayerChanges: Sendable, Hashable, Codable {

@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchModel
 #if canImport(Glibc)
 import Glibc
 #endif

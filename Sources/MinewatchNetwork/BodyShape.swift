@@ -1,5 +1,5 @@
 import Foundation
-import MinewatchReport
+import MinewatchModel
 
 /// What HTTP request bodies look like, for the bandwidth model's corroboration: PacketCrypt
 /// posts batches of 1024-byte announcements (random bytes) with no Content-Encoding; log

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchPackets
-import MinewatchReport
+import MinewatchModel
 
 /// The recognisers of one flow: classifies it from the client's first bytes (Stratum JSON lines,
 /// HTTP, TLS) and parses it with bounded buffers; other protocols are not read further.

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchPackets
-import MinewatchReport
+import MinewatchModel
 
 /// Thresholds of the heartbeat trait (DePIN uptime farming): strictly periodic small client
 /// messages on one long-lived connection.

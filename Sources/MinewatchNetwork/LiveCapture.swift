@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchPackets
-import MinewatchReport
+import MinewatchModel
 import Synchronization
 #if canImport(Glibc)
 import Glibc

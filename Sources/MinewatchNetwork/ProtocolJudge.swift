@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 
 /// How strong what a miner said on the wire is: one judgement for `pcap` findings and `watch`'s
 /// mining-protocol alerts, so the same session gets the same severity and family in both.

@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchModel
 
 /// How a relay verdict reads in `watch` alerts and `pcap` findings (one wording for both).
 public enum RelayEvidence {

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 
 /// Alerts in the shapes other tools ingest: Falco's event (what Falcosidekick's `POST /` takes,
 /// falcosecurity/falcosidekick `types.FalcoPayload`) and the OCSF Detection Finding (class 2004).

@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHistory
-import MinewatchReport
+import MinewatchModel
 
 /// `minewatch history` as a table or JSON.
 public enum HistoryRenderer {

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 
 /// The table form of a `pcap` report: per capture, its numbers, the recognised sessions and the
 /// findings with their evidence.

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import MinewatchSignatures
 
 public enum OutputFormat: String, Sendable, CaseIterable {

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 
 /// Every output of `watch`: JSON lines (alerts, and telemetry records with `--telemetry`), the
 /// append-only alert table, and the live screen drawn on a terminal.

@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHost
-import MinewatchReport
+import MinewatchModel
 import MinewatchSinks
 import Synchronization
 

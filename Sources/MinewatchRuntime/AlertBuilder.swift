@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHost
-import MinewatchReport
+import MinewatchModel
 
 /// The one place an alert is made from a detector's verdict: the container block (names and
 /// images from the engine when one answers), the detector, the times.

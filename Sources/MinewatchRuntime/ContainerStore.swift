@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchNetwork
-import MinewatchReport
+import MinewatchModel
 
 /// Everything `watch` remembers about one container: which detectors alerted, each detector's
 /// own state, the meters every pass derives traffic and CPU from, and its latest telemetry. It is

@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchNetwork
-import MinewatchReport
+import MinewatchModel
 
 /// What a detector concluded about one container; the alert builder adds the container block,
 /// the detector id and the times.

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchHost
-import MinewatchReport
+import MinewatchModel
 import Synchronization
 
 /// Container metadata for alerts and telemetry from everything the node has: an engine API

@@ -1,24 +1,11 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import MinewatchEngine
 import MinewatchHost
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// What `watch` does with an alert at or above `--act-on`.
-public enum ResponseAction: String, Sendable, Codable, CaseIterable {
-    /// Report only (the default).
-    case alert
-    /// Freeze the container's cgroup (v1 freezer or v2 cgroup.freeze): processes stop, memory and
-    /// files stay for forensics; `podman unpause`/`docker unpause` or writing THAWED resumes it.
-    case freeze
-    /// SIGKILL the process the alert names.
-    case kill
-    /// Stop the container through the engine API.
-    case stop
-}
 
 /// Carries out responses on the host. The test double records calls instead.
 public protocol ResponseActuator: Sendable {

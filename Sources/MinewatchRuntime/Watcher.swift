@@ -4,7 +4,7 @@ import MinewatchCore
 import MinewatchDetectors
 import MinewatchHost
 import MinewatchNetwork
-import MinewatchReport
+import MinewatchModel
 import MinewatchSignatures
 
 /// The detection pipeline of `watch`, one pass at a time: the host sampler reads every container,

@@ -1,5 +1,5 @@
 import Foundation
-import MinewatchReport
+import MinewatchModel
 import MinewatchSinks
 import Prometheus
 import Synchronization

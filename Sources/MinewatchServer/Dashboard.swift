@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHistory
-import MinewatchReport
+import MinewatchModel
 import Synchronization
 
 /// What the dashboard shows live: the last pass's telemetry, recent alerts and the exceptions

@@ -1,4 +1,5 @@
 import MinewatchCore
+import MinewatchModel
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

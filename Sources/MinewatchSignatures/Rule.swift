@@ -1,4 +1,5 @@
 import MinewatchCore
+import MinewatchModel
 
 /// Where a rule came from, for error messages and `rules list`.
 public struct RuleSource: Sendable, Hashable, CustomStringConvertible {

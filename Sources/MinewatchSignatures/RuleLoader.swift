@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchModel
 import Yams
 
 /// A problem in a rule file, with where it is. One line when printed:

@@ -4,7 +4,7 @@ import FoundationNetworking
 #endif
 import MinewatchCore
 import MinewatchHTTP
-import MinewatchReport
+import MinewatchModel
 import Synchronization
 
 /// Posts each alert as one JSON document to an HTTP receiver (Falcosidekick's `POST /`, or any

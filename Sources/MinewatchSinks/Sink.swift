@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import Synchronization
 
 /// Where `watch` records go (a file, standard output, the live screen, an HTTP receiver, ...).

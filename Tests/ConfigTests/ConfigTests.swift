@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchConfig
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import Testing
 
 /// The agent's config file: loaded like the rules (file, line and key on every problem,

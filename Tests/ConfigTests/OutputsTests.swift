@@ -4,7 +4,7 @@ import FoundationNetworking
 #endif
 import MinewatchCore
 import MinewatchOutput
-import MinewatchReport
+import MinewatchModel
 import MinewatchServer
 import MinewatchSinks
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchModel
 import MinewatchDetectors
 import MinewatchImage
 import MinewatchSignatures

@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHistory
-import MinewatchReport
+import MinewatchModel
 import MinewatchServer
 import MinewatchSinks
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchModel
 import MinewatchOutput
 import MinewatchSignatures
 import Testing

@@ -2,7 +2,7 @@ import Foundation
 import MinewatchConfig
 import MinewatchCore
 import MinewatchHost
-import MinewatchReport
+import MinewatchModel
 import MinewatchRuntime
 import MinewatchSignatures
 import Testing

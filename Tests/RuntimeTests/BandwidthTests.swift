@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import MinewatchSignatures
 import Testing
 import TestSupport

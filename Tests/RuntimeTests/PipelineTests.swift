@@ -2,7 +2,7 @@ import Foundation
 import MinewatchCore
 import MinewatchHost
 import MinewatchNetwork
-import MinewatchReport
+import MinewatchModel
 import MinewatchRuntime
 import MinewatchSignatures
 import MinewatchSinks

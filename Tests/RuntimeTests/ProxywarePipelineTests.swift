@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchNetwork
-import MinewatchReport
+import MinewatchModel
 import MinewatchSignatures
 import Testing
 import TestSupport

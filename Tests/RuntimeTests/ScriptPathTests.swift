@@ -1,5 +1,6 @@
 import Foundation
 import MinewatchCore
+import MinewatchModel
 import MinewatchHost
 import MinewatchRuntime
 import MinewatchSignatures

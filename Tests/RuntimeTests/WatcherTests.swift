@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchReport
+import MinewatchModel
 import MinewatchHost
 import MinewatchRuntime
 import MinewatchSignatures

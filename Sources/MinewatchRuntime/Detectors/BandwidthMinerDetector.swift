@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchNetwork
-import MinewatchReport
+import MinewatchModel
 
 /// Detector 5 of `watch`: the bandwidth-miner model (MinewatchNetwork's `BandwidthDetector`, the
 /// same one `pcap` runs) over each container's traffic intervals. The upload-heavy shape alone is

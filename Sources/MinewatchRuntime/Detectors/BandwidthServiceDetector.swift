@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchNetwork
-import MinewatchReport
+import MinewatchModel
 import MinewatchSignatures
 
 /// Detector 8 of `watch`: the names a container looks up or sends (DNS questions, TLS SNI, HTTP

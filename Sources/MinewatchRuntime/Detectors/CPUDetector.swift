@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHost
-import MinewatchReport
+import MinewatchModel
 
 /// Detector 4 of `watch`: a container that demands its whole CPU limit for a sustained window.
 /// Busy containers (builds, compression) do that too, so it only alerts when other miner evidence

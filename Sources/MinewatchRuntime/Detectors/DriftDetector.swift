@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHost
-import MinewatchReport
+import MinewatchModel
 
 /// Detector 3 of `watch`: an executable that is not part of the container's image is running.
 /// Signs, from `/proc/<pid>/exe` and the container's root mount: the file was written after the

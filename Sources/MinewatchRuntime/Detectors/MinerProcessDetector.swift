@@ -2,7 +2,7 @@ import Foundation
 import MinewatchCore
 import MinewatchDetectors
 import MinewatchHost
-import MinewatchReport
+import MinewatchModel
 import MinewatchSignatures
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchNetwork
-import MinewatchReport
+import MinewatchModel
 import MinewatchSignatures
 
 /// Detector 6 of `watch`: what the container said on the wire, from the packets captured in its

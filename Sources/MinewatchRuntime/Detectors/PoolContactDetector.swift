@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHost
-import MinewatchReport
+import MinewatchModel
 
 /// Detector 2 of `watch`: outbound TCP connections from a container to a port that mining pools
 /// listen on (rule data: `network: minerPorts`). Weighted low alone: many services share those

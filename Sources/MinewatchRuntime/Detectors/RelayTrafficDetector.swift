@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchNetwork
-import MinewatchReport
+import MinewatchModel
 
 /// Detector 7 of `watch`: relaying traffic for someone else (proxyjacking), by bytes alone: the
 /// relay model (MinewatchNetwork's `RelayDetector`, the same one `pcap` runs per client) over

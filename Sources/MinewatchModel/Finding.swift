@@ -1,3 +1,4 @@
+import MinewatchCore
 /// One piece of evidence behind a finding: a matched signature with its offset,
 /// an extracted wallet, a pool URL or an attribute of the file.
 public struct Evidence: Sendable, Codable, Hashable {
@@ -169,8 +170,4 @@ public struct ScanReport: Sendable, Codable {
         self.version = version
         self.targets = targets
     }
-}
-
-public enum MinewatchVersion {
-    public static let current = "0.1.0"
 }
