@@ -51,7 +51,7 @@ struct WatchSetup {
         case .failed(let e):
             Terminal.error("in a private cgroup namespace and cannot join the host's (\(String(cString: strerror(e)).lowercased()); needs CAP_SYS_ADMIN and hostPID): CPU, memory and freeze are unavailable for other containers")
         }
-        if command.dryRun && (command.action?.rawValue ?? config.action?.type ?? "alert") == "alert" {
+        if command.dryRun && (command.action ?? config.action?.type ?? .alert) == .alert {
             throw ValidationError("--dry-run needs an --action other than alert")
         }
     }
@@ -98,7 +98,7 @@ struct WatchSetup {
         watcher.describeCached = { resolver.cached($0) }
         let only = command.containers.isEmpty ? (config.containers ?? []) : command.containers
         if !only.isEmpty { watcher.onlyContainers = try WatchCommand.resolveContainers(only, engine) }
-        let action = command.action ?? config.action.flatMap { ResponseAction(rawValue: $0.type) } ?? .alert
+        let action = command.action ?? config.action?.type ?? .alert
         let actOn = command.actOn ?? config.action?.actOn ?? .high
         let dryRun = command.dryRun || config.action?.dryRun == true
         if action == .stop && engine == nil && !dryRun {

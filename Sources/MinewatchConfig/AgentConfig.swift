@@ -47,11 +47,10 @@ public struct AgentConfig: Sendable {
     public init(file: String) { self.file = file }
 
     public struct Action: Sendable, Hashable {
-        /// alert, freeze, kill or stop.
-        public var type: String
+        public var type: ResponseAction
         public var actOn: Severity?
         public var dryRun: Bool?
-        public init(type: String, actOn: Severity? = nil, dryRun: Bool? = nil) {
+        public init(type: ResponseAction, actOn: Severity? = nil, dryRun: Bool? = nil) {
             self.type = type
             self.actOn = actOn
             self.dryRun = dryRun

@@ -233,13 +233,13 @@ public enum ConfigLoader {
 
         mutating func action(_ v: Node, _ key: String) -> AgentConfig.Action? {
             guard let m = mapping(v, key) else { return nil }
-            var a = AgentConfig.Action(type: "alert")
+            var a = AgentConfig.Action(type: .alert)
             for (name, _, val) in keyed(m, key, allowed: ["type", "act_on", "dry_run"]) {
                 switch name {
                 case "type":
                     guard let t = string(val, "\(key).type") else { continue }
-                    if ["alert", "freeze", "kill", "stop"].contains(t) { a.type = t } else {
-                        error(val, "\(key).type", "expected alert, freeze, kill or stop, not '\(t)'")
+                    if let action = ResponseAction(rawValue: t) { a.type = action } else {
+                        error(val, "\(key).type", "expected \(ResponseAction.allCases.map(\.rawValue).dropLast().joined(separator: ", ")) or \(ResponseAction.allCases.last?.rawValue ?? ""), not '\(t)'")
                     }
                 case "act_on":
                     guard let s = string(val, "\(key).act_on") else { continue }
@@ -249,7 +249,7 @@ public enum ConfigLoader {
                 default: a.dryRun = bool(val, "\(key).dry_run")
                 }
             }
-            if a.dryRun == true && a.type == "alert" { error(v, key, "dry_run needs a type other than alert") }
+            if a.dryRun == true && a.type == .alert { error(v, key, "dry_run needs a type other than alert") }
             return a
         }
 

@@ -50,7 +50,7 @@ import Testing
         #expect(config.rules == ["/etc/minewatch/local.yaml"])
         #expect(config.detectors == [.cpuMiner: false, .relay: true])
         #expect(config.models["relay", "window"] == 30 && config.models["relay", "minTargets"] == 4)
-        #expect(config.action == AgentConfig.Action(type: "freeze", actOn: .critical, dryRun: true))
+        #expect(config.action == AgentConfig.Action(type: .freeze, actOn: .critical, dryRun: true))
         #expect(config.outputs.queueSize == 500)
         #expect(config.outputs.jsonl == .init(path: "/var/log/minewatch/alerts.jsonl", telemetry: true))
         #expect(config.outputs.ocsf?.path == "-")
