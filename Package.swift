@@ -61,20 +61,23 @@ let package = Package(
         ]),
         // Unpackers of packed executables (UPX: NRV2B/2D/2E decoders, LZMA through the system liblzma).
         .target(name: "MinewatchUnpack", dependencies: ["MinewatchCore", "CShims"]),
-        // Analyzers over reader values.
-        .target(name: "MinewatchDetectors", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchUnpack"]),
+        // File analysis: one file's bytes (or a text) against the compiled rules, packed executables
+        // unpacked first, capping by benign context and file-scope correlations. Used by scan and watch.
+        .target(name: "MinewatchAnalysis", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchUnpack"]),
+        // Image scanning: targets opened, layers walked and analysed, layer caches, progress.
+        .target(name: "MinewatchScan", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchImage", "MinewatchAnalysis"]),
         // Network evidence: protocol recognisers (Stratum, PacketCrypt, getwork, TLS SNI, DNS), the
         // capture analyzer, and the bandwidth-miner model shared by `pcap` and `watch`.
         .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchPackets"]),
         // Runtime detectors and the watch loop (over MinewatchHost values).
-        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchDetectors", "MinewatchNetwork", "MinewatchConfig"]),
+        .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchAnalysis", "MinewatchNetwork", "MinewatchConfig"]),
         // Every output format, in one place.
         .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchHistory"]),
         // The commands, one per file.
         .target(
             name: "MinewatchCommands",
             dependencies: [
-                "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchDetectors", "MinewatchOutput",
+                "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchScan", "MinewatchOutput",
                 "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork", "MinewatchConfig", "MinewatchServer", "MinewatchHistory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -85,7 +88,7 @@ let package = Package(
         // One harness per parser of untrusted bytes, and the libFuzzer driver (scripts/fuzz).
         .target(
             name: "MinewatchFuzz",
-            dependencies: ["MinewatchCore", "CShims", "MinewatchSignatures", "MinewatchImage", "MinewatchUnpack", "MinewatchDetectors", "MinewatchPackets", "MinewatchNetwork", "MinewatchHost"]
+            dependencies: ["MinewatchCore", "CShims", "MinewatchSignatures", "MinewatchImage", "MinewatchUnpack", "MinewatchAnalysis", "MinewatchScan", "MinewatchPackets", "MinewatchNetwork", "MinewatchHost"]
         ),
         .executableTarget(name: "mw-fuzz", dependencies: ["MinewatchFuzz", "CShims"]),
         // Test workloads that speak the real miner and pool protocols (Stratum, PacketCrypt).
@@ -94,13 +97,14 @@ let package = Package(
         .target(name: "CWorkloadTLS", linkerSettings: [.linkedLibrary("dl")]),
 
         .testTarget(name: "CoreTests", dependencies: ["MinewatchCore", "TestSupport"]),
+        .testTarget(name: "AnalysisTests", dependencies: ["MinewatchAnalysis", "MinewatchCore", "MinewatchModel", "MinewatchSignatures"]),
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures", "MinewatchCore"]),
         .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchCore", "MinewatchConfig", "MinewatchModel", "MinewatchSinks", "MinewatchNetwork", "MinewatchPackets", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
         .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchModel", "MinewatchPackets", "MinewatchSignatures", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "MinewatchCore", "TestSupport"]),
-        .testTarget(name: "DetectorsTests", dependencies: ["MinewatchDetectors", "MinewatchModel", "MinewatchSignatures", "MinewatchImage", "MinewatchCore", "TestSupport"]),
+        .testTarget(name: "ScanTests", dependencies: ["MinewatchScan", "MinewatchModel", "MinewatchSignatures", "MinewatchImage", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchModel", "MinewatchSignatures", "MinewatchCore"],
                     exclude: ["Golden"]),  // read by path (#filePath), so they can be refreshed in place
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import MinewatchCore
 import MinewatchModel
-import MinewatchDetectors
+import MinewatchScan
 import MinewatchImage
 import MinewatchOutput
 import MinewatchSignatures

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import MinewatchCore
-import MinewatchDetectors
+import MinewatchScan
 #if canImport(Glibc)
 import Glibc
 #endif

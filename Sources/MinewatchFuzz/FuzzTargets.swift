@@ -1,7 +1,8 @@
 import CShims
 import Foundation
 import MinewatchCore
-import MinewatchDetectors
+import MinewatchAnalysis
+import MinewatchScan
 import MinewatchHost
 import MinewatchImage
 import MinewatchNetwork

@@ -1,7 +1,6 @@
 import Foundation
 import MinewatchConfig
 import MinewatchCore
-import MinewatchDetectors
 import MinewatchHost
 import MinewatchNetwork
 import MinewatchModel

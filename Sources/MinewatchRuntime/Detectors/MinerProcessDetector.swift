@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchDetectors
+import MinewatchAnalysis
 import MinewatchHost
 import MinewatchModel
 import MinewatchSignatures

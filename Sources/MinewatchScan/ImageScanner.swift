@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchModel
-import MinewatchEngine
+import MinewatchAnalysis
 import MinewatchImage
 import MinewatchSignatures
 
@@ -61,47 +61,17 @@ public final class ImageScanner {
     deinit { buffer.deallocate() }
 
     /// Scans one target: a path, or an image reference (`engine:NAME`, `registry:NAME`, or a
-    /// bare NAME: the engine when it has the image, else the registry). Never throws: what cannot
-    /// be read becomes `errors[]`.
+    /// bare NAME: the engine when it has the image, else the registry; see `ImageLookup`). Never
+    /// throws: what cannot be read becomes `errors[]`.
     public func scan(target: String) -> [TargetReport] {
-        if FileManager.default.fileExists(atPath: target) { return scan(path: target) }
-        var name = target
-        var source = "auto"
-        for (prefix, kind) in [("engine:", "engine"), ("docker-daemon:", "engine"), ("registry:", "registry"), ("docker://", "registry")]
-            where target.hasPrefix(prefix) {
-            name = String(target.dropFirst(prefix.count))
-            source = kind
+        let lookup = ImageLookup(engineSocket: options.engineSocket, insecureRegistry: options.insecureRegistry,
+                                 credentials: options.credentials, platform: options.platform, maxImageSize: options.maxImageSize)
+        switch lookup.resolve(target) {
+        case .path(let path): return scan(path: path)
+        case .images(let images, let kind): return images.map { scan(image: $0, target: target, kind: kind) }
+        case .unavailable(let problems):
+            return [TargetReport(target: target, kind: "image-reference", errors: problems.map { ScanIssue(message: $0) })]
         }
-        // A missing file with an archive-like name is a typo, never a registry pull.
-        let fileLike = [".tar", ".tar.gz", ".tgz", ".tar.zst", ".json", ".yaml", ".yml"].contains { name.hasSuffix($0) }
-        guard source != "auto" || !fileLike, let ref = ImageReference(parsing: name) else { return scan(path: target) }
-        var problems: [String] = []
-        if source != "registry" {
-            if let socket = options.engineSocket ?? EngineClient.defaultSocket() {
-                let client = EngineClient(socket: socket)
-                do throws(MinewatchError) {
-                    if try client.inspectImage(name) != nil {
-                        let exported = try EngineImage(client: client, name: name, limit: options.maxImageSize)
-                        return exported.images.map { scan(image: $0, target: target, kind: "engine-image") }
-                    }
-                    problems.append("engine at \(socket) does not have \(name)")
-                } catch {
-                    problems.append(error.description)
-                }
-            } else if source == "engine" {
-                problems.append("no engine socket found (--engine-socket)")
-            }
-        }
-        if source != "engine" {
-            do throws(MinewatchError) {
-                let client = try RegistryClient(ref: ref, insecure: options.insecureRegistry, credentials: options.credentials)
-                let images = try client.images(platform: options.platform)
-                return images.map { scan(image: $0, target: target, kind: "registry-image") }
-            } catch {
-                problems.append(error.description)
-            }
-        }
-        return [TargetReport(target: target, kind: "image-reference", errors: problems.map { ScanIssue(message: $0) })]
     }
 
     /// Scans one target path; never throws: what cannot be read becomes `errors[]`.

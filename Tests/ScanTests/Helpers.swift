@@ -1,7 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchModel
-import MinewatchDetectors
+import MinewatchScan
 import MinewatchSignatures
 import TestSupport
 

@@ -1,6 +1,6 @@
 import Foundation
 import MinewatchCore
-import MinewatchDetectors
+import MinewatchScan
 import MinewatchSignatures
 import Testing
 import TestSupport

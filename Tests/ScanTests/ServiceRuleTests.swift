@@ -1,6 +1,5 @@
 import Foundation
 import MinewatchCore
-import MinewatchDetectors
 import MinewatchImage
 import MinewatchSignatures
 import Testing

@@ -1,6 +1,5 @@
 import Foundation
 import MinewatchCore
-import MinewatchDetectors
 import MinewatchSignatures
 import Testing
 import TestSupport
