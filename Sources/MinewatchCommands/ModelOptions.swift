@@ -6,7 +6,7 @@ import MinewatchSignatures
 /// Thresholds of the behaviour models, shared by `watch` and `pcap`. Each overrides the rule
 /// files' `models:` value, which overrides the built-in default.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("bw-window"), help: "Bandwidth model: how long the upload shape must last (default \(Int(BandwidthModel().window))s).")
+    @Option(name: .customLong("bw-window"), help: "Bandwidth model: how long the upload shape must last (default \(Int(BandwidthThresholds().window))s).")
     var bwWindow: DurationArgument?
 
     @Option(name: .customLong("bw-min-upload"), help: "Bandwidth model: least upload over outbound connections, bytes/s (65536, 64Ki, 1M; default 64Ki).")
@@ -49,8 +49,8 @@ struct ModelOptions: ParsableArguments {
         if let p = heartbeatMinPeriod, p.seconds <= 0 { throw ValidationError("--heartbeat-min-period must be positive") }
     }
 
-    func bandwidth(_ s: ModelSettings) -> BandwidthModel {
-        var m = BandwidthModel(settings: s)
+    func bandwidth(_ s: ModelSettings) -> BandwidthThresholds {
+        var m = BandwidthThresholds(settings: s)
         if let v = bwWindow { m.window = v.seconds }
         if let v = bwMinUpload.flatMap(ByteAmounts.parse) { m.minUploadRate = v }
         if let v = bwMinRatio { m.minRatio = v }
@@ -59,8 +59,8 @@ struct ModelOptions: ParsableArguments {
         return m
     }
 
-    func relay(_ s: ModelSettings) -> RelayModel {
-        var m = RelayModel(settings: s)
+    func relay(_ s: ModelSettings) -> RelayThresholds {
+        var m = RelayThresholds(settings: s)
         if let v = relayWindow { m.window = v.seconds }
         if let v = relayMinRate.flatMap(ByteAmounts.parse) { m.minRate = v }
         if let v = relayMinTargets { m.minTargets = v }
@@ -68,8 +68,8 @@ struct ModelOptions: ParsableArguments {
         return m
     }
 
-    func heartbeat(_ s: ModelSettings) -> HeartbeatModel {
-        var m = HeartbeatModel(settings: s)
+    func heartbeat(_ s: ModelSettings) -> HeartbeatThresholds {
+        var m = HeartbeatThresholds(settings: s)
         if let v = heartbeatMinPeriod { m.minPeriod = v.seconds }
         return m
     }

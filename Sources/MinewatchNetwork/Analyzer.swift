@@ -25,9 +25,9 @@ public enum WireEvidence {
 /// capture time.
 public final class CaptureAnalyzer {
     let rules: RuleSet
-    public var bandwidthModel = BandwidthModel()
-    public var relayModel = RelayModel()
-    public var heartbeatModel = HeartbeatModel()
+    public var bandwidthModel = BandwidthThresholds()
+    public var relayModel = RelayThresholds()
+    public var heartbeatModel = HeartbeatThresholds()
     public var maxFlows = 200_000
     public var maxInspectedPerDirection = 4 << 20
     /// Most finished flows kept for sessions and findings.
@@ -68,9 +68,9 @@ public final class CaptureAnalyzer {
         }
         var names: [IPAddress: String] = [:]
         var dnsQueries: [(client: IPAddress, name: String, time: Double)] = []
-        var bandwidth: [IPAddress: BandwidthDetector] = [:]
+        var bandwidth: [IPAddress: BandwidthJudge] = [:]
         var verdicts: [IPAddress: BandwidthVerdict] = [:]
-        var relays: [IPAddress: RelayDetector] = [:]
+        var relays: [IPAddress: RelayJudge] = [:]
         var relayVerdicts: [IPAddress: RelayVerdict] = [:]
         let relayModel = self.relayModel
         var outbound: [IPAddress: [Flow]] = [:]
@@ -101,13 +101,13 @@ public final class CaptureAnalyzer {
                                      counters: ConnectionCounters(bytesSent: UInt64(f.clientBytes), bytesReceived: UInt64(f.serverBytes),
                                                                   segmentsIn: UInt32(truncatingIfNeeded: f.serverDataPackets)))
                 }
-                var d = bandwidth[host] ?? BandwidthDetector(model: model)
+                var d = bandwidth[host] ?? BandwidthJudge(model: model)
                 let iv = d.observe(NetObservation(time: Date(timeIntervalSince1970: now), connections: connections, interfaces: nil, hostNetwork: false))
                 if verdicts[host] == nil, let v = d.verdict() { verdicts[host] = v }
                 bandwidth[host] = d
                 // A relay needs a tunnel and several targets: hosts talking to few addresses skip it.
                 if let iv, relayVerdicts[host] == nil, relays[host] != nil || Self.distinctServers(flows, atLeast: relayModel.minTargets + 1) {
-                    var r = relays[host] ?? RelayDetector(model: relayModel)
+                    var r = relays[host] ?? RelayJudge(model: relayModel)
                     r.add(iv)
                     if let v = r.verdict() { relayVerdicts[host] = v }
                     relays[host] = r

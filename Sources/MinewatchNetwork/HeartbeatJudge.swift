@@ -4,7 +4,7 @@ import MinewatchModel
 
 /// Thresholds of the heartbeat trait (DePIN uptime farming): strictly periodic small client
 /// messages on one long-lived connection.
-public struct HeartbeatModel: Sendable, Hashable {
+public struct HeartbeatThresholds: Sendable, Hashable {
     /// Intervals needed (messages - 1), from the most recent messages.
     public var minIntervals = 5
     public var minPeriod: Double = 2
@@ -20,7 +20,7 @@ public struct HeartbeatModel: Sendable, Hashable {
 public enum HeartbeatJudge {
     /// A heartbeat in a flow's client messages, or nil. The handshake's messages come first
     /// and are irregular, so only the most recent messages are judged.
-    public static func judge(_ timer: MessageTimer?, model: HeartbeatModel = HeartbeatModel()) -> Heartbeat? {
+    public static func judge(_ timer: MessageTimer?, model: HeartbeatThresholds = HeartbeatThresholds()) -> Heartbeat? {
         guard let t = timer, t.times.count >= model.minIntervals + 1 else { return nil }
         // Leave out the handshake: the first three messages when the flow is still short.
         let skip = t.messages == t.times.count ? min(3, t.times.count - model.minIntervals - 1) : 0

@@ -71,8 +71,8 @@ public final class LiveCapture: Sendable {
         /// DNS questions the namespace asked, most recent last (at most `maxNames`).
         var names: [String] = []
         static let maxNames = 256
-        let heartbeat: HeartbeatModel
-        init(ring: PacketRing, maxFlows: Int, cap: Int, heartbeat: HeartbeatModel) {
+        let heartbeat: HeartbeatThresholds
+        init(ring: PacketRing, maxFlows: Int, cap: Int, heartbeat: HeartbeatThresholds) {
             self.ring = ring
             self.heartbeat = heartbeat
             table = FlowTable(maxFlows: maxFlows, maxPendingPerDirection: 64 * 1024)
@@ -114,10 +114,10 @@ public final class LiveCapture: Sendable {
     let snapLength: Int
     let maxFlows: Int
     let inspectCap: Int
-    let heartbeat: HeartbeatModel
+    let heartbeat: HeartbeatThresholds
 
     public init(procRoot: String = "/proc", snapLength: Int = 1024, maxFlowsPerNamespace: Int = 4096, inspectBytesPerFlow: Int = 256 * 1024,
-                heartbeat: HeartbeatModel = HeartbeatModel()) {
+                heartbeat: HeartbeatThresholds = HeartbeatThresholds()) {
         self.heartbeat = heartbeat
         self.procRoot = procRoot
         self.snapLength = snapLength

@@ -56,7 +56,7 @@ public final class Watcher {
     /// without those in `disabled`, and every container keeps what it has: which detectors
     /// alerted and each remaining detector's state (a detector whose state type is unchanged
     /// reads its old state). Settings from `keep` (models, thresholds) carry over.
-    public func reconfigure(rules: CompiledRules, disabled: Set<DetectorID>, models: (BandwidthModel, RelayModel)? = nil) {
+    public func reconfigure(rules: CompiledRules, disabled: Set<DetectorID>, models: (BandwidthThresholds, RelayThresholds)? = nil) {
         let old = registered
         // Running processes are looked at again with the new rules (their executables, command
         // lines and environment), as if they had just started.
@@ -115,12 +115,12 @@ public final class Watcher {
         get { detector(CPUDetector.self) ?? CPUDetector() }
         set { register(newValue) }
     }
-    public var bandwidthModel: BandwidthModel {
-        get { detector(BandwidthMinerDetector.self)?.model ?? BandwidthModel() }
+    public var bandwidthModel: BandwidthThresholds {
+        get { detector(BandwidthMinerDetector.self)?.model ?? BandwidthThresholds() }
         set { register(BandwidthMinerDetector(model: newValue)) }
     }
-    public var relayModel: RelayModel {
-        get { detector(RelayTrafficDetector.self)?.model ?? RelayModel() }
+    public var relayModel: RelayThresholds {
+        get { detector(RelayTrafficDetector.self)?.model ?? RelayThresholds() }
         set { register(RelayTrafficDetector(model: newValue)) }
     }
     public var capture: (any SessionSource)? {

@@ -41,9 +41,9 @@ struct Recorder {
 
 /// Runs `passes` passes; `each` changes the recorder before pass i. Returns the first pass with a
 /// verdict, and the verdict.
-func drive(_ passes: Int, model: BandwidthModel = BandwidthModel(), _ each: (Int, inout Recorder) -> Void) -> (Int, BandwidthVerdict)? {
+func drive(_ passes: Int, model: BandwidthThresholds = BandwidthThresholds(), _ each: (Int, inout Recorder) -> Void) -> (Int, BandwidthVerdict)? {
     var r = Recorder()
-    var d = BandwidthDetector(model: model)
+    var d = BandwidthJudge(model: model)
     for i in 0..<passes {
         each(i, &r)
         d.observe(r.observation(i))
@@ -146,14 +146,14 @@ func drive(_ passes: Int, model: BandwidthModel = BandwidthModel(), _ each: (Int
     }
 
     @Test func thresholdsAreConfigurable() {
-        var model = BandwidthModel()
+        var model = BandwidthThresholds()
         model.minUploadRate = 10_000_000  // 10 MB/s: the PacketCrypt shape above is below it
         let hit = drive(60, model: model) { i, r in
             if i == 0 { r.open(2, local: 40002, remote: "198.18.1.10", port: 80) }
             r.traffic(2, tx: 300_000, rx: 300, replies: 1)
         }
         #expect(hit == nil)
-        model = BandwidthModel()
+        model = BandwidthThresholds()
         model.window = 10
         let fast = drive(60, model: model) { i, r in
             if i == 0 { r.open(2, local: 40002, remote: "198.18.1.10", port: 80) }
@@ -165,7 +165,7 @@ func drive(_ passes: Int, model: BandwidthModel = BandwidthModel(), _ each: (Int
     @Test func withoutPerConnectionCountersInterfaceTotalsAreUsed() throws {
         // Not root: /proc/net/tcp lists the connections but has no byte counts.
         var r = Recorder()
-        var d = BandwidthDetector()
+        var d = BandwidthJudge()
         var verdict: BandwidthVerdict?
         r.open(1, local: 40001, remote: "198.18.1.10", port: 80)
         for i in 0..<30 {

@@ -11,10 +11,10 @@ import TestSupport
 
 /// Feeds `passes` observations through a traffic meter into the relay model; returns the first
 /// pass with a verdict and the verdict.
-private func relay(_ passes: Int, model: RelayModel = RelayModel(), _ each: (Int, inout Recorder) -> Void) -> (Int, RelayVerdict)? {
+private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), _ each: (Int, inout Recorder) -> Void) -> (Int, RelayVerdict)? {
     var r = Recorder()
     var meter = TrafficMeter()
-    var d = RelayDetector(model: model)
+    var d = RelayJudge(model: model)
     for i in 0..<passes {
         each(i, &r)
         if let iv = meter.observe(r.observation(i)) {
@@ -132,7 +132,7 @@ private func relay(_ passes: Int, model: RelayModel = RelayModel(), _ each: (Int
     }
 
     @Test func thresholdsAreOptionsAndRuleData() throws {
-        var m = RelayModel()
+        var m = RelayThresholds()
         m.minTargets = 10
         let none = relay(40, model: m) { i, r in
             if i == 0 { r.open(1, local: 40001, remote: "198.18.1.5", port: 443) }
@@ -147,7 +147,7 @@ private func relay(_ passes: Int, model: RelayModel = RelayModel(), _ each: (Int
         let yaml = "version: 1\nmodels:\n  relay:\n    window: 30s\n    minTargets: 5\n    minRate: 1MiB\n"
         let out = RuleLoader().load(yaml: yaml, file: "models.yaml")
         #expect(out.diagnostics.isEmpty, "\(out.diagnostics)")
-        let model = RelayModel(settings: out.ruleSet.models)
+        let model = RelayThresholds(settings: out.ruleSet.models)
         #expect(model.window == 30 && model.minTargets == 5 && model.minRate == 1_048_576)
         let bad = RuleLoader().load(yaml: "version: 1\nmodels:\n  relay:\n    window: soon\n    targets: 3\n", file: "bad.yaml")
         #expect(bad.diagnostics.map(\.description).contains { $0.hasPrefix("bad.yaml:4:") && $0.contains("expected a duration") }, "\(bad.diagnostics)")

@@ -3,7 +3,7 @@ import MinewatchCore
 import MinewatchNetwork
 import MinewatchModel
 
-/// Detector 5 of `watch`: the bandwidth-miner model (MinewatchNetwork's `BandwidthDetector`, the
+/// Detector 5 of `watch`: the bandwidth-miner model (MinewatchNetwork's `BandwidthJudge`, the
 /// same one `pcap` runs) over each container's traffic intervals. The upload-heavy shape alone is
 /// a trait (log shippers, metrics clients and backups have it); it is an alert (high) only with
 /// evidence that a miner is behind it that does not depend on names: the same volume mirrored to
@@ -12,18 +12,18 @@ import MinewatchModel
 /// destination, or another detector's alert for the container.
 public struct BandwidthMinerDetector: ContainerDetector {
     public let id = DetectorID.bandwidthMiner
-    public var model: BandwidthModel
+    public var model: BandwidthThresholds
     public static let corroborating: [DetectorID] = [.minerProcess, .poolContact, .miningProtocol, .cpuMiner, .relay, .bandwidthService]
 
     public struct State {
-        public var model: BandwidthDetector
+        public var model: BandwidthJudge
         /// The uncorroborated shape, while it holds.
         public var trait: Trait?
     }
 
-    public init(model: BandwidthModel = BandwidthModel()) { self.model = model }
+    public init(model: BandwidthThresholds = BandwidthThresholds()) { self.model = model }
 
-    public func makeState() -> State { State(model: BandwidthDetector(model: model)) }
+    public func makeState() -> State { State(model: BandwidthJudge(model: model)) }
 
     public func traits(_ state: State) -> [Trait] { state.trait.map { [$0] } ?? [] }
 

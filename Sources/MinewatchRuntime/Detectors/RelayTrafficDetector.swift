@@ -4,18 +4,18 @@ import MinewatchNetwork
 import MinewatchModel
 
 /// Detector 7 of `watch`: relaying traffic for someone else (proxyjacking), by bytes alone: the
-/// relay model (MinewatchNetwork's `RelayDetector`, the same one `pcap` runs per client) over
+/// relay model (MinewatchNetwork's `RelayJudge`, the same one `pcap` runs per client) over
 /// each container's per-connection traffic. Needs per-connection counters (sock_diag); without
 /// them it stays silent. High: a container that relays at this rate is selling its network.
 public struct RelayTrafficDetector: ContainerDetector {
     public let id = DetectorID.relay
-    public var model: RelayModel
+    public var model: RelayThresholds
 
-    public init(model: RelayModel = RelayModel()) { self.model = model }
+    public init(model: RelayThresholds = RelayThresholds()) { self.model = model }
 
-    public func makeState() -> RelayDetector { RelayDetector(model: model) }
+    public func makeState() -> RelayJudge { RelayJudge(model: model) }
 
-    public func inspect(_ pass: ContainerPass, state: inout RelayDetector, context: DetectionContext) -> Verdict? {
+    public func inspect(_ pass: ContainerPass, state: inout RelayJudge, context: DetectionContext) -> Verdict? {
         guard let iv = pass.traffic else { return nil }
         state.add(iv)
         guard !context.alerted.contains(id), let v = state.verdict() else { return nil }

@@ -2,7 +2,7 @@ import Foundation
 
 /// The thresholds of the relay model (watch's `relay` detector and pcap's relay findings). Every
 /// field is a `watch`/`pcap` option; see the README's "Relay model".
-public struct RelayModel: Sendable, Hashable {
+public struct RelayThresholds: Sendable, Hashable {
     /// The window the balance is measured over; the tunnel must have been open for all of it.
     public var window: TimeInterval = 20
     /// Bytes per second relayed (both directions together) at the least.
@@ -50,11 +50,11 @@ public struct RelayVerdict: Sendable, Hashable {
 /// binaries, vendors and encryption do not matter. Inbound connections (a proxy's own clients)
 /// and loopback legs (a sidecar's application) are never tunnel or target. Pure logic over
 /// traffic intervals (per-connection counters); time comes from the intervals.
-public struct RelayDetector: Sendable {
-    public var model: RelayModel
+public struct RelayJudge: Sendable {
+    public var model: RelayThresholds
     public private(set) var intervals: [NetInterval] = []
 
-    public init(model: RelayModel = RelayModel()) { self.model = model }
+    public init(model: RelayThresholds = RelayThresholds()) { self.model = model }
 
     public mutating func add(_ iv: NetInterval) {
         intervals.append(iv)

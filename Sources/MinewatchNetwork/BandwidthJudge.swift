@@ -2,7 +2,7 @@ import Foundation
 
 /// The thresholds of the bandwidth-miner model (detector 5 of `watch`). See the README's
 /// "Bandwidth-miner model" section; every field is a `watch` option.
-public struct BandwidthModel: Sendable, Hashable {
+public struct BandwidthThresholds: Sendable, Hashable {
     /// How long the behaviour must last. The window is checked in two halves, and each half must
     /// carry upload, so one burst does not make a verdict (PacketCrypt sends a batch at least
     /// every 10 s, so halves of 10 s each see one).
@@ -294,14 +294,14 @@ public struct TrafficMeter: Sendable {
 /// Stays quiet by construction for: servers (their upload goes over inbound connections),
 /// downloaders (ratio), single long uploads such as a backup (no repeated exchanges: one request
 /// body, one reply at the end), chatty clients (rate and ratio), anything shorter than the window.
-public struct BandwidthDetector: Sendable {
-    public var model: BandwidthModel
+public struct BandwidthJudge: Sendable {
+    public var model: BandwidthThresholds
     var meter = TrafficMeter()
     public private(set) var intervals: [NetInterval] = []
     var uploadSince: Date?
     var lastUploadEnd: Date?
 
-    public init(model: BandwidthModel = BandwidthModel()) { self.model = model }
+    public init(model: BandwidthThresholds = BandwidthThresholds()) { self.model = model }
 
     /// Meters one pass and adds its interval; returns the interval (nil for the first pass).
     @discardableResult

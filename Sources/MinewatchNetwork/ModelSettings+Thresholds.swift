@@ -2,7 +2,7 @@ import MinewatchSignatures
 
 // The behaviour models read their thresholds from rule data (`models:`); options override.
 
-extension BandwidthModel {
+extension BandwidthThresholds {
     public init(settings s: ModelSettings) {
         self.init()
         if let v = s["bandwidth", "window"] { window = v }
@@ -13,7 +13,7 @@ extension BandwidthModel {
     }
 }
 
-extension RelayModel {
+extension RelayThresholds {
     public init(settings s: ModelSettings) {
         self.init()
         if let v = s["relay", "window"] { window = v }
@@ -25,7 +25,7 @@ extension RelayModel {
     }
 }
 
-extension HeartbeatModel {
+extension HeartbeatThresholds {
     public init(settings s: ModelSettings) {
         self.init()
         if let v = s["heartbeat", "minIntervals"] { minIntervals = max(2, Int(v)) }
