@@ -1,10 +1,28 @@
 import Foundation
 import MinewatchCore
 
+/// The protocol a flow speaks, as the recognisers named it. Raw values are what reports show.
+public enum WireProtocol: String, Sendable, Codable, Hashable, CaseIterable, CustomStringConvertible {
+    case unknown, dns, http, tls
+    /// Stratum: JSON-RPC lines (`mining.subscribe`, `mining.notify`, ...), and its two dialects.
+    case stratum
+    case stratumMonero = "stratum-monero"
+    case stratumEthereum = "stratum-ethereum"
+    /// PacketCrypt's pool protocol over HTTP (config.json polls, announcement posts).
+    case packetcrypt
+    /// getwork / getblocktemplate over HTTP.
+    case getwork
+
+    public var isStratum: Bool { self == .stratum || self == .stratumMonero || self == .stratumEthereum }
+    /// A protocol only miners speak.
+    public var isMining: Bool { isStratum || self == .packetcrypt || self == .getwork }
+    public var description: String { rawValue }
+}
+
 /// What the recognisers found in one flow: the protocol, identities and counts. Filled in as
 /// bytes arrive; read by the analyzer at the end.
 public struct SessionFacts: Sendable, Codable, Hashable {
-    public var protocolName: String = "unknown"
+    public var protocolName: WireProtocol = .unknown
     /// Stratum: wallet or worker login, agent, jobs from the pool, shares submitted/accepted/rejected.
     public var login: String?
     public var agent: String?
@@ -47,6 +65,13 @@ public struct SessionFacts: Sendable, Codable, Hashable {
     /// Strictly periodic small client messages on a long-lived connection (DePIN heartbeats).
     public var heartbeat: Heartbeat?
     public init() {}
+
+    /// Facts a finding or a detector can use: a mining protocol, a server name (TLS SNI, HTTP
+    /// Host), mining extensions, a heartbeat or request bodies. `pcap` keeps these flows and
+    /// `watch` hands these sessions to its detectors.
+    public var carriesEvidence: Bool {
+        protocolName.isMining || sni != nil || host != nil || miningExtensions != nil || heartbeat != nil || exactBodies > 0
+    }
 }
 
 /// A heartbeat: the client sends a small message at a fixed period (DePIN networks pay for
@@ -69,7 +94,7 @@ public struct Heartbeat: Sendable, Codable, Hashable {
 
 /// One recognised conversation in a capture.
 public struct NetSession: Sendable, Codable, Hashable {
-    public var protocolName: String
+    public var protocolName: WireProtocol
     public var client: String
     public var server: String
     /// The server's name, from DNS answers, the TLS SNI or the HTTP Host header.
@@ -84,7 +109,7 @@ public struct NetSession: Sendable, Codable, Hashable {
     public var requestPeriodSeconds: Double?
     public var facts: SessionFacts
 
-    public init(protocolName: String, client: String, server: String, serverName: String?, firstSeen: Date, lastSeen: Date,
+    public init(protocolName: WireProtocol, client: String, server: String, serverName: String?, firstSeen: Date, lastSeen: Date,
                 clientBytes: Int, serverBytes: Int, packets: Int, requestPeriodSeconds: Double?, facts: SessionFacts) {
         self.protocolName = protocolName
         self.client = client
@@ -111,13 +136,13 @@ public struct FlowSummary: Sendable, Codable, Hashable {
     public var transport: String
     public var client: String
     public var server: String
-    public var protocolName: String
+    public var protocolName: WireProtocol
     public var clientBytes: Int
     public var serverBytes: Int
     public var packets: Int
     public var seconds: Double
 
-    public init(transport: String, client: String, server: String, protocolName: String, clientBytes: Int, serverBytes: Int,
+    public init(transport: String, client: String, server: String, protocolName: WireProtocol, clientBytes: Int, serverBytes: Int,
                 packets: Int, seconds: Double) {
         self.transport = transport
         self.client = client

@@ -171,22 +171,19 @@ public final class CaptureAnalyzer {
         return false
     }
 
-    static func describe(_ h: Heartbeat) -> String {
-        String(format: "%d messages every %.1f s (jitter %.0f%%), %.0f bytes each, over %.0f s", h.messages, h.periodSeconds, h.jitter * 100,
-               h.meanMessageBytes, h.seconds)
+    /// The client a finding's path names: a host (`198.18.1.5`) or a flow (`[v6]:p -> b:q`).
+    static func client(ofPath path: String) -> String {
+        Endpoint.host(String(path.split(separator: " ", maxSplits: 1).first ?? Substring(path)))
     }
 
     /// Facts that can become a session or a finding.
-    static func worthKeeping(_ f: SessionFacts) -> Bool {
-        f.protocolName.hasPrefix("stratum") || f.protocolName == "packetcrypt" || f.protocolName == "getwork"
-            || f.sni != nil || f.host != nil || f.miningExtensions != nil || f.heartbeat != nil || f.exactBodies > 0
-    }
+    static func worthKeeping(_ f: SessionFacts) -> Bool { f.carriesEvidence }
 
     func build(_ report: inout CaptureReport, _ flows: [(Flow, SessionFacts)], names: [IPAddress: String],
                dnsQueries: [(client: IPAddress, name: String, time: Double)], verdicts: [IPAddress: BandwidthVerdict],
                relays: [IPAddress: RelayVerdict]) {
         func serverName(_ f: Flow, _ facts: SessionFacts) -> String? {
-            names[f.server] ?? facts.sni ?? facts.host.map { h in String(h.split(separator: ":").first ?? Substring(h)) }
+            names[f.server] ?? facts.sni ?? facts.host.map(Endpoint.host)
         }
         var pktByClient: [IPAddress: [(Flow, SessionFacts)]] = [:]
         // Bandwidth-sharing services by the names clients sent or asked for: client|rule id.
@@ -198,7 +195,7 @@ public final class CaptureAnalyzer {
                 let via = names[f.server] != nil ? "DNS answer for the address" : (facts.sni != nil ? "TLS server name" : "HTTP Host")
                 poolContacts["\(f.client)|\(domain)"] = (f.client, domain, via + " \(name) (\(f.endpoints))", name)
             }
-            for n in [facts.sni, facts.host.map { String($0.split(separator: ":").first ?? "") }, names[f.server]].compactMap({ $0 }) {
+            for n in [facts.sni, facts.host.map(Endpoint.host), names[f.server]].compactMap({ $0 }) {
                 guard let r = rules.serviceRule(for: n) else { continue }
                 let key = "\(f.client)|\(r.rule.id)"
                 let via = (n == facts.sni ? "TLS server name" : n == names[f.server] ? "DNS answer" : "HTTP Host") + " \(n) (\(f.endpoints))"
@@ -212,12 +209,12 @@ public final class CaptureAnalyzer {
                     ruleId: "MW-NET-HEARTBEAT", severity: .low, family: nil, category: "network",
                     title: "periodic heartbeat on a long-lived connection (a trait: DePIN nodes and monitoring agents both do this)",
                     path: f.endpoints,
-                    evidence: [Evidence(kind: .attribute, name: "heartbeat", value: Self.describe(h)),
+                    evidence: [Evidence(kind: .attribute, name: "heartbeat", value: HeartbeatJudge.describe(h)),
                                Evidence(kind: .pool, name: "server", value: serverName(f, facts).map { "\($0) (\(f.endpoints))" } ?? f.endpoints)],
                     technique: "T1496.002"))
             }
-            let interesting = facts.protocolName.hasPrefix("stratum") || facts.protocolName == "packetcrypt" || facts.protocolName == "getwork"
-                || (facts.protocolName == "tls" && facts.sni != nil)
+            let interesting = facts.protocolName.isMining
+                || (facts.protocolName == .tls && facts.sni != nil)
             if interesting {
                 report.sessions.append(NetSession(
                     protocolName: facts.protocolName, client: Flow.endpoint(f.client, f.clientPort), server: Flow.endpoint(f.server, f.serverPort),
@@ -230,7 +227,7 @@ public final class CaptureAnalyzer {
                 report.findings.append(Finding(ruleId: "MW-NET-STRATUM", severity: v.severity, family: v.family, category: "network",
                                                title: v.title, path: f.endpoints, evidence: v.evidence, technique: "T1496.001"))
             }
-            if facts.protocolName == "packetcrypt" { pktByClient[f.client, default: []].append((f, facts)) }
+            if facts.protocolName == .packetcrypt { pktByClient[f.client, default: []].append((f, facts)) }
             if let v = ProtocolJudge.getwork(facts, server: poolDesc) {
                 report.findings.append(Finding(ruleId: "MW-NET-GETWORK", severity: v.severity, family: nil, category: "network",
                                                title: v.title, path: f.endpoints, evidence: v.evidence, technique: "T1496.001"))
@@ -260,7 +257,7 @@ public final class CaptureAnalyzer {
         }
         for (_, c) in services.sorted(by: { $0.key < $1.key }) {
             var ev = [Evidence(kind: .pool, name: c.domain, value: c.via), Evidence(kind: .attribute, name: "rule", value: c.rule.id)]
-            if let h = c.heartbeat { ev.append(Evidence(kind: .attribute, name: "heartbeat", value: Self.describe(h))) }
+            if let h = c.heartbeat { ev.append(Evidence(kind: .attribute, name: "heartbeat", value: HeartbeatJudge.describe(h))) }
             let relayed = relays[c.client] != nil
             if relayed { ev.append(Evidence(kind: .attribute, name: "with", value: "the same client relays traffic (MW-NET-RELAY)")) }
             report.findings.append(Finding(
@@ -275,20 +272,18 @@ public final class CaptureAnalyzer {
                                            title: v.title, path: "\(c.client)", evidence: v.evidence, technique: pkt ? "T1496.002" : "T1496.001"))
         }
         for (host, v) in verdicts.sorted(by: { $0.key < $1.key }) {
-            var ev = v.destinations.map { Evidence(kind: .pool, name: "destination", value: "\($0.address) (\(Int($0.rate)) B/s)") }
-            ev.append(Evidence(kind: .attribute, name: "shape", value: String(format: "upload %.0f B/s, download %.0f B/s (%.0f:1), %d exchanges", v.uploadRate, v.downloadRate, v.ratio, v.exchanges)))
-            if v.mirrored { ev.append(Evidence(kind: .attribute, name: "with", value: "the same volume to \(v.destinations.count) destinations")) }
-            if v.polls { ev.append(Evidence(kind: .attribute, name: "with", value: "periodic small polls to an upload destination")) }
             let upload = Set(v.destinations.map(\.address))
-            let bodies = BodyShape.corroboration(flows.filter { $0.0.client == host && upload.contains("\($0.0.server)") }.map(\.1))
-            ev += bodies.map { Evidence(kind: .attribute, name: "with", value: $0) }
-            let others = report.findings.filter { ($0.path == "\(host)" || $0.path.hasPrefix("\(host):")) && $0.severity >= .medium }
-            if !others.isEmpty { ev.append(Evidence(kind: .attribute, name: "with", value: Set(others.map(\.ruleId)).sorted().joined(separator: ", "))) }
-            let corroborated = v.mirrored || v.polls || !bodies.isEmpty || !others.isEmpty
+            let toUpload = flows.filter { $0.0.client == host && upload.contains("\($0.0.server)") }.map(\.1)
+            // Findings of the same client at medium or above (its flows' paths start with its endpoint).
+            let others = Set(report.findings.filter { Self.client(ofPath: $0.path) == "\(host)" && $0.severity >= .medium }.map(\.ruleId))
+            let why = BandwidthEvidence.reasons(v, toUpload: toUpload) + others.sorted().map { "\($0) finding" }
+            var ev = BandwidthEvidence.evidence(v, reasons: why)
+            ev.insert(Evidence(kind: .attribute, name: "shape", value: BandwidthEvidence.shape(v)), at: v.destinations.count)
+            let corroborated = !why.isEmpty
             report.findings.append(Finding(
                 ruleId: "MW-NET-BANDWIDTH", severity: corroborated ? .high : .low, family: nil, category: "network",
                 title: corroborated ? "bandwidth-miner traffic (sustained upload in repeated exchanges to few destinations, with evidence of a miner)"
-                    : "upload-heavy traffic shape (a trait: log shippers and backups look like this too; nothing says a miner is behind it)",
+                    : "upload-heavy traffic shape (a trait: log shippers and backups look like this too; \(BandwidthEvidence.traitSuffix))",
                 path: "\(host)", evidence: ev, technique: "T1496.002"))
         }
         report.findings.sort { $0.severity > $1.severity }

@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchCore
 
 /// The thresholds of the bandwidth-miner model (detector 5 of `watch`). See the README's
 /// "Bandwidth-miner model" section; every field is a `watch` option.
@@ -154,8 +155,7 @@ public struct ConnectionDelta: Sendable, Hashable {
         self.tx = tx
         self.rx = rx
         self.openedAt = openedAt
-        let v6 = remoteAddress.utf8.contains(UInt8(ascii: ":"))
-        endpoint = v6 ? "[\(remoteAddress)]:\(remotePort)" : "\(remoteAddress):\(remotePort)"
+        endpoint = Endpoint.text(remoteAddress, remotePort)
         isLoopback = remoteAddress.hasPrefix("127.") || remoteAddress == "::1" || remoteAddress.hasPrefix("::ffff:127.")
     }
 }

@@ -29,7 +29,7 @@ public final class FlowInspector: FlowConsumer {
 
     public func datagram(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double) {
         guard flow.serverPort == 53 || flow.clientPort == 53 || flow.serverPort == 5353 else { return }
-        facts.protocolName = "dns"
+        facts.protocolName = .dns
         if let m = DNSMessage.parse(bytes) { dns?(m) }
     }
 
@@ -48,19 +48,19 @@ public final class FlowInspector: FlowConsumer {
             guard fromClient, let b0 = bytes.first else { return fromClient ? true : !bytes.isEmpty }
             if b0 == UInt8(ascii: "{") {
                 kind = .stratum
-                facts.protocolName = "stratum"
+                facts.protocolName = .stratum
             } else if HTTPParser.startsWithMethod(bytes) {
                 kind = .http
-                facts.protocolName = "http"
+                facts.protocolName = .http
             } else if b0 == 0x16 && bytes.count >= 2 && bytes[1] == 0x03 {
                 kind = .tls
-                facts.protocolName = "tls"
+                facts.protocolName = .tls
                 // Heartbeats show in the timing of its records, not their (encrypted) content.
                 flow.clientMessages = MessageTimer()
             } else if (b0 == 0x17 || b0 == 0x15) && bytes.count >= 3 && bytes[1] == 0x03 && bytes[2] <= 0x04 && !flow.sawSYN {
                 // Joined after the handshake (capture started late): records, no server name.
                 kind = .opaque
-                facts.protocolName = "tls"
+                facts.protocolName = .tls
                 flow.clientMessages = MessageTimer()
                 flow.clientMessages?.add(time: time, bytes: bytes.count)
                 return false
@@ -126,20 +126,20 @@ public final class FlowInspector: FlowConsumer {
                 let p = obj["params"] as? [Any] ?? []
                 if let agent = p.first as? String, !agent.isEmpty { facts.agent = agent }
                 // NiceHash's EthereumStratum/1.0.0 names itself as the second parameter.
-                if p.dropFirst().contains(where: { ($0 as? String)?.hasPrefix("EthereumStratum/") == true }) { facts.protocolName = "stratum-ethereum" }
+                if p.dropFirst().contains(where: { ($0 as? String)?.hasPrefix("EthereumStratum/") == true }) { facts.protocolName = .stratumEthereum }
             case "eth_submitLogin":
                 // EthProxy (stratum1) dialect of Ethereum-family pools: wallet[.worker], password.
-                facts.protocolName = "stratum-ethereum"
+                facts.protocolName = .stratumEthereum
                 facts.login = (obj["params"] as? [Any])?.first as? String ?? facts.login
                 if let w = obj["worker"] as? String, let l = facts.login, !l.contains(".") { facts.login = "\(l).\(w)" }
             case "eth_getWork":
-                facts.protocolName = "stratum-ethereum"
+                facts.protocolName = .stratumEthereum
             case "eth_submitWork":
-                facts.protocolName = "stratum-ethereum"
+                facts.protocolName = .stratumEthereum
                 facts.submits += 1
                 if let id { pendingSubmits.insert(id) }
             case "eth_submitHashrate":
-                facts.protocolName = "stratum-ethereum"
+                facts.protocolName = .stratumEthereum
                 facts.keepalives += 1
             case "mining.authorize":
                 facts.login = (obj["params"] as? [Any])?.first as? String ?? facts.login
@@ -151,10 +151,10 @@ public final class FlowInspector: FlowConsumer {
                 let p = obj["params"] as? [String: Any]
                 facts.login = p?["login"] as? String ?? facts.login
                 if let agent = p?["agent"] as? String { facts.agent = agent }
-                facts.protocolName = "stratum-monero"
+                facts.protocolName = .stratumMonero
             case "submit":
                 facts.submits += 1
-                facts.protocolName = "stratum-monero"
+                facts.protocolName = .stratumMonero
                 if let id { pendingSubmits.insert(id) }
             case "keepalived":
                 facts.keepalives += 1
@@ -173,7 +173,7 @@ public final class FlowInspector: FlowConsumer {
             // A reply: to a submit (accepted or rejected), or the Monero login carrying a job.
             if let r = obj["result"] as? [String: Any], r["job"] != nil { facts.jobs += 1 }
             // EthProxy work (a reply to eth_getWork, or pushed with id 0): header, seed, target.
-            if facts.protocolName == "stratum-ethereum", let r = obj["result"] as? [Any], r.count >= 3,
+            if facts.protocolName == .stratumEthereum, let r = obj["result"] as? [Any], r.count >= 3,
                r.prefix(3).allSatisfy({ ($0 as? String)?.hasPrefix("0x") == true }) {
                 facts.jobs += 1
                 return
@@ -199,19 +199,19 @@ public final class FlowInspector: FlowConsumer {
             if headers["upgrade"]?.lowercased() == "websocket", flow.clientMessages == nil { flow.clientMessages = MessageTimer() }
             if method == "GET" && path.hasSuffix("/config.json") && (headers["x-pc-sid"] != nil || (headers["user-agent"] ?? "").hasPrefix("packetcrypt")) {
                 facts.configPolls += 1
-                facts.protocolName = "packetcrypt"
+                facts.protocolName = .packetcrypt
             } else if method == "GET" && path.contains("/blkinfo_") && path.hasSuffix(".json") {
                 facts.blkinfo += 1
-                facts.protocolName = "packetcrypt"
+                facts.protocolName = .packetcrypt
             } else if method == "POST" && headers["x-pc-payto"] != nil {
                 facts.annPosts += 1
                 facts.payto = headers["x-pc-payto"]
-                facts.protocolName = "packetcrypt"
+                facts.protocolName = .packetcrypt
             }
         case .requestBody(let size, let head, let estimated):
             if facts.bodySizes.count < 64 { facts.bodySizes.append(size) }
             BodyShape.record(size: size, head: head, estimated: estimated, headers: http[0].lastHeaders, into: &facts)
-            if facts.protocolName == "packetcrypt", size > 0, estimated || size % 1024 == 0, http[0].lastHeaders["x-pc-payto"] != nil {
+            if facts.protocolName == .packetcrypt, size > 0, estimated || size % 1024 == 0, http[0].lastHeaders["x-pc-payto"] != nil {
                 facts.announcements += size / 1024
             }
             // JSON-RPC getwork / getblocktemplate.
@@ -219,7 +219,7 @@ public final class FlowInspector: FlowConsumer {
                 if text.contains("\"getwork\"") || text.contains("\"getblocktemplate\"") || text.contains("\"eth_getWork\"")
                     || text.contains("\"eth_submitWork\"") || text.contains("\"eth_submitLogin\"") {
                     facts.getwork += 1
-                    facts.protocolName = "getwork"
+                    facts.protocolName = .getwork
                 }
             }
         case .response:

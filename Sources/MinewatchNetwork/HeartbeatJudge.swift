@@ -18,6 +18,12 @@ public struct HeartbeatThresholds: Sendable, Hashable {
 }
 
 public enum HeartbeatJudge {
+    /// A heartbeat in words, the same in `pcap` findings and `watch` traits and alerts.
+    public static func describe(_ h: Heartbeat) -> String {
+        String(format: "%d messages every %.1f s (jitter %.0f%%), %.0f bytes each, over %.0f s", h.messages, h.periodSeconds, h.jitter * 100,
+               h.meanMessageBytes, h.seconds)
+    }
+
     /// A heartbeat in a flow's client messages, or nil. The handshake's messages come first
     /// and are irregular, so only the most recent messages are judged.
     public static func judge(_ timer: MessageTimer?, model: HeartbeatThresholds = HeartbeatThresholds()) -> Heartbeat? {

@@ -16,11 +16,7 @@ public struct LiveSession: Sendable, Hashable {
     public var first: Date
     public var facts: SessionFacts
     /// The address part of an "address:port" or "[v6]:port" endpoint.
-    public static func address(of endpoint: String) -> String {
-        if endpoint.hasPrefix("["), let close = endpoint.firstIndex(of: "]") { return String(endpoint[endpoint.index(after: endpoint.startIndex)..<close]) }
-        guard let colon = endpoint.lastIndex(of: ":") else { return endpoint }
-        return String(endpoint[..<colon])
-    }
+    public static func address(of endpoint: String) -> String { Endpoint.host(endpoint) }
 
     public init(client: String, clientPort: UInt16, serverPort: UInt16, server: String, first: Date, facts: SessionFacts) {
         self.client = client
@@ -97,9 +93,7 @@ public final class LiveCapture: Sendable {
             inspectors.values.compactMap { f, i in
                 var facts = i.facts
                 facts.heartbeat = HeartbeatJudge.judge(f.clientMessages, model: heartbeat)
-                let p = facts.protocolName
-                guard p.hasPrefix("stratum") || p == "packetcrypt" || p == "getwork" || facts.sni != nil || facts.host != nil
-                        || facts.heartbeat != nil else { return nil }
+                guard facts.carriesEvidence else { return nil }
                 return LiveSession(client: "\(f.client)", clientPort: f.clientPort, serverPort: f.serverPort, server: Flow.endpoint(f.server, f.serverPort),
                                    first: Date(timeIntervalSince1970: f.first), facts: facts)
             }

@@ -22,14 +22,14 @@ public enum ProtocolJudge {
     /// in or submitted, or the pool accepted its shares (a live capture may start after the login
     /// and the first jobs); high otherwise.
     public static func stratum(_ f: SessionFacts, pool: String) -> ProtocolVerdict? {
-        guard f.protocolName.hasPrefix("stratum"), f.login != nil || f.agent != nil || f.jobs > 0 || f.submits > 0 else { return nil }
+        guard f.protocolName.isStratum, f.login != nil || f.agent != nil || f.jobs > 0 || f.submits > 0 else { return nil }
         let proven = (f.jobs > 0 && (f.submits > 0 || f.login != nil)) || f.accepted > 0
         var ev = [Evidence(kind: .pool, name: "pool", value: pool)]
         if let login = f.login { ev.append(WireEvidence.login(login)) }
         if let a = f.agent { ev.append(Evidence(kind: .attribute, name: "agent", value: a)) }
         ev.append(Evidence(kind: .attribute, name: "counts",
                            value: "jobs \(f.jobs), shares submitted \(f.submits), accepted \(f.accepted), rejected \(f.rejected)"))
-        let monero = f.protocolName == "stratum-monero", ethereum = f.protocolName == "stratum-ethereum"
+        let monero = f.protocolName == .stratumMonero, ethereum = f.protocolName == .stratumEthereum
         let summary = "Stratum\(monero ? " (Monero)" : ethereum ? " (Ethereum)" : "") session to \(pool)" + (f.login.map { " logged in as \($0)" } ?? "")
             + (f.agent.map { " (agent \($0))" } ?? "") + ": \(f.jobs) jobs, \(f.submits) shares, \(f.accepted) accepted"
         return ProtocolVerdict(kind: .stratum, severity: proven ? .critical : .high, family: CaptureAnalyzer.family(agent: f.agent),
@@ -41,7 +41,7 @@ public enum ProtocolJudge {
     /// PacketCrypt traffic of one client (one container): config.json polls, announcement posts.
     /// Critical once announcements were posted, high for polling alone.
     public static func packetCrypt(_ sessions: [(server: String, facts: SessionFacts)]) -> ProtocolVerdict? {
-        let pkt = sessions.filter { $0.facts.protocolName == "packetcrypt" }
+        let pkt = sessions.filter { $0.facts.protocolName == .packetcrypt }
         guard !pkt.isEmpty else { return nil }
         let anns = pkt.reduce(0) { $0 + $1.facts.announcements }, posts = pkt.reduce(0) { $0 + $1.facts.annPosts }
         let polls = pkt.reduce(0) { $0 + $1.facts.configPolls }

@@ -35,7 +35,7 @@ public enum PcapRenderer {
                     if f.getwork > 0 { details.append("\(f.getwork) getwork") }
                     if let n = f.sni { details.append("SNI \(n)") }
                     let server = x.server + (x.serverName.map { " \($0)" } ?? "")
-                    s += "  " + pad(x.protocolName, 15) + pad(x.client, 24) + pad(server, 40) + details.joined(separator: "; ") + "\n"
+                    s += "  " + pad(x.protocolName.rawValue, 15) + pad(x.client, 24) + pad(server, 40) + details.joined(separator: "; ") + "\n"
                 }
             }
             s += "\n  FINDINGS\n"

@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchCore
 
 /// Receives the reassembled bytes of one flow. `fromClient` is the direction (client = the side
 /// that opened the connection). Returning false means "no more bytes this direction" (counting
@@ -57,7 +58,7 @@ public final class Flow {
     public func releaseBuffers() { dirs = [Reassembly(), Reassembly()] }
 
     public var endpoints: String { "\(Self.endpoint(client, clientPort)) -> \(Self.endpoint(server, serverPort))" }
-    public static func endpoint(_ a: IPAddress, _ port: UInt16) -> String { a.isV4 ? "\(a):\(port)" : "[\(a)]:\(port)" }
+    public static func endpoint(_ a: IPAddress, _ port: UInt16) -> String { Endpoint.text("\(a)", port) }
 }
 
 /// When one side of a flow sent its messages and how large they were: packets with payload less

@@ -236,7 +236,7 @@ public final class Watcher {
         // TCP connections, then connected UDP sockets (a remote endpoint set).
         let udp = snap.sockets.filter { $0.proto == .udp && $0.remotePort != 0 }
         t.connections = (connected + udp).prefix(16).map {
-            "\($0.proto.rawValue) \($0.remoteAddress):\($0.remotePort) \($0.proto == .udp ? "out" : (snap.listenPorts.contains($0.localPort) ? "in" : "out"))"
+            "\($0.proto.rawValue) \(Endpoint.text($0.remoteAddress, $0.remotePort)) \($0.proto == .udp ? "out" : (snap.listenPorts.contains($0.localPort) ? "in" : "out"))"
         }
         if let iv = pass.traffic {
             let sec = iv.seconds

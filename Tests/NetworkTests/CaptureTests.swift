@@ -23,7 +23,7 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         let r = analyze(sharedPcaps + "/cgminer.s0.pcapng")
         #expect(r.error == nil)
         #expect(r.packets == 855)
-        let stratum = r.sessions.filter { $0.protocolName == "stratum" }
+        let stratum = r.sessions.filter { $0.protocolName == .stratum }
         #expect(stratum.count >= 15)
         #expect(stratum.allSatisfy { $0.facts.agent == "cgminer/3.7.2" })
         #expect(stratum.reduce(0) { $0 + $1.facts.jobs } >= 10)
@@ -38,7 +38,7 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
     @Test func moneroStratumWithAValidatedWallet() throws {
         let r = analyze(sharedPcaps + "/xmr-eu1.nanopool.org.pcapng")
         let s = try #require(r.sessions.first)
-        #expect(s.protocolName == "stratum-monero" && s.server == "185.71.66.20:14444")
+        #expect(s.protocolName == .stratumMonero && s.server == "185.71.66.20:14444")
         #expect(s.facts.agent == "xmr/1.0" && s.facts.jobs == 4)
         let f = try #require(r.findings.first)
         #expect(f.severity == .critical)
@@ -254,7 +254,7 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(gw.severity == .high && gw.evidence.contains { $0.value == "longpoll midstate" })
         let pool = try #require(r.findings.first { $0.ruleId == "MW-NET-POOL-DOMAIN" })
         #expect(pool.evidence.first?.name == "moneroocean.stream" && pool.evidence.first?.value.contains("TLS server name gulf.moneroocean.stream") == true)
-        let pkt = try #require(r.sessions.first { $0.protocolName == "packetcrypt" })
+        let pkt = try #require(r.sessions.first { $0.protocolName == .packetcrypt })
         #expect(pkt.facts.configPolls == 4 && pkt.requestPeriodSeconds == 5)
         #expect(r.findings.first { $0.ruleId == "MW-NET-PACKETCRYPT" }?.severity == .high)
     }
@@ -329,7 +329,7 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         let r = analyze(try dir.file("x.pcapng", f + s2))
         #expect(r.error == nil, "\(r.error ?? "")")
         #expect(r.packets == 3)
-        let s = try #require(r.sessions.first { $0.protocolName == "packetcrypt" })
+        let s = try #require(r.sessions.first { $0.protocolName == .packetcrypt })
         #expect(s.serverName == "pool.pkt.world")
         let domain = try #require(r.findings.first { $0.ruleId == "MW-NET-POOL-DOMAIN" })
         #expect(domain.evidence.first?.name == "pool.pkt.world" && domain.evidence.first?.value.contains("DNS answer") == true)

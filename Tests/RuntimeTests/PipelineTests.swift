@@ -56,7 +56,7 @@ import TestSupport
         w.capture = source
         #expect(w.poll().isEmpty, "no session, no alert")
         var facts = SessionFacts()
-        facts.protocolName = "stratum-monero"
+        facts.protocolName = .stratumMonero
         facts.login = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
         facts.agent = "XMRig/6.21.0"
         facts.jobs = 3
@@ -70,6 +70,27 @@ import TestSupport
         #expect(a.evidence.contains { $0.value.contains("dropped 7 packets") }, "\(a.evidence)")
         #expect(w.telemetry[cid]?.captureDrops == 7)
         #expect(w.poll().isEmpty, "one alert per container per detector")
+    }
+
+    /// An HTTP Host header carries a port (`Host: pool.supportxmr.com:3333`): the pool domain is
+    /// still recognised, as `pcap` recognises it.
+    @Test func poolDomainInAHostHeaderWithAPort() throws {
+        let proc = try FakeProc()
+        let cid = String(repeating: "6e", count: 32)
+        let ns: UInt64 = 4026539002
+        try proc.add(pid: 621, comm: "svc", cgroup: "/docker/\(cid)", cmdline: ["svc"], exe: Samples.elf(["plain"]), netns: Int(ns))
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_100_000)),
+                        sockets: RecordedSockets())
+        w.drift = DriftDetector(scratchPrefixes: [])
+        let source = FakeSessions()
+        w.capture = source
+        var facts = SessionFacts()
+        facts.protocolName = .http
+        facts.host = "pool.supportxmr.com:3333"
+        source.byNamespace[ns] = [LiveSession(client: "198.18.1.5", clientPort: 41001, serverPort: 3333, server: "198.18.1.2:3333",
+                                              first: Date(timeIntervalSince1970: 3_099_990), facts: facts)]
+        let a = try #require(w.poll().first { $0.detector == .miningProtocol })
+        #expect(a.severity == .medium && a.summary.contains("supportxmr.com"), "\(a.summary)")
     }
 
     /// A sink that blocks until released and remembers what it wrote, in order.

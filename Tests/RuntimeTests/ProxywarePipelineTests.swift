@@ -63,7 +63,7 @@ import TestSupport
         #expect(trait.name == "upload-heavy" && trait.severity == .low && trait.detector == .bandwidthMiner)
         // The same shape with announcement-framed bodies seen in its packets is a miner.
         var facts = SessionFacts()
-        facts.protocolName = "http"
+        facts.protocolName = .http
         facts.host = "198.18.1.70"
         facts.exactBodies = 6
         facts.kibFramedBodies = 6
@@ -111,7 +111,7 @@ import TestSupport
         var r = Recorder()
         r.open(1, local: 40001, remote: "198.18.1.6", port: 443)
         var facts = SessionFacts()
-        facts.protocolName = "tls"
+        facts.protocolName = .tls
         facts.sni = "metrics.example.net"
         facts.heartbeat = Heartbeat(messages: 12, periodSeconds: 5, jitter: 0.01, meanMessageBytes: 140, seconds: 55)
         let session = LiveSession(client: "10.0.0.2", clientPort: 40001, serverPort: 443, server: "198.18.1.6:443",

@@ -158,7 +158,7 @@ private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), _ 
 @Suite struct UploadCorroborationTests {
     static func facts(_ sizes: [Int], random: Bool, encoding: String? = nil, type: String? = nil) -> SessionFacts {
         var f = SessionFacts()
-        f.protocolName = "http"
+        f.protocolName = .http
         for s in sizes {
             let head: [UInt8] = random ? (0..<min(s, 1000)).map { _ in UInt8.random(in: 0...255) }
                 : Array(String(repeating: "{\"ts\":\"2026-12-01T10:00:00Z\",\"level\":\"info\",\"msg\":\"GET /index 200\"}\n", count: 20).utf8.prefix(min(s, 1000)))

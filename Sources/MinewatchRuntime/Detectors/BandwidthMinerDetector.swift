@@ -27,20 +27,6 @@ public struct BandwidthMinerDetector: ContainerDetector {
 
     public func traits(_ state: State) -> [Trait] { state.trait.map { [$0] } ?? [] }
 
-    /// What says a miner is behind an upload-heavy shape, besides other detectors.
-    static func corroboration(_ b: BandwidthVerdict, sessions: [LiveSession]) -> [String] {
-        var why: [String] = []
-        if b.mirrored { why.append("the same volume to \(b.destinations.count) destinations") }
-        if b.polls { why.append("periodic small polls to an upload destination") }
-        let upload = Set(b.destinations.map(\.address))
-        let toUpload = sessions.filter { upload.contains(LiveSession.address(of: $0.server)) }.map(\.facts)
-        why += BodyShape.corroboration(toUpload)
-        if let p = toUpload.first(where: { $0.protocolName.hasPrefix("stratum") || $0.protocolName == "packetcrypt" || $0.protocolName == "getwork" }) {
-            why.append("\(p.protocolName) protocol to an upload destination")
-        }
-        return why
-    }
-
     public func inspect(_ pass: ContainerPass, state: inout State, context: DetectionContext) -> Verdict? {
         guard let iv = pass.traffic else { return nil }
         state.model.add(iv)
@@ -48,25 +34,22 @@ public struct BandwidthMinerDetector: ContainerDetector {
             state.trait = nil
             return nil
         }
-        let others = Self.corroborating.filter { context.alerted.contains($0) }.map(\.rawValue)
-        let why = Self.corroboration(b, sessions: pass.snapshot.sessions) + others
+        let others = Self.corroborating.filter { context.alerted.contains($0) }.map { "\($0.rawValue) alert" }
+        let upload = Set(b.destinations.map(\.address))
+        let toUpload = pass.snapshot.sessions.filter { upload.contains(LiveSession.address(of: $0.server)) }.map(\.facts)
+        let why = BandwidthEvidence.reasons(b, toUpload: toUpload) + others
         let cores = pass.cpuCores
-        let dests = b.destinations.map { "\($0.address) \(Rates.text($0.rate))" }
-        var summary = "uploads \(Rates.text(b.uploadRate)) over outbound connections to \(b.destinations.count) destination"
-            + "\(b.destinations.count == 1 ? "" : "s") (\(dests.prefix(4).joined(separator: ", "))), downloads \(Rates.text(b.downloadRate))"
-            + String(format: " (%.0f:1), %d exchanges in %.0f s", b.ratio, b.exchanges, pass.now.timeIntervalSince(b.since))
-        if let cores { summary += String(format: ", CPU %.2f cores", cores) }
+        var summary = BandwidthEvidence.shape(b, seconds: pass.now.timeIntervalSince(b.since), cpuCores: cores)
         guard !why.isEmpty else {
             // An upload-heavy shape alone: what log shippers and backups look like too.
-            state.trait = Trait(name: "upload-heavy", detector: id, summary: summary + "; nothing says a miner is behind it",
+            state.trait = Trait(name: "upload-heavy", detector: id, summary: summary + "; " + BandwidthEvidence.traitSuffix,
                                 since: state.trait?.since ?? b.since, technique: "T1496.002")
             return nil
         }
         state.trait = nil
         guard !context.alerted.contains(id) else { return nil }
         summary += "; with \(why.joined(separator: ", "))"
-        var evidence = b.destinations.map { Evidence(kind: .pool, name: "destination", value: "\($0.address) (\(Rates.text($0.rate)))") }
-        evidence += why.map { Evidence(kind: .attribute, name: "with", value: $0) }
+        var evidence = BandwidthEvidence.evidence(b, reasons: why)
         if pass.snapshot.hostNetwork {
             evidence.append(Evidence(kind: .attribute, name: "network", value: "host network: no per-container interface counters; per-socket counters used"))
         }
@@ -82,16 +65,5 @@ public struct BandwidthMinerDetector: ContainerDetector {
         let owner = b.uploader ?? pass.snapshot.mainPid
         return Verdict(severity: .high, summary: summary, evidence: evidence, metrics: metrics,
                        pid: owner, exe: pass.snapshot.processes.first { $0.sample.pid == owner }?.sample.exe, startedAt: b.since)
-    }
-}
-
-/// "1.2 MB/s" style rates in alert summaries.
-public enum Rates {
-    public static func text(_ bytesPerSecond: Double) -> String {
-        let units = ["B/s", "kB/s", "MB/s", "GB/s"]
-        var v = bytesPerSecond
-        var i = 0
-        while v >= 1000 && i < units.count - 1 { v /= 1000; i += 1 }
-        return String(format: i == 0 ? "%.0f %@" : "%.1f %@", v, units[i])
     }
 }

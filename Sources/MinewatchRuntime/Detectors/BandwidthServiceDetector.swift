@@ -38,9 +38,8 @@ public struct BandwidthServiceDetector: ContainerDetector {
         state.heartbeats = sessions.compactMap { s in
             guard let h = s.facts.heartbeat else { return nil }
             return Trait(name: "heartbeat", detector: id,
-                         summary: String(format: "periodic small messages to %@%@: %d messages every %.1f s (jitter %.0f%%), %.0f bytes each",
-                                         s.server, (s.facts.sni ?? s.facts.host).map { " (\($0))" } ?? "", h.messages, h.periodSeconds,
-                                         h.jitter * 100, h.meanMessageBytes),
+                         summary: "periodic small messages to \(s.server)\((s.facts.sni ?? s.facts.host).map { " (\($0))" } ?? ""): "
+                             + HeartbeatJudge.describe(h),
                          since: s.first, technique: "T1496.002")
         }
         guard !context.alerted.contains(id) else { return nil }
@@ -62,7 +61,7 @@ public struct BandwidthServiceDetector: ContainerDetector {
             for s in outbound.sorted(by: { (heartbeatByServer[$0.remoteAddress] == nil ? 1 : 0) < (heartbeatByServer[$1.remoteAddress] == nil ? 1 : 0) }) {
                 for name in snap.hostNames[s.remoteAddress] ?? [] {
                     guard let r = ruleSet.serviceRule(for: name) else { continue }
-                    hit = (r.rule, r.domain, "connection to \(s.remoteAddress):\(s.remotePort), named \(name) by the container's /etc/hosts",
+                    hit = (r.rule, r.domain, "connection to \(Endpoint.text(s.remoteAddress, s.remotePort)), named \(name) by the container's /etc/hosts",
                            heartbeatByServer[s.remoteAddress])
                     break
                 }
@@ -77,7 +76,7 @@ public struct BandwidthServiceDetector: ContainerDetector {
         guard let hit else { return nil }
         var why: [String] = []
         if let h = hit.session?.facts.heartbeat {
-            why.append(String(format: "a heartbeat on that connection: %d messages every %.1f s, %.0f bytes each", h.messages, h.periodSeconds, h.meanMessageBytes))
+            why.append("a heartbeat on that connection: " + HeartbeatJudge.describe(h))
         }
         why += Self.corroborating.filter { context.alerted.contains($0) }.map { "\($0.rawValue) alert" }
         let service = hit.rule.family ?? hit.rule.id
@@ -95,8 +94,5 @@ public struct BandwidthServiceDetector: ContainerDetector {
     }
 
     /// "host:port" without the port.
-    static func hostPart(_ s: String) -> String {
-        if s.hasPrefix("[") { return s }
-        return s.split(separator: ":").first.map(String.init) ?? s
-    }
+    static func hostPart(_ s: String) -> String { Endpoint.host(s) }
 }

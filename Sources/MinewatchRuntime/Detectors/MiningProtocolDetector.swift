@@ -29,7 +29,7 @@ public struct MiningProtocolDetector: ContainerDetector {
         var verdict: ProtocolVerdict?
         var first = pass.now
         let stratum = sessions.compactMap { s in ProtocolJudge.stratum(s.facts, pool: s.server).map { (s, $0) } }
-        let pkt = sessions.filter { $0.facts.protocolName == "packetcrypt" }
+        let pkt = sessions.filter { $0.facts.protocolName == .packetcrypt }
         if let (s, v) = stratum.max(by: { $0.0.facts.jobs < $1.0.facts.jobs }) {
             verdict = v
             first = s.first
@@ -41,7 +41,7 @@ public struct MiningProtocolDetector: ContainerDetector {
         } else if let (s, v) = sessions.lazy.compactMap({ s in ProtocolJudge.getwork(s.facts, server: s.server).map { (s, $0) } }).first {
             verdict = v
             first = s.first
-        } else if let (s, domain) = sessions.lazy.compactMap({ s in (s.facts.sni ?? s.facts.host).flatMap { ruleSet.poolDomain(for: $0) }.map { (s, $0) } }).first {
+        } else if let (s, domain) = sessions.lazy.compactMap({ s in (s.facts.sni ?? s.facts.host).flatMap { ruleSet.poolDomain(for: Endpoint.host($0)) }.map { (s, $0) } }).first {
             let via = "\(s.facts.sni != nil ? "TLS server name" : "HTTP Host") \(s.facts.sni ?? s.facts.host ?? "")"
             verdict = ProtocolJudge.poolDomain(domain, via: via, server: s.server)
             first = s.first

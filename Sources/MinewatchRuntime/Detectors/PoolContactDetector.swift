@@ -24,7 +24,7 @@ public struct PoolContactDetector: ContainerDetector {
         let snap = pass.snapshot
         let hits = contacts(snap.sockets, listening: snap.listenPorts)
         guard !hits.isEmpty else { return nil }
-        let endpoints = Set(hits.map { "\($0.remoteAddress):\($0.remotePort)" }).sorted()
+        let endpoints = Set(hits.map { Endpoint.text($0.remoteAddress, $0.remotePort) }).sorted()
         let pid = hits.compactMap { snap.owners[$0.inode] }.first ?? snap.mainPid
         return Verdict(
             severity: .low,
