@@ -98,7 +98,7 @@ let package = Package(
 
         .testTarget(name: "CoreTests", dependencies: ["MinewatchCore", "TestSupport"]),
         .testTarget(name: "AnalysisTests", dependencies: ["MinewatchAnalysis", "MinewatchCore", "MinewatchModel", "MinewatchSignatures"]),
-        .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures", "MinewatchCore"]),
+        .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures", "MinewatchCore", "MinewatchModel"]),
         .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchCore", "MinewatchConfig", "MinewatchModel", "MinewatchSinks", "MinewatchNetwork", "MinewatchPackets", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),

@@ -8,7 +8,7 @@ public struct RulesCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "rules",
         abstract: "List or validate detection rules.",
-        subcommands: [RulesListCommand.self, RulesValidateCommand.self]
+        subcommands: [RulesListCommand.self, RulesValidateCommand.self, RulesVerdictsCommand.self]
     )
     public init() {}
 }

@@ -74,14 +74,21 @@ struct WatchSetup {
 
     func modelSettings(_ set: RuleSet) -> ModelSettings { set.models.merged(with: config.models) }
 
+    /// The detectors' settings from the command line, the config and the rules' models.
+    func detectorSettings(_ models: ModelSettings) -> DetectorSettings {
+        var s = DetectorSettings()
+        s.disabled = disabled
+        s.bandwidth = command.models.bandwidth(models)
+        s.relay = command.models.relay(models)
+        return s
+    }
+
     mutating func makeAgent() throws -> Agent {
         guard let set = loadRules() else { throw ExitCode(2) }
         ruleCount = set.rules.count
         let compiled = CompiledRules(set)
-        let watcher = Watcher(rules: compiled, sockets: sockDiag)
         let models = modelSettings(set)
-        watcher.reconfigure(rules: compiled, disabled: disabled,
-                            models: (command.models.bandwidth(models), command.models.relay(models)))
+        let watcher = Watcher(rules: compiled, settings: detectorSettings(models), sockets: sockDiag)
         watcher.includeHost = command.includeHost || config.includeHost == true
         watcher.exceptions = ExceptionSet(config.exceptions)
         let socket = command.engineSocket ?? config.engineSocket ?? EngineClient.defaultSocket()
@@ -104,7 +111,7 @@ struct WatchSetup {
         if action == .stop && engine == nil && !dryRun {
             Terminal.error("--action stop needs an engine socket (--engine-socket); stops will fail")
         }
-        let capture = !command.noCapture && config.capture != false && !disabled.contains(.miningProtocol)
+        let capture = !command.noCapture && config.capture != false && watcher.detectors.needsCapture
         if capture && getuid() == 0 { watcher.capture = LiveCapture(heartbeat: command.models.heartbeat(models)) }
         let responder = action == .alert ? nil : Responder(action: action, actOn: actOn, dryRun: dryRun, actuator: HostActuator(engine: engine))
         var outputs = WatchOutputs(command: command, config: config, interval: interval)
@@ -162,7 +169,7 @@ struct WatchSetup {
         }
         let w = agent.watcher
         let models = modelSettings(set)
-        w.reconfigure(rules: CompiledRules(set), disabled: disabled, models: (command.models.bandwidth(models), command.models.relay(models)))
+        w.reconfigure(rules: CompiledRules(set), settings: detectorSettings(models))
         w.replaceExceptions(config.exceptions)
         w.includeHost = command.includeHost || config.includeHost == true
         interval = command.interval?.seconds ?? config.interval ?? 2

@@ -101,6 +101,19 @@ public enum ProcParsers {
         return out
     }
 
+    /// The overlay upper folder of a process's root mount, from its /proc/<pid>/mountinfo (what
+    /// the container wrote since it started; the drift detector looks there).
+    public static func overlayUpperDir(_ mountinfo: String) -> String? {
+        for line in mountinfo.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count >= 10, f[4] == "/", let dash = f.firstIndex(of: "-"), dash + 3 < f.count, f[dash + 1] == "overlay" else { continue }
+            for opt in f[dash + 3].split(separator: ",") where opt.hasPrefix("upperdir=") {
+                return String(opt.dropFirst(9))
+            }
+        }
+        return nil
+    }
+
     public static func environ(_ data: [UInt8], keep: Set<String>) -> [String: String] {
         var out: [String: String] = [:]
         for entry in data.split(separator: 0) {

@@ -171,6 +171,12 @@ public final class CaptureAnalyzer {
         return false
     }
 
+    /// A protocol verdict as a finding at `path`.
+    static func finding(_ v: ProtocolVerdict, path: String) -> Finding {
+        Finding(ruleId: v.id, severity: v.severity, family: v.family, category: v.category, title: v.title, path: path, evidence: v.evidence,
+                technique: v.technique)
+    }
+
     /// The client a finding's path names: a host (`198.18.1.5`) or a flow (`[v6]:p -> b:q`).
     static func client(ofPath path: String) -> String {
         Endpoint.host(String(path.split(separator: " ", maxSplits: 1).first ?? Substring(path)))
@@ -205,13 +211,13 @@ public final class CaptureAnalyzer {
                 break
             }
             if let h = facts.heartbeat, !(facts.sni.flatMap { rules.serviceRule(for: $0) } != nil) {
+                let r = rules.verdict("MW-NET-HEARTBEAT")
                 report.findings.append(Finding(
-                    ruleId: "MW-NET-HEARTBEAT", severity: .low, family: nil, category: "network",
-                    title: "periodic heartbeat on a long-lived connection (a trait: DePIN nodes and monitoring agents both do this)",
+                    ruleId: r.id, severity: r.severity, family: nil, category: r.category, title: r.title,
                     path: f.endpoints,
                     evidence: [Evidence(kind: .attribute, name: "heartbeat", value: HeartbeatJudge.describe(h)),
                                Evidence(kind: .pool, name: "server", value: serverName(f, facts).map { "\($0) (\(f.endpoints))" } ?? f.endpoints)],
-                    technique: "T1496.002"))
+                    technique: r.technique))
             }
             let interesting = facts.protocolName.isMining
                 || (facts.protocolName == .tls && facts.sni != nil)
@@ -223,24 +229,17 @@ public final class CaptureAnalyzer {
                     requestPeriodSeconds: NetSession.period(facts.requestTimes), facts: facts))
             }
             let poolDesc = Flow.endpoint(f.server, f.serverPort) + (name.map { " (\($0))" } ?? "")
-            if let v = ProtocolJudge.stratum(facts, pool: poolDesc) {
-                report.findings.append(Finding(ruleId: "MW-NET-STRATUM", severity: v.severity, family: v.family, category: "network",
-                                               title: v.title, path: f.endpoints, evidence: v.evidence, technique: "T1496.001"))
-            }
+            if let v = ProtocolJudge.stratum(facts, pool: poolDesc, rules: rules) { report.findings.append(Self.finding(v, path: f.endpoints)) }
             if facts.protocolName == .packetcrypt { pktByClient[f.client, default: []].append((f, facts)) }
-            if let v = ProtocolJudge.getwork(facts, server: poolDesc) {
-                report.findings.append(Finding(ruleId: "MW-NET-GETWORK", severity: v.severity, family: nil, category: "network",
-                                               title: v.title, path: f.endpoints, evidence: v.evidence, technique: "T1496.001"))
-            }
+            if let v = ProtocolJudge.getwork(facts, server: poolDesc, rules: rules) { report.findings.append(Self.finding(v, path: f.endpoints)) }
         }
         for (client, list) in pktByClient.sorted(by: { $0.key < $1.key }) {
-            guard let v = ProtocolJudge.packetCrypt(list.map { (Flow.endpoint($0.0.server, $0.0.serverPort), $0.1) }) else { continue }
+            guard let v = ProtocolJudge.packetCrypt(list.map { (Flow.endpoint($0.0.server, $0.0.serverPort), $0.1) }, rules: rules) else { continue }
             let anns = list.reduce(0) { $0 + $1.1.announcements }
             let handlers = Set(list.filter { $0.1.annPosts > 0 }.map { Flow.endpoint($0.0.server, $0.0.serverPort) }).count
-            report.findings.append(Finding(
-                ruleId: "MW-NET-PACKETCRYPT", severity: v.severity, family: v.family, category: "network", title: v.title,
-                path: "\(client)", evidence: v.evidence,
-                note: "\(anns) announcements posted to \(handlers) handler\(handlers == 1 ? "" : "s")", technique: "T1496.002"))
+            var finding = Self.finding(v, path: "\(client)")
+            finding.note = "\(anns) announcements posted to \(handlers) handler\(handlers == 1 ? "" : "s")"
+            report.findings.append(finding)
         }
         for q in dnsQueries {
             if let domain = rules.poolDomain(for: q.name), poolContacts["\(q.client)|\(domain)"] == nil {
@@ -251,25 +250,22 @@ public final class CaptureAnalyzer {
             }
         }
         for (host, v) in relays.sorted(by: { $0.key < $1.key }) {
-            report.findings.append(Finding(ruleId: "MW-NET-RELAY", severity: .high, family: nil, category: "bandwidth-hijacking",
-                                           title: "relaying traffic for someone else (proxyjacking): a tunnel in, several targets out, bytes balanced both ways",
-                                           path: "\(host)", evidence: RelayEvidence.evidence(v), note: RelayEvidence.summary(v), technique: "T1496.002"))
+            let r = rules.verdict("MW-NET-RELAY")
+            report.findings.append(Finding(ruleId: r.id, severity: r.severity, family: nil, category: r.category, title: r.title,
+                                           path: "\(host)", evidence: RelayEvidence.evidence(v), note: RelayEvidence.summary(v), technique: r.technique))
         }
         for (_, c) in services.sorted(by: { $0.key < $1.key }) {
             var ev = [Evidence(kind: .pool, name: c.domain, value: c.via), Evidence(kind: .attribute, name: "rule", value: c.rule.id)]
             if let h = c.heartbeat { ev.append(Evidence(kind: .attribute, name: "heartbeat", value: HeartbeatJudge.describe(h))) }
             let relayed = relays[c.client] != nil
             if relayed { ev.append(Evidence(kind: .attribute, name: "with", value: "the same client relays traffic (MW-NET-RELAY)")) }
+            let r = rules.verdict("MW-NET-SERVICE", c.heartbeat != nil || relayed ? "corroborated" : "contact", ["service": c.rule.title])
             report.findings.append(Finding(
-                ruleId: "MW-NET-SERVICE", severity: c.heartbeat != nil || relayed ? .high : .medium, family: c.rule.family,
-                category: "bandwidth-hijacking", title: "contact with a bandwidth-sharing service: \(c.rule.title)", path: "\(c.client)",
-                evidence: ev, technique: c.rule.technique ?? "T1496.002"))
+                ruleId: r.id, severity: r.severity, family: c.rule.family, category: r.category, title: r.title, path: "\(c.client)",
+                evidence: ev, technique: c.rule.technique ?? r.technique))
         }
         for (_, c) in poolContacts.sorted(by: { $0.key < $1.key }) {
-            let v = ProtocolJudge.poolDomain(c.domain, via: c.via, server: c.name)
-            let pkt = c.domain.contains("pkt")
-            report.findings.append(Finding(ruleId: "MW-NET-POOL-DOMAIN", severity: v.severity, family: nil, category: "network",
-                                           title: v.title, path: "\(c.client)", evidence: v.evidence, technique: pkt ? "T1496.002" : "T1496.001"))
+            report.findings.append(Self.finding(ProtocolJudge.poolDomain(c.domain, via: c.via, server: c.name, rules: rules), path: "\(c.client)"))
         }
         for (host, v) in verdicts.sorted(by: { $0.key < $1.key }) {
             let upload = Set(v.destinations.map(\.address))
@@ -279,12 +275,9 @@ public final class CaptureAnalyzer {
             let why = BandwidthEvidence.reasons(v, toUpload: toUpload) + others.sorted().map { "\($0) finding" }
             var ev = BandwidthEvidence.evidence(v, reasons: why)
             ev.insert(Evidence(kind: .attribute, name: "shape", value: BandwidthEvidence.shape(v)), at: v.destinations.count)
-            let corroborated = !why.isEmpty
-            report.findings.append(Finding(
-                ruleId: "MW-NET-BANDWIDTH", severity: corroborated ? .high : .low, family: nil, category: "network",
-                title: corroborated ? "bandwidth-miner traffic (sustained upload in repeated exchanges to few destinations, with evidence of a miner)"
-                    : "upload-heavy traffic shape (a trait: log shippers and backups look like this too; \(BandwidthEvidence.traitSuffix))",
-                path: "\(host)", evidence: ev, technique: "T1496.002"))
+            let r = rules.verdict("MW-NET-BANDWIDTH", why.isEmpty ? "trait" : "corroborated")
+            report.findings.append(Finding(ruleId: r.id, severity: r.severity, family: nil, category: r.category, title: r.title,
+                                           path: "\(host)", evidence: ev, technique: r.technique))
         }
         report.findings.sort { $0.severity > $1.severity }
     }

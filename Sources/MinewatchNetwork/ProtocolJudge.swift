@@ -1,16 +1,22 @@
 import Foundation
 import MinewatchCore
 import MinewatchModel
+import MinewatchSignatures
 
 /// How strong what a miner said on the wire is: one judgement for `pcap` findings and `watch`'s
 /// mining-protocol alerts, so the same session gets the same severity and family in both.
 public struct ProtocolVerdict: Sendable {
     public enum Kind: String, Sendable { case stratum, packetcrypt, getwork, poolDomain = "pool-domain" }
     public var kind: Kind
+    /// The verdict's id in the rule data (`MW-NET-STRATUM`), its severity, title, technique and
+    /// category from there.
+    public var id: String
     public var severity: Severity
     public var family: String?
     /// A title for the kind of evidence ("Stratum (Monero dialect) mining session").
     public var title: String
+    public var technique: String?
+    public var category: String
     /// One sentence with the numbers.
     public var summary: String
     public var evidence: [Evidence]
@@ -21,7 +27,7 @@ public enum ProtocolJudge {
     /// submitted shares. Critical when mining is proven: the pool sent jobs to a miner that logged
     /// in or submitted, or the pool accepted its shares (a live capture may start after the login
     /// and the first jobs); high otherwise.
-    public static func stratum(_ f: SessionFacts, pool: String) -> ProtocolVerdict? {
+    public static func stratum(_ f: SessionFacts, pool: String, rules: RuleSet) -> ProtocolVerdict? {
         guard f.protocolName.isStratum, f.login != nil || f.agent != nil || f.jobs > 0 || f.submits > 0 else { return nil }
         let proven = (f.jobs > 0 && (f.submits > 0 || f.login != nil)) || f.accepted > 0
         var ev = [Evidence(kind: .pool, name: "pool", value: pool)]
@@ -32,15 +38,15 @@ public enum ProtocolJudge {
         let monero = f.protocolName == .stratumMonero, ethereum = f.protocolName == .stratumEthereum
         let summary = "Stratum\(monero ? " (Monero)" : ethereum ? " (Ethereum)" : "") session to \(pool)" + (f.login.map { " logged in as \($0)" } ?? "")
             + (f.agent.map { " (agent \($0))" } ?? "") + ": \(f.jobs) jobs, \(f.submits) shares, \(f.accepted) accepted"
-        return ProtocolVerdict(kind: .stratum, severity: proven ? .critical : .high, family: CaptureAnalyzer.family(agent: f.agent),
-                               title: monero ? "Stratum (Monero dialect) mining session"
-                                   : ethereum ? "Stratum (Ethereum dialect: EthProxy or EthereumStratum/1.0.0) mining session" : "Stratum mining session",
-                               summary: summary, evidence: ev)
+        let protocolText = monero ? "Stratum (Monero dialect)" : ethereum ? "Stratum (Ethereum dialect: EthProxy or EthereumStratum/1.0.0)" : "Stratum"
+        let r = rules.verdict("MW-NET-STRATUM", proven ? "proven" : "session", ["protocol": protocolText])
+        return ProtocolVerdict(kind: .stratum, id: r.id, severity: r.severity, family: CaptureAnalyzer.family(agent: f.agent), title: r.title,
+                               technique: r.technique, category: r.category, summary: summary, evidence: ev)
     }
 
     /// PacketCrypt traffic of one client (one container): config.json polls, announcement posts.
     /// Critical once announcements were posted, high for polling alone.
-    public static func packetCrypt(_ sessions: [(server: String, facts: SessionFacts)]) -> ProtocolVerdict? {
+    public static func packetCrypt(_ sessions: [(server: String, facts: SessionFacts)], rules: RuleSet) -> ProtocolVerdict? {
         let pkt = sessions.filter { $0.facts.protocolName == .packetcrypt }
         guard !pkt.isEmpty else { return nil }
         let anns = pkt.reduce(0) { $0 + $1.facts.announcements }, posts = pkt.reduce(0) { $0 + $1.facts.annPosts }
@@ -55,24 +61,28 @@ public enum ProtocolJudge {
                            value: "\(anns) announcements in \(posts) posts to \(handlers.count) handlers; \(polls) config.json polls of \(pools.count) pools"))
         let summary = "PacketCrypt: \(anns) announcements in \(posts) posts to \(handlers.count) handler\(handlers.count == 1 ? "" : "s")"
             + ", config.json polls of \(pools.count) pool\(pools.count == 1 ? "" : "s")" + (payto.first.map { ", payto \($0)" } ?? "")
-        return ProtocolVerdict(kind: .packetcrypt, severity: posts > 0 ? .critical : .high, family: "packetcrypt",
-                               title: posts > 0 ? "PacketCrypt announcement mining" : "PacketCrypt pool polling", summary: summary, evidence: ev)
+        let r = rules.verdict("MW-NET-PACKETCRYPT", posts > 0 ? "announcing" : "polling")
+        return ProtocolVerdict(kind: .packetcrypt, id: r.id, severity: r.severity, family: "packetcrypt", title: r.title, technique: r.technique,
+                               category: r.category, summary: summary, evidence: ev)
     }
 
     /// getwork/getblocktemplate requests or X-Mining-Extensions: high.
-    public static func getwork(_ f: SessionFacts, server: String) -> ProtocolVerdict? {
+    public static func getwork(_ f: SessionFacts, server: String, rules: RuleSet) -> ProtocolVerdict? {
         guard f.getwork > 0 || f.miningExtensions != nil else { return nil }
         var ev = [Evidence(kind: .pool, name: "server", value: server), Evidence(kind: .attribute, name: "requests", value: "\(f.getwork) getwork/getblocktemplate")]
         if let x = f.miningExtensions { ev.append(Evidence(kind: .attribute, name: "X-Mining-Extensions", value: x)) }
-        return ProtocolVerdict(kind: .getwork, severity: .high, family: nil, title: "getwork/getblocktemplate mining over HTTP",
-                               summary: "getwork/getblocktemplate mining requests to \(server)", evidence: ev)
+        let r = rules.verdict("MW-NET-GETWORK")
+        return ProtocolVerdict(kind: .getwork, id: r.id, severity: r.severity, family: nil, title: r.title, technique: r.technique,
+                               category: r.category, summary: "getwork/getblocktemplate mining requests to \(server)", evidence: ev)
     }
 
     /// A name the workload itself looked up or sent (DNS, TLS SNI, HTTP Host) at or below a pool
     /// domain of the rule data: medium (a name alone).
-    public static func poolDomain(_ domain: String, via: String, server: String) -> ProtocolVerdict {
-        ProtocolVerdict(kind: .poolDomain, severity: .medium, family: nil, title: "contact with a mining pool domain",
-                        summary: "connection to mining pool domain \(domain) (\(via), \(server))",
-                        evidence: [Evidence(kind: .pool, name: domain, value: via)])
+    public static func poolDomain(_ domain: String, via: String, server: String, rules: RuleSet) -> ProtocolVerdict {
+        // PacketCrypt pools' domains carry "pkt": bandwidth hijacking rather than CPU.
+        let r = rules.verdict("MW-NET-POOL-DOMAIN", domain.contains("pkt") ? "packetcrypt" : "default")
+        return ProtocolVerdict(kind: .poolDomain, id: r.id, severity: r.severity, family: nil, title: r.title, technique: r.technique,
+                               category: r.category, summary: "connection to mining pool domain \(domain) (\(via), \(server))",
+                               evidence: [Evidence(kind: .pool, name: domain, value: via)])
     }
 }

@@ -14,27 +14,19 @@ public struct ContainerState {
     /// The traffic meter (per-connection and interface counters to per-interval traffic).
     var traffic = TrafficMeter()
     /// The previous pass's CPU sample (for cores used).
-    var lastCPU: CPUDetector.Sample?
+    var lastCPU: CPUSample?
     public internal(set) var telemetry: ContainerTelemetry?
     /// Alerts the exceptions silenced here ("exception (detector)"), for telemetry.
     public internal(set) var silenced: [String] = []
     /// Silenced verdicts already counted (exception, detector, destinations, executable).
     var silencedKeys: Set<String> = []
-    /// Each detector's state, by detector.
-    var slots: [DetectorID: Any] = [:]
+    /// Each detector's state.
+    var detectors = DetectorStates()
 
     init(id: String, now: Date) {
         self.id = id
         firstSeen = now
         lastSeen = now
-    }
-
-    /// Runs `body` on a detector's state (made by `make` the first time). The state is taken out
-    /// of the table while it runs, so changing it never copies it.
-    mutating func withSlot<S, R>(_ id: DetectorID, make: () -> S, _ body: (inout S) -> R) -> R {
-        var s = (slots.removeValue(forKey: id) as? S) ?? make()
-        defer { slots[id] = s }
-        return body(&s)
     }
 }
 

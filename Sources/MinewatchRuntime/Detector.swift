@@ -17,10 +17,15 @@ public struct Verdict: Sendable {
     public var startedAt: Date
     /// MITRE ATT&CK technique when it is not the detector's usual one.
     public var technique: String?
+    /// The verdict (id and case) of the rule data whose severity and technique this verdict
+    /// takes (`80-verdicts.yaml`); the pipeline applies it. nil: the detector decided (from the
+    /// content rules, or through a judge that read the rule data itself).
+    public var verdict: (id: String, case: String)?
 
     public init(severity: Severity, family: String? = nil, summary: String, technique: String? = nil, evidence: [Evidence],
-                metrics: [String: Double] = [:], pid: Int32?, exe: String?, startedAt: Date) {
+                metrics: [String: Double] = [:], pid: Int32?, exe: String?, startedAt: Date, verdict: (id: String, case: String)? = nil) {
         self.technique = technique
+        self.verdict = verdict
         self.severity = severity
         self.family = family
         self.summary = summary
@@ -39,11 +44,30 @@ public struct ContainerPass: Sendable {
     /// Traffic since the last pass (nil in its first pass).
     public var traffic: NetInterval?
     /// CPU counters of this pass (nil when its cgroup could not be read).
-    public var cpu: CPUDetector.Sample?
+    public var cpu: CPUSample?
     /// CPU cores used since the last pass.
     public var cpuCores: Double?
     public var now: Date { snapshot.time }
     public var id: String { snapshot.ref.id }
+}
+
+/// Cumulative CPU counters of a container's cgroup in one pass, derived once for every detector.
+public struct CPUSample: Sendable {
+    public var time: Date
+    public var cpuNanos: UInt64
+    public var limitCores: Double?
+    /// Run-queue wait of the container's threads, when read.
+    public var waitNanos: UInt64?
+    public var periods: UInt64?
+    public var throttledPeriods: UInt64?
+    public init(time: Date, cpuNanos: UInt64, limitCores: Double?, waitNanos: UInt64? = nil, periods: UInt64? = nil, throttledPeriods: UInt64? = nil) {
+        self.time = time
+        self.cpuNanos = cpuNanos
+        self.limitCores = limitCores
+        self.waitNanos = waitNanos
+        self.periods = periods
+        self.throttledPeriods = throttledPeriods
+    }
 }
 
 /// What a detector may know besides its own container's pass.
@@ -57,7 +81,8 @@ public struct DetectionContext: Sendable {
 /// container (`State`, created by `makeState` when the container is first seen and dropped when
 /// it is gone). At most one alert per container and detector: once it alerted, the pipeline keeps
 /// feeding it (its state stays current) but drops further verdicts. To add one, write a type that
-/// conforms and register it in `Watcher.standardDetectors`.
+/// conforms (one file under Detectors/) and register it in `DetectorSet` (its field, its state's
+/// field in `DetectorStates`, its line in `DetectorSet.make`).
 public protocol ContainerDetector {
     associatedtype State
     var id: DetectorID { get }
@@ -72,19 +97,22 @@ extension ContainerDetector {
     public func traits(_ state: State) -> [Trait] { [] }
 }
 
-/// A detector with its state type erased, as the pipeline holds them.
+/// A detector bound to its typed field of each container's `DetectorStates`, as the pipeline
+/// runs them.
 struct RegisteredDetector {
     let id: DetectorID
-    let detector: Any
     let run: (ContainerPass, inout ContainerState, DetectionContext) -> Verdict?
     let traits: (ContainerState) -> [Trait]
 
-    init<D: ContainerDetector>(_ d: D) {
+    init<D: ContainerDetector>(_ d: D, state field: WritableKeyPath<DetectorStates, D.State?>) {
         id = d.id
-        detector = d
         run = { pass, container, context in
-            container.withSlot(d.id, make: d.makeState) { state in d.inspect(pass, state: &state, context: context) }
+            // Taken out of the container while it runs, so changing it never copies it.
+            var s = container.detectors[keyPath: field] ?? d.makeState()
+            container.detectors[keyPath: field] = nil
+            defer { container.detectors[keyPath: field] = s }
+            return d.inspect(pass, state: &s, context: context)
         }
-        traits = { container in (container.slots[d.id] as? D.State).map(d.traits) ?? [] }
+        traits = { container in container.detectors[keyPath: field].map(d.traits) ?? [] }
     }
 }

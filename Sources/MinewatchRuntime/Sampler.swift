@@ -210,7 +210,7 @@ public final class HostSampler {
             network(&snap, id: id, procs: procs.map(\.sample), seen: &nsSeen)
             var cache = containers[id] ?? ContainerCache()
             if cache.upperDir == nil, let pid = procs.first?.sample.pid {
-                cache.upperDir = .some(proc.mountinfo(pid).flatMap(DriftDetector.upperDir))
+                cache.upperDir = .some(proc.mountinfo(pid).flatMap(ProcParsers.overlayUpperDir))
             }
             snap.upperDir = cache.upperDir ?? nil
             // /etc/hosts: read when it changed (a stat a pass).

@@ -14,7 +14,9 @@ import MinewatchSignatures
 public final class Watcher {
     public let sampler: HostSampler
     public let store = ContainerStore()
-    var registered: [RegisteredDetector] = []
+    /// The detectors, built from the rules and `settings` (again on every change of either).
+    public private(set) var detectors = DetectorSet()
+    var rules: CompiledRules
     public var alerts = AlertBuilder()
     /// Names and images for telemetry, allowed to answer from a cache (nil: use the alert builder's).
     public var describeCached: (@Sendable (String) -> ContainerMetadata?)?
@@ -27,62 +29,41 @@ public final class Watcher {
 
     /// `sockets` gives per-connection byte counters (sock_diag); without it (or when it cannot
     /// answer) sockets come from /proc/<pid>/net/tcp and traffic from interface counters.
-    public init(rules: CompiledRules, proc: ProcfsReader = ProcfsReader(), cgroups: CgroupReader = CgroupReader(),
-                clock: WallClock = SystemClock(), sockets: SocketStatsSource? = SockDiagReader()) {
+    public init(rules: CompiledRules, settings: DetectorSettings = DetectorSettings(), proc: ProcfsReader = ProcfsReader(),
+                cgroups: CgroupReader = CgroupReader(), clock: WallClock = SystemClock(), sockets: SocketStatsSource? = SockDiagReader()) {
         sampler = HostSampler(proc: proc, cgroups: cgroups, clock: clock, sockets: sockets)
-        sampler.environmentKeys = MinerProcessDetector.environmentKeys.union(rules.ruleSet.environmentKeys)
         self.clock = clock
-        for d in Self.standardDetectors(rules: rules, procRoot: proc.root) { register(d) }
+        self.rules = rules
+        self.settings = settings
+        rebuild()
     }
 
-    /// The detectors of `watch`, in the order they run (later ones read earlier ones' alerts).
-    public static func standardDetectors(rules: CompiledRules, procRoot: String) -> [any ContainerDetector] {
-        let times = ProcessTimes(procRoot: procRoot)
-        var drift = DriftDetector()
-        drift.times = times
-        return [
-            MinerProcessDetector(rules: rules, procRoot: procRoot, times: times),
-            drift,
-            PoolContactDetector(ports: rules.ruleSet.minerPorts),
-            MiningProtocolDetector(rules: rules.ruleSet),
-            RelayTrafficDetector(),
-            BandwidthServiceDetector(rules: rules.ruleSet),
-            BandwidthMinerDetector(),
-            CPUDetector(),
-        ]
+    /// Settings of the standard detectors (the command line, the config, tests). Changing them
+    /// rebuilds the detectors; every container keeps what it has.
+    public var settings: DetectorSettings {
+        didSet { rebuild() }
     }
 
-    /// New rules and detector switches (SIGHUP): the standard detectors are rebuilt from `rules`
-    /// without those in `disabled`, and every container keeps what it has: which detectors
-    /// alerted and each remaining detector's state (a detector whose state type is unchanged
-    /// reads its old state). Settings from `keep` (models, thresholds) carry over.
-    public func reconfigure(rules: CompiledRules, disabled: Set<DetectorID>, models: (BandwidthThresholds, RelayThresholds)? = nil) {
-        let old = registered
-        // Running processes are looked at again with the new rules (their executables, command
-        // lines and environment), as if they had just started.
+    /// New rules (SIGHUP), and settings when given: the detectors are rebuilt from both, and every
+    /// container keeps what it has: which detectors alerted and each remaining detector's state
+    /// (with the new thresholds). Running processes are looked at again with the new rules.
+    public func reconfigure(rules: CompiledRules, settings: DetectorSettings? = nil) {
+        self.rules = rules
         sampler.forgetProcesses()
-        sampler.environmentKeys = MinerProcessDetector.environmentKeys.union(rules.ruleSet.environmentKeys)
-        var fresh: [RegisteredDetector] = []
-        for d in Self.standardDetectors(rules: rules, procRoot: sampler.proc.root) where !disabled.contains(d.id) {
-            fresh.append(RegisteredDetector(d))
-        }
-        // Detectors configured from outside the rules keep their settings.
-        for (i, r) in fresh.enumerated() {
-            switch r.id {
-            case .drift: if let d = old.first(where: { $0.id == .drift })?.detector as? DriftDetector { fresh[i] = RegisteredDetector(d) }
-            case .cpuMiner: if let d = old.first(where: { $0.id == .cpuMiner })?.detector as? CPUDetector { fresh[i] = RegisteredDetector(d) }
-            case .bandwidthMiner:
-                if let m = models?.0 { fresh[i] = RegisteredDetector(BandwidthMinerDetector(model: m)) }
-                else if let d = old.first(where: { $0.id == .bandwidthMiner })?.detector as? BandwidthMinerDetector { fresh[i] = RegisteredDetector(d) }
-            case .relay:
-                if let m = models?.1 { fresh[i] = RegisteredDetector(RelayTrafficDetector(model: m)) }
-                else if let d = old.first(where: { $0.id == .relay })?.detector as? RelayTrafficDetector { fresh[i] = RegisteredDetector(d) }
-            default: break
+        if let settings { self.settings = settings } else { rebuild() }
+    }
+
+    func rebuild() {
+        let old = Set(detectors.ids)
+        detectors = DetectorSet.make(rules: rules, settings: settings, procRoot: sampler.proc.root)
+        sampler.environmentKeys = detectors.environmentKeys
+        let gone = old.subtracting(detectors.ids)
+        for id in store.states.keys {
+            store.modify(id) { s in
+                for g in gone { s.detectors.reset(g) }
+                s.detectors.apply(settings)
             }
         }
-        registered = fresh
-        let gone = Set(old.map(\.id)).subtracting(fresh.map(\.id))
-        if !gone.isEmpty { for id in store.states.keys { store.modify(id) { s in for g in gone { s.slots[g] = nil } } } }
     }
 
     /// New exceptions (SIGHUP): counts of those that keep their name are kept, and what the old
@@ -92,37 +73,8 @@ public final class Watcher {
         for id in store.states.keys { store.modify(id) { $0.silencedKeys = []; $0.silenced = [] } }
     }
 
-    /// Adds a detector, or replaces the one with the same id (its state starts afresh).
-    public func register(_ d: some ContainerDetector) {
-        let r = RegisteredDetector(d)
-        if let i = registered.firstIndex(where: { $0.id == r.id }) {
-            registered[i] = r
-            for id in store.states.keys { store.modify(id) { $0.slots[r.id] = nil } }
-        } else {
-            registered.append(r)
-        }
-    }
+    public var detectorIDs: [DetectorID] { detectors.ids }
 
-    public func detector<D: ContainerDetector>(_ type: D.Type) -> D? { registered.lazy.compactMap { $0.detector as? D }.first }
-    public var detectorIDs: [DetectorID] { registered.map(\.id) }
-
-    // Settings of the standard detectors (the command line and tests change them).
-    public var drift: DriftDetector {
-        get { detector(DriftDetector.self) ?? DriftDetector() }
-        set { register(newValue) }
-    }
-    public var cpu: CPUDetector {
-        get { detector(CPUDetector.self) ?? CPUDetector() }
-        set { register(newValue) }
-    }
-    public var bandwidthModel: BandwidthThresholds {
-        get { detector(BandwidthMinerDetector.self)?.model ?? BandwidthThresholds() }
-        set { register(BandwidthMinerDetector(model: newValue)) }
-    }
-    public var relayModel: RelayThresholds {
-        get { detector(RelayTrafficDetector.self)?.model ?? RelayThresholds() }
-        set { register(RelayTrafficDetector(model: newValue)) }
-    }
     public var capture: (any SessionSource)? {
         get { sampler.capture }
         set { sampler.capture = newValue }
@@ -155,7 +107,7 @@ public final class Watcher {
     /// One pass: new alerts (one per container per detector, ever).
     public func poll() -> [Alert] {
         // Run-queue wait is read only for containers whose CPU may be judged (they have evidence).
-        let judged = Set(store.states.values.filter { !$0.alerted.isDisjoint(with: CPUDetector.corroborating) }.map(\.id))
+        let judged = Set(store.states.values.filter { detectors.needsRunQueue(alerted: $0.alerted) }.map(\.id))
         let host = sampler.sample(runQueueFor: judged)
         store.update(seen: host.containers.map(\.ref.id), now: host.time)
         var out: [Alert] = []
@@ -165,9 +117,9 @@ public final class Watcher {
             procs[snap.ref.id] = snap.processes.map(\.sample)
             store.modify(snap.ref.id) { state in
                 let pass = derive(snap, &state)
-                for d in registered {
+                for d in detectors.registered {
                     let context = DetectionContext(now: host.time, alerted: state.alerted)
-                    guard let v = d.run(pass, &state, context), !state.alerted.contains(d.id) else { continue }
+                    guard let v = d.run(pass, &state, context).map(resolved), !state.alerted.contains(d.id) else { continue }
                     let a = alerts.alert(v, detector: d.id, container: snap.ref, now: host.time)
                     // A silenced verdict does not use up the detector: the next one that the
                     // exception does not cover (another destination, another process) is alerted.
@@ -187,7 +139,7 @@ public final class Watcher {
                 }
                 state.telemetry = telemetry(pass, previous: state.telemetry)
                 state.telemetry?.silenced = state.silenced.isEmpty ? nil : state.silenced
-                let traits = registered.flatMap { $0.traits(state) }
+                let traits = detectors.registered.flatMap { $0.traits(state) }
                 state.telemetry?.traits = traits.isEmpty ? nil : traits
             }
         }
@@ -197,12 +149,22 @@ public final class Watcher {
         return out
     }
 
+    /// A verdict with the severity and technique the rule data gives its verdict and case.
+    func resolved(_ v: Verdict) -> Verdict {
+        guard let key = v.verdict else { return v }
+        var v = v
+        let r = rules.ruleSet.verdict(key.id, key.case)
+        v.severity = r.severity
+        v.technique = v.technique ?? r.technique
+        return v
+    }
+
     /// What every detector reads besides the snapshot, derived once: the traffic interval and the
     /// CPU sample of this pass.
     func derive(_ snap: ContainerSnapshot, _ state: inout ContainerState) -> ContainerPass {
         var pass = ContainerPass(snapshot: snap, traffic: state.traffic.observe(snap.observation))
         if let cg = snap.cgroup {
-            let s = CPUDetector.Sample(time: snap.time, cpuNanos: cg.cpuNanos, limitCores: cg.cpuLimitCores, waitNanos: snap.runQueueWaitNanos,
+            let s = CPUSample(time: snap.time, cpuNanos: cg.cpuNanos, limitCores: cg.cpuLimitCores, waitNanos: snap.runQueueWaitNanos,
                                        periods: cg.periods, throttledPeriods: cg.throttledPeriods)
             if let p = state.lastCPU, s.time > p.time, s.cpuNanos >= p.cpuNanos {
                 pass.cpuCores = Double(s.cpuNanos - p.cpuNanos) / 1e9 / s.time.timeIntervalSince(p.time)

@@ -36,16 +36,21 @@ public enum BundledRules {
         var set = RuleSet(rules: [], correlations: [])
         var diags: [RuleDiagnostic] = []
         let loader = RuleLoader()
+        let bundled = files()
         if includeBundled {
-            let files = files()
-            if files.isEmpty {
+            if bundled.isEmpty {
                 diags.append(RuleDiagnostic(file: "(bundled)", line: nil, ruleId: nil,
                                             message: "bundled rules not found; set MINEWATCH_RULES_DIR to the Rules folder"))
             }
-            for f in files {
+            for f in bundled {
                 let out = loader.load(path: f)
                 diags += out.diagnostics
                 set = set.merged(with: out.ruleSet, disabled: out.disabled)
+            }
+        } else {
+            // Without the bundled rules, their verdicts still name what pcap and watch report.
+            for f in bundled {
+                set.verdicts.merge(loader.load(path: f).ruleSet.verdicts) { mine, theirs in mine.merged(with: theirs) }
             }
         }
         for f in userFiles {

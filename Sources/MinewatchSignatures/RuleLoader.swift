@@ -34,6 +34,9 @@ public struct RuleSet: Sendable {
     public var environmentKeys: Set<String> = []
     /// Thresholds of the behaviour models (`models:`).
     public var models = ModelSettings()
+    /// Titles, severities and techniques of the network verdicts and `watch`'s detectors
+    /// (`verdicts:`), by verdict id.
+    public var verdicts: [String: VerdictSpec] = [:]
     /// Rule index per service domain (`domains:` of the rules).
     public private(set) var serviceDomains: [String: Int] = [:]
     public var rules: [Rule] { didSet { indexDomains() } }
@@ -97,6 +100,7 @@ public struct RuleSet: Sendable {
                           poolDomains: poolDomains.union(other.poolDomains))
         set.environmentKeys = environmentKeys.union(other.environmentKeys)
         set.models = models.merged(with: other.models)
+        set.verdicts = verdicts.merging(other.verdicts) { mine, theirs in mine.merged(with: theirs) }
         return set
     }
 }
@@ -165,6 +169,7 @@ public struct RuleLoader {
         var poolDomains: Set<String> = []
         var environment: Set<String> = []
         var models = ModelSettings()
+        var verdicts: [String: VerdictSpec] = [:]
         var disabled: Set<String> = []
         var seen: [String: Int] = [:]
         for (k, v) in top {
@@ -239,6 +244,22 @@ public struct RuleLoader {
                 let (m, d) = Self.models(v, file: file)
                 models = models.merged(with: m)
                 diags += d
+            case "verdicts":
+                guard let seq = v.sequence else {
+                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'verdicts' must be a list"))
+                    continue
+                }
+                for item in seq {
+                    var ctx = Context(file: file, line: item.mark?.line ?? 0)
+                    if let s = parseVerdict(item, &ctx) {
+                        if let prev = verdicts[s.id] {
+                            ctx.error("duplicate verdict id (first at line \(prev.source.line))", at: item)
+                        } else {
+                            verdicts[s.id] = s
+                        }
+                    }
+                    diags.append(contentsOf: ctx.diags)
+                }
             case "correlations":
                 guard let seq = v.sequence else {
                     diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'correlations' must be a list"))
@@ -250,12 +271,13 @@ public struct RuleLoader {
                     diags.append(contentsOf: ctx.diags)
                 }
             default:
-                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations, network, process, models)"))
+                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations, network, process, models, verdicts)"))
             }
         }
         var set = RuleSet(rules: rules, correlations: correlations, minerPorts: minerPorts, poolDomains: poolDomains)
         set.environmentKeys = environment
         set.models = models
+        set.verdicts = verdicts
         return Output(ruleSet: set, disabled: disabled, diagnostics: diags)
     }
 
@@ -570,6 +592,95 @@ public struct RuleLoader {
     }
 
     static let correlationKeys: Set<String> = ["id", "title", "scope", "raise", "when", "minSeverity", "to"]
+
+    static let verdictKeys: Set<String> = ["id", "category", "title", "severity", "technique", "cases"]
+    static let verdictCaseKeys: Set<String> = ["title", "severity", "technique"]
+
+    /// One `verdicts:` entry: an id the code knows, its keys, its cases (each a case the code
+    /// chooses between), titles using only the placeholders that verdict fills in.
+    func parseVerdict(_ node: Node, _ ctx: inout Context) -> VerdictSpec? {
+        guard let map = node.mapping else {
+            ctx.error("a verdict must be a mapping", at: node)
+            return nil
+        }
+        var f: [String: Node] = [:]
+        for (k, v) in map {
+            guard let key = k.string else { continue }
+            if !Self.verdictKeys.contains(key) { ctx.error("unknown key '\(key)' (expected \(Self.verdictKeys.sorted().joined(separator: ", ")))", at: k) }
+            f[key] = v
+        }
+        guard let id = f["id"]?.string else {
+            ctx.error("verdict has no 'id'", at: node)
+            return nil
+        }
+        ctx.ruleId = id
+        guard let schema = VerdictSpec.schema[id] else {
+            ctx.error("unknown verdict (expected one of \(VerdictSpec.schema.keys.sorted().joined(separator: ", ")))", at: f["id"])
+            return nil
+        }
+        let before = ctx.diags.count
+        func title(_ n: Node?) -> String? {
+            guard let n else { return nil }
+            guard let t = n.string, !t.isEmpty else {
+                ctx.error("'title' must be text", at: n)
+                return nil
+            }
+            var rest = Substring(t)
+            while let open = rest.firstIndex(of: "{") {
+                guard let close = rest[open...].firstIndex(of: "}") else { break }
+                let name = String(rest[rest.index(after: open)..<close])
+                if !schema.placeholders.contains(name) {
+                    ctx.error("title uses '{\(name)}', which this verdict does not fill in"
+                              + (schema.placeholders.isEmpty ? "" : " (it fills in \(schema.placeholders.map { "{\($0)}" }.joined(separator: ", ")))"), at: n)
+                }
+                rest = rest[rest.index(after: close)...]
+            }
+            return t
+        }
+        func severity(_ n: Node?) -> Severity? {
+            guard let n else { return nil }
+            guard let s = n.string.flatMap(Severity.init(rawValue:)) else {
+                ctx.error("'severity' must be info, low, medium, high or critical", at: n)
+                return nil
+            }
+            return s
+        }
+        func technique(_ n: Node?) -> String? {
+            guard let n else { return nil }
+            guard let v = n.string, v.hasPrefix("T"), v.count > 1, v.dropFirst().allSatisfy({ $0.isNumber || $0 == "." }) else {
+                ctx.error("'technique' must be a MITRE ATT&CK id such as T1496.001", at: n)
+                return nil
+            }
+            return v
+        }
+        var spec = VerdictSpec(id: id, category: f["category"]?.string, title: title(f["title"]), severity: severity(f["severity"]),
+                               technique: technique(f["technique"]), source: RuleSource(file: ctx.file, line: ctx.line))
+        if let cases = f["cases"] {
+            guard let m = cases.mapping else {
+                ctx.error("'cases' must be a mapping of case names", at: cases)
+                return nil
+            }
+            for (ck, cv) in m {
+                let name = ck.string ?? ""
+                guard schema.cases.contains(name) else {
+                    ctx.error("unknown case '\(name)' (expected \(schema.cases.joined(separator: ", ")))", at: ck)
+                    continue
+                }
+                guard let cm = cv.mapping else {
+                    ctx.error("case '\(name)' must be a mapping", at: cv)
+                    continue
+                }
+                var cf: [String: Node] = [:]
+                for (k, v) in cm {
+                    guard let key = k.string else { continue }
+                    if !Self.verdictCaseKeys.contains(key) { ctx.error("case '\(name)': unknown key '\(key)' (expected title, severity, technique)", at: k) }
+                    cf[key] = v
+                }
+                spec.cases[name] = VerdictSpec.Case(title: title(cf["title"]), severity: severity(cf["severity"]), technique: technique(cf["technique"]))
+            }
+        }
+        return ctx.diags.count == before ? spec : nil
+    }
 
     func parseCorrelation(_ node: Node, _ ctx: inout Context) -> Correlation? {
         guard let map = node.mapping else {

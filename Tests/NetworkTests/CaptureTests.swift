@@ -19,6 +19,26 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
 
 /// Captures recorded against real pools (nesfit/DI-cryptominingdetection).
 @Suite struct RealCaptureTests {
+    /// A finding's title, severity and technique come from the rule data: a site's rule file
+    /// changes them.
+    @Test func verdictsAreRuleData() throws {
+        let user = RuleLoader().load(yaml: """
+        version: 1
+        verdicts:
+          - id: MW-NET-STRATUM
+            technique: T1496
+            title: "{protocol}: pool work accepted"
+            cases:
+              proven: {severity: high}
+        """, file: "site.yaml")
+        #expect(user.diagnostics.isEmpty, "\(user.diagnostics)")
+        let r = analyze(sharedPcaps + "/cgminer.s0.pcapng", rules: bundled.merged(with: user.ruleSet))
+        let stratum = r.findings.filter { $0.ruleId == "MW-NET-STRATUM" }
+        #expect(!stratum.isEmpty)
+        #expect(stratum.allSatisfy { $0.severity == .high && $0.technique == "T1496" && $0.title == "Stratum: pool work accepted" },
+                "\(stratum.map { "\($0.severity) \($0.title)" })")
+    }
+
     @Test func cgminerBitcoinStratum() throws {
         let r = analyze(sharedPcaps + "/cgminer.s0.pcapng")
         #expect(r.error == nil)

@@ -19,7 +19,7 @@ import TestSupport
         try proc.add(pid: 630, comm: "kworker", cgroup: "/docker/\(quiet)", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings))
         try proc.add(pid: 631, comm: "kworker", cgroup: "/docker/\(loud)", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_200_000)))
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         w.describe = { id in id == quiet ? ContainerMetadata(name: "lab-1", image: "registry.example.com/research/xmrig-bench:1") : nil }
         var rule = ExceptionRule(name: "research", reason: "the benchmark lab mines on purpose", source: "t.yaml:3")
         rule.images = ["registry.example.com/research/*"]
@@ -37,7 +37,7 @@ import TestSupport
         let cid = String(repeating: "5a", count: 32)
         try proc.add(pid: 650, comm: "benchminer", cgroup: "/docker/\(cid)", cmdline: ["benchminer"], exe: Samples.elf(Samples.xmrigStrings))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_250_000)))
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         var rule = ExceptionRule(name: "bench", reason: "our benchmark", source: "t.yaml:1")
         rule.processes = ["*-benchminer"]
         w.exceptions = ExceptionSet([rule])
@@ -57,15 +57,25 @@ import TestSupport
         let cid = String(repeating: "8a", count: 32)
         try proc.add(pid: 640, comm: "kworker", cgroup: "/docker/\(cid)", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_300_000)))
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         #expect(w.poll().map(\.detector) == [.minerProcess])
-        w.reconfigure(rules: Self.rules, disabled: [.cpuMiner, .relay])
+        var settings = w.settings
+        settings.disabled = [.cpuMiner, .relay]
+        settings.packetCryptWait = 5
+        settings.bandwidth.window = 40
+        w.reconfigure(rules: Self.rules, settings: settings)
         #expect(!w.detectorIDs.contains(.cpuMiner) && !w.detectorIDs.contains(.relay))
         #expect(w.detectorIDs.contains(.minerProcess))
-        #expect(w.detector(DriftDetector.self)?.scratchPrefixes == [], "settings made outside the rules carry over")
+        #expect(w.detectors.drift?.scratchPrefixes == [], "settings made outside the rules carry over")
         #expect(w.store[cid]?.alerted == [.minerProcess], "which detectors alerted is kept")
         #expect(w.poll().isEmpty, "no second alert after a reload")
-        w.reconfigure(rules: Self.rules, disabled: [])
+        // New rules alone keep every setting (packetCryptWait was reset by a reload before).
+        w.reconfigure(rules: Self.rules)
+        #expect(w.detectors.miningProtocol?.packetCryptWait == 5)
+        #expect(w.detectors.bandwidthMiner?.model.window == 40)
+        #expect(w.detectors.drift?.scratchPrefixes == [])
+        settings.disabled = []
+        w.reconfigure(rules: Self.rules, settings: settings)
         #expect(w.detectorIDs.contains(.cpuMiner) && w.detectorIDs.contains(.relay))
     }
 

@@ -197,7 +197,7 @@ final class RecordedSockets: SocketStatsSource {
         let clock = StepClock(Date(timeIntervalSince1970: 1_900_000_000))
         let sockets = RecordedSockets()
         let w = Watcher(rules: CompiledRules(BundledRules.load().0), proc: ProcfsReader(root: proc.root), clock: clock, sockets: sockets)
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         var minerRec = Recorder(), webRec = Recorder()
         minerRec.open(1, local: 40001, remote: "198.18.1.10", port: 80)
         minerRec.open(2, local: 40002, remote: "198.18.1.11", port: 80)
@@ -247,7 +247,7 @@ final class RecordedSockets: SocketStatsSource {
         let clock = StepClock(Date(timeIntervalSince1970: 1_950_000_000))
         let sockets = RecordedSockets()
         let w = Watcher(rules: CompiledRules(BundledRules.load().0), proc: ProcfsReader(root: proc.root), clock: clock, sockets: sockets)
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         var r = Recorder()
         r.hostNetwork = true
         r.open(11, local: 40011, remote: "198.18.1.10", port: 80)

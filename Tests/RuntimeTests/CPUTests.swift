@@ -66,7 +66,7 @@ final class StepClock: WallClock, @unchecked Sendable {
         try proc.add(pid: 501, comm: "make", cgroup: bPath, cmdline: ["make", "-j2"], exe: Samples.elf(["GNU Make"]), netns: 2)
         let clock = StepClock(Date(timeIntervalSince1970: 5_000_000))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), cgroups: CgroupReader(root: cg.root), clock: clock)
-        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
+        w.settings.scratchPrefixes = []  // the fake executables live under /tmp
         var all: [Alert] = []
         for step in 0...5 {
             try cg.set(mPath, usageSeconds: Double(step) * 5)        // 1 core of a 1-core limit

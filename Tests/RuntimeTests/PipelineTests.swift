@@ -22,7 +22,7 @@ import TestSupport
         try proc.add(pid: 610, comm: "kworker", cgroup: "/docker/\(cid)", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings))
         let clock = StepClock(Date(timeIntervalSince1970: 3_000_000))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: clock)
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         #expect(w.poll().map(\.detector) == [.minerProcess])
         #expect(w.store[cid]?.alerted == [.minerProcess])
         try FileManager.default.removeItem(atPath: "\(proc.root)/610")
@@ -51,7 +51,7 @@ import TestSupport
         try proc.add(pid: 620, comm: "svc", cgroup: "/docker/\(cid)", cmdline: ["svc"], exe: Samples.elf(["plain"]), netns: Int(ns))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_100_000)),
                         sockets: RecordedSockets())
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         let source = FakeSessions()
         w.capture = source
         #expect(w.poll().isEmpty, "no session, no alert")
@@ -81,7 +81,7 @@ import TestSupport
         try proc.add(pid: 621, comm: "svc", cgroup: "/docker/\(cid)", cmdline: ["svc"], exe: Samples.elf(["plain"]), netns: Int(ns))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_100_000)),
                         sockets: RecordedSockets())
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         let source = FakeSessions()
         w.capture = source
         var facts = SessionFacts()
@@ -91,6 +91,27 @@ import TestSupport
                                               first: Date(timeIntervalSince1970: 3_099_990), facts: facts)]
         let a = try #require(w.poll().first { $0.detector == .miningProtocol })
         #expect(a.severity == .medium && a.summary.contains("supportxmr.com"), "\(a.summary)")
+        #expect(a.technique == "T1496.001")
+    }
+
+    /// The severity of watch's alerts is rule data too: a site's rule file raises contact with a
+    /// mining-pool port, and the alert carries it.
+    @Test func alertSeverityFromRuleData() throws {
+        let user = RuleLoader().load(yaml: "version: 1\nverdicts:\n  - id: MW-WATCH-POOL-PORT\n    severity: high\n", file: "site.yaml")
+        #expect(user.diagnostics.isEmpty)
+        let rules = CompiledRules(BundledRules.load().0.merged(with: user.ruleSet))
+        let proc = try FakeProc()
+        let cid = String(repeating: "7f", count: 32)
+        // Outbound 198.18.1.5:41234 -> 198.18.1.2:3333.
+        let tcp = """
+          sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+           1: 050112C6:A052 020112C6:0D05 01 00000000:00000000 00:00000000 00000000     0        0 2 1
+        """
+        try proc.add(pid: 622, comm: "svc", cgroup: "/docker/\(cid)", cmdline: ["svc"], exe: Samples.elf(["plain"]), netns: 4026539003, tcp: tcp)
+        let w = Watcher(rules: rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        w.settings.scratchPrefixes = []
+        let a = try #require(w.poll().first { $0.detector == .poolContact })
+        #expect(a.severity == .high && a.technique == "T1496.001")
     }
 
     /// A sink that blocks until released and remembers what it wrote, in order.
@@ -148,7 +169,7 @@ import TestSupport
         let cid = String(repeating: "6e", count: 32)
         try proc.add(pid: 630, comm: "kworker", cgroup: "/docker/\(cid)", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         let sink = GatedSink()
         let actuator = OrderingActuator(sink: sink)
         let responder = Responder(action: .freeze, actOn: .high, dryRun: false, actuator: actuator, ownContainer: nil, ownPid: 1)

@@ -39,7 +39,7 @@ import TestSupport
         let clock = StepClock(Date(timeIntervalSince1970: 2_000_000_000))
         let sockets = RecordedSockets()
         let w = Watcher(rules: rules, proc: ProcfsReader(root: proc.root), clock: clock, sockets: sockets)
-        w.drift = DriftDetector(scratchPrefixes: [])
+        w.settings.scratchPrefixes = []
         let sessions = Sessions()
         w.capture = sessions
         return (Setup(w: w, clock: clock, sockets: sockets, sessions: sessions, cid: cid, ns: ns), proc)

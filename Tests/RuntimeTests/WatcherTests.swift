@@ -48,7 +48,7 @@ struct FakeProc {
                      exe: Samples.elf(["GNU C Library"]))
         let clock = FixedClock(date: Date(timeIntervalSince1970: 2_000_000))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: clock)
-        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
+        w.settings.scratchPrefixes = []  // the fake executables live under /tmp
         let alerts = w.poll()
         #expect(alerts.count == 1)
         let a = try #require(alerts.first)
@@ -71,7 +71,7 @@ struct FakeProc {
         try proc.add(pid: 201, comm: "app", cgroup: "/docker/\(String(repeating: "cd", count: 32))", cmdline: ["/app"],
                      env: ["PATH=/bin", "POOL_URL=stratum+tcp://198.18.1.2:3333", "WALLET=x"], exe: Samples.elf(["nothing"]))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
-        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
+        w.settings.scratchPrefixes = []  // the fake executables live under /tmp
         let alerts = w.poll().sorted { ($0.pid ?? 0) < ($1.pid ?? 0) }
         #expect(alerts.count == 2)
         #expect(alerts.first?.family == "packetcrypt")
@@ -100,7 +100,7 @@ struct FakeProc {
         try proc.add(pid: 401, comm: "nginx", cgroup: "/docker/\(other)", cmdline: ["nginx"], exe: Samples.elf(["plain"]),
                      netns: 4026532002, tcp: web)
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
-        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
+        w.settings.scratchPrefixes = []  // the fake executables live under /tmp
         let alerts = w.poll()
         #expect(alerts.count == 1, "\(alerts.map(\.summary))")
         let a = try #require(alerts.first)
@@ -113,7 +113,7 @@ struct FakeProc {
         let proc = try FakeProc()
         try proc.add(pid: 300, comm: "ok", cgroup: "/docker/\(Self.cid)", cmdline: ["ok"], exe: Samples.elf(["fine"]))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
-        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
+        w.settings.scratchPrefixes = []  // the fake executables live under /tmp
         #expect(w.poll().isEmpty)
         // pid 300 exits and the pid is reused by a miner (new start time): it is inspected again.
         try FileManager.default.removeItem(atPath: "\(proc.root)/300")
@@ -128,7 +128,7 @@ struct FakeProc {
         let id = String(repeating: "e4", count: 32)
         try proc.add(pid: 800, comm: "sh", cgroup: "/docker/\(id)", cmdline: ["sh", "-c", "exec ./m"], exe: Samples.elf(["plain"]))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
-        w.drift = DriftDetector(scratchPrefixes: [])  // the fake executables live under /tmp
+        w.settings.scratchPrefixes = []  // the fake executables live under /tmp
         #expect(w.poll().isEmpty)
         try FileManager.default.removeItem(atPath: "\(proc.root)/800")
         try proc.add(pid: 800, comm: "m", cgroup: "/docker/\(id)", cmdline: ["./m"], exe: Samples.elf(Samples.xmrigStrings, seed: 2))
@@ -150,7 +150,7 @@ struct FakeProc {
         #expect(d.reasons(exeLink: "/usr/local/bin/dropped", upperDir: upper.path).first?.contains("overlay upper layer") == true)
         #expect(d.reasons(exeLink: "/usr/bin/env", upperDir: upper.path).isEmpty)
         let mi = "73 48 0:40 / / rw,relatime - overlay overlay rw,lowerdir=/a/l/X,upperdir=/var/lib/containers/storage/overlay/abc/diff,workdir=/w,uuid=on\n74 73 0:41 / /proc rw - proc proc rw\n"
-        #expect(DriftDetector.upperDir(mountinfo: mi) == "/var/lib/containers/storage/overlay/abc/diff")
+        #expect(ProcParsers.overlayUpperDir(mi) == "/var/lib/containers/storage/overlay/abc/diff")
     }
 
     @Test func watcherAlertsOncePerContainer() throws {

@@ -64,6 +64,7 @@ public struct BandwidthMinerDetector: ContainerDetector {
         if let cores { metrics["cpuCores"] = cores }
         let owner = b.uploader ?? pass.snapshot.mainPid
         return Verdict(severity: .high, summary: summary, evidence: evidence, metrics: metrics,
-                       pid: owner, exe: pass.snapshot.processes.first { $0.sample.pid == owner }?.sample.exe, startedAt: b.since)
+                       pid: owner, exe: pass.snapshot.processes.first { $0.sample.pid == owner }?.sample.exe, startedAt: b.since,
+                       verdict: ("MW-NET-BANDWIDTH", "corroborated"))
     }
 }

@@ -88,9 +88,9 @@ public struct BandwidthServiceDetector: ContainerDetector {
             evidence.append(Evidence(kind: .attribute, name: "capture", value: "the kernel dropped \(drops) packets from this namespace's ring"))
         }
         return Verdict(severity: why.isEmpty ? .medium : .high, family: hit.rule.family, summary: summary,
-                       technique: hit.rule.technique ?? "T1496.002", evidence: evidence,
+                       technique: hit.rule.technique, evidence: evidence,
                        metrics: ["sessions": Double(sessions.count)], pid: snap.mainPid, exe: snap.mainExe,
-                       startedAt: hit.session?.first ?? pass.now)
+                       startedAt: hit.session?.first ?? pass.now, verdict: ("MW-NET-SERVICE", why.isEmpty ? "contact" : "corroborated"))
     }
 
     /// "host:port" without the port.

@@ -30,24 +30,8 @@ public struct CPUDetector: ContainerDetector {
         self.hostCores = hostCores
     }
 
-    /// Cumulative counters of one pass.
-    public struct Sample: Sendable {
-        public var time: Date
-        public var cpuNanos: UInt64
-        public var limitCores: Double?
-        /// Run-queue wait of the container's threads, when read.
-        public var waitNanos: UInt64?
-        public var periods: UInt64?
-        public var throttledPeriods: UInt64?
-        public init(time: Date, cpuNanos: UInt64, limitCores: Double?, waitNanos: UInt64? = nil, periods: UInt64? = nil, throttledPeriods: UInt64? = nil) {
-            self.time = time
-            self.cpuNanos = cpuNanos
-            self.limitCores = limitCores
-            self.waitNanos = waitNanos
-            self.periods = periods
-            self.throttledPeriods = throttledPeriods
-        }
-    }
+    /// The pass's CPU counters (derived once for every detector).
+    public typealias Sample = CPUSample
 
     public struct Hit: Sendable {
         /// Average cores used and demanded over the window.
@@ -116,6 +100,6 @@ public struct CPUDetector: ContainerDetector {
                             hit.demand, evidence.map(\.rawValue).joined(separator: " and ")),
             evidence: ev,
             metrics: ["cores": hit.cores, "demandCores": hit.demand, "limitCores": hit.limit, "seconds": pass.now.timeIntervalSince(hit.since)],
-            pid: top?.pid, exe: top?.exe, startedAt: hit.since)
+            pid: top?.pid, exe: top?.exe, startedAt: hit.since, verdict: ("MW-WATCH-CPU", "default"))
     }
 }

@@ -35,19 +35,7 @@ public struct DriftDetector: ContainerDetector {
                 severity: .medium,
                 summary: "executable not in the image runs as pid \(s.pid) (\(s.comm)): \(reasons.joined(separator: "; "))",
                 evidence: [Evidence(kind: .attribute, name: "exe", value: exe)] + reasons.map { Evidence(kind: .attribute, name: "reason", value: $0) },
-                pid: s.pid, exe: exe, startedAt: times.start(of: s))
-        }
-        return nil
-    }
-
-    /// The overlay upper directory of a process's root mount (from /proc/<pid>/mountinfo).
-    public static func upperDir(mountinfo: String) -> String? {
-        for line in mountinfo.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard f.count >= 10, f[4] == "/", let dash = f.firstIndex(of: "-"), dash + 3 < f.count, f[dash + 1] == "overlay" else { continue }
-            for opt in f[dash + 3].split(separator: ",") where opt.hasPrefix("upperdir=") {
-                return String(opt.dropFirst(9))
-            }
+                pid: s.pid, exe: exe, startedAt: times.start(of: s), verdict: ("MW-WATCH-DRIFT", "default"))
         }
         return nil
     }

@@ -28,7 +28,7 @@ public struct MiningProtocolDetector: ContainerDetector {
         guard !sessions.isEmpty else { return nil }
         var verdict: ProtocolVerdict?
         var first = pass.now
-        let stratum = sessions.compactMap { s in ProtocolJudge.stratum(s.facts, pool: s.server).map { (s, $0) } }
+        let stratum = sessions.compactMap { s in ProtocolJudge.stratum(s.facts, pool: s.server, rules: ruleSet).map { (s, $0) } }
         let pkt = sessions.filter { $0.facts.protocolName == .packetcrypt }
         if let (s, v) = stratum.max(by: { $0.0.facts.jobs < $1.0.facts.jobs }) {
             verdict = v
@@ -36,14 +36,14 @@ public struct MiningProtocolDetector: ContainerDetector {
         } else if !pkt.isEmpty, pkt.contains(where: { $0.facts.announcements > 0 })
                     || pass.now.timeIntervalSince(pkt.map(\.first).min() ?? pass.now) > packetCryptWait {
             // Waits (up to `packetCryptWait`) for a counted batch, so the alert can say how many.
-            verdict = ProtocolJudge.packetCrypt(pkt.map { ($0.server, $0.facts) })
+            verdict = ProtocolJudge.packetCrypt(pkt.map { ($0.server, $0.facts) }, rules: ruleSet)
             first = pkt.map(\.first).min() ?? first
-        } else if let (s, v) = sessions.lazy.compactMap({ s in ProtocolJudge.getwork(s.facts, server: s.server).map { (s, $0) } }).first {
+        } else if let (s, v) = sessions.lazy.compactMap({ s in ProtocolJudge.getwork(s.facts, server: s.server, rules: ruleSet).map { (s, $0) } }).first {
             verdict = v
             first = s.first
         } else if let (s, domain) = sessions.lazy.compactMap({ s in (s.facts.sni ?? s.facts.host).flatMap { ruleSet.poolDomain(for: Endpoint.host($0)) }.map { (s, $0) } }).first {
             let via = "\(s.facts.sni != nil ? "TLS server name" : "HTTP Host") \(s.facts.sni ?? s.facts.host ?? "")"
-            verdict = ProtocolJudge.poolDomain(domain, via: via, server: s.server)
+            verdict = ProtocolJudge.poolDomain(domain, via: via, server: s.server, rules: ruleSet)
             first = s.first
         }
         guard var v = verdict else { return nil }
@@ -51,7 +51,7 @@ public struct MiningProtocolDetector: ContainerDetector {
             v.evidence.append(Evidence(kind: .attribute, name: "capture",
                                        value: "the kernel dropped \(drops) packets from this namespace's ring: protocol evidence may be incomplete"))
         }
-        return Verdict(severity: v.severity, family: v.family, summary: v.summary, evidence: v.evidence,
+        return Verdict(severity: v.severity, family: v.family, summary: v.summary, technique: v.technique, evidence: v.evidence,
                        metrics: ["sessions": Double(sessions.count)], pid: snap.mainPid, exe: snap.mainExe, startedAt: first)
     }
 }

@@ -31,6 +31,6 @@ public struct PoolContactDetector: ContainerDetector {
             summary: "outbound connection\(endpoints.count == 1 ? "" : "s") to mining-pool port\(endpoints.count == 1 ? "" : "s"): \(endpoints.prefix(5).joined(separator: ", "))",
             evidence: endpoints.map { Evidence(kind: .pool, name: "connection", value: $0) },
             metrics: ["connections": Double(hits.count), "destinations": Double(endpoints.count)],
-            pid: pid, exe: nil, startedAt: pass.now)
+            pid: pid, exe: nil, startedAt: pass.now, verdict: ("MW-WATCH-POOL-PORT", "default"))
     }
 }

@@ -21,6 +21,6 @@ public struct RelayTrafficDetector: ContainerDetector {
         guard !context.alerted.contains(id), let v = state.verdict() else { return nil }
         let ev = RelayEvidence.evidence(v)
         return Verdict(severity: .high, summary: RelayEvidence.summary(v), evidence: ev, metrics: RelayEvidence.metrics(v),
-                       pid: pass.snapshot.mainPid, exe: pass.snapshot.mainExe, startedAt: v.since)
+                       pid: pass.snapshot.mainPid, exe: pass.snapshot.mainExe, startedAt: v.since, verdict: ("MW-NET-RELAY", "default"))
     }
 }
