@@ -417,7 +417,7 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         }
         guard let p = Int(port), (0...65535).contains(p) else { return nil }
         if host.isEmpty { host = "0.0.0.0" }
-        guard IPAddress.parse(String(host)) != nil || host == "localhost" else { return nil }
+        guard IPAddress(String(host)) != nil || host == "localhost" else { return nil }
         return ListenAddress(host: String(host), port: p)
     }
 

@@ -91,7 +91,7 @@ public struct ExceptionRule: Sendable, Hashable {
 
     public static func covers(_ d: Destination, _ host: String) -> Bool {
         switch d {
-        case .network(let cidr): return IPAddress.parse(host).map(cidr.contains) ?? false
+        case .network(let cidr): return IPAddress(host).map(cidr.contains) ?? false
         case .domain(let pattern):
             let h = host.lowercased()
             if pattern.contains("*") { return Glob.match(pattern, h) }
@@ -149,26 +149,6 @@ public enum Glob {
     }
 }
 
-/// An IPv4 or IPv6 address as 16 bytes (IPv4 mapped into ::ffff:0:0/96).
-public struct IPAddress: Sendable, Hashable {
-    public var bytes: [UInt8]
-    public var isV4: Bool
-
-    public static func parse(_ s: String) -> IPAddress? {
-        var a4 = in_addr()
-        if inet_pton(AF_INET, s, &a4) == 1 {
-            let v = withUnsafeBytes(of: a4) { Array($0) }
-            return IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + v, isV4: true)
-        }
-        var a6 = in6_addr()
-        if inet_pton(AF_INET6, s, &a6) == 1 {
-            let v = withUnsafeBytes(of: a6) { Array($0) }
-            return IPAddress(bytes: v, isV4: v.prefix(12).elementsEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]))
-        }
-        return nil
-    }
-}
-
 /// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or /128).
 public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     public var address: IPAddress
@@ -178,7 +158,7 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
 
     public static func parse(_ s: String) -> CIDR? {
         let parts = s.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let first = parts.first, let a = IPAddress.parse(String(first)) else { return nil }
+        guard let first = parts.first, let a = IPAddress(String(first)) else { return nil }
         var len = a.isV4 ? 32 : 128
         if parts.count == 2 {
             guard let n = Int(parts[1]), n >= 0, n <= len else { return nil }
@@ -188,13 +168,10 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     }
 
     public func contains(_ ip: IPAddress) -> Bool {
-        var left = bits
-        for i in 0..<16 where left > 0 {
-            let take = min(8, left)
-            let mask: UInt8 = take == 8 ? 0xff : ~(0xff >> UInt8(take))
-            if address.bytes[i] & mask != ip.bytes[i] & mask { return false }
-            left -= take
-        }
-        return true
+        let (ah, al) = address.wide, (bh, bl) = ip.wide
+        let hiBits = min(bits, 64), loBits = max(bits - 64, 0)
+        let hiMask: UInt64 = hiBits == 0 ? 0 : ~0 << (64 - UInt64(hiBits))
+        let loMask: UInt64 = loBits == 0 ? 0 : ~0 << (64 - UInt64(loBits))
+        return ah & hiMask == bh & hiMask && al & loMask == bl & loMask
     }
 }

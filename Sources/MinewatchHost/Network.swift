@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchCore
 
 /// Interface counters of one network namespace (/proc/<pid>/net/dev), loopback excluded.
 public struct NetCounters: Sendable, Hashable {
@@ -85,15 +86,7 @@ public enum NetParsers {
     }
 
     /// An address in network byte order: dotted IPv4 (also for v4-mapped IPv6) or eight hex groups.
-    public static func address(_ ordered: [UInt8]) -> String {
-        if ordered.count == 4 { return ordered.map(String.init).joined(separator: ".") }
-        guard ordered.count == 16 else { return "?" }
-        if ordered[0..<10].allSatisfy({ $0 == 0 }) && ordered[10] == 0xff && ordered[11] == 0xff {
-            return ordered[12...].map(String.init).joined(separator: ".")  // v4-mapped
-        }
-        return stride(from: 0, to: 16, by: 2).map { String(UInt16(ordered[$0]) << 8 | UInt16(ordered[$0 + 1]), radix: 16) }
-            .joined(separator: ":")
-    }
+    public static func address(_ ordered: [UInt8]) -> String { IPAddress(bytes: ordered)?.description ?? "?" }
 
     public static func dev(_ text: String) -> NetCounters { dev(Array(text.utf8)) }
 

@@ -156,7 +156,7 @@ public struct ConnectionDelta: Sendable, Hashable {
         self.rx = rx
         self.openedAt = openedAt
         endpoint = Endpoint.text(remoteAddress, remotePort)
-        isLoopback = remoteAddress.hasPrefix("127.") || remoteAddress == "::1" || remoteAddress.hasPrefix("::ffff:127.")
+        isLoopback = IPAddress(remoteAddress)?.isLoopback ?? false
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchCore
 import MinewatchPackets
 import MinewatchModel
 

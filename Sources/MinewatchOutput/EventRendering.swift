@@ -66,7 +66,7 @@ public enum EventRenderer {
             let token = e.value.split(separator: " ").first.map(String.init) ?? ""
             // An endpoint (address or host with a port, a URL) in the value; otherwise a service's
             // or pool's domain in the name (its value says how it was seen: dns, tls, http).
-            if let host = Alert.host(of: e.value), IPAddressText.isAddress(host) || token.contains(":") {
+            if let host = Alert.host(of: e.value), IPAddress(host) != nil || token.contains(":") {
                 let port = token.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) }
                 return (host, token.contains(":") ? port : nil)
             }
@@ -98,7 +98,7 @@ public enum EventRenderer {
         }
         if let pid = a.pid { f["proc.pid"] = .number(Double(pid)) }
         if let d = firstDestination(a) {
-            if IPAddressText.isAddress(d.host) { f["fd.rip"] = .string(d.host) } else { f["fd.sip.name"] = .string(d.host) }
+            if IPAddress(d.host) != nil { f["fd.rip"] = .string(d.host) } else { f["fd.sip.name"] = .string(d.host) }
             if let p = d.port { f["fd.rport"] = .number(Double(p)) }
         }
         f["minewatch.detector"] = .string(a.detector.rawValue)
@@ -255,13 +255,5 @@ public enum EventRenderer {
             return String(decoding: d, as: UTF8.self) + "\n"
         case .response, .telemetry, .silenced: return ""
         }
-    }
-}
-
-/// Whether text is an IPv4 or IPv6 address (for Falco's fd.rip against fd.sip.name).
-enum IPAddressText {
-    static func isAddress(_ s: String) -> Bool {
-        var a4 = in_addr(), a6 = in6_addr()
-        return inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1
     }
 }

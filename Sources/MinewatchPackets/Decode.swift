@@ -1,58 +1,5 @@
 import Foundation
-
-/// An IPv4 or IPv6 address as two words (IPv4 in the low word, flagged), hashable without allocation.
-public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
-    public var hi: UInt64
-    public var lo: UInt64
-    public var isV4: Bool
-
-    public init(v4 bytes: UnsafeRawBufferPointer, at o: Int) {
-        hi = 0
-        lo = UInt64(bytes[o]) << 24 | UInt64(bytes[o + 1]) << 16 | UInt64(bytes[o + 2]) << 8 | UInt64(bytes[o + 3])
-        isV4 = true
-    }
-
-    public init(v6 bytes: UnsafeRawBufferPointer, at o: Int) {
-        var h: UInt64 = 0, l: UInt64 = 0
-        for i in 0..<8 { h = h << 8 | UInt64(bytes[o + i]) }
-        for i in 8..<16 { l = l << 8 | UInt64(bytes[o + i]) }
-        if h == 0 && l >> 32 == 0xFFFF {  // v4-mapped
-            hi = 0; lo = l & 0xFFFF_FFFF; isV4 = true
-        } else {
-            hi = h; lo = l; isV4 = false
-        }
-    }
-
-    public init(hi: UInt64, lo: UInt64, isV4: Bool) {
-        self.hi = hi
-        self.lo = lo
-        self.isV4 = isV4
-    }
-
-    /// Parses dotted IPv4 or full/compressed IPv6 text.
-    public init?(_ text: String) {
-        if text.contains(".") && !text.contains(":") {
-            let parts = text.split(separator: ".").compactMap { UInt8($0) }
-            guard parts.count == 4 else { return nil }
-            self.init(hi: 0, lo: parts.reduce(0) { $0 << 8 | UInt64($1) }, isV4: true)
-            return
-        }
-        var a = in6_addr()
-        guard inet_pton(AF_INET6, text, &a) == 1 else { return nil }
-        let bytes = withUnsafeBytes(of: &a) { Array($0) }
-        self = bytes.withUnsafeBytes { IPAddress(v6: $0, at: 0) }
-    }
-
-    public var description: String {
-        if isV4 { return "\(lo >> 24 & 255).\(lo >> 16 & 255).\(lo >> 8 & 255).\(lo & 255)" }
-        var groups: [String] = []
-        for i in 0..<4 { groups.append(String(hi >> (48 - 16 * UInt64(i)) & 0xFFFF, radix: 16)) }
-        for i in 0..<4 { groups.append(String(lo >> (48 - 16 * UInt64(i)) & 0xFFFF, radix: 16)) }
-        return groups.joined(separator: ":")
-    }
-
-    public static func < (a: IPAddress, b: IPAddress) -> Bool { (a.isV4 ? 0 : 1, a.hi, a.lo) < (b.isV4 ? 0 : 1, b.hi, b.lo) }
-}
+import MinewatchCore
 
 /// What the decoder gets out of one packet: addresses, ports and where the transport payload is.
 public struct DecodedPacket: Sendable {

@@ -465,7 +465,7 @@ public struct RuleLoader {
         var maxSize: Int64?
         if let m = fields["maxsize"] {
             if let v = m.string.flatMap(Self.parseSize) { maxSize = v } else {
-                ctx.error("'maxsize' must be a size like 65536, 256KiB or 1MiB", at: m)
+                ctx.error("'maxsize' must be a size like 65536, 256KiB, 256Ki or 1MiB", at: m)
             }
         }
         var check: StructuralCheck?
@@ -570,13 +570,11 @@ public struct RuleLoader {
         return false
     }
 
+    /// A size in the one grammar of byte amounts (ByteAmounts: `65536`, `64Ki`, `64KiB`, `1MB`):
+    /// a whole number of bytes, at least 1.
     static func parseSize(_ s: String) -> Int64? {
-        let units: [(String, Int64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("", 1)]
-        for (suffix, mult) in units where s.hasSuffix(suffix) {
-            guard let v = Int64(s.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0 else { return nil }
-            return v * mult
-        }
-        return nil
+        guard let v = ByteAmounts.parse(s), v >= 1, v < 9e18, v == v.rounded(.down) else { return nil }
+        return Int64(v)
     }
 
     static func parseHex(_ s: String) -> [UInt8]? {

@@ -193,13 +193,17 @@ import Testing
         #expect(a.destinationHosts == ["pool.example.org", "2001:db8::7", "198.18.1.130", "grass.io"])
     }
 
-    @Test func cidrsAndDomains() {
-        #expect(CIDR.parse("10.20.0.0/16")?.contains(IPAddress.parse("10.20.255.1")!) == true)
-        #expect(CIDR.parse("10.20.0.0/16")?.contains(IPAddress.parse("10.21.0.1")!) == false)
-        #expect(CIDR.parse("192.0.2.7")?.contains(IPAddress.parse("192.0.2.7")!) == true)
-        #expect(CIDR.parse("2001:db8::/32")?.contains(IPAddress.parse("2001:db8:1::5")!) == true)
-        #expect(CIDR.parse("2001:db8::/32")?.contains(IPAddress.parse("10.0.0.1")!) == false)
-        #expect(CIDR.parse("0.0.0.0/0")?.contains(IPAddress.parse("::1")!) == false)
+    @Test func cidrsAndDomains() throws {
+        #expect(CIDR.parse("10.20.0.0/16")?.contains(try #require(IPAddress("10.20.255.1"))) == true)
+        #expect(CIDR.parse("10.20.0.0/16")?.contains(try #require(IPAddress("10.21.0.1"))) == false)
+        #expect(CIDR.parse("192.0.2.7")?.contains(try #require(IPAddress("192.0.2.7"))) == true)
+        #expect(CIDR.parse("2001:db8::/32")?.contains(try #require(IPAddress("2001:db8:1::5"))) == true)
+        #expect(CIDR.parse("2001:db8::/32")?.contains(try #require(IPAddress("10.0.0.1"))) == false)
+        #expect(CIDR.parse("10.0.0.0/8")?.contains(try #require(IPAddress("10.200.0.1"))) == true)
+        #expect(CIDR.parse("10.0.0.0/8")?.contains(try #require(IPAddress("11.0.0.1"))) == false)
+        #expect(CIDR.parse("0.0.0.0/0")?.contains(try #require(IPAddress("2001:db8::1"))) == false)
+        #expect(CIDR.parse("198.18.1.7")?.contains(try #require(IPAddress("198.18.1.7"))) == true)
+        #expect(CIDR.parse("0.0.0.0/0")?.contains(try #require(IPAddress("::1"))) == false)
         #expect(CIDR.parse("10.0.0.0/33") == nil && CIDR.parse("x/8") == nil)
         #expect(ExceptionRule.covers(.domain("example.com"), "a.b.example.com"))
         #expect(!ExceptionRule.covers(.domain("example.com"), "badexample.com"))

@@ -229,7 +229,7 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         let ip = v6 + hbh + dst + tcp
         let sll: [UInt8] = [0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x86, 0xDD]
         let p = try #require((sll + ip).withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.linuxSLL, $0) })
-        #expect(p.src.description == "0:0:0:0:0:0:0:1" && p.dstPort == 3333 && p.srcPort == 40000 && p.payloadLength == 2)
+        #expect(p.src.description == "::1" && p.dstPort == 3333 && p.srcPort == 40000 && p.payloadLength == 2)
         // The same IPv6 packet on raw IP and on BSD loopback (family 24/28/30 in host order).
         #expect(ip.withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.raw, $0) }?.dstPort == 3333)
         #expect(([30, 0, 0, 0] + ip).withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.null, $0) }?.dstPort == 3333)

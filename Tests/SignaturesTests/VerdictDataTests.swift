@@ -57,3 +57,31 @@ import Testing
         #expect(out.ruleSet.verdicts.isEmpty, "no verdict with a mistake is taken")
     }
 }
+
+/// One size grammar: `64Ki` is the same number of bytes in a rule's `maxsize`, in `models:` and in
+/// the agent's config (which reads `models:` with the same parser).
+@Suite struct SizeGrammarTests {
+    @Test func sameBytesEverywhere() throws {
+        for (text, bytes) in [("64Ki", 65536.0), ("64KiB", 65536), ("65536", 65536), ("1MiB", 1_048_576), ("2M", 2_000_000)] {
+            let out = RuleLoader().load(yaml: """
+            version: 1
+            models:
+              bandwidth: {minUpload: \(text)}
+            rules:
+              - id: SIZE-1
+                title: size grammar
+                category: pool-url
+                severity: low
+                maxsize: \(text)
+                strings:
+                  a: "stratum+tcp://"
+                condition: $a
+            """, file: "size.yaml")
+            #expect(out.diagnostics.isEmpty, "\(text): \(out.diagnostics)")
+            #expect(out.ruleSet.rules.first?.maxSize == Int64(bytes), "\(text)")
+            #expect(out.ruleSet.models["bandwidth", "minUpload"] == bytes, "\(text)")
+        }
+        let bad = RuleLoader().load(yaml: "version: 1\nrules:\n  - id: SIZE-2\n    title: t\n    category: pool-url\n    severity: low\n    maxsize: 0.3Ki\n    strings:\n      a: \"stratum+tcp://\"\n    condition: $a\n", file: "bad.yaml")
+        #expect(bad.diagnostics.contains { $0.description.hasPrefix("bad.yaml:7: rule SIZE-2: 'maxsize' must be a size") }, "\(bad.diagnostics)")
+    }
+}
