@@ -51,20 +51,16 @@ public enum ConfigLoader {
     /// Parses `text`; relative paths in it are resolved against `baseDirectory`.
     public static func load(yaml text: String, file: String, baseDirectory: String = ".") -> (AgentConfig?, [ConfigDiagnostic]) {
         let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch let e as YamlError {
-            let (line, msg) = RuleLoader.describe(e)
-            return (nil, [ConfigDiagnostic(file: file, line: line, key: nil, message: "YAML: \(msg)")])
-        } catch {
-            return (nil, [ConfigDiagnostic(file: file, line: nil, key: nil, message: "YAML: \(error)")])
+        switch YAMLWalker.compose(text) {
+        case .success(let r): root = r
+        case .failure(let e): return (nil, [ConfigDiagnostic(file: file, line: e.line, key: nil, message: e.message)])
         }
-        var p = Parser(file: file, base: baseDirectory)
+        var p = YAMLWalker(file: file, baseDirectory: baseDirectory)
         var config = AgentConfig(file: file)
         guard let root else { return (config, []) }  // an empty file: all defaults
         guard let top = root.mapping else {
             p.error(root, nil, "expected a mapping of settings at the top")
-            return (nil, p.diags)
+            return (nil, p.diagnostics)
         }
         for (k, v) in top {
             guard let key = k.string else { p.error(k, nil, "keys must be strings"); continue }
@@ -80,7 +76,7 @@ public enum ConfigLoader {
             case "models":
                 let (m, d) = RuleLoader.models(v, file: file)
                 config.models = m
-                p.diags += d.map { ConfigDiagnostic(file: $0.file, line: $0.line, key: "models", message: $0.message) }
+                for x in d { p.record(YAMLProblem(line: x.line, subject: "models", message: x.message)) }
             case "action": config.action = p.action(v, key)
             case "outputs": config.outputs = p.outputs(v, key)
             case "metrics_listen": config.metricsListen = p.listenAddress(v, key)
@@ -94,60 +90,15 @@ public enum ConfigLoader {
             default: p.error(k, key, "unknown key (expected \(topKeys.joined(separator: ", ")))")
             }
         }
-        return p.diags.isEmpty ? (config, []) : (nil, p.diags)
+        return p.problems.isEmpty ? (config, []) : (nil, p.diagnostics)
     }
 
-    struct Parser {
-        let file: String
-        let base: String
-        var diags: [ConfigDiagnostic] = []
+}
 
-        init(file: String, base: String) {
-            self.file = file
-            self.base = base
-        }
-
-        mutating func error(_ node: Node?, _ key: String?, _ msg: String) {
-            diags.append(ConfigDiagnostic(file: file, line: node?.mark?.line, key: key, message: msg))
-        }
-
-        func resolve(_ path: String) -> String {
-            path.hasPrefix("/") || path == "-" ? path : URL(fileURLWithPath: base).appendingPathComponent(path).standardizedFileURL.path
-        }
-
-        mutating func scalar(_ v: Node, _ key: String) -> String? {
-            guard let s = v.scalar else {
-                error(v, key, "expected a single value")
-                return nil
-            }
-            return s.string
-        }
-
-        mutating func string(_ v: Node, _ key: String) -> String? {
-            guard let s = scalar(v, key) else { return nil }
-            if s.isEmpty { error(v, key, "must not be empty"); return nil }
-            return s
-        }
-
-        mutating func bool(_ v: Node, _ key: String) -> Bool? {
-            guard let s = scalar(v, key) else { return nil }
-            switch s.lowercased() {
-            case "true", "yes", "on": return true
-            case "false", "no", "off": return false
-            default:
-                error(v, key, "expected true or false, not '\(s)'")
-                return nil
-            }
-        }
-
-        mutating func int(_ v: Node, _ key: String, range: ClosedRange<Int>) -> Int? {
-            guard let s = scalar(v, key) else { return nil }
-            guard let n = Int(s), range.contains(n) else {
-                error(v, key, "expected a whole number from \(range.lowerBound) to \(range.upperBound), not '\(s)'")
-                return nil
-            }
-            return n
-        }
+/// The config's own readers, over the walker the rule loader uses too.
+extension YAMLWalker {
+    /// The problems as config diagnostics (`file:line: key: message`).
+    var diagnostics: [ConfigDiagnostic] { problems.map { ConfigDiagnostic(file: file, line: $0.line, key: $0.subject, message: $0.message) } }
 
         mutating func duration(_ v: Node, _ key: String, range: ClosedRange<Double>) -> Double? {
             guard let s = scalar(v, key) else { return nil }
@@ -160,45 +111,6 @@ public enum ConfigLoader {
                 return nil
             }
             return d
-        }
-
-        /// A string or a list of strings.
-        mutating func strings(_ v: Node, _ key: String) -> [String]? {
-            if let s = v.scalar { return s.string.isEmpty ? [] : [s.string] }
-            guard let seq = v.sequence else {
-                error(v, key, "expected a string or a list of strings")
-                return nil
-            }
-            var out: [String] = []
-            for (i, item) in seq.enumerated() {
-                guard let s = item.scalar?.string, !s.isEmpty else {
-                    error(item, "\(key)[\(i)]", "expected a non-empty string")
-                    continue
-                }
-                out.append(s)
-            }
-            return out
-        }
-
-        mutating func mapping(_ v: Node, _ key: String) -> Node.Mapping? {
-            guard let m = v.mapping else {
-                error(v, key, "expected a mapping")
-                return nil
-            }
-            return m
-        }
-
-        /// Checks the keys of a mapping against `allowed`; returns the known pairs.
-        mutating func keyed(_ m: Node.Mapping, _ key: String, allowed: [String]) -> [(String, Node, Node)] {
-            var out: [(String, Node, Node)] = []
-            for (k, v) in m {
-                guard let name = k.string, allowed.contains(name) else {
-                    error(k, "\(key).\(k.string ?? "?")", "unknown key (expected \(allowed.joined(separator: ", ")))")
-                    continue
-                }
-                out.append((name, k, v))
-            }
-            return out
         }
 
         mutating func detectorIDs(_ v: Node, _ key: String) -> Set<DetectorID> {
@@ -285,7 +197,7 @@ public enum ConfigLoader {
                         }
                     }
                     if out.url.isEmpty {
-                        if !diags.contains(where: { $0.key == "\(k).url" }) { error(val, k, "needs a url") }
+                        if !problems.contains(where: { $0.subject == "\(k).url" }) { error(val, k, "needs a url") }
                     } else {
                         o.falcosidekick = out
                     }
@@ -340,7 +252,7 @@ public enum ConfigLoader {
                 guard let m = mapping(item, k) else { continue }
                 var r = ExceptionRule(name: "", reason: "", source: "\(file):\(item.mark?.line ?? 0)")
                 var enabled = true
-                let before = diags.count
+                let before = problems.count
                 for (name, _, x) in keyed(m, k, allowed: Self.exceptionKeys) {
                     let kk = "\(k).\(name)"
                     switch name {
@@ -379,11 +291,11 @@ public enum ConfigLoader {
                     error(item, "\(k).name", "duplicate exception name '\(r.name)' (first at line \(prev))")
                 }
                 if !r.name.isEmpty { seen[r.name] = seen[r.name] ?? item.mark?.line ?? 0 }
-                if r.reason.isEmpty && !diags.contains(where: { $0.key == "\(k).reason" }) { error(item, k, "an exception needs a reason (say why this is allowed)") }
-                if !r.hasConditions && diags.count == before {
+                if r.reason.isEmpty && !problems.contains(where: { $0.subject == "\(k).reason" }) { error(item, k, "an exception needs a reason (say why this is allowed)") }
+                if !r.hasConditions && problems.count == before {
                     error(item, k, "an exception needs at least one condition (image, container, namespace, labels, detector, family, destination, process); one without any would silence everything")
                 }
-                if enabled && diags.count == before { out.append(r) }
+                if enabled && problems.count == before { out.append(r) }
             }
             return out
         }
@@ -395,7 +307,6 @@ public enum ConfigLoader {
                 !l.isEmpty && l.count <= 63 && l.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
             }
         }
-    }
 }
 
 /// A TCP listen address: `host:port`, `[v6]:port`, or `:port` (all addresses).

@@ -148,15 +148,11 @@ public struct RuleLoader {
     public func load(yaml text: String, file: String) -> Output {
         var diags: [RuleDiagnostic] = []
         let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch let e as YamlError {
-            let (line, msg) = Self.describe(e)
+        switch YAMLWalker.compose(text) {
+        case .success(let r): root = r
+        case .failure(let e):
             return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],
-                          diagnostics: [RuleDiagnostic(file: file, line: line, ruleId: nil, message: "YAML: \(msg)")])
-        } catch {
-            return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],
-                          diagnostics: [RuleDiagnostic(file: file, line: nil, ruleId: nil, message: "YAML: \(error)")])
+                          diagnostics: [RuleDiagnostic(file: file, line: e.line, ruleId: nil, message: e.message)])
         }
         guard let root, let top = root.mapping else {
             return Output(ruleSet: RuleSet(rules: [], correlations: []), disabled: [],
@@ -187,7 +183,7 @@ public struct RuleLoader {
                 for item in seq {
                     var ctx = Context(file: file, line: item.mark?.line ?? 0)
                     let parsed = parseRule(item, &ctx)
-                    diags.append(contentsOf: ctx.diags)
+                    diags.append(contentsOf: ctx.ruleDiagnostics)
                     switch parsed {
                     case .rule(let r):
                         if let prev = seen[r.id] {
@@ -258,7 +254,7 @@ public struct RuleLoader {
                             verdicts[s.id] = s
                         }
                     }
-                    diags.append(contentsOf: ctx.diags)
+                    diags.append(contentsOf: ctx.ruleDiagnostics)
                 }
             case "correlations":
                 guard let seq = v.sequence else {
@@ -268,7 +264,7 @@ public struct RuleLoader {
                 for item in seq {
                     var ctx = Context(file: file, line: item.mark?.line ?? 0)
                     if let c = parseCorrelation(item, &ctx) { correlations.append(c) }
-                    diags.append(contentsOf: ctx.diags)
+                    diags.append(contentsOf: ctx.ruleDiagnostics)
                 }
             default:
                 diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations, network, process, models, verdicts)"))
@@ -319,27 +315,9 @@ public struct RuleLoader {
         return (models, diags)
     }
 
-    /// Line and problem of a YAML syntax error.
-    public static func describe(_ e: YamlError) -> (Int?, String) {
-        switch e {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
-            return (mark.line, problem)
-        case .reader(let problem, _, _, _):
-            return (nil, problem)
-        default:
-            return (nil, "\(e)".split(separator: "\n").first.map(String.init) ?? "invalid YAML")
-        }
-    }
-
-    struct Context {
-        let file: String
-        let line: Int
-        var ruleId: String?
-        var diags: [RuleDiagnostic] = []
-        mutating func error(_ msg: String, at node: Node? = nil) {
-            diags.append(RuleDiagnostic(file: file, line: node?.mark?.line ?? line, ruleId: ruleId, message: msg))
-        }
-    }
+    /// What a rule, correlation or verdict entry is read with: the shared walker, its subject
+    /// the entry's id.
+    typealias Context = YAMLWalker
 
     enum Parsed {
         case rule(Rule)
@@ -367,7 +345,7 @@ public struct RuleLoader {
             ctx.error("rule has no 'id'", at: node)
             return .invalid
         }
-        ctx.ruleId = id
+        ctx.subject = id
         for (k, _) in map {
             if let key = k.string, !Self.ruleKeys.contains(key) { ctx.error("unknown key '\(key)'", at: k) }
         }
@@ -379,7 +357,7 @@ public struct RuleLoader {
             if en.bool == false { return .disabled(id) }
             if en.bool == nil { ctx.error("'enabled' must be true or false", at: en) }
         }
-        let before = ctx.diags.count
+        let before = ctx.problems.count
         guard let title = fields["title"]?.string, !title.isEmpty else {
             ctx.error("rule has no 'title'", at: node)
             return .invalid
@@ -498,7 +476,7 @@ public struct RuleLoader {
         if let r = fields["runs"] {
             if let v = r.string.flatMap(Severity.init(rawValue:)) { runs = v } else { ctx.error("'runs' must be a severity", at: r) }
         }
-        if ctx.diags.count > before { return .invalid }
+        if ctx.problems.count > before { return .invalid }
         return .rule(Rule(
             id: id, title: title, description: fields["description"]?.string ?? "",
             family: fields["family"]?.string, category: category, severity: severity,
@@ -506,7 +484,7 @@ public struct RuleLoader {
             paths: paths, names: names, wallets: wallets, suppressTo: suppress, maxSize: maxSize, check: check,
             technique: technique, severityWhenRunning: runs, domains: domains,
             references: list(fields["references"], "references", &ctx).compactMap(\.string),
-            source: RuleSource(file: ctx.file, line: ctx.line)))
+            source: RuleSource(file: ctx.file, line: ctx.line ?? 0)))
     }
 
     func list(_ node: Node?, _ name: String, _ ctx: inout Context) -> [Node] {
@@ -611,12 +589,12 @@ public struct RuleLoader {
             ctx.error("verdict has no 'id'", at: node)
             return nil
         }
-        ctx.ruleId = id
+        ctx.subject = id
         guard let schema = VerdictSpec.schema[id] else {
             ctx.error("unknown verdict (expected one of \(VerdictSpec.schema.keys.sorted().joined(separator: ", ")))", at: f["id"])
             return nil
         }
-        let before = ctx.diags.count
+        let before = ctx.problems.count
         func title(_ n: Node?) -> String? {
             guard let n else { return nil }
             guard let t = n.string, !t.isEmpty else {
@@ -652,7 +630,7 @@ public struct RuleLoader {
             return v
         }
         var spec = VerdictSpec(id: id, category: f["category"]?.string, title: title(f["title"]), severity: severity(f["severity"]),
-                               technique: technique(f["technique"]), source: RuleSource(file: ctx.file, line: ctx.line))
+                               technique: technique(f["technique"]), source: RuleSource(file: ctx.file, line: ctx.line ?? 0))
         if let cases = f["cases"] {
             guard let m = cases.mapping else {
                 ctx.error("'cases' must be a mapping of case names", at: cases)
@@ -677,7 +655,7 @@ public struct RuleLoader {
                 spec.cases[name] = VerdictSpec.Case(title: title(cf["title"]), severity: severity(cf["severity"]), technique: technique(cf["technique"]))
             }
         }
-        return ctx.diags.count == before ? spec : nil
+        return ctx.problems.count == before ? spec : nil
     }
 
     func parseCorrelation(_ node: Node, _ ctx: inout Context) -> Correlation? {
@@ -695,8 +673,8 @@ public struct RuleLoader {
             ctx.error("correlation has no 'id'", at: node)
             return nil
         }
-        ctx.ruleId = id
-        let before = ctx.diags.count
+        ctx.subject = id
+        let before = ctx.problems.count
         let title = f["title"]?.string ?? id
         let scope = f["scope"]?.string.flatMap(Correlation.Scope.init(rawValue:))
         if scope == nil { ctx.error("'scope' must be 'file' or 'image'", at: f["scope"] ?? node) }
@@ -708,8 +686,13 @@ public struct RuleLoader {
         if minSev == nil { ctx.error("'minSeverity' must be a severity", at: f["minSeverity"]) }
         let to = f["to"]?.string.flatMap(Severity.init(rawValue:))
         if to == nil { ctx.error("'to' must be a severity", at: f["to"] ?? node) }
-        guard ctx.diags.count == before, let scope, let minSev, let to else { return nil }
+        guard ctx.problems.count == before, let scope, let minSev, let to else { return nil }
         return Correlation(id: id, title: title, scope: scope, targetCategories: raise, withCategories: when,
-                           withMinSeverity: minSev, raiseTo: to, source: RuleSource(file: ctx.file, line: ctx.line))
+                           withMinSeverity: minSev, raiseTo: to, source: RuleSource(file: ctx.file, line: ctx.line ?? 0))
     }
+}
+
+extension YAMLWalker {
+    /// The problems as rule diagnostics (`file:line: rule ID: message`).
+    var ruleDiagnostics: [RuleDiagnostic] { problems.map { RuleDiagnostic(file: file, line: $0.line, ruleId: $0.subject, message: $0.message) } }
 }
