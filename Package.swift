@@ -97,6 +97,9 @@ let package = Package(
         .target(name: "CWorkloadTLS", linkerSettings: [.linkedLibrary("dl")]),
 
         .testTarget(name: "CoreTests", dependencies: ["MinewatchCore", "TestSupport"]),
+        .testTarget(name: "PacketsTests", dependencies: ["MinewatchPackets", "MinewatchCore", "TestSupport"]),
+        .testTarget(name: "SinksTests", dependencies: ["MinewatchSinks", "MinewatchCore", "MinewatchModel", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["MinewatchServer", "MinewatchSinks", "MinewatchModel", "TestSupport"]),
         .testTarget(name: "AnalysisTests", dependencies: ["MinewatchAnalysis", "MinewatchCore", "MinewatchModel", "MinewatchSignatures"]),
         .testTarget(name: "SignaturesTests", dependencies: ["MinewatchSignatures", "MinewatchCore", "MinewatchModel"]),
         .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
@@ -105,15 +108,15 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchModel", "MinewatchPackets", "MinewatchSignatures", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "ScanTests", dependencies: ["MinewatchScan", "MinewatchModel", "MinewatchSignatures", "MinewatchImage", "MinewatchCore", "TestSupport"]),
-        .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchModel", "MinewatchSignatures", "MinewatchCore"],
+        .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchModel", "MinewatchSignatures", "MinewatchCore", "TestSupport"],
                     exclude: ["Golden"]),  // read by path (#filePath), so they can be refreshed in place
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "FuzzTests", dependencies: ["MinewatchFuzz", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", .product(name: "Yams", package: "Yams")]),
-        .testTarget(name: "ConfigTests", dependencies: ["MinewatchConfig", "MinewatchCore", "MinewatchModel", "MinewatchOutput", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
+        .testTarget(name: "ConfigTests", dependencies: ["MinewatchConfig", "MinewatchCore", "MinewatchModel"]),
         .testTarget(name: "HistoryTests", dependencies: ["MinewatchHistory", "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
         // Builders for synthetic samples and archives used by several test targets.
-        .target(name: "TestSupport", dependencies: ["MinewatchCore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MinewatchCore", "MinewatchModel"], path: "Tests/TestSupport"),
     ],
     swiftLanguageModes: [.v6]
 )

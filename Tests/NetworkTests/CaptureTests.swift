@@ -72,37 +72,11 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
     let dir: TempDir
     init() throws { dir = try TempDir("pcap") }
 
-    static func pcapHeader(link: UInt32 = 1, snap: UInt32 = 65535) -> [UInt8] {
-        var b: [UInt8] = []
-        for v in [UInt32(0xA1B2_C3D4)] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
-        for v in [UInt16(2), UInt16(4)] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
-        for v in [UInt32(0), UInt32(0), snap, link] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
-        return b
-    }
-
-    static func record(_ data: [UInt8], caplen: UInt32? = nil, time: UInt32 = 1_700_000_000) -> [UInt8] {
-        var b: [UInt8] = []
-        for v in [time, UInt32(0), caplen ?? UInt32(data.count), UInt32(data.count)] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
-        return b + data
-    }
-
-    /// An Ethernet/IPv4/TCP packet carrying `payload`.
-    static func tcpPacket(src: [UInt8] = [10, 0, 0, 2], dst: [UInt8] = [10, 0, 0, 9], sport: UInt16 = 40000, dport: UInt16 = 3333,
-                          seq: UInt32, flags: UInt8 = 0x18, payload: [UInt8], vlan: UInt16? = nil) -> [UInt8] {
-        var eth: [UInt8] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
-        if let vlan { eth += [0x81, 0x00, UInt8(vlan >> 8), UInt8(vlan & 0xFF)] }
-        eth += [0x08, 0x00]
-        let total = 20 + 20 + payload.count
-        var ip: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0, 0x40, 0, 64, 6, 0, 0] + src + dst
-        _ = ip.count
-        var tcp: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF)]
-        tcp += [UInt8(seq >> 24), UInt8(seq >> 16 & 0xFF), UInt8(seq >> 8 & 0xFF), UInt8(seq & 0xFF), 0, 0, 0, 0, 0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]
-        ip += []
-        return eth + ip + tcp + payload
-    }
+    static func pcapHeader(link: UInt32 = 1, snap: UInt32 = 65535) -> [UInt8] { PacketBytes.pcapHeader(link: link, snap: snap) }
+    static func record(_ data: [UInt8], caplen: UInt32? = nil, time: UInt32 = 1_700_000_000) -> [UInt8] { PacketBytes.record(data, caplen: caplen, time: time) }
 
     @Test func errorsNameFileAndOffset() throws {
-        let good = Self.record(Self.tcpPacket(seq: 1, payload: Array("{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"cpuminer/2.5.1\"]}\n".utf8)))
+        let good = Self.record(PacketBytes.tcp(seq: 1, payload: Array("{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"cpuminer/2.5.1\"]}\n".utf8)))
         let cases: [(String, [UInt8], String)] = [
             ("badmagic.pcap", Array("GIF89a not a capture".utf8), "offset 0"),
             ("short.pcap", [0xD4, 0xC3, 0xB2, 0xA1, 2, 0], "offset 0"),
@@ -150,13 +124,13 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
     @Test func outOfOrderRetransmittedAndVLANTaggedSegmentsReassemble() throws {
         let login = Array("{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"WALLETX\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0\"}}\n".utf8)
         let a = Array(login[0..<30]), b = Array(login[30..<70]), c = Array(login[70...])
-        let syn = Self.tcpPacket(seq: 999, flags: 0x02, payload: [], vlan: 42)
+        let syn = PacketBytes.tcp(seq: 999, flags: 0x02, payload: [], vlan: 42)
         let job = Array("{\"jsonrpc\":\"2.0\",\"method\":\"job\",\"params\":{\"blob\":\"00\",\"job_id\":\"1\",\"target\":\"ffff\"}}\n".utf8)
-        let jobPkt = Self.tcpPacket(src: [10, 0, 0, 9], dst: [10, 0, 0, 2], sport: 3333, dport: 40000, seq: 5000, payload: job, vlan: 42)
+        let jobPkt = PacketBytes.tcp(src: [10, 0, 0, 9], dst: [10, 0, 0, 2], sport: 3333, dport: 40000, seq: 5000, payload: job, vlan: 42)
         // Order on the wire: SYN, third, first, first again (retransmitted), second, a pool job.
         var file = Self.pcapHeader()
-        for p in [syn, Self.tcpPacket(seq: 1070, payload: c, vlan: 42), Self.tcpPacket(seq: 1000, payload: a, vlan: 42),
-                  Self.tcpPacket(seq: 1000, payload: a, vlan: 42), Self.tcpPacket(seq: 1030, payload: b, vlan: 42), jobPkt] {
+        for p in [syn, PacketBytes.tcp(seq: 1070, payload: c, vlan: 42), PacketBytes.tcp(seq: 1000, payload: a, vlan: 42),
+                  PacketBytes.tcp(seq: 1000, payload: a, vlan: 42), PacketBytes.tcp(seq: 1030, payload: b, vlan: 42), jobPkt] {
             file += Self.record(p)
         }
         let r = analyze(try dir.file("ooo.pcap", file))
@@ -169,7 +143,7 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
     @Test func flowTableIsBoundedAndCountsEvictions() throws {
         var file = Self.pcapHeader()
         for i in 0..<300 {
-            file += Self.record(Self.tcpPacket(sport: UInt16(20000 + i), dport: 80, seq: 1, flags: 0x02, payload: []))
+            file += Self.record(PacketBytes.tcp(sport: UInt16(20000 + i), dport: 80, seq: 1, flags: 0x02, payload: []))
         }
         var src = CaptureFile(path: try dir.file("many.pcap", file))
         let a = CaptureAnalyzer(rules: bundled)
@@ -216,32 +190,6 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(loop.withUnsafeBytes { DNSMessage.parse($0) } == nil)
     }
 
-    @Test func linkTypesAndIPv6ExtensionHeaders() throws {
-        // IPv6 with hop-by-hop and destination-options headers, then TCP, on a Linux cooked v1 header.
-        var v6: [UInt8] = [0x60, 0, 0, 0, 0, 0, 0 /* hop-by-hop */, 64]
-        v6 += [UInt8](repeating: 0, count: 15) + [1]  // ::1
-        v6 += [UInt8](repeating: 0, count: 15) + [2]  // ::2
-        let tcp: [UInt8] = [0x9C, 0x40, 0x0D, 0x05, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xFF, 0xFF, 0, 0, 0, 0] + Array("hi".utf8)
-        let hbh: [UInt8] = [60, 0, 1, 4, 0, 0, 0, 0]  // next: dest options
-        let dst: [UInt8] = [6, 0, 1, 4, 0, 0, 0, 0]   // next: TCP
-        let payloadLen = hbh.count + dst.count + tcp.count
-        v6[4] = UInt8(payloadLen >> 8); v6[5] = UInt8(payloadLen & 0xFF)
-        let ip = v6 + hbh + dst + tcp
-        let sll: [UInt8] = [0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x86, 0xDD]
-        let p = try #require((sll + ip).withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.linuxSLL, $0) })
-        #expect(p.src.description == "::1" && p.dstPort == 3333 && p.srcPort == 40000 && p.payloadLength == 2)
-        // The same IPv6 packet on raw IP and on BSD loopback (family 24/28/30 in host order).
-        #expect(ip.withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.raw, $0) }?.dstPort == 3333)
-        #expect(([30, 0, 0, 0] + ip).withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.null, $0) }?.dstPort == 3333)
-        // Truncated headers decode to nil, not a crash.
-        for n in 0..<(sll.count + 48) {
-            _ = (sll + ip).prefix(n).withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.linuxSLL, UnsafeRawBufferPointer($0)) }
-        }
-        // A later IPv4 fragment is not parsed as TCP.
-        var frag = HostileCaptureTests.tcpPacket(seq: 1, payload: [1, 2, 3])
-        frag[14 + 6] = 0x00; frag[14 + 7] = 0x10
-        #expect(frag.withUnsafeBytes { PacketDecoder.decode(linkType: PacketDecoder.ethernet, $0) } == nil)
-    }
 }
 
 @Suite struct MoreRecogniserTests {
@@ -259,13 +207,13 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         let hs: [UInt8] = [1, 0, UInt8(hsBody.count >> 8), UInt8(hsBody.count & 0xFF)] + hsBody
         let hello: [UInt8] = [0x16, 3, 1, UInt8(hs.count >> 8), UInt8(hs.count & 0xFF)] + hs
         var file = H.pcapHeader()
-        file += H.record(H.tcpPacket(sport: 41000, dport: 8332, seq: 1, payload: Array(req.utf8)))
-        file += H.record(H.tcpPacket(sport: 41001, dport: 443, seq: 1, payload: hello))
+        file += H.record(PacketBytes.tcp(sport: 41000, dport: 8332, seq: 1, payload: Array(req.utf8)))
+        file += H.record(PacketBytes.tcp(sport: 41001, dport: 443, seq: 1, payload: hello))
         // config.json polls every 5 s on one keep-alive connection.
         var seq: UInt32 = 1
         for i in 0..<4 {
             let poll = Array("GET /config.json HTTP/1.1\r\nHost: 198.18.1.10\r\nUser-Agent: packetcrypt_rs 0.6.0\r\nx-pc-sid: 0123456789abcdef0123456789abcdef\r\n\r\n".utf8)
-            file += H.record(H.tcpPacket(sport: 41002, dport: 80, seq: seq, payload: poll), time: 1_700_000_000 + UInt32(i * 5))
+            file += H.record(PacketBytes.tcp(sport: 41002, dport: 80, seq: seq, payload: poll), time: 1_700_000_000 + UInt32(i * 5))
             seq &+= UInt32(poll.count)
         }
         let r = analyze(try dir.file("rec.pcap", file))
@@ -283,15 +231,6 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
 @Suite struct CaptureFormatTests {
     typealias H = HostileCaptureTests
 
-    /// A UDP/IPv4 packet over Ethernet.
-    static func udpPacket(src: [UInt8], dst: [UInt8], sport: UInt16, dport: UInt16, payload: [UInt8]) -> [UInt8] {
-        let eth: [UInt8] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00]
-        let total = 20 + 8 + payload.count
-        let ip: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0, 0x40, 0, 64, 17, 0, 0] + src + dst
-        let ulen = 8 + payload.count
-        let udp: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF), UInt8(ulen >> 8), UInt8(ulen & 0xFF), 0, 0]
-        return eth + ip + udp + payload
-    }
 
     static func be32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
     static func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
@@ -301,7 +240,7 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
     @Test func bigEndianNanosecondPcap() throws {
         let dir = try TempDir("be")
         defer { dir.cleanup() }
-        let pkt = H.tcpPacket(seq: 1, payload: Array("{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"ccminer/2.3\"]}\n".utf8))
+        let pkt = PacketBytes.tcp(seq: 1, payload: Array("{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"ccminer/2.3\"]}\n".utf8))
         var b: [UInt8] = [0xA1, 0xB2, 0x3C, 0x4D] + Self.be16(2) + Self.be16(4) + Self.be32(0) + Self.be32(0) + Self.be32(65535) + Self.be32(1)
         b += Self.be32(1_700_000_000) + Self.be32(500_000_000) + Self.be32(UInt32(pkt.count)) + Self.be32(UInt32(pkt.count)) + pkt
         let r = analyze(try dir.file("be.pcap", b))
@@ -330,9 +269,9 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         var dns: [UInt8] = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
         for l in ["pool", "pkt", "world"] { dns += [UInt8(l.count)] + Array(l.utf8) }
         dns += [0, 0, 1, 0, 1, 0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 1, 7]
-        let dnsPkt = Self.udpPacket(src: [198, 18, 1, 53], dst: [10, 0, 0, 2], sport: 53, dport: 5353, payload: dns)
+        let dnsPkt = PacketBytes.udp(src: [198, 18, 1, 53], dst: [10, 0, 0, 2], sport: 53, dport: 5353, payload: dns)
         let poll = Array("GET /config.json HTTP/1.1\r\nHost: 198.18.1.7\r\nUser-Agent: packetcrypt_rs 0.6.0\r\nx-pc-sid: 00112233445566778899aabbccddeeff\r\n\r\n".utf8)
-        let httpPkt = H.tcpPacket(dst: [198, 18, 1, 7], sport: 42000, dport: 80, seq: 7, payload: poll)
+        let httpPkt = PacketBytes.tcp(dst: [198, 18, 1, 7], sport: 42000, dport: 80, seq: 7, payload: poll)
         let rawIP = Array(httpPkt.dropFirst(14))  // the same packet without its Ethernet header
         var f = shb(be: false)
         f += block(1, Self.le16(1) + Self.le16(0) + Self.le32(0))                               // if 0: Ethernet
