@@ -1,8 +1,9 @@
 // swift-tools-version: 6.0
 // minewatch: find cryptojacking in containers.
-// Targets depend one way: Core <- Report, Signatures <- readers (Image, Host, Packets, Engine, HTTP), Sinks,
-// Config <- Detectors, Network <- Runtime (the watch pipeline); Output, History and Server sit on Report; Commands
-// ties them together <- minewatch.
+// Targets depend one way (the README's Layout draws the graph; scripts/check-imports checks both):
+// CShims <- Core <- Model <- Signatures; readers (HTTP, Engine, Image, Unpack, Host, Packets) only produce
+// values; Analysis (file analysis) <- Scan (images) and Runtime (watch, with Network's judges, Config and
+// Sinks); History, Server and Output sit on Model and Sinks; Commands ties them together <- minewatch.
 import PackageDescription
 
 let package = Package(
@@ -23,7 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
-        // Shared value types, the error type and digests (SHA-256 from swift-crypto).
+        // The error type, byte streams, clock, sizes, SHA-256 (swift-crypto), IPAddress, Endpoint, and
+        // ConfinedRoot: the one way to open a path an image or a container controls (openat2, CShims).
         .target(name: "MinewatchCore", dependencies: ["CShims", .product(name: "Crypto", package: "swift-crypto")]),
         // C shims: zlib (linked) and zstd (loaded at run time so building needs no -dev package).
         .target(name: "CShims", linkerSettings: [.linkedLibrary("z"), .linkedLibrary("dl")]),
@@ -44,7 +46,8 @@ let package = Package(
         .target(name: "MinewatchPackets", dependencies: ["MinewatchCore", "CShims"]),
         // Readers of host telemetry: procfs, cgroups v1/v2, network namespaces (for `watch`).
         .target(name: "MinewatchHost", dependencies: ["MinewatchCore", "CShims"]),
-        // Report types: alerts, telemetry, responses, capture reports (below every renderer and sink).
+        // The shared vocabulary: findings, scan reports, severities, alerts, detector ids, container
+        // metadata, response actions, capture reports, telemetry (below every renderer and sink).
         .target(name: "MinewatchModel", dependencies: ["MinewatchCore"]),
         // Sinks of `watch` records behind bounded queues that count drops (files, the live screen, ...).
         .target(name: "MinewatchSinks", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchHTTP"]),
