@@ -333,22 +333,7 @@ public struct RuleLoader {
     static let idPattern = try? NSRegularExpression(pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 
     func parseRule(_ node: Node, _ ctx: inout Context) -> Parsed {
-        guard let map = node.mapping else {
-            ctx.error("a rule must be a mapping", at: node)
-            return .invalid
-        }
-        var fields: [String: Node] = [:]
-        for (k, v) in map {
-            if let key = k.string { fields[key] = v }
-        }
-        guard let id = fields["id"]?.string, !id.isEmpty else {
-            ctx.error("rule has no 'id'", at: node)
-            return .invalid
-        }
-        ctx.subject = id
-        for (k, _) in map {
-            if let key = k.string, !Self.ruleKeys.contains(key) { ctx.error("unknown key '\(key)'", at: k) }
-        }
+        guard let (id, fields) = ctx.entry(node, kind: "rule", allowed: Self.ruleKeys) else { return .invalid }
         let range = NSRange(id.startIndex..., in: id)
         if Self.idPattern?.firstMatch(in: id, range: range) == nil {
             ctx.error("id must be 2-64 letters, digits, '.', '_' or '-'", at: fields["id"])
@@ -575,21 +560,7 @@ public struct RuleLoader {
     /// One `verdicts:` entry: an id the code knows, its keys, its cases (each a case the code
     /// chooses between), titles using only the placeholders that verdict fills in.
     func parseVerdict(_ node: Node, _ ctx: inout Context) -> VerdictSpec? {
-        guard let map = node.mapping else {
-            ctx.error("a verdict must be a mapping", at: node)
-            return nil
-        }
-        var f: [String: Node] = [:]
-        for (k, v) in map {
-            guard let key = k.string else { continue }
-            if !Self.verdictKeys.contains(key) { ctx.error("unknown key '\(key)' (expected \(Self.verdictKeys.sorted().joined(separator: ", ")))", at: k) }
-            f[key] = v
-        }
-        guard let id = f["id"]?.string else {
-            ctx.error("verdict has no 'id'", at: node)
-            return nil
-        }
-        ctx.subject = id
+        guard let (id, f) = ctx.entry(node, kind: "verdict", allowed: Self.verdictKeys, listAllowed: true) else { return nil }
         guard let schema = VerdictSpec.schema[id] else {
             ctx.error("unknown verdict (expected one of \(VerdictSpec.schema.keys.sorted().joined(separator: ", ")))", at: f["id"])
             return nil
@@ -659,21 +630,7 @@ public struct RuleLoader {
     }
 
     func parseCorrelation(_ node: Node, _ ctx: inout Context) -> Correlation? {
-        guard let map = node.mapping else {
-            ctx.error("a correlation must be a mapping", at: node)
-            return nil
-        }
-        var f: [String: Node] = [:]
-        for (k, v) in map {
-            guard let key = k.string else { continue }
-            if !Self.correlationKeys.contains(key) { ctx.error("unknown key '\(key)'", at: k) }
-            f[key] = v
-        }
-        guard let id = f["id"]?.string else {
-            ctx.error("correlation has no 'id'", at: node)
-            return nil
-        }
-        ctx.subject = id
+        guard let (id, f) = ctx.entry(node, kind: "correlation", allowed: Self.correlationKeys) else { return nil }
         let before = ctx.problems.count
         let title = f["title"]?.string ?? id
         let scope = f["scope"]?.string.flatMap(Correlation.Scope.init(rawValue:))

@@ -137,6 +137,28 @@ public struct YAMLWalker {
         return m
     }
 
+    /// One entry of a list of rules, correlations or verdicts: a mapping with an `id` (which
+    /// becomes the subject of what follows) and only `allowed` keys; nil when it has no id.
+    public mutating func entry(_ node: Node, kind: String, allowed: Set<String>, listAllowed: Bool = false) -> (id: String, fields: [String: Node])? {
+        guard let map = node.mapping else {
+            error("a \(kind) must be a mapping", at: node)
+            return nil
+        }
+        var fields: [String: Node] = [:]
+        for (k, v) in map { if let key = k.string { fields[key] = v } }
+        guard let id = fields["id"]?.string, !id.isEmpty else {
+            error("\(kind) has no 'id'", at: node)
+            return nil
+        }
+        subject = id
+        for (k, _) in map {
+            if let key = k.string, !allowed.contains(key) {
+                error("unknown key '\(key)'" + (listAllowed ? " (expected \(allowed.sorted().joined(separator: ", ")))" : ""), at: k)
+            }
+        }
+        return (id, fields)
+    }
+
     /// Checks the keys of a mapping against `allowed`; returns the known pairs.
     public mutating func keyed(_ m: Node.Mapping, _ key: String, allowed: [String]) -> [(String, Node, Node)] {
         var out: [(String, Node, Node)] = []

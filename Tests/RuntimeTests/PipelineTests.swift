@@ -44,16 +44,23 @@ import TestSupport
         func status(_ ns: UInt64) -> LiveCapture.RingStatus? { byNamespace[ns] == nil ? nil : .init(packets: 100, drops: drops) }
     }
 
-    @Test func miningProtocolReadsTheSessionSource() throws {
+    /// One container (pid `pid`, namespace `ns`) watched with packet sessions from a fake source.
+    static func sessionPipeline(cid: String, pid: Int32, ns: UInt64) throws -> (FakeProc, Watcher, FakeSessions) {
         let proc = try FakeProc()
-        let cid = String(repeating: "5d", count: 32)
-        let ns: UInt64 = 4026539001
-        try proc.add(pid: 620, comm: "svc", cgroup: "/docker/\(cid)", cmdline: ["svc"], exe: Samples.elf(["plain"]), netns: Int(ns))
+        try proc.add(pid: pid, comm: "svc", cgroup: "/docker/\(cid)", cmdline: ["svc"], exe: Samples.elf(["plain"]), netns: Int(ns))
         let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_100_000)),
                         sockets: RecordedSockets())
         w.settings.scratchPrefixes = []
         let source = FakeSessions()
         w.capture = source
+        return (proc, w, source)
+    }
+
+    @Test func miningProtocolReadsTheSessionSource() throws {
+        let cid = String(repeating: "5d", count: 32)
+        let ns: UInt64 = 4026539001
+        let (proc, w, source) = try Self.sessionPipeline(cid: cid, pid: 620, ns: ns)
+        defer { _ = proc }
         #expect(w.poll().isEmpty, "no session, no alert")
         var facts = SessionFacts()
         facts.protocolName = .stratumMonero
@@ -75,15 +82,9 @@ import TestSupport
     /// An HTTP Host header carries a port (`Host: pool.supportxmr.com:3333`): the pool domain is
     /// still recognised, as `pcap` recognises it.
     @Test func poolDomainInAHostHeaderWithAPort() throws {
-        let proc = try FakeProc()
-        let cid = String(repeating: "6e", count: 32)
         let ns: UInt64 = 4026539002
-        try proc.add(pid: 621, comm: "svc", cgroup: "/docker/\(cid)", cmdline: ["svc"], exe: Samples.elf(["plain"]), netns: Int(ns))
-        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date(timeIntervalSince1970: 3_100_000)),
-                        sockets: RecordedSockets())
-        w.settings.scratchPrefixes = []
-        let source = FakeSessions()
-        w.capture = source
+        let (proc, w, source) = try Self.sessionPipeline(cid: String(repeating: "6e", count: 32), pid: 621, ns: ns)
+        defer { _ = proc }
         var facts = SessionFacts()
         facts.protocolName = .http
         facts.host = "pool.supportxmr.com:3333"
