@@ -100,6 +100,7 @@ let package = Package(
         .target(name: "CWorkloadTLS", linkerSettings: [.linkedLibrary("dl")]),
 
         .testTarget(name: "CoreTests", dependencies: ["MinewatchCore", "TestSupport"]),
+        .testTarget(name: "ModelTests", dependencies: ["MinewatchModel"]),
         .testTarget(name: "PacketsTests", dependencies: ["MinewatchPackets", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "SinksTests", dependencies: ["MinewatchSinks", "MinewatchCore", "MinewatchModel", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: ["MinewatchServer", "MinewatchSinks", "MinewatchModel", "TestSupport"]),
