@@ -15,6 +15,7 @@
 #include <string.h>
 #include <zlib.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <linux/openat2.h>
 
 struct mw_inflate { z_stream z; };
@@ -234,6 +235,12 @@ int mw_lzma_step(mw_lzma *d, const uint8_t *in, size_t in_len, size_t *consumed,
     return rc;
 }
 
+/* openat2 is 437 on every architecture; a libc older than the kernel may not name it. */
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+_Static_assert(MW_O_PATH == O_PATH, "MW_O_PATH must be this platform's O_PATH");
+
 int mw_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
 #ifdef SYS_openat2
     struct open_how how;
@@ -247,4 +254,9 @@ int mw_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint6
     (void)dirfd; (void)path; (void)flags; (void)mode; (void)resolve;
     return -ENOSYS;
 #endif
+}
+
+long mw_fs_type(int fd) {
+    struct statfs fs;
+    return fstatfs(fd, &fs) == 0 ? (long)fs.f_type : -1;
 }

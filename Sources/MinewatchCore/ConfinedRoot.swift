@@ -23,6 +23,9 @@ public struct PathRefusal: Error, Sendable, Equatable, CustomStringConvertible {
         case notDirectory
         /// The path names something other than what was asked for (a FIFO, a device, a socket, a folder).
         case wrongKind(FileKind)
+        /// A file of a kernel pseudo-filesystem (procfs, sysfs, debugfs, tracefs, securityfs,
+        /// cgroupfs): reading one can have side effects (`/proc/kmsg` consumes the kernel log).
+        case pseudoFile
         /// The file is larger than the caller's limit.
         case tooLarge(size: Int64, limit: Int64)
         case missing
@@ -49,6 +52,7 @@ public struct PathRefusal: Error, Sendable, Equatable, CustomStringConvertible {
         case .crossesMount: return "path crosses onto another mount"
         case .notDirectory: return "a component is not a folder"
         case .wrongKind(let k): return "not a regular file (\(k))"
+        case .pseudoFile: return "a file of a kernel pseudo-filesystem (procfs, sysfs, ...)"
         case .tooLarge(let size, let limit): return "larger than \(limit) bytes (\(size))"
         case .missing: return "no such file"
         case .system(let e): return String(cString: strerror(e)).lowercased()
@@ -116,9 +120,15 @@ public final class ConfinedRoot: Sendable {
 
     /// Opens `path` itself as the root. The root is chosen by minewatch (a folder it was given, or
     /// `/proc/<pid>/root`, whose magic link is meant to be followed here and nowhere below).
-    public init(path: String, links: Links = .refused, sameMount: Bool = false, resolver: Resolver = .automatic) throws(PathRefusal) {
+    public convenience init(path: String, links: Links = .refused, sameMount: Bool = false, resolver: Resolver = .automatic) throws(PathRefusal) {
         let fd = retryingEINTR { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         if fd < 0 { throw PathRefusal(path: path, reason: Self.reason(errno)) }
+        self.init(fd: fd, path: path, links: links, sameMount: sameMount, resolver: resolver)
+    }
+
+    /// Takes `fd`, an open folder (a process's `root` opened through its verified /proc folder),
+    /// as the root; it is closed with this.
+    public init(fd: Int32, path: String, links: Links = .refused, sameMount: Bool = false, resolver: Resolver = .automatic) {
         var st = stat()
         fstat(fd, &st)
         self.fd = fd
@@ -187,8 +197,13 @@ public final class ConfinedRoot: Sendable {
     /// Opens the entry `name` (one component, no `/`) of the open folder `dirfd` for reading, when
     /// it is a regular file: never through a link, never blocking, never opening a device.
     public static func openRegular(in dirfd: Int32, name: String, display: String) throws(PathRefusal) -> FileHandleFD {
-        guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else { throw PathRefusal(path: display, reason: .leavesRoot) }
-        let opath = retryingEINTR { openat(dirfd, name, MW_O_PATH | O_NOFOLLOW | O_CLOEXEC) }
+        try openRegular(in: dirfd, rawName: Array(name.utf8CString), display: display)
+    }
+
+    /// The same for a name as the folder holds it (bytes that need not be UTF-8), NUL-terminated.
+    public static func openRegular(in dirfd: Int32, rawName: [CChar], display: String) throws(PathRefusal) -> FileHandleFD {
+        guard isSingleComponent(rawName) else { throw PathRefusal(path: display, reason: .leavesRoot) }
+        let opath = retryingEINTR { openat(dirfd, rawName, MW_O_PATH | O_NOFOLLOW | O_CLOEXEC) }
         if opath < 0 { throw PathRefusal(path: display, reason: reason(errno)) }
         defer { close(opath) }
         return try reopenRegular(opath, display: display)
@@ -197,20 +212,40 @@ public final class ConfinedRoot: Sendable {
     /// Opens the entry `name` of the open folder `dirfd` as a folder, never through a link.
     /// Returns the fd (the caller closes it).
     public static func openDirectory(in dirfd: Int32, name: String, display: String) throws(PathRefusal) -> Int32 {
-        guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else { throw PathRefusal(path: display, reason: .leavesRoot) }
-        let fd = retryingEINTR { openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+        try openDirectory(in: dirfd, rawName: Array(name.utf8CString), display: display)
+    }
+
+    public static func openDirectory(in dirfd: Int32, rawName: [CChar], display: String) throws(PathRefusal) -> Int32 {
+        guard isSingleComponent(rawName) else { throw PathRefusal(path: display, reason: .leavesRoot) }
+        let fd = retryingEINTR { openat(dirfd, rawName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
         if fd < 0 {
             let e = errno
-            throw PathRefusal(path: display, reason: e == ELOOP || e == ENOTDIR ? .wrongKind(kindAt(dirfd, name)) : reason(e))
+            var st = stat()
+            let kind = fstatat(dirfd, rawName, &st, AT_SYMLINK_NOFOLLOW) == 0 ? FileKind(mode: st.st_mode) : .unknown
+            throw PathRefusal(path: display, reason: e == ELOOP || e == ENOTDIR ? .wrongKind(kind) : reason(e))
         }
         return fd
     }
 
+    /// One name: NUL-terminated, not empty, not `.` or `..`, no `/`.
+    static func isSingleComponent(_ raw: [CChar]) -> Bool {
+        guard let end = raw.firstIndex(of: 0), end > 0 else { return false }
+        let name = raw[..<end]
+        if name.contains(CChar(UInt8(ascii: "/"))) { return false }
+        return !(name.count == 1 && name[0] == CChar(UInt8(ascii: "."))) && !(name.count == 2 && name.allSatisfy { $0 == CChar(UInt8(ascii: ".")) })
+    }
+
     // MARK: resolution
 
-    func components(_ rel: String) throws(PathRefusal) -> [String] {
+    /// The path's components; `..` refused where links are, clamped at the root otherwise (the
+    /// component-wise resolver; the kernel's resolves `..` itself, see `resolve`).
+    func components(_ rel: String, keepDotDot: Bool = false) throws(PathRefusal) -> [String] {
         var out: [String] = []
         for p in rel.split(separator: "/", omittingEmptySubsequences: true) where p != "." {
+            if p == ".." && keepDotDot {
+                out.append("..")
+                continue
+            }
             if p == ".." {
                 // Inside a container `..` at its root stays at its root, as for its own programs.
                 if links == .refused { throw PathRefusal(path: display(rel), reason: .leavesRoot) }
@@ -225,8 +260,11 @@ public final class ConfinedRoot: Sendable {
 
     /// An `MW_O_PATH` descriptor of `rel` (a folder's when `directory`), resolved inside the root.
     func resolve(_ rel: String, directory: Bool = false) throws(PathRefusal) -> Int32 {
-        let parts = try components(rel)
-        if resolver == .automatic && Self.kernelResolves {
+        let kernel = resolver == .automatic && Self.kernelResolves
+        // Inside a container the kernel resolves `..` after the links before it, as the
+        // container's own programs see it (`d/../x` with `d` a link); RESOLVE_IN_ROOT keeps it in.
+        let parts = try components(rel, keepDotDot: kernel && links == .inRoot)
+        if kernel {
             var how = UInt64(RESOLVE_NO_MAGICLINKS)
             how |= links == .refused ? UInt64(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) : UInt64(RESOLVE_IN_ROOT)
             if sameMount { how |= UInt64(RESOLVE_NO_XDEV) }
@@ -294,12 +332,24 @@ public final class ConfinedRoot: Sendable {
         let kind = FileKind(mode: st.st_mode)
         if kind == .symlink { throw PathRefusal(path: display, reason: .symlink) }
         if kind != .regular { throw PathRefusal(path: display, reason: .wrongKind(kind)) }
+        if isPseudoFilesystem(opath) { throw PathRefusal(path: display, reason: .pseudoFile) }
         let fd = retryingEINTR { open("/proc/self/fd/\(opath)", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK) }
         if fd < 0 { throw PathRefusal(path: display, reason: reason(errno)) }
         return FileHandleFD(fd: fd, path: display)
     }
 
-    static func readAll(_ h: FileHandleFD, limit: Int, display: String) throws(PathRefusal) -> [UInt8] {
+    /// Kernel pseudo-filesystems whose "regular" files are interfaces, not content: procfs, sysfs,
+    /// debugfs, tracefs, securityfs, cgroup v1 and v2, bpf, pstore, efivarfs, configfs.
+    static let pseudoFilesystems: Set<Int> = [0x9fa0, 0x6265_6572, 0x6462_6720, 0x7472_6163, 0x7363_6673, 0x27e0eb, 0x6367_7270,
+                                              0xcafe_4a11, 0x6165_676c, 0xde5e_81e4, 0x6265_6570]
+
+    static func isPseudoFilesystem(_ fd: Int32) -> Bool {
+        let type = mw_fs_type(fd)
+        return type >= 0 && pseudoFilesystems.contains(Int(type))
+    }
+
+    public static func readAll(_ h: FileHandleFD, limit: Int, display: String) throws(PathRefusal) -> [UInt8] {
+        precondition(limit >= 0 && limit < Int.max / 2, "a read limit is a size")
         var st = stat()
         if fstat(h.fd, &st) != 0 { throw PathRefusal(path: display, reason: .system(errno)) }
         if Int64(st.st_size) > Int64(limit) { throw PathRefusal(path: display, reason: .tooLarge(size: Int64(st.st_size), limit: Int64(limit))) }

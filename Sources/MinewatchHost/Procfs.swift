@@ -219,16 +219,25 @@ public struct ProcfsReader: Sendable {
     /// (a link there resolves inside the container, never on the host), at most 64 KiB; with its
     /// modification time. nil when it cannot be read; names nil when its modification time is
     /// still `unlessModified` (not read again).
-    public func hostsFile(_ pid: Int32, unlessModified known: Int? = nil) -> (mtime: Int, names: [String: [String]]?)? {
-        guard let dir = containerRoot(pid), let h = try? dir.openFile("etc/hosts") else { return nil }
+    /// With `startTicks`, only while the pid is still that process (a reused pid is not read).
+    public func hostsFile(_ pid: Int32, startTicks: UInt64? = nil, unlessModified known: Int? = nil) -> (mtime: Int, names: [String: [String]]?)? {
+        let dir: ConfinedRoot?
+        if let startTicks { dir = ProcessFolder(procRoot: root, pid: pid, startTicks: startTicks)?.root() } else { dir = containerRoot(pid) }
+        guard let dir, let h = try? dir.openFile("etc/hosts") else { return nil }
         var st = stat()
         guard fstat(h.fd, &st) == 0 else { return nil }
         let mtime = Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec)
         if mtime == known { return (mtime, nil) }
+        // At most 64 KiB are read (a longer file is read as far as that).
         var buf = [UInt8](repeating: 0, count: 65536)
-        let n = buf.withUnsafeMutableBytes { Glibc.read(h.fd, $0.baseAddress, $0.count) }
-        guard n >= 0 else { return nil }
-        return (mtime, ProcParsers.hosts(Array(buf[0..<n])))
+        var used = 0
+        while used < buf.count {
+            let n = buf.withUnsafeMutableBytes { b in retryingEINTR { Glibc.pread(h.fd, b.baseAddress.map { $0 + used }, b.count - used, off_t(used)) } }
+            if n < 0 { return nil }
+            if n == 0 { break }
+            used += n
+        }
+        return (mtime, ProcParsers.hosts(Array(buf[0..<used])))
     }
 }
 

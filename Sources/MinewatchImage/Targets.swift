@@ -98,7 +98,7 @@ public struct RootfsWalker {
         do { top = try ConfinedRoot(path: root, links: .refused, sameMount: oneFileSystem) } catch { throw error.error }
         var st = stat()
         if fstat(top.fd, &st) != 0 { throw MinewatchError.posix("stat", subject: root, errno: errno) }
-        walkDir(fd: top.fd, rel: "", dev: st.st_dev, depth: 0, visit: visit, issue: issue)
+        withExtendedLifetime(top) { walkDir(fd: top.fd, rel: "", dev: st.st_dev, depth: 0, visit: visit, issue: issue) }
     }
 
     func walkDir(fd: Int32, rel: String, dev: UInt, depth: Int,
@@ -114,19 +114,19 @@ public struct RootfsWalker {
             return
         }
         defer { closedir(dirp) }
-        var names: [String] = []
+        // Names as the folder holds them (any bytes but NUL and '/'), opened by those bytes; the
+        // decoded text is for reports only, so a name that is not UTF-8 is still read.
+        var names: [(raw: [CChar], text: String)] = []
         while let ent = readdir(dirp) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name == "." || name == ".." { continue }
-            names.append(name)
+            let raw = withUnsafeBytes(of: ent.pointee.d_name) { b in Array(b.prefix { $0 != 0 }).map { CChar(bitPattern: $0) } + [0] }
+            if raw == [46, 0] || raw == [46, 46, 0] { continue }
+            names.append((raw, String(decoding: raw.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)))
         }
-        names.sort()
-        for name in names {
+        names.sort { $0.raw.lexicographicallyPrecedes($1.raw) }
+        for (raw, name) in names {
             let path = rel + "/" + name
             var st = stat()
-            if fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 {
+            if fstatat(fd, raw, &st, AT_SYMLINK_NOFOLLOW) != 0 {
                 issue(ScanIssue(path: path, message: "stat: \(String(cString: strerror(errno)).lowercased())"))
                 continue
             }
@@ -134,15 +134,22 @@ public struct RootfsWalker {
             if type == S_IFDIR {
                 if oneFileSystem && st.st_dev != dev { continue }
                 do {
-                    let sub = try ConfinedRoot.openDirectory(in: fd, name: name, display: root + path)
+                    let sub = try ConfinedRoot.openDirectory(in: fd, rawName: raw, display: root + path)
+                    defer { close(sub) }
+                    // The folder opened is the one checked (nothing was mounted over it meanwhile).
+                    var opened = stat()
+                    if oneFileSystem && (fstat(sub, &opened) != 0 || opened.st_dev != dev) { continue }
                     walkDir(fd: sub, rel: path, dev: dev, depth: depth + 1, visit: visit, issue: issue)
-                    close(sub)
                 } catch {
                     issue(ScanIssue(path: path, message: "open folder: \(error.message)"))
                 }
             } else if type == S_IFREG {
                 do {
-                    visit(path, try ConfinedRoot.openRegular(in: fd, name: name, display: root + path), Int64(st.st_size))
+                    let h = try ConfinedRoot.openRegular(in: fd, rawName: raw, display: root + path)
+                    var opened = stat()
+                    // A file bind-mounted from another filesystem is not part of this tree.
+                    if oneFileSystem && (fstat(h.fd, &opened) != 0 || opened.st_dev != dev) { continue }
+                    visit(path, h, Int64(opened.st_size))
                 } catch {
                     issue(ScanIssue(path: path, message: "open: \(error.message)"))
                 }

@@ -215,10 +215,12 @@ public final class HostSampler {
             snap.upperDir = cache.upperDir ?? nil
             // /etc/hosts: read when it changed (a stat a pass).
             // Looked at when first seen, then every 30 s (a stat), and only with outbound connections.
-            if id != "host", let pid = procs.first?.sample.pid, snap.sockets.contains(where: { $0.isEstablished }),
+            if id != "host", let first = procs.first?.sample, snap.sockets.contains(where: { $0.isEstablished }),
                cache.hostsCheckedAt.map({ now.timeIntervalSince($0) >= 30 }) ?? true {
                 cache.hostsCheckedAt = now
-                if let h = proc.hostsFile(pid, unlessModified: cache.hosts?.mtime), let names = h.names { cache.hosts = (h.mtime, names) }
+                if let h = proc.hostsFile(first.pid, startTicks: first.startTicks, unlessModified: cache.hosts?.mtime), let names = h.names {
+                    cache.hosts = (h.mtime, names)
+                }
             }
             snap.hostNames = cache.hosts?.names ?? [:]
             containers[id] = cache

@@ -161,3 +161,28 @@ func entries(_ bytes: [UInt8]) throws(MinewatchError) -> [(TarEntry, [UInt8])] {
         }
     }
 }
+
+@Suite struct RootfsWalkerTests {
+    /// A name that is not UTF-8 (any byte but NUL and '/' is allowed) is read by its bytes, so a
+    /// miner cannot hide behind one.
+    @Test func namesThatAreNotUTF8AreRead() throws {
+        let dir = try TempDir("walk")
+        defer { dir.cleanup() }
+        _ = try dir.file("root/ok.txt", Array("ok".utf8))
+        let raw: [CChar] = (Array((dir.path + "/root/").utf8) + [0xff, 0xfe, 0x41, 0]).map { CChar(bitPattern: $0) }
+        let fd = open(raw, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        #expect(fd >= 0)
+        _ = "hidden".withCString { write(fd, $0, 6) }
+        close(fd)
+        var seen: [String: Int64] = [:]
+        var issues: [String] = []
+        try RootfsWalker(root: dir.path + "/root").walk(visit: { path, h, size in
+            var b = [UInt8](repeating: 0, count: 16)
+            let n = b.withUnsafeMutableBytes { read(h.fd, $0.baseAddress, $0.count) }
+            seen[path] = size
+            #expect(n == Int(size))
+        }, issue: { issues.append("\($0.path ?? ""): \($0.message)") })
+        #expect(issues.isEmpty, "\(issues)")
+        #expect(seen.count == 2 && seen["/ok.txt"] == 2 && seen.values.contains(6), "\(seen)")
+    }
+}

@@ -17,6 +17,7 @@ import TestSupport
     static func fakeProc(_ dir: TempDir, files: [(String, [UInt8])], links: [(String, String)]) throws -> String {
         let proc = dir.path + "/proc"
         _ = try dir.file("proc/4242/exe", Samples.elf(["node.js runtime", "v8::Isolate"], seed: 40))
+        _ = try dir.file("proc/4242/stat", Array("4242 (node) S 1 4242 4242 0 -1 0 0 0 0 0 5 2 0 0 20 0 1 0 1 1000 100 0".utf8))
         _ = try dir.file("proc/4242/root/etc/hostname", Array("c\n".utf8))
         for (p, d) in files { _ = try dir.file("proc/4242/root" + p, d) }
         for (p, target) in links {
@@ -60,5 +61,9 @@ import TestSupport
             let f = scanner.findings(for: Self.sample(argv))
             #expect(Self.miner(f), "\(argv): \(f ?? [])")
         }
+        // The same pid, now another process (it started later): nothing is read through it.
+        var reused = Self.sample(["node", "/app/real/annmine.js"])
+        reused.startTicks = 2
+        #expect(scanner.findings(for: reused) == [])
     }
 }

@@ -67,6 +67,8 @@ int mw_memfd(const char *name);
 /* openat2(2) with an open_how of {flags, mode, resolve}. Returns the fd or -errno (-ENOSYS where
    the kernel or a seccomp filter lacks it). */
 int mw_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+/* The filesystem type (statfs f_type) of an open file, or -1. */
+long mw_fs_type(int fd);
 
 /* libFuzzer's driver (linked only into mw-fuzz built with -sanitize=fuzzer). */
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));

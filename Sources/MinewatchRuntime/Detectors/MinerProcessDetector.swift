@@ -44,38 +44,32 @@ public final class ExecutableScanner {
     /// Findings of the process's executable and script; nil when the executable could not be read
     /// (the process is asked about again later: an unreadable file is never taken for a clean one).
     public func findings(for s: ProcessSample) -> [Finding]? {
-        // /proc/<pid>/exe is the kernel's link to the very file the process runs (not a path the
-        // container chooses), so it is opened as it is.
-        let exePath = "\(procRoot)/\(s.pid)/exe"
-        let exeFD = open(exePath, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard exeFD >= 0, var out = scan(FileHandleFD(fd: exeFD, path: exePath), label: "exe") else {
-            if exeFD >= 0 { return nil }
-            // Gone (or a kernel thread) is not a failure: nothing runs there any more.
-            return FileManager.default.fileExists(atPath: "\(procRoot)/\(s.pid)") ? nil : []
+        // Everything is read through the process's own /proc folder, checked to be the process
+        // sampled: a pid reused by another process (a host one) is never read through.
+        guard let folder = ProcessFolder(procRoot: procRoot, pid: s.pid, startTicks: s.startTicks) else {
+            // Gone, or replaced, is not a failure: nothing runs there any more.
+            return []
         }
-        if let exe = s.exe, Self.isInterpreter(exe), let script = Self.scriptArgument(s.cmdline),
-           let handle = openScript(script, pid: s.pid) {
+        // `exe` is the kernel's link to the very file the process runs (not a path the container
+        // chooses), so it is opened as it is.
+        guard let exe = folder.open("exe", flags: O_RDONLY | O_NONBLOCK | O_NOCTTY), var out = scan(exe, label: "exe") else { return nil }
+        if let exePath = s.exe, Self.isInterpreter(exePath), let script = Self.scriptArgument(s.cmdline),
+           let handle = openScript(script, in: folder) {
             out += scan(handle, label: "script \(script)") ?? []
         }
         return out
     }
 
-    /// The script named on an interpreter's command line, opened inside the container's root:
-    /// an absolute path or a link there resolves as it does for the container (never on the host),
-    /// a relative one from the process's working folder.
-    func openScript(_ script: String, pid: Int32) -> FileHandleFD? {
+    /// The script named on an interpreter's command line, opened inside the process's root: an
+    /// absolute path or a link there resolves as it does for the process (never on the host), a
+    /// relative one from its working folder as the process sees it.
+    func openScript(_ script: String, in folder: ProcessFolder) -> FileHandleFD? {
         var path = script
         if !script.hasPrefix("/") {
-            // The working folder as the container sees it (readlink of /proc/<pid>/cwd).
-            var buf = [CChar](repeating: 0, count: 4096)
-            let n = readlink("\(procRoot)/\(pid)/cwd", &buf, buf.count - 1)
-            guard n > 0 else { return nil }
-            let cwd = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard cwd.hasPrefix("/") else { return nil }
+            guard let cwd = folder.link("cwd"), cwd.hasPrefix("/"), !cwd.hasSuffix(" (deleted)") else { return nil }
             path = cwd + "/" + script
         }
-        guard let root = try? ConfinedRoot(path: "\(procRoot)/\(pid)/root", links: .inRoot) else { return nil }
-        return try? root.openFile(path)
+        return try? folder.root()?.openFile(path)
     }
 
     static func isInterpreter(_ exe: String) -> Bool {
