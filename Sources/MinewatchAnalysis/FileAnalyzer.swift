@@ -156,7 +156,6 @@ public struct FileAnalyzer: Sendable {
         let contexts = fileType == .elf ? [] : matches.filter { $0.rule.suppressTo != nil }
         let cap = contexts.compactMap(\.rule.suppressTo).min()
         var out: [Finding] = []
-        var suppressed = Set<Int>()
         for m in matches where m.rule.suppressTo == nil {
             let evidence = Self.dedupe(m.evidence)
             var f = Finding(ruleId: m.rule.id, severity: m.rule.severity, family: m.rule.family, category: m.rule.category,
@@ -170,11 +169,10 @@ public struct FileAnalyzer: Sendable {
                 f.cappedFrom = f.severity
                 f.note = "capped at \(cap) from \(f.severity): file is a \(contexts.map { "\($0.rule.title) (\($0.rule.id))" }.joined(separator: ", "))"
                 f.severity = cap
-                suppressed.insert(out.count)
             }
             out.append(f)
         }
-        Correlator.apply(rules.ruleSet.correlations.filter { $0.scope == .file }, to: &out, excluding: suppressed)
+        Correlator.apply(rules.ruleSet.correlations.filter { $0.scope == .file }, to: &out)
         return out
     }
 
@@ -185,14 +183,15 @@ public struct FileAnalyzer: Sendable {
 }
 
 /// Raises findings when the other evidence a correlation asks for is present in the same scope.
+/// Findings that benign context capped (`cappedFrom`) are neither raised nor partners.
 public enum Correlator {
-    public static func apply(_ correlations: [Correlation], to findings: inout [Finding], excluding: Set<Int> = []) {
+    public static func apply(_ correlations: [Correlation], to findings: inout [Finding]) {
         for c in correlations {
             // Decide on the severities before this correlation changes any of them.
             let before = findings
-            for i in findings.indices where !excluding.contains(i) && c.targetCategories.contains(findings[i].category) {
+            for i in findings.indices where findings[i].cappedFrom == nil && c.targetCategories.contains(findings[i].category) {
                 let partners = before.indices.filter { j in
-                    j != i && !excluding.contains(j) && before[j].category != before[i].category
+                    j != i && before[j].cappedFrom == nil && before[j].category != before[i].category
                         && c.withCategories.contains(before[j].category) && before[j].severity >= c.withMinSeverity
                 }
                 guard !partners.isEmpty, findings[i].severity < c.raiseTo else { continue }

@@ -220,9 +220,7 @@ public final class ConfinedRoot: Sendable {
         let fd = retryingEINTR { openat(dirfd, rawName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
         if fd < 0 {
             let e = errno
-            var st = stat()
-            let kind = fstatat(dirfd, rawName, &st, AT_SYMLINK_NOFOLLOW) == 0 ? FileKind(mode: st.st_mode) : .unknown
-            throw PathRefusal(path: display, reason: e == ELOOP || e == ENOTDIR ? .wrongKind(kind) : reason(e))
+            throw PathRefusal(path: display, reason: e == ELOOP || e == ENOTDIR ? .wrongKind(kindAt(dirfd, rawName)) : reason(e))
         }
         return fd
     }
@@ -368,7 +366,9 @@ public final class ConfinedRoot: Sendable {
         return out
     }
 
-    static func kindAt(_ dirfd: Int32, _ name: String) -> FileKind {
+    /// What the entry `name` of `dirfd` is, without following a link (a String or a
+    /// NUL-terminated name as the folder holds it).
+    static func kindAt(_ dirfd: Int32, _ name: UnsafePointer<CChar>) -> FileKind {
         var st = stat()
         return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? FileKind(mode: st.st_mode) : .unknown
     }

@@ -209,21 +209,13 @@ public struct ProcfsReader: Sendable {
         read("\(pid)/environ", limit: 256 * 1024).map { ProcParsers.environ($0, keep: keep) } ?? [:]
     }
 
-    /// The process's root folder (`/proc/<pid>/root`) as a confined root: paths below it resolve
-    /// as they do for the container's own programs (links included) and never leave it.
-    public func containerRoot(_ pid: Int32) -> ConfinedRoot? {
-        try? ConfinedRoot(path: "\(root)/\(pid)/root", links: .inRoot)
-    }
-
     /// The container's /etc/hosts as address -> names, read through the container's confined root
     /// (a link there resolves inside the container, never on the host), at most 64 KiB; with its
     /// modification time. nil when it cannot be read; names nil when its modification time is
     /// still `unlessModified` (not read again).
-    /// With `startTicks`, only while the pid is still that process (a reused pid is not read).
-    public func hostsFile(_ pid: Int32, startTicks: UInt64? = nil, unlessModified known: Int? = nil) -> (mtime: Int, names: [String: [String]]?)? {
-        let dir: ConfinedRoot?
-        if let startTicks { dir = ProcessFolder(procRoot: root, pid: pid, startTicks: startTicks)?.root() } else { dir = containerRoot(pid) }
-        guard let dir, let h = try? dir.openFile("etc/hosts") else { return nil }
+    /// Only while the pid is still the process that started at `startTicks` (a reused pid is not read).
+    public func hostsFile(_ pid: Int32, startTicks: UInt64, unlessModified known: Int? = nil) -> (mtime: Int, names: [String: [String]]?)? {
+        guard let dir = ProcessFolder(procRoot: root, pid: pid, startTicks: startTicks)?.root(), let h = try? dir.openFile("etc/hosts") else { return nil }
         var st = stat()
         guard fstat(h.fd, &st) == 0 else { return nil }
         let mtime = Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec)

@@ -62,7 +62,7 @@ public final class CaptureAnalyzer {
                 largest.sort { $0.clientBytes + $0.serverBytes > $1.clientBytes + $1.serverBytes }
                 if largest.count > 20 { largest.removeLast() }
             }
-            if Self.worthKeeping(i.facts) || names[flow.server] != nil {
+            if i.facts.carriesEvidence || names[flow.server] != nil {
                 if finished.count < maxKeptFlows { finished.append((flow, i.facts)) } else { report.flowsNotKept += 1 }
             }
         }
@@ -173,17 +173,13 @@ public final class CaptureAnalyzer {
 
     /// A protocol verdict as a finding at `path`.
     static func finding(_ v: ProtocolVerdict, path: String) -> Finding {
-        Finding(ruleId: v.id, severity: v.severity, family: v.family, category: v.category, title: v.title, path: path, evidence: v.evidence,
-                technique: v.technique)
+        v.verdict.finding(path: path, family: v.family, evidence: v.evidence)
     }
 
     /// The client a finding's path names: a host (`198.18.1.5`) or a flow (`[v6]:p -> b:q`).
     static func client(ofPath path: String) -> String {
         Endpoint.host(String(path.split(separator: " ", maxSplits: 1).first ?? Substring(path)))
     }
-
-    /// Facts that can become a session or a finding.
-    static func worthKeeping(_ f: SessionFacts) -> Bool { f.carriesEvidence }
 
     func build(_ report: inout CaptureReport, _ flows: [(Flow, SessionFacts)], names: [IPAddress: String],
                dnsQueries: [(client: IPAddress, name: String, time: Double)], verdicts: [IPAddress: BandwidthVerdict],
@@ -211,13 +207,10 @@ public final class CaptureAnalyzer {
                 break
             }
             if let h = facts.heartbeat, !(facts.sni.flatMap { rules.serviceRule(for: $0) } != nil) {
-                let r = rules.verdict("MW-NET-HEARTBEAT")
-                report.findings.append(Finding(
-                    ruleId: r.id, severity: r.severity, family: nil, category: r.category, title: r.title,
+                report.findings.append(rules.verdict("MW-NET-HEARTBEAT").finding(
                     path: f.endpoints,
                     evidence: [Evidence(kind: .attribute, name: "heartbeat", value: HeartbeatJudge.describe(h)),
-                               Evidence(kind: .pool, name: "server", value: serverName(f, facts).map { "\($0) (\(f.endpoints))" } ?? f.endpoints)],
-                    technique: r.technique))
+                               Evidence(kind: .pool, name: "server", value: serverName(f, facts).map { "\($0) (\(f.endpoints))" } ?? f.endpoints)]))
             }
             let interesting = facts.protocolName.isMining
                 || (facts.protocolName == .tls && facts.sni != nil)
@@ -250,9 +243,8 @@ public final class CaptureAnalyzer {
             }
         }
         for (host, v) in relays.sorted(by: { $0.key < $1.key }) {
-            let r = rules.verdict("MW-NET-RELAY")
-            report.findings.append(Finding(ruleId: r.id, severity: r.severity, family: nil, category: r.category, title: r.title,
-                                           path: "\(host)", evidence: RelayEvidence.evidence(v), note: RelayEvidence.summary(v), technique: r.technique))
+            report.findings.append(rules.verdict("MW-NET-RELAY").finding(path: "\(host)", evidence: RelayEvidence.evidence(v),
+                                                                          note: RelayEvidence.summary(v)))
         }
         for (_, c) in services.sorted(by: { $0.key < $1.key }) {
             var ev = [Evidence(kind: .pool, name: c.domain, value: c.via), Evidence(kind: .attribute, name: "rule", value: c.rule.id)]
@@ -260,9 +252,7 @@ public final class CaptureAnalyzer {
             let relayed = relays[c.client] != nil
             if relayed { ev.append(Evidence(kind: .attribute, name: "with", value: "the same client relays traffic (MW-NET-RELAY)")) }
             let r = rules.verdict("MW-NET-SERVICE", c.heartbeat != nil || relayed ? "corroborated" : "contact", ["service": c.rule.title])
-            report.findings.append(Finding(
-                ruleId: r.id, severity: r.severity, family: c.rule.family, category: r.category, title: r.title, path: "\(c.client)",
-                evidence: ev, technique: c.rule.technique ?? r.technique))
+            report.findings.append(r.finding(path: "\(c.client)", family: c.rule.family, evidence: ev, technique: c.rule.technique))
         }
         for (_, c) in poolContacts.sorted(by: { $0.key < $1.key }) {
             report.findings.append(Self.finding(ProtocolJudge.poolDomain(c.domain, via: c.via, server: c.name, rules: rules), path: "\(c.client)"))
@@ -275,9 +265,7 @@ public final class CaptureAnalyzer {
             let why = BandwidthEvidence.reasons(v, toUpload: toUpload) + others.sorted().map { "\($0) finding" }
             var ev = BandwidthEvidence.evidence(v, reasons: why)
             ev.insert(Evidence(kind: .attribute, name: "shape", value: BandwidthEvidence.shape(v)), at: v.destinations.count)
-            let r = rules.verdict("MW-NET-BANDWIDTH", why.isEmpty ? "trait" : "corroborated")
-            report.findings.append(Finding(ruleId: r.id, severity: r.severity, family: nil, category: r.category, title: r.title,
-                                           path: "\(host)", evidence: ev, technique: r.technique))
+            report.findings.append(rules.verdict("MW-NET-BANDWIDTH", why.isEmpty ? "trait" : "corroborated").finding(path: "\(host)", evidence: ev))
         }
         report.findings.sort { $0.severity > $1.severity }
     }

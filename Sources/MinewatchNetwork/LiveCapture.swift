@@ -16,7 +16,6 @@ public struct LiveSession: Sendable, Hashable {
     public var first: Date
     public var facts: SessionFacts
     /// The address part of an "address:port" or "[v6]:port" endpoint.
-    public static func address(of endpoint: String) -> String { Endpoint.host(endpoint) }
 
     public init(client: String, clientPort: UInt16, serverPort: UInt16, server: String, first: Date, facts: SessionFacts) {
         self.client = client

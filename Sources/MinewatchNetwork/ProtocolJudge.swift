@@ -8,15 +8,12 @@ import MinewatchSignatures
 public struct ProtocolVerdict: Sendable {
     public enum Kind: String, Sendable { case stratum, packetcrypt, getwork, poolDomain = "pool-domain" }
     public var kind: Kind
-    /// The verdict's id in the rule data (`MW-NET-STRATUM`), its severity, title, technique and
-    /// category from there.
-    public var id: String
-    public var severity: Severity
+    /// The verdict in the rule data (`MW-NET-STRATUM` and its case): its severity, title
+    /// ("Stratum (Monero dialect) mining session"), technique and category.
+    public var verdict: ResolvedVerdict
     public var family: String?
-    /// A title for the kind of evidence ("Stratum (Monero dialect) mining session").
-    public var title: String
-    public var technique: String?
-    public var category: String
+    public var severity: Severity { verdict.severity }
+    public var technique: String? { verdict.technique }
     /// One sentence with the numbers.
     public var summary: String
     public var evidence: [Evidence]
@@ -40,8 +37,7 @@ public enum ProtocolJudge {
             + (f.agent.map { " (agent \($0))" } ?? "") + ": \(f.jobs) jobs, \(f.submits) shares, \(f.accepted) accepted"
         let protocolText = monero ? "Stratum (Monero dialect)" : ethereum ? "Stratum (Ethereum dialect: EthProxy or EthereumStratum/1.0.0)" : "Stratum"
         let r = rules.verdict("MW-NET-STRATUM", proven ? "proven" : "session", ["protocol": protocolText])
-        return ProtocolVerdict(kind: .stratum, id: r.id, severity: r.severity, family: CaptureAnalyzer.family(agent: f.agent), title: r.title,
-                               technique: r.technique, category: r.category, summary: summary, evidence: ev)
+        return ProtocolVerdict(kind: .stratum, verdict: r, family: CaptureAnalyzer.family(agent: f.agent), summary: summary, evidence: ev)
     }
 
     /// PacketCrypt traffic of one client (one container): config.json polls, announcement posts.
@@ -62,8 +58,7 @@ public enum ProtocolJudge {
         let summary = "PacketCrypt: \(anns) announcements in \(posts) posts to \(handlers.count) handler\(handlers.count == 1 ? "" : "s")"
             + ", config.json polls of \(pools.count) pool\(pools.count == 1 ? "" : "s")" + (payto.first.map { ", payto \($0)" } ?? "")
         let r = rules.verdict("MW-NET-PACKETCRYPT", posts > 0 ? "announcing" : "polling")
-        return ProtocolVerdict(kind: .packetcrypt, id: r.id, severity: r.severity, family: "packetcrypt", title: r.title, technique: r.technique,
-                               category: r.category, summary: summary, evidence: ev)
+        return ProtocolVerdict(kind: .packetcrypt, verdict: r, family: "packetcrypt", summary: summary, evidence: ev)
     }
 
     /// getwork/getblocktemplate requests or X-Mining-Extensions: high.
@@ -72,8 +67,7 @@ public enum ProtocolJudge {
         var ev = [Evidence(kind: .pool, name: "server", value: server), Evidence(kind: .attribute, name: "requests", value: "\(f.getwork) getwork/getblocktemplate")]
         if let x = f.miningExtensions { ev.append(Evidence(kind: .attribute, name: "X-Mining-Extensions", value: x)) }
         let r = rules.verdict("MW-NET-GETWORK")
-        return ProtocolVerdict(kind: .getwork, id: r.id, severity: r.severity, family: nil, title: r.title, technique: r.technique,
-                               category: r.category, summary: "getwork/getblocktemplate mining requests to \(server)", evidence: ev)
+        return ProtocolVerdict(kind: .getwork, verdict: r, family: nil, summary: "getwork/getblocktemplate mining requests to \(server)", evidence: ev)
     }
 
     /// A name the workload itself looked up or sent (DNS, TLS SNI, HTTP Host) at or below a pool
@@ -81,8 +75,7 @@ public enum ProtocolJudge {
     public static func poolDomain(_ domain: String, via: String, server: String, rules: RuleSet) -> ProtocolVerdict {
         // PacketCrypt pools' domains carry "pkt": bandwidth hijacking rather than CPU.
         let r = rules.verdict("MW-NET-POOL-DOMAIN", domain.contains("pkt") ? "packetcrypt" : "default")
-        return ProtocolVerdict(kind: .poolDomain, id: r.id, severity: r.severity, family: nil, title: r.title, technique: r.technique,
-                               category: r.category, summary: "connection to mining pool domain \(domain) (\(via), \(server))",
+        return ProtocolVerdict(kind: .poolDomain, verdict: r, family: nil, summary: "connection to mining pool domain \(domain) (\(via), \(server))",
                                evidence: [Evidence(kind: .pool, name: domain, value: via)])
     }
 }

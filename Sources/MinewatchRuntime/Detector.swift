@@ -18,8 +18,9 @@ public struct Verdict: Sendable {
     /// MITRE ATT&CK technique when it is not the detector's usual one.
     public var technique: String?
     /// The verdict (id and case) of the rule data whose severity and technique this verdict
-    /// takes (`80-verdicts.yaml`); the pipeline applies it. nil: the detector decided (from the
-    /// content rules, or through a judge that read the rule data itself).
+    /// takes (`80-verdicts.yaml`); the pipeline applies it, and `severity` stands only where no
+    /// rule file names that verdict. nil: the detector decided (from the content rules, or
+    /// through a judge that read the rule data itself).
     public var verdict: (id: String, case: String)?
 
     public init(severity: Severity, family: String? = nil, summary: String, technique: String? = nil, evidence: [Evidence],

@@ -78,49 +78,33 @@ public struct DetectorSet {
         let on = { (id: DetectorID) in !settings.disabled.contains(id) }
         let times = ProcessTimes(procRoot: procRoot)
         if on(.minerProcess) {
-            let d = MinerProcessDetector(rules: rules, procRoot: procRoot, times: times)
-            set.minerProcess = d
-            set.registered.append(RegisteredDetector(d, state: \.minerProcess))
+            set.add(MinerProcessDetector(rules: rules, procRoot: procRoot, times: times), \.minerProcess, state: \.minerProcess)
             set.environmentKeys = MinerProcessDetector.environmentKeys.union(rules.ruleSet.environmentKeys)
         }
         if on(.drift) {
             var d = DriftDetector(scratchPrefixes: settings.scratchPrefixes)
             d.times = times
-            set.drift = d
-            set.registered.append(RegisteredDetector(d, state: \.drift))
+            set.add(d, \.drift, state: \.drift)
         }
-        if on(.poolContact) {
-            let d = PoolContactDetector(ports: rules.ruleSet.minerPorts)
-            set.poolContact = d
-            set.registered.append(RegisteredDetector(d, state: \.poolContact))
-        }
+        if on(.poolContact) { set.add(PoolContactDetector(ports: rules.ruleSet.minerPorts), \.poolContact, state: \.poolContact) }
         if on(.miningProtocol) {
             var d = MiningProtocolDetector(rules: rules.ruleSet)
             d.packetCryptWait = settings.packetCryptWait
-            set.miningProtocol = d
-            set.registered.append(RegisteredDetector(d, state: \.miningProtocol))
+            set.add(d, \.miningProtocol, state: \.miningProtocol)
         }
-        if on(.relay) {
-            let d = RelayTrafficDetector(model: settings.relay)
-            set.relay = d
-            set.registered.append(RegisteredDetector(d, state: \.relay))
-        }
-        if on(.bandwidthService) {
-            let d = BandwidthServiceDetector(rules: rules.ruleSet)
-            set.bandwidthService = d
-            set.registered.append(RegisteredDetector(d, state: \.bandwidthService))
-        }
-        if on(.bandwidthMiner) {
-            let d = BandwidthMinerDetector(model: settings.bandwidth)
-            set.bandwidthMiner = d
-            set.registered.append(RegisteredDetector(d, state: \.bandwidthMiner))
-        }
+        if on(.relay) { set.add(RelayTrafficDetector(model: settings.relay), \.relay, state: \.relay) }
+        if on(.bandwidthService) { set.add(BandwidthServiceDetector(rules: rules.ruleSet), \.bandwidthService, state: \.bandwidthService) }
+        if on(.bandwidthMiner) { set.add(BandwidthMinerDetector(model: settings.bandwidth), \.bandwidthMiner, state: \.bandwidthMiner) }
         if on(.cpuMiner) {
-            let d = CPUDetector(threshold: settings.cpuThreshold, window: settings.cpuWindow)
-            set.cpuMiner = d
-            set.registered.append(RegisteredDetector(d, state: \.cpuMiner))
+            set.add(CPUDetector(threshold: settings.cpuThreshold, window: settings.cpuWindow), \.cpuMiner, state: \.cpuMiner)
         }
         return set
+    }
+
+    /// Keeps `d` in its field and runs it after those added before, with its state in `state`.
+    mutating func add<D: ContainerDetector>(_ d: D, _ field: WritableKeyPath<DetectorSet, D?>, state: WritableKeyPath<DetectorStates, D.State?>) {
+        self[keyPath: field] = d
+        registered.append(RegisteredDetector(d, state: state))
     }
 
     public var ids: [DetectorID] { registered.map(\.id) }

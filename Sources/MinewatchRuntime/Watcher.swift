@@ -149,9 +149,10 @@ public final class Watcher {
         return out
     }
 
-    /// A verdict with the severity and technique the rule data gives its verdict and case.
+    /// A verdict with the severity and technique the rule data gives its verdict and case; the
+    /// detector's own severity stands where no rule file names the verdict.
     func resolved(_ v: Verdict) -> Verdict {
-        guard let key = v.verdict else { return v }
+        guard let key = v.verdict, rules.ruleSet.verdicts[key.id] != nil else { return v }
         var v = v
         let r = rules.ruleSet.verdict(key.id, key.case)
         v.severity = r.severity

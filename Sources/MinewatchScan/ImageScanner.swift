@@ -205,8 +205,7 @@ public final class ImageScanner {
 
     /// Image-scope correlations (findings stay in scan order: metadata, then layers base first).
     func finishImage(_ report: inout TargetReport) {
-        let suppressed = Set(report.findings.indices.filter { report.findings[$0].cappedFrom != nil })
-        Correlator.apply(rules.ruleSet.correlations.filter { $0.scope == .image }, to: &report.findings, excluding: suppressed)
+        Correlator.apply(rules.ruleSet.correlations.filter { $0.scope == .image }, to: &report.findings)
     }
 
     /// Findings in the files the image's Entrypoint/Cmd runs (its program, an interpreter's

@@ -79,6 +79,15 @@ public struct ResolvedVerdict: Sendable, Hashable {
     public var category: String
 }
 
+extension ResolvedVerdict {
+    /// This verdict as a finding at `path`; a technique given here (a service rule's) wins over the
+    /// verdict's.
+    public func finding(path: String, family: String? = nil, evidence: [Evidence], note: String? = nil, technique: String? = nil) -> Finding {
+        Finding(ruleId: id, severity: severity, family: family, category: category, title: title, path: path, evidence: evidence,
+                note: note, technique: technique ?? self.technique)
+    }
+}
+
 extension RuleSet {
     /// The verdict `id` in `case` with its title's `{placeholders}` filled from `values`. A verdict
     /// no rule file sets (the bundled rules were left out) reads as its id, at medium.

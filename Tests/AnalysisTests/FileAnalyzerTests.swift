@@ -58,8 +58,15 @@ import Testing
         var paired = [finding("packer", .low), finding("pool-url", .medium)]
         Correlator.apply([c], to: &paired)
         #expect(paired[0].severity == .high && paired[0].note?.contains("raised from low by C") == true)
+        // A partner that benign context capped raises nothing.
         var excluded = [finding("packer", .low), finding("pool-url", .medium)]
-        Correlator.apply([c], to: &excluded, excluding: [1])
+        excluded[1].cappedFrom = .high
+        Correlator.apply([c], to: &excluded)
         #expect(excluded[0].severity == .low)
+        // Nor is a capped finding raised.
+        var cappedTarget = [finding("packer", .low), finding("pool-url", .medium)]
+        cappedTarget[0].cappedFrom = .critical
+        Correlator.apply([c], to: &cappedTarget)
+        #expect(cappedTarget[0].severity == .low)
     }
 }

@@ -36,7 +36,7 @@ public struct BandwidthMinerDetector: ContainerDetector {
         }
         let others = Self.corroborating.filter { context.alerted.contains($0) }.map { "\($0.rawValue) alert" }
         let upload = Set(b.destinations.map(\.address))
-        let toUpload = pass.snapshot.sessions.filter { upload.contains(LiveSession.address(of: $0.server)) }.map(\.facts)
+        let toUpload = pass.snapshot.sessions.filter { upload.contains(Endpoint.host($0.server)) }.map(\.facts)
         let why = BandwidthEvidence.reasons(b, toUpload: toUpload) + others
         let cores = pass.cpuCores
         var summary = BandwidthEvidence.shape(b, seconds: pass.now.timeIntervalSince(b.since), cpuCores: cores)

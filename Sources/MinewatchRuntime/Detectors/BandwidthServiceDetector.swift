@@ -47,7 +47,7 @@ public struct BandwidthServiceDetector: ContainerDetector {
         var hit: (rule: Rule, domain: String, via: String, session: LiveSession?)?
         for s in sessions.sorted(by: { ($0.facts.heartbeat != nil ? 0 : 1, $0.first) < ($1.facts.heartbeat != nil ? 0 : 1, $1.first) }) {
             for (name, via) in [(s.facts.sni, "TLS server name"), (s.facts.host, "HTTP Host")] {
-                guard let name, let r = ruleSet.serviceRule(for: Self.hostPart(name)) else { continue }
+                guard let name, let r = ruleSet.serviceRule(for: Endpoint.host(name)) else { continue }
                 hit = (r.rule, r.domain, "\(via) \(name) to \(s.server)", s)
                 break
             }
@@ -55,7 +55,7 @@ public struct BandwidthServiceDetector: ContainerDetector {
         }
         if hit == nil {
             // Addresses it connects to that its /etc/hosts names (the lookup never reaches DNS).
-            let heartbeatByServer = Dictionary(sessions.filter { $0.facts.heartbeat != nil }.map { (LiveSession.address(of: $0.server), $0) },
+            let heartbeatByServer = Dictionary(sessions.filter { $0.facts.heartbeat != nil }.map { (Endpoint.host($0.server), $0) },
                                                uniquingKeysWith: { a, _ in a })
             let outbound = snap.sockets.filter { $0.isEstablished && !snap.listenPorts.contains($0.localPort) }
             for s in outbound.sorted(by: { (heartbeatByServer[$0.remoteAddress] == nil ? 1 : 0) < (heartbeatByServer[$1.remoteAddress] == nil ? 1 : 0) }) {
@@ -92,7 +92,4 @@ public struct BandwidthServiceDetector: ContainerDetector {
                        metrics: ["sessions": Double(sessions.count)], pid: snap.mainPid, exe: snap.mainExe,
                        startedAt: hit.session?.first ?? pass.now, verdict: ("MW-NET-SERVICE", why.isEmpty ? "contact" : "corroborated"))
     }
-
-    /// "host:port" without the port.
-    static func hostPart(_ s: String) -> String { Endpoint.host(s) }
 }
