@@ -51,6 +51,9 @@ public struct SinkStats: Sendable, Hashable, Codable {
 public final class SinkQueue: Sendable {
     struct State {
         var items: [WatchRecord] = []
+        /// Records the writer has taken from `items` and not yet finished: they count against
+        /// the capacity, so a stuck sink holds at most `capacity` records in all.
+        var held = 0
         var closing = false
         var stats: SinkStats
     }
@@ -77,7 +80,7 @@ public final class SinkQueue: Sendable {
     @discardableResult
     public func enqueue(_ r: WatchRecord) -> Int? {
         let ok = state.withLock { s -> Bool in
-            if s.closing || s.items.count >= capacity {
+            if s.closing || s.items.count + s.held >= capacity {
                 s.stats.dropped += 1
                 if case .alert = r { s.stats.alertsDropped += 1 }
                 return false
@@ -104,7 +107,7 @@ public final class SinkQueue: Sendable {
     public var stats: SinkStats {
         state.withLock { s in
             var st = s.stats
-            st.queued = s.items.count
+            st.queued = s.items.count + s.held
             return st
         }
     }
@@ -123,17 +126,20 @@ public final class SinkQueue: Sendable {
                 let (batch, closing) = state.withLock { s -> ([WatchRecord], Bool) in
                     let b = s.items
                     s.items.removeAll(keepingCapacity: true)
+                    s.held = b.count
                     return (b, s.closing)
                 }
                 for r in batch {
                     do throws(MinewatchError) {
                         try sink.write(r)
                         state.withLock { s in
+                            s.held -= 1
                             s.stats.written += 1
                             if case .alert = r { s.stats.alertsWritten += 1 }
                         }
                     } catch {
                         state.withLock { s in
+                            s.held -= 1
                             s.stats.failed += 1
                             s.stats.lastError = error.description
                         }
