@@ -62,6 +62,12 @@ public struct SessionFacts: Sendable, Codable, Hashable {
     public var randomBodies = 0
     public var structuredBodies = 0
     public var encodedBodies = 0
+    /// Request bodies whose 1024-byte records carry PacketCrypt announcement headers.
+    public var announcementBodies = 0
+    /// Fingerprints (size and first 4 KiB) of the first random-looking bodies, at most
+    /// `maxBodyDigests`: the same bytes sent to several servers is mirroring.
+    public var randomBodyDigests: [UInt64] = []
+    public static let maxBodyDigests = 32
     /// Strictly periodic small client messages on a long-lived connection (DePIN heartbeats).
     public var heartbeat: Heartbeat?
     public init() {}

@@ -259,13 +259,13 @@ public final class CaptureAnalyzer {
         }
         for (host, v) in verdicts.sorted(by: { $0.key < $1.key }) {
             let upload = Set(v.destinations.map(\.address))
-            let toUpload = flows.filter { $0.0.client == host && upload.contains("\($0.0.server)") }.map(\.1)
+            let toUpload = flows.filter { $0.0.client == host && upload.contains("\($0.0.server)") }.map { (server: "\($0.0.server)", facts: $0.1) }
             // Findings of the same client at medium or above (its flows' paths start with its endpoint).
             let others = Set(report.findings.filter { Self.client(ofPath: $0.path) == "\(host)" && $0.severity >= .medium }.map(\.ruleId))
-            let why = BandwidthEvidence.reasons(v, toUpload: toUpload) + others.sorted().map { "\($0) finding" }
+            let why = BandwidthEvidence.reasons(v, toUpload: toUpload, others: others.sorted().map { "\($0) finding" })
             var ev = BandwidthEvidence.evidence(v, reasons: why)
             ev.insert(Evidence(kind: .attribute, name: "shape", value: BandwidthEvidence.shape(v)), at: v.destinations.count)
-            report.findings.append(rules.verdict("MW-NET-BANDWIDTH", why.isEmpty ? "trait" : "corroborated").finding(path: "\(host)", evidence: ev))
+            report.findings.append(rules.verdict("MW-NET-BANDWIDTH", why.specific.isEmpty ? "trait" : "corroborated").finding(path: "\(host)", evidence: ev))
         }
         report.findings.sort { $0.severity > $1.severity }
     }

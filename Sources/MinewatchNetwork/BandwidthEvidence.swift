@@ -2,22 +2,59 @@ import Foundation
 import MinewatchCore
 import MinewatchModel
 
+/// Why an upload-heavy shape is (or is not) a bandwidth miner, in two tiers.
+public struct BandwidthReasons: Sendable, Hashable {
+    /// Evidence only mining explains: announcement records in the bodies, a mining protocol
+    /// to an upload destination, the same request bodies mirrored to several destinations,
+    /// another miner detector's alert (or finding). Any of it makes the verdict high.
+    public var specific: [String] = []
+    /// Evidence honest uploaders share (media and backup uploaders, log shippers, load-balanced
+    /// clients): similar volume to several destinations, periodic small polls, incompressible
+    /// or KiB-framed bodies. Alone it never raises the verdict above a trait.
+    public var generic: [String] = []
+    public init(specific: [String] = [], generic: [String] = []) {
+        self.specific = specific
+        self.generic = generic
+    }
+}
+
 /// How a bandwidth-miner verdict reads in `watch` alerts and traits and in `pcap` findings: one
 /// set of reasons, one wording and one rate unit for both.
 public enum BandwidthEvidence {
-    /// What in the traffic itself says a miner is behind an upload-heavy shape: the same volume
-    /// mirrored to several destinations, periodic small polls to an upload destination, request
-    /// bodies framed as announcements or incompressible in clear text, a mining protocol to an
-    /// upload destination. `toUpload` are the sessions (facts) to the verdict's destinations.
-    public static func reasons(_ v: BandwidthVerdict, toUpload: [SessionFacts]) -> [String] {
-        var why: [String] = []
-        if v.mirrored { why.append("the same volume to \(v.destinations.count) destinations") }
-        if v.polls { why.append("periodic small polls to an upload destination") }
-        why += BodyShape.corroboration(toUpload)
-        if let p = toUpload.first(where: { $0.protocolName.isMining }) {
-            why.append("\(p.protocolName) protocol to an upload destination")
+    /// The two tiers of reasons for a verdict. `toUpload` are the sessions (server address and
+    /// facts) to the verdict's destinations; `others` name other detectors' alerts (or other
+    /// findings at medium and above) for the same container or client.
+    public static func reasons(_ v: BandwidthVerdict, toUpload: [(server: String, facts: SessionFacts)], others: [String] = []) -> BandwidthReasons {
+        var r = BandwidthReasons()
+        let facts = toUpload.map(\.facts)
+        let anns = facts.reduce(0) { $0 + $1.announcementBodies }
+        if anns >= 2 {
+            r.specific.append("request bodies made of PacketCrypt announcements (\(anns) bodies of 1024-byte records with valid announcement headers)")
         }
-        return why
+        if let p = facts.first(where: { $0.protocolName.isMining }) {
+            r.specific.append("\(p.protocolName) protocol to an upload destination")
+        }
+        if let m = mirroredBodies(toUpload) {
+            r.specific.append("the same request bodies sent to \(m.destinations) destinations (\(m.bodies) bodies seen at each)")
+        }
+        r.specific += others
+        if v.mirrored { r.generic.append("similar volume to \(v.destinations.count) destinations (mirroring or load balancing)") }
+        if v.polls { r.generic.append("periodic small polls to an upload destination") }
+        r.generic += BodyShape.corroboration(facts)
+        return r
+    }
+
+    /// Random-looking request bodies whose fingerprints were sent to two or more distinct
+    /// servers, at least twice: the same bytes mirrored (a bandwidth miner posts every
+    /// announcement to every pool), not a load-balanced upload (different bytes to each).
+    static func mirroredBodies(_ sessions: [(server: String, facts: SessionFacts)]) -> (bodies: Int, destinations: Int)? {
+        var servers: [UInt64: Set<String>] = [:]
+        for (server, f) in sessions {
+            for d in f.randomBodyDigests { servers[d, default: []].insert(server) }
+        }
+        let shared = servers.values.filter { $0.count >= 2 }
+        guard shared.count >= 2 else { return nil }
+        return (shared.count, shared.map(\.count).max() ?? 2)
     }
 
     /// The shape in one sentence: rates, destinations, ratio and exchanges (over `seconds` when
@@ -35,10 +72,17 @@ public enum BandwidthEvidence {
     /// The words a trait (the shape with nothing that says a miner) ends with.
     public static let traitSuffix = "nothing says a miner is behind it"
 
-    /// Destinations with their rates, then one `with` per reason.
-    public static func evidence(_ v: BandwidthVerdict, reasons: [String]) -> [Evidence] {
+    /// A trait's sentence: the shape, the generic reasons, and that nothing says a miner.
+    public static func trait(shape: String, _ r: BandwidthReasons) -> String {
+        shape + (r.generic.isEmpty ? "" : "; also \(r.generic.joined(separator: ", ")), which honest uploaders share") + "; " + traitSuffix
+    }
+
+    /// Destinations with their rates, one `with` per specific reason, one `shared trait` per
+    /// generic one.
+    public static func evidence(_ v: BandwidthVerdict, reasons: BandwidthReasons) -> [Evidence] {
         v.destinations.map { Evidence(kind: .pool, name: "destination", value: "\($0.address) (\(Rates.text($0.rate)))") }
-            + reasons.map { Evidence(kind: .attribute, name: "with", value: $0) }
+            + reasons.specific.map { Evidence(kind: .attribute, name: "with", value: $0) }
+            + reasons.generic.map { Evidence(kind: .attribute, name: "shared trait", value: $0) }
     }
 }
 

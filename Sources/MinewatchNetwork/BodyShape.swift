@@ -29,12 +29,60 @@ public enum BodyShape {
             if size % 1024 == 0 && size <= maxBatch { facts.kibFramedBodies += 1 }
         }
         if size > maxBatch { facts.largeBodies += 1 }
+        if announcementRecords(head) > 0 { facts.announcementBodies += 1 }
         if let enc = headers["content-encoding"], !enc.isEmpty, enc.lowercased() != "identity" {
             facts.encodedBodies += 1
             return
         }
         guard head.count >= minSample, !compressedMedia(headers["content-type"]) else { return }
-        if entropy(head) >= randomBits { facts.randomBodies += 1 } else { facts.structuredBodies += 1 }
+        if entropy(head) >= randomBits {
+            facts.randomBodies += 1
+            if facts.randomBodyDigests.count < SessionFacts.maxBodyDigests { facts.randomBodyDigests.append(digest(head, size: estimated ? 0 : size)) }
+        } else {
+            facts.structuredBodies += 1
+        }
+    }
+
+    /// FNV-1a over a body's size and first bytes: equal for the same body sent twice.
+    static func digest(_ head: [UInt8], size: Int) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in withUnsafeBytes(of: UInt64(size).littleEndian, Array.init) + head {
+            h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3
+        }
+        return h
+    }
+
+    /// Size of one PacketCrypt announcement, and of its header (`PacketCrypt_AnnounceHdr_t` in
+    /// cjdelisle/PacketCrypt include/packetcrypt/PacketCrypt.h: version (1 byte), soft nonce (3),
+    /// hard nonce (4), work bits (4, a compact target), parent block height (4), content type
+    /// (8), content hash (32), little-endian).
+    public static let announcementSize = 1024
+    static let announcementHeader = 56
+
+    /// How many of the 1024-byte records in a body's first bytes are PacketCrypt announcements
+    /// (0 unless all of them are): version 0 or 1, work bits a valid compact target (exponent
+    /// 1-33, mantissa non-zero and positive), parent block heights within 10 of each other and
+    /// below 100 million, content type below 2^16. Random bytes pass one record's checks with a
+    /// chance below 2^-50 (the content type alone is 48 zero bits), text never (its first byte).
+    public static func announcementRecords(_ head: [UInt8]) -> Int {
+        func le(_ at: Int, _ n: Int) -> UInt64 {
+            var v: UInt64 = 0
+            for i in (0..<n).reversed() { v = v << 8 | UInt64(head[at + i]) }
+            return v
+        }
+        var heights: [UInt64] = []
+        var at = 0
+        while at + announcementHeader <= head.count {
+            guard head[at] <= 1 else { return 0 }
+            let bits = le(at + 8, 4), exponent = bits >> 24, mantissa = bits & 0x00ff_ffff
+            guard (1...33).contains(exponent), mantissa != 0, mantissa & 0x0080_0000 == 0 else { return 0 }
+            let height = le(at + 12, 4)
+            guard height > 0, height < 100_000_000, le(at + 16, 8) < 0x1_0000 else { return 0 }
+            heights.append(height)
+            at += announcementSize
+        }
+        guard let lo = heights.min(), let hi = heights.max(), hi - lo <= 10 else { return 0 }
+        return heights.count
     }
 
     /// Shannon entropy in bits per byte.
@@ -51,9 +99,10 @@ public enum BodyShape {
         return h
     }
 
-    /// Reasons the bodies sent to an upload destination say a miner is behind the upload:
-    /// announcement framing, or random bodies in clear text. Empty when they do not (or when
-    /// none were seen: the connection is encrypted, or there is no capture).
+    /// What the bodies sent to an upload destination share with honest uploaders: KiB framing
+    /// (chunked uploads use round sizes too) or random bytes in clear text (media, archives and
+    /// encrypted data). Empty when none were seen (the connection is encrypted, or there is no
+    /// capture). Announcement records (`announcementBodies`) are the specific evidence.
     public static func corroboration(_ sessions: [SessionFacts]) -> [String] {
         let exact = sessions.reduce(0) { $0 + $1.exactBodies }, framed = sessions.reduce(0) { $0 + $1.kibFramedBodies }
         let large = sessions.reduce(0) { $0 + $1.largeBodies }
@@ -61,7 +110,7 @@ public enum BodyShape {
         var out: [String] = []
         guard large == 0 else { return out }  // backup packs and multipart parts, not announcement batches
         if exact >= 3 && framed * 10 >= exact * 9 {
-            out.append("request bodies framed as announcements (\(framed) of \(exact) are whole multiples of 1024 bytes, none over 1 MiB)")
+            out.append("request bodies in whole KiB (\(framed) of \(exact) are whole multiples of 1024 bytes, none over 1 MiB)")
         }
         if random >= 3 && random * 10 >= (random + structured) * 9 {
             out.append("incompressible request bodies in clear text (\(random) of \(random + structured) sampled look random, with no Content-Encoding)")

@@ -75,6 +75,11 @@ enum PacketCrypt {
                             continue
                         }
                         let n = req.body.count / annSize
+                        // Each announcement carries a version 0/1 header (the real handler checks its work).
+                        guard (0..<n).allSatisfy({ req.body[$0 * annSize] <= 1 }) else {
+                            try respond(c, 400, json(["warn": [], "error": ["bad announcement header"], "result": NSNull()]))
+                            continue
+                        }
                         stats.lock.lock()
                         stats.announcements += n; stats.batches += 1; stats.payto.insert(req.headers["x-pc-payto"] ?? "")
                         stats.lock.unlock()
@@ -142,6 +147,7 @@ enum PacketCrypt {
         let poolConns = try pools.map { try PoolConn(url: $0) }
         var handlers: [String: PoolConn] = [:]
         var height = 0
+        var annTarget: UInt32 = 0x2000_ffff
         var tip = ""
         var lastPoll = Date.distantPast
         var batch: [UInt8] = []
@@ -165,10 +171,14 @@ enum PacketCrypt {
                         _ = try? p.request("GET", "/blkinfo_\(t).json", headers: ["User-Agent": "packetcrypt_rs 0.6.0"])
                     }
                     height = max(height, h)
+                    if let t = cfg["annTarget"] as? Int { annTarget = UInt32(truncatingIfNeeded: t) }
                     for u in cfg["submitAnnUrls"] as? [String] ?? [] where handlers[u] == nil { handlers[u] = try PoolConn(url: u) }
                 }
             }
-            // Produce announcements at the configured rate: each is 1024 bytes of hash output.
+            // Produce announcements at the configured rate: each is 1024 bytes, the 56-byte header
+            // of PacketCrypt_AnnounceHdr_t (cjdelisle/PacketCrypt include/packetcrypt/PacketCrypt.h:
+            // version, soft nonce, hard nonce, work bits, parent block height, content type,
+            // content hash, little-endian) then the merkle proof and item-4 prefix (hash output).
             let due = Int(Date().timeIntervalSince(started) * rate) - sent - batch.count / annSize
             for _ in 0..<max(0, min(due, 1024 - batch.count / annSize)) {
                 var ann: [UInt8] = []
@@ -176,7 +186,12 @@ enum PacketCrypt {
                     seed = SHA256Digest.hash(seed)
                     ann += seed
                 }
-                batch += ann
+                ann[0] = 1
+                func put(_ v: UInt64, at: Int, bytes: Int) { for i in 0..<bytes { ann[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
+                put(UInt64(annTarget), at: 8, bytes: 4)
+                put(UInt64(max(0, height)), at: 12, bytes: 4)
+                put(0, at: 16, bytes: 8)
+                batch += ann[0..<annSize]
             }
             let full = batch.count >= 1024 * annSize
             if !batch.isEmpty && (full || Date().timeIntervalSince(batchStart) >= 10) {

@@ -8,7 +8,7 @@ import TestSupport
 @testable import MinewatchHost
 @testable import MinewatchRuntime
 
-/// The watcher with the new detectors: an upload-heavy shape alone is a trait; body framing or
+/// The watcher with the new detectors: an upload-heavy shape alone is a trait; announcement records or
 /// a mining protocol to the upload destination makes it an alert; relaying is alerted by bytes;
 /// a service's domain in SNI is an alert, high with a heartbeat; a heartbeat alone is a trait.
 @Suite struct ProxywarePipelineTests {
@@ -61,23 +61,40 @@ import TestSupport
         #expect(alerts.isEmpty, "\(alerts.map(\.summary))")
         let trait = try #require(s.w.telemetry[s.cid]?.traits?.first)
         #expect(trait.name == "upload-heavy" && trait.severity == .low && trait.detector == .bandwidthMiner)
-        // The same shape with announcement-framed bodies seen in its packets is a miner.
+        // Bodies in whole KiB that look random (a chunked media upload looks the same): still a
+        // trait, with the reasons it shares with honest uploaders.
         var facts = SessionFacts()
         facts.protocolName = .http
         facts.host = "198.18.1.70"
         facts.exactBodies = 6
         facts.kibFramedBodies = 6
-        s.sessions.byNamespace[s.ns] = [LiveSession(client: "10.0.0.2", clientPort: 40001, serverPort: 9200, server: "198.18.1.70:9200",
-                                                    first: s.clock.date.addingTimeInterval(-30), facts: facts)]
-        for _ in 0..<2 {
-            r.traffic(1, tx: 500_000, rx: 600, replies: 4)
-            s.sockets.byNetns[s.ns] = Array(r.sockets.values)
-            alerts += s.w.poll()
-            s.clock.date += 2.05
+        facts.randomBodies = 6
+        func passes(_ n: Int) {
+            for _ in 0..<n {
+                r.traffic(1, tx: 500_000, rx: 600, replies: 4)
+                s.sockets.byNetns[s.ns] = Array(r.sockets.values)
+                alerts += s.w.poll()
+                s.clock.date += 2.05
+            }
         }
+        func seen(_ f: SessionFacts) {
+            s.sessions.byNamespace[s.ns] = [LiveSession(client: "10.0.0.2", clientPort: 40001, serverPort: 9200, server: "198.18.1.70:9200",
+                                                        first: s.clock.date.addingTimeInterval(-30), facts: f)]
+        }
+        seen(facts)
+        passes(2)
+        #expect(alerts.isEmpty, "\(alerts.map(\.summary))")
+        let generic = try #require(s.w.telemetry[s.cid]?.traits?.first)
+        #expect(generic.summary.contains("whole KiB") && generic.summary.contains("incompressible") && generic.summary.contains("honest uploaders share"),
+                "\(generic.summary)")
+        // The same shape with PacketCrypt announcement records in its bodies is a miner.
+        facts.announcementBodies = 6
+        seen(facts)
+        passes(2)
         let a = try #require(alerts.first { $0.detector == .bandwidthMiner })
         #expect(a.severity == .high && a.technique == "T1496.002")
-        #expect(a.summary.contains("framed as announcements"), "\(a.summary)")
+        #expect(a.summary.contains("PacketCrypt announcements"), "\(a.summary)")
+        #expect(a.evidence.contains { $0.name == "shared trait" && $0.value.contains("whole KiB") })
         #expect(s.w.telemetry[s.cid]?.traits == nil, "an alert, no longer only a trait")
     }
 

@@ -170,10 +170,71 @@ private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), _ 
         return f
     }
 
-    @Test func announcementBatchesAreFramedAndRandom() {
+    @Test func kibFramedRandomBodiesAreOnlyGeneric() {
+        // What announcement batches and chunked media uploads share: round sizes, random bytes.
         let why = BodyShape.corroboration([Self.facts([1024 * 300, 1024 * 1024, 1024 * 512, 1024 * 77], random: true)])
         #expect(why.count == 2, "\(why)")
-        #expect(why.contains { $0.contains("framed as announcements") } && why.contains { $0.contains("incompressible") })
+        #expect(why.contains { $0.contains("whole KiB") } && why.contains { $0.contains("incompressible") })
+    }
+
+    /// A batch of `n` announcements laid out as PacketCrypt_AnnounceHdr_t (then hash output).
+    static func announcements(_ n: Int, height: UInt32 = 1_234_567, bits: UInt32 = 0x2000_ffff) -> [UInt8] {
+        var out: [UInt8] = []
+        for _ in 0..<n {
+            var a = (0..<1024).map { _ in UInt8.random(in: 0...255) }
+            a[0] = 1
+            for i in 0..<4 { a[8 + i] = UInt8(truncatingIfNeeded: bits >> (8 * UInt32(i))); a[12 + i] = UInt8(truncatingIfNeeded: height >> (8 * UInt32(i))) }
+            for i in 16..<24 { a[i] = 0 }
+            out += a
+        }
+        return out
+    }
+
+    @Test func announcementHeadersAreRecognisedAndNothingElse() {
+        #expect(BodyShape.announcementRecords(Self.announcements(4)) == 4)
+        #expect(BodyShape.announcementRecords(Array(Self.announcements(4).prefix(3000))) == 3, "only records whose header is in the head")
+        // Random bytes, text, zeros, a damaged second record, heights far apart: none.
+        for _ in 0..<200 { #expect(BodyShape.announcementRecords((0..<4096).map { _ in UInt8.random(in: 0...255) }) == 0) }
+        #expect(BodyShape.announcementRecords(Array(String(repeating: "{\"level\":\"info\"}\n", count: 300).utf8)) == 0)
+        #expect(BodyShape.announcementRecords([UInt8](repeating: 0, count: 4096)) == 0)
+        var damaged = Self.announcements(2)
+        damaged[1024] = 7
+        #expect(BodyShape.announcementRecords(damaged) == 0)
+        #expect(BodyShape.announcementRecords(Self.announcements(1, height: 100) + Self.announcements(1, height: 5000)) == 0)
+        var f = SessionFacts()
+        BodyShape.record(size: 4096, head: Self.announcements(4), estimated: false, headers: [:], into: &f)
+        #expect(f.announcementBodies == 1)
+    }
+
+    static func verdict(destinations: [String], mirrored: Bool = false, polls: Bool = false) -> BandwidthVerdict {
+        BandwidthVerdict(since: Date(), uploadRate: 300_000, downloadRate: 1000, ratio: 300, destinations: destinations.map { ($0, 150_000) },
+                         exchanges: 10, connections: 2, mirrored: mirrored, polls: polls, perConnection: true, uploader: nil)
+    }
+
+    @Test func evidenceTiers() {
+        let v = Self.verdict(destinations: ["198.18.1.10", "198.18.1.11"], mirrored: true, polls: true)
+        // Random bodies, different at each destination (a load-balanced media upload), polls,
+        // similar volume: all generic.
+        let lb = [("198.18.1.10", Self.facts([40_000, 41_000, 39_000], random: true)), ("198.18.1.11", Self.facts([40_500, 38_000, 42_000], random: true))]
+        let generic = BandwidthEvidence.reasons(v, toUpload: lb.map { (server: $0.0, facts: $0.1) })
+        #expect(generic.specific.isEmpty, "\(generic)")
+        #expect(generic.generic.count == 3, "\(generic.generic)")
+        #expect(BandwidthEvidence.trait(shape: "uploads", generic).hasSuffix(BandwidthEvidence.traitSuffix))
+        // The same random bodies to both: mirrored bytes, specific.
+        var same = SessionFacts()
+        for body in [(0..<2000).map { _ in UInt8.random(in: 0...255) }, (0..<2000).map { _ in UInt8.random(in: 0...255) }] {
+            BodyShape.record(size: 2000, head: body, estimated: false, headers: [:], into: &same)
+        }
+        let mirrored = BandwidthEvidence.reasons(v, toUpload: [(server: "198.18.1.10", facts: same), (server: "198.18.1.11", facts: same)])
+        #expect(mirrored.specific.contains { $0.contains("same request bodies sent to 2 destinations") }, "\(mirrored)")
+        // Announcement records, a mining protocol, another detector's alert: specific.
+        var anns = SessionFacts()
+        for _ in 0..<3 { BodyShape.record(size: 4096, head: Self.announcements(4), estimated: false, headers: [:], into: &anns) }
+        #expect(BandwidthEvidence.reasons(Self.verdict(destinations: ["a"]), toUpload: [(server: "a", facts: anns)]).specific.count == 1)
+        var pkt = SessionFacts()
+        pkt.protocolName = .packetcrypt
+        #expect(BandwidthEvidence.reasons(Self.verdict(destinations: ["a"]), toUpload: [(server: "a", facts: pkt)]).specific.first?.contains("protocol") == true)
+        #expect(BandwidthEvidence.reasons(Self.verdict(destinations: ["a"]), toUpload: [], others: ["cpu-miner alert"]).specific == ["cpu-miner alert"])
     }
 
     @Test func logsMetricsAndBackupsAreNot() {
@@ -181,7 +242,7 @@ private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), _ 
         #expect(BodyShape.corroboration([Self.facts([30_011, 29_870, 31_200], random: true, encoding: "snappy", type: "application/x-protobuf")]).isEmpty,
                 "remote-write: compressed with a Content-Encoding")
         #expect(BodyShape.corroboration([Self.facts([4 << 20, 8 << 20, 4 << 20, 5 << 20], random: true)]).isEmpty, "backup packs: multi-MiB")
-        #expect(BodyShape.corroboration([Self.facts([81_920, 40_960, 102_400], random: true, type: "image/jpeg")]).first?.contains("framed") ?? true)
+        #expect(BodyShape.corroboration([Self.facts([81_920, 40_960, 102_400], random: true, type: "image/jpeg")]).first?.contains("whole KiB") ?? true)
         #expect(BodyShape.entropy(Array(repeating: 65, count: 1000)) == 0)
     }
 }

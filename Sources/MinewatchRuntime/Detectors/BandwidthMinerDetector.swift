@@ -4,15 +4,16 @@ import MinewatchNetwork
 import MinewatchModel
 
 /// Detector 5 of `watch`: the bandwidth-miner model (MinewatchNetwork's `BandwidthJudge`, the
-/// same one `pcap` runs) over each container's traffic intervals. The upload-heavy shape alone is
-/// a trait (log shippers, metrics clients and backups have it); it is an alert (high) only with
-/// evidence that a miner is behind it that does not depend on names: the same volume mirrored to
-/// several destinations, periodic small polls to an upload destination, request bodies framed as
-/// announcements or incompressible in clear text (capture on), a mining protocol to an upload
-/// destination, or another detector's alert for the container.
+/// same one `pcap` runs) over each container's traffic intervals. The upload-heavy shape is a
+/// trait, and so is the shape with evidence honest uploaders share (similar volume to several
+/// destinations, periodic polls, KiB-framed or incompressible bodies); it is an alert (high)
+/// only with evidence only mining explains: announcement records in the request bodies, a
+/// mining protocol to an upload destination, the same bodies mirrored to several destinations
+/// (capture on), or another miner detector's alert for the container.
 public struct BandwidthMinerDetector: ContainerDetector {
     public let id = DetectorID.bandwidthMiner
     public var model: BandwidthThresholds
+    /// Detectors whose alert for the same container is specific evidence (a miner or a bandwidth-sharing service).
     public static let corroborating: [DetectorID] = [.minerProcess, .poolContact, .miningProtocol, .cpuMiner, .relay, .bandwidthService]
 
     public struct State {
@@ -36,19 +37,19 @@ public struct BandwidthMinerDetector: ContainerDetector {
         }
         let others = Self.corroborating.filter { context.alerted.contains($0) }.map { "\($0.rawValue) alert" }
         let upload = Set(b.destinations.map(\.address))
-        let toUpload = pass.snapshot.sessions.filter { upload.contains(Endpoint.host($0.server)) }.map(\.facts)
-        let why = BandwidthEvidence.reasons(b, toUpload: toUpload) + others
+        let toUpload = pass.snapshot.sessions.map { (server: Endpoint.host($0.server), facts: $0.facts) }.filter { upload.contains($0.server) }
+        let why = BandwidthEvidence.reasons(b, toUpload: toUpload, others: others)
         let cores = pass.cpuCores
         var summary = BandwidthEvidence.shape(b, seconds: pass.now.timeIntervalSince(b.since), cpuCores: cores)
-        guard !why.isEmpty else {
-            // An upload-heavy shape alone: what log shippers and backups look like too.
-            state.trait = Trait(name: "upload-heavy", detector: id, summary: summary + "; " + BandwidthEvidence.traitSuffix,
+        guard !why.specific.isEmpty else {
+            // The shape, alone or with what honest uploaders share: a trait.
+            state.trait = Trait(name: "upload-heavy", detector: id, summary: BandwidthEvidence.trait(shape: summary, why),
                                 since: state.trait?.since ?? b.since, technique: "T1496.002")
             return nil
         }
         state.trait = nil
         guard !context.alerted.contains(id) else { return nil }
-        summary += "; with \(why.joined(separator: ", "))"
+        summary += "; with \(why.specific.joined(separator: ", "))"
         var evidence = BandwidthEvidence.evidence(b, reasons: why)
         if pass.snapshot.hostNetwork {
             evidence.append(Evidence(kind: .attribute, name: "network", value: "host network: no per-container interface counters; per-socket counters used"))
