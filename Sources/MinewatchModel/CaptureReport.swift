@@ -32,6 +32,12 @@ public struct SessionFacts: Sendable, Codable, Hashable {
     public var rejected = 0
     public var keepalives = 0
     public var difficulty: Double?
+    /// Stratum (Monero dialect): the algorithm the pool's jobs name (`"algo"`, XMRig's protocol
+    /// extension), else the first one the miner offered at login; whether jobs carried a RandomX
+    /// `seed_hash`; the major version byte of the jobs' hashing blob (the block header layout).
+    public var algorithm: String?
+    public var seedHash: Bool?
+    public var blobMajorVersion: Int?
     /// HTTP: requests, the Host header, the User-Agent.
     public var requests = 0
     public var host: String?

@@ -152,6 +152,7 @@ public final class FlowInspector: FlowConsumer {
                 let p = obj["params"] as? [String: Any]
                 facts.login = p?["login"] as? String ?? facts.login
                 if let agent = p?["agent"] as? String { facts.agent = agent }
+                if facts.algorithm == nil, let offered = (p?["algo"] as? [Any])?.first as? String { facts.algorithm = String(offered.prefix(32)) }
                 facts.protocolName = .stratumMonero
             case "submit":
                 facts.submits += 1
@@ -167,12 +168,16 @@ public final class FlowInspector: FlowConsumer {
         switch method {
         case "mining.notify", "job":
             facts.jobs += 1
+            if let j = obj["params"] as? [String: Any] { moneroJob(j) }
         case "mining.set_difficulty":
             facts.difficulty = ((obj["params"] as? [Any])?.first as? NSNumber)?.doubleValue
         default:
             guard method == nil else { return }
             // A reply: to a submit (accepted or rejected), or the Monero login carrying a job.
-            if let r = obj["result"] as? [String: Any], r["job"] != nil { facts.jobs += 1 }
+            if let r = obj["result"] as? [String: Any], r["job"] != nil {
+                facts.jobs += 1
+                if let j = r["job"] as? [String: Any] { moneroJob(j) }
+            }
             // EthProxy work (a reply to eth_getWork, or pushed with id 0): header, seed, target.
             if facts.protocolName == .stratumEthereum, let r = obj["result"] as? [Any], r.count >= 3,
                r.prefix(3).allSatisfy({ ($0 as? String)?.hasPrefix("0x") == true }) {
@@ -184,6 +189,14 @@ public final class FlowInspector: FlowConsumer {
             let rejected = (err != nil && !(err is NSNull)) || (obj["result"] as? Bool) == false
             if rejected { facts.rejected += 1 } else { facts.accepted += 1 }
         }
+    }
+
+    /// What a Monero-dialect job says about the algorithm: its `algo`, a RandomX `seed_hash`, the
+    /// major version byte of its hashing blob (hex).
+    func moneroJob(_ j: [String: Any]) {
+        if let a = j["algo"] as? String, !a.isEmpty { facts.algorithm = String(a.prefix(32)) }
+        if let seed = j["seed_hash"] as? String { facts.seedHash = seed.count == 64 && seed.allSatisfy(\.isHexDigit) }
+        if let blob = j["blob"] as? String, blob.count >= 152, let major = UInt8(blob.prefix(2), radix: 16) { facts.blobMajorVersion = Int(major) }
     }
 
     // MARK: HTTP

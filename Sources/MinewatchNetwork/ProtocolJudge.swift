@@ -30,6 +30,11 @@ public enum ProtocolJudge {
         var ev = [Evidence(kind: .pool, name: "pool", value: pool)]
         if let login = f.login { ev.append(WireEvidence.login(login)) }
         if let a = f.agent { ev.append(Evidence(kind: .attribute, name: "agent", value: a)) }
+        // The agent names the program when it is honest about it; otherwise the protocol names
+        // the family (algorithm, wallet format, job blob).
+        let byAgent = CaptureAnalyzer.family(agent: f.agent), wire = WireFamily.identify(f)
+        if let a = f.algorithm { ev.append(Evidence(kind: .attribute, name: "algorithm", value: a)) }
+        if byAgent == nil, let wire { ev.append(Evidence(kind: .attribute, name: "family from the wire", value: "\(wire.family): \(wire.because)")) }
         ev.append(Evidence(kind: .attribute, name: "counts",
                            value: "jobs \(f.jobs), shares submitted \(f.submits), accepted \(f.accepted), rejected \(f.rejected)"))
         let monero = f.protocolName == .stratumMonero, ethereum = f.protocolName == .stratumEthereum
@@ -37,7 +42,7 @@ public enum ProtocolJudge {
             + (f.agent.map { " (agent \($0))" } ?? "") + ": \(f.jobs) jobs, \(f.submits) shares, \(f.accepted) accepted"
         let protocolText = monero ? "Stratum (Monero dialect)" : ethereum ? "Stratum (Ethereum dialect: EthProxy or EthereumStratum/1.0.0)" : "Stratum"
         let r = rules.verdict("MW-NET-STRATUM", proven ? "proven" : "session", ["protocol": protocolText])
-        return ProtocolVerdict(kind: .stratum, verdict: r, family: CaptureAnalyzer.family(agent: f.agent), summary: summary, evidence: ev)
+        return ProtocolVerdict(kind: .stratum, verdict: r, family: byAgent ?? wire?.family, summary: summary, evidence: ev)
     }
 
     /// PacketCrypt traffic of one client (one container): config.json polls, announcement posts.

@@ -62,7 +62,7 @@ enum Stratum {
     }
 
     static func servePoolMonero(_ c: Conn, target: UInt32, jobEvery: Double, stats: PoolStats, deadline: Date) throws {
-        var blob = randomHex(152)
+        var blob = moneroBlob()
         var jobID = randomHex(8)
         var lastJob = Date()
         func job() -> [String: Any] {
@@ -93,7 +93,7 @@ enum Stratum {
                 try c.send(json(["id": id, "jsonrpc": "2.0", "error": ["code": -1, "message": "Unknown method"]]) + "\n")
             }
             if Date().timeIntervalSince(lastJob) > jobEvery {
-                blob = randomHex(152)
+                blob = moneroBlob()
                 jobID = randomHex(8)
                 lastJob = Date()
                 try c.send(json(["jsonrpc": "2.0", "method": "job", "params": job()]) + "\n")
@@ -232,7 +232,20 @@ enum Stratum {
         }
     }
 
-    static func runMiner(pool: String, dialect: String, wallet: String, deadline: Date) throws {
+    /// A Monero block hashing blob as pools send it (76 bytes, hex): major and minor version 16
+    /// (the current hard fork), the timestamp as a varint, the previous block's hash, a 4-byte
+    /// nonce, the transactions' tree root and their count.
+    static func moneroBlob() -> String {
+        var b: [UInt8] = [16, 16]
+        var t = UInt64(Date().timeIntervalSince1970)
+        while t >= 0x80 { b.append(UInt8(t & 0x7f) | 0x80); t >>= 7 }
+        b.append(UInt8(t))
+        b += hexBytes(randomHex(64)) + [0, 0, 0, 0] + hexBytes(randomHex(64)) + [UInt8.random(in: 1...100)]
+        return b.map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func runMiner(pool: String, dialect: String, wallet: String, agent: String = "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0",
+                         deadline: Date) throws {
         let (host, port) = try hostPort(pool)
         let c = try Conn.connect(host: host, port: port, retryFor: 15)
         var shares = 0
@@ -240,8 +253,7 @@ enum Stratum {
         var nextID = 2
         if dialect == "monero" {
             try c.send(json(["id": 1, "jsonrpc": "2.0", "method": "login",
-                             "params": ["login": wallet, "pass": "x", "agent": "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0",
-                                        "algo": ["rx/0"]]]) + "\n")
+                             "params": ["login": wallet, "pass": "x", "agent": agent, "algo": ["rx/0"]]]) + "\n")
             guard let first = try c.readLine(), let resp = parseJSON(first), let result = resp["result"] as? [String: Any],
                   var job = result["job"] as? [String: Any] else { throw WorkloadError(description: "no login reply") }
             var lastKeepalive = Date()

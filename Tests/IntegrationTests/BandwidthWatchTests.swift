@@ -39,7 +39,9 @@ import TestSupport
         let forMiner = all.filter { $0.containerID == miner }
         let bw = try #require(forMiner.first { $0["detector"] as? String == "bandwidth-miner" }, "no bandwidth alert: \(all)")
         #expect(bw["severity"] as? String == "high")
-        #expect((bw["summary"] as? String ?? "").contains("PacketCrypt announcements"), "\(bw["summary"] ?? "")")
+        // Specific evidence from its packets: the announcement records, the PacketCrypt protocol.
+        let summary = bw["summary"] as? String ?? ""
+        #expect(summary.contains("PacketCrypt announcements") || summary.contains("packetcrypt protocol"), "\(summary)")
         let metrics = bw["metrics"] as? [String: Double] ?? [:]
         #expect(metrics["destinations"] == 2)
         #expect((metrics["uploadBytesPerSecond"] ?? 0) > 200_000)

@@ -299,3 +299,55 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(e.contains("offset 36") && e.contains("interface 3"), "\(e)")
     }
 }
+
+/// The family a Stratum session names by its protocol when its agent says nothing.
+@Suite struct WireFamilyTests {
+    static func facts(_ edit: (inout SessionFacts) -> Void) -> SessionFacts {
+        var f = SessionFacts()
+        f.protocolName = .stratumMonero
+        f.login = "worker1"
+        edit(&f)
+        return f
+    }
+
+    @Test func algorithmWalletAndBlobNameTheFamily() {
+        #expect(WireFamily.identify(Self.facts { $0.algorithm = "rx/0" })?.family == "monero")
+        #expect(WireFamily.identify(Self.facts { $0.algorithm = "rx/wow" })?.algorithm == "RandomX")
+        #expect(WireFamily.identify(Self.facts { $0.algorithm = "cn/r" })?.family == "cryptonote")
+        #expect(WireFamily.identify(Self.facts { $0.algorithm = "kawpow" })?.family == "ravencoin")
+        let wallet = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD"
+        #expect(WireFamily.identify(Self.facts { $0.login = wallet + ".rig" })?.because == "the login is a Monero address")
+        #expect(WireFamily.identify(Self.facts { $0.seedHash = true; $0.blobMajorVersion = 16 })?.family == "monero")
+        // Nothing said: no family. An old CryptoNight blob without a seed hash: not RandomX.
+        #expect(WireFamily.identify(Self.facts { _ in }) == nil)
+        #expect(WireFamily.identify(Self.facts { $0.seedHash = false; $0.blobMajorVersion = 7 }) == nil)
+        #expect(WireFamily.identify(Self.facts { $0.algorithm = "some-new-algo" }) == nil)
+    }
+
+    @Test func jobsAreReadFromTheStream() throws {
+        let dir = try TempDir("wire-family")
+        defer { dir.cleanup() }
+        let login = Array((#"{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"x","pass":"x","agent":"Sys/1","algo":["rx/0","cn/r"]}}"# + "\n").utf8)
+        let blob = "1010" + String(repeating: "ab", count: 74)
+        let reply = Array((#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"1","job":{"blob":""# + blob + #"","job_id":"7","target":"ffff0000","seed_hash":""#
+            + String(repeating: "cd", count: 32) + #""},"status":"OK"}}"# + "\n").utf8)
+        var file = PacketBytes.pcapHeader()
+        file += PacketBytes.record(PacketBytes.tcp(seq: 1000, payload: login))
+        file += PacketBytes.record(PacketBytes.tcp(src: [10, 0, 0, 9], dst: [10, 0, 0, 2], sport: 3333, dport: 40000, seq: 5000, payload: reply))
+        let r = analyze(try dir.file("rebranded.pcap", file))
+        let facts = try #require(r.sessions.first?.facts)
+        #expect(facts.algorithm == "rx/0" && facts.seedHash == true && facts.blobMajorVersion == 16, "\(facts)")
+        let f = try #require(r.findings.first { $0.ruleId == "MW-NET-STRATUM" })
+        #expect(f.family == "monero" && f.evidence.contains { $0.name == "family from the wire" })
+    }
+
+    /// The real 2018 session with nanopool: its agent ("xmr/1.0") names no program, its login
+    /// is a Monero address.
+    @Test func realNanopoolSessionIsMonero() throws {
+        let r = analyze(sharedPcaps + "/xmr-eu1.nanopool.org.pcapng")
+        let f = try #require(r.findings.first { $0.ruleId == "MW-NET-STRATUM" })
+        #expect(f.family == "monero", "\(f.family ?? "none")")
+        #expect(f.evidence.contains { $0.name == "family from the wire" && $0.value.contains("Monero address") }, "\(f.evidence)")
+        #expect(r.sessions.first?.facts.blobMajorVersion == 4 && r.sessions.first?.facts.seedHash == nil)
+    }
+}

@@ -79,6 +79,27 @@ import TestSupport
         #expect(w.poll().isEmpty, "one alert per container per detector")
     }
 
+    /// A miner whose agent string is rebranded and whose login is no wallet is still named by
+    /// what its pool's jobs say: the RandomX algorithm, the Monero family.
+    @Test func rebrandedStratumIsNamedFromTheWire() throws {
+        let cid = String(repeating: "5e", count: 32)
+        let ns: UInt64 = 4026539004
+        let (proc, w, source) = try Self.sessionPipeline(cid: cid, pid: 623, ns: ns)
+        defer { _ = proc }
+        var facts = SessionFacts()
+        facts.protocolName = .stratumMonero
+        facts.login = "rig-07"
+        facts.agent = "SysMonitor/2.1 (Linux x86_64)"
+        facts.jobs = 2
+        facts.submits = 1
+        facts.algorithm = "rx/0"
+        source.byNamespace[ns] = [LiveSession(client: "198.18.1.5", clientPort: 41002, serverPort: 443, server: "198.18.1.2:443",
+                                              first: Date(timeIntervalSince1970: 3_099_990), facts: facts)]
+        let a = try #require(w.poll().first { $0.detector == .miningProtocol })
+        #expect(a.severity == .critical && a.family == "monero", "\(a.family ?? "none")")
+        #expect(a.evidence.contains { $0.name == "family from the wire" && $0.value.contains("RandomX") }, "\(a.evidence)")
+    }
+
     /// An HTTP Host header carries a port (`Host: pool.supportxmr.com:3333`): the pool domain is
     /// still recognised, as `pcap` recognises it.
     @Test func poolDomainInAHostHeaderWithAPort() throws {
