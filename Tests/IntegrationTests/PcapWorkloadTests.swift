@@ -63,6 +63,32 @@ import TestSupport
         }
     }
 
+    /// A rebranded Monero miner (its agent string names no program, its login is a worker name,
+    /// not a wallet) is still named from the wire: the pool's jobs are RandomX (seed_hash and a
+    /// Monero block header blob; the miner offered rx/0).
+    @Test func rebrandedStratumClientIsNamedFromTheWire() throws {
+        try Self.requireTcpdump()
+        let dir = try TempDir("pcap-rebranded")
+        defer { dir.cleanup() }
+        let port = freeLoopbackPort()
+        let file = dir.path + "/rebranded.pcap"
+        try Self.record(file, filter: "tcp port \(port)") {
+            let pool = try BackgroundProcess([workloadBinary(), "stratum-pool", "--listen", "127.0.0.1:\(port)", "--dialect", "monero",
+                                              "--target", "ffffffff", "--duration", "20"], label: "pool")
+            defer { pool.stop() }
+            #expect(pool.wait { loopbackPortOpen(port) })
+            let r = try run([workloadBinary(), "stratum-miner", "--pool", "127.0.0.1:\(port)", "--dialect", "monero", "--wallet", "rig-07",
+                             "--agent", "SysMonitor/2.1 (Linux x86_64)", "--duration", "4"])
+            #expect(r.status == 0, "\(r.err)")
+        }
+        let cap = try #require(try Self.pcap([file]).first)
+        let findings = cap["findings"] as? [[String: Any]] ?? []
+        let f = try #require(findings.first { $0["ruleId"] as? String == "MW-NET-STRATUM" }, "\(findings)")
+        #expect(f["severity"] as? String == "critical" && f["family"] as? String == "monero", "\(f)")
+        let ev = f["evidence"] as? [[String: Any]] ?? []
+        #expect(ev.contains { $0["name"] as? String == "family from the wire" && ($0["value"] as? String)?.contains("RandomX") == true }, "\(ev)")
+    }
+
     /// Ethereum-family pools: EthProxy (`eth_submitLogin`, `eth_getWork`, `eth_submitWork`,
     /// `eth_submitHashrate`) and NiceHash's EthereumStratum/1.0.0, recorded and recognised.
     @Test func stratumEthereumDialects() throws {
