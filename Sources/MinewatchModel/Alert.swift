@@ -224,12 +224,12 @@ extension ContainerMetadata {
 
 extension Alert {
     /// The hosts (addresses or names) the alert's evidence names as destinations: pools,
-    /// servers, connections, upload destinations, a relay's tunnel, a service's domain.
+    /// servers, connections, upload destinations, a relay's vendor side, a service's domain.
     public var destinationHosts: [String] {
         var out: [String] = []
         for e in evidence {
             switch (e.kind, e.name) {
-            case (.pool, "destination"), (.pool, "pool"), (.pool, "handler"), (.pool, "server"), (.pool, "connection"), (.attribute, "tunnel"):
+            case (.pool, "destination"), (.pool, "pool"), (.pool, "handler"), (.pool, "server"), (.pool, "connection"), (.pool, "vendor"):
                 if let h = Self.host(of: e.value) { out.append(h) }
             case (.pool, let name) where name.contains("."):
                 out.append(name.lowercased())

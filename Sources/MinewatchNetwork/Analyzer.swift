@@ -109,7 +109,13 @@ public final class CaptureAnalyzer {
                 if let iv, relayVerdicts[host] == nil, relays[host] != nil || Self.distinctServers(flows, atLeast: relayModel.minTargets + 1) {
                     var r = relays[host] ?? RelayJudge(model: relayModel)
                     r.add(iv)
-                    if let v = r.verdict() { relayVerdicts[host] = v }
+                    // The names the client used for its servers (DNS answers, TLS SNI, HTTP Host).
+                    var serverNames: [String: String] = [:]
+                    for f in flows {
+                        let facts = inspectors[ObjectIdentifier(f)]?.facts
+                        if let n = names[f.server] ?? facts?.sni ?? facts?.host.map(Endpoint.host) { serverNames["\(f.server)"] = n.lowercased() }
+                    }
+                    if let v = r.verdict(names: serverNames) { relayVerdicts[host] = v }
                     relays[host] = r
                 }
             }

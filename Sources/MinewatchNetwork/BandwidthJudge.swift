@@ -140,7 +140,8 @@ public struct ConnectionDelta: Sendable, Hashable {
     public var remotePort: UInt16
     public var tx: Double
     public var rx: Double
-    /// When the meter first saw the connection (its first pass, for ones open before watching).
+    /// The start of the interval in which the meter first saw the connection (distantPast for
+    /// ones open before watching began).
     public var openedAt: Date
     /// "address:port" ("[v6]:port").
     public let endpoint: String
@@ -199,7 +200,8 @@ public struct TrafficMeter: Sendable {
         let perConnection = connected.allSatisfy { $0.counters != nil }
         guard let last = lastTime, o.time > last else {
             previous = Dictionary(connected.compactMap { c in c.counters.map { (c.id, $0) } }, uniquingKeysWith: { a, _ in a })
-            for c in connected where c.counters != nil { openedAt[c.id] = openedAt[c.id] ?? o.time }
+            // Open before watching began: when is unknown, so as early as can be.
+            for c in connected where c.counters != nil { openedAt[c.id] = openedAt[c.id] ?? .distantPast }
             previousInterfaces = o.interfaces
             return nil
         }

@@ -22,6 +22,7 @@ extension RelayThresholds {
         if let v = s["relay", "tolerance"] { tolerance = v }
         if let v = s["relay", "slack"] { slackBytes = v }
         if let v = s["relay", "slackPerTarget"] { slackPerTarget = v }
+        if let v = s["relay", "inStep"] { inStep = v }
     }
 }
 

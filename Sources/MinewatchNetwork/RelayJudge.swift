@@ -1,55 +1,71 @@
 import Foundation
+import MinewatchCore
 
-/// The thresholds of the relay model (watch's `relay` detector and pcap's relay findings). Every
-/// field is a `watch`/`pcap` option; see the README's "Relay model".
+/// The thresholds of the relay model (watch's `relay` detector and pcap's relay findings). The
+/// window, rate, targets and tolerance are `watch`/`pcap` options; all are rule data
+/// (`models: relay:`); see the README's "Relay model".
 public struct RelayThresholds: Sendable, Hashable {
-    /// The window the balance is measured over; the tunnel must have been open for all of it.
+    /// The window the balance is measured over; the container must have been watched for all of it.
     public var window: TimeInterval = 20
     /// Bytes per second relayed (both directions together) at the least.
     public var minRate: Double = 32 * 1024
-    /// Distinct target addresses (other than the tunnel's) at the least.
+    /// Distinct target addresses (other than the vendor side's) at the least.
     public var minTargets = 3
     /// How far the two sides may differ in each direction, as a share of the larger side.
     public var tolerance = 0.25
     /// Bytes each direction may differ by in addition: per-stream framing (a request line, a
-    /// vendor's stream header) that is not relayed byte for byte.
+    /// vendor's stream header, an HTTP envelope, a TLS handshake) that is not relayed byte for
+    /// byte. Framing only adds to the vendor side, so the per-connection share is allowed that
+    /// way only.
     public var slackBytes: Double = 8 * 1024
     public var slackPerTarget: Double = 2 * 1024
+    /// Share of the dominant direction's bytes that must cross in step (within the same few
+    /// seconds) on both sides: a relay forwards as it receives; a job that fetches from many
+    /// sites and uploads batches later does not.
+    public var inStep = 0.6
     public init() {}
 }
 
-/// A relay verdict: the tunnel, the targets, the balance each way over the window.
+/// A relay verdict: the vendor side, the targets, the balance each way over the window.
 public struct RelayVerdict: Sendable, Hashable {
-    /// The tunnel's endpoint (address:port) and its connections.
-    public var tunnel: String
-    public var tunnelConnections: Int
-    public var tunnelOpenedAt: Date
+    /// The vendor side: an endpoint ("address:port"), an address, or a name with its addresses
+    /// ("edge.vendor.example (198.18.1.5, 198.18.1.6)"); its connections over the window and
+    /// whether one of them was open for all of it (a long-lived tunnel) or not (polling over
+    /// fresh connections).
+    public var vendor: String
+    public var vendorAddresses: [String]
+    public var vendorConnections: Int
+    public var longLived: Bool
     /// Target addresses (the busiest first, at most 16) and how many in all.
     public var targets: [String]
     public var targetCount: Int
     public var targetConnections: Int
-    /// Bytes over the window: received on the tunnel / sent to the targets (towards the
-    /// targets), and received from the targets / sent on the tunnel (back to the tunnel).
-    public var tunnelIn: Double
+    /// Bytes over the window: received from the vendor side / sent to the targets (towards the
+    /// targets), and received from the targets / sent to the vendor side (back).
+    public var vendorIn: Double
     public var targetsOut: Double
     public var targetsIn: Double
-    public var tunnelOut: Double
+    public var vendorOut: Double
+    /// Share of the dominant direction that crossed in step.
+    public var inStep: Double
     public var seconds: Double
     public var since: Date
 
     /// The larger side over the smaller, each way (1.00 is a perfect relay).
-    public var balanceTowardsTargets: Double { max(tunnelIn, targetsOut) / max(1, min(tunnelIn, targetsOut)) }
-    public var balanceBack: Double { max(targetsIn, tunnelOut) / max(1, min(targetsIn, tunnelOut)) }
-    public var rate: Double { (max(tunnelIn, targetsOut) + max(targetsIn, tunnelOut)) / max(seconds, 0.001) }
+    public var balanceTowardsTargets: Double { max(vendorIn, targetsOut) / max(1, min(vendorIn, targetsOut)) }
+    public var balanceBack: Double { max(targetsIn, vendorOut) / max(1, min(targetsIn, vendorOut)) }
+    public var rate: Double { (max(vendorIn, targetsOut) + max(targetsIn, vendorOut)) / max(seconds, 0.001) }
 }
 
-/// Relaying traffic for someone else (proxyjacking), by bytes alone: one or a few long-lived
-/// outbound connections to one endpoint (the tunnel) and, over the window, outbound connections
-/// to several other addresses (the targets), where what arrives on the tunnel leaves towards the
-/// targets and what the targets send back leaves on the tunnel, both within a tolerance. Names,
-/// binaries, vendors and encryption do not matter. Inbound connections (a proxy's own clients)
-/// and loopback legs (a sidecar's application) are never tunnel or target. Pure logic over
-/// traffic intervals (per-connection counters); time comes from the intervals.
+/// Relaying traffic for someone else (proxyjacking), by bytes alone: outbound connections to one
+/// vendor side (one long-lived tunnel, or many short connections polling for jobs and returning
+/// results, to one address or to several addresses behind one name) and, over the window,
+/// outbound connections to several other addresses (the targets), where what arrives from the
+/// vendor side leaves towards the targets and what the targets send back leaves towards the
+/// vendor side, both within a tolerance and in step. Names, binaries, vendors and encryption do
+/// not matter. Inbound connections (a proxy's own clients) and loopback legs (a sidecar's
+/// application) are never vendor side or target. Pure logic over traffic intervals
+/// (per-connection counters, from sock_diag or from the capture); time comes from the intervals.
 public struct RelayJudge: Sendable {
     public var model: RelayThresholds
     public private(set) var intervals: [NetInterval] = []
@@ -64,11 +80,13 @@ public struct RelayJudge: Sendable {
     struct Side {
         var tx = 0.0, rx = 0.0
         var ids = Set<UInt64>()
-        var opened = Date.distantFuture
+        var ports = Set<UInt16>()
     }
 
-    /// The verdict over the trailing window, or nil.
-    public func verdict() -> RelayVerdict? {
+    /// The verdict over the trailing window, or nil. `names` maps addresses to the server names
+    /// the container used for them (TLS SNI, HTTP Host, DNS answers): addresses behind one name
+    /// are one vendor side.
+    public func verdict(names: [String: String] = [:]) -> RelayVerdict? {
         guard let end = intervals.last?.end else { return nil }
         let from = end.addingTimeInterval(-model.window)
         let win = intervals.filter { $0.end > from }
@@ -77,65 +95,83 @@ public struct RelayJudge: Sendable {
         let seconds = end.timeIntervalSince(first.start)
         // Most containers move little: nothing to relay at the minimum rate, nothing to look at.
         guard win.reduce(0, { $0 + $1.outTx + $1.outRx }) / seconds >= model.minRate else { return nil }
-        // Per remote endpoint (address:port) and per address, over the window.
-        var byEndpoint: [String: Side] = [:]
+        func group(_ address: String) -> String { names[address].map { "name:" + $0 } ?? address }
         var byAddress: [String: Side] = [:]
-        var total = Side()
+        var byGroup: [String: Side] = [:]
         var longLived: [UInt64: Bool] = [:]
         for iv in win {
             for f in iv.flows where !f.isLoopback {
-                byEndpoint[f.endpoint, default: Side()].tx += f.tx
-                byEndpoint[f.endpoint, default: Side()].rx += f.rx
-                byEndpoint[f.endpoint, default: Side()].ids.insert(f.id)
-                byEndpoint[f.endpoint, default: Side()].opened = min(byEndpoint[f.endpoint]?.opened ?? .distantFuture, f.openedAt)
                 byAddress[f.remoteAddress, default: Side()].tx += f.tx
                 byAddress[f.remoteAddress, default: Side()].rx += f.rx
                 byAddress[f.remoteAddress, default: Side()].ids.insert(f.id)
-                total.tx += f.tx
-                total.rx += f.rx
-                total.ids.insert(f.id)
-                // Open for the whole window: first seen at or before its start.
-                longLived[f.id] = (longLived[f.id] ?? true) && f.openedAt <= first.start
+                let g = group(f.remoteAddress)
+                byGroup[g, default: Side()].tx += f.tx
+                byGroup[g, default: Side()].rx += f.rx
+                byGroup[g, default: Side()].ids.insert(f.id)
+                byGroup[g, default: Side()].ports.insert(f.remotePort)
+                // Open for the whole window: seen at a pass before the window began.
+                longLived[f.id] = (longLived[f.id] ?? true) && f.openedAt < first.start
             }
-            total.tx += iv.otherFlows.tx + iv.unseenOutTx
-            total.rx += iv.otherFlows.rx + iv.unseenOutRx
         }
-        // Bytes of connections too short to be seen at a pass belong to targets (the tunnel is
-        // always seen), as do the busiest-but-not-listed ones.
-        let unseenTx = win.reduce(0) { $0 + $1.unseenOutTx + $1.otherFlows.tx }
-        let unseenRx = win.reduce(0) { $0 + $1.unseenOutRx + $1.otherFlows.rx }
-        guard (total.tx + total.rx) / seconds >= model.minRate, byAddress.count > model.minTargets else { return nil }
+        guard byAddress.count > model.minTargets else { return nil }
+        // Bytes of connections too short to be seen at a pass (with no capture) belong to
+        // targets, as do the busiest-but-not-listed ones.
+        let unseenTx = win.map { $0.unseenOutTx + $0.otherFlows.tx }, unseenRx = win.map { $0.unseenOutRx + $0.otherFlows.rx }
         var best: (RelayVerdict, Double)?
-        // Tunnel candidates: the busiest endpoints whose connections were open for the window.
-        let candidates = byEndpoint.filter { e in e.value.ids.contains { longLived[$0] == true } }
-            .sorted { $0.value.tx + $0.value.rx > $1.value.tx + $1.value.rx }.prefix(4)
-        for (endpoint, _) in candidates {
-            guard let address = win.lazy.flatMap(\.flows).first(where: { $0.endpoint == endpoint })?.remoteAddress else { continue }
-            // The tunnel: the long-lived connections to this endpoint; the targets: every other address.
-            var tunnel = Side()
-            for iv in win {
-                for f in iv.flows where f.endpoint == endpoint && longLived[f.id] == true {
-                    tunnel.tx += f.tx
-                    tunnel.rx += f.rx
-                    tunnel.ids.insert(f.id)
-                    tunnel.opened = min(tunnel.opened, f.openedAt)
-                }
-            }
-            let targets = byAddress.filter { $0.key != address }
+        // Vendor-side candidates: the busiest groups (an address, or the addresses behind a name).
+        let candidates = byGroup.sorted { $0.value.tx + $0.value.rx > $1.value.tx + $1.value.rx }.prefix(4)
+        for (key, side) in candidates {
+            let inGroup = Set(byAddress.keys.filter { group($0) == key })
+            let targets = byAddress.filter { !inGroup.contains($0.key) }
             guard targets.count >= model.minTargets else { continue }
-            let targetsOut = targets.values.reduce(unseenTx) { $0 + $1.tx }, targetsIn = targets.values.reduce(unseenRx) { $0 + $1.rx }
+            // Per interval: vendor side and targets, each way.
+            var vIn = [Double](), vOut = [Double](), tOut = [Double](), tIn = [Double]()
+            for (k, iv) in win.enumerated() {
+                var v = (tx: 0.0, rx: 0.0), t = (tx: unseenTx[k], rx: unseenRx[k])
+                for f in iv.flows where !f.isLoopback {
+                    if inGroup.contains(f.remoteAddress) { v.tx += f.tx; v.rx += f.rx } else { t.tx += f.tx; t.rx += f.rx }
+                }
+                vIn.append(v.rx); vOut.append(v.tx); tOut.append(t.tx); tIn.append(t.rx)
+            }
+            let vendorIn = vIn.reduce(0, +), vendorOut = vOut.reduce(0, +), targetsOut = tOut.reduce(0, +), targetsIn = tIn.reduce(0, +)
             let targetConnections = targets.values.reduce(0) { $0 + $1.ids.count }
-            let slack = model.slackBytes + model.slackPerTarget * Double(targetConnections)
-            func balanced(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= model.tolerance * max(a, b) + slack }
-            guard balanced(tunnel.rx, targetsOut), balanced(targetsIn, tunnel.tx) else { continue }
-            let relayed = max(tunnel.rx, targetsOut) + max(targetsIn, tunnel.tx)
+            let framing = model.slackPerTarget * Double(targetConnections + side.ids.count)
+            // The vendor side carries what the targets carry, plus framing (never less).
+            func balanced(vendor a: Double, targets b: Double) -> Bool {
+                a >= b * (1 - model.tolerance) - model.slackBytes && a <= b * (1 + model.tolerance) + model.slackBytes + framing
+            }
+            guard balanced(vendor: vendorIn, targets: targetsOut), balanced(vendor: vendorOut, targets: targetsIn) else { continue }
+            let relayed = max(vendorIn, targetsOut) + max(targetsIn, vendorOut)
             guard relayed / seconds >= model.minRate else { continue }
-            let imbalance = abs(tunnel.rx - targetsOut) + abs(targetsIn - tunnel.tx)
+            // In step: the dominant direction's bytes cross both sides in the same few seconds
+            // (pairs of passes, so a stream cut by a pass boundary still counts).
+            let back = targetsIn + vendorOut >= vendorIn + targetsOut
+            let (a, b) = back ? (tIn, vOut) : (tOut, vIn)
+            var matched = 0.0, total = 0.0
+            for k in stride(from: 0, to: a.count, by: 2) {
+                let x = a[k..<min(k + 2, a.count)].reduce(0, +), y = b[k..<min(k + 2, b.count)].reduce(0, +)
+                matched += min(x, y)
+                total += max(x, y)
+            }
+            let inStep = total > 0 ? matched / total : 0
+            guard inStep >= model.inStep else { continue }
+            let addresses = inGroup.sorted()
+            let name = key.hasPrefix("name:") ? String(key.dropFirst(5)) : nil
+            let vendor: String
+            if let name {
+                vendor = "\(name) (\(addresses.joined(separator: ", ")))"
+            } else if side.ports.count == 1, let port = side.ports.first, let address = addresses.first {
+                vendor = Endpoint.text(address, port)
+            } else {
+                vendor = addresses.first ?? key
+            }
+            let imbalance = abs(vendorIn - targetsOut) + abs(targetsIn - vendorOut)
             let v = RelayVerdict(
-                tunnel: endpoint, tunnelConnections: tunnel.ids.count, tunnelOpenedAt: tunnel.opened,
+                vendor: vendor, vendorAddresses: addresses, vendorConnections: side.ids.count,
+                longLived: side.ids.contains { longLived[$0] == true },
                 targets: targets.sorted { $0.value.tx + $0.value.rx > $1.value.tx + $1.value.rx }.prefix(16).map(\.key),
                 targetCount: targets.count, targetConnections: targetConnections,
-                tunnelIn: tunnel.rx, targetsOut: targetsOut, targetsIn: targetsIn, tunnelOut: tunnel.tx, seconds: seconds,
+                vendorIn: vendorIn, targetsOut: targetsOut, targetsIn: targetsIn, vendorOut: vendorOut, inStep: inStep, seconds: seconds,
                 since: first.start)
             if best == nil || imbalance < best?.1 ?? .infinity { best = (v, imbalance) }
         }

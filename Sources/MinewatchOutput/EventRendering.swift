@@ -62,7 +62,7 @@ public enum EventRenderer {
 
     /// The first destination as (address or name, port).
     static func firstDestination(_ a: Alert) -> (host: String, port: Int?)? {
-        for e in a.evidence where e.kind == .pool || e.name == "tunnel" {
+        for e in a.evidence where e.kind == .pool {
             let token = e.value.split(separator: " ").first.map(String.init) ?? ""
             // An endpoint (address or host with a port, a URL) in the value; otherwise a service's
             // or pool's domain in the name (its value says how it was seen: dns, tls, http).

@@ -9,7 +9,7 @@ public struct ModelSettings: Sendable, Hashable {
     /// The models and their keys.
     public static let schema: [String: [String: Kind]] = [
         "bandwidth": ["window": .duration, "minUpload": .bytes, "minRatio": .number, "maxDestinations": .count, "minExchanges": .count],
-        "relay": ["window": .duration, "minRate": .bytes, "minTargets": .count, "tolerance": .share, "slack": .bytes, "slackPerTarget": .bytes],
+        "relay": ["window": .duration, "minRate": .bytes, "minTargets": .count, "tolerance": .share, "slack": .bytes, "slackPerTarget": .bytes, "inStep": .share],
         "heartbeat": ["minIntervals": .count, "minPeriod": .duration, "maxPeriod": .duration, "tolerance": .share, "maxMessageBytes": .bytes],
     ]
 

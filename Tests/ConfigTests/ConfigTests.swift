@@ -186,7 +186,7 @@ import Testing
         let a = Self.alert(evidence: [
             Evidence(kind: .pool, name: "pool", value: "stratum+tcp://pool.example.org:3333"),
             Evidence(kind: .pool, name: "connection", value: "[2001:db8::7]:4444"),
-            Evidence(kind: .attribute, name: "tunnel", value: "198.18.1.130:443 (1 connection)"),
+            Evidence(kind: .pool, name: "vendor", value: "198.18.1.130:443"),
             Evidence(kind: .pool, name: "grass.io", value: "SNI"),
             Evidence(kind: .attribute, name: "with", value: "10.0.0.1:80"),
         ])

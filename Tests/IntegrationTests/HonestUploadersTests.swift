@@ -142,7 +142,7 @@ import TestSupport
             pasv_max_port=30100
             connect_from_port_20=NO
             xferlog_enable=YES
-            xferlog_file=/tmp/xfer.log
+            vsftpd_log_file=/tmp/vsftpd.log
 
             """.utf8))
         _ = try dir.file("conf/pg_hba.conf", Array("local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all 198.18.1.0/26 trust\n".utf8))

@@ -135,7 +135,7 @@ import TestSupport
             let relay = try #require(all.first { $0.containerID == node && $0["detector"] as? String == "relay" }, "\(label): no relay alert: \(all.map { $0["summary"] ?? "" })")
             #expect(relay["severity"] as? String == "high" && relay["technique"] as? String == "T1496.002")
             let ev = relay["evidence"] as? [[String: Any]] ?? []
-            #expect(ev.contains { $0["name"] as? String == "tunnel" && ($0["value"] as? String)?.hasPrefix("198.18.1.130:443") == true }, "\(ev)")
+            #expect(ev.contains { $0["name"] as? String == "vendor" && $0["value"] as? String == "198.18.1.130:443" }, "\(ev)")
             let m = relay["metrics"] as? [String: Double] ?? [:]
             #expect((m["targets"] ?? 0) >= 3 && (m["relayedBytesPerSecond"] ?? 0) >= 125_000, "\(m)")
             let t = ttd(relay, node)

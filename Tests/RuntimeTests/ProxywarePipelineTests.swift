@@ -117,7 +117,7 @@ import TestSupport
         }
         let a = try #require(alerts.first { $0.detector == .relay }, "\(alerts.map(\.summary))")
         #expect(a.severity == .high && a.technique == "T1496.002")
-        #expect(a.evidence.contains { $0.name == "tunnel" && $0.value.hasPrefix("198.18.1.5:443") })
+        #expect(a.evidence.contains { $0.name == "vendor" && $0.value == "198.18.1.5:443" })
         #expect((a.metrics["targets"] ?? 0) >= 4 && (a.metrics["balanceBack"] ?? 9) < 1.2)
         #expect(a.timeToDetect <= 30)
     }

@@ -11,7 +11,8 @@ import TestSupport
 
 /// Feeds `passes` observations through a traffic meter into the relay model; returns the first
 /// pass with a verdict and the verdict.
-private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), _ each: (Int, inout Recorder) -> Void) -> (Int, RelayVerdict)? {
+private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), names: [String: String] = [:],
+                   _ each: (Int, inout Recorder) -> Void) -> (Int, RelayVerdict)? {
     var r = Recorder()
     var meter = TrafficMeter()
     var d = RelayJudge(model: model)
@@ -19,7 +20,7 @@ private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), _ 
         each(i, &r)
         if let iv = meter.observe(r.observation(i)) {
             d.add(iv)
-            if let v = d.verdict() { return (i, v) }
+            if let v = d.verdict(names: names) { return (i, v) }
         }
     }
     return nil
@@ -46,12 +47,68 @@ private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), _ 
         }
         let (pass, v) = try #require(hit)
         #expect(Double(pass) * 2.05 <= 26, "fired at \(Double(pass) * 2.05) s")
-        #expect(v.tunnel == "198.18.1.5:443" && v.tunnelConnections == 1)
+        #expect(v.vendor == "198.18.1.5:443" && v.vendorConnections == 1 && v.longLived)
         #expect(v.targetCount >= 4)
         #expect(v.balanceBack < 1.1 && v.balanceTowardsTargets < 1.2, "\(v)")
         #expect(v.rate > 100_000)
         let text = RelayEvidence.summary(v)
-        #expect(text.contains("tunnel 198.18.1.5:443") && text.contains("other destinations"))
+        #expect(text.contains("vendor side 198.18.1.5:443") && text.contains("other destinations"))
+    }
+
+    /// A proxy node with no tunnel: it polls its vendor for jobs over a fresh connection each
+    /// time, fetches each job's target over a fresh connection, and returns the result over
+    /// another; the vendor has three addresses behind one name, the node uses them in turn.
+    static func pollingNode(_ i: Int, _ r: inout Recorder, vendors: [String], targets: Int = 6) {
+        // Last pass's connections are closed: every connection lives one pass.
+        for id in r.sockets.keys { r.close(id) }
+        for job in 0..<4 {
+            let base = UInt64(1000 + i * 10 + job * 2)
+            let vendor = vendors[(i + job) % vendors.count]
+            // The poll and the result upload (one connection each, seen as one here), the fetch.
+            r.open(base, local: UInt16(30000 + Int(base % 30000)), remote: vendor, port: 443)
+            r.traffic(base, tx: 60_000 * 103 / 100 + 900, rx: 1_500 + 700, replies: 3)
+            r.open(base + 1, local: UInt16(30000 + Int((base + 1) % 30000)), remote: "198.18.1.\(20 + (i + job) % targets)", port: 80)
+            r.traffic(base + 1, tx: 700, rx: 60_000, replies: 40)
+        }
+    }
+
+    @Test func pollingNodeOverFreshConnectionsIsFound() throws {
+        let vendors = ["198.18.1.5", "198.18.1.6", "198.18.1.7"]
+        let names = Dictionary(uniqueKeysWithValues: vendors.map { ($0, "edge.vendor.example") })
+        let (pass, v) = try #require(relay(40, names: names) { i, r in Self.pollingNode(i, &r, vendors: vendors) })
+        #expect(Double(pass) * 2.05 <= 26, "fired at \(Double(pass) * 2.05) s")
+        #expect(v.vendor == "edge.vendor.example (198.18.1.5, 198.18.1.6, 198.18.1.7)" && !v.longLived && v.vendorAddresses.count == 3, "\(v)")
+        #expect(v.targetCount == 6 && v.inStep > 0.9, "\(v)")
+        #expect(RelayEvidence.summary(v).contains("polling over fresh connections"))
+        #expect(RelayEvidence.evidence(v).filter { $0.name == "vendor" }.map(\.value) == vendors)
+        // One vendor address: found by address alone.
+        let one = try #require(relay(40) { i, r in Self.pollingNode(i, &r, vendors: ["198.18.1.5"]) })
+        #expect(one.1.vendor == "198.18.1.5:443")
+        // Three addresses and no name to group them (no capture saw SNI or Host): none is a
+        // vendor side on its own.
+        #expect(relay(40) { i, r in Self.pollingNode(i, &r, vendors: vendors) } == nil)
+    }
+
+    /// An ETL job: fetches from many sites over fresh connections, and uploads what it fetched
+    /// in batches to one store (every five passes, over a keep-alive connection or a fresh one).
+    @Test func etlJobUploadingBatchesIsQuiet() {
+        for keepAlive in [true, false] {
+            let hit = relay(40) { i, r in
+                for id in r.sockets.keys where id >= 100 { r.close(id) }
+                for k in 0..<4 {
+                    let id = UInt64(100 + i * 4 + k)
+                    r.open(id, local: UInt16(41000 + Int(id % 20000)), remote: "198.18.1.\(20 + (i + k) % 8)", port: 443)
+                    r.traffic(id, tx: 600, rx: 60_000, replies: 40)
+                }
+                let store: UInt64 = keepAlive ? 1 : UInt64(5000 + i)
+                if keepAlive && i == 0 { r.open(1, local: 40001, remote: "198.18.1.70", port: 9000) }
+                if i % 5 == 4 {
+                    if !keepAlive { r.open(store, local: UInt16(50000 + i), remote: "198.18.1.70", port: 9000) }
+                    r.traffic(store, tx: 5 * 4 * 60_000, rx: 300, replies: 1)
+                }
+            }
+            #expect(hit == nil, "keep-alive \(keepAlive): \(String(describing: hit?.1))")
+        }
     }
 
     @Test func forwardProxyServingItsOwnClientsIsQuiet() {
