@@ -27,6 +27,38 @@ public struct LiveSession: Sendable, Hashable {
     }
 }
 
+/// A TCP connection the capture saw in a namespace that is done (closed), with its payload
+/// bytes each way: `watch` counts the ones too short to be seen by sock_diag at any pass (a
+/// proxy node polling its vendor over fresh connections).
+public struct CapturedFlow: Sendable, Hashable {
+    /// Stable while the capture holds the flow; the top bit set, so it never equals a socket inode.
+    public var id: UInt64
+    public var client: String
+    public var clientPort: UInt16
+    public var server: String
+    public var serverPort: UInt16
+    public var clientBytes: UInt64
+    public var serverBytes: UInt64
+    public var serverDataPackets: UInt32
+    public var first: Date
+
+    public init(id: UInt64, client: String, clientPort: UInt16, server: String, serverPort: UInt16, clientBytes: UInt64, serverBytes: UInt64,
+                serverDataPackets: UInt32, first: Date) {
+        self.id = id
+        self.client = client
+        self.clientPort = clientPort
+        self.server = server
+        self.serverPort = serverPort
+        self.clientBytes = clientBytes
+        self.serverBytes = serverBytes
+        self.serverDataPackets = serverDataPackets
+        self.first = first
+    }
+
+    /// "local port|remote address|remote port" of the client side, the key a socket has too.
+    public var key: String { "\(clientPort)|\(server)|\(serverPort)" }
+}
+
 /// Protocol evidence for `watch`: one packet ring per container network namespace, owned and
 /// drained by a capture thread of its own, feeding the same flow table and recognisers as `pcap`
 /// (with a smaller per-flow inspection cap). Rings, flow tables and recognisers never leave that
@@ -51,6 +83,7 @@ public final class LiveCapture: Sendable {
         var failed: Set<UInt64> = []
         var firstError: MinewatchError?
         var sessions: [UInt64: [LiveSession]] = [:]
+        var flows: [UInt64: [CapturedFlow]] = [:]
         var names: [UInt64: [String]] = [:]
         var status: [UInt64: RingStatus] = [:]
         var packets = 0
@@ -85,6 +118,26 @@ public final class LiveCapture: Sendable {
             }
             table.onEvict = { [unowned self] flow in self.inspectors[ObjectIdentifier(flow)] = nil }
         }
+
+        /// TCP flows that opened (their SYN was seen) and closed within the last `recent`
+        /// seconds of capture time, at most `maxClosedFlows`, the latest first.
+        func closedFlows(now: Double) -> [CapturedFlow] {
+            var out: [CapturedFlow] = []
+            for (f, _) in inspectors.values where f.transport == .tcp && f.sawSYN && f.closed && now - f.last <= Self.recent {
+                var h: UInt64 = 0xcbf2_9ce4_8422_2325
+                for b in Array("\(f.client)|\(f.clientPort)|\(f.server)|\(f.serverPort)|\(f.first)".utf8) { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+                out.append(CapturedFlow(id: h | 1 << 63, client: "\(f.client)", clientPort: f.clientPort, server: "\(f.server)", serverPort: f.serverPort,
+                                        clientBytes: UInt64(f.clientBytes), serverBytes: UInt64(f.serverBytes),
+                                        serverDataPackets: UInt32(truncatingIfNeeded: f.serverDataPackets), first: Date(timeIntervalSince1970: f.first)))
+            }
+            if out.count > Self.maxClosedFlows {
+                out.sort { $0.first > $1.first }
+                out.removeLast(out.count - Self.maxClosedFlows)
+            }
+            return out
+        }
+        static let recent = 8.0
+        static let maxClosedFlows = 2048
 
         /// Sessions recognised so far that a detector reads: mining protocols, named servers
         /// (TLS SNI, HTTP Host), heartbeats.
@@ -153,6 +206,7 @@ public final class LiveCapture: Sendable {
             let changed = Set(s.wanted.keys) != Set(wanted.keys)
             s.wanted = wanted
             s.sessions = s.sessions.filter { wanted[$0.key] != nil }
+            s.flows = s.flows.filter { wanted[$0.key] != nil }
             s.names = s.names.filter { wanted[$0.key] != nil }
             s.status = s.status.filter { wanted[$0.key] != nil }
             return changed
@@ -164,6 +218,9 @@ public final class LiveCapture: Sendable {
 
     /// Mining-relevant sessions recognised so far in a namespace (as of the last drain).
     public func sessions(_ ns: UInt64) -> [LiveSession] { shared.withLock { $0.sessions[ns] ?? [] } }
+
+    /// Connections that opened and closed recently in a namespace (as of the last drain).
+    public func flows(_ ns: UInt64) -> [CapturedFlow] { shared.withLock { $0.flows[ns] ?? [] } }
 
     /// DNS questions a namespace asked (as of the last drain), most recent last.
     public func names(_ ns: UInt64) -> [String] { shared.withLock { $0.names[ns] ?? [] } }
@@ -195,7 +252,8 @@ public final class LiveCapture: Sendable {
             _ = poll(&fds, nfds_t(fds.count), 500)
             if fds[0].revents != 0 { while read(wakeRead, &buf, buf.count) > 0 {} }
             // Decoding happens here, outside the lock.
-            var published: [UInt64: ([LiveSession], RingStatus, [String])] = [:]
+            var published: [UInt64: ([LiveSession], RingStatus, [String], [CapturedFlow])] = [:]
+            let now = Date().timeIntervalSince1970
             var packets = 0, drops = 0
             for (ns, n) in owned {
                 let got = n.ring.drain { info, bytes in
@@ -207,7 +265,7 @@ public final class LiveCapture: Sendable {
                 n.status.drops += dropped
                 packets += got
                 drops += dropped
-                published[ns] = (n.sessions(), n.status, n.names)
+                published[ns] = (n.sessions(), n.status, n.names, n.closedFlows(now: now))
             }
             shared.withLock { s in
                 for (ns, e) in newFailures {
@@ -218,6 +276,7 @@ public final class LiveCapture: Sendable {
                     s.sessions[ns] = p.0
                     s.status[ns] = p.1
                     s.names[ns] = p.2
+                    s.flows[ns] = p.3
                 }
                 s.packets += packets
                 s.drops += drops

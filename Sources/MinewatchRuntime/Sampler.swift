@@ -48,6 +48,9 @@ public struct ContainerSnapshot: Sendable {
     public var capture: LiveCapture.RingStatus?
     /// DNS questions its namespace asked, most recent last (capture on).
     public var dnsQuestions: [String] = []
+    /// Outbound connections the capture saw open and close where no pass saw their socket
+    /// (capture on): their bytes belong to the container as much as its sockets' do.
+    public var shortConnections: [CapturedFlow] = []
     /// Names its /etc/hosts gives addresses (`--add-host`, pinned names): address -> names.
     public var hostNames: [String: [String]] = [:]
 
@@ -77,7 +80,12 @@ public struct ContainerSnapshot: Sendable {
 
     /// Its connections in the neutral form the bandwidth model reads.
     public var observation: NetObservation {
-        NetObservation(time: time, sockets: sockets, listenPorts: listenPorts, interfaces: interfaces, hostNetwork: hostNetwork, owners: owners)
+        var o = NetObservation(time: time, sockets: sockets, listenPorts: listenPorts, interfaces: interfaces, hostNetwork: hostNetwork, owners: owners)
+        o.connections += shortConnections.map { f in
+            ConnectionSample(id: f.id, remoteAddress: f.server, remotePort: f.serverPort, localPort: f.clientPort, inbound: false, established: false,
+                             counters: ConnectionCounters(bytesSent: f.clientBytes, bytesReceived: f.serverBytes, segmentsIn: f.serverDataPackets))
+        }
+        return o
     }
 }
 
@@ -130,6 +138,9 @@ public final class HostSampler {
         var sockets: (activity: UInt64, connections: UInt64, list: [SocketEntry])?
         /// The last TCP activity value and when it last changed (for capture rings).
         var tcpSeen: (value: UInt64, at: Date)?
+        /// Connection keys ("local port|remote address|remote port") of its sockets at the last
+        /// three passes: a captured connection with one of these was seen by a pass already.
+        var recentSocketKeys: [Set<String>] = []
     }
 
     /// Per container: socket owners at a namespace activity value, and the upper directory.
@@ -324,6 +335,22 @@ public final class HostSampler {
         namespaces[ns] = cache
     }
 
+    /// The captured connections the container opened (its address is the client's, or the
+    /// server's port is not one it listens on) whose socket no recent pass saw.
+    func shortConnections(_ flows: [CapturedFlow], of snap: ContainerSnapshot, ns: UInt64) -> [CapturedFlow] {
+        let keys = Set(snap.sockets.map { "\($0.localPort)|\($0.remoteAddress)|\($0.remotePort)" })
+        var cache = namespaces[ns] ?? NamespaceCache()
+        cache.recentSocketKeys = Array((cache.recentSocketKeys + [keys]).suffix(3))
+        namespaces[ns] = cache
+        guard !flows.isEmpty else { return [] }
+        let seen = cache.recentSocketKeys.reduce(into: Set<String>()) { $0.formUnion($1) }
+        let local = Set(snap.sockets.map(\.localAddress)).subtracting(["0.0.0.0", "::", ""])
+        return flows.filter { f in
+            guard !seen.contains(f.key), !(IPAddress(f.server)?.isLoopback ?? false) else { return false }
+            return local.isEmpty ? !snap.listenPorts.contains(f.serverPort) : local.contains(f.client) && !local.contains(f.server)
+        }
+    }
+
     /// Containers with their own namespace (the host's is not captured), while they have TCP
     /// traffic: a ring opens at the first pass that sees TCP segments move and closes after two
     /// idle minutes, so idle containers cost no ring (a session's first second may be missed).
@@ -338,6 +365,7 @@ public final class HostSampler {
         capture.sync(wanted)
         for i in snaps.indices where !snaps[i].hostNetwork {
             guard let ns = snaps[i].netns else { continue }
+            snaps[i].shortConnections = shortConnections(capture.flows(ns), of: snaps[i], ns: ns)
             snaps[i].sessions = capture.sessions(ns)
             snaps[i].capture = capture.status(ns)
             snaps[i].dnsQuestions = capture.names(ns)

@@ -225,10 +225,13 @@ public protocol SessionSource: AnyObject {
     func status(_ ns: UInt64) -> LiveCapture.RingStatus?
     /// DNS questions the namespace asked, most recent last.
     func names(_ ns: UInt64) -> [String]
+    /// Connections that opened and closed recently in the namespace.
+    func flows(_ ns: UInt64) -> [CapturedFlow]
 }
 
 extension SessionSource {
     public func names(_ ns: UInt64) -> [String] { [] }
+    public func flows(_ ns: UInt64) -> [CapturedFlow] { [] }
 }
 
 extension LiveCapture: SessionSource {}

@@ -10,8 +10,8 @@ import TestSupport
 /// or over many connections: an HLS live stream (ffmpeg, MPEG-TS segments PUT over clear-text HTTP
 /// to nginx), a photo sync (rclone to nginx's WebDAV), an encrypted backup (restic to rclone's
 /// restic REST server, clear-text HTTP), an archive backup (rsync to rsyncd), log forwarding
-/// (rsyslog to rsyslog over TCP), camera frames published to an MQTT broker (mosquitto_pub to
-/// mosquitto), asset commits pushed over git:// (git to git daemon), a database load (psql COPY
+/// (rsyslog to rsyslog over TCP), camera snapshots (JPEG in base64 JSON) published to an MQTT broker
+/// (mosquitto_pub to mosquitto), batches of photos pushed over git:// (git to git daemon), a database load (psql COPY
 /// to PostgreSQL), an FTP upload of archives (curl to vsftpd) and a network test (iperf3). Two
 /// watchers with the bundled rules (with and without capture) and `pcap` on the recorded bridge
 /// raise nothing at medium or above for any of them; what the model saw of each is printed.
@@ -27,7 +27,7 @@ import TestSupport
         try prerequisite(getuid() == 0, "root is required under CI=true for packet capture")
         let pg = Self.postgresBin()
         try requireTools(["tcpdump", "ffmpeg", "/usr/sbin/nginx", "rclone", "restic", "rsync", "/usr/sbin/rsyslogd", "/usr/sbin/mosquitto",
-                          "mosquitto_pub", "git", "\(pg)/initdb", "\(pg)/postgres", "\(pg)/psql", "/usr/sbin/vsftpd", "curl", "iperf3", "pv", "timeout", "awk"])
+                          "mosquitto_pub", "git", "\(pg)/initdb", "\(pg)/postgres", "\(pg)/psql", "/usr/sbin/vsftpd", "curl", "iperf3", "pv", "timeout", "awk", "base64", "/usr/sbin/tc"])
         let davModule = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"
         try prerequisite(FileManager.default.fileExists(atPath: davModule), "missing: \(davModule) (libnginx-mod-http-dav-ext; scripts/install-deps installs it)")
         let lab = try WorkloadLab("hu")
@@ -197,6 +197,10 @@ import TestSupport
         }
         try server("hlssrv", "198.18.1.10", "mkdir -p /srv/www/live && nginx -e stderr -c /conf/nginx.conf")
         try server("davsrv", "198.18.1.11", "mkdir -p /srv/www && nginx -e stderr -c /conf/nginx.conf")
+        // Port 8000: the default of restic's REST server (rest-server); rclone's is 8080. Both are
+        // in the bundled minerPorts list, so watch reports a low pool-contact for the port alone,
+        // and that corroborates the upload-heavy shape into a high bandwidth-miner alert (seen
+        // when this test was drafted, with the build of 6 Dec): the false positive this test is for.
         try server("resticsrv", "198.18.1.12", "rclone serve restic --config /tmp/none.conf --addr 198.18.1.12:8000 /srv/restic")
         try server("rsyncd", "198.18.1.13", "mkdir -p /srv/backup && rsync --daemon --no-detach --config=/conf/rsyncd.conf")
         try server("syslogsrv", "198.18.1.14", "mkdir -p /srv/log && rsyslogd -n -f /conf/rsyslog-server.conf -i /tmp/rsyslogd.pid")
@@ -243,10 +247,16 @@ import TestSupport
         try client("rsync", "198.18.1.33", ["timeout", "68", "rsync", "-a", "--bwlimit=300", "/payload/archives/", "rsync://198.18.1.13/backup/nightly/"])
         try client("rsyslog", "198.18.1.34", ["timeout", "75", "sh", "-c",
             "mkdir -p /tmp/rs /var/log/app && : > /var/log/app/access.log && rsyslogd -f /conf/rsyslog-client.conf -i /tmp/rs.pid && timeout 66 pv -qL 250k /payload/access.log.src >> /var/log/app/access.log; sleep 5"])
+        // A camera's snapshots as JSON with the JPEG in base64, one message a line, over one
+        // connection (QoS 1: each message is acknowledged). A mosquitto_pub per frame (a new
+        // connection each, about 50 ms long) is invisible to watch's per-connection counters.
         try client("mosquitto-pub", "198.18.1.35", ["timeout", "68", "sh", "-c",
-            "n=0; while [ $n -lt 5 ]; do for f in /payload/frames/*.jpg; do mosquitto_pub -h 198.18.1.15 -i door-1 -t cameras/door-1/jpeg -q 1 -f \"$f\"; sleep 0.4; done; n=$((n+1)); done"])
-        try client("git-push", "198.18.1.36", ["timeout", "68", "sh", "-c",
-            "cd /tmp && git init -q -b main repo && cd repo && git config user.email ci@example.org && git config user.name ci && git remote add origin git://198.18.1.16/assets.git && for f in /payload/photos/*.jpg; do cp \"$f\" . && git add -A && git commit -qm \"asset ${f##*/}\" && git push -q origin main; sleep 2; done"])
+            "n=0; while [ $n -lt 3 ]; do for f in /payload/frames/*.jpg; do printf '{\"camera\":\"door-1\",\"ts\":%s,\"jpeg\":\"%s\"}\\n' \"$(date +%s)\" \"$(base64 -w0 \"$f\")\"; sleep 0.6; done; n=$((n+1)); done | mosquitto_pub -h 198.18.1.15 -i door-1 -t cameras/door-1/snapshot -q 1 -l"])
+        // Batches of five photos a commit, pushed over a 2.4 Mbit/s uplink (git has no rate limit
+        // of its own; tc's token bucket on the container's interface): a push lasts about 9 s.
+        // Unlimited, each push is a connection of a few milliseconds that watch never sees.
+        try client("git-push", "198.18.1.36", options: ["--cap-add", "NET_ADMIN"], ["timeout", "68", "sh", "-c",
+            "tc qdisc add dev eth0 root tbf rate 2400kbit burst 32kb limit 4mb && cd /tmp && git init -q -b main repo && cd repo && git config user.email ci@example.org && git config user.name ci && git remote add origin git://198.18.1.16/assets.git && set -- /payload/photos/*.jpg && while [ $# -ge 5 ]; do cp \"$1\" \"$2\" \"$3\" \"$4\" \"$5\" . && shift 5 && git add -A && git commit -qm \"assets: $# to go\" && git push -q origin main; sleep 1; done"])
         try client("psql-copy", "198.18.1.37", ["timeout", "68", "sh", "-c",
             "for i in $(seq 1 20); do psql -q -h 198.18.1.17 -U app -d postgres -c 'create table readings(id bigint, sensor text, ts timestamp, value double precision, blob text)' && break; sleep 0.5; done; for f in /payload/csv/*.csv; do pv -qL 300k \"$f\" | psql -q -h 198.18.1.17 -U app -d postgres -c '\\copy readings from stdin with (format csv)'; done"])
         try client("curl-ftp", "198.18.1.38", ["timeout", "68", "curl", "-sS", "--limit-rate", "300k", "--ftp-create-dirs", "-T", "/payload/archives/dump-[01-30].gz",
@@ -295,14 +305,14 @@ import TestSupport
             ("restic snapshots", number(inServer("resticsrv", "ls /srv/restic/snapshots | wc -l")), 1),
             ("rsync archives", number(inServer("rsyncd", "ls /srv/backup/nightly | wc -l")), 15),
             ("syslog lines", number(inServer("syslogsrv", "wc -l < /srv/log/remote.log")), 50_000),
-            ("git commits", number(inServer("gitd", "git --git-dir=/srv/git/assets.git rev-list --count main")), 15),
+            ("git commits", number(inServer("gitd", "git --git-dir=/srv/git/assets.git rev-list --count main")), 5),
             ("PostgreSQL rows", number(inServer("pgsrv", "psql -h /tmp -U app -d postgres -tAc 'select count(*) from readings'")), 25_000),
             ("FTP files", number(inServer("ftpsrv", "ls /srv/ftp/incoming | wc -l")), 15),
         ]
         for (what, n, least) in accepted { #expect(n >= least, "\(what): \(n) (at least \(least))") }
         let brokerLog = (try? Podman.cmd(["logs", servers.first { $0.0 == "broker" }?.1 ?? ""])) ?? ""
         let published = brokerLog.split(separator: "\n").filter { $0.contains("Received PUBLISH from door-1") }.count
-        #expect(published >= 100, "the broker received \(published) frames")
+        #expect(published >= 60, "the broker received \(published) snapshots")
         let iperfClient = (try? Podman.cmd(["logs", clients.first { $0.0 == "iperf3" }?.1 ?? ""])) ?? ""
         #expect(iperfClient.contains("sender"), "iperf3: \(iperfClient.suffix(300))")
 

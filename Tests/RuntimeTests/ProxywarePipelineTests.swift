@@ -17,7 +17,9 @@ import TestSupport
     final class Sessions: SessionSource {
         var byNamespace: [UInt64: [LiveSession]] = [:]
         var questions: [UInt64: [String]] = [:]
+        var closed: [UInt64: [CapturedFlow]] = [:]
         func sync(_ wanted: [UInt64: Int32]) {}
+        func flows(_ ns: UInt64) -> [CapturedFlow] { closed[ns] ?? [] }
         func sessions(_ ns: UInt64) -> [LiveSession] { byNamespace[ns] ?? [] }
         func status(_ ns: UInt64) -> LiveCapture.RingStatus? { .init(packets: 10, drops: 0) }
         func names(_ ns: UInt64) -> [String] { questions[ns] ?? [] }
@@ -119,6 +121,44 @@ import TestSupport
         #expect(a.severity == .high && a.technique == "T1496.002")
         #expect(a.evidence.contains { $0.name == "vendor" && $0.value == "198.18.1.5:443" })
         #expect((a.metrics["targets"] ?? 0) >= 4 && (a.metrics["balanceBack"] ?? 9) < 1.2)
+        #expect(a.timeToDetect <= 30)
+    }
+
+    /// A proxy node polling its vendor (three addresses behind one TLS name) over a fresh
+    /// connection per job, fetching each target over a fresh connection: no socket lives long
+    /// enough to be seen at a pass; the capture sees them open and close, and names the vendor.
+    @Test func pollingRelaySeenThroughTheCapture() throws {
+        let (s, proc) = try Self.setup("c4", ns: 4026540004)
+        _ = proc
+        let vendors = ["198.18.1.5", "198.18.1.6", "198.18.1.7"]
+        s.sessions.byNamespace[s.ns] = vendors.map { v in
+            var f = SessionFacts()
+            f.protocolName = .tls
+            f.sni = "edge-3.vendor.example"
+            return LiveSession(client: "10.0.0.2", clientPort: 40001, serverPort: 443, server: v + ":443", first: s.clock.date, facts: f)
+        }
+        var alerts: [Alert] = []
+        var port: UInt16 = 30000
+        for i in 0..<20 {
+            var flows: [CapturedFlow] = []
+            for job in 0..<4 {
+                port += 2
+                let vendor = vendors[(i + job) % 3], target = "198.18.1.\(20 + (i + job) % 6)"
+                flows.append(CapturedFlow(id: 1 << 63 | UInt64(port), client: "10.0.0.2", clientPort: port, server: vendor, serverPort: 443,
+                                          clientBytes: 60_000 * 103 / 100 + 900, serverBytes: 2_200, serverDataPackets: 3, first: s.clock.date))
+                flows.append(CapturedFlow(id: 1 << 63 | UInt64(port + 1), client: "10.0.0.2", clientPort: port + 1, server: target, serverPort: 80,
+                                          clientBytes: 700, serverBytes: 60_000, serverDataPackets: 40, first: s.clock.date))
+            }
+            s.sessions.closed[s.ns] = flows
+            // One socket of its own (a listener-less idle keep-alive) so the namespace has an address.
+            s.sockets.byNetns[s.ns] = [SocketEntry(proto: .tcp, localAddress: "10.0.0.2", localPort: 40001, remoteAddress: "198.18.1.5", remotePort: 443,
+                                                   state: 1, inode: 1, counters: TCPCounters(bytesSent: 10, bytesReceived: 10))]
+            alerts += s.w.poll()
+            s.clock.date += 2.05
+        }
+        let a = try #require(alerts.first { $0.detector == .relay }, "\(alerts.map(\.summary))")
+        #expect(a.summary.contains("edge-3.vendor.example (198.18.1.5, 198.18.1.6, 198.18.1.7)") && a.summary.contains("polling"), "\(a.summary)")
+        #expect(a.evidence.filter { $0.name == "vendor" }.map(\.value) == vendors)
         #expect(a.timeToDetect <= 30)
     }
 
