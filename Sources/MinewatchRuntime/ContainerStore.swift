@@ -11,6 +11,8 @@ public struct ContainerState {
     public let firstSeen: Date
     public internal(set) var lastSeen: Date
     public internal(set) var alerted: Set<DetectorID> = []
+    /// Detectors whose alert was medium or above.
+    public internal(set) var alertedAtMedium: Set<DetectorID> = []
     /// The traffic meter (per-connection and interface counters to per-interval traffic).
     var traffic = TrafficMeter()
     /// The previous pass's CPU sample (for cores used).

@@ -76,6 +76,9 @@ public struct DetectionContext: Sendable {
     public var now: Date
     /// Detectors that already alerted for this container (earlier passes, and earlier in this one).
     public var alerted: Set<DetectorID>
+    /// Those of them whose alert was medium or above: evidence for another detector (a low
+    /// alert, a pool port alone, is not).
+    public var alertedAtMedium: Set<DetectorID> = []
 }
 
 /// A detector of `watch`: pure logic over one container's pass and its own memory of that

@@ -118,7 +118,7 @@ public final class Watcher {
             store.modify(snap.ref.id) { state in
                 let pass = derive(snap, &state)
                 for d in detectors.registered {
-                    let context = DetectionContext(now: host.time, alerted: state.alerted)
+                    let context = DetectionContext(now: host.time, alerted: state.alerted, alertedAtMedium: state.alertedAtMedium)
                     guard let v = d.run(pass, &state, context).map(resolved), !state.alerted.contains(d.id) else { continue }
                     let a = alerts.alert(v, detector: d.id, container: snap.ref, now: host.time)
                     // A silenced verdict does not use up the detector: the next one that the
@@ -135,6 +135,7 @@ public final class Watcher {
                         continue
                     }
                     state.alerted.insert(d.id)
+                    if a.severity >= .medium { state.alertedAtMedium.insert(d.id) }
                     out.append(a)
                 }
                 state.telemetry = telemetry(pass, previous: state.telemetry)

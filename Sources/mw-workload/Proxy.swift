@@ -212,8 +212,11 @@ enum Proxy {
     /// uploads (POST /upload) and downloads (GET /file/N) through the node, or a FETCH of a file.
     /// About `rate` bytes/s in all (downloads; uploads are a fifth of that). With `httpProxy`,
     /// the same load goes through an HTTP CONNECT proxy instead (the benign forward proxy).
-    static func runCustomers(vendor: String?, httpProxy: String?, targets: [String], streams: Int, rate: Double, deadline: Date) throws {
-        guard !targets.isEmpty, vendor != nil || httpProxy != nil else { throw WorkloadError(description: "need --vendor or --http-proxy, and --target") }
+    /// With several vendors, streams use them in turn; with `fetchOnly`, every stream is a FETCH
+    /// (what a polling vendor serves).
+    static func runCustomers(vendors: [String], httpProxy: String?, targets: [String], streams: Int, rate: Double, fetchOnly: Bool = false,
+                             deadline: Date) throws {
+        guard !targets.isEmpty, !vendors.isEmpty || httpProxy != nil else { throw WorkloadError(description: "need --vendor or --http-proxy, and --target") }
         let perStream = rate / Double(max(1, streams))
         let group = DispatchGroup()
         let done = Counter(), moved = Counter()
@@ -225,10 +228,11 @@ enum Proxy {
                 while Date() < deadline {
                     k += 1
                     let target = targets[k % targets.count]
+                    let vendor = vendors.isEmpty ? nil : vendors[k % vendors.count]
                     do {
                         // Each stream moves about 2 s worth of its share, in one relay or fetch.
                         let down = max(16_384, Int(perStream * 2))
-                        moved.add(try customerStream(vendor: vendor, httpProxy: httpProxy, target: target, fetch: k % 3 == 0, down: down, up: down / 5,
+                        moved.add(try customerStream(vendor: vendor, httpProxy: httpProxy, target: target, fetch: fetchOnly || k % 3 == 0, down: down, up: down / 5,
                                                      rate: perStream, deadline: deadline))
                         done.add(1)
                     } catch {

@@ -23,7 +23,10 @@
 // Proxyjacking (a residential-proxy network) and DePIN farming:
 //   mw-workload proxy-vendor  --listen H:P --customers H:P --tls-cert PEM --tls-key PEM
 //   mw-workload proxy-node    --vendor H:P --sni NAME [--allow H:P]   (with --allow: a tunnel agent for one service)
-//   mw-workload proxy-customer (--vendor H:P | --http-proxy H:P) --target H:P [--target H:P...] [--streams N] [--rate BYTES_PER_S]
+//   mw-workload proxy-customer (--vendor H:P... | --http-proxy H:P) --target H:P [--target H:P...] [--streams N] [--rate BYTES_PER_S] [--fetch-only]
+//   mw-workload poll-vendor   --listen H:P --customers H:P [--tls-cert PEM --tls-key PEM]   (jobs by polling, no tunnel)
+//   mw-workload poll-node     --vendor NAME:P [--address IP...] [--tls]   (a fresh connection per poll, fetch and result)
+//   mw-workload etl           --source H:P [--source H:P...] --store URL [--pages N] [--page-bytes N] [--batch N]
 //   mw-workload heartbeat-server --listen H:P --tls-cert PEM --tls-key PEM
 //   mw-workload heartbeat     --server H:P --sni NAME [--period S]
 // Started under a service's program name with its arguments (/app/honeygain -tou-accept ...),
@@ -40,7 +43,8 @@ func values(_ name: String, in args: [String]) -> [String] {
 
 let modes: Set<String> = ["stratum-pool", "stratum-miner", "ann-handler", "ann-miner", "http-server", "log-shipper", "remote-write",
                            "backup", "forward-proxy", "reverse-proxy", "sidecar", "crawler", "proxy-vendor", "proxy-node",
-                           "proxy-customer", "heartbeat-server", "heartbeat", "download", "upload", "api-client", "compress"]
+                           "proxy-customer", "heartbeat-server", "heartbeat", "download", "upload", "api-client", "compress",
+                           "poll-vendor", "poll-node", "etl"]
 var args = Array(CommandLine.arguments.dropFirst())
 let program = CommandLine.arguments.first ?? ""
 if let first = args.first, !modes.contains(first), !program.hasSuffix("/svc"), !program.hasSuffix("mw-workload") {
@@ -103,9 +107,21 @@ do {
         try Proxy.runNode(vendor: value("--vendor", in: args) ?? "", sni: value("--sni", in: args) ?? "vendor.example",
                           allow: value("--allow", in: args), deadline: deadline)
     case "proxy-customer":
-        try Proxy.runCustomers(vendor: value("--vendor", in: args), httpProxy: value("--http-proxy", in: args), targets: values("--target", in: args),
+        try Proxy.runCustomers(vendors: values("--vendor", in: args), httpProxy: value("--http-proxy", in: args), targets: values("--target", in: args),
                                streams: Int(value("--streams", in: args) ?? "4") ?? 4, rate: Double(value("--rate", in: args) ?? "200000") ?? 200_000,
-                               deadline: deadline)
+                               fetchOnly: args.contains("--fetch-only"), deadline: deadline)
+    case "poll-vendor":
+        let tls = try value("--tls-cert", in: args).map { try tlsServerContext(cert: $0, key: value("--tls-key", in: args) ?? "") }
+        try PollProxy.runVendor(listen: value("--listen", in: args) ?? "127.0.0.1:8443", customers: value("--customers", in: args) ?? "127.0.0.1:9000",
+                                tls: tls, deadline: deadline)
+    case "poll-node":
+        try PollProxy.runNode(vendor: value("--vendor", in: args) ?? "", addresses: values("--address", in: args), tls: args.contains("--tls"),
+                              deadline: deadline)
+    case "etl":
+        try Lookalikes.runETL(sources: values("--source", in: args), store: value("--store", in: args) ?? "",
+                              pagesPerSecond: Double(value("--pages", in: args) ?? "5") ?? 5,
+                              pageBytes: Int(value("--page-bytes", in: args) ?? "100000") ?? 100_000,
+                              batch: Int(value("--batch", in: args) ?? "20") ?? 20, deadline: deadline)
     case "heartbeat-server":
         try Heartbeat.runServer(listen: value("--listen", in: args) ?? "127.0.0.1:4443", cert: value("--tls-cert", in: args) ?? "",
                                 key: value("--tls-key", in: args) ?? "", deadline: deadline)

@@ -230,6 +230,31 @@ final class RecordedSockets: SocketStatsSource {
     }
 }
 
+@Suite struct LowAlertsDoNotCorroborateTests {
+    /// restic backing up to a REST server on port 8000 (one of Falco's miner ports): the port
+    /// gives a low pool-contact alert, which is no evidence that a miner is behind the upload.
+    @Test func aPoolPortAloneLeavesTheUploadATrait() throws {
+        let proc = try FakeProc()
+        let cid = String(repeating: "c9", count: 32)
+        try proc.add(pid: 910, comm: "restic", cgroup: "/libpod_parent/libpod-\(cid)", cmdline: ["restic", "backup", "/data"], exe: Samples.elf(["plain"]), netns: 4026533011)
+        let clock = StepClock(Date(timeIntervalSince1970: 1_900_000_000))
+        let sockets = RecordedSockets()
+        let w = Watcher(rules: CompiledRules(BundledRules.load().0), proc: ProcfsReader(root: proc.root), clock: clock, sockets: sockets)
+        w.settings.scratchPrefixes = []
+        var r = Recorder()
+        r.open(1, local: 40001, remote: "198.18.1.12", port: 8000)
+        var alerts: [Alert] = []
+        for _ in 0..<20 {
+            r.traffic(1, tx: 600_000, rx: 700, replies: 3)
+            sockets.byNetns[4026533011] = Array(r.sockets.values)
+            alerts += w.poll()
+            clock.date += 2.05
+        }
+        #expect(alerts.map(\.detector) == [.poolContact] && alerts.first?.severity == .low, "\(alerts.map { "\($0.detector) \($0.severity)" })")
+        #expect(w.telemetry[cid]?.traits?.first?.name == "upload-heavy")
+    }
+}
+
 @Suite struct HostNetworkTests {
     /// A container sharing the host's network namespace: no interface counters of its own, so
     /// only the sockets its processes hold (by inode, from /proc/<pid>/fd) are its traffic; the

@@ -35,7 +35,9 @@ public struct BandwidthMinerDetector: ContainerDetector {
             state.trait = nil
             return nil
         }
-        let others = Self.corroborating.filter { context.alerted.contains($0) }.map { "\($0.rawValue) alert" }
+        // Another detector's alert at medium or above (a mining-pool port alone is low: restic's
+        // REST server listens on 8000, one of Falco's miner ports).
+        let others = Self.corroborating.filter { context.alertedAtMedium.contains($0) }.map { "\($0.rawValue) alert" }
         let upload = Set(b.destinations.map(\.address))
         let toUpload = pass.snapshot.sessions.map { (server: Endpoint.host($0.server), facts: $0.facts) }.filter { upload.contains($0.server) }
         let why = BandwidthEvidence.reasons(b, toUpload: toUpload, others: others)
