@@ -84,6 +84,9 @@ public struct NetObservation: Sendable {
     /// Interface counters of its own namespace; nil on the host network and in captures.
     public var interfaces: InterfaceTotals?
     public var hostNetwork: Bool
+    /// The connections include those a packet capture saw open and close between passes: what
+    /// the interfaces carried beyond them is residue (timing, drops), not unseen connections.
+    public var captured = false
 
     public init(time: Date, connections: [ConnectionSample], interfaces: InterfaceTotals?, hostNetwork: Bool) {
         self.time = time
@@ -118,6 +121,8 @@ public struct NetInterval: Sendable, Hashable {
     public var uploadSockets: Set<UInt64> = []
     /// Whether per-connection counters were available.
     public var perConnection = true
+    /// Whether a capture counted the short connections too (see `NetObservation.captured`).
+    public var captured = false
     public var uploader: Int32?
     public var outboundConnections = 0
     public var inboundConnections = 0
@@ -207,6 +212,7 @@ public struct TrafficMeter: Sendable {
         }
         var iv = NetInterval(start: last, end: o.time)
         iv.perConnection = perConnection
+        iv.captured = o.captured
         var next: [UInt64: ConnectionCounters] = [:]
         var best: (Double, UInt64)?
         var smallTwoWay: [String: Int] = [:]

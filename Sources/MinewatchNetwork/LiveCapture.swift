@@ -136,7 +136,7 @@ public final class LiveCapture: Sendable {
             }
             return out
         }
-        static let recent = 8.0
+        static let recent = 30.0
         static let maxClosedFlows = 2048
 
         /// Sessions recognised so far that a detector reads: mining protocols, named servers

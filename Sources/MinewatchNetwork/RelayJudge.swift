@@ -22,7 +22,7 @@ public struct RelayThresholds: Sendable, Hashable {
     /// Share of the dominant direction's bytes that must cross in step (within the same few
     /// seconds) on both sides: a relay forwards as it receives; a job that fetches from many
     /// sites and uploads batches later does not.
-    public var inStep = 0.6
+    public var inStep = 0.8
     public init() {}
 }
 
@@ -114,9 +114,13 @@ public struct RelayJudge: Sendable {
             }
         }
         guard byAddress.count > model.minTargets else { return nil }
-        // Bytes of connections too short to be seen at a pass (with no capture) belong to
-        // targets, as do the busiest-but-not-listed ones.
-        let unseenTx = win.map { $0.unseenOutTx + $0.otherFlows.tx }, unseenRx = win.map { $0.unseenOutRx + $0.otherFlows.rx }
+        // Bytes the interfaces carried that no connection accounts for. With no capture they are
+        // connections too short to be seen at a pass: targets' (a tunnel is always seen), as are
+        // the busiest-but-not-listed ones. With a capture counting short connections they are
+        // residue (a connection closing as the pass reads), and may belong to either side.
+        let unseenTx = win.map { ($0.captured ? 0 : $0.unseenOutTx) + $0.otherFlows.tx }
+        let unseenRx = win.map { ($0.captured ? 0 : $0.unseenOutRx) + $0.otherFlows.rx }
+        let eitherTx = win.reduce(0) { $0 + ($1.captured ? $1.unseenOutTx : 0) }, eitherRx = win.reduce(0) { $0 + ($1.captured ? $1.unseenOutRx : 0) }
         var best: (RelayVerdict, Double)?
         // Vendor-side candidates: the busiest groups (an address, or the addresses behind a name).
         let candidates = byGroup.sorted { $0.value.tx + $0.value.rx > $1.value.tx + $1.value.rx }.prefix(4)
@@ -133,13 +137,23 @@ public struct RelayJudge: Sendable {
                 }
                 vIn.append(v.rx); vOut.append(v.tx); tOut.append(t.tx); tIn.append(t.rx)
             }
-            let vendorIn = vIn.reduce(0, +), vendorOut = vOut.reduce(0, +), targetsOut = tOut.reduce(0, +), targetsIn = tIn.reduce(0, +)
+            let vendorIn0 = vIn.reduce(0, +), vendorOut0 = vOut.reduce(0, +), targetsOut0 = tOut.reduce(0, +), targetsIn0 = tIn.reduce(0, +)
             let targetConnections = targets.values.reduce(0) { $0 + $1.ids.count }
             let framing = model.slackPerTarget * Double(targetConnections + side.ids.count)
-            // The vendor side carries what the targets carry, plus framing (never less).
+            // The vendor side carries what the targets carry, plus framing (never less): at least
+            // all but the tolerance (and a little slack, never more than the tolerance again, so
+            // a few kB of requests to targets are not "balanced" by a few hundred bytes of acks).
             func balanced(vendor a: Double, targets b: Double) -> Bool {
-                a >= b * (1 - model.tolerance) - model.slackBytes && a <= b * (1 + model.tolerance) + model.slackBytes + framing
+                a >= b * (1 - model.tolerance) - min(model.slackBytes, b * model.tolerance)
+                    && a <= b * (1 + model.tolerance) + model.slackBytes + framing
             }
+            // Residue belongs to the larger direction (it is bytes in flight as a pass reads, and
+            // most bytes are there): received, the larger side's; sent, the other's. The smaller
+            // direction is judged on what was seen: a few hundred bytes of residue must not
+            // "balance" a few kB of requests.
+            let backLarger = targetsIn0 + vendorOut0 >= vendorIn0 + targetsOut0
+            let vendorIn = vendorIn0 + (backLarger ? 0 : eitherRx), targetsOut = targetsOut0 + (backLarger ? 0 : eitherTx)
+            let targetsIn = targetsIn0 + (backLarger ? eitherRx : 0), vendorOut = vendorOut0 + (backLarger ? eitherTx : 0)
             guard balanced(vendor: vendorIn, targets: targetsOut), balanced(vendor: vendorOut, targets: targetsIn) else { continue }
             let relayed = max(vendorIn, targetsOut) + max(targetsIn, vendorOut)
             guard relayed / seconds >= model.minRate else { continue }

@@ -81,6 +81,7 @@ public struct ContainerSnapshot: Sendable {
     /// Its connections in the neutral form the bandwidth model reads.
     public var observation: NetObservation {
         var o = NetObservation(time: time, sockets: sockets, listenPorts: listenPorts, interfaces: interfaces, hostNetwork: hostNetwork, owners: owners)
+        o.captured = capture != nil
         o.connections += shortConnections.map { f in
             ConnectionSample(id: f.id, remoteAddress: f.server, remotePort: f.serverPort, localPort: f.clientPort, inbound: false, established: false,
                              counters: ConnectionCounters(bytesSent: f.clientBytes, bytesReceived: f.serverBytes, segmentsIn: f.serverDataPackets))
@@ -138,9 +139,13 @@ public final class HostSampler {
         var sockets: (activity: UInt64, connections: UInt64, list: [SocketEntry])?
         /// The last TCP activity value and when it last changed (for capture rings).
         var tcpSeen: (value: UInt64, at: Date)?
-        /// Connection keys ("local port|remote address|remote port") of its sockets at the last
-        /// three passes: a captured connection with one of these was seen by a pass already.
-        var recentSocketKeys: [Set<String>] = []
+        /// Connection keys ("local port|remote address|remote port") of its sockets, with the
+        /// socket, its counters and when a pass last saw it (kept a minute, longer than the
+        /// capture reports closed connections): a captured connection with one of these was
+        /// counted by a pass already.
+        var socketKeysSeen: [String: (inode: UInt64, sent: UInt64, received: UInt64, at: Date)] = [:]
+        /// When the capture's connections were last matched.
+        var lastMatched: Date?
     }
 
     /// Per container: socket owners at a namespace activity value, and the upper directory.
@@ -336,18 +341,34 @@ public final class HostSampler {
     }
 
     /// The captured connections the container opened (its address is the client's, or the
-    /// server's port is not one it listens on) whose socket no recent pass saw.
+    /// server's port is not one it listens on) that closed since they were last counted: those
+    /// no pass saw, and those the previous pass saw open (under their socket's inode, so the
+    /// traffic meter counts only what they moved after that pass).
     func shortConnections(_ flows: [CapturedFlow], of snap: ContainerSnapshot, ns: UInt64) -> [CapturedFlow] {
-        let keys = Set(snap.sockets.map { "\($0.localPort)|\($0.remoteAddress)|\($0.remotePort)" })
         var cache = namespaces[ns] ?? NamespaceCache()
-        cache.recentSocketKeys = Array((cache.recentSocketKeys + [keys]).suffix(3))
+        let previous = cache.lastMatched
+        let seen = cache.socketKeysSeen
+        for s in snap.sockets {
+            cache.socketKeysSeen["\(s.localPort)|\(s.remoteAddress)|\(s.remotePort)"] =
+                (s.inode, s.counters?.bytesSent ?? 0, s.counters?.bytesReceived ?? 0, snap.time)
+        }
+        cache.socketKeysSeen = cache.socketKeysSeen.filter { snap.time.timeIntervalSince($0.value.at) < 60 }
+        cache.lastMatched = snap.time
         namespaces[ns] = cache
         guard !flows.isEmpty else { return [] }
-        let seen = cache.recentSocketKeys.reduce(into: Set<String>()) { $0.formUnion($1) }
+        let open = Set(snap.sockets.map(\.inode)), openKeys = Set(snap.sockets.map { "\($0.localPort)|\($0.remoteAddress)|\($0.remotePort)" })
         let local = Set(snap.sockets.map(\.localAddress)).subtracting(["0.0.0.0", "::", ""])
-        return flows.filter { f in
-            guard !seen.contains(f.key), !(IPAddress(f.server)?.isLoopback ?? false) else { return false }
-            return local.isEmpty ? !snap.listenPorts.contains(f.serverPort) : local.contains(f.client) && !local.contains(f.server)
+        return flows.compactMap { f in
+            guard !(IPAddress(f.server)?.isLoopback ?? false),
+                  local.isEmpty ? !snap.listenPorts.contains(f.serverPort) : local.contains(f.client) && !local.contains(f.server) else { return nil }
+            // This pass counted it through its socket (it closed after sock_diag read it).
+            guard !openKeys.contains(f.key) else { return nil }
+            guard let s = seen[f.key] else { return f }
+            // Seen open by the previous pass, closed now, and the capture saw all of it.
+            guard s.at == previous, !open.contains(s.inode), f.clientBytes >= s.sent, f.serverBytes >= s.received else { return nil }
+            var g = f
+            g.id = s.inode
+            return g
         }
     }
 
