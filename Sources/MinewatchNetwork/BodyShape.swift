@@ -37,13 +37,14 @@ public enum BodyShape {
         guard head.count >= minSample, !compressedMedia(headers["content-type"]) else { return }
         if entropy(head) >= randomBits {
             facts.randomBodies += 1
-            if facts.randomBodyDigests.count < SessionFacts.maxBodyDigests { facts.randomBodyDigests.append(digest(head, size: estimated ? 0 : size)) }
+            if facts.randomBodyDigests.count < SessionFacts.maxBodyDigests { facts.randomBodyDigests.append(digest(Array(head.prefix(minSample)), size: estimated ? 0 : size)) }
         } else {
             facts.structuredBodies += 1
         }
     }
 
-    /// FNV-1a over a body's size and first bytes: equal for the same body sent twice.
+    /// FNV-1a over a body's size and first `minSample` bytes (what every capture keeps of it):
+    /// equal for the same body sent twice.
     static func digest(_ head: [UInt8], size: Int) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in withUnsafeBytes(of: UInt64(size).littleEndian, Array.init) + head {

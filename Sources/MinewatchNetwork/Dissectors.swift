@@ -37,7 +37,10 @@ public final class FlowInspector: FlowConsumer {
     public func missing(_ count: Int, fromClient: Bool) {
         let d = fromClient ? 0 : 1
         switch kind {
-        case .http: http[d].skip(count)
+        case .http:
+            var events: [HTTPParser.Event] = []
+            http[d].skip(count, events: &events)
+            for e in events { handle(e, fromClient: fromClient, time: flow.last) }
         case .stratum: lines[d] = []  // the line in progress is lost
         default: break
         }
@@ -260,6 +263,9 @@ struct HTTPParser {
     var head: [UInt8] = []
     var bodySize = 0
     var bodyHead: [UInt8] = []
+    /// Bytes of the body were not captured: the head keeps what came before the gap only, so its
+    /// records stay where they are in the body.
+    var bodyHeadGap = false
     var lastHeaders: [String: String] = [:]
     var line: [UInt8] = []
     var headerBytesLastFeed = 0
@@ -278,14 +284,18 @@ struct HTTPParser {
         return false
     }
 
-    mutating func skip(_ n: Int) {
+    /// `n` bytes of the stream were not captured. A body they complete is finished (its size is
+    /// known from its length, so it is not an estimate).
+    mutating func skip(_ n: Int, events: inout [Event]) {
         pos += n
         switch state {
         case .body(let left):
             bodySize += min(n, left)
-            state = n >= left ? .head : .body(left: left - n)
+            bodyHeadGap = true
+            if n >= left { finishBody(&events) } else { state = .body(left: left - n) }
         case .chunkData(let left) where n <= left:
             bodySize += n
+            bodyHeadGap = true
             state = n == left ? .chunkCRLF : .chunkData(left: left - n)
         default:
             head = []
@@ -348,7 +358,7 @@ struct HTTPParser {
                 if !headComplete(&events) { state = .resync }
             case .body(let left):
                 let n = min(left, b.count - i)
-                if bodyHead.count < 4096 { bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))] }
+                if !bodyHeadGap && bodyHead.count < 4096 { bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))] }
                 bodySize += n
                 i += n
                 if n == left { finishBody(&events) } else { state = .body(left: left - n) }
@@ -370,7 +380,7 @@ struct HTTPParser {
                 state = size == 0 ? .trailers : .chunkData(left: size)
             case .chunkData(let left):
                 let n = min(left, b.count - i)
-                if bodyHead.count < 4096 { bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))] }
+                if !bodyHeadGap && bodyHead.count < 4096 { bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))] }
                 bodySize += n
                 i += n
                 state = n == left ? .chunkCRLF : .chunkData(left: left - n)
@@ -393,6 +403,7 @@ struct HTTPParser {
         lastHeaders = headers
         bodySize = 0
         bodyHead = []
+        bodyHeadGap = false
         bodyStart = nil
         if isRequest {
             guard first[0].allSatisfy({ $0.isUppercase }) else { return false }

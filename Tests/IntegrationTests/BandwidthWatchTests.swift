@@ -35,6 +35,7 @@ import TestSupport
         let api = try lab.start("api", ["api-client", "--url", "http://198.18.1.20/api", "--rps", "20", "--duration", "80"])
         let compress = try lab.start("compress", network: "none", ["compress", "--threads", "1", "--duration", "80"])
         #expect(watch.wait(seconds: 90) { !watch.process.isRunning })
+        if let keep = ProcessInfo.processInfo.environment["MW_KEEP_OUTPUT"] { _ = try? TestSupport.run(["cp", alerts, keep]) }
         let all = readAlerts(alerts)
         let forMiner = all.filter { $0.containerID == miner }
         let bw = try #require(forMiner.first { $0["detector"] as? String == "bandwidth-miner" }, "no bandwidth alert: \(all)")

@@ -17,12 +17,7 @@ import TestSupport
         let lab = try WorkloadLab("poll")
         defer { lab.cleanup() }
         let dir = lab.dir
-        let certs = dir.path + "/certs"
-        try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true)
-        let gen = try run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                           "-subj", "/CN=edge.pollnet.example", "-keyout", certs + "/key.pem", "-out", certs + "/cert.pem"])
-        #expect(gen.status == 0, "openssl: \(gen.err)")
-        _ = try run(["chmod", "0644", certs + "/key.pem"])
+        let certs = try lab.certificates(commonName: "edge.pollnet.example")
         let net = try lab.createNetwork(subnet: "198.18.1.64/26")
         let bridge = Podman.inspectNetwork(net, "{{.NetworkInterface}}")
         func start(_ role: String, _ ip: String, _ args: [String]) throws -> String {

@@ -23,12 +23,7 @@ import TestSupport
         let hgTag = "localhost/mw-hg:\(UUID().uuidString.prefix(8).lowercased())"
         try Podman.importRootfs(dir.path + "/hg-root", tag: hgTag, changes: ["WORKDIR /app"])
         lab.adopt(image: hgTag)
-        let certs = dir.path + "/certs"
-        try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true)
-        let gen = try run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                           "-subj", "/CN=test", "-keyout", certs + "/key.pem", "-out", certs + "/cert.pem"])
-        #expect(gen.status == 0, "openssl: \(gen.err)")
-        _ = try run(["chmod", "0644", certs + "/key.pem"])
+        let certs = try lab.certificates(commonName: "test")
         let net = try lab.createNetwork(subnet: "198.18.1.128/26")
         let bridge = Podman.inspectNetwork(net, "{{.NetworkInterface}}")
         // Every container gets its address (servers below .175, clients from .175), so none
@@ -149,9 +144,13 @@ import TestSupport
                 let mine = all.filter { $0.containerID == id && ["high", "critical"].contains($0["severity"] as? String ?? "") }
                 if label == "no capture" {
                     #expect(mine.isEmpty, "\(name) without capture: \(mine.map { $0["summary"] ?? "" })")
+                    // Three pools: the upload shape holds (a trait). One pool at 100 announcements/s
+                    // posts one batch every 10 s: two exchanges a window, under the three the shape
+                    // needs, so it may not even be a trait.
                     let traits = telemetry(file).filter { $0.containerID == id }.flatMap { ($0["traits"] as? [[String: Any]]) ?? [] }
-                    #expect(traits.contains { $0["name"] as? String == "upload-heavy" }, "\(name) without capture: no upload-heavy trait")
-                    report.append("\(name) (no capture): upload-heavy trait")
+                    let heavy = traits.contains { $0["name"] as? String == "upload-heavy" }
+                    if id == pkt3 { #expect(heavy, "\(name) without capture: no upload-heavy trait") }
+                    report.append("\(name) (no capture): \(heavy ? "upload-heavy trait" : "nothing")")
                     continue
                 }
                 let first = try #require(mine.min { ttd($0, id) < ttd($1, id) }, "\(label): \(name) not alerted high: \(all.filter { $0.containerID == id })")

@@ -351,3 +351,43 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(r.sessions.first?.facts.blobMajorVersion == 4 && r.sessions.first?.facts.seedHash == nil)
     }
 }
+
+/// Announcement records in request bodies, also when the capture kept only part of each packet
+/// (watch's rings keep 1024 bytes of each): the body's head stops at the first missing byte.
+@Suite struct AnnouncementBodyTests {
+    static func announcements(_ n: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        for k in 0..<n {
+            var a = (0..<1024).map { _ in UInt8.random(in: 0...255) }
+            a[0] = 1
+            for i in 0..<4 { a[8 + i] = UInt8(truncatingIfNeeded: UInt32(0x2000_ffff) >> (8 * UInt32(i))); a[12 + i] = UInt8(truncatingIfNeeded: UInt32(1_000_000 + k % 2) >> (8 * UInt32(i))) }
+            for i in 16..<24 { a[i] = 0 }
+            out += a
+        }
+        return out
+    }
+
+    @Test func truncatedPacketsKeepTheRecordsInPlace() throws {
+        let dir = try TempDir("ann-bodies")
+        defer { dir.cleanup() }
+        let body = Self.announcements(4)
+        let head = Array("POST /submit HTTP/1.1\r\nHost: 10.0.0.9\r\nx-pc-payto: pkt1qquyqjzstpsxsurcszyfpx9q4zct3sxg6z52rdt\r\nx-pc-sver: 1\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        let stream = head + body
+        for snap in [65535, 1024] {
+            var file = PacketBytes.pcapHeader()
+            var seq: UInt32 = 1000
+            var at = 0
+            while at < stream.count {
+                let piece = Array(stream[at..<min(at + 1448, stream.count)])
+                let packet = PacketBytes.tcp(dport: 80, seq: seq, payload: piece)
+                let kept = min(packet.count, snap)
+                file += Array(PacketBytes.record(packet, caplen: UInt32(kept)).prefix(16 + kept))
+                seq &+= UInt32(piece.count)
+                at += piece.count
+            }
+            let r = analyze(try dir.file("anns-\(snap).pcap", file))
+            let facts = try #require(r.sessions.first?.facts, "snap \(snap): \(r)")
+            #expect(facts.announcementBodies == 1, "snap \(snap): \(facts)")
+        }
+    }
+}

@@ -72,3 +72,18 @@ public final class WorkloadLab {
         dir.cleanup()
     }
 }
+
+extension WorkloadLab {
+    /// A self-signed P-256 certificate and key (`cert.pem`, `key.pem`, readable by the
+    /// containers' users) for the workloads' TLS servers, in `certs/` of the lab's folder;
+    /// returns that folder.
+    public func certificates(commonName: String = "test") throws -> String {
+        let certs = dir.path + "/certs"
+        try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true)
+        let gen = try TestSupport.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                           "-subj", "/CN=\(commonName)", "-keyout", certs + "/key.pem", "-out", certs + "/cert.pem"])
+        guard gen.status == 0 else { throw PodmanError(message: "openssl req: \(gen.err)") }
+        _ = try TestSupport.run(["chmod", "0644", certs + "/key.pem"])
+        return certs
+    }
+}
