@@ -41,6 +41,22 @@ import TestSupport
     static let stratumLogin = Array("{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0\"}}\n".utf8)
     static let stratumJob = Array("{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"id\":\"a\",\"job\":{\"blob\":\"0707\",\"job_id\":\"1\",\"target\":\"b88d0600\"},\"status\":\"OK\"}}\n".utf8)
     static let pktPost = Array("POST /submit HTTP/1.1\r\nHost: 198.18.1.3\r\nx-pc-payto: pkt1qg3px2vfzvgjzmu4dvyqpfsvn6d4sk97s3gqmgp\r\nx-pc-sver: 1\r\nx-pc-annver: 1\r\nx-pc-worknum: 100\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n".utf8) + [UInt8](repeating: 7, count: 1024) + Array("\r\n0\r\n\r\n".utf8)
+    /// A rebranded miner's login and a RandomX job (algo, seed_hash, a Monero v16 blob).
+    static let stratumRandomX = Array("{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"rig-07\",\"pass\":\"x\",\"agent\":\"SysMonitor/2.1\",\"algo\":[\"rx/0\",\"cn/r\"]}}\n".utf8)
+    static let randomXJob = Array(("{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"id\":\"a\",\"job\":{\"blob\":\"1010" + String(repeating: "ab", count: 74)
+        + "\",\"job_id\":\"1\",\"target\":\"b88d0600\",\"algo\":\"rx/0\",\"seed_hash\":\"" + String(repeating: "cd", count: 32) + "\"},\"status\":\"OK\"}}\n").utf8)
+    /// Two announcements laid out as PacketCrypt_AnnounceHdr_t in a Content-Length body.
+    static let announcementPost: [UInt8] = {
+        var body: [UInt8] = []
+        for k in 0..<2 {
+            var a = [UInt8](repeating: UInt8(0x5a + k), count: 1024)
+            a[0] = 1
+            for i in 0..<4 { a[8 + i] = UInt8(truncatingIfNeeded: UInt32(0x2000_ffff) >> (8 * UInt32(i))); a[12 + i] = UInt8(truncatingIfNeeded: UInt32(1_000_000) >> (8 * UInt32(i))) }
+            for i in 16..<24 { a[i] = 0 }
+            body += a
+        }
+        return Array("POST /submit HTTP/1.1\r\nHost: 198.18.1.3\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+    }()
     static let configPoll = Array("GET /config.json HTTP/1.1\r\nHost: pool\r\nUser-Agent: packetcrypt_rs 0.6.0\r\nx-pc-sid: 0123456789abcdef0123456789abcdef\r\n\r\n".utf8)
 
     static func clientHello(_ host: String) -> [UInt8] {
@@ -100,6 +116,8 @@ import TestSupport
         try Self.put("packet", "cooked-v2", [0, 20] + [0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 0, 1, 6] + [UInt8](repeating: 0, count: 8) + Self.ipv4TCP([], sport: 1, dport: 2, seq: 3))
         try Self.put("stream", "stratum-monero", Self.records(port: 0, [(true, Self.stratumLogin), (false, Self.stratumJob)]))
         try Self.put("stream", "packetcrypt-http", Self.records(port: 1, [(true, Self.configPoll), (false, Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".utf8)), (true, Self.pktPost)]))
+        try Self.put("stream", "stratum-randomx", Self.records(port: 0, [(true, Self.stratumRandomX), (false, Self.randomXJob)]))
+        try Self.put("stream", "announcements", Self.records(port: 1, [(true, Self.announcementPost)]))
         try Self.put("stream", "tls-sni", Self.records(port: 2, [(true, Self.clientHello("pool.supportxmr.com"))]))
         try Self.put("stream", "getwork", Self.records(port: 3, [(true, Array("POST / HTTP/1.1\r\nContent-Length: 44\r\nX-Mining-Extensions: longpoll\r\n\r\n{\"method\":\"getwork\",\"params\":[],\"id\":0}    ".utf8))]))
         try Self.put("tls", "client-hello", Self.clientHello("pool.supportxmr.com"))
