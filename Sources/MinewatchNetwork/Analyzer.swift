@@ -271,7 +271,8 @@ public final class CaptureAnalyzer {
             let why = BandwidthEvidence.reasons(v, toUpload: toUpload, others: others.sorted().map { "\($0) finding" })
             var ev = BandwidthEvidence.evidence(v, reasons: why)
             ev.insert(Evidence(kind: .attribute, name: "shape", value: BandwidthEvidence.shape(v)), at: v.destinations.count)
-            report.findings.append(rules.verdict("MW-NET-BANDWIDTH", why.specific.isEmpty ? "trait" : "corroborated").finding(path: "\(host)", evidence: ev))
+            report.findings.append(rules.verdict("MW-NET-BANDWIDTH", why.specific.isEmpty ? "trait" : "corroborated")
+                .finding(path: "\(host)", family: why.family, evidence: ev))
         }
         report.findings.sort { $0.severity > $1.severity }
     }

@@ -12,6 +12,9 @@ public struct BandwidthReasons: Sendable, Hashable {
     /// clients): similar volume to several destinations, periodic small polls, incompressible
     /// or KiB-framed bodies. Alone it never raises the verdict above a trait.
     public var generic: [String] = []
+    /// The family the specific evidence names (announcements or PacketCrypt's protocol:
+    /// `packetcrypt`), else nil.
+    public var family: String?
     public init(specific: [String] = [], generic: [String] = []) {
         self.specific = specific
         self.generic = generic
@@ -35,6 +38,7 @@ public enum BandwidthEvidence {
         if let p = facts.first(where: { $0.protocolName.isMining }) {
             r.specific.append("\(p.protocolName) protocol to an upload destination")
         }
+        if anns >= 1 || facts.contains(where: { $0.protocolName == .packetcrypt }) { r.family = "packetcrypt" }
         if let m = mirroredBodies(toUpload) {
             r.specific.append("the same request bodies sent to \(m.destinations) destinations (\(m.bodies) bodies seen at each)")
         }

@@ -39,7 +39,7 @@ import TestSupport
         let all = readAlerts(alerts)
         let forMiner = all.filter { $0.containerID == miner }
         let bw = try #require(forMiner.first { $0["detector"] as? String == "bandwidth-miner" }, "no bandwidth alert: \(all)")
-        #expect(bw["severity"] as? String == "high")
+        #expect(bw["severity"] as? String == "high" && bw["family"] as? String == "packetcrypt", "\(bw)")
         // Specific evidence from its packets: the announcement records, the PacketCrypt protocol.
         let summary = bw["summary"] as? String ?? ""
         #expect(summary.contains("PacketCrypt announcements") || summary.contains("packetcrypt protocol"), "\(summary)")

@@ -287,7 +287,9 @@ private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), na
         // Announcement records, a mining protocol, another detector's alert: specific.
         var anns = SessionFacts()
         for _ in 0..<3 { BodyShape.record(size: 4096, head: Self.announcements(4), estimated: false, headers: [:], into: &anns) }
-        #expect(BandwidthEvidence.reasons(Self.verdict(destinations: ["a"]), toUpload: [(server: "a", facts: anns)]).specific.count == 1)
+        let byAnns = BandwidthEvidence.reasons(Self.verdict(destinations: ["a"]), toUpload: [(server: "a", facts: anns)])
+        #expect(byAnns.specific.count == 1 && byAnns.family == "packetcrypt")
+        #expect(mirrored.family == nil && generic.family == nil)
         var pkt = SessionFacts()
         pkt.protocolName = .packetcrypt
         #expect(BandwidthEvidence.reasons(Self.verdict(destinations: ["a"]), toUpload: [(server: "a", facts: pkt)]).specific.first?.contains("protocol") == true)

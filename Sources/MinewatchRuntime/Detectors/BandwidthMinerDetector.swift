@@ -66,7 +66,7 @@ public struct BandwidthMinerDetector: ContainerDetector {
         ]
         if let cores { metrics["cpuCores"] = cores }
         let owner = b.uploader ?? pass.snapshot.mainPid
-        return Verdict(severity: .high, summary: summary, evidence: evidence, metrics: metrics,
+        return Verdict(severity: .high, family: why.family, summary: summary, evidence: evidence, metrics: metrics,
                        pid: owner, exe: pass.snapshot.processes.first { $0.sample.pid == owner }?.sample.exe, startedAt: b.since,
                        verdict: ("MW-NET-BANDWIDTH", "corroborated"))
     }
