@@ -70,7 +70,7 @@ public struct SessionFacts: Sendable, Codable, Hashable {
     public var encodedBodies = 0
     /// Request bodies whose 1024-byte records carry PacketCrypt announcement headers.
     public var announcementBodies = 0
-    /// Fingerprints (size and first 4 KiB) of the first random-looking bodies, at most
+    /// Fingerprints (size and first 512 bytes) of the first random-looking bodies, at most
     /// `maxBodyDigests`: the same bytes sent to several servers is mirroring.
     public var randomBodyDigests: [UInt64] = []
     public static let maxBodyDigests = 32
@@ -83,6 +83,7 @@ public struct SessionFacts: Sendable, Codable, Hashable {
     /// `watch` hands these sessions to its detectors.
     public var carriesEvidence: Bool {
         protocolName.isMining || sni != nil || host != nil || miningExtensions != nil || heartbeat != nil || exactBodies > 0
+            || announcementBodies > 0 || !randomBodyDigests.isEmpty
     }
 }
 

@@ -31,14 +31,15 @@ public enum BandwidthEvidence {
         var r = BandwidthReasons()
         let facts = toUpload.map(\.facts)
         let anns = facts.reduce(0) { $0 + $1.announcementBodies }
-        if anns >= 1 {
-            // One body is enough: random bytes pass the header checks with a chance below 2^-50.
+        if anns >= 2 {
+            // Two bodies: random bytes pass one header's checks with a chance below 2^-50, but a
+            // live capture keeps one record of each body and structured binary is likelier.
             r.specific.append("request bodies made of PacketCrypt announcements (\(anns) bod\(anns == 1 ? "y" : "ies") of 1024-byte records with valid announcement headers)")
         }
         if let p = facts.first(where: { $0.protocolName.isMining }) {
             r.specific.append("\(p.protocolName) protocol to an upload destination")
         }
-        if anns >= 1 || facts.contains(where: { $0.protocolName == .packetcrypt }) { r.family = "packetcrypt" }
+        if anns >= 2 || facts.contains(where: { $0.protocolName == .packetcrypt }) { r.family = "packetcrypt" }
         if let m = mirroredBodies(toUpload) {
             r.specific.append("the same request bodies sent to \(m.destinations) destinations (\(m.bodies) bodies seen at each)")
         }

@@ -29,11 +29,12 @@ public enum BodyShape {
             if size % 1024 == 0 && size <= maxBatch { facts.kibFramedBodies += 1 }
         }
         if size > maxBatch { facts.largeBodies += 1 }
-        if announcementRecords(head) > 0 { facts.announcementBodies += 1 }
         if let enc = headers["content-encoding"], !enc.isEmpty, enc.lowercased() != "identity" {
             facts.encodedBodies += 1
             return
         }
+        // Announcements are sent as they are, with no media type of their own.
+        if !compressedMedia(headers["content-type"]), announcementRecords(head) > 0 { facts.announcementBodies += 1 }
         guard head.count >= minSample, !compressedMedia(headers["content-type"]) else { return }
         if entropy(head) >= randomBits {
             facts.randomBodies += 1

@@ -292,7 +292,13 @@ struct HTTPParser {
         case .body(let left):
             bodySize += min(n, left)
             bodyHeadGap = true
-            if n >= left { finishBody(&events) } else { state = .body(left: left - n) }
+            if n >= left {
+                finishBody(&events)
+                // The lost bytes ran past the body: the next message's start is gone too.
+                if n > left { head = []; line = []; state = .resync }
+            } else {
+                state = .body(left: left - n)
+            }
         case .chunkData(let left) where n <= left:
             bodySize += n
             bodyHeadGap = true

@@ -41,9 +41,11 @@ public struct CapturedFlow: Sendable, Hashable {
     public var serverBytes: UInt64
     public var serverDataPackets: UInt32
     public var first: Date
+    /// Its last packet.
+    public var last: Date
 
     public init(id: UInt64, client: String, clientPort: UInt16, server: String, serverPort: UInt16, clientBytes: UInt64, serverBytes: UInt64,
-                serverDataPackets: UInt32, first: Date) {
+                serverDataPackets: UInt32, first: Date, last: Date? = nil) {
         self.id = id
         self.client = client
         self.clientPort = clientPort
@@ -53,6 +55,7 @@ public struct CapturedFlow: Sendable, Hashable {
         self.serverBytes = serverBytes
         self.serverDataPackets = serverDataPackets
         self.first = first
+        self.last = last ?? first
     }
 
     /// "local port|remote address|remote port" of the client side, the key a socket has too.
@@ -120,7 +123,7 @@ public final class LiveCapture: Sendable {
         }
 
         /// TCP flows that opened (their SYN was seen) and closed within the last `recent`
-        /// seconds of capture time, at most `maxClosedFlows`, the latest first.
+        /// seconds of capture time, at most `maxClosedFlows` (those that ended last).
         func closedFlows(now: Double) -> [CapturedFlow] {
             var out: [CapturedFlow] = []
             for (f, _) in inspectors.values where f.transport == .tcp && f.sawSYN && f.closed && now - f.last <= Self.recent {
@@ -128,15 +131,19 @@ public final class LiveCapture: Sendable {
                 for b in Array("\(f.client)|\(f.clientPort)|\(f.server)|\(f.serverPort)|\(f.first)".utf8) { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
                 out.append(CapturedFlow(id: h | 1 << 63, client: "\(f.client)", clientPort: f.clientPort, server: "\(f.server)", serverPort: f.serverPort,
                                         clientBytes: UInt64(f.clientBytes), serverBytes: UInt64(f.serverBytes),
-                                        serverDataPackets: UInt32(truncatingIfNeeded: f.serverDataPackets), first: Date(timeIntervalSince1970: f.first)))
+                                        serverDataPackets: UInt32(truncatingIfNeeded: f.serverDataPackets), first: Date(timeIntervalSince1970: f.first),
+                                        last: Date(timeIntervalSince1970: f.last)))
             }
             if out.count > Self.maxClosedFlows {
-                out.sort { $0.first > $1.first }
+                out.sort { $0.last > $1.last }
                 out.removeLast(out.count - Self.maxClosedFlows)
             }
             return out
         }
         static let recent = 30.0
+        /// The closed connections last published, and when.
+        var flows: [CapturedFlow] = []
+        var flowsAt = 0.0
         static let maxClosedFlows = 2048
 
         /// Sessions recognised so far that a detector reads: mining protocols, named servers
@@ -265,7 +272,12 @@ public final class LiveCapture: Sendable {
                 n.status.drops += dropped
                 packets += got
                 drops += dropped
-                published[ns] = (n.sessions(), n.status, n.names, n.closedFlows(now: now))
+                // Closed connections are read once a pass: rebuilt at most every half second.
+                if now - n.flowsAt >= 0.5 {
+                    n.flows = n.closedFlows(now: now)
+                    n.flowsAt = now
+                }
+                published[ns] = (n.sessions(), n.status, n.names, n.flows)
             }
             shared.withLock { s in
                 for (ns, e) in newFailures {

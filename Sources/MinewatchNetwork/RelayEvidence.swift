@@ -28,7 +28,7 @@ public enum RelayEvidence {
         ev.append(Evidence(kind: .attribute, name: "targets", value: "\(v.targetCount) addresses over \(v.targetConnections) connections: \(v.targets.prefix(8).joined(separator: ", "))\(v.targetCount > 8 ? ", ..." : "")"))
         ev.append(Evidence(kind: .attribute, name: "towards targets", value: String(format: "%@ in from the vendor side, %@ out to targets (%.2f:1)", kb(v.vendorIn), kb(v.targetsOut), v.balanceTowardsTargets)))
         ev.append(Evidence(kind: .attribute, name: "back", value: String(format: "%@ in from targets, %@ out to the vendor side (%.2f:1)", kb(v.targetsIn), kb(v.vendorOut), v.balanceBack)))
-        ev.append(Evidence(kind: .attribute, name: "in step", value: String(format: "%.0f%% of the larger direction crossed both sides within the same 4 s", v.inStep * 100)))
+        ev.append(Evidence(kind: .attribute, name: "in step", value: String(format: "%.0f%% of the larger direction crossed both sides within the same %.0f s", v.inStep * 100, RelayJudge.stepSeconds)))
         ev.append(Evidence(kind: .attribute, name: "window", value: String(format: "%.0f s", v.seconds)))
         return ev
     }

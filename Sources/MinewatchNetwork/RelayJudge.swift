@@ -72,6 +72,9 @@ public struct RelayJudge: Sendable {
 
     public init(model: RelayThresholds = RelayThresholds()) { self.model = model }
 
+    /// Width of the buckets the in-step share is measured over.
+    public static let stepSeconds = 4.0
+
     public mutating func add(_ iv: NetInterval) {
         intervals.append(iv)
         intervals.removeAll { iv.end.timeIntervalSince($0.end) > model.window * 2 }
@@ -113,7 +116,9 @@ public struct RelayJudge: Sendable {
                 longLived[f.id] = (longLived[f.id] ?? true) && f.openedAt < first.start
             }
         }
-        guard byAddress.count > model.minTargets else { return nil }
+        // Targets count by group too: several addresses behind one name (a CDN, an object
+        // store) are one destination.
+        guard byGroup.count > model.minTargets else { return nil }
         // Bytes the interfaces carried that no connection accounts for. With no capture they are
         // connections too short to be seen at a pass: targets' (a tunnel is always seen), as are
         // the busiest-but-not-listed ones. With a capture counting short connections they are
@@ -127,7 +132,8 @@ public struct RelayJudge: Sendable {
         for (key, side) in candidates {
             let inGroup = Set(byAddress.keys.filter { group($0) == key })
             let targets = byAddress.filter { !inGroup.contains($0.key) }
-            guard targets.count >= model.minTargets else { continue }
+            let targetGroups = Set(targets.keys.map(group)).count
+            guard targetGroups >= model.minTargets else { continue }
             // Per interval: vendor side and targets, each way.
             var vIn = [Double](), vOut = [Double](), tOut = [Double](), tIn = [Double]()
             for (k, iv) in win.enumerated() {
@@ -151,22 +157,27 @@ public struct RelayJudge: Sendable {
             // most bytes are there): received, the larger side's; sent, the other's. The smaller
             // direction is judged on what was seen: a few hundred bytes of residue must not
             // "balance" a few kB of requests.
+            // The rate counts what was seen on connections; residue (which may be UDP the sockets
+            // do not show) can settle the balance only up to a quarter of the seen bytes.
+            let seenRelayed = max(vendorIn0, targetsOut0) + max(targetsIn0, vendorOut0)
+            guard seenRelayed / seconds >= model.minRate else { continue }
             let backLarger = targetsIn0 + vendorOut0 >= vendorIn0 + targetsOut0
-            let vendorIn = vendorIn0 + (backLarger ? 0 : eitherRx), targetsOut = targetsOut0 + (backLarger ? 0 : eitherTx)
-            let targetsIn = targetsIn0 + (backLarger ? eitherRx : 0), vendorOut = vendorOut0 + (backLarger ? eitherTx : 0)
+            let larger = backLarger ? targetsIn0 + vendorOut0 : vendorIn0 + targetsOut0
+            let residueRx = min(eitherRx, larger / 4), residueTx = min(eitherTx, larger / 4)
+            let vendorIn = vendorIn0 + (backLarger ? 0 : residueRx), targetsOut = targetsOut0 + (backLarger ? 0 : residueTx)
+            let targetsIn = targetsIn0 + (backLarger ? residueRx : 0), vendorOut = vendorOut0 + (backLarger ? residueTx : 0)
             guard balanced(vendor: vendorIn, targets: targetsOut), balanced(vendor: vendorOut, targets: targetsIn) else { continue }
-            let relayed = max(vendorIn, targetsOut) + max(targetsIn, vendorOut)
-            guard relayed / seconds >= model.minRate else { continue }
-            // In step: the dominant direction's bytes cross both sides in the same few seconds
-            // (pairs of passes, so a stream cut by a pass boundary still counts).
-            let back = targetsIn + vendorOut >= vendorIn + targetsOut
-            let (a, b) = back ? (tIn, vOut) : (tOut, vIn)
-            var matched = 0.0, total = 0.0
-            for k in stride(from: 0, to: a.count, by: 2) {
-                let x = a[k..<min(k + 2, a.count)].reduce(0, +), y = b[k..<min(k + 2, b.count)].reduce(0, +)
-                matched += min(x, y)
-                total += max(x, y)
+            // In step: the dominant direction's bytes cross both sides in the same few seconds:
+            // the window in `stepSeconds` buckets (by the end of each interval; a longer pass
+            // interval is its own bucket), so a stream cut by a pass boundary still counts.
+            let (a, b) = backLarger ? (tIn, vOut) : (tOut, vIn)
+            var buckets: [Int: (Double, Double)] = [:]
+            for (k, iv) in win.enumerated() {
+                let slot = Int(iv.end.timeIntervalSince(first.start) / Self.stepSeconds)
+                buckets[slot, default: (0, 0)].0 += a[k]
+                buckets[slot, default: (0, 0)].1 += b[k]
             }
+            let matched = buckets.values.reduce(0) { $0 + min($1.0, $1.1) }, total = buckets.values.reduce(0) { $0 + max($1.0, $1.1) }
             let inStep = total > 0 ? matched / total : 0
             guard inStep >= model.inStep else { continue }
             let addresses = inGroup.sorted()

@@ -143,9 +143,11 @@ public final class HostSampler {
         /// socket, its counters and when a pass last saw it (kept a minute, longer than the
         /// capture reports closed connections): a captured connection with one of these was
         /// counted by a pass already.
-        var socketKeysSeen: [String: (inode: UInt64, sent: UInt64, received: UInt64, at: Date)] = [:]
+        var socketKeysSeen: [String: (inode: UInt64, sent: UInt64, received: UInt64, at: Date, container: String)] = [:]
         /// When the capture's connections were last matched.
         var lastMatched: Date?
+        /// Captured connections already given to a container (each is counted once), by id.
+        var emitted: [UInt64: Date] = [:]
     }
 
     /// Per container: socket owners at a namespace activity value, and the upper directory.
@@ -340,36 +342,51 @@ public final class HostSampler {
         namespaces[ns] = cache
     }
 
-    /// The captured connections the container opened (its address is the client's, or the
-    /// server's port is not one it listens on) that closed since they were last counted: those
-    /// no pass saw, and those the previous pass saw open (under their socket's inode, so the
-    /// traffic meter counts only what they moved after that pass).
-    func shortConnections(_ flows: [CapturedFlow], of snap: ContainerSnapshot, ns: UInt64) -> [CapturedFlow] {
+    /// The captured connections the containers of one network namespace opened (the client's
+    /// address is theirs) that closed since they were last counted, each given once and to one
+    /// container: one the previous pass saw open goes to the container that held its socket,
+    /// under the socket's inode (so the traffic meter counts only what it moved after that
+    /// pass); one no pass saw goes to the namespace's container when it has only one (in a pod
+    /// whose containers share the namespace, whose it was is unknown, and it counts for none).
+    func shortConnections(_ flows: [CapturedFlow], of snaps: [ContainerSnapshot], ns: UInt64) -> [[CapturedFlow]] {
         var cache = namespaces[ns] ?? NamespaceCache()
-        let previous = cache.lastMatched
-        let seen = cache.socketKeysSeen
-        for s in snap.sockets {
-            cache.socketKeysSeen["\(s.localPort)|\(s.remoteAddress)|\(s.remotePort)"] =
-                (s.inode, s.counters?.bytesSent ?? 0, s.counters?.bytesReceived ?? 0, snap.time)
+        let previous = cache.lastMatched, seen = cache.socketKeysSeen
+        let now = snaps.first?.time ?? Date()
+        func key(_ s: SocketEntry) -> String { "\(s.localPort)|\(s.remoteAddress)|\(s.remotePort)" }
+        for snap in snaps {
+            for s in snap.sockets {
+                cache.socketKeysSeen[key(s)] = (s.inode, s.counters?.bytesSent ?? 0, s.counters?.bytesReceived ?? 0, snap.time, snap.ref.id)
+            }
         }
-        cache.socketKeysSeen = cache.socketKeysSeen.filter { snap.time.timeIntervalSince($0.value.at) < 60 }
-        cache.lastMatched = snap.time
-        namespaces[ns] = cache
-        guard !flows.isEmpty else { return [] }
-        let open = Set(snap.sockets.map(\.inode)), openKeys = Set(snap.sockets.map { "\($0.localPort)|\($0.remoteAddress)|\($0.remotePort)" })
-        let local = Set(snap.sockets.map(\.localAddress)).subtracting(["0.0.0.0", "::", ""])
-        return flows.compactMap { f in
+        cache.socketKeysSeen = cache.socketKeysSeen.filter { now.timeIntervalSince($0.value.at) < 60 }
+        cache.emitted = cache.emitted.filter { now.timeIntervalSince($0.value) < 60 }
+        cache.lastMatched = now
+        var out = [[CapturedFlow]](repeating: [], count: snaps.count)
+        defer { namespaces[ns] = cache }
+        guard !flows.isEmpty else { return out }
+        let sockets = snaps.flatMap(\.sockets)
+        let open = Set(sockets.map(\.inode)), openKeys = Set(sockets.map(key))
+        let local = Set(sockets.map(\.localAddress)).subtracting(["0.0.0.0", "::", ""])
+        let listening = snaps.reduce(into: Set<UInt16>()) { $0.formUnion($1.listenPorts) }
+        for f in flows where cache.emitted[f.id] == nil {
             guard !(IPAddress(f.server)?.isLoopback ?? false),
-                  local.isEmpty ? !snap.listenPorts.contains(f.serverPort) : local.contains(f.client) && !local.contains(f.server) else { return nil }
-            // This pass counted it through its socket (it closed after sock_diag read it).
-            guard !openKeys.contains(f.key) else { return nil }
-            guard let s = seen[f.key] else { return f }
-            // Seen open by the previous pass, closed now, and the capture saw all of it.
-            guard s.at == previous, !open.contains(s.inode), f.clientBytes >= s.sent, f.serverBytes >= s.received else { return nil }
-            var g = f
-            g.id = s.inode
-            return g
+                  local.isEmpty ? !listening.contains(f.serverPort) : local.contains(f.client) && !local.contains(f.server),
+                  // This pass counts it through its socket (it closed after sock_diag read it).
+                  !openKeys.contains(f.key) else { continue }
+            if let s = seen[f.key] {
+                // Seen open by the previous pass, closed now, and the capture saw all of it.
+                guard s.at == previous, !open.contains(s.inode), f.clientBytes >= s.sent, f.serverBytes >= s.received,
+                      let k = snaps.firstIndex(where: { $0.ref.id == s.container }) else { continue }
+                var g = f
+                g.id = s.inode
+                out[k].append(g)
+            } else {
+                guard snaps.count == 1 else { continue }
+                out[0].append(f)
+            }
+            cache.emitted[f.id] = now
         }
+        return out
     }
 
     /// Containers with their own namespace (the host's is not captured), while they have TCP
@@ -384,9 +401,16 @@ public final class HostSampler {
             wanted[ns] = s.processes.first { $0.sample.netns == ns }?.sample.pid ?? s.mainPid
         }
         capture.sync(wanted)
+        var members: [UInt64: [Int]] = [:]
+        for i in snaps.indices where !snaps[i].hostNetwork {
+            if let ns = snaps[i].netns { members[ns, default: []].append(i) }
+        }
+        for (ns, list) in members {
+            let given = shortConnections(capture.flows(ns), of: list.map { snaps[$0] }, ns: ns)
+            for (k, i) in list.enumerated() { snaps[i].shortConnections = given[k] }
+        }
         for i in snaps.indices where !snaps[i].hostNetwork {
             guard let ns = snaps[i].netns else { continue }
-            snaps[i].shortConnections = shortConnections(capture.flows(ns), of: snaps[i], ns: ns)
             snaps[i].sessions = capture.sessions(ns)
             snaps[i].capture = capture.status(ns)
             snaps[i].dnsQuestions = capture.names(ns)

@@ -89,6 +89,25 @@ private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), na
         #expect(relay(40) { i, r in Self.pollingNode(i, &r, vendors: vendors) } == nil)
     }
 
+    /// A copy from one origin to an object store whose three addresses share one name (rclone to
+    /// S3 with four transfers): by bytes the origin's downloads balance the store's uploads, but
+    /// the store is one destination, not three targets.
+    @Test func copyToAnObjectStoreBehindOneNameIsQuiet() {
+        let store = ["198.18.1.40", "198.18.1.41", "198.18.1.42"]
+        let names = Dictionary(uniqueKeysWithValues: store.map { ($0, "bucket.s3.example") })
+        let hit = relay(40, names: names) { i, r in
+            for id in r.sockets.keys { r.close(id) }
+            for k in 0..<3 {
+                let base = UInt64(1000 + i * 10 + k * 2)
+                r.open(base, local: UInt16(30000 + Int(base % 30000)), remote: "198.18.1.5", port: 443)
+                r.traffic(base, tx: 600, rx: 80_000, replies: 50)
+                r.open(base + 1, local: UInt16(30000 + Int((base + 1) % 30000)), remote: store[(i + k) % 3], port: 443)
+                r.traffic(base + 1, tx: 80_000, rx: 500, replies: 3)
+            }
+        }
+        #expect(hit == nil, "\(String(describing: hit?.1))")
+    }
+
     /// An ETL job: fetches from many sites over fresh connections, and uploads what it fetched
     /// in batches to one store (every five passes, over a keep-alive connection or a fresh one).
     @Test func etlJobUploadingBatchesIsQuiet() {
