@@ -217,10 +217,8 @@ import TestSupport
             #expect(Podman.inspect(id, "{{.State.Running}}") == "true", "server \(role) is not running: \((try? Podman.cmd(["logs", id])) ?? "")")
         }
 
-        let pcapFile = dir.path + "/bridge.pcap"
-        let dump = try BackgroundProcess(["tcpdump", "-i", bridge, "-B", "32768", "-U", "-s", "2048", "-w", pcapFile, "tcp"], label: "tcpdump")
+        let (dump, pcapFile) = try lab.recordBridge(bridge)
         defer { dump.stop() }
-        #expect(dump.wait(seconds: 10) { dump.output.contains("listening on") })
         func watch(_ label: String, _ extra: [String]) throws -> (BackgroundProcess, String) {
             let out = dir.path + "/\(label).jsonl"
             let p = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "2s", "--duration", "75s", "--output", out, "--telemetry"] + extra, label: label)

@@ -34,10 +34,8 @@ import TestSupport
         _ = try start("plainvendor", "198.18.1.74", ["poll-vendor", "--listen", "198.18.1.74:80", "--customers", "198.18.1.74:9000", "--duration", d])
         _ = try start("store", "198.18.1.75", ["http-server", "--listen", "198.18.1.75:80", "--duration", d])
         usleep(1_500_000)
-        let pcapFile = dir.path + "/bridge.pcap"
-        let dump = try BackgroundProcess(["tcpdump", "-i", bridge, "-B", "32768", "-U", "-s", "2048", "-w", pcapFile, "tcp"], label: "tcpdump")
+        let (dump, pcapFile) = try lab.recordBridge(bridge)
         defer { dump.stop() }
-        #expect(dump.wait(seconds: 10) { dump.output.contains("listening on") })
         let behaviour = fixturePath("behaviour-only-rules.yaml")
         func watch(_ label: String, _ extra: [String]) throws -> (BackgroundProcess, String) {
             let out = dir.path + "/\(label).jsonl"

@@ -52,10 +52,8 @@ import TestSupport
         _ = try start("hbmon", ip: "198.18.1.161", ["heartbeat-server", "--listen", "198.18.1.161:443", "--duration", d] + tls)
         for p in 0..<3 { _ = try start("pool\(p)", ip: "198.18.1.\(170 + p)", ["ann-handler", "--listen", "198.18.1.\(170 + p):80", "--duration", d]) }
         usleep(1_500_000)
-        let pcapFile = dir.path + "/bridge.pcap"
-        let dump = try BackgroundProcess(["tcpdump", "-i", bridge, "-B", "32768", "-U", "-s", "2048", "-w", pcapFile, "tcp"], label: "tcpdump")
+        let (dump, pcapFile) = try lab.recordBridge(bridge)
         defer { dump.stop() }
-        #expect(dump.wait(seconds: 10) { dump.output.contains("listening on") })
         // Three watchers.
         let behaviour = fixturePath("behaviour-only-rules.yaml")
         func watch(_ label: String, _ extra: [String]) throws -> (BackgroundProcess, String) {

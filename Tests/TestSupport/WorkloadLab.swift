@@ -87,3 +87,18 @@ extension WorkloadLab {
         return certs
     }
 }
+
+extension WorkloadLab {
+    /// Records the TCP traffic of the lab network's bridge with tcpdump into `bridge.pcap` in the
+    /// lab's folder (2048 bytes a packet), once tcpdump says it is listening. Stop it before
+    /// reading the file.
+    public func recordBridge(_ bridge: String) throws -> (dump: BackgroundProcess, file: String) {
+        let file = dir.path + "/bridge.pcap"
+        let dump = try BackgroundProcess(["tcpdump", "-i", bridge, "-B", "32768", "-U", "-s", "2048", "-w", file, "tcp"], label: "tcpdump")
+        guard dump.wait(seconds: 10, until: { dump.output.contains("listening on") }) else {
+            dump.stop()
+            throw PodmanError(message: "tcpdump did not start on \(bridge): \(dump.output)")
+        }
+        return (dump, file)
+    }
+}
