@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchCore
 import MinewatchModel
 
 /// What HTTP request bodies look like, for the bandwidth model's corroboration: PacketCrypt
@@ -47,11 +48,10 @@ public enum BodyShape {
     /// FNV-1a over a body's size and first `minSample` bytes (what every capture keeps of it):
     /// equal for the same body sent twice.
     static func digest(_ head: [UInt8], size: Int) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in withUnsafeBytes(of: UInt64(size).littleEndian, Array.init) + head {
-            h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3
-        }
-        return h
+        var h = FNV1a()
+        withUnsafeBytes(of: UInt64(size).littleEndian) { h.add($0) }
+        h.add(head)
+        return h.value
     }
 
     /// Size of one PacketCrypt announcement, and of its header (`PacketCrypt_AnnounceHdr_t` in

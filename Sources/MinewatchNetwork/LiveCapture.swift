@@ -15,7 +15,6 @@ public struct LiveSession: Sendable, Hashable {
     public var server: String
     public var first: Date
     public var facts: SessionFacts
-    /// The address part of an "address:port" or "[v6]:port" endpoint.
 
     public init(client: String, clientPort: UInt16, serverPort: UInt16, server: String, first: Date, facts: SessionFacts) {
         self.client = client
@@ -127,8 +126,7 @@ public final class LiveCapture: Sendable {
         func closedFlows(now: Double) -> [CapturedFlow] {
             var out: [CapturedFlow] = []
             for (f, _) in inspectors.values where f.transport == .tcp && f.sawSYN && f.closed && now - f.last <= Self.recent {
-                var h: UInt64 = 0xcbf2_9ce4_8422_2325
-                for b in Array("\(f.client)|\(f.clientPort)|\(f.server)|\(f.serverPort)|\(f.first)".utf8) { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+                let h = FNV1a.hash("\(f.client)|\(f.clientPort)|\(f.server)|\(f.serverPort)|\(f.first)".utf8)
                 out.append(CapturedFlow(id: h | 1 << 63, client: "\(f.client)", clientPort: f.clientPort, server: "\(f.server)", serverPort: f.serverPort,
                                         clientBytes: UInt64(f.clientBytes), serverBytes: UInt64(f.serverBytes),
                                         serverDataPackets: UInt32(truncatingIfNeeded: f.serverDataPackets), first: Date(timeIntervalSince1970: f.first),
