@@ -54,6 +54,9 @@ public struct SessionFacts: Sendable, Codable, Hashable {
     public var miningExtensions: String?
     /// TLS ClientHello server name.
     public var sni: String?
+    /// The name the client used for its server: the TLS server name, else the HTTP Host
+    /// without its port.
+    public var serverName: String? { sni ?? host.map(Endpoint.host) }
     /// Request body sizes (first 64) and request times (first 256), for the flow statistics.
     public var bodySizes: [Int] = []
     public var requestTimes: [Double] = []

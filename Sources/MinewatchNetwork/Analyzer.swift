@@ -112,8 +112,7 @@ public final class CaptureAnalyzer {
                     // The names the client used for its servers (DNS answers, TLS SNI, HTTP Host).
                     var serverNames: [String: String] = [:]
                     for f in flows {
-                        let facts = inspectors[ObjectIdentifier(f)]?.facts
-                        if let n = names[f.server] ?? facts?.sni ?? facts?.host.map(Endpoint.host) { serverNames["\(f.server)"] = n.lowercased() }
+                        if let n = names[f.server] ?? inspectors[ObjectIdentifier(f)]?.facts.serverName { serverNames["\(f.server)"] = n.lowercased() }
                     }
                     if let v = r.verdict(names: serverNames) { relayVerdicts[host] = v }
                     relays[host] = r
@@ -191,7 +190,7 @@ public final class CaptureAnalyzer {
                dnsQueries: [(client: IPAddress, name: String, time: Double)], verdicts: [IPAddress: BandwidthVerdict],
                relays: [IPAddress: RelayVerdict]) {
         func serverName(_ f: Flow, _ facts: SessionFacts) -> String? {
-            names[f.server] ?? facts.sni ?? facts.host.map(Endpoint.host)
+            names[f.server] ?? facts.serverName
         }
         var pktByClient: [IPAddress: [(Flow, SessionFacts)]] = [:]
         // Bandwidth-sharing services by the names clients sent or asked for: client|rule id.

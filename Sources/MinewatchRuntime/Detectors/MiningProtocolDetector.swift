@@ -41,7 +41,7 @@ public struct MiningProtocolDetector: ContainerDetector {
         } else if let (s, v) = sessions.lazy.compactMap({ s in ProtocolJudge.getwork(s.facts, server: s.server, rules: ruleSet).map { (s, $0) } }).first {
             verdict = v
             first = s.first
-        } else if let (s, domain) = sessions.lazy.compactMap({ s in (s.facts.sni ?? s.facts.host).flatMap { ruleSet.poolDomain(for: Endpoint.host($0)) }.map { (s, $0) } }).first {
+        } else if let (s, domain) = sessions.lazy.compactMap({ s in s.facts.serverName.flatMap { ruleSet.poolDomain(for: $0) }.map { (s, $0) } }).first {
             let via = "\(s.facts.sni != nil ? "TLS server name" : "HTTP Host") \(s.facts.sni ?? s.facts.host ?? "")"
             verdict = ProtocolJudge.poolDomain(domain, via: via, server: s.server, rules: ruleSet)
             first = s.first

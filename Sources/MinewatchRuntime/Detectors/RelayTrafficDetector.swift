@@ -22,7 +22,7 @@ public struct RelayTrafficDetector: ContainerDetector {
         // Addresses behind one name (TLS SNI, HTTP Host seen by the capture) are one vendor side.
         var names: [String: String] = [:]
         for s in pass.snapshot.sessions {
-            if let n = s.facts.sni ?? s.facts.host.map(Endpoint.host) { names[Endpoint.host(s.server)] = n.lowercased() }
+            if let n = s.facts.serverName { names[Endpoint.host(s.server)] = n.lowercased() }
         }
         guard let v = state.verdict(names: names) else { return nil }
         let ev = RelayEvidence.evidence(v)
