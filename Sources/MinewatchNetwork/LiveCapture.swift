@@ -58,7 +58,10 @@ public struct CapturedFlow: Sendable, Hashable {
     }
 
     /// "local port|remote address|remote port" of the client side, the key a socket has too.
-    public var key: String { "\(clientPort)|\(server)|\(serverPort)" }
+    public var key: String { Self.key(localPort: clientPort, remoteAddress: server, remotePort: serverPort) }
+
+    /// The key of a connection as the client sees it (a socket's local port and remote end).
+    public static func key(localPort: UInt16, remoteAddress: String, remotePort: UInt16) -> String { "\(localPort)|\(remoteAddress)|\(remotePort)" }
 }
 
 /// Protocol evidence for `watch`: one packet ring per container network namespace, owned and

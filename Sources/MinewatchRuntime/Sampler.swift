@@ -352,11 +352,12 @@ public final class HostSampler {
         var cache = namespaces[ns] ?? NamespaceCache()
         let previous = cache.lastMatched, seen = cache.socketKeysSeen
         let now = snaps.first?.time ?? Date()
-        func key(_ s: SocketEntry) -> String { "\(s.localPort)|\(s.remoteAddress)|\(s.remotePort)" }
-        for snap in snaps {
-            for s in snap.sockets {
-                cache.socketKeysSeen[key(s)] = (s.inode, s.counters?.bytesSent ?? 0, s.counters?.bytesReceived ?? 0, snap.time, snap.ref.id)
-            }
+        // Every socket of the namespace's containers, with its connection key and its container.
+        let sockets = snaps.flatMap { snap in
+            snap.sockets.map { s in (key: CapturedFlow.key(localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort), socket: s, snap: snap) }
+        }
+        for (key, s, snap) in sockets {
+            cache.socketKeysSeen[key] = (s.inode, s.counters?.bytesSent ?? 0, s.counters?.bytesReceived ?? 0, snap.time, snap.ref.id)
         }
         cache.socketKeysSeen = cache.socketKeysSeen.filter { now.timeIntervalSince($0.value.at) < 60 }
         cache.emitted = cache.emitted.filter { now.timeIntervalSince($0.value) < 60 }
@@ -364,9 +365,8 @@ public final class HostSampler {
         var out = [[CapturedFlow]](repeating: [], count: snaps.count)
         defer { namespaces[ns] = cache }
         guard !flows.isEmpty else { return out }
-        let sockets = snaps.flatMap(\.sockets)
-        let open = Set(sockets.map(\.inode)), openKeys = Set(sockets.map(key))
-        let local = Set(sockets.map(\.localAddress)).subtracting(["0.0.0.0", "::", ""])
+        let open = Set(sockets.map(\.socket.inode)), openKeys = Set(sockets.map(\.key))
+        let local = Set(sockets.map(\.socket.localAddress)).subtracting(["0.0.0.0", "::", ""])
         let listening = snaps.reduce(into: Set<UInt16>()) { $0.formUnion($1.listenPorts) }
         for f in flows where cache.emitted[f.id] == nil {
             guard !(IPAddress(f.server)?.isLoopback ?? false),
