@@ -34,9 +34,11 @@ public enum BodyShape {
             facts.encodedBodies += 1
             return
         }
-        // Announcements are sent as they are, with no media type of their own.
-        if !compressedMedia(headers["content-type"]), announcementRecords(head) > 0 { facts.announcementBodies += 1 }
-        guard head.count >= minSample, !compressedMedia(headers["content-type"]) else { return }
+        // A body whose media type is compressed by nature (an image, an archive) is neither
+        // announcements (sent with no media type of their own) nor judged by its entropy.
+        guard !compressedMedia(headers["content-type"]) else { return }
+        if announcementRecords(head) > 0 { facts.announcementBodies += 1 }
+        guard head.count >= minSample else { return }
         if entropy(head) >= randomBits {
             facts.randomBodies += 1
             if facts.randomBodyDigests.count < SessionFacts.maxBodyDigests { facts.randomBodyDigests.append(digest(Array(head.prefix(minSample)), size: estimated ? 0 : size)) }

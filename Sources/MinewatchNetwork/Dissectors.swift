@@ -295,7 +295,7 @@ struct HTTPParser {
             if n >= left {
                 finishBody(&events)
                 // The lost bytes ran past the body: the next message's start is gone too.
-                if n > left { head = []; line = []; state = .resync }
+                if n > left { lostTrack() }
             } else {
                 state = .body(left: left - n)
             }
@@ -304,10 +304,21 @@ struct HTTPParser {
             bodyHeadGap = true
             state = n == left ? .chunkCRLF : .chunkData(left: left - n)
         default:
-            head = []
-            line = []
-            state = .resync
+            lostTrack()
         }
+    }
+
+    /// Where the next message starts is lost: look for it.
+    mutating func lostTrack() {
+        head = []
+        line = []
+        state = .resync
+    }
+
+    /// Keeps the body's first bytes (up to 4 KiB, and none after a gap) for its shape.
+    mutating func sampleBody(_ b: UnsafeRawBufferPointer, from i: Int, count n: Int) {
+        guard !bodyHeadGap && bodyHead.count < 4096 else { return }
+        bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))]
     }
 
     static let requestStarts: [[UInt8]] = ["GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH "].map { Array($0.utf8) }
@@ -364,7 +375,7 @@ struct HTTPParser {
                 if !headComplete(&events) { state = .resync }
             case .body(let left):
                 let n = min(left, b.count - i)
-                if !bodyHeadGap && bodyHead.count < 4096 { bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))] }
+                sampleBody(b, from: i, count: n)
                 bodySize += n
                 i += n
                 if n == left { finishBody(&events) } else { state = .body(left: left - n) }
@@ -386,7 +397,7 @@ struct HTTPParser {
                 state = size == 0 ? .trailers : .chunkData(left: size)
             case .chunkData(let left):
                 let n = min(left, b.count - i)
-                if !bodyHeadGap && bodyHead.count < 4096 { bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))] }
+                sampleBody(b, from: i, count: n)
                 bodySize += n
                 i += n
                 state = n == left ? .chunkCRLF : .chunkData(left: left - n)
