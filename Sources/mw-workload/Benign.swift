@@ -73,11 +73,7 @@ enum Benign {
     /// Reads one response head and its Content-Length body, discarding the body in pieces.
     static func readResponse(_ c: Conn, rate: Double = 0) throws -> (status: Int, bytes: Int) {
         let start = Date()
-        guard let status = try c.readLine() else { throw WorkloadError(description: "connection closed") }
-        var length = 0
-        while let line = try c.readLine()?.trimmingCharacters(in: .init(charactersIn: "\r")), !line.isEmpty {
-            if line.lowercased().hasPrefix("content-length:") { length = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0 }
-        }
+        guard let (status, _, length) = try c.readResponseHead() else { throw WorkloadError(description: "connection closed") }
         var left = length
         while left > 0 {
             if c.buffer.isEmpty, try !c.fill() { throw WorkloadError(description: "closed early") }

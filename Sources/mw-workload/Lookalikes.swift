@@ -163,14 +163,7 @@ enum Lookalikes {
 
     /// Relays one Content-Length response from `u` to `c`.
     static func relayResponse(from u: Conn, to c: Conn) throws {
-        var head = ""
-        var length = 0
-        while let line = try u.readLine() {
-            head += line + "\n"
-            let l = line.trimmingCharacters(in: .init(charactersIn: "\r"))
-            if l.lowercased().hasPrefix("content-length:") { length = Int(l.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0 }
-            if l.isEmpty { break }
-        }
+        let (_, head, length) = try u.readResponseHead() ?? ("", "", 0)
         try c.send(head)
         var left = length
         while left > 0 {

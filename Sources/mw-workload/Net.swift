@@ -131,6 +131,23 @@ final class Conn: @unchecked Sendable {
     }
 }
 
+extension Conn {
+    /// One HTTP response head: its status line, the head as it came (lines ending in "\n", the
+    /// blank line included) and its Content-Length (0 without one); nil when the connection
+    /// closed before a status line.
+    func readResponseHead() throws -> (status: String, head: String, length: Int)? {
+        guard let status = try readLine() else { return nil }
+        var head = status + "\n", length = 0
+        while let line = try readLine() {
+            head += line + "\n"
+            let l = line.trimmingCharacters(in: .init(charactersIn: "\r"))
+            if l.isEmpty { break }
+            if l.lowercased().hasPrefix("content-length:") { length = Int(l.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0 }
+        }
+        return (status, head, length)
+    }
+}
+
 /// A TCP socket listening on host:port (IPv4, SO_REUSEADDR).
 func listeningSocket(host: String, port: Int, backlog: Int32) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

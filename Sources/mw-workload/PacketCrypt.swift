@@ -130,11 +130,7 @@ enum PacketCrypt {
             } else {
                 try c.send(head + "\r\n")
             }
-            guard let status = try c.readLine() else { conn = nil; throw WorkloadError(description: "connection closed") }
-            var length = 0
-            while let line = try c.readLine()?.trimmingCharacters(in: .init(charactersIn: "\r")), !line.isEmpty {
-                if line.lowercased().hasPrefix("content-length:") { length = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0 }
-            }
+            guard let (status, _, length) = try c.readResponseHead() else { conn = nil; throw WorkloadError(description: "connection closed") }
             let bytes = try c.readExactly(length)
             let code = Int(status.split(separator: " ").dropFirst().first ?? "") ?? 0
             return (code, (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] ?? [:])

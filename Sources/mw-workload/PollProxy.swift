@@ -101,11 +101,7 @@ enum PollProxy {
         let c = try Conn.connect(host: address, port: port)
         if tls { try c.startTLS(sni: name) }
         try c.send(Array(head.utf8) + body)
-        guard let status = try c.readLine(), status.contains(" 200") else { throw WorkloadError(description: "vendor refused") }
-        var length = 0
-        while let line = try c.readLine()?.trimmingCharacters(in: .init(charactersIn: "\r")), !line.isEmpty {
-            if line.lowercased().hasPrefix("content-length:") { length = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0 }
-        }
+        guard let (status, _, length) = try c.readResponseHead(), status.contains(" 200") else { throw WorkloadError(description: "vendor refused") }
         return try c.readExactly(length)
     }
 
@@ -114,15 +110,8 @@ enum PollProxy {
         let t = try Benign.target(url)
         let c = try Conn.connect(host: t.host, port: t.port)
         try c.send("GET \(t.path) HTTP/1.1\r\nHost: \(t.host):\(t.port)\r\nUser-Agent: Mozilla/5.0\r\nConnection: close\r\n\r\n")
-        var head: [UInt8] = []
-        var length = 0
-        while let line = try c.readLine() {
-            head += Array(line.utf8) + [10]
-            let l = line.trimmingCharacters(in: .init(charactersIn: "\r"))
-            if l.isEmpty { break }
-            if l.lowercased().hasPrefix("content-length:") { length = min(16 << 20, Int(l.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0) }
-        }
-        return head + (try c.readExactly(length))
+        let (_, head, length) = try c.readResponseHead() ?? ("", "", 0)
+        return Array(head.utf8) + (try c.readExactly(min(16 << 20, length)))
     }
 
     static func runNode(vendor: String, addresses: [String], tls: Bool, deadline: Date) throws {
