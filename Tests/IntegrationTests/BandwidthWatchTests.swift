@@ -60,8 +60,7 @@ import TestSupport
             #expect(mine.isEmpty, "benign \(name) alerted: \(mine.map { $0["summary"] ?? "" })")
         }
         // The backup really ran past the window, and telemetry saw the web server's inbound load.
-        let records = ((try? String(contentsOfFile: alerts, encoding: .utf8)) ?? "").split(separator: "\n")
-            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["type"] as? String == "telemetry" }
+        let records = readTelemetry(alerts)
         let backupUploading = records.filter { $0.containerID == backup && ($0["outboundTxBytesPerSecond"] as? Double ?? 0) > 500_000 }
         #expect(backupUploading.count >= 12, "backup uploaded in \(backupUploading.count) passes")
         let webServing = records.filter { $0.containerID == web && ($0["inboundTxBytesPerSecond"] as? Double ?? 0) > 1_000_000 }

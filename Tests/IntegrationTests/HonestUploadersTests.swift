@@ -219,13 +219,8 @@ import TestSupport
 
         let (dump, pcapFile) = try lab.recordBridge(bridge)
         defer { dump.stop() }
-        func watch(_ label: String, _ extra: [String]) throws -> (BackgroundProcess, String) {
-            let out = dir.path + "/\(label).jsonl"
-            let p = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "2s", "--duration", "75s", "--output", out, "--telemetry"] + extra, label: label)
-            return (p, out)
-        }
-        let (w1, noCapOut) = try watch("nocap", ["--no-capture"])
-        let (w2, capOut) = try watch("cap", [])
+        let (w1, noCapOut) = try lab.watch("nocap", seconds: 75, ["--no-capture"])
+        let (w2, capOut) = try lab.watch("cap", seconds: 75, [])
         defer { w1.stop(); w2.stop() }
         usleep(1_500_000)
 
@@ -327,8 +322,7 @@ import TestSupport
 
         // What the model saw of each client (capture watcher): peak outbound rates, upload-heavy trait.
         for (file, label) in [(noCapOut, "no capture"), (capOut, "capture")] {
-            let records = ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n")
-                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["type"] as? String == "telemetry" }
+            let records = readTelemetry(file)
             for (role, id) in clients {
                 let mine = records.filter { $0.containerID == id }
                 let tx = mine.compactMap { $0["outboundTxBytesPerSecond"] as? Double }.max() ?? 0

@@ -16,7 +16,6 @@ import TestSupport
         try requireTools(["tcpdump", "openssl"])
         let lab = try WorkloadLab("poll")
         defer { lab.cleanup() }
-        let dir = lab.dir
         let certs = try lab.certificates(commonName: "edge.pollnet.example")
         let net = try lab.createNetwork(subnet: "198.18.1.64/26")
         let bridge = Podman.inspectNetwork(net, "{{.NetworkInterface}}")
@@ -37,14 +36,8 @@ import TestSupport
         let (dump, pcapFile) = try lab.recordBridge(bridge)
         defer { dump.stop() }
         let behaviour = fixturePath("behaviour-only-rules.yaml")
-        func watch(_ label: String, _ extra: [String]) throws -> (BackgroundProcess, String) {
-            let out = dir.path + "/\(label).jsonl"
-            let p = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "2s", "--duration", "70s", "--output", out, "--telemetry",
-                                           "--no-bundled-rules", "--rules", behaviour] + extra, label: label)
-            return (p, out)
-        }
-        let (w1, capOut) = try watch("cap", [])
-        let (w2, noCapOut) = try watch("nocap", ["--no-capture"])
+        let (w1, capOut) = try lab.watch("cap", seconds: 70, ["--no-bundled-rules", "--rules", behaviour])
+        let (w2, noCapOut) = try lab.watch("nocap", seconds: 70, ["--no-bundled-rules", "--rules", behaviour, "--no-capture"])
         defer { w1.stop(); w2.stop() }
         usleep(1_500_000)
         let nodeTLS = try start("nodetls", "198.18.1.80", ["poll-node", "--vendor", "edge.pollnet.example:443", "--tls", "--duration", dl]

@@ -56,18 +56,13 @@ import TestSupport
         defer { dump.stop() }
         // Three watchers.
         let behaviour = fixturePath("behaviour-only-rules.yaml")
-        func watch(_ label: String, _ extra: [String]) throws -> (BackgroundProcess, String) {
-            let out = dir.path + "/\(label).jsonl"
-            let p = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "2s", "--duration", "75s", "--output", out, "--telemetry"] + extra, label: label)
-            return (p, out)
-        }
         // The services' rule file alone (the workload program carries every miner's strings, so
         // the content rules would name it a miner; the service rules must name it by service).
         let services = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Sources/MinewatchSignatures/Rules/30-bandwidth-services.yaml").path
-        let (w1, bundledOut) = try watch("services", ["--no-bundled-rules", "--rules", behaviour, "--rules", services])
-        let (w2, noCapOut) = try watch("nocap", ["--no-bundled-rules", "--rules", behaviour, "--no-capture"])
-        let (w3, capOut) = try watch("cap", ["--no-bundled-rules", "--rules", behaviour])
+        let (w1, bundledOut) = try lab.watch("services", seconds: 75, ["--no-bundled-rules", "--rules", behaviour, "--rules", services])
+        let (w2, noCapOut) = try lab.watch("nocap", seconds: 75, ["--no-bundled-rules", "--rules", behaviour, "--no-capture"])
+        let (w3, capOut) = try lab.watch("cap", seconds: 75, ["--no-bundled-rules", "--rules", behaviour])
         defer { w1.stop(); w2.stop(); w3.stop() }
         usleep(1_500_000)
         let dl = "60"
@@ -113,10 +108,6 @@ import TestSupport
 
         let started: [String: Date] = Dictionary(uniqueKeysWithValues: [node, pkt1, pkt3, depin, hg].compactMap { id in Podman.startedAt(id).map { (id, $0) } })
         func alerts(_ file: String) -> [[String: Any]] { readAlerts(file) }
-        func telemetry(_ file: String) -> [[String: Any]] {
-            ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n")
-                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["type"] as? String == "telemetry" }
-        }
         func ttd(_ a: [String: Any], _ id: String) -> Double {
             let detected = ISO8601DateFormatter().date(from: a["detectedAt"] as? String ?? "") ?? .distantFuture
             return detected.timeIntervalSince(started[id] ?? .distantPast)
@@ -145,7 +136,7 @@ import TestSupport
                     // Three pools: the upload shape holds (a trait). One pool at 100 announcements/s
                     // posts one batch every 10 s: two exchanges a window, under the three the shape
                     // needs, so it may not even be a trait.
-                    let traits = telemetry(file).filter { $0.containerID == id }.flatMap { ($0["traits"] as? [[String: Any]]) ?? [] }
+                    let traits = readTelemetry(file).filter { $0.containerID == id }.flatMap { ($0["traits"] as? [[String: Any]]) ?? [] }
                     let heavy = traits.contains { $0["name"] as? String == "upload-heavy" }
                     if id == pkt3 { #expect(heavy, "\(name) without capture: no upload-heavy trait") }
                     report.append("\(name) (no capture): \(heavy ? "upload-heavy trait" : "nothing")")
@@ -172,7 +163,7 @@ import TestSupport
                 #expect(loud.isEmpty, "\(label): benign \(role) alerted: \(loud.map { $0["summary"] ?? "" })")
             }
         }
-        let records = telemetry(bundledOut)
+        let records = readTelemetry(bundledOut)
         let monitor = benign.first { $0.0 == "monitor" }?.1 ?? ""
         #expect(records.contains { $0.containerID == monitor && ($0["traits"] as? [[String: Any]])?.contains { $0["name"] as? String == "heartbeat" } == true },
                 "the monitoring heartbeat is reported as a trait")

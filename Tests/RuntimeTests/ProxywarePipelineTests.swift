@@ -124,6 +124,32 @@ import TestSupport
         #expect(a.timeToDetect <= 30)
     }
 
+    /// `passes` passes of a proxy node seen only through the capture: each pass, four jobs, each
+    /// a vendor connection (the poll and the result, 60 kB back plus framing) and a target
+    /// connection (60 kB fetched), all opened and closed between passes; the namespace's one
+    /// socket is an idle keep-alive, so it has an address. Returns the alerts.
+    static func pollingPasses(_ passes: Int, _ s: Setup, vendors: [String]) -> [Alert] {
+        var alerts: [Alert] = []
+        var port: UInt16 = 30000
+        for i in 0..<passes {
+            var flows: [CapturedFlow] = []
+            for job in 0..<4 {
+                port += 2
+                let vendor = vendors[(i + job) % vendors.count], target = "198.18.1.\(20 + (i + job) % 6)"
+                flows.append(CapturedFlow(id: 1 << 63 | UInt64(port), client: "10.0.0.2", clientPort: port, server: vendor, serverPort: 443,
+                                          clientBytes: 60_000 * 103 / 100 + 900, serverBytes: 2_200, serverDataPackets: 3, first: s.clock.date))
+                flows.append(CapturedFlow(id: 1 << 63 | UInt64(port + 1), client: "10.0.0.2", clientPort: port + 1, server: target, serverPort: 80,
+                                          clientBytes: 700, serverBytes: 60_000, serverDataPackets: 40, first: s.clock.date))
+            }
+            s.sessions.closed[s.ns] = flows
+            s.sockets.byNetns[s.ns] = [SocketEntry(proto: .tcp, localAddress: "10.0.0.2", localPort: 40001, remoteAddress: "198.18.1.5", remotePort: 443,
+                                                   state: 1, inode: 1, counters: TCPCounters(bytesSent: 10, bytesReceived: 10))]
+            alerts += s.w.poll()
+            s.clock.date += 2.05
+        }
+        return alerts
+    }
+
     /// A proxy node polling its vendor (three addresses behind one TLS name) over a fresh
     /// connection per job, fetching each target over a fresh connection: no socket lives long
     /// enough to be seen at a pass; the capture sees them open and close, and names the vendor.
@@ -137,25 +163,7 @@ import TestSupport
             f.sni = "edge-3.vendor.example"
             return LiveSession(client: "10.0.0.2", clientPort: 40001, serverPort: 443, server: v + ":443", first: s.clock.date, facts: f)
         }
-        var alerts: [Alert] = []
-        var port: UInt16 = 30000
-        for i in 0..<20 {
-            var flows: [CapturedFlow] = []
-            for job in 0..<4 {
-                port += 2
-                let vendor = vendors[(i + job) % 3], target = "198.18.1.\(20 + (i + job) % 6)"
-                flows.append(CapturedFlow(id: 1 << 63 | UInt64(port), client: "10.0.0.2", clientPort: port, server: vendor, serverPort: 443,
-                                          clientBytes: 60_000 * 103 / 100 + 900, serverBytes: 2_200, serverDataPackets: 3, first: s.clock.date))
-                flows.append(CapturedFlow(id: 1 << 63 | UInt64(port + 1), client: "10.0.0.2", clientPort: port + 1, server: target, serverPort: 80,
-                                          clientBytes: 700, serverBytes: 60_000, serverDataPackets: 40, first: s.clock.date))
-            }
-            s.sessions.closed[s.ns] = flows
-            // One socket of its own (a listener-less idle keep-alive) so the namespace has an address.
-            s.sockets.byNetns[s.ns] = [SocketEntry(proto: .tcp, localAddress: "10.0.0.2", localPort: 40001, remoteAddress: "198.18.1.5", remotePort: 443,
-                                                   state: 1, inode: 1, counters: TCPCounters(bytesSent: 10, bytesReceived: 10))]
-            alerts += s.w.poll()
-            s.clock.date += 2.05
-        }
+        let alerts = Self.pollingPasses(20, s, vendors: vendors)
         let a = try #require(alerts.first { $0.detector == .relay }, "\(alerts.map(\.summary))")
         #expect(a.summary.contains("edge-3.vendor.example (198.18.1.5, 198.18.1.6, 198.18.1.7)") && a.summary.contains("polling"), "\(a.summary)")
         #expect(a.evidence.filter { $0.name == "vendor" }.map(\.value) == vendors)
@@ -168,23 +176,7 @@ import TestSupport
         let (s, proc) = try Self.setup("c5", ns: 4026540005)
         let sidecar = String(repeating: "d6", count: 32)
         try proc.add(pid: 701, comm: "envoy", cgroup: "/docker/\(sidecar)", cmdline: ["envoy"], exe: Samples.elf(["plain"]), netns: Int(s.ns))
-        var alerts: [Alert] = []
-        var port: UInt16 = 30000
-        for i in 0..<16 {
-            var flows: [CapturedFlow] = []
-            for job in 0..<4 {
-                port += 2
-                flows.append(CapturedFlow(id: 1 << 63 | UInt64(port), client: "10.0.0.2", clientPort: port, server: "198.18.1.5", serverPort: 443,
-                                          clientBytes: 62_000, serverBytes: 2_200, serverDataPackets: 3, first: s.clock.date))
-                flows.append(CapturedFlow(id: 1 << 63 | UInt64(port + 1), client: "10.0.0.2", clientPort: port + 1, server: "198.18.1.\(20 + (i + job) % 6)",
-                                          serverPort: 80, clientBytes: 700, serverBytes: 60_000, serverDataPackets: 40, first: s.clock.date))
-            }
-            s.sessions.closed[s.ns] = flows
-            s.sockets.byNetns[s.ns] = [SocketEntry(proto: .tcp, localAddress: "10.0.0.2", localPort: 40001, remoteAddress: "198.18.1.5", remotePort: 443,
-                                                   state: 1, inode: 1, counters: TCPCounters(bytesSent: 10, bytesReceived: 10))]
-            alerts += s.w.poll()
-            s.clock.date += 2.05
-        }
+        let alerts = Self.pollingPasses(16, s, vendors: ["198.18.1.5"])
         #expect(!alerts.contains { $0.detector == .relay }, "\(alerts.map { "\($0.container.id.prefix(4)) \($0.summary)" })")
     }
 

@@ -130,9 +130,18 @@ public func fixturePath(_ name: String) -> String {
 
 /// Alerts from a `watch --output` JSON-lines file.
 public func readAlerts(_ path: String) -> [[String: Any]] {
+    readRecords(path).filter { $0["type"] as? String != "telemetry" }
+}
+
+/// Telemetry records (one per container per pass) from a `watch --output --telemetry` file.
+public func readTelemetry(_ path: String) -> [[String: Any]] {
+    readRecords(path).filter { $0["type"] as? String == "telemetry" }
+}
+
+/// Every JSON object of a JSON-lines file.
+func readRecords(_ path: String) -> [[String: Any]] {
     ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
         .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        .filter { $0["type"] as? String != "telemetry" }
 }
 
 extension Dictionary where Key == String, Value == Any {

@@ -89,6 +89,15 @@ extension WorkloadLab {
 }
 
 extension WorkloadLab {
+    /// Starts `minewatch watch` every 2 s for `seconds`, with telemetry, writing JSON lines to
+    /// LABEL.jsonl in the lab's folder; `options` are further watch options.
+    public func watch(_ label: String, seconds: Int, _ options: [String]) throws -> (process: BackgroundProcess, output: String) {
+        let out = dir.path + "/\(label).jsonl"
+        let p = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "2s", "--duration", "\(seconds)s", "--output", out, "--telemetry"] + options,
+                                      label: label)
+        return (p, out)
+    }
+
     /// Records the TCP traffic of the lab network's bridge with tcpdump into `bridge.pcap` in the
     /// lab's folder (2048 bytes a packet), once tcpdump says it is listening. Stop it before
     /// reading the file.
