@@ -3,17 +3,22 @@
 ///     $a and ($b or $c)
 ///     2 of them            any of them          all of them
 ///     2 of ($cfg*)         any of ($a, $b)      not $x
+///     12 of ($rx*) within 4Ki
 ///
-/// Counts refer to distinct strings that matched at least once.
+/// Counts refer to distinct strings that matched at least once. `within SIZE` asks for that many
+/// distinct strings whose matches all start inside one window of SIZE bytes (constants of one
+/// algorithm sit together in a binary; the same words scattered over a large file are chance).
 public indirect enum Condition: Sendable, Hashable {
     case string(Int)
     case atLeast(Int, [Int])
+    case within(Int, [Int], Int64)
     case and(Condition, Condition)
     case or(Condition, Condition)
     case not(Condition)
 
-    /// Evaluate against the set of string indexes that matched.
-    public func evaluate(_ matched: (Int) -> Bool) -> Bool {
+    /// Evaluate against the set of string indexes that matched; `offsets` gives where a string
+    /// matched (start offsets, ascending, possibly only the first few), for `within`.
+    public func evaluate(_ matched: (Int) -> Bool, offsets: (Int) -> [Int64] = { _ in [] }) -> Bool {
         switch self {
         case .string(let i): return matched(i)
         case .atLeast(let n, let set):
@@ -23,9 +28,59 @@ public indirect enum Condition: Sendable, Hashable {
                 if count >= n { return true }
             }
             return n <= 0
-        case .and(let a, let b): return a.evaluate(matched) && b.evaluate(matched)
-        case .or(let a, let b): return a.evaluate(matched) || b.evaluate(matched)
-        case .not(let a): return !a.evaluate(matched)
+        case .within(let n, let set, let size):
+            return Self.window(n, set, size, matched: matched, offsets: offsets) != nil
+        case .and(let a, let b): return a.evaluate(matched, offsets: offsets) && b.evaluate(matched, offsets: offsets)
+        case .or(let a, let b): return a.evaluate(matched, offsets: offsets) || b.evaluate(matched, offsets: offsets)
+        case .not(let a): return !a.evaluate(matched, offsets: offsets)
+        }
+    }
+
+    /// The start of the first window of `size` bytes holding matches of at least `n` distinct
+    /// strings of `set`, or nil.
+    public static func window(_ n: Int, _ set: [Int], _ size: Int64, matched: (Int) -> Bool, offsets: (Int) -> [Int64]) -> Int64? {
+        if n <= 0 { return 0 }
+        var hits: [(offset: Int64, string: Int)] = []
+        var distinct = 0
+        for i in set where matched(i) {
+            distinct += 1
+            for o in offsets(i) { hits.append((o, i)) }
+        }
+        guard distinct >= n else { return nil }
+        hits.sort { $0.offset < $1.offset }
+        var inWindow: [Int: Int] = [:]
+        var lo = 0
+        for hi in hits.indices {
+            inWindow[hits[hi].string, default: 0] += 1
+            while hits[hi].offset - hits[lo].offset >= size {
+                let s = hits[lo].string
+                if let c = inWindow[s], c > 1 { inWindow[s] = c - 1 } else { inWindow[s] = nil }
+                lo += 1
+            }
+            if inWindow.count >= n { return hits[lo].offset }
+        }
+        return nil
+    }
+
+    /// The `within` terms of the condition (string sets whose offsets must be kept).
+    public var windowedStrings: Set<Int> {
+        switch self {
+        case .string, .atLeast: return []
+        case .within(_, let set, _): return Set(set)
+        case .and(let a, let b), .or(let a, let b): return a.windowedStrings.union(b.windowedStrings)
+        case .not(let a): return a.windowedStrings
+        }
+    }
+
+    /// The windows that made `within` terms true, for evidence: (start, size).
+    public func matchedWindows(_ matched: (Int) -> Bool, offsets: (Int) -> [Int64]) -> [(start: Int64, size: Int64)] {
+        switch self {
+        case .string, .atLeast: return []
+        case .within(let n, let set, let size):
+            return Self.window(n, set, size, matched: matched, offsets: offsets).map { [($0, size)] } ?? []
+        case .and(let a, let b), .or(let a, let b):
+            return a.matchedWindows(matched, offsets: offsets) + b.matchedWindows(matched, offsets: offsets)
+        case .not: return []
         }
     }
 
@@ -34,7 +89,7 @@ public indirect enum Condition: Sendable, Hashable {
     public var minimumStrings: Int {
         switch self {
         case .string: return 1
-        case .atLeast(let n, _): return max(n, 0)
+        case .atLeast(let n, _), .within(let n, _, _): return max(n, 0)
         case .and(let a, let b): return max(a.minimumStrings, b.minimumStrings, Condition.disjointSum(a, b))
         case .or(let a, let b): return min(a.minimumStrings, b.minimumStrings)
         case .not: return 0
@@ -48,7 +103,7 @@ public indirect enum Condition: Sendable, Hashable {
     var referenced: Set<Int> {
         switch self {
         case .string(let i): return [i]
-        case .atLeast(_, let s): return Set(s)
+        case .atLeast(_, let s), .within(_, let s, _): return Set(s)
         case .and(let a, let b), .or(let a, let b): return a.referenced.union(b.referenced)
         case .not(let a): return a.referenced
         }
@@ -211,8 +266,31 @@ struct ConditionParser {
         if n > unique.count {
             throw ConditionParseError(message: "condition asks for \(n) of \(unique.count) strings")
         }
+        if peek() == .ident("within") {
+            pos += 1
+            guard case .number(let v)? = next() else {
+                throw ConditionParseError(message: "expected a size after 'within' (e.g. 'within 4Ki')")
+            }
+            var text = String(v)
+            var size = Int64(v)
+            if case .ident(let unit)? = peek(), let scale = Self.sizeUnits[unit] {
+                pos += 1
+                text += unit
+                size = Int64(v).multipliedReportingOverflow(by: scale).overflow ? -1 : Int64(v) * scale
+            }
+            guard size >= 1, size <= 1 << 30 else {
+                throw ConditionParseError(message: "'within \(text)' is not a size from 1 byte to 1Gi")
+            }
+            if n < 2 { throw ConditionParseError(message: "'within' needs at least 2 strings to be near each other") }
+            return .within(n, unique, size)
+        }
         return .atLeast(n, unique)
     }
+
+    /// Units a `within` size may carry (the tokenizer lower-cases them).
+    static let sizeUnits: [String: Int64] = [
+        "k": 1024, "ki": 1024, "kib": 1024, "kb": 1000, "m": 1 << 20, "mi": 1 << 20, "mib": 1 << 20, "mb": 1_000_000,
+    ]
 
     func index(of name: String) throws(ConditionParseError) -> Int {
         guard let i = stringIDs.firstIndex(of: name) else {

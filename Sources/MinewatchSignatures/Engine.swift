@@ -26,6 +26,8 @@ public final class CompiledRules: Sendable {
     let walletRules: [Int]
     let nameRules: [Int]
     let captureKinds: [Capture?]
+    /// Patterns whose match offsets a `within` condition needs.
+    let keepsOffsets: [Bool]
 
     public init(_ ruleSet: RuleSet) {
         self.ruleSet = ruleSet
@@ -34,15 +36,19 @@ public final class CompiledRules: Sendable {
         var oS: [Int32] = []
         var base: [Int] = []
         var caps: [Capture?] = []
+        var keeps: [Bool] = []
         for (ri, r) in ruleSet.rules.enumerated() {
             base.append(patterns.count)
+            let windowed = r.condition?.windowedStrings ?? []
             for (si, s) in r.strings.enumerated() {
                 patterns.append(.init(bytes: s.bytes, nocase: s.nocase))
                 oR.append(Int32(ri))
                 oS.append(Int32(si))
                 caps.append(s.capture)
+                keeps.append(windowed.contains(si))
             }
         }
+        keepsOffsets = keeps
         matcher = PatternMatcher(patterns: patterns)
         ownerRule = oR
         ownerString = oS
@@ -86,6 +92,9 @@ public struct FileMatcher: Sendable {
     /// First offset and count per pattern that matched.
     var firstOffset: [Int32: Int64] = [:]
     var hitCount: [Int32: Int] = [:]
+    /// Start offsets of the first matches of patterns a `within` condition needs.
+    var offsets: [Int32: [Int64]] = [:]
+    static let maxOffsetsPerPattern = 256
     var captures: [Int32: [String]] = [:]
     var openCaptures: [(pattern: Int32, bytes: [UInt8])] = []
     public private(set) var bytesSeen: Int64 = 0
@@ -143,10 +152,13 @@ public struct FileMatcher: Sendable {
         var s = PatternMatcher.Stream()
         var hits: [Int32: Int] = [:]
         var first: [Int32: Int64] = [:]
+        var kept: [Int32: [Int64]] = [:]
         swap(&s, &stream)
         swap(&hits, &hitCount)
         swap(&first, &firstOffset)
+        swap(&kept, &offsets)
         let captureKinds = rules.captureKinds
+        let keepsOffsets = rules.keepsOffsets
         let capturedCounts = captures.mapValues(\.count)
         rules.matcher.feed(&s, chunk) { pi, offset in
             let p = Int32(pi)
@@ -156,6 +168,7 @@ public struct FileMatcher: Sendable {
                 hits[p] = 1
                 first[p] = offset
             }
+            if keepsOffsets[pi], (hits[p] ?? 0) <= Self.maxOffsetsPerPattern { kept[p, default: []].append(offset) }
             if captureKinds[pi] != nil, (capturedCounts[p] ?? 0) < Self.maxCapturesPerString, newMatches.count < 64 {
                 newMatches.append((p, offset))
             }
@@ -163,6 +176,7 @@ public struct FileMatcher: Sendable {
         swap(&s, &stream)
         swap(&hits, &hitCount)
         swap(&first, &firstOffset)
+        swap(&kept, &offsets)
         for (p, offset) in newMatches {
             let len = rules.matcher.patterns[Int(p)].bytes.count
             let endLocal = Int(offset - chunkStart) + len   // > 0: matches are reported where they end
@@ -259,8 +273,12 @@ public struct FileMatcher: Sendable {
             var ev: [Evidence] = []
             if let cond = rule.condition {
                 let base = rules.ruleBase[ri]
-                let ok = cond.evaluate { si in hitCount[Int32(base + si)] != nil }
-                if !ok { continue }
+                let matched = { (si: Int) in hitCount[Int32(base + si)] != nil }
+                let at = { (si: Int) in offsets[Int32(base + si)] ?? [] }
+                if !cond.evaluate(matched, offsets: at) { continue }
+                for w in cond.matchedWindows(matched, offsets: at) {
+                    ev.append(Evidence(kind: .attribute, name: "window", value: "\(w.size) bytes from offset \(w.start)", offset: w.start))
+                }
                 for (si, s) in rule.strings.enumerated() {
                     let p = Int32(base + si)
                     guard let off = firstOffset[p] else { continue }

@@ -139,7 +139,7 @@ public struct Rule: Sendable, Hashable {
 extension Rule {
     /// Categories of compute hijacking (CPU miners and what reveals them).
     public static let computeCategories: Set<String> = [
-        "miner-binary", "miner-script", "miner-config", "miner-cmdline", "miner-env", "miner-name", "miner-image",
+        "miner-binary", "miner-script", "miner-algorithm", "miner-config", "miner-cmdline", "miner-env", "miner-name", "miner-image",
         "pool-url", "wallet", "dropper",
     ]
     /// Bandwidth hijacking (T1496.002) for the bandwidth category and the PacketCrypt family (it

@@ -112,6 +112,8 @@ public struct RuleLoader {
     public static let maximumStringLength = 255
     /// Categories whose rules convict a file of being a miner: they must need two or more strings.
     public static let multiSignatureCategories: Set<String> = ["miner-binary", "miner-script"]
+    /// A binary constant this long cannot occur by chance: one is enough for `miner-algorithm`.
+    public static let longConstant = 32
     /// Paths of findings that describe what runs: image Entrypoint/Cmd and Env, a running process's
     /// command line and environment (`watch`), and manifests (Dockerfiles, compose files,
     /// Kubernetes manifests). A rule's `runs:` severity applies there.
@@ -408,6 +410,10 @@ public struct RuleLoader {
                 }
             }
         }
+        if let c = condition, category == "miner-algorithm", c.minimumStrings < 2,
+           strings.contains(where: { $0.bytes.count < Self.longConstant }) {
+            ctx.error("category 'miner-algorithm' needs a condition of two or more constants, or constants of at least \(Self.longConstant) bytes each", at: fields["condition"] ?? node)
+        }
         if let c = condition, Self.multiSignatureCategories.contains(category), c.minimumStrings < 2 {
             ctx.error("category '\(category)' needs a condition of two or more strings (e.g. '2 of them'); one string can match by chance", at: fields["condition"] ?? node)
         }
@@ -488,6 +494,8 @@ public struct RuleLoader {
             bytes = Array(text.utf8)
         } else if let m = node.mapping {
             var b: [UInt8]?
+            var numeric: (key: String, words: [UInt64])?
+            var bigEndian = false
             for (k, v) in m {
                 switch k.string ?? "" {
                 case "text": b = v.string.map { Array($0.utf8) }
@@ -497,6 +505,18 @@ public struct RuleLoader {
                         return nil
                     }
                     b = parsed
+                case "u32", "u64", "epi32":
+                    guard let words = Self.parseWords(v, key: k.string ?? "") else {
+                        ctx.error("string '\(id)': '\(k.string ?? "")' must be a number or a list of numbers (0x... or decimal) that fit \(k.string == "u64" ? 64 : 32) bits", at: v)
+                        return nil
+                    }
+                    numeric = (k.string ?? "", words)
+                case "order":
+                    guard let o = v.string, o == "le" || o == "be" else {
+                        ctx.error("string '\(id)': order must be 'le' or 'be'", at: v)
+                        return nil
+                    }
+                    bigEndian = o == "be"
                 case "nocase": nocase = v.bool ?? false
                 case "capture":
                     guard let c = v.string.flatMap(Capture.init(rawValue:)) else {
@@ -504,11 +524,29 @@ public struct RuleLoader {
                         return nil
                     }
                     capture = c
-                default: ctx.error("string '\(id)': unknown key '\(k.string ?? "")' (expected text, hex, nocase, capture)", at: k)
+                default: ctx.error("string '\(id)': unknown key '\(k.string ?? "")' (expected text, hex, u32, u64, epi32, order, nocase, capture)", at: k)
                 }
             }
+            if let numeric {
+                if b != nil {
+                    ctx.error("string '\(id)' has both '\(numeric.key)' and text or hex", at: node)
+                    return nil
+                }
+                if numeric.key == "epi32" && (numeric.words.count % 4 != 0 || bigEndian) {
+                    ctx.error("string '\(id)': 'epi32' takes 128-bit vectors as _mm_set_epi32 does (4 words each, highest lane first), stored little-endian", at: node)
+                    return nil
+                }
+                b = Self.bytes(of: numeric.words, key: numeric.key, bigEndian: bigEndian)
+            } else if m.contains(where: { $0.key.string == "order" }) {
+                ctx.error("string '\(id)': 'order' only applies to u32 or u64", at: node)
+                return nil
+            }
             guard let b else {
-                ctx.error("string '\(id)' needs 'text' or 'hex'", at: node)
+                ctx.error("string '\(id)' needs 'text', 'hex', 'u32', 'u64' or 'epi32'", at: node)
+                return nil
+            }
+            if m.contains(where: { ["hex", "u32", "u64", "epi32"].contains($0.key.string ?? "") }), let why = CommonConstants.refusal(b) {
+                ctx.error("string '\(id)' \(why)", at: node)
                 return nil
             }
             bytes = b
@@ -525,6 +563,37 @@ public struct RuleLoader {
             return nil
         }
         return RuleString(id: id, bytes: bytes, nocase: nocase, capture: capture)
+    }
+
+    /// Numbers of a `u32`/`u64`/`epi32` string: one scalar or a list, each `0x...` or decimal.
+    static func parseWords(_ node: Node, key: String) -> [UInt64]? {
+        let items: [Node] = node.sequence.map(Array.init) ?? (node.scalar != nil ? [node] : [])
+        guard !items.isEmpty else { return nil }
+        let limit: UInt64 = key == "u64" ? .max : UInt64(UInt32.max)
+        var out: [UInt64] = []
+        for n in items {
+            guard let t = n.string?.lowercased().replacingOccurrences(of: "_", with: "") else { return nil }
+            let v = t.hasPrefix("0x") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t)
+            guard let v, v <= limit else { return nil }
+            out.append(v)
+        }
+        return out
+    }
+
+    /// The bytes in memory: `u32`/`u64` words one after another in the given order; `epi32`
+    /// vectors as `_mm_set_epi32(a, b, c, d)` stores them (d first, each word little-endian).
+    static func bytes(of words: [UInt64], key: String, bigEndian: Bool) -> [UInt8] {
+        let width = key == "u64" ? 8 : 4
+        var ordered = words
+        if key == "epi32" {
+            ordered = stride(from: 0, to: words.count, by: 4).flatMap { words[$0..<($0 + 4)].reversed() }
+        }
+        var out: [UInt8] = []
+        for w in ordered {
+            let le = (0..<width).map { UInt8(truncatingIfNeeded: w >> (8 * UInt64($0))) }
+            out.append(contentsOf: bigEndian ? le.reversed() : le)
+        }
+        return out
     }
 
     static func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {

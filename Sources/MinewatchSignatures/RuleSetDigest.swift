@@ -17,12 +17,14 @@ extension RuleString: Encodable {
 }
 
 extension Condition: Encodable {
-    enum CodingKeys: String, CodingKey { case string, atLeast, of, and, or, not }
+    enum CodingKeys: String, CodingKey { case string, atLeast, of, within, and, or, not }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         switch self {
         case .string(let i): try c.encode(i, forKey: .string)
         case .atLeast(let n, let set): try c.encode(n, forKey: .atLeast); try c.encode(set, forKey: .of)
+        case .within(let n, let set, let size):
+            try c.encode(n, forKey: .atLeast); try c.encode(set, forKey: .of); try c.encode(size, forKey: .within)
         case .and(let a, let b): try c.encode([a, b], forKey: .and)
         case .or(let a, let b): try c.encode([a, b], forKey: .or)
         case .not(let a): try c.encode(a, forKey: .not)
