@@ -17,6 +17,13 @@
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <linux/openat2.h>
+#include <sys/uio.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#if defined(__x86_64__)
+#include <sys/user.h>
+#endif
 
 struct mw_inflate { z_stream z; };
 
@@ -259,4 +266,63 @@ int mw_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint6
 long mw_fs_type(int fd) {
     struct statfs fs;
     return fstatfs(fd, &fs) == 0 ? (long)fs.f_type : -1;
+}
+
+long mw_vm_read(int pid, uint64_t addr, void *buf, size_t len) {
+  struct iovec local = { buf, len };
+  struct iovec remote = { (void *)(uintptr_t)addr, len };
+  ssize_t n = process_vm_readv((pid_t)pid, &local, 1, &remote, 1, 0);
+  return n < 0 ? -errno : (long)n;
+}
+
+static uint64_t mw_now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+int mw_fpu_sample(int tid, unsigned wait_us, uint32_t *mxcsr, uint64_t *stopped_ns) {
+#if defined(__x86_64__)
+  if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) return -errno;
+  uint64_t start = mw_now_ns();
+  if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0) {
+    int e = errno;
+    ptrace(PTRACE_DETACH, tid, 0, 0);
+    return -e;
+  }
+  int status = 0;
+  for (;;) {
+    pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
+    if (r == tid) break;
+    if (r < 0) return -errno;  /* gone */
+    if (mw_now_ns() - start > (uint64_t)wait_us * 1000ull) return -ETIMEDOUT;
+    struct timespec nap = { 0, 20000 };
+    nanosleep(&nap, 0);
+  }
+  if (WIFEXITED(status) || WIFSIGNALED(status)) return -ESRCH;
+  struct user_fpregs_struct f;
+  int rc = 0;
+  if (ptrace(PTRACE_GETFPREGS, tid, 0, &f) != 0) rc = -errno; else *mxcsr = f.mxcsr;
+  /* A signal-delivery stop would lose its signal on a plain detach: hand it back. */
+  int sig = 0;
+  if (WIFSTOPPED(status) && (status >> 16) != PTRACE_EVENT_STOP) sig = WSTOPSIG(status);
+  ptrace(PTRACE_DETACH, tid, 0, (void *)(uintptr_t)sig);
+  *stopped_ns = mw_now_ns() - start;
+  return rc;
+#else
+  (void)tid; (void)wait_us; (void)mxcsr; (void)stopped_ns;
+  return -ENOSYS;
+#endif
+}
+
+int mw_fpu_reap(int tid) {
+  int status = 0;
+  pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
+  if (r < 0) return -errno;
+  if (r == 0) return 0;
+  if (WIFEXITED(status) || WIFSIGNALED(status)) return 1;
+  int sig = 0;
+  if (WIFSTOPPED(status) && (status >> 16) != PTRACE_EVENT_STOP) sig = WSTOPSIG(status);
+  ptrace(PTRACE_DETACH, tid, 0, (void *)(uintptr_t)sig);
+  return 1;
 }

@@ -99,6 +99,12 @@ public struct WatchCommand: ParsableCommand {
     @Flag(name: .customLong("no-capture"), help: "Do not capture packets in container namespaces (protocol evidence; on by default as root).")
     var noCapture = false
 
+    @Flag(name: .customLong("no-memory-scan"), help: "Do not read the memory of packed, fileless, interpreter or busy processes (process_vm_readv).")
+    var noMemoryScan = false
+
+    @Flag(name: .customLong("no-fpu-sampling"), help: "Do not sample busy threads' rounding mode with ptrace (RandomX's run-time signature).")
+    var noFPUSampling = false
+
     @Option(name: .customLong("container"), help: ArgumentHelp("Watch only this container (an id or id prefix; with an engine socket also a name). Repeatable.", valueName: "id"))
     var containers: [String] = []
 

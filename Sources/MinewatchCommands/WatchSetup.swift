@@ -80,6 +80,8 @@ struct WatchSetup {
         s.disabled = disabled
         s.bandwidth = command.models.bandwidth(models)
         s.relay = command.models.relay(models)
+        s.memoryScan = !command.noMemoryScan && config.memoryScan != false
+        s.fpuSampling = !command.noFPUSampling && config.fpuSampling != false
         return s
     }
 

@@ -35,6 +35,10 @@ public struct AgentConfig: Sendable {
     public var history: History?
     /// Serve the dashboard (and its API) on the HTTP endpoint.
     public var dashboard: Bool?
+    /// Read the memory of processes that deserve it (packed, fileless, interpreters, busy).
+    public var memoryScan: Bool?
+    /// Sample busy threads' rounding mode with ptrace (RandomX's run-time signature).
+    public var fpuSampling: Bool?
 
     public struct History: Sendable, Hashable {
         public var path: String

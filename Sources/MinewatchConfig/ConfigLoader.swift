@@ -34,7 +34,7 @@ public enum ConfigLoader {
     /// The file `watch` reads when `--config` is not given and it exists.
     public static let defaultPath = "/etc/minewatch/minewatch.yaml"
     static let topKeys = ["interval", "engine_socket", "include_host", "capture", "containers", "rules", "bundled_rules",
-                          "detectors", "models", "action", "outputs", "metrics_listen", "token_file", "exceptions", "runtime_state", "history", "dashboard", "listen"]
+                          "detectors", "models", "action", "outputs", "metrics_listen", "token_file", "exceptions", "runtime_state", "history", "dashboard", "listen", "memory_scan", "fpu_sampling"]
 
     public static func load(path: String) -> (AgentConfig?, [ConfigDiagnostic]) {
         let data: Data
@@ -85,6 +85,8 @@ public enum ConfigLoader {
             case "runtime_state": config.runtimeState = (p.strings(v, key) ?? []).map(p.resolve)
             case "history": config.history = p.history(v, key)
             case "dashboard": config.dashboard = p.bool(v, key)
+            case "memory_scan": config.memoryScan = p.bool(v, key)
+            case "fpu_sampling": config.fpuSampling = p.bool(v, key)
             // The HTTP endpoint serves /metrics and the dashboard: `listen` and `metrics_listen` are one setting.
             case "listen": config.metricsListen = p.listenAddress(v, key)
             default: p.error(k, key, "unknown key (expected \(topKeys.joined(separator: ", ")))")

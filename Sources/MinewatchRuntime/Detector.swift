@@ -48,6 +48,8 @@ public struct ContainerPass: Sendable {
     public var cpu: CPUSample?
     /// CPU cores used since the last pass.
     public var cpuCores: Double?
+    /// RandomX's run-time signals of its busiest process, read when it used most of its CPU.
+    public var compute: ComputeSignals?
     public var now: Date { snapshot.time }
     public var id: String { snapshot.ref.id }
 }

@@ -19,6 +19,12 @@ public struct DetectorSettings: Sendable {
     public var relay = RelayThresholds()
     /// How long the mining-protocol detector waits for a counted PacketCrypt batch.
     public var packetCryptWait: TimeInterval = 30
+    /// Read the memory of processes that deserve it (packed, fileless, interpreters, hot).
+    public var memoryScan = true
+    /// Sample the rounding mode of threads that burn CPU (ptrace; x86-64).
+    public var fpuSampling = true
+    /// How long CPU must stay at the limit with a RandomX signal (rounding modes, memory shape).
+    public var randomXWindow: TimeInterval = 4
 
     public init() {}
 }
@@ -78,7 +84,7 @@ public struct DetectorSet {
         let on = { (id: DetectorID) in !settings.disabled.contains(id) }
         let times = ProcessTimes(procRoot: procRoot)
         if on(.minerProcess) {
-            set.add(MinerProcessDetector(rules: rules, procRoot: procRoot, times: times), \.minerProcess, state: \.minerProcess)
+            set.add(MinerProcessDetector(rules: rules, procRoot: procRoot, times: times, memoryScan: settings.memoryScan), \.minerProcess, state: \.minerProcess)
             set.environmentKeys = MinerProcessDetector.environmentKeys.union(rules.ruleSet.environmentKeys)
         }
         if on(.drift) {
@@ -96,7 +102,7 @@ public struct DetectorSet {
         if on(.bandwidthService) { set.add(BandwidthServiceDetector(rules: rules.ruleSet), \.bandwidthService, state: \.bandwidthService) }
         if on(.bandwidthMiner) { set.add(BandwidthMinerDetector(model: settings.bandwidth), \.bandwidthMiner, state: \.bandwidthMiner) }
         if on(.cpuMiner) {
-            set.add(CPUDetector(threshold: settings.cpuThreshold, window: settings.cpuWindow), \.cpuMiner, state: \.cpuMiner)
+            set.add(CPUDetector(threshold: settings.cpuThreshold, window: settings.cpuWindow, randomXWindow: settings.randomXWindow), \.cpuMiner, state: \.cpuMiner)
         }
         return set
     }

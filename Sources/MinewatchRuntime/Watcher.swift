@@ -26,6 +26,10 @@ public final class Watcher {
     public private(set) var silenced: [(alert: Alert, exception: String)] = []
     let clock: WallClock
     let hostCores = Double(ProcessInfo.processInfo.activeProcessorCount)
+    /// Reads RandomX's run-time signals of containers near their CPU limit (nil: CPU detector off).
+    public private(set) var probe: ComputeProbe?
+    /// Share of its limit a container must use for the probe to look at it.
+    public static let probeShare = 0.5
 
     /// `sockets` gives per-connection byte counters (sock_diag); without it (or when it cannot
     /// answer) sockets come from /proc/<pid>/net/tcp and traffic from interface counters.
@@ -57,6 +61,7 @@ public final class Watcher {
         let old = Set(detectors.ids)
         detectors = DetectorSet.make(rules: rules, settings: settings, procRoot: sampler.proc.root)
         sampler.environmentKeys = detectors.environmentKeys
+        probe = detectors.cpuMiner == nil ? nil : ComputeProbe(procRoot: sampler.proc.root, fpuSampling: settings.fpuSampling)
         let gone = old.subtracting(detectors.ids)
         for id in store.states.keys {
             store.modify(id) { s in
@@ -116,7 +121,11 @@ public final class Watcher {
         for snap in host.containers {
             procs[snap.ref.id] = snap.processes.map(\.sample)
             store.modify(snap.ref.id) { state in
-                let pass = derive(snap, &state)
+                var pass = derive(snap, &state)
+                if let probe, let cores = pass.cpuCores, cores >= Self.probeShare * (snap.cgroup?.cpuLimitCores ?? hostCores) {
+                    let before = Dictionary((processes[snap.ref.id] ?? []).map { ($0.pid, $0.cpuTicks) }, uniquingKeysWith: { a, _ in a })
+                    pass.compute = probe.probe(snap, previousTicks: before, now: host.time)
+                }
                 for d in detectors.registered {
                     let context = DetectionContext(now: host.time, alerted: state.alerted, alertedAtMedium: state.alertedAtMedium)
                     guard let v = d.run(pass, &state, context).map(resolved), !state.alerted.contains(d.id) else { continue }
@@ -145,6 +154,7 @@ public final class Watcher {
             }
         }
         processes = procs
+        probe?.retain(pids: Set(procs.values.flatMap { $0.map(\.pid) }))
         silenced = silencedNow
         passes += 1
         return out

@@ -70,6 +70,20 @@ int mw_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint6
 /* The filesystem type (statfs f_type) of an open file, or -1. */
 long mw_fs_type(int fd);
 
+/* Reads `len` bytes at `addr` of process `pid` with process_vm_readv (no stop, no ptrace
+   attach; needs PTRACE_MODE_ATTACH). Returns bytes read (may be short at an unmapped page) or -errno. */
+long mw_vm_read(int pid, uint64_t addr, void *buf, size_t len);
+
+/* One sample of a thread's saved SSE control/status register: PTRACE_SEIZE, PTRACE_INTERRUPT,
+   wait for the stop (at most `wait_us`), PTRACE_GETFPREGS, PTRACE_DETACH, all on the calling
+   thread (ptrace binds a tracee to the thread that seized it). The thread is stopped only between
+   the interrupt and the detach; *stopped_ns says how long. Returns 0, or -errno (-ETIMEDOUT when it
+   did not stop in time: it is then detached as soon as it stops, by mw_fpu_reap). x86-64 only;
+   -ENOSYS elsewhere. */
+int mw_fpu_sample(int tid, unsigned wait_us, uint32_t *mxcsr, uint64_t *stopped_ns);
+/* Detaches a thread left seized by a timed-out sample once it has stopped: 1 done, 0 not yet, -errno. */
+int mw_fpu_reap(int tid);
+
 /* libFuzzer's driver (linked only into mw-fuzz built with -sanitize=fuzzer). */
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
 

@@ -13,6 +13,10 @@ import MinewatchModel
 /// used, or used plus the run-queue wait of its threads (/proc/<pid>/task/*/schedstat), reaches
 /// `threshold` of the limit, or when the kernel throttled the cgroup in at least half of the CFS
 /// periods (cpu.stat). A build that waits on disk neither runs nor waits to run, so it does not.
+///
+/// RandomX's own run-time signature needs no other evidence: when the compute probe finds its
+/// hottest threads' rounding modes changing (CFROUND) or RandomX's memory shape, CPU at the limit
+/// for `randomXWindow` is an alert naming RandomX, whatever the binary, its name, packer or pool.
 public struct CPUDetector: ContainerDetector {
     public let id = DetectorID.cpuMiner
     /// Share of the limit (cores) counted as "at the limit".
@@ -24,10 +28,23 @@ public struct CPUDetector: ContainerDetector {
     /// The detectors whose alert makes a container's CPU worth judging.
     public static let corroborating: [DetectorID] = [.minerProcess, .poolContact, .drift, .miningProtocol]
 
-    public init(threshold: Double = 0.9, window: TimeInterval = 20, hostCores: Double = Double(ProcessInfo.processInfo.activeProcessorCount)) {
+    /// How long CPU must stay at the limit with a RandomX signal.
+    public var randomXWindow: TimeInterval
+
+    public init(threshold: Double = 0.9, window: TimeInterval = 20, randomXWindow: TimeInterval = 4,
+                hostCores: Double = Double(ProcessInfo.processInfo.activeProcessorCount)) {
         self.threshold = threshold
         self.window = window
+        self.randomXWindow = randomXWindow
         self.hostCores = hostCores
+    }
+
+    public struct State {
+        var samples: [Sample] = []
+        /// MXCSR samples of the container's hottest threads, most recent last (at most 24).
+        var mxcsr: [UInt32] = []
+        /// The probe's last reading.
+        var shape: ComputeSignals?
     }
 
     /// The pass's CPU counters (derived once for every detector).
@@ -45,7 +62,8 @@ public struct CPUDetector: ContainerDetector {
 
     /// Whether every interval in the trailing window stayed at the limit (see the type's
     /// description). Returns the averages and since when.
-    public func sustained(_ samples: [Sample]) -> Hit? {
+    public func sustained(_ samples: [Sample], window: TimeInterval? = nil) -> Hit? {
+        let window = window ?? self.window
         guard let last = samples.last, samples.count >= 2 else { return nil }
         let limit = last.limitCores ?? hostCores
         var since = last.time
@@ -79,14 +97,21 @@ public struct CPUDetector: ContainerDetector {
     }
 
     /// The samples kept: the window twice over plus a margin.
-    public func makeState() -> [Sample] { [] }
+    public func makeState() -> State { State() }
 
-    public func inspect(_ pass: ContainerPass, state: inout [Sample], context: DetectionContext) -> Verdict? {
+    public func inspect(_ pass: ContainerPass, state: inout State, context: DetectionContext) -> Verdict? {
         guard let s = pass.cpu else { return nil }
-        state.append(s)
-        state.removeAll { pass.now.timeIntervalSince($0.time) > window * 2 + 10 }
+        state.samples.append(s)
+        state.samples.removeAll { pass.now.timeIntervalSince($0.time) > window * 2 + 10 }
+        if let c = pass.compute {
+            if c.pid != state.shape?.pid { state.mxcsr = [] }
+            state.mxcsr = Array((state.mxcsr + c.mxcsr).suffix(24))
+            state.shape = c
+        }
+        if context.alerted.contains(id) { return nil }
+        if let v = randomX(pass, state) { return v }
         let evidence = Self.corroborating.filter { context.alerted.contains($0) }
-        guard !context.alerted.contains(id), !evidence.isEmpty, let hit = sustained(state) else { return nil }
+        guard !evidence.isEmpty, let hit = sustained(state.samples) else { return nil }
         // The busiest process of the container is the one to name (and to kill).
         let top = pass.snapshot.processes.map(\.sample).max { $0.cpuTicks < $1.cpuTicks }
         var ev = evidence.map { Evidence(kind: .attribute, name: "with", value: $0.rawValue) }
@@ -101,5 +126,21 @@ public struct CPUDetector: ContainerDetector {
             evidence: ev,
             metrics: ["cores": hit.cores, "demandCores": hit.demand, "limitCores": hit.limit, "seconds": pass.now.timeIntervalSince(hit.since)],
             pid: top?.pid, exe: top?.exe, startedAt: hit.since, verdict: ("MW-WATCH-CPU", "default"))
+    }
+
+    /// RandomX's run-time signature (rounding modes, memory shape) with CPU at the limit.
+    func randomX(_ pass: ContainerPass, _ state: State) -> Verdict? {
+        guard let shape = state.shape else { return nil }
+        let ev = RandomXEvidence.evidence(mxcsr: state.mxcsr, shape: shape)
+        guard !ev.isEmpty, let hit = sustained(state.samples, window: randomXWindow) else { return nil }
+        let top = pass.snapshot.processes.map(\.sample).first { $0.pid == shape.pid }
+        return Verdict(
+            severity: .high, family: "randomx",
+            summary: String(format: "RandomX hashing in pid %d (%@): %@, with CPU at %.2f of %.2f cores for %.0f s", shape.pid, top?.comm ?? shape.exe ?? "?",
+                            ev.map(\.name).joined(separator: " and "), hit.cores, hit.limit, pass.now.timeIntervalSince(hit.since)),
+            evidence: ev,
+            metrics: ["cores": hit.cores, "demandCores": hit.demand, "limitCores": hit.limit, "seconds": pass.now.timeIntervalSince(hit.since),
+                      "fpuSamples": Double(state.mxcsr.count)],
+            pid: shape.pid, exe: top?.exe ?? shape.exe, startedAt: hit.since, verdict: ("MW-WATCH-CPU", "randomx"))
     }
 }

@@ -120,26 +120,43 @@ public final class ExecutableScanner {
 }
 
 /// Detector 1 of `watch`: the running executable (and an interpreter's script) scanned with the
-/// same rules as `scan` (so a renamed or packed XMRig or packetcrypt is still named), and the
-/// command line and environment scanned as text (pool URLs, wallets, `--donate-level`,
-/// `ann -p pkt1...`). Each process is looked at once per program it runs; one whose executable
-/// could not be read is looked at again in the next pass.
+/// same rules as `scan` (so a renamed or packed XMRig or packetcrypt is still named), the command
+/// line and environment scanned as text (pool URLs, wallets, `--donate-level`, `ann -p pkt1...`),
+/// and the memory of processes that deserve it scanned with the same rules (`MemoryScanner`):
+/// new processes whose file is packed, unreadable, a memfd or deleted, interpreters, and any
+/// process that burns CPU while its file looked clean (read again once when it does). Each
+/// process is looked at once per program it runs; one whose executable could not be read is
+/// looked at again in the next pass.
 public final class MinerProcessDetector: ContainerDetector {
     public static let environmentKeys: Set<String> = ["POOL_URL", "POOL_USER", "POOL_PASS", "DONATE_LEVEL", "WALLET", "WALLET_ADDRESS", "MINING_POOL"]
     /// Categories that make a process a miner (others, like a packer alone, are not alerts).
     static let minerCategories: Set<String> = ["miner-binary", "miner-script", "miner-config", "miner-cmdline", "miner-env", "miner-image",
                                                "pool-url", "wallet", "dropper", "bandwidth-hijacking"]
+    /// Cores a process must use for its memory to be read although its file looked clean.
+    public static let hotCores = 0.5
 
     public let id = DetectorID.minerProcess
     public let scanner: ExecutableScanner
+    /// nil: memory scanning is off.
+    public let memory: MemoryScanner?
     let analyzer: FileAnalyzer
     let times: ProcessTimes
+    var lastPass: Date?
 
-    /// Processes (by key) whose executable could not be read yet.
-    public struct State { var pending: Set<String> = [] }
+    public struct State {
+        /// Processes (by key) whose executable could not be read yet.
+        var pending: Set<String> = []
+        /// Processes whose memory is to be read (their file gave a reason), by key.
+        var memoryWanted: Set<String> = []
+        /// Processes whose memory was read, by key: true once read while burning CPU.
+        var memoryRead: [String: Bool] = [:]
+        /// CPU ticks of each process at the last pass.
+        var ticks: [String: (ticks: UInt64, at: Date)] = [:]
+    }
 
-    public init(rules: CompiledRules, procRoot: String = "/proc", times: ProcessTimes) {
+    public init(rules: CompiledRules, procRoot: String = "/proc", times: ProcessTimes, memoryScan: Bool = true) {
         scanner = ExecutableScanner(rules: rules, procRoot: procRoot)
+        memory = memoryScan ? MemoryScanner(rules: rules, procRoot: procRoot) : nil
         analyzer = FileAnalyzer(rules: rules)
         self.times = times
     }
@@ -149,6 +166,12 @@ public final class MinerProcessDetector: ContainerDetector {
     /// Findings for one process, at or above medium, in miner categories; nil when its
     /// executable could not be read.
     public func inspect(_ o: ProcessObservation) -> [Finding]? {
+        guard let all = fileFindings(o) else { return nil }
+        return all.filter { Self.minerCategories.contains($0.category) && $0.severity >= .medium }
+    }
+
+    /// Every finding of the executable, script, command line and environment.
+    func fileFindings(_ o: ProcessObservation) -> [Finding]? {
         guard var out = scanner.findings(for: o.sample) else { return nil }
         let cmd = o.sample.cmdline.joined(separator: " ")
         if !cmd.isEmpty { out += analyzer.analyze(text: cmd, path: "cmdline") }
@@ -156,32 +179,80 @@ public final class MinerProcessDetector: ContainerDetector {
             let env = o.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
             out += analyzer.analyze(text: env, path: "environ")
         }
-        return out.filter { Self.minerCategories.contains($0.category) && $0.severity >= .medium }
+        return out
+    }
+
+    /// Whether a process's file gives a reason to read its memory: packed (any packer finding),
+    /// run from a memfd or a deleted file, or an interpreter (which can map native code).
+    static func memoryWorthReading(_ s: ProcessSample, fileFindings: [Finding]) -> Bool {
+        guard let exe = s.exe else { return true }
+        if exe.hasPrefix("/memfd:") || exe.hasSuffix(" (deleted)") || ExecutableScanner.isInterpreter(exe) { return true }
+        return fileFindings.contains { $0.category == "packed-executable" || $0.ruleId.hasPrefix("MW-PACKED") }
     }
 
     public func inspect(_ pass: ContainerPass, state: inout State, context: DetectionContext) -> Verdict? {
         if context.alerted.contains(id) { return nil }
+        if lastPass != context.now {
+            lastPass = context.now
+            memory?.beginPass()
+        }
         let live = Set(pass.snapshot.processes.map(\.key))
         state.pending = state.pending.intersection(live)
-        for p in pass.snapshot.processes where p.isNew || state.pending.contains(p.key) {
-            guard let findings = inspect(ProcessObservation(sample: p.sample, environment: p.environment)) else {
-                state.pending.insert(p.key)
-                continue
-            }
-            state.pending.remove(p.key)
-            guard let worst = findings.max(by: { $0.severity < $1.severity }) else { continue }
+        state.memoryWanted = state.memoryWanted.intersection(live)
+        state.memoryRead = state.memoryRead.filter { live.contains($0.key) }
+        var ticks: [String: (ticks: UInt64, at: Date)] = [:]
+        defer { state.ticks = ticks }
+        for p in pass.snapshot.processes {
             let s = p.sample
-            let family = worst.family ?? findings.compactMap(\.family).first
-            let where_ = Set(findings.map(\.path)).sorted().joined(separator: ", ")
-            let what = worst.category == "bandwidth-hijacking" ? "bandwidth-sharing service (proxyware)" : "miner"
-            return Verdict(
-                severity: worst.severity, family: family,
-                summary: "\(family ?? "unknown") \(what) running as pid \(s.pid) (\(s.comm)): \(worst.title) in \(where_)",
-                technique: worst.technique,
-                evidence: findings.flatMap { f in f.evidence.map { var e = $0; e.name = "\(f.ruleId):\(e.name)"; return e } },
-                metrics: ["findings": Double(findings.count)], pid: s.pid, exe: s.exe, startedAt: times.start(of: s))
+            ticks[p.key] = (s.cpuTicks, pass.now)
+            var cores = 0.0
+            if let last = state.ticks[p.key], pass.now > last.at, s.cpuTicks >= last.ticks {
+                cores = Double(s.cpuTicks - last.ticks) / times.ticksPerSecond / pass.now.timeIntervalSince(last.at)
+            }
+            if p.isNew || state.pending.contains(p.key) {
+                guard let all = fileFindings(ProcessObservation(sample: s, environment: p.environment)) else {
+                    state.pending.insert(p.key)
+                    continue
+                }
+                state.pending.remove(p.key)
+                let findings = all.filter { Self.minerCategories.contains($0.category) && $0.severity >= .medium }
+                if !findings.isEmpty { return verdict(findings, s) }
+                if Self.memoryWorthReading(s, fileFindings: all) { state.memoryWanted.insert(p.key) }
+            }
+            let hot = cores >= Self.hotCores
+            guard let memory, memory.hasBudget else { continue }
+            let read = state.memoryRead[p.key]
+            guard (state.memoryWanted.contains(p.key) && read == nil) || (hot && read != true) else { continue }
+            guard let found = memory.findings(for: s) else { continue }
+            state.memoryRead[p.key] = hot
+            let miner = found.filter { $0.category != "miner-algorithm" && $0.severity >= .medium }
+            if !miner.isEmpty { return verdict(miner, s) }
+            // Proof-of-work code alone is a node's or a wallet's too: a miner when it burns CPU.
+            if hot, let algo = found.first(where: { $0.category == "miner-algorithm" }) {
+                var f = algo
+                f.severity = .high
+                return verdict([f], s, cores: cores)
+            }
         }
         return nil
+    }
+
+    func verdict(_ findings: [Finding], _ s: ProcessSample, cores: Double? = nil) -> Verdict? {
+        guard let worst = findings.max(by: { $0.severity < $1.severity }) else { return nil }
+        let family = worst.family ?? findings.compactMap(\.family).first
+        let where_ = Set(findings.map(\.path)).sorted().joined(separator: ", ")
+        let what = worst.category == "bandwidth-hijacking" ? "bandwidth-sharing service (proxyware)" : "miner"
+        var summary = "\(family ?? "unknown") \(what) running as pid \(s.pid) (\(s.comm)): \(worst.title) in \(where_)"
+        if let cores { summary += String(format: ", using %.2f cores", cores) }
+        var metrics = ["findings": Double(findings.count)]
+        if let cores { metrics["cores"] = cores }
+        return Verdict(
+            severity: worst.severity, family: family, summary: summary, technique: worst.technique,
+            evidence: findings.flatMap { f in
+                let mapping = f.path.hasPrefix("memory ") ? [Evidence(kind: .attribute, name: "\(f.ruleId):mapping", value: String(f.path.dropFirst(7)))] : []
+                return mapping + f.evidence.map { var e = $0; e.name = "\(f.ruleId):\(e.name)"; return e }
+            },
+            metrics: metrics, pid: s.pid, exe: s.exe, startedAt: times.start(of: s))
     }
 }
 

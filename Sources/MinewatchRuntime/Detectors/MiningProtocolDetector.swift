@@ -9,18 +9,33 @@ import MinewatchSignatures
 /// posts, getwork, or a TLS/HTTP name of a pool domain. How strong each is comes from the same
 /// `ProtocolJudge` as `pcap`'s findings. Sessions the container serves (a pool in a container)
 /// are not a miner's. When the kernel dropped packets from its ring, the alert says so.
+///
+/// Stratum under encryption shows by its shape (`JobPushJudge`): a trait alone, medium with the
+/// container at its CPU limit, high with a RandomX signal or another miner detector's alert.
 public struct MiningProtocolDetector: ContainerDetector {
     public let id = DetectorID.miningProtocol
     let ruleSet: RuleSet
     /// How long PacketCrypt polling may be seen without a counted batch before it is alerted alone.
     public var packetCryptWait: TimeInterval = 30
+    /// Share of its CPU limit a container must use for the job-push shape to be medium.
+    public var busyShare = 0.8
+    public var hostCores = Double(ProcessInfo.processInfo.activeProcessorCount)
+    /// Alerts that make the job-push shape high.
+    public static let corroborating: [DetectorID] = [.cpuMiner, .minerProcess]
 
     public init(rules: RuleSet) { ruleSet = rules }
 
-    public func makeState() {}
+    public struct State {
+        var shapes: [Trait] = []
+    }
 
-    public func inspect(_ pass: ContainerPass, state: inout Void, context: DetectionContext) -> Verdict? {
+    public func makeState() -> State { State() }
+
+    public func traits(_ state: State) -> [Trait] { state.shapes }
+
+    public func inspect(_ pass: ContainerPass, state: inout State, context: DetectionContext) -> Verdict? {
         let snap = pass.snapshot
+        if snap.sessions.isEmpty { state.shapes = [] }
         guard !context.alerted.contains(id), !snap.hostNetwork, !snap.sessions.isEmpty else { return nil }
         // Sessions this container opened (not ones it serves).
         let ownPorts = Set(snap.sockets.map(\.localPort))
@@ -45,6 +60,22 @@ public struct MiningProtocolDetector: ContainerDetector {
             let via = "\(s.facts.sni != nil ? "TLS server name" : "HTTP Host") \(s.facts.sni ?? s.facts.host ?? "")"
             verdict = ProtocolJudge.poolDomain(domain, via: via, server: s.server, rules: ruleSet)
             first = s.first
+        }
+        let shaped = sessions.filter { $0.facts.jobPushes != nil }
+        state.shapes = shaped.compactMap { s in
+            s.facts.jobPushes.map { Trait(name: "stratum shape", detector: id, summary: "\(s.server): \(JobPushJudge.describe($0))", since: s.first,
+                                         technique: "T1496.001") }
+        }
+        if verdict == nil, let s = shaped.first, let j = s.facts.jobPushes {
+            let limit = snap.cgroup?.cpuLimitCores ?? hostCores
+            let corroborated = Self.corroborating.filter { context.alertedAtMedium.contains($0) }
+            let busy = (pass.cpuCores ?? 0) >= busyShare * limit
+            if !corroborated.isEmpty || busy {
+                var with = corroborated.map { Evidence(kind: .attribute, name: "with", value: $0.rawValue) }
+                if busy { with.append(Evidence(kind: .attribute, name: "cpu", value: String(format: "%.2f of %.2f cores", pass.cpuCores ?? 0, limit))) }
+                verdict = ProtocolJudge.stratumShape(j, server: s.server, how: corroborated.isEmpty ? "cpu" : "corroborated", with: with, rules: ruleSet)
+                first = s.first
+            }
         }
         guard var v = verdict else { return nil }
         if let drops = snap.capture?.drops, drops > 0 {

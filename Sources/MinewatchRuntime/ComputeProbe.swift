@@ -1,0 +1,188 @@
+import Foundation
+import MinewatchCore
+import MinewatchHost
+import MinewatchModel
+
+/// What the compute probe read of a container's busiest process in one pass.
+public struct ComputeSignals: Sendable {
+    public var pid: Int32
+    public var exe: String?
+    /// Saved MXCSR of its busiest threads, sampled this pass.
+    public var mxcsr: [UInt32] = []
+    /// How long those samples kept the threads stopped, in total.
+    public var stoppedNanos: UInt64 = 0
+    /// Anonymous mappings the size of RandomX's cache (256 MiB) or fast-mode dataset (2080 MiB),
+    /// mostly resident (from smaps).
+    public var randomXMappings: [MemoryRegion] = []
+    /// Anonymous executable mappings of at most 4 MiB: a JIT compiler's code buffer.
+    public var jitMappings: [MemoryRegion] = []
+    public init(pid: Int32, exe: String?) {
+        self.pid = pid
+        self.exe = exe
+    }
+}
+
+/// Reads RandomX's run-time signature from the busiest process of a container that uses most of
+/// its CPU, without eBPF: the rounding-mode bits of its hottest threads' saved MXCSR
+/// (`FPUSampler`: a few ptrace samples, each stopping one thread for microseconds, never left
+/// stopped) and the shape of its memory (/proc/<pid>/smaps, read at most every `smapsEvery`).
+/// Bounded: one process and `threads` threads per container, `samples` samples each, per pass.
+/// Used from the watcher's thread only (ptrace binds a tracee to the thread that seized it).
+public final class ComputeProbe {
+    let procRoot: String
+    let fpu: FPUSampler?
+    public var threads = 2
+    public var samples = 3
+    public var smapsEvery: TimeInterval = 5
+    /// Longest a pass spends waiting for threads to stop (a thread of a throttled cgroup stops
+    /// only when the cgroup runs again, up to a CFS period later; it was not running meanwhile).
+    public var waitBudget: TimeInterval = 0.15
+    var passStarted: Date?
+    var waited: TimeInterval = 0
+    /// Thread CPU ticks at the last probe, by tid.
+    var threadTicks: [Int32: UInt64] = [:]
+    /// The last smaps reading of a process (pid:start), and when.
+    var shapes: [String: (at: Date, randomx: [MemoryRegion], jit: [MemoryRegion])] = [:]
+    public private(set) var probes = 0
+
+    public init(procRoot: String = "/proc", fpuSampling: Bool = true) {
+        self.procRoot = procRoot
+        fpu = fpuSampling && FPUSampler.supported ? FPUSampler(waitMicros: 60_000) : nil
+    }
+
+    /// Total samples taken and how long they kept threads stopped (for metrics and benchmarks).
+    public var fpuSamples: Int { fpu?.samples ?? 0 }
+    public var fpuStoppedNanos: UInt64 { fpu?.stoppedNanos ?? 0 }
+
+    /// RandomX's cache is 256 MiB (Argon2 memory of 262144 KiB); the dataset 2 GiB plus
+    /// 33554368 bytes. Neighbouring anonymous mappings with the same flags merge into one VMA, so
+    /// a little more is allowed; most of it must be resident (filled, not reserved).
+    public static func isRandomXSized(_ r: MemoryRegion) -> Bool {
+        guard r.isAnonymous, r.readable, r.writable, !r.executable else { return false }
+        let cache: UInt64 = 256 << 20, dataset: UInt64 = (2 << 30) + 33_554_368
+        let slack: UInt64 = 4 << 20
+        let rss = (r.rssKiB ?? 0) << 10
+        if r.size >= cache && r.size <= cache + slack { return rss >= cache - (16 << 20) }
+        if r.size >= dataset && r.size <= dataset + slack { return rss >= 1 << 30 }
+        return false
+    }
+
+    public static func isJIT(_ r: MemoryRegion) -> Bool { r.isAnonymous && r.executable && r.size <= 4 << 20 }
+
+    /// Three 4 KiB pages of the mapping (at a quarter, half and three quarters) average at least
+    /// 7.5 bits of entropy a byte.
+    static func looksRandom(_ r: MemoryRegion, in mem: ProcessMemory) -> Bool {
+        let page = 4096
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: page, alignment: 16)
+        defer { buf.deallocate() }
+        var total = 0.0
+        for q in 1...3 {
+            let at = r.start + (r.size / 4 * UInt64(q)) & ~UInt64(page - 1)
+            guard mem.read(at: at, into: buf) == page else { return false }
+            total += entropy(UnsafeRawBufferPointer(buf))
+        }
+        return total / 3 >= 7.5
+    }
+
+    /// Shannon entropy of the bytes, in bits a byte.
+    public static func entropy(_ b: UnsafeRawBufferPointer) -> Double {
+        guard !b.isEmpty else { return 0 }
+        var counts = [Int](repeating: 0, count: 256)
+        for x in b { counts[Int(x)] += 1 }
+        let n = Double(b.count)
+        return counts.reduce(0.0) { acc, c in c == 0 ? acc : acc - Double(c) / n * log2(Double(c) / n) }
+    }
+
+    /// Signals of the busiest process (most CPU ticks since it was last seen) of `snap`.
+    public func probe(_ snap: ContainerSnapshot, previousTicks: [Int32: UInt64], now: Date) -> ComputeSignals? {
+        probes += 1
+        if passStarted != now {
+            passStarted = now
+            waited = 0
+        }
+        func used(_ p: ProcessSample) -> UInt64 {
+            let before: UInt64 = previousTicks[p.pid] ?? 0
+            return p.cpuTicks &- before
+        }
+        let busiest = snap.processes.map(\.sample).max { used($0) < used($1) }
+        guard let s = busiest, let mem = ProcessMemory(procRoot: procRoot, pid: s.pid, startTicks: s.startTicks) else { return nil }
+        var out = ComputeSignals(pid: s.pid, exe: s.exe)
+        let key = "\(s.pid):\(s.startTicks)"
+        if let cached = shapes[key], now.timeIntervalSince(cached.at) < smapsEvery {
+            out.randomXMappings = cached.randomx
+            out.jitMappings = cached.jit
+        } else {
+            let regions = mem.smaps()
+            // RandomX's cache and dataset are Argon2 and AES output: random bytes. A heap of that
+            // size (a JVM's, pre-touched) is not.
+            out.randomXMappings = regions.filter { Self.isRandomXSized($0) && Self.looksRandom($0, in: mem) }
+            out.jitMappings = regions.filter(Self.isJIT)
+            shapes[key] = (now, out.randomXMappings, out.jitMappings)
+        }
+        if let fpu {
+            let list = mem.threads()
+            let known = threadTicks
+            func delta(_ t: (tid: Int32, state: UInt8, cpuTicks: UInt64)) -> UInt64 {
+                let before: UInt64 = known[t.tid] ?? 0
+                return t.cpuTicks &- before
+            }
+            let busy = list.filter { delta($0) > 0 }
+            let hottest = busy.sorted { delta($0) > delta($1) }.prefix(threads)
+            for t in list { threadTicks[t.tid] = t.cpuTicks }
+            let top = hottest.first.map(delta) ?? 0
+            for t in hottest where delta(t) * 3 >= top {
+                for _ in 0..<samples where waited < waitBudget {
+                    let started = DispatchTime.now().uptimeNanoseconds
+                    let x = fpu.sample(tid: t.tid)
+                    waited += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                    guard let x else { break }
+                    out.mxcsr.append(x.mxcsr)
+                    out.stoppedNanos &+= x.stoppedNanos
+                }
+            }
+        }
+        return out
+    }
+
+    /// Forgets processes and threads no longer running.
+    public func retain(pids: Set<Int32>) {
+        shapes = shapes.filter { pids.contains(Int32($0.key.split(separator: ":").first ?? "") ?? -1) }
+        if threadTicks.count > 65536 { threadTicks.removeAll() }
+    }
+}
+
+/// The RandomX verdict over what the probe read across passes: pure logic.
+public enum RandomXEvidence {
+    /// Samples needed before the rounding modes are judged.
+    public static let minimumSamples = 6
+
+    /// Why the samples look like RandomX: a third or more have a non-zero rounding mode (RandomX
+    /// picks one of four at random, so three quarters do), and the mode changes (CFROUND);
+    /// ordinary programs, JITs and numeric code keep round-to-nearest all the time.
+    public static func rounding(_ mxcsr: [UInt32]) -> (nonZero: Int, modes: Set<UInt32>)? {
+        guard mxcsr.count >= minimumSamples else { return nil }
+        let modes = mxcsr.map { ($0 >> 13) & 3 }
+        let nonZero = modes.filter { $0 != 0 }.count
+        let distinct = Set(modes)
+        guard nonZero * 3 >= modes.count, distinct.count >= 2 else { return nil }
+        return (nonZero, distinct)
+    }
+
+    /// The signals present, as evidence; empty when none.
+    public static func evidence(mxcsr: [UInt32], shape: ComputeSignals?) -> [Evidence] {
+        var ev: [Evidence] = []
+        if let r = rounding(mxcsr) {
+            let modes = r.modes.sorted().map(String.init).joined(separator: ",")
+            let sample = mxcsr.suffix(4).map { "0x" + String($0, radix: 16) }.joined(separator: " ")
+            ev.append(Evidence(kind: .attribute, name: "rounding modes",
+                               value: "\(r.nonZero) of \(mxcsr.count) MXCSR samples of its hottest threads round away from nearest (modes \(modes); last \(sample)): RandomX's CFROUND"))
+        }
+        if let s = shape, let big = s.randomXMappings.first, !s.jitMappings.isEmpty {
+            let mib = big.size >> 20
+            let what = mib >= 2048 ? "fast-mode dataset" : "light-mode cache"
+            ev.append(Evidence(kind: .attribute, name: "memory shape",
+                               value: "\(mib) MiB anonymous mapping \(big.label) (\((big.rssKiB ?? 0) >> 10) MiB resident: RandomX's \(what)) and \(s.jitMappings.count) JIT code mapping(s)"))
+        }
+        return ev
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+import MinewatchHost
+import MinewatchModel
+@testable import MinewatchRuntime
+
+/// RandomX's run-time signals as values: rounding modes, memory shape, and which regions the
+/// memory scanner reads.
+@Suite struct RandomXSignalTests {
+    @Test func roundingModes() {
+        // XMRig's hashing thread, sampled on this machine: 0x9fe0/0xbfe0/0xdfe0/0xffe0.
+        let xmrig: [UInt32] = [0xbfe0, 0x9fe0, 0x9fe0, 0xdfe0, 0xbfe0, 0xbfe0, 0xffe0, 0x9fe0]
+        #expect(RandomXEvidence.rounding(xmrig) != nil)
+        // Ordinary code keeps round-to-nearest (0x1f80 default; FTZ/DAZ set by -ffast-math).
+        #expect(RandomXEvidence.rounding(Array(repeating: 0x1f80, count: 12)) == nil)
+        #expect(RandomXEvidence.rounding(Array(repeating: 0x9fc0, count: 12)) == nil)
+        // One mode held (a numeric program that rounds toward zero throughout) is not CFROUND.
+        #expect(RandomXEvidence.rounding(Array(repeating: 0x7f80, count: 12)) == nil)
+        // Too few samples.
+        #expect(RandomXEvidence.rounding([0xbfe0, 0xdfe0, 0xffe0]) == nil)
+    }
+
+    func region(_ size: UInt64, rss: UInt64?, perms: String = "rw-p", path: String = "") -> MemoryRegion {
+        let p = Array(perms.utf8)
+        return MemoryRegion(start: 0x7f00_0000_0000, end: 0x7f00_0000_0000 + size, readable: p[0] == UInt8(ascii: "r"), writable: p[1] == UInt8(ascii: "w"),
+                            executable: p[2] == UInt8(ascii: "x"), shared: false, offset: 0, inode: path.isEmpty ? 0 : 9, path: path, rssKiB: rss)
+    }
+
+    @Test func memoryShape() {
+        #expect(ComputeProbe.isRandomXSized(region((256 << 20) + (136 << 10), rss: 262_252)))
+        #expect(ComputeProbe.isRandomXSized(region((2 << 30) + 33_554_368, rss: 2_000_000)))
+        #expect(!ComputeProbe.isRandomXSized(region(256 << 20, rss: 1024)))  // reserved, not filled
+        #expect(!ComputeProbe.isRandomXSized(region(512 << 20, rss: 524_288)))
+        #expect(!ComputeProbe.isRandomXSized(region(256 << 20, rss: 262_144, path: "/data/file")))
+        #expect(ComputeProbe.isJIT(region(384 << 10, rss: 12, perms: "rwxp")))
+        var s = ComputeSignals(pid: 1, exe: "/x")
+        s.randomXMappings = [region(256 << 20, rss: 262_144)]
+        #expect(RandomXEvidence.evidence(mxcsr: [], shape: s).isEmpty)  // no JIT
+        s.jitMappings = [region(384 << 10, rss: 12, perms: "rwxp")]
+        #expect(RandomXEvidence.evidence(mxcsr: [], shape: s).map(\.name) == ["memory shape"])
+        let random = (0..<4096).map { _ in UInt8.random(in: 0...255) }
+        let zeros = [UInt8](repeating: 0, count: 4096)
+        #expect(random.withUnsafeBytes(ComputeProbe.entropy) > 7.5 && zeros.withUnsafeBytes(ComputeProbe.entropy) == 0)
+    }
+
+    @Test func memoryScannerReadsWhatALoaderWrites() {
+        let maps = ProcParsers.maps("""
+        55f2d534f000-55f2d5675000 r-xp 00083000 fe:00 1                    /usr/local/bin/svc
+        55f2d5675000-55f2d5792000 r--p 003a9000 fe:00 1                    /usr/local/bin/svc
+        7f0000000000-7f0000400000 r--p 00000000 00:00 0 
+        7f0000400000-7f0000500000 r-xp 00000000 00:00 0 
+        7f0010000000-7f0020021000 rw-p 00000000 00:00 0 
+        7f0100000000-7f0100200000 r-xp 00000000 fe:00 2                    /usr/lib/x86_64-linux-gnu/libc.so.6
+        7f0200000000-7f0200100000 r-xp 00000000 00:01 3                    /memfd:x (deleted)
+        7ffd1000-7ffd2000 r-xp 00000000 00:00 0                          [vdso]
+        """)
+        let picked = MemoryScanner.selection(maps, exe: "/usr/local/bin/svc", limits: .init())
+        // The program and the memfd, then anonymous code, then anonymous data; not libc, not
+        // the 256 MiB cache, not [vdso].
+        #expect(picked.map(\.start) == [0x7f0200000000, 0x55f2d5675000, 0x55f2d534f000, 0x7f0000400000, 0x7f0000000000])
+    }
+}
