@@ -79,13 +79,16 @@ public struct SessionFacts: Sendable, Codable, Hashable {
     public static let maxBodyDigests = 32
     /// Strictly periodic small client messages on a long-lived connection (DePIN heartbeats).
     public var heartbeat: Heartbeat?
+    /// Stratum's shape under encryption: unasked pushes of alike size at a job cadence, small
+    /// client messages answered at once, little volume.
+    public var jobPushes: JobPushes?
     public init() {}
 
     /// Facts a finding or a detector can use: a mining protocol, a server name (TLS SNI, HTTP
     /// Host), mining extensions, a heartbeat or request bodies. `pcap` keeps these flows and
     /// `watch` hands these sessions to its detectors.
     public var carriesEvidence: Bool {
-        protocolName.isMining || sni != nil || host != nil || miningExtensions != nil || heartbeat != nil || exactBodies > 0
+        protocolName.isMining || sni != nil || host != nil || miningExtensions != nil || heartbeat != nil || jobPushes != nil || exactBodies > 0
             || announcementBodies > 0 || !randomBodyDigests.isEmpty
     }
 }
@@ -104,6 +107,33 @@ public struct Heartbeat: Sendable, Codable, Hashable {
         self.periodSeconds = periodSeconds
         self.jitter = jitter
         self.meanMessageBytes = meanMessageBytes
+        self.seconds = seconds
+    }
+}
+
+/// The job-push shape of an encrypted (or unknown) stream: what Stratum looks like under TLS.
+public struct JobPushes: Sendable, Codable, Hashable {
+    /// Server messages that answered nothing, their median size and median interval.
+    public var pushes: Int
+    public var meanPushBytes: Double
+    public var pushPeriodSeconds: Double
+    /// Client messages, how many were answered within half a second, median sizes.
+    public var clientMessages: Int
+    public var answered: Int
+    public var meanClientBytes: Double
+    public var meanAnswerBytes: Double
+    public var bytesPerSecond: Double
+    public var seconds: Double
+    public init(pushes: Int, meanPushBytes: Double, pushPeriodSeconds: Double, clientMessages: Int, answered: Int, meanClientBytes: Double,
+                meanAnswerBytes: Double, bytesPerSecond: Double, seconds: Double) {
+        self.pushes = pushes
+        self.meanPushBytes = meanPushBytes
+        self.pushPeriodSeconds = pushPeriodSeconds
+        self.clientMessages = clientMessages
+        self.answered = answered
+        self.meanClientBytes = meanClientBytes
+        self.meanAnswerBytes = meanAnswerBytes
+        self.bytesPerSecond = bytesPerSecond
         self.seconds = seconds
     }
 }

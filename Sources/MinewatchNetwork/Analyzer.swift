@@ -28,6 +28,7 @@ public final class CaptureAnalyzer {
     public var bandwidthModel = BandwidthThresholds()
     public var relayModel = RelayThresholds()
     public var heartbeatModel = HeartbeatThresholds()
+    public var jobPushModel = JobPushThresholds()
     public var maxFlows = 200_000
     public var maxInspectedPerDirection = 4 << 20
     /// Most finished flows kept for sessions and findings.
@@ -46,10 +47,11 @@ public final class CaptureAnalyzer {
         var finished: [(Flow, SessionFacts)] = []
         var largest: [FlowSummary] = []
         var flowCount = 0
-        let heartbeats = heartbeatModel
+        let heartbeats = heartbeatModel, jobPushes = jobPushModel
         func finish(_ flow: Flow, _ i: FlowInspector) {
             flowCount += 1
             if flow.clientMessages != nil { i.facts.heartbeat = HeartbeatJudge.judge(flow.clientMessages, model: heartbeats) }
+            if flow.exchanges != nil, !i.facts.protocolName.isMining { i.facts.jobPushes = JobPushJudge.judge(flow.exchanges, model: jobPushes) }
             flow.releaseBuffers()
             flow.consumer = nil
             let summary = FlowSummary(transport: flow.transport == .tcp ? "tcp" : "udp", client: Flow.endpoint(flow.client, flow.clientPort),
@@ -216,6 +218,10 @@ public final class CaptureAnalyzer {
                     path: f.endpoints,
                     evidence: [Evidence(kind: .attribute, name: "heartbeat", value: HeartbeatJudge.describe(h)),
                                Evidence(kind: .pool, name: "server", value: serverName(f, facts).map { "\($0) (\(f.endpoints))" } ?? f.endpoints)]))
+            }
+            if let j = facts.jobPushes {
+                let server = serverName(f, facts).map { "\($0) (\(f.endpoints))" } ?? f.endpoints
+                report.findings.append(Self.finding(ProtocolJudge.stratumShape(j, server: server, how: "trait", rules: rules), path: f.endpoints))
             }
             let interesting = facts.protocolName.isMining
                 || (facts.protocolName == .tls && facts.sni != nil)

@@ -59,17 +59,27 @@ public final class FlowInspector: FlowConsumer {
             } else if b0 == 0x16 && bytes.count >= 2 && bytes[1] == 0x03 {
                 kind = .tls
                 facts.protocolName = .tls
-                // Heartbeats show in the timing of its records, not their (encrypted) content.
+                // Heartbeats and job pushes show in the timing of its records, not their
+                // (encrypted) content.
                 flow.clientMessages = MessageTimer()
+                flow.exchanges = ExchangeLog()
+                flow.exchanges?.add(time: time, bytes: bytes.count, fromClient: true)
             } else if (b0 == 0x17 || b0 == 0x15) && bytes.count >= 3 && bytes[1] == 0x03 && bytes[2] <= 0x04 && !flow.sawSYN {
                 // Joined after the handshake (capture started late): records, no server name.
                 kind = .opaque
                 facts.protocolName = .tls
                 flow.clientMessages = MessageTimer()
                 flow.clientMessages?.add(time: time, bytes: bytes.count)
+                flow.exchanges = ExchangeLog()
+                flow.exchanges?.add(time: time, bytes: bytes.count, fromClient: true)
                 return false
             } else {
+                // Unknown TCP: followed for its exchange shape only (Stratum under a wrapper of its own).
                 kind = .opaque
+                if flow.transport == .tcp {
+                    flow.exchanges = ExchangeLog()
+                    flow.exchanges?.add(time: time, bytes: bytes.count, fromClient: true)
+                }
                 return false
             }
         }

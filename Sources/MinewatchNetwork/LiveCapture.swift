@@ -153,6 +153,7 @@ public final class LiveCapture: Sendable {
             inspectors.values.compactMap { f, i in
                 var facts = i.facts
                 facts.heartbeat = HeartbeatJudge.judge(f.clientMessages, model: heartbeat)
+                if f.exchanges != nil, !facts.protocolName.isMining { facts.jobPushes = JobPushJudge.judge(f.exchanges) }
                 guard facts.carriesEvidence else { return nil }
                 return LiveSession(client: "\(f.client)", clientPort: f.clientPort, serverPort: f.serverPort, server: Flow.endpoint(f.server, f.serverPort),
                                    first: Date(timeIntervalSince1970: f.first), facts: facts)

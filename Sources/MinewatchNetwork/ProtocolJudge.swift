@@ -6,7 +6,7 @@ import MinewatchSignatures
 /// How strong what a miner said on the wire is: one judgement for `pcap` findings and `watch`'s
 /// mining-protocol alerts, so the same session gets the same severity and family in both.
 public struct ProtocolVerdict: Sendable {
-    public enum Kind: String, Sendable { case stratum, packetcrypt, getwork, poolDomain = "pool-domain" }
+    public enum Kind: String, Sendable { case stratum, packetcrypt, getwork, poolDomain = "pool-domain", stratumShape = "stratum-shape" }
     public var kind: Kind
     /// The verdict in the rule data (`MW-NET-STRATUM` and its case): its severity, title
     /// ("Stratum (Monero dialect) mining session"), technique and category.
@@ -82,5 +82,14 @@ public enum ProtocolJudge {
         let r = rules.verdict("MW-NET-POOL-DOMAIN", domain.contains("pkt") ? "packetcrypt" : "default")
         return ProtocolVerdict(kind: .poolDomain, verdict: r, family: nil, summary: "connection to mining pool domain \(domain) (\(via), \(server))",
                                evidence: [Evidence(kind: .pool, name: domain, value: via)])
+    }
+
+    /// Stratum's shape in an encrypted or unknown stream (`JobPushJudge`). `how`: "trait" (alone),
+    /// "cpu" (the client at its CPU limit) or "corroborated" (RandomX, another miner alert);
+    /// `with` says which.
+    public static func stratumShape(_ j: JobPushes, server: String, how: String, with: [Evidence] = [], rules: RuleSet) -> ProtocolVerdict {
+        let r = rules.verdict("MW-NET-STRATUM-SHAPE", how)
+        let ev = [Evidence(kind: .attribute, name: "shape", value: JobPushJudge.describe(j)), Evidence(kind: .pool, name: "server", value: server)] + with
+        return ProtocolVerdict(kind: .stratumShape, verdict: r, family: nil, summary: "\(r.title): \(server)", evidence: ev)
     }
 }

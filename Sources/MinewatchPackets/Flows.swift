@@ -42,6 +42,9 @@ public final class Flow {
     /// Timing of the client's messages, for flows a consumer asked to time (TLS, WebSocket):
     /// nil for the rest, so untimed flows cost nothing.
     public var clientMessages: MessageTimer?
+    /// Both directions' messages in order, for flows a consumer asked to follow (TLS, unknown
+    /// TCP): who speaks first in each exchange shows through encryption.
+    public var exchanges: ExchangeLog?
     var dirs = [Reassembly(), Reassembly()]
 
     init(_ p: DecodedPacket, clientIsSource: Bool, time: Double) {
@@ -86,6 +89,41 @@ public struct MessageTimer: Sendable, Hashable {
             if times.count > Self.capacity {
                 times.removeFirst()
                 sizes.removeFirst()
+            }
+        }
+        lastPacket = time
+    }
+}
+
+/// The messages of both directions of a flow, in order: packets of one direction less than `gap`
+/// apart are one message (a TLS record may take several packets). Keeps the most recent
+/// `capacity` messages and counts them all.
+public struct ExchangeLog: Sendable, Hashable {
+    public static let capacity = 64
+    public var gap: Double = 0.05
+    public private(set) var times: [Double] = []
+    public private(set) var sizes: [Int] = []
+    public private(set) var fromClient: [Bool] = []
+    /// Messages counted so far (all of them, not only those kept).
+    public private(set) var messages = 0
+    public private(set) var first: Double?
+    var lastPacket: Double?
+
+    public init() {}
+
+    public mutating func add(time: Double, bytes n: Int, fromClient client: Bool) {
+        if first == nil { first = time }
+        if let l = lastPacket, time - l < gap, fromClient.last == client, !sizes.isEmpty {
+            sizes[sizes.count - 1] += n
+        } else {
+            messages += 1
+            times.append(time)
+            sizes.append(n)
+            fromClient.append(client)
+            if times.count > Self.capacity {
+                times.removeFirst()
+                sizes.removeFirst()
+                fromClient.removeFirst()
             }
         }
         lastPacket = time
@@ -160,6 +198,7 @@ public final class FlowTable {
             flow.serverBytes += p.wirePayloadLength
             if p.wirePayloadLength > 0 { flow.serverDataPackets += 1 }
         }
+        if p.wirePayloadLength > 0, flow.exchanges != nil { flow.exchanges?.add(time: time, bytes: p.wirePayloadLength, fromClient: fromClient) }
         let payload = UnsafeRawBufferPointer(rebasing: bytes[p.payloadOffset..<(p.payloadOffset + p.payloadLength)])
         if p.transport == .udp {
             flow.consumer?.datagram(payload, fromClient: fromClient, time: time)

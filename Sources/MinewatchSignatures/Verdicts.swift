@@ -64,9 +64,10 @@ public struct VerdictSpec: Sendable, Hashable {
         "MW-NET-SERVICE": (["corroborated", "contact"], ["service"]),
         "MW-NET-BANDWIDTH": (["corroborated", "trait"], []),
         "MW-NET-HEARTBEAT": (["default"], []),
+        "MW-NET-STRATUM-SHAPE": (["trait", "cpu", "corroborated"], []),
         "MW-WATCH-POOL-PORT": (["default"], []),
         "MW-WATCH-DRIFT": (["default"], []),
-        "MW-WATCH-CPU": (["default"], []),
+        "MW-WATCH-CPU": (["default", "randomx"], []),
     ]
 }
 

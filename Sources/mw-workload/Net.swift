@@ -41,6 +41,13 @@ final class Conn: @unchecked Sendable {
     /// Decrypted bytes waiting inside TLS (poll does not see them) or already buffered.
     var hasPending: Bool { !buffer.isEmpty || (tls.map { mw_tls_pending($0) > 0 } ?? false) }
 
+    /// Whether bytes can be read within `seconds` (buffered, pending in TLS, or on the socket).
+    func readable(within seconds: Double) -> Bool {
+        if hasPending { return true }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, Int32(seconds * 1000)) > 0
+    }
+
     /// Connects, retrying a refused or unreachable connection every 250 ms for `retryFor`
     /// seconds, as real miners and agents retry their pool or vendor (XMRig's `retry-pause`): a
     /// server started next to the client may not listen yet on a loaded machine.

@@ -44,10 +44,14 @@ enum Stratum {
         func record(_ f: (PoolStats) -> Void) { lock.lock(); f(self); lock.unlock() }
     }
 
-    static func runPool(host: String, port: Int, dialect: String, target: UInt32, jobEvery: Double, deadline: Date) throws {
+    /// `tls`: a server context; each connection is then Stratum inside TLS (pools' `stratum+ssl`).
+    static func runPool(host: String, port: Int, dialect: String, target: UInt32, jobEvery: Double, tls: UnsafeMutableRawPointer? = nil,
+                        deadline: Date) throws {
         let stats = PoolStats()
+        let ctx = tls.map { UncheckedContext(ctx: $0) }
         try serve(host: host, port: port, until: deadline) { conn in
             do {
+                if let ctx { try conn.acceptTLS(ctx.ctx) }
                 switch dialect {
                 case "monero": try servePoolMonero(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
                 case "ethproxy": try servePoolEthProxy(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
@@ -61,14 +65,27 @@ enum Stratum {
         stats.record { log("pool done: logins \($0.logins) accepted \($0.accepted) rejected \($0.rejected)") }
     }
 
+    /// A Monero pool connection: login reply with a job, submits and keepalives answered at once,
+    /// and a new job pushed unasked every `jobEvery` seconds (the seed stays for the connection,
+    /// as it does for 2048 blocks on a real pool).
     static func servePoolMonero(_ c: Conn, target: UInt32, jobEvery: Double, stats: PoolStats, deadline: Date) throws {
         var blob = moneroBlob()
         var jobID = randomHex(8)
         var lastJob = Date()
+        var loggedIn = false
+        let seed = randomHex(64)
         func job() -> [String: Any] {
-            ["blob": blob, "job_id": jobID, "target": hex(target), "algo": "rx/0", "height": 3_100_000, "seed_hash": randomHex(64)]
+            ["blob": blob, "job_id": jobID, "target": hex(target), "algo": "rx/0", "height": 3_100_000, "seed_hash": seed]
         }
-        while Date() < deadline, let line = try c.readLine() {
+        while Date() < deadline {
+            if loggedIn, Date().timeIntervalSince(lastJob) > jobEvery {
+                blob = moneroBlob()
+                jobID = randomHex(8)
+                lastJob = Date()
+                try c.send(json(["jsonrpc": "2.0", "method": "job", "params": job()]) + "\n")
+            }
+            guard c.readable(within: 0.2) else { continue }
+            guard let line = try c.readLine() else { break }
             guard let req = parseJSON(line), let method = req["method"] as? String else { continue }
             let id = req["id"] ?? NSNull()
             switch method {
@@ -77,6 +94,8 @@ enum Stratum {
                 stats.record { $0.logins.append("\(p["login"] ?? "") agent=\(p["agent"] ?? "")") }
                 try c.send(json(["id": id, "jsonrpc": "2.0", "error": NSNull(),
                                  "result": ["id": randomHex(16), "job": job(), "status": "OK", "extensions": ["keepalive"]]]) + "\n")
+                loggedIn = true
+                lastJob = Date()
             case "submit":
                 let p = req["params"] as? [String: Any] ?? [:]
                 let nonce = uint32(p["nonce"] as? String ?? "")
@@ -91,12 +110,6 @@ enum Stratum {
                 try c.send(json(["id": id, "jsonrpc": "2.0", "error": NSNull(), "result": ["status": "KEEPALIVED"]]) + "\n")
             default:
                 try c.send(json(["id": id, "jsonrpc": "2.0", "error": ["code": -1, "message": "Unknown method"]]) + "\n")
-            }
-            if Date().timeIntervalSince(lastJob) > jobEvery {
-                blob = moneroBlob()
-                jobID = randomHex(8)
-                lastJob = Date()
-                try c.send(json(["jsonrpc": "2.0", "method": "job", "params": job()]) + "\n")
             }
         }
     }
@@ -245,9 +258,10 @@ enum Stratum {
     }
 
     static func runMiner(pool: String, dialect: String, wallet: String, agent: String = "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0",
-                         deadline: Date) throws {
+                         tls: Bool = false, deadline: Date) throws {
         let (host, port) = try hostPort(pool)
         let c = try Conn.connect(host: host, port: port, retryFor: 15)
+        if tls { try c.startTLS(sni: host) }
         var shares = 0
         var accepted = 0
         var nextID = 2

@@ -2,8 +2,8 @@
 // own tests and benchmarks. Every mode is bounded by --duration (at most 3600 s) and is meant for
 // loopback or a test network that the test itself created.
 //
-//   mw-workload stratum-pool  --listen 127.0.0.1:3333 --dialect monero|bitcoin|ethproxy|ethstratum [--target HEX] [--duration S]
-//   mw-workload stratum-miner --pool 127.0.0.1:3333 --dialect monero|bitcoin|ethproxy|ethstratum --wallet W [--agent A] [--duration S]
+//   mw-workload stratum-pool  --listen 127.0.0.1:3333 --dialect monero|bitcoin|ethproxy|ethstratum [--target HEX] [--tls-cert PEM --tls-key PEM] [--duration S]
+//   mw-workload stratum-miner --pool 127.0.0.1:3333 --dialect monero|bitcoin|ethproxy|ethstratum --wallet W [--agent A] [--tls] [--duration S]
 //   mw-workload ann-handler   --listen 127.0.0.1:8080 [--public-url http://127.0.0.1:8080] [--duration S]
 //   mw-workload ann-miner     --pool URL [--pool URL...] --paymentaddr pkt1... [--rate N] [--duration S]
 // Benign loads (what the detectors must stay quiet on):
@@ -63,12 +63,14 @@ do {
     case "stratum-pool":
         let (h, p) = try hostPort(value("--listen", in: args) ?? "127.0.0.1:3333")
         let target = UInt32(value("--target", in: args) ?? "", radix: 16) ?? 0x0004_0000
+        let tls = try value("--tls-cert", in: args).map { try tlsServerContext(cert: $0, key: value("--tls-key", in: args) ?? "") }
         try Stratum.runPool(host: h, port: p, dialect: value("--dialect", in: args) ?? "monero", target: target,
-                            jobEvery: Double(value("--job-every", in: args) ?? "10") ?? 10, deadline: deadline)
+                            jobEvery: Double(value("--job-every", in: args) ?? "10") ?? 10, tls: tls, deadline: deadline)
     case "stratum-miner":
         try Stratum.runMiner(pool: value("--pool", in: args) ?? "127.0.0.1:3333", dialect: value("--dialect", in: args) ?? "monero",
                              wallet: value("--wallet", in: args) ?? "x",
-                             agent: value("--agent", in: args) ?? "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0", deadline: deadline)
+                             agent: value("--agent", in: args) ?? "XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0",
+                             tls: args.contains("--tls"), deadline: deadline)
     case "ann-handler":
         let listen = value("--listen", in: args) ?? "127.0.0.1:8080"
         let (h, p) = try hostPort(listen)
