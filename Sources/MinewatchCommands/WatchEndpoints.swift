@@ -63,6 +63,9 @@ struct WatchEndpoints {
         guard let metrics else { return }
         metrics.record(passSeconds: agent.lastPassSeconds, containers: w.currentTelemetry.count, alerts: agent.lastAlerts,
                        silenced: w.silenced, exceptionHits: w.exceptions.hits, sinks: agent.sinkStats, telemetry: w.currentTelemetry)
+        let c = w.computeStats
+        metrics.recordCompute(fpuSamples: c.fpuSamples, fpuStoppedSeconds: c.fpuStoppedSeconds, memoryScannedBytes: c.memoryScannedBytes,
+                              memoryScannedProcesses: c.memoryScannedProcesses)
     }
 
     func stop() { server?.stop() }

@@ -28,8 +28,9 @@ public final class Watcher {
     let hostCores = Double(ProcessInfo.processInfo.activeProcessorCount)
     /// Reads RandomX's run-time signals of containers near their CPU limit (nil: CPU detector off).
     public private(set) var probe: ComputeProbe?
-    /// Share of its limit a container must use for the probe to look at it.
-    public static let probeShare = 0.5
+    /// Share of its limit a container must use for the probe to look at it (a miner on a busy
+    /// host gets less than its limit while it waits to run).
+    public static let probeShare = 0.3
 
     /// `sockets` gives per-connection byte counters (sock_diag); without it (or when it cannot
     /// answer) sockets come from /proc/<pid>/net/tcp and traffic from interface counters.
@@ -79,6 +80,24 @@ public final class Watcher {
     }
 
     public var detectorIDs: [DetectorID] { detectors.ids }
+
+    /// What reading processes' memory and threads cost so far (since the detectors were built).
+    public struct ComputeStats: Sendable, Equatable {
+        public var fpuSamples = 0
+        /// How long the samples kept threads stopped, in total.
+        public var fpuStoppedSeconds = 0.0
+        public var memoryScannedBytes: Int64 = 0
+        public var memoryScannedProcesses = 0
+    }
+
+    public var computeStats: ComputeStats {
+        var s = ComputeStats()
+        s.fpuSamples = probe?.fpuSamples ?? 0
+        s.fpuStoppedSeconds = Double(probe?.fpuStoppedNanos ?? 0) / 1e9
+        s.memoryScannedBytes = detectors.minerProcess?.memory?.bytesRead ?? 0
+        s.memoryScannedProcesses = detectors.minerProcess?.memory?.processesScanned ?? 0
+        return s
+    }
 
     public var capture: (any SessionSource)? {
         get { sampler.capture }

@@ -18,6 +18,7 @@ public final class AgentMetrics: Sendable {
         var captureDrops: [String: Int] = [:]
         var cpuSeconds: Double = 0
         var exceptionHits: [String: Int] = [:]
+        var compute: [String: Double] = [:]
     }
     let last = Mutex(Last())
     let passDuration: ValueHistogram
@@ -91,6 +92,25 @@ public final class AgentMetrics: Sendable {
             l.cpuSeconds = cpuNow
         }
         if let rss = Self.residentBytes() { memory.set(Double(rss)) }
+    }
+
+    /// Running totals of what reading processes' memory and threads cost (they restart from 0
+    /// when the detectors are rebuilt: a total that went down counts as a restart).
+    public func recordCompute(fpuSamples: Int, fpuStoppedSeconds: Double, memoryScannedBytes: Int64, memoryScannedProcesses: Int) {
+        let now: [(String, String, Double)] = [
+            ("minewatch_fpu_samples_total", "Rounding-mode samples of busy threads taken with ptrace.", Double(fpuSamples)),
+            ("minewatch_fpu_stopped_seconds_total", "Time those samples kept the sampled threads stopped.", fpuStoppedSeconds),
+            ("minewatch_memory_scanned_bytes_total", "Process memory read with process_vm_readv and scanned with the rules.", Double(memoryScannedBytes)),
+            ("minewatch_memory_scanned_processes_total", "Processes whose memory was scanned.", Double(memoryScannedProcesses)),
+        ]
+        last.withLock { l in
+            for (name, help, value) in now {
+                let before = l.compute[name] ?? 0
+                let delta = value >= before ? value - before : value
+                if delta > 0 { registry.makeCounter(name: name, help: help).increment(by: delta) }
+                l.compute[name] = value
+            }
+        }
     }
 
     public func setLoaded(rules n: Int, exceptions e: Int) {

@@ -191,3 +191,35 @@ final class Counter: @unchecked Sendable {
     var value = 0
     func add(_ n: Int) { lock.lock(); value += n; lock.unlock() }
 }
+
+extension Benign {
+    /// A numeric job: a 256 MiB array of random doubles (RandomX's cache size, and random bytes),
+    /// then matrix products and libm over it until the deadline, in the default rounding mode.
+    static func runNumeric(deadline: Date) {
+        let count = (256 << 20) / 8
+        var data = [Double](repeating: 0, count: count)
+        var x: UInt64 = 0x9e3779b97f4a7c15
+        for i in 0..<count {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            data[i] = Double(x >> 11) / Double(1 << 53) * 2 - 1
+        }
+        let n = 96
+        var a = [Double](repeating: 0, count: n * n), b = a, c = a
+        var round = 0
+        var sum = 0.0
+        while Date() < deadline {
+            let base = (round * n * n * 2) % (count - 2 * n * n)
+            for i in 0..<(n * n) { a[i] = data[base + i]; b[i] = data[base + n * n + i] }
+            for i in 0..<n {
+                for j in 0..<n {
+                    var acc = 0.0
+                    for k in 0..<n { acc += a[i * n + k] * b[k * n + j] }
+                    c[i * n + j] = acc
+                }
+            }
+            for i in stride(from: 0, to: n * n, by: 7) { sum += exp(-abs(c[i])) + log1p(abs(c[i])) + c[i].squareRoot() * 0 }
+            round += 1
+        }
+        log("numeric: \(round) rounds, checksum \(sum)")
+    }
+}

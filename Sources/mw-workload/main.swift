@@ -12,6 +12,7 @@
 //   mw-workload upload        --url http://H:P/upload --bytes N [--rate BYTES_PER_S] [--duration S]
 //   mw-workload api-client    --url http://H:P/api [--rps N] [--duration S]
 //   mw-workload compress      [--threads N] [--duration S]
+//   mw-workload numeric       [--duration S]   (256 MiB of random doubles, matrix products and libm: honest CPU)
 //   mw-workload http-server   ... [--tls-cert PEM --tls-key PEM]   (HTTPS)
 //   mw-workload log-shipper   --url http://H:P/_bulk [--rate BYTES_PER_S] [--every S]
 //   mw-workload remote-write  --url http://H:P/api/v1/write [--bytes N]
@@ -44,7 +45,7 @@ func values(_ name: String, in args: [String]) -> [String] {
 let modes: Set<String> = ["stratum-pool", "stratum-miner", "ann-handler", "ann-miner", "http-server", "log-shipper", "remote-write",
                            "backup", "forward-proxy", "reverse-proxy", "sidecar", "crawler", "proxy-vendor", "proxy-node",
                            "proxy-customer", "heartbeat-server", "heartbeat", "download", "upload", "api-client", "compress",
-                           "poll-vendor", "poll-node", "etl"]
+                           "poll-vendor", "poll-node", "etl", "numeric"]
 var args = Array(CommandLine.arguments.dropFirst())
 let program = CommandLine.arguments.first ?? ""
 if let first = args.first, !modes.contains(first), !program.hasSuffix("/svc"), !program.hasSuffix("mw-workload") {
@@ -140,6 +141,8 @@ do {
         try Benign.runAPIClient(url: value("--url", in: args) ?? "", rps: Double(value("--rps", in: args) ?? "20") ?? 20, deadline: deadline)
     case "compress":
         Benign.runCompress(threads: Int(value("--threads", in: args) ?? "1") ?? 1, deadline: deadline)
+    case "numeric":
+        Benign.runNumeric(deadline: deadline)
     default:
         log("unknown mode \(mode)")
         exit(64)

@@ -44,3 +44,31 @@ public enum Disguises {
     /// Honest holders of crypto and proof-of-work code fetched by scripts/install-deps.
     public static var benignCrypto: String { UPXTools.deps + "/benign-crypto" }
 }
+
+/// This repository's own packer (Tests/Fixtures/packer/mw-packer.c), built with the toolchain's C
+/// compiler: a loader that decrypts its payload into memory and runs it (by default mapping the
+/// ELF and its interpreter itself, or with `memfd` through memfd_create and fexecve).
+public enum Packer {
+    public static func compiler() -> String? {
+        let swiftBin = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/opt/swift/usr/bin", "/usr/bin"]
+        for d in swiftBin {
+            for cc in ["clang", "cc", "gcc"] where FileManager.default.isExecutableFile(atPath: "\(d)/\(cc)") { return "\(d)/\(cc)" }
+        }
+        return nil
+    }
+
+    /// Builds the packer into `dir`; returns its path.
+    public static func build(in dir: TempDir) throws -> String {
+        guard let cc = compiler() else { throw PodmanError(message: "no C compiler (clang from the Swift toolchain, cc or gcc)") }
+        let out = dir.path + "/mw-packer"
+        let r = try run([cc, "-O2", "-o", out, fixturePath("packer/mw-packer.c")])
+        if r.status != 0 { throw PodmanError(message: "building the packer: \(r.err)") }
+        return out
+    }
+
+    /// Packs `input` into `output` with the packer at `packer`.
+    public static func pack(_ packer: String, _ input: String, to output: String, memfd: Bool = false) throws {
+        let r = try run([packer, "pack"] + (memfd ? ["--memfd"] : []) + [input, output])
+        if r.status != 0 { throw PodmanError(message: "mw-packer pack: \(r.err)") }
+    }
+}

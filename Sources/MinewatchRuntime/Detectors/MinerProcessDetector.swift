@@ -132,8 +132,11 @@ public final class MinerProcessDetector: ContainerDetector {
     /// Categories that make a process a miner (others, like a packer alone, are not alerts).
     static let minerCategories: Set<String> = ["miner-binary", "miner-script", "miner-config", "miner-cmdline", "miner-env", "miner-image",
                                                "pool-url", "wallet", "dropper", "bandwidth-hijacking"]
-    /// Cores a process must use for its memory to be read although its file looked clean.
+    /// CPU a process must use for its memory to be read although its file looked clean: half a
+    /// core, or 40% of its container's limit when that is less (a miner throttled to a quarter
+    /// core still burns all it gets).
     public static let hotCores = 0.5
+    public static let hotShare = 0.4
 
     public let id = DetectorID.minerProcess
     public let scanner: ExecutableScanner
@@ -219,7 +222,8 @@ public final class MinerProcessDetector: ContainerDetector {
                 if !findings.isEmpty { return verdict(findings, s) }
                 if Self.memoryWorthReading(s, fileFindings: all) { state.memoryWanted.insert(p.key) }
             }
-            let hot = cores >= Self.hotCores
+            let limit = pass.snapshot.cgroup?.cpuLimitCores ?? Self.hotCores / Self.hotShare
+            let hot = cores >= min(Self.hotCores, Self.hotShare * limit)
             guard let memory, memory.hasBudget else { continue }
             let read = state.memoryRead[p.key]
             guard (state.memoryWanted.contains(p.key) && read == nil) || (hot && read != true) else { continue }
