@@ -171,12 +171,19 @@ public enum FuzzTargets {
 
     /// What a container controls in /proc and in its root: its /etc/hosts, its processes'
     /// command lines, environment and stat lines (comm is chosen by the process), its sockets'
-    /// sock_diag replies, and the runtime's OCI bundle annotations (a pod's author sets some).
+    /// sock_diag replies, the runtime's OCI bundle annotations (a pod's author sets some), and
+    /// its processes' maps and smaps (mapping paths are file names it chose) and thread stat lines.
     /// The first byte picks the parser.
     static let procfs: Harness = { b in
         guard let sel = b.first else { return }
         let rest = Array(b.dropFirst())
         if sel == 0xfe { return confinedPath(rest) }
+        if sel == 0xfd {
+            let text = String(decoding: rest, as: UTF8.self)
+            for r in ProcParsers.maps(text) + ProcParsers.smaps(text) { _ = (r.label, r.size, r.isAnonymous, r.isMemfd, r.isSpecial) }
+            _ = ProcParsers.threadStat(rest)
+            return
+        }
         switch sel % 7 {
         case 6: _ = BundleAnnotations.parse(rest)
         case 0: _ = ProcParsers.hosts(rest)
