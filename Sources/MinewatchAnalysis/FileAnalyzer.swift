@@ -2,6 +2,9 @@ import MinewatchCore
 import MinewatchModel
 import MinewatchSignatures
 import MinewatchUnpack
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How packed executables are unpacked while they are analysed.
 public struct UnpackOptions: Sendable {
@@ -42,13 +45,20 @@ public struct FileAnalyzer: Sendable {
         var kept: [UInt8]?
         var decided = false
         var tooLarge = false
+        var overlay: OverlayMeter?
         while true {
             let n = try read(buffer)
             if n == 0 { break }
             let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
             if !decided && kept == nil && m.bytesSeen == 0 {
-                if n >= 4 && chunk[0] == 0x7f && chunk[1] == 0x45 && chunk[2] == 0x4c && chunk[3] == 0x46 { kept = [] } else { decided = true }
+                if n >= 4 && chunk[0] == 0x7f && chunk[1] == 0x45 && chunk[2] == 0x4c && chunk[3] == 0x46 {
+                    kept = []
+                    if fileType == nil, let end = ELFExtent.end(chunk) { overlay = OverlayMeter(imageEnd: end) }
+                } else {
+                    decided = true
+                }
             }
+            overlay?.feed(chunk, at: m.bytesSeen)
             if let count = kept?.count {
                 if count + n > unpack.maxPacked {
                     kept = nil
@@ -72,6 +82,12 @@ public struct FileAnalyzer: Sendable {
             out = k.withUnsafeBytes { unpacked($0, packedFindings: out, path: path, layer: layer, running: running) }
         } else if tooLarge {
             out = noteUnreadable(out, path: path, layer: layer, reason: "packed file larger than \(unpack.maxPacked) bytes: not unpacked")
+        }
+        if let o = overlay, !out.contains(where: { $0.category == "packed-executable" }), let why = o.verdict(fileSize: m.bytesSeen),
+           let rule = rules.ruleSet.checkRule(.packedOverlay) {
+            out.append(Finding(ruleId: rule.id, severity: rule.severity, family: rule.family, category: rule.category, title: rule.title,
+                               path: path, layer: layer, evidence: [Evidence(kind: .attribute, name: "overlay", value: why, offset: o.imageEnd)],
+                               technique: rule.technique))
         }
         return (out, m.bytesSeen)
     }
@@ -204,5 +220,70 @@ public enum Correlator {
                 findings[i].note = findings[i].note.map { "\($0); \(note)" } ?? note
             }
         }
+    }
+}
+
+/// Where an ELF file's described content ends: the furthest of its segments' file ranges and its
+/// section header table. Bytes past that are an overlay. Read from the file's first bytes only
+/// (the headers must be there); nil when they are not, or the file is not 32/64-bit little-endian ELF.
+enum ELFExtent {
+    static func end(_ b: UnsafeRawBufferPointer) -> Int64? {
+        guard b.count >= 64, b[0] == 0x7f, b[1] == 0x45, b[2] == 0x4c, b[3] == 0x46, b[5] == 1 else { return nil }
+        let is64 = b[4] == 2
+        guard is64 || b[4] == 1 else { return nil }
+        func u16(_ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 }
+        func u32(_ o: Int) -> Int64 { Int64(b[o]) | Int64(b[o + 1]) << 8 | Int64(b[o + 2]) << 16 | Int64(b[o + 3]) << 24 }
+        func u64(_ o: Int) -> Int64 {
+            var v: UInt64 = 0
+            for k in 0..<8 { v |= UInt64(b[o + k]) << (8 * UInt64(k)) }
+            return v > UInt64(Int64.max) ? -1 : Int64(v)
+        }
+        let phoff = is64 ? u64(32) : u32(28), shoff = is64 ? u64(40) : u32(32)
+        let phentsize = u16(is64 ? 54 : 42), phnum = u16(is64 ? 56 : 44)
+        let shentsize = u16(is64 ? 58 : 46), shnum = u16(is64 ? 60 : 48)
+        guard phoff >= 0, shoff >= 0, phentsize >= (is64 ? 56 : 32), phnum > 0 else { return nil }
+        let table = phoff + Int64(phentsize) * Int64(phnum)
+        guard table <= Int64(b.count) else { return nil }
+        var end = max(table, shoff > 0 ? shoff + Int64(shentsize) * Int64(shnum) : 0)
+        for i in 0..<phnum {
+            let e = Int(phoff) + i * phentsize
+            let off = is64 ? u64(e + 8) : u32(e + 4), size = is64 ? u64(e + 32) : u32(e + 16)
+            guard off >= 0, size >= 0, off <= Int64.max - size else { return nil }
+            end = max(end, off + size)
+        }
+        return end
+    }
+}
+
+/// The bytes of an ELF file past `imageEnd`: how many, and a histogram of up to 4 MiB of them.
+struct OverlayMeter {
+    let imageEnd: Int64
+    var counts = [Int](repeating: 0, count: 256)
+    var sampled = 0
+    static let minimum = 64 << 10
+    static let sample = 4 << 20
+
+    init(imageEnd: Int64) { self.imageEnd = imageEnd }
+
+    mutating func feed(_ chunk: UnsafeRawBufferPointer, at offset: Int64) {
+        let end = offset + Int64(chunk.count)
+        guard end > imageEnd, sampled < Self.sample else { return }
+        let from = Int(max(0, imageEnd - offset))
+        for i in from..<chunk.count where sampled < Self.sample {
+            counts[Int(chunk[i])] += 1
+            sampled += 1
+        }
+    }
+
+    /// Why the overlay looks like a packed payload, or nil: 64 KiB or more, a quarter of the file
+    /// or more, and 7.9 bits of entropy a byte or more (encrypted or compressed).
+    func verdict(fileSize: Int64) -> String? {
+        let size = fileSize - imageEnd
+        guard size >= Int64(Self.minimum), size * 4 >= fileSize, sampled > 0 else { return nil }
+        let n = Double(sampled)
+        let entropy = counts.reduce(0.0) { acc, c in c == 0 ? acc : acc - Double(c) / n * log2(Double(c) / n) }
+        guard entropy >= 7.9 else { return nil }
+        let pct = Int((Double(size) * 100 / Double(fileSize)).rounded())
+        return "\(FileAnalyzer.size(Int(size))) (\(pct)% of the file) past offset \(imageEnd), where its headers end, at \(FileAnalyzer.oneDecimal(entropy)) bits of entropy a byte"
     }
 }

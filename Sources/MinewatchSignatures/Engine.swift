@@ -248,10 +248,12 @@ public struct FileMatcher: Sendable {
         openCaptures = []
         wallets.finish()
         let type = fileType ?? .text
-        let walletEvidence = wallets.found.map {
+        let publicWallets = rules.ruleSet.publicWallets
+        let found = wallets.found.filter { !publicWallets.contains($0.address) }
+        let walletEvidence = found.map {
             Evidence(kind: .wallet, name: $0.kind.currency, value: $0.address, offset: $0.offset, line: line(at: $0.offset))
         }
-        let foundCurrencies = Set(wallets.found.map(\.kind.currency))
+        let foundCurrencies = Set(found.map(\.kind.currency))
         var matchedRules = Set<Int>()
         for p in hitCount.keys { matchedRules.insert(Int(rules.ownerRule[Int(p)])) }
         let baseName = (path.split(separator: "/").last.map(String.init) ?? path).lowercased()

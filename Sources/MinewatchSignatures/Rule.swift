@@ -38,6 +38,9 @@ public enum StructuralCheck: String, Sendable, Hashable, CaseIterable {
     case packedTampered = "packed-tampered"
     /// A packed executable that could not be unpacked (the reason is in the evidence).
     case packedUnreadable = "packed-unreadable"
+    /// An ELF file carrying a large encrypted or compressed overlay past its last segment: what a
+    /// packer other than UPX leaves (a loader with its payload appended).
+    case packedOverlay = "packed-overlay"
 }
 
 /// What to capture after a match, so the finding can show the full pool URL or host.

@@ -32,6 +32,9 @@ public struct RuleSet: Sendable {
     /// Environment variables `watch` reads from new processes for the content rules
     /// (`process: environment:`): miner and proxyware settings.
     public var environmentKeys: Set<String> = []
+    /// Published addresses of projects (donation funds, `wallets: public:`): a program that carries
+    /// one (a Monero wallet carries the Monero Project's) is not mining to it, so they are no evidence.
+    public var publicWallets: Set<String> = []
     /// Thresholds of the behaviour models (`models:`).
     public var models = ModelSettings()
     /// Titles, severities and techniques of the network verdicts and `watch`'s detectors
@@ -99,6 +102,7 @@ public struct RuleSet: Sendable {
         var set = RuleSet(rules: rules, correlations: corr, minerPorts: minerPorts.union(other.minerPorts),
                           poolDomains: poolDomains.union(other.poolDomains))
         set.environmentKeys = environmentKeys.union(other.environmentKeys)
+        set.publicWallets = publicWallets.union(other.publicWallets)
         set.models = models.merged(with: other.models)
         set.verdicts = verdicts.merging(other.verdicts) { mine, theirs in mine.merged(with: theirs) }
         return set
@@ -166,6 +170,7 @@ public struct RuleLoader {
         var minerPorts: Set<UInt16> = []
         var poolDomains: Set<String> = []
         var environment: Set<String> = []
+        var publicWallets: Set<String> = []
         var models = ModelSettings()
         var verdicts: [String: VerdictSpec] = [:]
         var disabled: Set<String> = []
@@ -220,6 +225,24 @@ public struct RuleLoader {
                         }
                     }
                 }
+            case "wallets":
+                guard let m = v.mapping else {
+                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'wallets' must be a mapping"))
+                    continue
+                }
+                for (wk, wv) in m {
+                    guard wk.string == "public", let seq = wv.sequence else {
+                        diags.append(RuleDiagnostic(file: file, line: wk.mark?.line, ruleId: nil, message: "unknown or malformed key '\(wk.string ?? "")' in 'wallets' (expected public: [addresses])"))
+                        continue
+                    }
+                    for a in seq {
+                        if let addr = a.string, (26...128).contains(addr.count), addr.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) {
+                            publicWallets.insert(addr)
+                        } else {
+                            diags.append(RuleDiagnostic(file: file, line: a.mark?.line, ruleId: nil, message: "'\(a.string ?? "")' is not a wallet address"))
+                        }
+                    }
+                }
             case "process":
                 guard let m = v.mapping else {
                     diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'process' must be a mapping"))
@@ -269,11 +292,12 @@ public struct RuleLoader {
                     diags.append(contentsOf: ctx.ruleDiagnostics)
                 }
             default:
-                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations, network, process, models, verdicts)"))
+                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil, message: "unknown top-level key '\(key)' (expected version, rules, correlations, network, process, wallets, models, verdicts)"))
             }
         }
         var set = RuleSet(rules: rules, correlations: correlations, minerPorts: minerPorts, poolDomains: poolDomains)
         set.environmentKeys = environment
+        set.publicWallets = publicWallets
         set.models = models
         set.verdicts = verdicts
         return Output(ruleSet: set, disabled: disabled, diagnostics: diags)

@@ -114,3 +114,31 @@ import Testing
         #expect(set.rules.first { $0.id == "MW-ALG-RANDOMX" }?.severity == .info)
     }
 }
+
+@Suite struct PublicWalletTests {
+    @Test func publishedProjectAddressesAreNoEvidence() {
+        let addr = "888tNkZrPN6JsEgekjMnABU4TBzc2Dt29EPAvkRxbANsAnjyPbb3iQ1YBRk1UXcdRsiKc9dhwMVgN5S9cQUiyoogDavup3H"
+        let yaml = """
+        version: 1
+        rules:
+          - id: T-W
+            title: wallet
+            category: wallet
+            severity: medium
+            wallets: [XMR]
+        wallets:
+          public: [\(addr), "not an address!"]
+        """
+        let out = RuleLoader().load(yaml: yaml, file: "w.yaml")
+        #expect(out.diagnostics.map(\.description) == ["w.yaml:9: 'not an address!' is not a wallet address"])
+        func matches(_ set: RuleSet) -> [String] {
+            var m = FileMatcher(rules: CompiledRules(set), path: "/usr/bin/monero-wallet-cli", fileType: .binary)
+            Array("donate to \(addr) thanks".utf8).withUnsafeBytes { m.feed($0) }
+            return m.finish().map(\.rule.id)
+        }
+        #expect(matches(out.ruleSet).isEmpty)
+        var without = out.ruleSet
+        without.publicWallets = []
+        #expect(matches(without) == ["T-W"])
+    }
+}
