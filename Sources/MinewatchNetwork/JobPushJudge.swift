@@ -50,10 +50,11 @@ public enum JobPushJudge {
     static func median(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.sorted()[v.count / 2] }
 
     /// The job-push shape of a flow's messages, or nil.
-    public static func judge(_ log: ExchangeLog?, model: JobPushThresholds = JobPushThresholds()) -> JobPushes? {
-        guard let log, log.times.count > model.skip + model.minPushes + model.minClientMessages else { return nil }
+    public static func judge(_ exchanges: ExchangeLog?, model: JobPushThresholds = JobPushThresholds()) -> JobPushes? {
+        guard let exchanges, exchanges.messages > model.skip + model.minPushes + model.minClientMessages else { return nil }
+        let log = (times: exchanges.times, sizes: exchanges.sizes, fromClient: exchanges.fromClient, first: exchanges.first)
         // Leave out the handshake when the log still holds the flow's start.
-        let skip = log.messages == log.times.count ? model.skip : 0
+        let skip = exchanges.holdsStart ? model.skip : 0
         let n = log.times.count
         var pushes: [(time: Double, size: Int)] = []
         var answers: [Int] = []

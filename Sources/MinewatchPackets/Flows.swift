@@ -101,9 +101,13 @@ public struct MessageTimer: Sendable, Hashable {
 public struct ExchangeLog: Sendable, Hashable {
     public static let capacity = 64
     public var gap: Double = 0.05
-    public private(set) var times: [Double] = []
-    public private(set) var sizes: [Int] = []
-    public private(set) var fromClient: [Bool] = []
+    struct Message: Sendable, Hashable {
+        var time: Double
+        var size: Int
+        var fromClient: Bool
+    }
+    /// Up to twice `capacity` messages; the oldest half is dropped at once (amortised O(1) a packet).
+    var kept: [Message] = []
     /// Messages counted so far (all of them, not only those kept).
     public private(set) var messages = 0
     public private(set) var first: Double?
@@ -111,20 +115,21 @@ public struct ExchangeLog: Sendable, Hashable {
 
     public init() {}
 
+    /// Start times, sizes and directions of the most recent `capacity` messages, oldest first.
+    public var times: [Double] { kept.suffix(Self.capacity).map(\.time) }
+    public var sizes: [Int] { kept.suffix(Self.capacity).map(\.size) }
+    public var fromClient: [Bool] { kept.suffix(Self.capacity).map(\.fromClient) }
+    /// Whether the flow's first message is still among those kept.
+    public var holdsStart: Bool { messages <= Self.capacity }
+
     public mutating func add(time: Double, bytes n: Int, fromClient client: Bool) {
         if first == nil { first = time }
-        if let l = lastPacket, time - l < gap, fromClient.last == client, !sizes.isEmpty {
-            sizes[sizes.count - 1] += n
+        if let l = lastPacket, time - l < gap, let last = kept.last, last.fromClient == client {
+            kept[kept.count - 1].size += n
         } else {
             messages += 1
-            times.append(time)
-            sizes.append(n)
-            fromClient.append(client)
-            if times.count > Self.capacity {
-                times.removeFirst()
-                sizes.removeFirst()
-                fromClient.removeFirst()
-            }
+            kept.append(Message(time: time, size: n, fromClient: client))
+            if kept.count >= 2 * Self.capacity { kept.removeFirst(Self.capacity) }
         }
         lastPacket = time
     }
