@@ -291,13 +291,17 @@ int mw_fpu_sample(int tid, unsigned wait_us, uint32_t *mxcsr, uint64_t *stopped_
     return -e;
   }
   int status = 0;
+  /* A running thread stops within microseconds; one of a throttled cgroup when the cgroup runs
+     again (within a CFS period). Naps grow from 20 us to 2 ms so the wait costs little CPU. */
+  long nap_ns = 20000;
   for (;;) {
     pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
     if (r == tid) break;
     if (r < 0) return -errno;  /* gone */
     if (mw_now_ns() - start > (uint64_t)wait_us * 1000ull) return -ETIMEDOUT;
-    struct timespec nap = { 0, 20000 };
+    struct timespec nap = { 0, nap_ns };
     nanosleep(&nap, 0);
+    if (nap_ns < 2000000) nap_ns *= 2;
   }
   if (WIFEXITED(status) || WIFSIGNALED(status)) return -ESRCH;
   struct user_fpregs_struct f;

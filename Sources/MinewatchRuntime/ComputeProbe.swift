@@ -26,7 +26,8 @@ public struct ComputeSignals: Sendable {
 /// its CPU, without eBPF: the rounding-mode bits of its hottest threads' saved MXCSR
 /// (`FPUSampler`: a few ptrace samples, each stopping one thread for microseconds, never left
 /// stopped) and the shape of its memory (/proc/<pid>/smaps, read at most every `smapsEvery`).
-/// Bounded: one process and `threads` threads per container, `samples` samples each, per pass.
+/// Bounded: one process and `threads` threads per container, `samples` samples each, per pass;
+/// a process whose samples keep rounding to nearest is left alone for a minute.
 /// Used from the watcher's thread only (ptrace binds a tracee to the thread that seized it).
 public final class ComputeProbe {
     let procRoot: String
@@ -36,18 +37,24 @@ public final class ComputeProbe {
     public var smapsEvery: TimeInterval = 5
     /// Longest a pass spends waiting for threads to stop (a thread of a throttled cgroup stops
     /// only when the cgroup runs again, up to a CFS period later; it was not running meanwhile).
-    public var waitBudget: TimeInterval = 0.15
+    public var waitBudget: TimeInterval = 0.3
     var passStarted: Date?
     var waited: TimeInterval = 0
     /// Thread CPU ticks at the last probe, by tid.
     var threadTicks: [Int32: UInt64] = [:]
     /// The last smaps reading of a process (pid:start), and when.
     var shapes: [String: (at: Date, randomx: [MemoryRegion], jit: [MemoryRegion])] = [:]
+    /// Per process (pid:start): samples in a row that rounded to nearest, and until when it is
+    /// left alone after `quietAfter` of them (an honest busy program is not stopped again and
+    /// again; RandomX changes mode several times a millisecond).
+    var quiet: [String: (run: Int, until: Date?)] = [:]
+    public var quietAfter = 12
+    public var quietFor: TimeInterval = 60
     public private(set) var probes = 0
 
     public init(procRoot: String = "/proc", fpuSampling: Bool = true) {
         self.procRoot = procRoot
-        fpu = fpuSampling && FPUSampler.supported ? FPUSampler(waitMicros: 60_000) : nil
+        fpu = fpuSampling && FPUSampler.supported ? FPUSampler(waitMicros: 300_000) : nil
     }
 
     /// Total samples taken and how long they kept threads stopped (for metrics and benchmarks).
@@ -119,7 +126,8 @@ public final class ComputeProbe {
             out.jitMappings = regions.filter(Self.isJIT)
             shapes[key] = (now, out.randomXMappings, out.jitMappings)
         }
-        if let fpu {
+        let resting = quiet[key]?.until.map { now < $0 } ?? false
+        if let fpu, !resting {
             let list = mem.threads()
             let known = threadTicks
             func delta(_ t: (tid: Int32, state: UInt8, cpuTicks: UInt64)) -> UInt64 {
@@ -140,6 +148,13 @@ public final class ComputeProbe {
                     out.stoppedNanos &+= x.stoppedNanos
                 }
             }
+            // A thread a timed-out sample left seized is detached as soon as it stopped.
+            fpu.reap()
+            var q = quiet[key] ?? (0, nil)
+            for x in out.mxcsr { q.run = (x >> 13) & 3 == 0 ? q.run + 1 : 0 }
+            q.until = q.run >= quietAfter ? now.addingTimeInterval(quietFor) : nil
+            if q.until != nil { q.run = 0 }
+            quiet[key] = q
         }
         return out
     }
@@ -147,6 +162,7 @@ public final class ComputeProbe {
     /// Forgets processes and threads no longer running.
     public func retain(pids: Set<Int32>) {
         shapes = shapes.filter { pids.contains(Int32($0.key.split(separator: ":").first ?? "") ?? -1) }
+        quiet = quiet.filter { pids.contains(Int32($0.key.split(separator: ":").first ?? "") ?? -1) }
         if threadTicks.count > 65536 { threadTicks.removeAll() }
     }
 }

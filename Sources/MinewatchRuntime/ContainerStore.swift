@@ -17,6 +17,9 @@ public struct ContainerState {
     var traffic = TrafficMeter()
     /// The previous pass's CPU sample (for cores used).
     var lastCPU: CPUSample?
+    /// The compute probe looked at it last pass: its CPU demand (run-queue wait) is read, so a
+    /// miner on a contended host that gets less than its limit is still judged at it.
+    var probed = false
     public internal(set) var telemetry: ContainerTelemetry?
     /// Alerts the exceptions silenced here ("exception (detector)"), for telemetry.
     public internal(set) var silenced: [String] = []

@@ -29,8 +29,8 @@ public final class Watcher {
     /// Reads RandomX's run-time signals of containers near their CPU limit (nil: CPU detector off).
     public private(set) var probe: ComputeProbe?
     /// Share of its limit a container must use for the probe to look at it (a miner on a busy
-    /// host gets less than its limit while it waits to run).
-    public static let probeShare = 0.3
+    /// host gets much less than its limit while it waits to run).
+    public static let probeShare = 0.15
 
     /// `sockets` gives per-connection byte counters (sock_diag); without it (or when it cannot
     /// answer) sockets come from /proc/<pid>/net/tcp and traffic from interface counters.
@@ -131,7 +131,7 @@ public final class Watcher {
     /// One pass: new alerts (one per container per detector, ever).
     public func poll() -> [Alert] {
         // Run-queue wait is read only for containers whose CPU may be judged (they have evidence).
-        let judged = Set(store.states.values.filter { detectors.needsRunQueue(alerted: $0.alerted) }.map(\.id))
+        let judged = Set(store.states.values.filter { detectors.needsRunQueue(alerted: $0.alerted) || $0.probed }.map(\.id))
         let host = sampler.sample(runQueueFor: judged)
         store.update(seen: host.containers.map(\.ref.id), now: host.time)
         var out: [Alert] = []
@@ -141,10 +141,12 @@ public final class Watcher {
             procs[snap.ref.id] = snap.processes.map(\.sample)
             store.modify(snap.ref.id) { state in
                 var pass = derive(snap, &state)
-                if let probe, let cores = pass.cpuCores, cores >= Self.probeShare * (snap.cgroup?.cpuLimitCores ?? hostCores) {
+                if let probe, !state.alerted.contains(.cpuMiner), let cores = pass.cpuCores,
+                   cores >= Self.probeShare * (snap.cgroup?.cpuLimitCores ?? hostCores) {
                     let before = Dictionary((processes[snap.ref.id] ?? []).map { ($0.pid, $0.cpuTicks) }, uniquingKeysWith: { a, _ in a })
                     pass.compute = probe.probe(snap, previousTicks: before, now: host.time)
                 }
+                state.probed = pass.compute != nil
                 for d in detectors.registered {
                     let context = DetectionContext(now: host.time, alerted: state.alerted, alertedAtMedium: state.alertedAtMedium)
                     guard let v = d.run(pass, &state, context).map(resolved), !state.alerted.contains(d.id) else { continue }

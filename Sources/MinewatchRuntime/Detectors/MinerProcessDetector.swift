@@ -133,10 +133,10 @@ public final class MinerProcessDetector: ContainerDetector {
     static let minerCategories: Set<String> = ["miner-binary", "miner-script", "miner-config", "miner-cmdline", "miner-env", "miner-image",
                                                "pool-url", "wallet", "dropper", "bandwidth-hijacking"]
     /// CPU a process must use for its memory to be read although its file looked clean: half a
-    /// core, or 40% of its container's limit when that is less (a miner throttled to a quarter
-    /// core still burns all it gets).
+    /// core, or a quarter of its container's limit when that is less (a miner throttled to a
+    /// quarter core, on a contended host, still burns what it gets).
     public static let hotCores = 0.5
-    public static let hotShare = 0.4
+    public static let hotShare = 0.25
 
     public let id = DetectorID.minerProcess
     public let scanner: ExecutableScanner
