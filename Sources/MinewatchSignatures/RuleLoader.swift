@@ -226,41 +226,16 @@ public struct RuleLoader {
                     }
                 }
             case "wallets":
-                guard let m = v.mapping else {
-                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'wallets' must be a mapping"))
-                    continue
-                }
-                for (wk, wv) in m {
-                    guard wk.string == "public", let seq = wv.sequence else {
-                        diags.append(RuleDiagnostic(file: file, line: wk.mark?.line, ruleId: nil, message: "unknown or malformed key '\(wk.string ?? "")' in 'wallets' (expected public: [addresses])"))
-                        continue
-                    }
-                    for a in seq {
-                        if let addr = a.string, (26...128).contains(addr.count), addr.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) {
-                            publicWallets.insert(addr)
-                        } else {
-                            diags.append(RuleDiagnostic(file: file, line: a.mark?.line, ruleId: nil, message: "'\(a.string ?? "")' is not a wallet address"))
-                        }
-                    }
-                }
+                // Published project addresses: no evidence.
+                publicWallets.formUnion(Self.stringList(v, section: "wallets", key: "public", expected: "public: [addresses]", file: file, diags: &diags,
+                                                        invalid: "is not a wallet address") { a in
+                    (26...128).contains(a.count) && a.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+                })
             case "process":
-                guard let m = v.mapping else {
-                    diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'process' must be a mapping"))
-                    continue
-                }
-                for (pk, pv) in m {
-                    guard pk.string == "environment", let seq = pv.sequence else {
-                        diags.append(RuleDiagnostic(file: file, line: pk.mark?.line, ruleId: nil, message: "unknown or malformed key '\(pk.string ?? "")' in 'process' (expected environment: [variable names])"))
-                        continue
-                    }
-                    for n in seq {
-                        if let name = n.string, !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) {
-                            environment.insert(name)
-                        } else {
-                            diags.append(RuleDiagnostic(file: file, line: n.mark?.line, ruleId: nil, message: "'\(n.string ?? "")' is not an environment variable name"))
-                        }
-                    }
-                }
+                environment.formUnion(Self.stringList(v, section: "process", key: "environment", expected: "environment: [variable names]", file: file,
+                                                      diags: &diags, invalid: "is not an environment variable name") { n in
+                    !n.isEmpty && n.count <= 64 && n.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+                })
             case "models":
                 let (m, d) = Self.models(v, file: file)
                 models = models.merged(with: m)
@@ -587,6 +562,30 @@ public struct RuleLoader {
             return nil
         }
         return RuleString(id: id, bytes: bytes, nocase: nocase, capture: capture)
+    }
+
+    /// A top-level section holding one list of strings (`process: {environment: [...]}`,
+    /// `wallets: {public: [...]}`): the valid ones, every problem a diagnostic with its line.
+    static func stringList(_ v: Node, section: String, key: String, expected: String, file: String, diags: inout [RuleDiagnostic],
+                           invalid: String, valid: (String) -> Bool) -> [String] {
+        guard let m = v.mapping else {
+            diags.append(RuleDiagnostic(file: file, line: v.mark?.line, ruleId: nil, message: "'\(section)' must be a mapping"))
+            return []
+        }
+        var out: [String] = []
+        for (k, list) in m {
+            guard k.string == key, let seq = list.sequence else {
+                diags.append(RuleDiagnostic(file: file, line: k.mark?.line, ruleId: nil,
+                                            message: "unknown or malformed key '\(k.string ?? "")' in '\(section)' (expected \(expected))"))
+                continue
+            }
+            for n in seq {
+                if let value = n.string, valid(value) { out.append(value) } else {
+                    diags.append(RuleDiagnostic(file: file, line: n.mark?.line, ruleId: nil, message: "'\(n.string ?? "")' \(invalid)"))
+                }
+            }
+        }
+        return out
     }
 
     /// Numbers of a `u32`/`u64`/`epi32` string: one scalar or a list, each `0x...` or decimal.

@@ -62,9 +62,7 @@ import TestSupport
         let tag = "localhost/mw-it-upx:\(UUID().uuidString.prefix(8).lowercased())"
         try Podman.importRootfs(dir.path + "/root", tag: tag)
         defer { Podman.removeImage(tag) }
-        for format in ["docker-archive", "oci-archive"] {
-            let out = dir.path + "/\(format).tar"
-            try Podman.cmd(["save", "--format", format, "-o", out, tag])
+        for (format, out) in try Podman.savedArchives(tag, in: dir.path) {
             let r = try minewatch(["scan", "-f", "json", out])
             let x = xmrigFinding(r.out)
             #expect(x?["severity"] as? String == "critical", "\(format): \(r.out)")

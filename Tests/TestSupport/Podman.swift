@@ -32,6 +32,15 @@ public enum Podman {
 
     public static func removeImage(_ tag: String) { _ = try? run(["podman", "rmi", "-f", tag]) }
 
+    /// `podman save` of `tag` as a docker-archive and as an oci-archive in `dir`: (format, file).
+    public static func savedArchives(_ tag: String, in dir: String) throws -> [(format: String, file: String)] {
+        try ["docker-archive", "oci-archive"].map { format in
+            let out = dir + "/\(format).tar"
+            try cmd(["save", "--format", format, "-o", out, tag])
+            return (format, out)
+        }
+    }
+
     /// `podman run -d ARGS` (runc, cgroupfs, the ulimits these machines need), returning the id.
     public static func runDetached(_ args: [String]) throws -> String {
         let r = try run(["podman", "--cgroup-manager=cgroupfs", "run", "-d", "--runtime", "runc",
