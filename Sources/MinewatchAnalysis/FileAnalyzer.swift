@@ -2,9 +2,6 @@ import MinewatchCore
 import MinewatchModel
 import MinewatchSignatures
 import MinewatchUnpack
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// How packed executables are unpacked while they are analysed.
 public struct UnpackOptions: Sendable {
@@ -258,8 +255,7 @@ enum ELFExtent {
 /// The bytes of an ELF file past `imageEnd`: how many, and a histogram of up to 4 MiB of them.
 struct OverlayMeter {
     let imageEnd: Int64
-    var counts = [Int](repeating: 0, count: 256)
-    var sampled = 0
+    var histogram = ByteHistogram()
     static let minimum = 64 << 10
     static let sample = 4 << 20
 
@@ -267,21 +263,18 @@ struct OverlayMeter {
 
     mutating func feed(_ chunk: UnsafeRawBufferPointer, at offset: Int64) {
         let end = offset + Int64(chunk.count)
-        guard end > imageEnd, sampled < Self.sample else { return }
+        guard end > imageEnd, histogram.total < Self.sample else { return }
         let from = Int(max(0, imageEnd - offset))
-        for i in from..<chunk.count where sampled < Self.sample {
-            counts[Int(chunk[i])] += 1
-            sampled += 1
-        }
+        let upTo = min(chunk.count, from + Self.sample - histogram.total)
+        histogram.add(UnsafeRawBufferPointer(rebasing: chunk[from..<upTo]))
     }
 
     /// Why the overlay looks like a packed payload, or nil: 64 KiB or more, a quarter of the file
     /// or more, and 7.9 bits of entropy a byte or more (encrypted or compressed).
     func verdict(fileSize: Int64) -> String? {
         let size = fileSize - imageEnd
-        guard size >= Int64(Self.minimum), size * 4 >= fileSize, sampled > 0 else { return nil }
-        let n = Double(sampled)
-        let entropy = counts.reduce(0.0) { acc, c in c == 0 ? acc : acc - Double(c) / n * log2(Double(c) / n) }
+        guard size >= Int64(Self.minimum), size * 4 >= fileSize, histogram.total > 0 else { return nil }
+        let entropy = histogram.entropy
         guard entropy >= 7.9 else { return nil }
         let pct = Int((Double(size) * 100 / Double(fileSize)).rounded())
         return "\(FileAnalyzer.size(Int(size))) (\(pct)% of the file) past offset \(imageEnd), where its headers end, at \(FileAnalyzer.oneDecimal(entropy)) bits of entropy a byte"

@@ -90,18 +90,7 @@ public enum BodyShape {
     }
 
     /// Shannon entropy in bits per byte.
-    public static func entropy(_ b: [UInt8]) -> Double {
-        guard !b.isEmpty else { return 0 }
-        var counts = [Int](repeating: 0, count: 256)
-        for x in b { counts[Int(x)] += 1 }
-        let n = Double(b.count)
-        var h = 0.0
-        for c in counts where c > 0 {
-            let p = Double(c) / n
-            h -= p * log2(p)
-        }
-        return h
-    }
+    public static func entropy(_ b: [UInt8]) -> Double { ByteHistogram(b).entropy }
 
     /// What the bodies sent to an upload destination share with honest uploaders: KiB framing
     /// (chunked uploads use round sizes too) or random bytes in clear text (media, archives and

@@ -86,18 +86,9 @@ public final class ComputeProbe {
         for q in 1...3 {
             let at = r.start + (r.size / 4 * UInt64(q)) & ~UInt64(page - 1)
             guard mem.read(at: at, into: buf) == page else { return false }
-            total += entropy(UnsafeRawBufferPointer(buf))
+            total += ByteHistogram(UnsafeRawBufferPointer(buf)).entropy
         }
         return total / 3 >= 7.5
-    }
-
-    /// Shannon entropy of the bytes, in bits a byte.
-    public static func entropy(_ b: UnsafeRawBufferPointer) -> Double {
-        guard !b.isEmpty else { return 0 }
-        var counts = [Int](repeating: 0, count: 256)
-        for x in b { counts[Int(x)] += 1 }
-        let n = Double(b.count)
-        return counts.reduce(0.0) { acc, c in c == 0 ? acc : acc - Double(c) / n * log2(Double(c) / n) }
     }
 
     /// Signals of the busiest process (most CPU ticks since it was last seen) of `snap`.

@@ -1,4 +1,5 @@
 import Foundation
+import MinewatchCore
 import Testing
 import MinewatchHost
 import MinewatchModel
@@ -40,7 +41,7 @@ import MinewatchModel
         #expect(RandomXEvidence.evidence(mxcsr: [], shape: s).map(\.name) == ["memory shape"])
         let random = (0..<4096).map { _ in UInt8.random(in: 0...255) }
         let zeros = [UInt8](repeating: 0, count: 4096)
-        #expect(random.withUnsafeBytes(ComputeProbe.entropy) > 7.5 && zeros.withUnsafeBytes(ComputeProbe.entropy) == 0)
+        #expect(ByteHistogram(random).entropy > 7.5 && ByteHistogram(zeros).entropy == 0)
     }
 
     @Test func memoryScannerReadsWhatALoaderWrites() {
