@@ -91,18 +91,14 @@ public final class ComputeProbe {
         return total / 3 >= 7.5
     }
 
-    /// Signals of the busiest process (most CPU ticks since it was last seen) of `snap`.
-    public func probe(_ snap: ContainerSnapshot, previousTicks: [Int32: UInt64], now: Date) -> ComputeSignals? {
+    /// Signals of the busiest process (most CPU since the last pass) of `snap`.
+    public func probe(_ snap: ContainerSnapshot, now: Date) -> ComputeSignals? {
         probes += 1
         if passStarted != now {
             passStarted = now
             waited = 0
         }
-        func used(_ p: ProcessSample) -> UInt64 {
-            let before: UInt64 = previousTicks[p.pid] ?? 0
-            return p.cpuTicks &- before
-        }
-        let busiest = snap.processes.map(\.sample).max { used($0) < used($1) }
+        let busiest = snap.processes.max { ($0.cpuCores ?? 0) < ($1.cpuCores ?? 0) }?.sample
         guard let s = busiest, let mem = ProcessMemory(procRoot: procRoot, pid: s.pid, startTicks: s.startTicks) else { return nil }
         var out = ComputeSignals(pid: s.pid, exe: s.exe)
         let key = "\(s.pid):\(s.startTicks)"

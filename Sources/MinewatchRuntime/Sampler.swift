@@ -14,10 +14,13 @@ public struct ProcessSnapshot: Sendable {
     public var isNew: Bool
     /// Selected environment variables, read when the process is new.
     public var environment: [String: String]
-    public init(sample: ProcessSample, isNew: Bool, environment: [String: String] = [:]) {
+    /// CPU cores it used since the last pass (nil in the first pass that sees it).
+    public var cpuCores: Double?
+    public init(sample: ProcessSample, isNew: Bool, environment: [String: String] = [:], cpuCores: Double? = nil) {
         self.sample = sample
         self.isNew = isNew
         self.environment = environment
+        self.cpuCores = cpuCores
     }
     public var key: String { "\(sample.pid):\(sample.startTicks):\(sample.exe ?? sample.comm)" }
 }
@@ -165,6 +168,7 @@ public final class HostSampler {
     var known: [Int32: ProcessSample] = [:]
     var knownKeys: Set<String> = []
     var hostNetns: UInt64?
+    let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     var passes = 0
     public private(set) var lastPassTime: Date?
     /// kernel.pid_max of a million or more (the 64-bit default is 4194304).
@@ -198,6 +202,7 @@ public final class HostSampler {
             return proc.process(pid, known: k, followExe: k?.container != nil || includeHost, files: statFiles)
         }
         statFiles.retain(Set(samples.map(\.pid)))
+        let previous = known, previousTime = lastPassTime
         known = Dictionary(samples.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
         if !includeHost { samples.removeAll { $0.container == nil } }
         if !onlyContainers.isEmpty {
@@ -208,6 +213,9 @@ public final class HostSampler {
         for s in samples {
             guard let c = s.container ?? (includeHost ? ContainerRef(id: "host", runtime: .podman, cgroupPath: "/") : nil) else { continue }
             var p = ProcessSnapshot(sample: s, isNew: false)
+            if let k = previous[s.pid], k.startTicks == s.startTicks, s.cpuTicks >= k.cpuTicks, let t = previousTime, now > t {
+                p.cpuCores = Double(s.cpuTicks - k.cpuTicks) / ticksPerSecond / now.timeIntervalSince(t)
+            }
             keys.insert(p.key)
             if !knownKeys.contains(p.key) {
                 p.isNew = true

@@ -143,8 +143,7 @@ public final class Watcher {
                 var pass = derive(snap, &state)
                 if let probe, !state.alerted.contains(.cpuMiner), let cores = pass.cpuCores,
                    cores >= Self.probeShare * (snap.cgroup?.cpuLimitCores ?? hostCores) {
-                    let before = Dictionary((processes[snap.ref.id] ?? []).map { ($0.pid, $0.cpuTicks) }, uniquingKeysWith: { a, _ in a })
-                    pass.compute = probe.probe(snap, previousTicks: before, now: host.time)
+                    pass.compute = probe.probe(snap, now: host.time)
                 }
                 state.probed = pass.compute != nil
                 for d in detectors.registered {

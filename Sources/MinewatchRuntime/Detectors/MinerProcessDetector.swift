@@ -153,8 +153,6 @@ public final class MinerProcessDetector: ContainerDetector {
         var memoryWanted: Set<String> = []
         /// Processes whose memory was read, by key: true once read while burning CPU.
         var memoryRead: [String: Bool] = [:]
-        /// CPU ticks of each process at the last pass.
-        var ticks: [String: (ticks: UInt64, at: Date)] = [:]
     }
 
     public init(rules: CompiledRules, procRoot: String = "/proc", times: ProcessTimes, memoryScan: Bool = true) {
@@ -203,15 +201,9 @@ public final class MinerProcessDetector: ContainerDetector {
         state.pending = state.pending.intersection(live)
         state.memoryWanted = state.memoryWanted.intersection(live)
         state.memoryRead = state.memoryRead.filter { live.contains($0.key) }
-        var ticks: [String: (ticks: UInt64, at: Date)] = [:]
-        defer { state.ticks = ticks }
         for p in pass.snapshot.processes {
             let s = p.sample
-            ticks[p.key] = (s.cpuTicks, pass.now)
-            var cores = 0.0
-            if let last = state.ticks[p.key], pass.now > last.at, s.cpuTicks >= last.ticks {
-                cores = Double(s.cpuTicks - last.ticks) / times.ticksPerSecond / pass.now.timeIntervalSince(last.at)
-            }
+            let cores = p.cpuCores ?? 0
             if p.isNew || state.pending.contains(p.key) {
                 guard let all = fileFindings(ProcessObservation(sample: s, environment: p.environment)) else {
                     state.pending.insert(p.key)
