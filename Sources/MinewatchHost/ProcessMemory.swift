@@ -147,12 +147,9 @@ public struct ProcessMemory {
 /// microseconds. Threads left seized by a timed-out sample are detached by `reap` on later calls.
 /// Only the thread that created it may use it (ptrace binds tracees to the seizing thread).
 public final class FPUSampler {
-    public struct Sample: Sendable {
-        public var mxcsr: UInt32
-        public var stoppedNanos: UInt64
-        /// The rounding-control field (bits 13-14): 0 round to nearest, the default of every ABI.
-        public var roundingMode: UInt32 { (mxcsr >> 13) & 3 }
-    }
+    /// The rounding-control field of an MXCSR value (bits 13-14): 0 is round to nearest, the
+    /// default of every ABI.
+    public static func roundingMode(_ mxcsr: UInt32) -> UInt32 { (mxcsr >> 13) & 3 }
 
     public static var supported: Bool {
         #if arch(x86_64)
@@ -167,9 +164,12 @@ public final class FPUSampler {
     public private(set) var stoppedNanos: UInt64 = 0
     public let waitMicros: UInt32
 
-    public init(waitMicros: UInt32 = 2000) { self.waitMicros = waitMicros }
+    /// `waitMicros`: how long a sample waits for the thread to stop; a thread of a throttled
+    /// cgroup stops only when the cgroup runs again, within a CFS period.
+    public init(waitMicros: UInt32 = 300_000) { self.waitMicros = waitMicros }
 
-    public func sample(tid: Int32) -> Sample? {
+    /// The thread's saved MXCSR, or nil (gone, not allowed, or it did not stop in time).
+    public func sample(tid: Int32) -> UInt32? {
         reap()
         var mx: UInt32 = 0
         var ns: UInt64 = 0
@@ -178,7 +178,7 @@ public final class FPUSampler {
         guard r == 0 else { return nil }
         samples += 1
         stoppedNanos &+= ns
-        return Sample(mxcsr: mx, stoppedNanos: ns)
+        return mx
     }
 
     /// Detaches threads a timed-out sample left seized, once they stopped (or are gone).

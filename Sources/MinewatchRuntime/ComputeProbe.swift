@@ -9,8 +9,6 @@ public struct ComputeSignals: Sendable {
     public var exe: String?
     /// Saved MXCSR of its busiest threads, sampled this pass.
     public var mxcsr: [UInt32] = []
-    /// How long those samples kept the threads stopped, in total.
-    public var stoppedNanos: UInt64 = 0
     /// Anonymous mappings the size of RandomX's cache (256 MiB) or fast-mode dataset (2080 MiB),
     /// mostly resident (from smaps).
     public var randomXMappings: [MemoryRegion] = []
@@ -42,19 +40,29 @@ public final class ComputeProbe {
     var waited: TimeInterval = 0
     /// Thread CPU ticks at the last probe, by tid.
     var threadTicks: [Int32: UInt64] = [:]
-    /// The last smaps reading of a process (pid:start), and when.
-    var shapes: [String: (at: Date, randomx: [MemoryRegion], jit: [MemoryRegion])] = [:]
-    /// Per process (pid:start): samples in a row that rounded to nearest, and until when it is
-    /// left alone after `quietAfter` of them (an honest busy program is not stopped again and
-    /// again; RandomX changes mode several times a millisecond).
-    var quiet: [String: (run: Int, until: Date?)] = [:]
+    /// What the probe remembers of one process (by pid and start time).
+    struct Watched {
+        /// The last smaps reading, and when.
+        var shapeAt: Date?
+        var randomx: [MemoryRegion] = []
+        var jit: [MemoryRegion] = []
+        /// Samples in a row that rounded to nearest, and until when the process is left alone
+        /// after `quietAfter` of them (an honest busy program is not stopped again and again;
+        /// RandomX changes mode several times a millisecond).
+        var nearestRun = 0
+        var restUntil: Date?
+    }
+    struct Key: Hashable {
+        var pid: Int32
+        var start: UInt64
+    }
+    var watched: [Key: Watched] = [:]
     public var quietAfter = 12
     public var quietFor: TimeInterval = 60
-    public private(set) var probes = 0
 
     public init(procRoot: String = "/proc", fpuSampling: Bool = true) {
         self.procRoot = procRoot
-        fpu = fpuSampling && FPUSampler.supported ? FPUSampler(waitMicros: 300_000) : nil
+        fpu = fpuSampling && FPUSampler.supported ? FPUSampler() : nil
     }
 
     /// Total samples taken and how long they kept threads stopped (for metrics and benchmarks).
@@ -93,7 +101,6 @@ public final class ComputeProbe {
 
     /// Signals of the busiest process (most CPU since the last pass) of `snap`.
     public func probe(_ snap: ContainerSnapshot, now: Date) -> ComputeSignals? {
-        probes += 1
         if passStarted != now {
             passStarted = now
             waited = 0
@@ -101,20 +108,20 @@ public final class ComputeProbe {
         let busiest = snap.processes.max { ($0.cpuCores ?? 0) < ($1.cpuCores ?? 0) }?.sample
         guard let s = busiest, let mem = ProcessMemory(procRoot: procRoot, pid: s.pid, startTicks: s.startTicks) else { return nil }
         var out = ComputeSignals(pid: s.pid, exe: s.exe)
-        let key = "\(s.pid):\(s.startTicks)"
-        if let cached = shapes[key], now.timeIntervalSince(cached.at) < smapsEvery {
-            out.randomXMappings = cached.randomx
-            out.jitMappings = cached.jit
-        } else {
+        let key = Key(pid: s.pid, start: s.startTicks)
+        var w = watched[key] ?? Watched()
+        defer { watched[key] = w }
+        if w.shapeAt.map({ now.timeIntervalSince($0) >= smapsEvery }) ?? true {
             let regions = mem.smaps()
             // RandomX's cache and dataset are Argon2 and AES output: random bytes. A heap of that
             // size (a JVM's, pre-touched) is not.
-            out.randomXMappings = regions.filter { Self.isRandomXSized($0) && Self.looksRandom($0, in: mem) }
-            out.jitMappings = regions.filter(Self.isJIT)
-            shapes[key] = (now, out.randomXMappings, out.jitMappings)
+            w.randomx = regions.filter { Self.isRandomXSized($0) && Self.looksRandom($0, in: mem) }
+            w.jit = regions.filter(Self.isJIT)
+            w.shapeAt = now
         }
-        let resting = quiet[key]?.until.map { now < $0 } ?? false
-        if let fpu, !resting {
+        out.randomXMappings = w.randomx
+        out.jitMappings = w.jit
+        if let fpu, w.restUntil.map({ now >= $0 }) ?? true {
             let list = mem.threads()
             let known = threadTicks
             func delta(_ t: (tid: Int32, state: UInt8, cpuTicks: UInt64)) -> UInt64 {
@@ -131,25 +138,21 @@ public final class ComputeProbe {
                     let x = fpu.sample(tid: t.tid)
                     waited += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                     guard let x else { break }
-                    out.mxcsr.append(x.mxcsr)
-                    out.stoppedNanos &+= x.stoppedNanos
+                    out.mxcsr.append(x)
                 }
             }
             // A thread a timed-out sample left seized is detached as soon as it stopped.
             fpu.reap()
-            var q = quiet[key] ?? (0, nil)
-            for x in out.mxcsr { q.run = (x >> 13) & 3 == 0 ? q.run + 1 : 0 }
-            q.until = q.run >= quietAfter ? now.addingTimeInterval(quietFor) : nil
-            if q.until != nil { q.run = 0 }
-            quiet[key] = q
+            for x in out.mxcsr { w.nearestRun = FPUSampler.roundingMode(x) == 0 ? w.nearestRun + 1 : 0 }
+            w.restUntil = w.nearestRun >= quietAfter ? now.addingTimeInterval(quietFor) : nil
+            if w.restUntil != nil { w.nearestRun = 0 }
         }
         return out
     }
 
     /// Forgets processes and threads no longer running.
     public func retain(pids: Set<Int32>) {
-        shapes = shapes.filter { pids.contains(Int32($0.key.split(separator: ":").first ?? "") ?? -1) }
-        quiet = quiet.filter { pids.contains(Int32($0.key.split(separator: ":").first ?? "") ?? -1) }
+        watched = watched.filter { pids.contains($0.key.pid) }
         if threadTicks.count > 65536 { threadTicks.removeAll() }
     }
 }
@@ -164,7 +167,7 @@ public enum RandomXEvidence {
     /// ordinary programs, JITs and numeric code keep round-to-nearest all the time.
     public static func rounding(_ mxcsr: [UInt32]) -> (nonZero: Int, modes: Set<UInt32>)? {
         guard mxcsr.count >= minimumSamples else { return nil }
-        let modes = mxcsr.map { ($0 >> 13) & 3 }
+        let modes = mxcsr.map(FPUSampler.roundingMode)
         let nonZero = modes.filter { $0 != 0 }.count
         let distinct = Set(modes)
         guard nonZero * 3 >= modes.count, distinct.count >= 2 else { return nil }
