@@ -50,8 +50,7 @@ public final class CaptureAnalyzer {
         let heartbeats = heartbeatModel, jobPushes = jobPushModel
         func finish(_ flow: Flow, _ i: FlowInspector) {
             flowCount += 1
-            if flow.clientMessages != nil { i.facts.heartbeat = HeartbeatJudge.judge(flow.clientMessages, model: heartbeats) }
-            if flow.exchanges != nil, !i.facts.protocolName.isMining { i.facts.jobPushes = JobPushJudge.judge(flow.exchanges, model: jobPushes) }
+            i.facts.judgeTiming(of: flow, heartbeat: heartbeats, jobPushes: jobPushes)
             flow.releaseBuffers()
             flow.consumer = nil
             let summary = FlowSummary(transport: flow.transport == .tcp ? "tcp" : "udp", client: Flow.endpoint(flow.client, flow.clientPort),

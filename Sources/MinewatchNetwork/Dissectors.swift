@@ -59,27 +59,18 @@ public final class FlowInspector: FlowConsumer {
             } else if b0 == 0x16 && bytes.count >= 2 && bytes[1] == 0x03 {
                 kind = .tls
                 facts.protocolName = .tls
-                // Heartbeats and job pushes show in the timing of its records, not their
-                // (encrypted) content.
-                flow.clientMessages = MessageTimer()
-                flow.exchanges = ExchangeLog()
-                flow.exchanges?.add(time: time, bytes: bytes.count, fromClient: true)
+                followTiming(time: time, firstBytes: bytes.count, heartbeats: true)
             } else if (b0 == 0x17 || b0 == 0x15) && bytes.count >= 3 && bytes[1] == 0x03 && bytes[2] <= 0x04 && !flow.sawSYN {
                 // Joined after the handshake (capture started late): records, no server name.
                 kind = .opaque
                 facts.protocolName = .tls
-                flow.clientMessages = MessageTimer()
+                followTiming(time: time, firstBytes: bytes.count, heartbeats: true)
                 flow.clientMessages?.add(time: time, bytes: bytes.count)
-                flow.exchanges = ExchangeLog()
-                flow.exchanges?.add(time: time, bytes: bytes.count, fromClient: true)
                 return false
             } else {
                 // Unknown TCP: followed for its exchange shape only (Stratum under a wrapper of its own).
                 kind = .opaque
-                if flow.transport == .tcp {
-                    flow.exchanges = ExchangeLog()
-                    flow.exchanges?.add(time: time, bytes: bytes.count, fromClient: true)
-                }
+                if flow.transport == .tcp { followTiming(time: time, firstBytes: bytes.count, heartbeats: false) }
                 return false
             }
         }
@@ -103,6 +94,15 @@ public final class FlowInspector: FlowConsumer {
         case .opaque, .unknown:
             return false
         }
+    }
+
+    /// Follows the timing of the flow's messages, whose content is encrypted or unknown: both
+    /// directions for the job-push shape (from the client's first bytes, delivered here), and the
+    /// client's alone for heartbeats when `heartbeats`.
+    func followTiming(time: Double, firstBytes n: Int, heartbeats: Bool) {
+        if heartbeats { flow.clientMessages = MessageTimer() }
+        flow.exchanges = ExchangeLog()
+        flow.exchanges?.add(time: time, bytes: n, fromClient: true)
     }
 
     // MARK: Stratum

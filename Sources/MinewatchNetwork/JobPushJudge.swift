@@ -52,10 +52,10 @@ public enum JobPushJudge {
     /// The job-push shape of a flow's messages, or nil.
     public static func judge(_ exchanges: ExchangeLog?, model: JobPushThresholds = JobPushThresholds()) -> JobPushes? {
         guard let exchanges, exchanges.messages > model.skip + model.minPushes + model.minClientMessages else { return nil }
-        let log = (times: exchanges.times, sizes: exchanges.sizes, fromClient: exchanges.fromClient, first: exchanges.first)
+        let log = Array(exchanges.recent)
         // Leave out the handshake when the log still holds the flow's start.
         let skip = exchanges.holdsStart ? model.skip : 0
-        let n = log.times.count
+        let n = log.count
         var pushes: [(time: Double, size: Int)] = []
         var answers: [Int] = []
         var client: [Int] = []
@@ -64,17 +64,18 @@ public enum JobPushJudge {
         var serverMessages = 0
         var lastPush: Double?
         for i in skip..<n {
-            if log.fromClient[i] {
-                client.append(log.sizes[i])
-                if let p = lastPush, log.times[i] - p <= model.answerWithin { reactive += 1 }
-                if i + 1 < n, !log.fromClient[i + 1], log.times[i + 1] - log.times[i] <= model.answerWithin { answered += 1 }
+            let m = log[i]
+            if m.fromClient {
+                client.append(m.size)
+                if let p = lastPush, m.time - p <= model.answerWithin { reactive += 1 }
+                if i + 1 < n, !log[i + 1].fromClient, log[i + 1].time - m.time <= model.answerWithin { answered += 1 }
             } else {
                 serverMessages += 1
-                if i > 0, log.fromClient[i - 1], log.times[i] - log.times[i - 1] <= model.answerWithin {
-                    answers.append(log.sizes[i])
+                if i > 0, log[i - 1].fromClient, m.time - log[i - 1].time <= model.answerWithin {
+                    answers.append(m.size)
                 } else {
-                    pushes.append((log.times[i], log.sizes[i]))
-                    lastPush = log.times[i]
+                    pushes.append((m.time, m.size))
+                    lastPush = m.time
                 }
             }
         }
@@ -93,14 +94,24 @@ public enum JobPushJudge {
         let intervals = zip(pushes.dropFirst(), pushes).map { $0.time - $1.time }
         let period = median(intervals)
         guard period >= model.minPeriod, period <= model.maxPeriod else { return nil }
-        let start = log.times[skip], end = log.times[n - 1]
+        let start = log[skip].time, end = log[n - 1].time
         let seconds = end - start
         guard seconds >= model.minSeconds else { return nil }
-        let bytes = Double(log.sizes[skip..<n].reduce(0, +))
+        let bytes = Double(log[skip..<n].reduce(0) { $0 + $1.size })
         let rate = bytes / seconds
         guard rate <= model.maxBytesPerSecond else { return nil }
         return JobPushes(pushes: pushes.count, meanPushBytes: pushMedian, pushPeriodSeconds: period, clientMessages: client.count,
                          answered: answered, meanClientBytes: clientMedian, meanAnswerBytes: answerMedian, bytesPerSecond: rate,
-                         seconds: (log.times.last ?? 0) - (log.first ?? 0))
+                         seconds: end - (exchanges.first ?? start))
+    }
+}
+
+extension SessionFacts {
+    /// What the timing of a flow's messages shows, the same for `pcap` and `watch`: a heartbeat
+    /// in the client's messages, and Stratum's shape in both directions (not for a protocol
+    /// already recognised as mining).
+    public mutating func judgeTiming(of flow: Flow, heartbeat: HeartbeatThresholds, jobPushes: JobPushThresholds) {
+        self.heartbeat = HeartbeatJudge.judge(flow.clientMessages, model: heartbeat)
+        self.jobPushes = protocolName.isMining ? nil : JobPushJudge.judge(flow.exchanges, model: jobPushes)
     }
 }

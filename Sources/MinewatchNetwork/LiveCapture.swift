@@ -152,8 +152,7 @@ public final class LiveCapture: Sendable {
         func sessions() -> [LiveSession] {
             inspectors.values.compactMap { f, i in
                 var facts = i.facts
-                facts.heartbeat = HeartbeatJudge.judge(f.clientMessages, model: heartbeat)
-                if f.exchanges != nil, !facts.protocolName.isMining { facts.jobPushes = JobPushJudge.judge(f.exchanges) }
+                facts.judgeTiming(of: f, heartbeat: heartbeat, jobPushes: JobPushThresholds())
                 guard facts.carriesEvidence else { return nil }
                 return LiveSession(client: "\(f.client)", clientPort: f.clientPort, serverPort: f.serverPort, server: Flow.endpoint(f.server, f.serverPort),
                                    first: Date(timeIntervalSince1970: f.first), facts: facts)

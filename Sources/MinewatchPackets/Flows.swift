@@ -101,10 +101,10 @@ public struct MessageTimer: Sendable, Hashable {
 public struct ExchangeLog: Sendable, Hashable {
     public static let capacity = 64
     public var gap: Double = 0.05
-    struct Message: Sendable, Hashable {
-        var time: Double
-        var size: Int
-        var fromClient: Bool
+    public struct Message: Sendable, Hashable {
+        public var time: Double
+        public var size: Int
+        public var fromClient: Bool
     }
     /// Up to twice `capacity` messages; the oldest half is dropped at once (amortised O(1) a packet).
     var kept: [Message] = []
@@ -115,10 +115,8 @@ public struct ExchangeLog: Sendable, Hashable {
 
     public init() {}
 
-    /// Start times, sizes and directions of the most recent `capacity` messages, oldest first.
-    public var times: [Double] { kept.suffix(Self.capacity).map(\.time) }
-    public var sizes: [Int] { kept.suffix(Self.capacity).map(\.size) }
-    public var fromClient: [Bool] { kept.suffix(Self.capacity).map(\.fromClient) }
+    /// The most recent `capacity` messages (start time, size, direction), oldest first.
+    public var recent: ArraySlice<Message> { kept.suffix(Self.capacity) }
     /// Whether the flow's first message is still among those kept.
     public var holdsStart: Bool { messages <= Self.capacity }
 

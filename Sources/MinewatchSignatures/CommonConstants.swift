@@ -43,9 +43,7 @@ public enum CommonConstants {
 
     /// Byte strings of every entry in both byte orders, with its name.
     static let patterns: [(bytes: [UInt8], name: String)] = entries.flatMap { e -> [([UInt8], String)] in
-        var le: [UInt8] = []
-        for i in 0..<e.width { le.append(UInt8(truncatingIfNeeded: e.value >> (8 * UInt64(i)))) }
-        return [(le, e.name), (Array(le.reversed()), e.name)]
+        [false, true].map { be in (RuleLoader.bytes(of: [e.value], key: e.width == 8 ? "u64" : "u32", bigEndian: be), e.name) }
     }
 
     /// Why `bytes` proves nothing, or nil: every aligned word of it is a common constant, or it is

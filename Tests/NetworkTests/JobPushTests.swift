@@ -61,6 +61,6 @@ import MinewatchPackets
         l.add(time: 1, bytes: 1400, fromClient: false)
         l.add(time: 1.001, bytes: 600, fromClient: false)
         l.add(time: 1.002, bytes: 60, fromClient: true)
-        #expect(l.sizes == [2000, 60] && l.fromClient == [false, true] && l.messages == 2)
+        #expect(l.recent.map(\.size) == [2000, 60] && l.recent.map(\.fromClient) == [false, true] && l.messages == 2)
     }
 }
