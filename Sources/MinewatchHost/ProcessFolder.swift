@@ -36,6 +36,20 @@ public final class ProcessFolder {
         return f < 0 ? nil : FileHandleFD(fd: f, path: "\(path)/\(name)")
     }
 
+    /// The bytes of an entry of the folder (`maps`, `task/<tid>/stat`), at most `limit`; nil when it
+    /// cannot be opened or is empty.
+    public func contents(_ name: String, limit: Int) -> [UInt8]? {
+        guard let h = open(name, flags: O_RDONLY) else { return nil }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: min(limit, 64 << 10))
+        while out.count < limit {
+            let n = buf.withUnsafeMutableBytes { b in retryingEINTR { read(h.fd, b.baseAddress, min(b.count, limit - out.count)) } }
+            if n <= 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return out.isEmpty ? nil : out
+    }
+
     /// The text of a link of the folder (`cwd`: the working folder as the container sees it).
     public func link(_ name: String) -> String? {
         var buf = [CChar](repeating: 0, count: 4096)

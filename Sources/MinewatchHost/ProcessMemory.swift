@@ -107,15 +107,7 @@ public struct ProcessMemory {
     }
 
     func text(_ name: String, limit: Int = 16 << 20) -> String? {
-        guard let h = folder.open(name, flags: O_RDONLY) else { return nil }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 64 << 10)
-        while out.count < limit {
-            let n = buf.withUnsafeMutableBytes { b in retryingEINTR { Glibc.read(h.fd, b.baseAddress, b.count) } }
-            if n <= 0 { break }
-            out.append(contentsOf: buf[0..<n])
-        }
-        return out.isEmpty ? nil : String(decoding: out, as: UTF8.self)
+        folder.contents(name, limit: limit).map { String(decoding: $0, as: UTF8.self) }
     }
 
     public func maps() -> [MemoryRegion] { text("maps").map(ProcParsers.maps) ?? [] }
@@ -134,10 +126,8 @@ public struct ProcessMemory {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: "\(folder.path)/task") else { return [] }
         var out: [(Int32, UInt8, UInt64)] = []
         for n in names {
-            guard let tid = Int32(n), let h = folder.open("task/\(n)/stat", flags: O_RDONLY) else { continue }
-            var buf = [UInt8](repeating: 0, count: 1024)
-            let k = buf.withUnsafeMutableBytes { b in retryingEINTR { Glibc.read(h.fd, b.baseAddress, b.count) } }
-            if k > 0, let s = ProcParsers.threadStat(Array(buf[0..<k])) { out.append((tid, s.state, s.cpuTicks)) }
+            guard let tid = Int32(n), let b = folder.contents("task/\(n)/stat", limit: 1024), let s = ProcParsers.threadStat(b) else { continue }
+            out.append((tid, s.state, s.cpuTicks))
         }
         return out
     }
