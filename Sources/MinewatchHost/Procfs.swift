@@ -76,7 +76,9 @@ public enum ProcParsers {
             }
             if field == 22 { break }
         }
-        guard let ppid, let ut, let st, let start, let p = Int32(exactly: ppid) else { return nil }
+        // The kernel's tick counts never sum past 64 bits: a line whose two counts overflow when added
+        // is no stat line (callers add them).
+        guard let ppid, let ut, let st, let start, let p = Int32(exactly: ppid), !ut.addingReportingOverflow(st).overflow else { return nil }
         return (comm, p, ut, st, start)
     }
 

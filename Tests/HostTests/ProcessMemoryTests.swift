@@ -25,6 +25,19 @@ import MinewatchHost
         #expect(r[3].label == "anonymous 7fc1e31b1000-7fc1e3211000 rwxp")
     }
 
+    /// Found by scripts/fuzz: tick counts whose sum overflows made the thread stat parser trap.
+    @Test func statLinesWhoseTicksOverflowAreRefused() {
+        let fields = ["R", "1"] + Array(repeating: "1", count: 9) + ["18446744073709551615", "2"] + Array(repeating: "1", count: 7)
+        let line = Array("9 (x) \(fields.joined(separator: " "))\n".utf8)
+        #expect(ProcParsers.stat(line) == nil)
+        #expect(ProcParsers.threadStat(line) == nil)
+        var fine = fields
+        fine[11] = "7"
+        let ok = Array("9 (x) \(fine.joined(separator: " "))\n".utf8)
+        #expect(ProcParsers.threadStat(ok)?.cpuTicks == 9)
+        #expect(ProcParsers.threadStat(ok)?.state == UInt8(ascii: "R"))
+    }
+
     @Test func smapsKeepsResidentSize() {
         let text = """
         7fc1c3fff000-7fc1d4021000 rw-p 00000000 00:00 0 
