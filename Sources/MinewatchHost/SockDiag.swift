@@ -84,6 +84,11 @@ public enum SockDiagParser {
             if type == nlmsgError {
                 let code = len >= 20 ? Int32(bitPattern: u32(off + 16)) : 0
                 if code == 0 { off += align(len); continue }
+                // The kernel sends -errno; a code that is no negated errno (Int32.min has no negation) is malformed.
+                guard code < 0, code > -4096 else {
+                    throw MinewatchError(.format, operation: "parse sock_diag reply", subject: "netlink", offset: Int64(off),
+                                         message: "error message with code \(code), not a negated errno")
+                }
                 throw MinewatchError.posix("sock_diag dump", subject: "netlink", errno: -code)
             }
             if type == sockDiagByFamily {

@@ -106,6 +106,14 @@ private func ownNetns() -> UInt64 {
         let eperm = UInt32(bitPattern: -1)
         withUnsafeBytes(of: eperm.littleEndian) { for (i, b) in $0.enumerated() { err[16 + i] = b } }
         #expect(throws: MinewatchError.self) { try SockDiagParser.parse(err, into: &out) }
+        // An error code with no negation (Int32.min; found by scripts/fuzz) is malformed, not a trap.
+        withUnsafeBytes(of: UInt32(0x8000_0000).littleEndian) { for (i, b) in $0.enumerated() { err[16 + i] = b } }
+        do {
+            _ = try SockDiagParser.parse(err, into: &out)
+            Issue.record("Int32.min error code accepted")
+        } catch {
+            #expect(error.description.contains("not a negated errno"))
+        }
         // DONE ends the dump; truncated trailing bytes are ignored.
         var done = [UInt8](repeating: 0, count: 20)
         done[0] = 16; done[4] = 3
