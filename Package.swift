@@ -74,6 +74,9 @@ let package = Package(
         .target(name: "MinewatchNetwork", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchPackets"]),
         // Runtime detectors and the watch loop (over MinewatchHost values).
         .target(name: "MinewatchRuntime", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchSignatures", "MinewatchHost", "MinewatchEngine", "MinewatchAnalysis", "MinewatchNetwork", "MinewatchConfig"]),
+        // Signed scan attestations: DSSE envelopes over in-toto Statements (ECDSA P-256 through
+        // swift-crypto), stored in and read from an image's registry the way cosign does.
+        .target(name: "MinewatchAttest", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchImage", .product(name: "Crypto", package: "swift-crypto")]),
         // Every output format, in one place.
         .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchHistory"]),
         // The commands, one per file.
@@ -81,7 +84,7 @@ let package = Package(
             name: "MinewatchCommands",
             dependencies: [
                 "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchScan", "MinewatchOutput",
-                "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork", "MinewatchConfig", "MinewatchServer", "MinewatchHistory",
+                "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork", "MinewatchConfig", "MinewatchServer", "MinewatchHistory", "MinewatchAttest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -117,6 +120,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "FuzzTests", dependencies: ["MinewatchFuzz", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "AttestTests", dependencies: ["MinewatchAttest", "MinewatchCore", "MinewatchModel", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "ConfigTests", dependencies: ["MinewatchConfig", "MinewatchCore", "MinewatchModel"]),
         .testTarget(name: "HistoryTests", dependencies: ["MinewatchHistory", "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
         // Builders for synthetic samples and archives used by several test targets.

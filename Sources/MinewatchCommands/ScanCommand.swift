@@ -47,14 +47,7 @@ public struct ScanCommand: ParsableCommand {
     @Option(name: .customLong("engine-socket"), help: "Docker Engine API socket for image names (default: $DOCKER_HOST, /var/run/docker.sock, /run/podman/podman.sock).")
     var engineSocket: String?
 
-    @Flag(help: "Talk plain HTTP to the registry (a local registry without TLS).")
-    var insecure = false
-
-    @Option(help: "Registry user name (or MINEWATCH_REGISTRY_USERNAME; ~/.docker/config.json is read too).")
-    var username: String?
-
-    @Option(help: "Registry password (or MINEWATCH_REGISTRY_PASSWORD).")
-    var password: String?
+    @OptionGroup var registry: RegistryOptions
 
     @Option(name: .customLong("max-image-size"), help: "Largest image exported from the engine, in MiB.")
     var maxImageMiB: Int64 = 64 * 1024
@@ -73,6 +66,8 @@ public struct ScanCommand: ParsableCommand {
 
     @OptionGroup var rules: RuleOptions
 
+    @OptionGroup var attest: AttestOptions
+
     public init() {}
 
     public func validate() throws {
@@ -81,6 +76,7 @@ public struct ScanCommand: ParsableCommand {
         }
         if !(0...255).contains(exitCode) { throw ValidationError("--exit-code must be 0-255") }
         if maxLayerMiB <= 0 { throw ValidationError("--max-layer-size must be positive") }
+        try attest.validate()
     }
 
     public func run() throws {
@@ -90,12 +86,11 @@ public struct ScanCommand: ParsableCommand {
         options.cacheDirectory = cache
         options.limits.maxOutput = maxLayerMiB << 20
         options.engineSocket = engineSocket
-        options.insecureRegistry = insecure
+        options.insecureRegistry = registry.insecure
         options.maxImageSize = maxImageMiB << 20
-        let env = ProcessInfo.processInfo.environment
-        if let user = username ?? env["MINEWATCH_REGISTRY_USERNAME"] {
-            options.credentials = RegistryCredentials(username: user, password: password ?? env["MINEWATCH_REGISTRY_PASSWORD"] ?? "")
-        }
+        options.credentials = registry.credentials
+        // Read the signing key before a long scan, so a wrong key fails at once.
+        let signer = try attest.signer()
         let scanner = ImageScanner(rules: compiled, options: options)
         let progress = (!noProgress && Terminal.stderrIsTTY) ? TTYProgress() : nil
         scanner.progress = progress
@@ -105,7 +100,11 @@ public struct ScanCommand: ParsableCommand {
             for rep in r { for e in rep.errors { Terminal.error(ScanIssueText.line(target: rep.target, e)) } }
             reports += r
         }
-        let report = ScanReport(targets: reports)
+        let report = ScanReport(targets: reports, rulesDigest: "sha256:" + set.digest, scannedAt: Date())
+        var attestFailed = false
+        if let signer {
+            attestFailed = !attest.attest(report, threshold: failOn, signer: signer, registry: registry)
+        }
         let color = output == nil && format == .table && !noColor && Terminal.stdoutIsTTY
         let text = ReportRenderer.render(report, format: format, rules: set, color: color)
         if let output {
@@ -119,7 +118,7 @@ public struct ScanCommand: ParsableCommand {
         if reports.contains(where: { $0.findings.contains { $0.severity >= failOn } }) {
             throw ExitCode(exitCode)
         }
-        if reports.contains(where: { !$0.errors.isEmpty }) { throw ExitCode(2) }
+        if reports.contains(where: { !$0.errors.isEmpty }) || attestFailed { throw ExitCode(2) }
     }
 }
 

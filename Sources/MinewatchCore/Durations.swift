@@ -26,6 +26,8 @@ public enum Durations {
         if seconds < 1 { return "\(Int((seconds * 1000).rounded()))ms" }
         if seconds.rounded() != seconds { return "\(seconds)s" }
         let s = Int(seconds)
+        if s >= 86400 && s % 86400 == 0 { return "\(s / 86400)d" }
+        if s >= 86400 { return "\(s / 86400)d" + format(Double(s % 86400)) }
         if s % 3600 == 0 { return "\(s / 3600)h" }
         if s >= 60 { return s % 60 == 0 ? "\(s / 60)m" : "\(s / 60)m\(s % 60)s" }
         return "\(s)s"

@@ -124,7 +124,12 @@ public struct Platform: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-enum MediaTypes {
+public enum MediaTypes {
+    public static let ociManifest = "application/vnd.oci.image.manifest.v1+json"
+    public static let ociIndex = "application/vnd.oci.image.index.v1+json"
+    public static let ociConfig = "application/vnd.oci.image.config.v1+json"
+    /// Every manifest type `RegistryClient` reads, for an Accept header.
+    public static var manifestAccept: String { RegistryClient.manifestAccept }
     static let indexTypes: Set<String> = [
         "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
     ]

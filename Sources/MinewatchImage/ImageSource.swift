@@ -179,12 +179,16 @@ public protocol ImageSource: AnyObject {
     /// verify (a registry): a result known for that digest may stand for the layer without
     /// fetching it. False for archives and folders, whose bytes must be hashed to be trusted.
     var contentAddressed: Bool { get }
+    /// The digest of the manifest or index the reference named, computed from its bytes; nil
+    /// where the source has none that a registry would know it by (archives, folders, engines).
+    var manifestDigest: String? { get }
     /// The layer's stored bytes (possibly gzip or zstd compressed).
     func openLayer(_ layer: LayerDescriptor) throws(MinewatchError) -> ByteStream
 }
 
 extension ImageSource {
     public var contentAddressed: Bool { false }
+    public var manifestDigest: String? { nil }
 }
 
 /// Where blobs of an archive or layout live: a tar file's entries or a folder's files.

@@ -90,6 +90,8 @@ public final class RegistryClient {
     let http = HTTPClient()
     let temp: PrivateTempDir
     public var maxBlobSize: Int64 = 64 << 30
+    /// Ask a token server for push as well as pull (storing attestations).
+    public var pushAccess = false
     static let manifestAccept = [
         "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
         "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.docker.distribution.manifest.v2+json",
@@ -116,20 +118,27 @@ public final class RegistryClient {
     /// GET with the auth dance: on 401, answer a Basic or Bearer challenge once, then retry.
     /// `limit` caps an HTTPS body while it downloads.
     func get(_ path: String, accept: String? = nil, limit: Int64? = nil) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
+        try send("GET", path, accept: accept, limit: limit)
+    }
+
+    /// A request with the auth dance (GET, HEAD, POST, PUT). `path` is a path on the registry or
+    /// an absolute URL it handed out (an upload's Location).
+    func send(_ method: String, _ path: String, accept: String? = nil, headers extra: [String: String] = [:], body: [UInt8] = [],
+              limit: Int64? = nil) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
         var attempt = 0
-        var url = "\(insecure ? "http" : "https")://\(ref.registry)\(path)"
+        var url = path.hasPrefix("http://") || path.hasPrefix("https://") ? path : "\(insecure ? "http" : "https")://\(ref.registry)\(path)"
         var redirects = 0
         while true {
-            var headers: [String: String] = [:]
+            var headers = extra
             if let accept { headers["Accept"] = accept }
             if let authorization, url.contains(ref.registry) { headers["Authorization"] = authorization }
-            let (status, hdrs, body) = try fetch(url, headers: headers, limit: limit ?? maxBlobSize)
+            let (status, hdrs, body) = try fetch(url, method: method, headers: headers, body: body, limit: limit ?? maxBlobSize)
             if status == 401 && attempt == 0, let challenge = hdrs["www-authenticate"] {
                 attempt += 1
                 authorization = try authenticate(challenge)
                 continue
             }
-            if [301, 302, 303, 307, 308].contains(status), let loc = hdrs["location"], redirects < 5 {
+            if method == "GET" || method == "HEAD", [301, 302, 303, 307, 308].contains(status), let loc = hdrs["location"], redirects < 5 {
                 redirects += 1
                 url = loc.hasPrefix("/") ? "\(insecure ? "http" : "https")://\(ref.registry)\(loc)" : loc
                 continue
@@ -138,7 +147,7 @@ public final class RegistryClient {
         }
     }
 
-    func fetch(_ url: String, headers: [String: String], limit: Int64) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
+    func fetch(_ url: String, method: String = "GET", headers: [String: String], body: [UInt8] = [], limit: Int64) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
         guard let u = URL(string: url), let scheme = u.scheme, let host = u.host else {
             throw MinewatchError(.invalidArgument, operation: "fetch", subject: url, message: "invalid URL")
         }
@@ -146,12 +155,14 @@ public final class RegistryClient {
             guard insecure else {
                 throw MinewatchError(.network, operation: "fetch", subject: url, message: "refusing plain HTTP without --insecure")
             }
-            var path = u.path.isEmpty ? "/" : u.path
+            // URL.path drops a trailing slash, which the upload endpoint needs.
+            let raw = URLComponents(url: u, resolvingAgainstBaseURL: false)?.percentEncodedPath ?? u.path
+            var path = raw.isEmpty ? "/" : raw
             if let q = u.query { path += "?\(q)" }
-            let r = try http.request(.tcp(host: host, port: u.port ?? 80), path: path, headers: headers)
+            let r = try http.request(.tcp(host: host, port: u.port ?? 80), method: method, path: path, headers: headers, body: body)
             return (r.status, r.headers, r.body)
         }
-        return try HTTPSFetcher.fetch(u, headers: headers, into: temp, limit: limit)
+        return try HTTPSFetcher.fetch(u, method: method, headers: headers, body: body, into: temp, limit: limit)
     }
 
     func authenticate(_ challenge: String) throws(MinewatchError) -> String {
@@ -171,7 +182,7 @@ public final class RegistryClient {
         }
         var items = comps.queryItems ?? []
         if let s = params["service"] { items.append(URLQueryItem(name: "service", value: s)) }
-        items.append(URLQueryItem(name: "scope", value: params["scope"] ?? "repository:\(ref.repository):pull"))
+        items.append(URLQueryItem(name: "scope", value: params["scope"] ?? "repository:\(ref.repository):\(pushAccess ? "pull,push" : "pull")"))
         comps.queryItems = items
         guard let tokenURL = comps.url?.absoluteString else {
             throw MinewatchError(.format, operation: "authenticate", subject: realm, message: "bad token URL")
@@ -225,9 +236,25 @@ public final class RegistryClient {
     /// The manifest for a tag or digest, and the mismatch when it does not hash to the digest it
     /// was asked for (or to the `Docker-Content-Digest` the registry sent with it).
     public func manifest(_ reference: String) throws(MinewatchError) -> ([String: Any], DigestMismatch?) {
+        let m = try manifestRead(reference)
+        return (m.object, m.mismatch)
+    }
+
+    /// The manifest, its bytes, the digest computed from them and any mismatch with a claim.
+    func manifestRead(_ reference: String) throws(MinewatchError) -> (object: [String: Any], bytes: [UInt8], digest: String, mismatch: DigestMismatch?) {
         let (obj, bytes, headers) = try readJSON("/v2/\(ref.repository)/manifests/\(reference)", accept: Self.manifestAccept, what: "manifest")
         let claimed = reference.contains(":") ? reference : headers["docker-content-digest"]
-        return (obj, claimed.flatMap { ContentDigest.check($0, bytes: bytes, location: "manifest \(reference)") })
+        return (obj, bytes, ContentDigest.of(bytes), claimed.flatMap { ContentDigest.check($0, bytes: bytes, location: "manifest \(reference)") })
+    }
+
+    /// The digest of the manifest (or index) `reference` names, computed from the bytes the
+    /// registry sent; an error when they do not hash to the digest asked for.
+    public func resolveDigest(_ reference: String? = nil) throws(MinewatchError) -> String {
+        let m = try manifestRead(reference ?? ref.reference)
+        if let mm = m.mismatch, (reference ?? ref.reference).contains(":") {
+            throw MinewatchError(.format, operation: "resolve", subject: ref.description, message: "manifest does not hash to \(mm.claimed)")
+        }
+        return m.digest
     }
 
     /// A blob by digest. The download stops as soon as it passes `maxBlobSize` or the size the
@@ -244,7 +271,8 @@ public final class RegistryClient {
     }
 
     public func images(platform: Platform?) throws(MinewatchError) -> [RegistryImage] {
-        let (top, topMismatch) = try manifest(ref.reference)
+        let topRead = try manifestRead(ref.reference)
+        let (top, topMismatch) = (topRead.object, topRead.mismatch)
         var mismatches = topMismatch.map { [$0] } ?? []
         let mt = (top["mediaType"] as? String) ?? ""
         var manifests: [([String: Any], String?)]
@@ -264,7 +292,7 @@ public final class RegistryClient {
             var imageMismatches = mismatches
             if let mm = ContentDigest.check(cfgDigest, bytes: cfgBytes, location: "manifest:config") { imageMismatches.append(mm) }
             out.append(RegistryImage(client: self, configDigest: cfgDigest, config: cfg, layers: withDiffIDs(layers, cfg),
-                                     digestMismatches: imageMismatches))
+                                     digestMismatches: imageMismatches, manifestDigest: topMismatch == nil ? topRead.digest : nil))
         }
         return out
     }
@@ -307,11 +335,13 @@ public final class RegistryImage: ImageSource {
     public let digestMismatches: [DigestMismatch]
     /// Blobs are fetched by digest, and registries and the runtimes that pull from them verify it.
     public var contentAddressed: Bool { true }
+    public let manifestDigest: String?
     let client: RegistryClient
 
     init(client: RegistryClient, configDigest: String, config: ImageConfigInfo, layers: [LayerDescriptor],
-         digestMismatches: [DigestMismatch]) {
+         digestMismatches: [DigestMismatch], manifestDigest: String?) {
         self.client = client
+        self.manifestDigest = manifestDigest
         self.configDigest = configDigest
         self.config = config
         self.layers = layers
@@ -389,9 +419,12 @@ enum HTTPSFetcher {
         }
     }
 
-    static func fetch(_ url: URL, headers: [String: String], into dir: PrivateTempDir, limit: Int64) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
+    static func fetch(_ url: URL, method: String = "GET", headers: [String: String], body: [UInt8] = [], into dir: PrivateTempDir,
+                      limit: Int64) throws(MinewatchError) -> (Int, [String: String], ByteStream) {
         var req = URLRequest(url: url)
         req.timeoutInterval = 120
+        req.httpMethod = method
+        if !body.isEmpty || method == "PUT" || method == "POST" { req.httpBody = Data(body) }
         for (k, v) in headers { req.setValue(v, forHTTPHeaderField: k) }
         let path = "\(dir.path)/dl-\(UUID().uuidString)"
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)

@@ -1,3 +1,4 @@
+import Foundation
 import MinewatchCore
 /// One piece of evidence behind a finding: a matched signature with its offset,
 /// an extracted wallet, a pool URL or an attribute of the file.
@@ -141,10 +142,14 @@ public struct ImageInfo: Sendable, Codable, Hashable {
     public var references: [String]
     public var configDigest: String?
     public var layers: [String]
-    public init(references: [String] = [], configDigest: String? = nil, layers: [String] = []) {
+    /// The digest of the manifest (or index) the reference named, computed from the bytes read
+    /// (never taken from the registry's word); what an attestation's subject names.
+    public var manifestDigest: String?
+    public init(references: [String] = [], configDigest: String? = nil, layers: [String] = [], manifestDigest: String? = nil) {
         self.references = references
         self.configDigest = configDigest
         self.layers = layers
+        self.manifestDigest = manifestDigest
     }
 }
 
@@ -162,12 +167,18 @@ public struct ScanReport: Sendable, Codable {
     public var schemaVersion: Int
     public var tool: String
     public var version: String
+    /// The digest of the rule set the scan ran with (`minewatch rules --digest`).
+    public var rulesDigest: String?
+    /// When the scan ended.
+    public var scannedAt: Date?
     public var targets: [TargetReport]
 
-    public init(targets: [TargetReport], version: String = MinewatchVersion.current) {
+    public init(targets: [TargetReport], version: String = MinewatchVersion.current, rulesDigest: String? = nil, scannedAt: Date? = nil) {
         self.schemaVersion = ScanReport.currentSchemaVersion
         self.tool = "minewatch"
         self.version = version
+        self.rulesDigest = rulesDigest
+        self.scannedAt = scannedAt
         self.targets = targets
     }
 }

@@ -10,4 +10,11 @@ public enum ReportJSON {
         e.dateEncodingStrategy = .iso8601
         return e
     }
+
+    /// Reads what `encoder` wrote (ISO 8601 dates).
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }
 }

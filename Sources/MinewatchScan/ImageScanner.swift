@@ -108,7 +108,7 @@ public final class ImageScanner {
     public func scan(image: ImageSource, target: String, kind: String) -> TargetReport {
         var report = TargetReport(target: target, kind: kind,
                                   image: ImageInfo(references: image.references, configDigest: image.configDigest,
-                                                   layers: image.layers.map(\.digest)))
+                                                   layers: image.layers.map(\.digest), manifestDigest: image.manifestDigest))
         progress?.begin(target: target, totalBytes: image.layers.compactMap(\.size).reduce(0, +))
         defer { progress?.end(target: target) }
         report.findings += scanMetadata(image.config)
