@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // The error type, byte streams, clock, sizes, SHA-256 (swift-crypto), IPAddress, Endpoint, and
@@ -61,6 +63,8 @@ let package = Package(
             "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchHistory",
             .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Logging", package: "swift-log"), .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "HummingbirdCore", package: "hummingbird"), .product(name: "HummingbirdTLS", package: "hummingbird"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
         // Unpackers of packed executables (UPX: NRV2B/2D/2E decoders, LZMA through the system liblzma).
         .target(name: "MinewatchUnpack", dependencies: ["MinewatchCore", "CShims"]),
@@ -77,6 +81,11 @@ let package = Package(
         // Signed scan attestations: DSSE envelopes over in-toto Statements (ECDSA P-256 through
         // swift-crypto), stored in and read from an image's registry the way cosign does.
         .target(name: "MinewatchAttest", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchImage", .product(name: "Crypto", package: "swift-crypto")]),
+        // The admission webhook's decisions: AdmissionReview parsing, pod specs judged with the
+        // manifest rules, images judged by digest (cache, attestations, scans within a deadline).
+        .target(name: "MinewatchAdmission", dependencies: [
+            "MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchAnalysis", "MinewatchImage", "MinewatchScan", "MinewatchAttest", "MinewatchConfig",
+        ]),
         // Every output format, in one place.
         .target(name: "MinewatchOutput", dependencies: ["MinewatchCore", "MinewatchModel", "MinewatchSignatures", "MinewatchHistory"]),
         // The commands, one per file.
@@ -84,7 +93,7 @@ let package = Package(
             name: "MinewatchCommands",
             dependencies: [
                 "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchSignatures", "MinewatchImage", "MinewatchEngine", "MinewatchScan", "MinewatchOutput",
-                "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork", "MinewatchConfig", "MinewatchServer", "MinewatchHistory", "MinewatchAttest",
+                "MinewatchHost", "MinewatchRuntime", "MinewatchPackets", "MinewatchNetwork", "MinewatchConfig", "MinewatchServer", "MinewatchHistory", "MinewatchAttest", "MinewatchAdmission",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -94,7 +103,7 @@ let package = Package(
         // One harness per parser of untrusted bytes, and the libFuzzer driver (scripts/fuzz).
         .target(
             name: "MinewatchFuzz",
-            dependencies: ["MinewatchCore", "CShims", "MinewatchSignatures", "MinewatchImage", "MinewatchUnpack", "MinewatchAnalysis", "MinewatchScan", "MinewatchPackets", "MinewatchNetwork", "MinewatchHost"]
+            dependencies: ["MinewatchCore", "CShims", "MinewatchSignatures", "MinewatchImage", "MinewatchUnpack", "MinewatchAnalysis", "MinewatchScan", "MinewatchPackets", "MinewatchNetwork", "MinewatchHost", "MinewatchAttest", "MinewatchAdmission"]
         ),
         .executableTarget(name: "mw-fuzz", dependencies: ["MinewatchFuzz", "CShims"]),
         // Test workloads that speak the real miner and pool protocols (Stratum, PacketCrypt).
@@ -121,6 +130,9 @@ let package = Package(
         .testTarget(name: "FuzzTests", dependencies: ["MinewatchFuzz", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "AttestTests", dependencies: ["MinewatchAttest", "MinewatchCore", "MinewatchModel", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "AdmissionTests", dependencies: [
+            "TestSupport", "MinewatchAdmission", "MinewatchAttest", "MinewatchConfig", "MinewatchCore", "MinewatchImage", "MinewatchModel", "MinewatchSignatures",
+        ]),
         .testTarget(name: "ConfigTests", dependencies: ["MinewatchConfig", "MinewatchCore", "MinewatchModel"]),
         .testTarget(name: "HistoryTests", dependencies: ["MinewatchHistory", "MinewatchCore", "MinewatchModel", "MinewatchSinks", "MinewatchServer", "TestSupport"]),
         // Builders for synthetic samples and archives used by several test targets.

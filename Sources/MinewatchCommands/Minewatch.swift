@@ -6,7 +6,7 @@ public struct Minewatch: ParsableCommand {
         commandName: "minewatch",
         abstract: "Find cryptojacking in containers: miners in images (scan), in running containers (watch) and in captures (pcap).",
         version: MinewatchVersion.current,
-        subcommands: [ScanCommand.self, WatchCommand.self, PcapCommand.self, AttestCommand.self, VerifyCommand.self, RulesCommand.self, ConfigCommand.self, HistoryCommand.self]
+        subcommands: [ScanCommand.self, WatchCommand.self, PcapCommand.self, AttestCommand.self, VerifyCommand.self, AdmitCommand.self, RulesCommand.self, ConfigCommand.self, HistoryCommand.self]
     )
     public init() {}
 }

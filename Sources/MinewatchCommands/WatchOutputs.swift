@@ -48,16 +48,25 @@ struct WatchOutputs {
         }
         out.append(SinkQueue(sink, capacity: capacity))
         if let h = historyStore { out.append(SinkQueue(HistorySink(store: h), capacity: capacity)) }
+        out += try Self.eventSinks(ocsf: command.ocsfOutput ?? config.outputs.ocsf?.path,
+                                   falcosidekick: command.falcosidekickURL ?? config.outputs.falcosidekick?.url, config: config, capacity: capacity)
+        return out
+    }
+
+    /// The event sinks `watch` and `admit` share: OCSF lines (a file, or "-" for standard output)
+    /// and Falcosidekick, each behind its own bounded queue.
+    static func eventSinks(ocsf: String?, falcosidekick: String?, config: AgentConfig, capacity: Int) throws -> [SinkQueue] {
+        var out: [SinkQueue] = []
         let host = Self.hostname
         let version = MinewatchVersion.current
-        if let ocsf = command.ocsfOutput ?? config.outputs.ocsf?.path {
+        if let ocsf {
             let path = ocsf == "-" ? nil : ocsf
             let h = try Self.open(path)
             out.append(SinkQueue(LineSink(name: "ocsf:\(path ?? "stdout")", handle: h, closeWhenDone: path != nil) {
                 EventRenderer.ocsfLine($0, hostname: host, version: version)
             }, capacity: capacity))
         }
-        if let u = command.falcosidekickURL ?? config.outputs.falcosidekick?.url, let url = URL(string: u) {
+        if let u = falcosidekick, let url = URL(string: u) {
             let c = config.outputs.falcosidekick
             let token = try c?.tokenFile.map { tf in try Terminal.orExit { () throws(MinewatchError) in try TokenFile.read(tf) } }
             out.append(SinkQueue(HTTPSink(name: "falcosidekick", url: url, timeout: c?.timeout ?? 5, retries: c?.retries ?? 5, token: token) {

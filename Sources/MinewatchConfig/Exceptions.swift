@@ -79,6 +79,23 @@ public struct ExceptionRule: Sendable, Hashable {
         return true
     }
 
+    /// True when the exception admits a container at admission time: its namespace, the
+    /// object's labels, the container's image and name, and the families found in its spec (or
+    /// its image's scan). Exceptions that name detectors, destinations or processes describe
+    /// running containers and never match here.
+    public func admits(namespace: String?, labels: [String: String], image: String, container: String, families: Set<String>) -> Bool {
+        guard hasConditions, detectors.isEmpty, destinations.isEmpty, processes.isEmpty else { return false }
+        if !images.isEmpty {
+            let full = Self.qualified(image)
+            guard images.contains(where: { Glob.match($0, image) || Glob.match(Self.qualified($0), full) }) else { return false }
+        }
+        if !containers.isEmpty { guard containers.contains(where: { Glob.match($0, container) }) else { return false } }
+        if !namespaces.isEmpty { guard let ns = namespace, namespaces.contains(where: { Glob.match($0, ns) }) else { return false } }
+        for (k, v) in self.labels { guard let have = labels[k], Glob.match(v, have) else { return false } }
+        if !self.families.isEmpty { guard !families.isEmpty, families.isSubset(of: self.families) else { return false } }
+        return true
+    }
+
     /// An image reference with Docker Hub's implied parts: `busybox` is
     /// `docker.io/library/busybox`, `fluent/fluent-bit:2` is `docker.io/fluent/fluent-bit:2`. A
     /// reference (or pattern) that names a registry, or starts with a glob, is left as it is.

@@ -1,7 +1,9 @@
 import CShims
 import Foundation
 import MinewatchCore
+import MinewatchAdmission
 import MinewatchAnalysis
+import MinewatchAttest
 import MinewatchScan
 import MinewatchHost
 import MinewatchImage
@@ -23,7 +25,7 @@ public enum FuzzTargets {
     public static let all: [(name: String, run: Harness)] = [
         ("tar", tar), ("decompress", decompress), ("layer", layer), ("image", image), ("config", config),
         ("rules", rules), ("pcap", pcap), ("packet", packet), ("stream", stream), ("tls", tls), ("dns", dns),
-        ("file", file), ("upx", upx), ("procfs", procfs),
+        ("file", file), ("upx", upx), ("procfs", procfs), ("attestation", attestation), ("admission", admission),
     ]
 
     public static func harness(_ name: String) -> Harness? { all.first { $0.name == name }?.run }
@@ -168,6 +170,24 @@ public enum FuzzTargets {
     }
 
     static let tls: Harness = { b in _ = TLSClientHello.serverName(Array(b)) }
+
+    /// What a registry serves as an attestation: a DSSE envelope, and the Statement in its payload
+    /// (read only after a signature verified, but parsed here regardless).
+    static let attestation: Harness = { b in
+        let bytes = Array(b)
+        if let env = try? DSSEEnvelope.decode(bytes, name: "fuzz") {
+            _ = env.pae
+            _ = try? ScanStatement.parse(env.payload, name: "fuzz")
+        }
+        _ = try? ScanStatement.parse(bytes, name: "fuzz")
+    }
+
+    /// What the API server relays from whoever creates a workload: an AdmissionReview, and the
+    /// pod spec rendered as manifest text for the rules.
+    static let admission: Harness = { b in
+        guard let r = try? AdmissionRequest.parse(Array(b)) else { return }
+        for c in r.containers { _ = c.manifestText }
+    }
 
     /// What a container controls in /proc and in its root: its /etc/hosts, its processes'
     /// command lines, environment and stat lines (comm is chosen by the process), its sockets'

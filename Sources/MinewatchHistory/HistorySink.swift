@@ -44,7 +44,7 @@ public final class HistorySink: Sink {
         let full = state.withLock { s -> Bool in
             switch record {
             case .alert(let a): s.batch.alerts.append(a)
-            case .response: break
+            case .response, .admission: break
             case .silenced(let a, let exception): s.batch.silenced.append((a.detectedAt, exception, a))
             case .telemetry(let list, _):
                 s.batch.samples += list

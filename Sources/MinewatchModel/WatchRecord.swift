@@ -10,4 +10,6 @@ public enum WatchRecord: Sendable {
     /// An alert an exception silenced: not emitted, but kept where a sink keeps a record (the
     /// history). Outputs that emit alerts ignore it.
     case silenced(Alert, exception: String)
+    /// A decision of the admission webhook (`minewatch admit`), on the same sinks.
+    case admission(AdmissionEvent)
 }

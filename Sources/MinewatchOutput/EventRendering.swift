@@ -158,10 +158,11 @@ public enum EventRenderer {
         return (try? encoder.encode(p)).map(Array.init) ?? []
     }
 
-    /// Records as Falcosidekick bodies: alerts only.
+    /// Records as Falcosidekick bodies: alerts and admission decisions.
     public static func falcoBody(_ r: WatchRecord, hostname: String) -> [UInt8]? {
         switch r {
         case .alert(let a): falcoEvent(a, hostname: hostname)
+        case .admission(let e): AdmissionRenderer.falcoEvent(e, hostname: hostname)
         case .response, .telemetry, .silenced: nil
         }
     }
@@ -247,11 +248,14 @@ public enum EventRenderer {
         return f
     }
 
-    /// A record as an OCSF JSON line: alerts only.
+    /// A record as an OCSF JSON line: alerts and admission decisions.
     public static func ocsfLine(_ r: WatchRecord, hostname: String, version: String) -> String {
         switch r {
         case .alert(let a):
             guard let d = try? JSONSerialization.data(withJSONObject: ocsfFinding(a, hostname: hostname, version: version), options: [.sortedKeys, .withoutEscapingSlashes]) else { return "" }
+            return String(decoding: d, as: UTF8.self) + "\n"
+        case .admission(let e):
+            guard let d = try? JSONSerialization.data(withJSONObject: AdmissionRenderer.ocsfFinding(e, hostname: hostname, version: version), options: [.sortedKeys, .withoutEscapingSlashes]) else { return "" }
             return String(decoding: d, as: UTF8.self) + "\n"
         case .response, .telemetry, .silenced: return ""
         }

@@ -26,6 +26,7 @@ public enum WatchRenderer {
         case .response(let x): jsonLine(x)
         case .telemetry(let t, _): telemetry ? t.map(jsonLine).joined() : ""
         case .silenced: ""
+        case .admission(let e): AdmissionRenderer.jsonLine(e)
         }
     }
 
@@ -34,6 +35,7 @@ public enum WatchRenderer {
         switch r {
         case .alert(let a): tableLine(a)
         case .response(let x): responseLine(x.response, container: x.container)
+        case .admission(let e): AdmissionRenderer.tableLine(e)
         case .telemetry, .silenced: ""
         }
     }

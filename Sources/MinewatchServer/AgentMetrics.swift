@@ -66,19 +66,7 @@ public final class AgentMetrics: Sendable {
                 if l.exceptionHits[name] != hits { g.set(Double(hits)) }
             }
             l.exceptionHits = exceptionHits
-            for s in sinks {
-                let prev = l.sinks[s.name]
-                let labels = [("sink", s.name)]
-                registry.makeGauge(name: "minewatch_sink_queue_length", labels: labels, help: "Records waiting in a sink's queue.").set(Double(s.queued))
-                func bump(_ name: String, _ help: String, _ now: Int, _ before: Int?) {
-                    let c = registry.makeCounter(name: name, labels: labels, help: help)
-                    if now > (before ?? 0) { c.increment(by: Int64(now - (before ?? 0))) }
-                }
-                bump("minewatch_sink_written_total", "Records a sink wrote.", s.written, prev?.written)
-                bump("minewatch_sink_dropped_total", "Records a sink's full queue refused (the sink was too slow).", s.dropped, prev?.dropped)
-                bump("minewatch_sink_failed_total", "Records a sink failed to write (after its retries).", s.failed, prev?.failed)
-                l.sinks[s.name] = s
-            }
+            Self.recordSinks(sinks, registry: registry, last: &l.sinks)
             var drops: [String: Int] = [:]
             for t in telemetry {
                 guard let d = t.captureDrops else { continue }
@@ -126,6 +114,23 @@ public final class AgentMetrics: Sendable {
 
     /// The text exposition format.
     public func exposition() -> [UInt8] { registry.emitToBuffer() }
+
+    /// Each sink's queue length, and what it wrote, dropped and failed since `last` (updated).
+    static func recordSinks(_ sinks: [SinkStats], registry: PrometheusCollectorRegistry, last: inout [String: SinkStats]) {
+        for s in sinks {
+            let prev = last[s.name]
+            let labels = [("sink", s.name)]
+            registry.makeGauge(name: "minewatch_sink_queue_length", labels: labels, help: "Records waiting in a sink's queue.").set(Double(s.queued))
+            func bump(_ name: String, _ help: String, _ now: Int, _ before: Int?) {
+                let c = registry.makeCounter(name: name, labels: labels, help: help)
+                if now > (before ?? 0) { c.increment(by: Int64(now - (before ?? 0))) }
+            }
+            bump("minewatch_sink_written_total", "Records a sink wrote.", s.written, prev?.written)
+            bump("minewatch_sink_dropped_total", "Records a sink's full queue refused (the sink was too slow).", s.dropped, prev?.dropped)
+            bump("minewatch_sink_failed_total", "Records a sink failed to write (after its retries).", s.failed, prev?.failed)
+            last[s.name] = s
+        }
+    }
 
     static func cpuSeconds() -> Double {
         var ru = rusage()

@@ -1,6 +1,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import MinewatchCore
 import Synchronization
@@ -14,9 +16,12 @@ public final class AgentServer: Sendable {
     public struct RouteRequest: Sendable {
         public var parameters: [String: String]
         public var query: [String: String]
-        public init(parameters: [String: String] = [:], query: [String: String] = [:]) {
+        /// A POST's body (at most the route's `maxBody`).
+        public var body: [UInt8]
+        public init(parameters: [String: String] = [:], query: [String: String] = [:], body: [UInt8] = []) {
             self.parameters = parameters
             self.query = query
+            self.body = body
         }
     }
 
@@ -45,12 +50,22 @@ public final class AgentServer: Sendable {
         /// Served without the token: the dashboard's page and script, which hold no data (a
         /// browser cannot send a token for the page itself; the page sends it for the API).
         public var isPublic = false
-        public var handler: @Sendable (RouteRequest) -> RouteResponse
-        public init(path: String, isPublic: Bool = false, handler: @escaping @Sendable (RouteRequest) -> RouteResponse) {
+        /// GET, or POST (the body is read up to `maxBody`; a longer one is answered 413).
+        public var post = false
+        public var maxBody = 0
+        public var handler: @Sendable (RouteRequest) async -> RouteResponse
+        public init(path: String, isPublic: Bool = false, handler: @escaping @Sendable (RouteRequest) async -> RouteResponse) {
             self.path = path
             self.isPublic = isPublic
             parameterNames = path.split(separator: "/").filter { $0.hasPrefix(":") }.map { String($0.dropFirst()) }
             self.handler = handler
+        }
+        /// A POST route taking a body of at most `maxBody` bytes.
+        public static func post(_ path: String, maxBody: Int, handler: @escaping @Sendable (RouteRequest) async -> RouteResponse) -> Route {
+            var r = Route(path: path, isPublic: true, handler: handler)
+            r.post = true
+            r.maxBody = maxBody
+            return r
         }
         /// A route whose answer does not depend on the request.
         public static func fixed(_ path: String, isPublic: Bool = false, _ handler: @escaping @Sendable () -> (contentType: String, body: [UInt8])) -> Route {
@@ -65,6 +80,11 @@ public final class AgentServer: Sendable {
     public let port: Int
     let token: String?
     let routes: [Route]
+    /// HTTPS with this certificate (reloaded when its files change); plain HTTP without.
+    let tls: CertificateReloader?
+    /// Without the loopback-or-token guard: for the admission webhook, whose client (the API
+    /// server) reaches it by a cluster name and authenticates it by its certificate.
+    let open: Bool
     let boundPort = Mutex<Int?>(nil)
     let failure = Mutex<String?>(nil)
     let started = DispatchSemaphore(value: 0)
@@ -75,11 +95,13 @@ public final class AgentServer: Sendable {
     public var refused: Int { refusals.value.load(ordering: .relaxed) }
 
     /// `token` is required when `host` is not loopback (the caller checks that one is set).
-    public init(host: String, port: Int, token: String?, routes: [Route]) {
+    public init(host: String, port: Int, token: String?, routes: [Route], tls: CertificateReloader? = nil, open: Bool = false) {
         self.host = host
         self.port = port
         self.token = token
         self.routes = routes
+        self.tls = tls
+        self.open = open
     }
 
     /// Starts serving; returns once the socket is bound (the port actually bound, for port 0),
@@ -87,16 +109,27 @@ public final class AgentServer: Sendable {
     @discardableResult
     public func start() throws(MinewatchError) -> Int {
         let router = Router()
-        router.add(middleware: BearerMiddleware(token: token, refused: refusals, publicPaths: Set(routes.filter(\.isPublic).map(\.path))))
+        if !open {
+            router.add(middleware: BearerMiddleware(token: token, refused: refusals, publicPaths: Set(routes.filter(\.isPublic).map(\.path))))
+        }
         for r in routes {
             let handler = r.handler
             let names = r.parameterNames
-            router.get(RouterPath(r.path)) { request, context -> Response in
+            let maxBody = r.maxBody
+            let respond: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
                 var params: [String: String] = [:]
                 for n in names { if let v = context.parameters.get(n) { params[n] = v } }
                 var query: [String: String] = [:]
                 for (k, v) in request.uri.queryParameters { query[String(k)] = String(v) }
-                let answer = handler(RouteRequest(parameters: params, query: query))
+                var body: [UInt8] = []
+                if maxBody > 0 {
+                    guard let buffer = try? await request.body.collect(upTo: maxBody) else {
+                        return Response(status: .contentTooLarge, headers: [.contentType: "text/plain; charset=utf-8"],
+                                        body: ResponseBody(byteBuffer: ByteBuffer(string: "body larger than \(maxBody) bytes\n")))
+                    }
+                    body = Array(buffer.readableBytesView)
+                }
+                let answer = await handler(RouteRequest(parameters: params, query: query, body: body))
                 var headers = HTTPFields()
                 headers[.contentType] = answer.contentType
                 headers[.cacheControl] = "no-store"
@@ -105,11 +138,16 @@ public final class AgentServer: Sendable {
                 if let n = HTTPField.Name("Content-Security-Policy") { headers[n] = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:" }
                 return Response(status: HTTPResponse.Status(code: answer.status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.body)))
             }
+            if r.post { router.post(RouterPath(r.path), use: respond) } else { router.get(RouterPath(r.path), use: respond) }
         }
         var logger = Logger(label: "minewatch.http") { _ in StreamLogHandler.standardError(label: "minewatch.http") }
         // Bind failures surface as errors of start(); cancelling the server on stop logs an error that is not one.
         logger.logLevel = .critical
-        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "minewatch"),
+        let server: HTTPServerBuilder
+        do { server = try tls.map { try .tls(.http1(), tlsConfiguration: $0.configuration()) } ?? .http1() } catch {
+            throw MinewatchError(.invalidArgument, operation: "configure TLS", subject: tls?.certFile, message: "\(error)")
+        }
+        let app = Application(router: router, server: server, configuration: .init(address: .hostname(host, port: port), serverName: "minewatch"),
                               onServerRunning: { [self] channel in
                                   boundPort.withLock { $0 = channel.localAddress?.port ?? port }
                                   started.signal()

@@ -210,7 +210,7 @@ public final class ScreenSink: Sink {
             alerts.withLock { list in
                 if let i = list.lastIndex(where: { $0.container.id == r.container.id && $0.detector == r.detector }) { list[i].response = r.response }
             }
-        case .silenced: break
+        case .silenced, .admission: break
         case .telemetry(let t, _):
             let text = render(t, alerts.withLock { $0 })
             try? handle.write(contentsOf: Data(text.utf8))

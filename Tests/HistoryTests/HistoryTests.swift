@@ -130,7 +130,7 @@ import TestSupport
         #expect(throws: MinewatchError.self) { try HistoryReader(path: dir.path + "/bad.db") }
     }
 
-    @Test func dashboardAPIOverTheHistory() throws {
+    @Test func dashboardAPIOverTheHistory() async throws {
         let dir = try TempDir("dashapi")
         defer { dir.cleanup() }
         let path = dir.path + "/h.db"
@@ -146,27 +146,27 @@ import TestSupport
                      exceptions: [.init(name: "egress", reason: "our proxy", source: "m.yaml:9", hits: 3)], at: now)
         let reader = try HistoryReader(path: path)
         let routes = Dictionary(uniqueKeysWithValues: DashboardRoutes.routes(state: state, history: { reader }).map { ($0.path, $0) })
-        func get(_ path: String, _ params: [String: String] = [:], _ query: [String: String] = [:]) throws -> (Int, [String: Any]) {
-            let r = try #require(routes[path]).handler(.init(parameters: params, query: query))
+        func get(_ path: String, _ params: [String: String] = [:], _ query: [String: String] = [:]) async throws -> (Int, [String: Any]) {
+            let r = await try #require(routes[path]).handler(.init(parameters: params, query: query))
             return (r.status, (try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any]) ?? [:])
         }
-        let (s1, list) = try get("/api/containers")
+        let (s1, list) = try await get("/api/containers")
         let first = (list["containers"] as? [[String: Any]])?.first
         #expect(s1 == 200 && first?["id"] as? String == c.id && first?["uploadBytesPerSecond"] as? Double == 250_000)
         #expect((first?["alerts"] as? [[String: Any]])?.first?["detector"] as? String == "relay")
-        let (s2, series) = try get("/api/containers/:id/series", ["id": "proxy"], ["since": "1h"])
+        let (s2, series) = try await get("/api/containers/:id/series", ["id": "proxy"], ["since": "1h"])
         #expect(s2 == 200 && (series["samples"] as? [Any])?.count == 10 && (series["alerts"] as? [Any])?.count == 1, "\(series)")
-        #expect(try get("/api/containers/:id/series", ["id": "nothing"]).0 == 404)
-        #expect(try get("/api/containers/:id/series", ["id": "proxy"], ["since": "soon"]).0 == 400)
+        #expect(try await get("/api/containers/:id/series", ["id": "nothing"]).0 == 404)
+        #expect(try await get("/api/containers/:id/series", ["id": "proxy"], ["since": "soon"]).0 == 400)
         for bad in ["nan", "inf", "-inf", "1e300", "99999999999999999999"] {
-            #expect(try get("/api/containers/:id/series", ["id": "proxy"], ["since": bad]).0 == 400, "since=\(bad)")
-            #expect(try get("/api/alerts", [:], ["since": bad]).0 == 400, "since=\(bad)")
+            #expect(try await get("/api/containers/:id/series", ["id": "proxy"], ["since": bad]).0 == 400, "since=\(bad)")
+            #expect(try await get("/api/alerts", [:], ["since": bad]).0 == 400, "since=\(bad)")
         }
-        let (s3, alerts) = try get("/api/alerts", [:], ["since": "24h", "container": "proxy"])
+        let (s3, alerts) = try await get("/api/alerts", [:], ["since": "24h", "container": "proxy"])
         #expect(s3 == 200 && (alerts["alerts"] as? [Any])?.count == 1)
-        let ex = try #require(routes["/api/exceptions"]).handler(.init())
+        let ex = await try #require(routes["/api/exceptions"]).handler(.init())
         #expect(String(decoding: ex.body, as: UTF8.self).contains("\"hits\":3"))
-        let page = try #require(routes["/"]).handler(.init())
+        let page = await try #require(routes["/"]).handler(.init())
         #expect(page.contentType.hasPrefix("text/html") && String(decoding: page.body, as: UTF8.self).contains("<script src=\"/dashboard.js\">"))
         #expect(!String(decoding: page.body, as: UTF8.self).contains("http"), "no external asset: \(String(decoding: page.body, as: UTF8.self).ranges(of: "http").count)")
         #expect(DashboardRoutes.since("30m", default: 0, now: now) == now.addingTimeInterval(-1800))

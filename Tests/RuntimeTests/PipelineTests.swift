@@ -149,6 +149,7 @@ import TestSupport
             case .response(let r): text = "response \(r.response.result)"
             case .telemetry: text = "telemetry"
             case .silenced(let a, let e): text = "silenced \(a.detector) by \(e)"
+            case .admission(let e): text = "admission \(e.decision)"
             }
             log.withLock { $0.append(text) }
         }
