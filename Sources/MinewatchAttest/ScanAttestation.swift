@@ -122,7 +122,9 @@ public struct ScanStatement: Sendable, Equatable {
         guard let pt = obj["predicateType"] as? String else { throw bad("predicateType", "missing") }
         var predicate: ScanPredicate?
         if pt == ScanPredicate.type {
-            guard let p = obj["predicate"], let data = try? JSONSerialization.data(withJSONObject: p) else { throw bad("predicate", "missing") }
+            // An object, checked before serialising it again (JSONSerialization traps on anything else).
+            guard let p = obj["predicate"] as? [String: Any], JSONSerialization.isValidJSONObject(p),
+                  let data = try? JSONSerialization.data(withJSONObject: p) else { throw bad("predicate", "missing or not an object") }
             do { predicate = try JSONDecoder().decode(ScanPredicate.self, from: data) } catch {
                 throw bad("predicate", "not a minewatch scan result (\(error))")
             }

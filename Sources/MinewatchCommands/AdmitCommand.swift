@@ -203,7 +203,7 @@ public struct AdmitCommand: ParsableCommand {
             usleep(200_000)
             let stats = controller.cache.stats
             metrics.update(cacheEntries: controller.cache.count, cacheHits: stats.hits, cacheMisses: stats.misses, scansRunning: controller.scansRunning,
-                           certificateReloads: tls.reloads.load(ordering: .relaxed), sinks: outputs.map(\.stats))
+                           certificateReloads: tls.reloads, sinks: outputs.map(\.stats))
             if let e = tls.failure, e != reportedCertError {
                 Terminal.error("new certificate not loaded, still serving the previous one: \(e)")
             }

@@ -22,7 +22,9 @@ public final class CertificateReloader: Sendable {
     let current: Mutex<Loaded>
     let lastError = Mutex<String?>(nil)
     /// Times a changed pair was loaded after the first.
-    public let reloads = Atomic<Int>(0)
+    /// (A Mutex, not an Atomic: the release compiler rejects an Atomic in a class whose init throws.)
+    let reloadCount = Mutex<Int>(0)
+    public var reloads: Int { reloadCount.withLock { $0 } }
     /// How often the files are looked at, at most.
     let every: TimeInterval
 
@@ -74,7 +76,7 @@ public final class CertificateReloader: Sendable {
             do {
                 let fresh = try Self.load(certFile, keyFile)
                 current.withLock { $0 = fresh }
-                reloads.add(1, ordering: .relaxed)
+                reloadCount.withLock { $0 += 1 }
                 lastError.withLock { $0 = nil }
             } catch {
                 lastError.withLock { $0 = error.description }

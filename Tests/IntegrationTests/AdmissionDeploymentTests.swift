@@ -182,4 +182,17 @@ import Yams
             #expect(r.status == 0, "\(line): \(r.err)")
         }
     }
+
+    /// The README's deploy-time walkthrough, as scripts/demo-admit runs it.
+    @Test func readmeWalkthroughDeniesTheMinerAndAdmitsTheAttestedImage() throws {
+        try requireTools(["podman", "docker-registry", "openssl", "curl"])
+        // The test's own build (scripts/minewatch would run swift build, whose lock swift test holds).
+        var env = ProcessInfo.processInfo.environment
+        env["MINEWATCH"] = minewatchBinary()
+        let r = try run([Self.root + "/scripts/demo-admit"], env: env)
+        let out = String(decoding: r.out, as: UTF8.self)
+        #expect(r.status == 0, "\(out) \(r.err.suffix(3000))")
+        #expect(out.contains("unscanned miner image: {") && out.contains("\"allowed\":false"), "\(out)")
+        #expect(r.err.contains("VALID") || out.contains("VALID"), "\(r.err.suffix(2000))")
+    }
 }
