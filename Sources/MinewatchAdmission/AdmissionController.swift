@@ -194,7 +194,7 @@ public final class AdmissionController: Sendable {
     func unattested(_ image: String, ref: ImageReference, digest: String, why: String, now: @Sendable () -> Date) -> ImageVerdict {
         let info = AdmissionEvent.Image(image: image, digest: digest, source: .unattested, verdict: "unknown", detail: why)
         switch policy.unattested {
-        case .deny: return ImageVerdict(image: info, deny: "\(image) (\(digest.prefix(19))): \(why)")
+        case .deny: return ImageVerdict(image: info, deny: "\(image) (\(digest)): \(why)")
         case .warn: return ImageVerdict(image: info, warn: "\(image) is not attested (\(why))")
         case .scan:
             let ended = scans.scan(digest, deadline: policy.scanDeadline) { [self] in
@@ -221,7 +221,7 @@ public final class AdmissionController: Sendable {
             guard ended, let e = cache.get(digest, now: now()) else {
                 var still = info
                 still.detail = "scan still running (\(why))"
-                return ImageVerdict(image: still, deny: "\(image) (\(digest.prefix(19))): not attested, scan still running; retry shortly")
+                return ImageVerdict(image: still, deny: "\(image) (\(digest)): not attested, scan still running; retry shortly")
             }
             return verdict(image, digest, e, source: .scan)
         }
@@ -234,7 +234,7 @@ public final class AdmissionController: Sendable {
         case .pass: return ImageVerdict(image: info)
         case .fail:
             let fam = e.families.isEmpty ? "" : " (\(e.families.joined(separator: ", ")))"
-            return ImageVerdict(image: info, deny: "\(image) (\(digest.prefix(19))) failed its scan\(fam): \(e.detail)")
+            return ImageVerdict(image: info, deny: "\(image) (\(digest)) failed its scan\(fam): \(e.detail)")
         case .incomplete:
             return policy.onError == .deny ? ImageVerdict(image: info, deny: "\(image): \(e.detail)") : ImageVerdict(image: info, warn: "\(image): \(e.detail)")
         }

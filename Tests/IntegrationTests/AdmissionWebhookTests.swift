@@ -63,10 +63,13 @@ import TestSupport
             reason: the network team measures proxyware here on purpose
             namespace: netlab
         """.utf8))
-        let metricsPort = freeLoopbackPort()
-        let ocsf = lab.dir.path + "/ocsf.jsonl"
+        let metricsPort = freeLoopbackPort(), falcoPort = freeLoopbackPort()
+        let ocsf = lab.dir.path + "/ocsf.jsonl", falco = lab.dir.path + "/falco.jsonl"
+        let receiver = try BackgroundProcess(["python3", fixturePath("falco-receiver.py"), String(falcoPort), falco], label: "falco")
+        defer { receiver.stop() }
+        #expect(receiver.wait { loopbackPortOpen(falcoPort) })
         let deny = try start(lab, "deny", ["--key", pub, "--policy", "deny", "--config", config, "--ocsf-output", ocsf,
-                                           "--metrics-listen", "127.0.0.1:\(metricsPort)"])
+                                           "--falcosidekick-url", "http://127.0.0.1:\(falcoPort)/", "--metrics-listen", "127.0.0.1:\(metricsPort)"])
         defer { deny.process.stop() }
 
         // Attested: admitted. Unattested miner: denied under deny, naming the digest.
@@ -88,10 +91,18 @@ import TestSupport
         defer { warn.process.stop() }
         let warned = try post(lab, warn, AdmissionReviews.text("Pod", spec: pod(lab.miner)))
         #expect(allowed(warned) && warnings(warned).contains { $0.contains("not attested") }, "\(warned)")
-        let scanning = try start(lab, "scan", ["--key", pub, "--policy", "scan", "--scan-deadline", "8s"])
+        let scanning = try start(lab, "scan", ["--key", pub, "--policy", "scan", "--scan-deadline", "8s", "--attest", key])
         defer { scanning.process.stop() }
         let scanned = try post(lab, scanning, AdmissionReviews.text("StatefulSet", spec: pod(lab.miner)))
         #expect(!allowed(scanned) && message(scanned).contains("failed its scan") && message(scanned).contains("xmrig"), "\(scanned)")
+        #expect(message(scanned).contains(try lab.digest("miner")), "the response names the digest: \(scanned)")
+        // The webhook attested what it scanned: anyone (another replica, CI's verify) reads the verdict.
+        var shared = ""
+        _ = scanning.process.wait(seconds: 15) {
+            shared = (try? minewatch(["verify", "--insecure", "--key", pub, "-f", "json", lab.miner]).out) ?? ""
+            return shared.contains("failing-verdict")
+        }
+        #expect(shared.contains("failing-verdict"), "\(shared)")
         // Audit: admitted, with what enforcing would have said.
         let audit = try start(lab, "audit", ["--key", pub, "--policy", "deny", "--audit"])
         defer { audit.process.stop() }
@@ -116,6 +127,16 @@ import TestSupport
         #expect(lines.contains { $0.contains("\"exception\":\"bandwidth-lab\"") })
         let ocsfLines = (try String(contentsOfFile: ocsf, encoding: .utf8)).split(separator: "\n")
         #expect(ocsfLines.count == 5 && ocsfLines.filter { $0.contains("\"disposition\":\"Blocked\"") }.count == 3, "\(ocsfLines)")
+        // Falcosidekick got every decision, in the shape its FalcoPayload decodes.
+        var received: [[String: Any]] = []
+        _ = receiver.wait(seconds: 15) {
+            received = ((try? String(contentsOfFile: falco, encoding: .utf8)) ?? "").split(separator: "\n")
+                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            return received.count == 5
+        }
+        #expect(received.count == 5)
+        #expect(received.allSatisfy { ($0["problems"] as? [Any])?.isEmpty == true }, "\(received)")
+        #expect(received.filter { (($0["event"] as? [String: Any])?["rule"] as? String) == "minewatch admission denied" }.count == 3, "\(received)")
         let promPort = freeLoopbackPort()
         let promConfig = try lab.dir.file("prometheus.yml", Array("""
         global: {scrape_interval: 1s, evaluation_interval: 1s}
