@@ -11,6 +11,9 @@ public struct PathRefusal: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Reason: Sendable, Equatable {
         /// The relative path is empty (or only `.` and `/`).
         case empty
+        /// The path holds a NUL byte: the system would see a different (shorter) name than the
+        /// one checked (`..\0x` is `..` to openat).
+        case nulByte
         /// `..` would leave the root (refused lexically where links are refused).
         case leavesRoot
         /// A symlink on the way or at the end, where links are refused.
@@ -46,6 +49,7 @@ public struct PathRefusal: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String {
         switch reason {
         case .empty: return "empty path"
+        case .nulByte: return "path contains a NUL byte"
         case .leavesRoot: return "path leaves its root ('..')"
         case .symlink: return "a component is a symlink"
         case .magicLink: return "a component is a symlink or a procfs magic link"
@@ -238,6 +242,9 @@ public final class ConfinedRoot: Sendable {
     /// The path's components; `..` refused where links are, clamped at the root otherwise (the
     /// component-wise resolver; the kernel's resolves `..` itself, see `resolve`).
     func components(_ rel: String, keepDotDot: Bool = false) throws(PathRefusal) -> [String] {
+        // Checked here, where every path enters: a component's Swift string is what is compared
+        // with "..", its C string (cut at the first NUL) what the kernel opens.
+        if rel.utf8.contains(0) { throw PathRefusal(path: display(rel.replacingOccurrences(of: "\0", with: "\\0")), reason: .nulByte) }
         var out: [String] = []
         for p in rel.split(separator: "/", omittingEmptySubsequences: true) where p != "." {
             if p == ".." && keepDotDot {

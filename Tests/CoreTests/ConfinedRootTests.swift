@@ -85,6 +85,21 @@ private func outcome(_ root: ConfinedRoot, _ rel: String) -> Result<[UInt8], Pat
         #expect(throws: PathRefusal.self) { try root.kind(of: "up/outside/secret") }
     }
 
+    /// Found by scripts/fuzz: `..\0x` is not `..` to a string comparison but is `..` to openat,
+    /// which cuts the name at the NUL; the component-wise resolver walked out of the root with it.
+    @Test(arguments: resolvers) func pathsWithNulBytesAreRefused(resolver: ConfinedRoot.Resolver) throws {
+        let t = try EscapeTree()
+        for links in [ConfinedRoot.Links.refused, .inRoot] {
+            let root = try ConfinedRoot(path: t.root, links: links, resolver: resolver)
+            for rel in ["etc/..\0x/../outside/secret", "..\0\0/outside/secret", "app/..\0/../outside/secret", "etc/hosts\0"] {
+                if case .failure(let e) = outcome(root, rel) {
+                    #expect(e.reason == .nulByte && e.description.contains("\\0"), "\(e)")
+                } else { Issue.record("\(rel) opened (\(links), \(resolver))") }
+                #expect(throws: PathRefusal.self) { try root.kind(of: rel) }
+            }
+        }
+    }
+
     @Test(arguments: resolvers) func linksInRootResolveInsideTheContainer(resolver: ConfinedRoot.Resolver) throws {
         let t = try EscapeTree()
         let root = try ConfinedRoot(path: t.root, links: .inRoot, resolver: resolver)
