@@ -125,10 +125,7 @@ public struct PodContainer: Sendable, Hashable {
     /// The container as the lines of a Kubernetes manifest, so the rules that judge manifests in
     /// `scan` judge it the same way (image names, command lines, env).
     public var manifestText: String {
-        func q(_ s: String) -> String {
-            let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
-            return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
-        }
+        let q = JSONText.string
         var lines = ["apiVersion: v1", "kind: Pod", "spec:", "  \(list):", "  - name: \(q(name))", "    image: \(image)"]
         if !command.isEmpty { lines.append("    command: [\(command.map(q).joined(separator: ", "))]") }
         if !args.isEmpty { lines.append("    args: [\(args.map(q).joined(separator: ", "))]") }

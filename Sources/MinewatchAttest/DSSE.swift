@@ -36,10 +36,7 @@ public struct DSSEEnvelope: Sendable, Equatable {
 
     /// The envelope's JSON (keys in the order the spec lists them).
     public func encoded() -> [UInt8] {
-        func q(_ s: String) -> String {
-            let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
-            return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
-        }
+        let q = JSONText.string
         let sigs = signatures.map { "{\"keyid\":\(q($0.keyid)),\"sig\":\(q(Data($0.sig).base64EncodedString()))}" }
         let text = "{\"payload\":\(q(Data(payload).base64EncodedString())),\"payloadType\":\(q(payloadType)),\"signatures\":[\(sigs.joined(separator: ","))]}"
         return Array(text.utf8)

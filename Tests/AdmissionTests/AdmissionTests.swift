@@ -81,20 +81,9 @@ import TestSupport
                                       title: "XMRig", path: "/usr/bin/svc", evidence: [])
 
     func keys() throws -> (AttestationSigner, TrustedKey) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mw-admit-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        _ = try run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", dir + "/k.pem"])
-        _ = try run(["openssl", "pkey", "-in", dir + "/k.pem", "-pubout", "-out", dir + "/k.pub"])
-        return (try AttestationSigner(pemFile: dir + "/k.pem"), try TrustedKey(pemFile: dir + "/k.pub"))
-    }
-
-    func run(_ args: [String]) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        try p.run()
-        p.waitUntilExit()
-        return p.terminationStatus
+        let dir = try TempDir("mw-admit")
+        let (key, pub) = try p256KeyPair(in: dir.path, name: "k")
+        return (try AttestationSigner(pemFile: key), try TrustedKey(pemFile: pub))
     }
 
     func attestation(_ signer: AttestationSigner, digest: String, findings: [Finding]) throws -> [UInt8] {

@@ -83,7 +83,7 @@ import Yams
 
         // The Deployment's own arguments start the webhook (paths under the test's folder, a free
         // port), and a client that knows only the CA and the Service's name gets an answer.
-        _ = try dir.file("keys/ci.pub", Array(try String(contentsOfFile: try keyPub(dir), encoding: .utf8).utf8))
+        _ = try dir.file("keys/ci.pub", Array(try String(contentsOfFile: try p256KeyPair(in: dir.path, name: "k").pub, encoding: .utf8).utf8))
         let free = freeLoopbackPort()
         let local = args.map { a -> String in
             a.replacingOccurrences(of: "/etc/minewatch/tls", with: dir.path + "/tls")
@@ -101,13 +101,6 @@ import Yams
         let answer = try run(["curl", "-sS", "--cacert", dir.path + "/tls/ca.crt", "--resolve", "\(host):\(free):127.0.0.1",
                               "--data-binary", "@\(review)", "https://\(host):\(free)/validate"])
         #expect(String(decoding: answer.out, as: UTF8.self).contains("\"allowed\":false"), "\(answer.err)")
-    }
-
-    func keyPub(_ dir: TempDir) throws -> String {
-        let key = dir.path + "/k.pem", pub = dir.path + "/k.pub"
-        _ = try run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key])
-        _ = try run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub])
-        return pub
     }
 
     /// The Kyverno policy asks for the predicate type minewatch writes and reads fields its

@@ -38,16 +38,8 @@ public final class AttestLab: @unchecked Sendable {
         for (t, n) in zip(tags, [benign, miner]) { try Podman.cmd(["push", "-q", "--tls-verify=false", t, n]) }
     }
 
-    /// Makes `NAME.pem` (PKCS#8 private key) and `NAME.pub` (SubjectPublicKeyInfo) with openssl.
-    public func keyPair(_ name: String) throws -> (key: String, pub: String) {
-        let key = dir.path + "/\(name).pem", pub = dir.path + "/\(name).pub"
-        for args in [["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key],
-                     ["openssl", "pkey", "-in", key, "-pubout", "-out", pub]] {
-            let r = try run(args)
-            if r.status != 0 { throw MissingPrerequisite(description: "\(args.joined(separator: " ")): \(r.err)") }
-        }
-        return (key, pub)
-    }
+    /// Makes `NAME.pem` and `NAME.pub` in the lab's folder (see `p256KeyPair`).
+    public func keyPair(_ name: String) throws -> (key: String, pub: String) { try p256KeyPair(in: dir.path, name: name) }
 
     /// The manifest digest of a tag, from the registry's plain HTTP API.
     public func digest(_ tag: String) throws -> String {
@@ -66,4 +58,16 @@ public final class AttestLab: @unchecked Sendable {
         registry.stop()
         dir.cleanup()
     }
+}
+
+/// Makes `DIR/NAME.pem` (an ECDSA P-256 PKCS#8 private key) and `DIR/NAME.pub` (its
+/// SubjectPublicKeyInfo) with openssl, as a user would for `--attest` and `--key`.
+public func p256KeyPair(in dir: String, name: String) throws -> (key: String, pub: String) {
+    let key = dir + "/\(name).pem", pub = dir + "/\(name).pub"
+    for args in [["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key],
+                 ["openssl", "pkey", "-in", key, "-pubout", "-out", pub]] {
+        let r = try run(args)
+        if r.status != 0 { throw MissingPrerequisite(description: "\(args.joined(separator: " ")): \(r.err)") }
+    }
+    return (key, pub)
 }
