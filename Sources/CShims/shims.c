@@ -25,26 +25,114 @@
 #include <sys/user.h>
 #endif
 
-struct mw_inflate { z_stream z; };
+/* ---- gzip inflate: ISA-L's igzip (loaded at run time from libisal.so.2) when present, zlib otherwise.
+   Both report in zlib's terms: 1 at the end of a member (its trailer checked), 0 for progress, -5 for
+   no progress possible with this input, another negative value for bad data (message kept). */
+#if __has_include(<isa-l/igzip_lib.h>)
+#include <isa-l/igzip_lib.h>
+#define MW_HAVE_ISAL_HEADER 1
+static void (*p_isal_init)(struct inflate_state *);
+static void (*p_isal_reset)(struct inflate_state *);
+static int (*p_isal_inflate)(struct inflate_state *);
+static pthread_once_t isal_once = PTHREAD_ONCE_INIT;
+static int isal_ok;
+static void isal_load(void) {
+    void *h = dlopen("libisal.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return;
+    p_isal_init = (void (*)(struct inflate_state *))dlsym(h, "isal_inflate_init");
+    p_isal_reset = (void (*)(struct inflate_state *))dlsym(h, "isal_inflate_reset");
+    p_isal_inflate = (int (*)(struct inflate_state *))dlsym(h, "isal_inflate");
+    isal_ok = p_isal_init && p_isal_reset && p_isal_inflate;
+}
+#endif
 
-mw_inflate *mw_inflate_new(void) {
+int mw_isal_available(void) {
+#ifdef MW_HAVE_ISAL_HEADER
+    pthread_once(&isal_once, isal_load);
+    return isal_ok;
+#else
+    return 0;
+#endif
+}
+
+struct mw_inflate {
+    int isal;
+    const char *msg;
+    z_stream z;
+#ifdef MW_HAVE_ISAL_HEADER
+    struct inflate_state *st;
+#endif
+};
+
+mw_inflate *mw_inflate_new(int backend) {
     mw_inflate *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
+    int want_isal = backend == MW_INFLATE_ISAL || (backend == MW_INFLATE_AUTO && mw_isal_available());
+    if (want_isal) {
+#ifdef MW_HAVE_ISAL_HEADER
+        if (!mw_isal_available()) { free(s); return NULL; }
+        s->st = calloc(1, sizeof(*s->st));
+        if (!s->st) { free(s); return NULL; }
+        p_isal_init(s->st);
+        s->st->crc_flag = ISAL_GZIP;
+        s->isal = 1;
+        return s;
+#else
+        free(s);
+        return NULL;
+#endif
+    }
     /* 15 + 32: accept gzip and zlib headers, largest window. */
     if (inflateInit2(&s->z, 15 + 32) != Z_OK) { free(s); return NULL; }
     return s;
 }
 
+const char *mw_inflate_backend(mw_inflate *s) { return s->isal ? "isa-l" : "zlib"; }
+
 void mw_inflate_free(mw_inflate *s) {
     if (!s) return;
+#ifdef MW_HAVE_ISAL_HEADER
+    if (s->isal) { free(s->st); free(s); return; }
+#endif
     inflateEnd(&s->z);
     free(s);
 }
+
+#ifdef MW_HAVE_ISAL_HEADER
+static const char *isal_message(int rc) {
+    switch (rc) {
+    case ISAL_INVALID_BLOCK: return "invalid deflate block";
+    case ISAL_INVALID_SYMBOL: return "invalid deflate symbol";
+    case ISAL_INVALID_LOOKBACK: return "invalid distance too far back";
+    case ISAL_INVALID_WRAPPER: return "invalid gzip header";
+    case ISAL_UNSUPPORTED_METHOD: return "unknown compression method";
+    case ISAL_INCORRECT_CHECKSUM: return "incorrect data check";
+    case ISAL_NEED_DICT: return "needs a preset dictionary";
+    default: return "invalid compressed data";
+    }
+}
+#endif
 
 int mw_inflate_step(mw_inflate *s, const uint8_t *in, size_t in_len, size_t *consumed,
                     uint8_t *out, size_t out_len, size_t *produced) {
     if (in_len > UINT32_MAX) in_len = UINT32_MAX;
     if (out_len > UINT32_MAX) out_len = UINT32_MAX;
+#ifdef MW_HAVE_ISAL_HEADER
+    if (s->isal) {
+        struct inflate_state *st = s->st;
+        st->next_in = (uint8_t *)in;
+        st->avail_in = (uint32_t)in_len;
+        st->next_out = out;
+        st->avail_out = (uint32_t)out_len;
+        int rc = p_isal_inflate(st);
+        *consumed = in_len - st->avail_in;
+        *produced = out_len - st->avail_out;
+        if (rc < 0 || rc == ISAL_NEED_DICT) { s->msg = isal_message(rc); return -3; }
+        if (st->block_state == ISAL_BLOCK_FINISH) return 1;
+        if (*consumed == 0 && *produced == 0) return -5;
+        return 0;
+    }
+#endif
     s->z.next_in = (Bytef *)in;
     s->z.avail_in = (uInt)in_len;
     s->z.next_out = out;
@@ -55,9 +143,17 @@ int mw_inflate_step(mw_inflate *s, const uint8_t *in, size_t in_len, size_t *con
     return rc;
 }
 
-int mw_inflate_reset(mw_inflate *s) { return inflateReset(&s->z); }
+int mw_inflate_reset(mw_inflate *s) {
+#ifdef MW_HAVE_ISAL_HEADER
+    if (s->isal) { p_isal_reset(s->st); s->st->crc_flag = ISAL_GZIP; return 0; }
+#endif
+    return inflateReset(&s->z);
+}
 
-const char *mw_inflate_message(mw_inflate *s) { return s->z.msg ? s->z.msg : "invalid compressed data"; }
+const char *mw_inflate_message(mw_inflate *s) {
+    if (s->isal) return s->msg ? s->msg : "invalid compressed data";
+    return s->z.msg ? s->z.msg : "invalid compressed data";
+}
 
 /* ---- zstd through dlopen ---- */
 typedef struct { const void *src; size_t size; size_t pos; } zin_t;

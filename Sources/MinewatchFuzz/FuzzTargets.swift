@@ -26,6 +26,7 @@ public enum FuzzTargets {
         ("tar", tar), ("decompress", decompress), ("layer", layer), ("image", image), ("config", config),
         ("rules", rules), ("pcap", pcap), ("packet", packet), ("stream", stream), ("tls", tls), ("dns", dns),
         ("file", file), ("upx", upx), ("procfs", procfs), ("attestation", attestation), ("admission", admission),
+        ("inflate", inflate),
     ]
 
     public static func harness(_ name: String) -> Harness? { all.first { $0.name == name }?.run }
@@ -61,6 +62,33 @@ public enum FuzzTargets {
         let src = source(b)
         guard let (s, _) = try? autoDecompress(SectionStream(source: src, offset: 0, length: src.size), limits: limits, name: "fuzz") else { return }
         drain(s)
+    }
+
+    /// ISA-L's inflater against zlib's on the same gzip bytes (each member, truncation, bad
+    /// checksums): neither may crash, and when both accept the input they must produce the same
+    /// bytes, since those bytes are hashed into the layer's diff id. Without ISA-L, zlib alone.
+    static let inflate: Harness = { b in
+        func run(_ inflater: Inflater) -> (ok: Bool, bytes: [UInt8]) {
+            let src = source(b)
+            guard let s = try? DecompressStream(.gzip, input: SectionStream(source: src, offset: 0, length: src.size),
+                                                limits: limits, name: "fuzz", inflater: inflater) else { return (false, []) }
+            var out: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 16 * 1024)
+            while out.count < 32 << 20 {
+                do {
+                    let n = try buf.withMutableBytes { (p) throws(MinewatchError) -> Int in try s.read(into: p) }
+                    if n == 0 { return (true, out) }
+                    out.append(contentsOf: buf[0..<n])
+                } catch { return (false, out) }
+            }
+            return (false, out)
+        }
+        let z = run(.zlib)
+        guard Inflater.isal.isAvailable else { return }
+        let i = run(.isal)
+        if z.ok && i.ok && z.bytes != i.bytes {
+            fatalError("ISA-L and zlib inflated the same gzip bytes differently (\(i.bytes.count) and \(z.bytes.count) bytes)")
+        }
     }
 
     /// A whole layer: decompression, tar, whiteouts and both digests.

@@ -16,8 +16,13 @@ public struct LayerChanges: Sendable, Hashable, Codable {
 public struct LayerWalker {
     public var limits: DecompressionLimits
     public var chunkSize = 256 * 1024
+    /// Read, hash and inflate on a second thread, ahead of the tar reader (see `ReadAheadLayer`).
+    public var readAhead: Bool
 
-    public init(limits: DecompressionLimits = DecompressionLimits()) { self.limits = limits }
+    public init(limits: DecompressionLimits = DecompressionLimits(), readAhead: Bool = true) {
+        self.limits = limits
+        self.readAhead = readAhead
+    }
 
     public struct Visit {
         public var entry: TarEntry
@@ -49,7 +54,8 @@ public struct LayerWalker {
             issue(ScanIssue(message: error.description))
             return Result(changes: changes, bytes: 0, digests: nil)
         }
-        let reader = TarReader(stream: hashed.content, name: name)
+        let ahead = readAhead ? ReadAheadLayer(hashed) : nil
+        let reader = TarReader(stream: ahead ?? hashed.content, name: name)
         do {
             while let e = try reader.next() {
                 if e.escapesRoot {
@@ -75,7 +81,9 @@ public struct LayerWalker {
             return Result(changes: changes, bytes: reader.position, digests: nil)
         }
         do {
-            return Result(changes: changes, bytes: reader.position, digests: try hashed.finish())
+            let digests: LayerDigests
+            if let ahead { digests = try ahead.finish() } else { digests = try hashed.finish() }
+            return Result(changes: changes, bytes: reader.position, digests: digests)
         } catch {
             issue(ScanIssue(message: error.description))
             return Result(changes: changes, bytes: reader.position, digests: nil)

@@ -128,6 +128,108 @@ func entries(_ bytes: [UInt8]) throws(MinewatchError) -> [(TarEntry, [UInt8])] {
     }
 }
 
+/// ISA-L's inflater (the default when libisal.so.2 loads) and zlib's must agree byte for byte,
+/// refuse the same broken input, and end members and streams the same way.
+@Suite struct InflaterTests {
+    func inflate(_ data: [UInt8], _ inflater: Inflater, chunk: Int = 1 << 16) throws(MinewatchError) -> [UInt8] {
+        let s = try DecompressStream(.gzip, input: SectionStream(source: MemoryByteSource(data), offset: 0, length: Int64(data.count)),
+                                     limits: DecompressionLimits(), name: "blob", inflater: inflater)
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: chunk)
+        while true {
+            let n = try buf.withMutableBytes { (b) throws(MinewatchError) -> Int in try s.read(into: b) }
+            if n == 0 { return out }
+            out.append(contentsOf: buf[0..<n])
+        }
+    }
+
+    @Test func isalIsInstalledAndPreferred() throws {
+        try prerequisite(Inflater.isal.isAvailable, "libisal.so.2 (ISA-L) is not installed (scripts/install-deps)")
+        if ProcessInfo.processInfo.environment["MINEWATCH_INFLATE"] == nil { #expect(Inflater.preferred == .isal) }
+    }
+
+    @Test func bothInflatersAgree() throws {
+        try prerequisite(Inflater.isal.isAvailable, "libisal.so.2 (ISA-L) is not installed (scripts/install-deps)")
+        var rand = Samples.Rand(seed: 19)
+        let text = Array(String(repeating: "the layer's tar stream, with text and with runs ", count: 4000).utf8)
+        let mixed = text + rand.bytes(300_000) + [UInt8](repeating: 0, count: 200_000) + text
+        let third = rand.bytes(70_000)
+        let members = try gzip(mixed) + gzip(Array("second".utf8)) + gzip(third)
+        for chunk in [1, 7, 4096, 1 << 20] where chunk > 1 || members.count < 2_000_000 {
+            let small = chunk == 1 ? try gzip(Array(text.prefix(3000))) : members
+            #expect(try inflate(small, .isal, chunk: chunk) == inflate(small, .zlib, chunk: chunk))
+        }
+        #expect(try inflate(members, .isal) == mixed + Array("second".utf8) + third)
+        // A bad CRC in the trailer, a flipped byte in the data and a cut are refused by both.
+        var badCRC = try gzip(mixed)
+        badCRC[badCRC.count - 6] ^= 0x01
+        var flipped = try gzip(mixed)
+        flipped[flipped.count / 2] ^= 0x40
+        let cut = Array(try gzip(mixed).dropLast(5))
+        for broken in [badCRC, flipped, cut] {
+            #expect(throws: MinewatchError.self) { try inflate(broken, .isal) }
+            #expect(throws: MinewatchError.self) { try inflate(broken, .zlib) }
+        }
+        do {
+            _ = try inflate(badCRC, .isal)
+        } catch {
+            #expect(error.description.contains("check"))
+        }
+    }
+}
+
+/// Reading a layer ahead on a second thread changes nothing a walk reports.
+@Suite struct ReadAheadTests {
+    func layer(files: Int, size: Int, seed: UInt64) throws -> [UInt8] {
+        var rand = Samples.Rand(seed: seed)
+        var tar = TarBuilder()
+        for i in 0..<files { tar.file("usr/lib/f\(i)", rand.bytes(size) + Array(String(repeating: "text ", count: size / 5).utf8)) }
+        return try gzip(tar.finished())
+    }
+
+    func walk(_ bytes: [UInt8], readAhead: Bool, stopAfter: Int = .max) -> (LayerWalker.Result, [String: Int], [String]) {
+        var seen: [String: Int] = [:]
+        var issues: [String] = []
+        let src = MemoryByteSource(bytes)
+        let result = LayerWalker(readAhead: readAhead).walk(SectionStream(source: src, offset: 0, length: src.size), name: "layer",
+            visit: { (v) throws(MinewatchError) -> Void in
+                if seen.count >= stopAfter { throw MinewatchError(.io, operation: "visit", message: "stopped") }
+                var buf = [UInt8](repeating: 0, count: 10_000)
+                var n = 0
+                while true {
+                    let got = try buf.withMutableBytes { (b) throws(MinewatchError) -> Int in try v.read(b) }
+                    if got == 0 { break }
+                    n += got
+                }
+                seen[v.entry.path] = n
+            }, issue: { issues.append($0.message) })
+        return (result, seen, issues)
+    }
+
+    @Test func sameEntriesAndDigests() throws {
+        let bytes = try layer(files: 40, size: 150_000, seed: 7)
+        let (a, seenA, issuesA) = walk(bytes, readAhead: true)
+        let (b, seenB, issuesB) = walk(bytes, readAhead: false)
+        #expect(a.digests != nil)
+        #expect(a.digests == b.digests)
+        #expect(a.bytes == b.bytes)
+        #expect(seenA == seenB && seenA.count == 40)
+        #expect(issuesA.isEmpty && issuesB.isEmpty)
+        #expect(a.digests?.blob == "sha256:" + SHA256Digest.hex(bytes))
+    }
+
+    @Test func errorsSurfaceAndAbandonedWalksEnd() throws {
+        var bytes = try layer(files: 20, size: 100_000, seed: 8)
+        let (early, seen, issues) = walk(bytes, readAhead: true, stopAfter: 3)
+        #expect(seen.count == 3 && early.digests == nil && issues.count == 1)
+        bytes[bytes.count - 100] ^= 0xff
+        let (broken, _, brokenIssues) = walk(bytes, readAhead: true)
+        let (plain, _, plainIssues) = walk(bytes, readAhead: false)
+        #expect(broken.digests == nil && plain.digests == nil)
+        #expect(brokenIssues == plainIssues && !brokenIssues.isEmpty)
+    }
+}
+
 @Suite struct LayerStackTests {
     @Test func whiteoutsOpaqueAndReplacement() {
         var l1 = LayerChanges(); l1.written = ["/a/x", "/b/y", "/c/z", "/d"]

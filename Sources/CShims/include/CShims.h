@@ -3,9 +3,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* gzip/zlib inflate (linked against the system zlib). */
+/* gzip inflate: ISA-L's igzip (libisal.so.2, loaded at run time; gzip only) or the system zlib
+   (linked; gzip and zlib headers). */
+enum { MW_INFLATE_AUTO = 0, MW_INFLATE_ZLIB = 1, MW_INFLATE_ISAL = 2 };
+int mw_isal_available(void);
 typedef struct mw_inflate mw_inflate;
-mw_inflate *mw_inflate_new(void);
+/* NULL when out of memory, or when MW_INFLATE_ISAL is asked for and ISA-L is missing. */
+mw_inflate *mw_inflate_new(int backend);
+const char *mw_inflate_backend(mw_inflate *s);
 void mw_inflate_free(mw_inflate *s);
 /* Returns zlib's status (Z_OK 0, Z_STREAM_END 1, negative on error). */
 int mw_inflate_step(mw_inflate *s, const uint8_t *in, size_t in_len, size_t *consumed,
