@@ -21,13 +21,28 @@ public struct ScanCommand: ParsableCommand {
         (podman's compatible socket works), registry:NAME pulls it through the OCI distribution API, \
         and a bare NAME tries the engine first, then the registry.
 
+        Whole registries: --all-tags lists every tag of each registry:HOST/REPOSITORY named, --from \
+        FILE reads more targets from a file (one a line, # comments; - is standard input), and \
+        --shard INDEX/COUNT keeps the deterministic part INDEX (from 0) of COUNT, for the pods of a \
+        Kubernetes Indexed Job (deploy/kubernetes/scan-registry.yaml). Every layer is scanned once \
+        per run however many images share it, and two tags of one image make one result.
+
         Exit status: 0 when no finding is at or above --fail-on; --exit-code (default 1) when one is; \
         2 when a target or layer could not be read (and nothing reached --fail-on); 64 on usage errors.
         """
     )
 
     @Argument(help: "Image archives, OCI layouts, folders, files, or image names (engine:NAME, registry:NAME, or NAME).")
-    var targets: [String]
+    var targets: [String] = []
+
+    @Option(name: .customLong("from"), help: ArgumentHelp("Also scan the targets listed in this file, one a line ('-': standard input).", valueName: "file"))
+    var fromFile: String?
+
+    @Flag(name: .customLong("all-tags"), help: "Scan every tag of each registry:HOST/REPOSITORY target (signature and attestation tags skipped).")
+    var allTags = false
+
+    @Option(help: ArgumentHelp("Scan only part INDEX (from 0) of COUNT of the image list, chosen by each reference's hash.", valueName: "index/count"))
+    var shard: String?
 
     @Option(name: .shortAndLong, help: "Output format: table, json or sarif.")
     var format: OutputFormat = .table
@@ -76,6 +91,10 @@ public struct ScanCommand: ParsableCommand {
         }
         if !(0...255).contains(exitCode) { throw ValidationError("--exit-code must be 0-255") }
         if maxLayerMiB <= 0 { throw ValidationError("--max-layer-size must be positive") }
+        if targets.isEmpty && fromFile == nil { throw ValidationError("name a target, or a list of them with --from FILE") }
+        if let shard, Shard(parsing: shard) == nil {
+            throw ValidationError("--shard must be INDEX/COUNT with 0 <= INDEX < COUNT, as 2/8 (INDEX is the Indexed Job's JOB_COMPLETION_INDEX)")
+        }
         try attest.validate()
     }
 
@@ -94,11 +113,16 @@ public struct ScanCommand: ParsableCommand {
         let scanner = ImageScanner(rules: compiled, options: options)
         let progress = (!noProgress && Terminal.stderrIsTTY) ? TTYProgress() : nil
         scanner.progress = progress
-        var reports: [TargetReport] = []
-        for t in targets {
-            let r = scanner.scan(target: t)
-            for rep in r { for e in rep.errors { Terminal.error(ScanIssueText.line(target: rep.target, e)) } }
-            reports += r
+        let list = try imageList()
+        let started = Date()
+        var reports = scanner.scan(targets: list.targets)
+        for rep in reports { for e in rep.errors { Terminal.error(ScanIssueText.line(target: rep.target, e)) } }
+        reports += list.problems
+        if list.isList {
+            let scanned = reports.reduce(0) { $0 + $1.stats.layersScanned }, cached = reports.reduce(0) { $0 + $1.stats.layersFromCache }
+            Terminal.error("scanned \(reports.count) results from \(list.targets.count) targets\(shard.map { " (shard \($0))" } ?? "") in "
+                           + String(format: "%.1f s", Date().timeIntervalSince(started))
+                           + ": \(scanned) layers read, \(cached) shared layers answered from the run's cache")
         }
         let report = ScanReport(targets: reports, rulesDigest: "sha256:" + set.digest, scannedAt: Date())
         var attestFailed = false
@@ -119,6 +143,25 @@ public struct ScanCommand: ParsableCommand {
             throw ExitCode(exitCode)
         }
         if reports.contains(where: { !$0.errors.isEmpty }) || attestFailed { throw ExitCode(2) }
+    }
+}
+
+extension ScanCommand {
+    /// The targets to scan: the arguments, then `--from`'s lines, expanded by `--all-tags` and cut
+    /// by `--shard`; repositories whose tags could not be listed become reports with an error.
+    func imageList() throws -> (targets: [String], problems: [TargetReport], isList: Bool) {
+        var all = targets
+        if let fromFile {
+            do { all += try ImageList.read(file: fromFile) } catch {
+                Terminal.error(error.description)
+                throw ExitCode(2)
+            }
+        }
+        let expander = ImageList(insecure: registry.insecure, credentials: registry.credentials)
+        let (list, problems) = expander.expand(all, allTags: allTags, shard: shard.flatMap(Shard.init(parsing:)))
+        let failed = problems.map { t, e in TargetReport(target: t, kind: "image-reference", errors: [ScanIssue(message: e.description)]) }
+        for f in failed { for e in f.errors { Terminal.error(ScanIssueText.line(target: f.target, e)) } }
+        return (list, failed, fromFile != nil || allTags || shard != nil)
     }
 }
 

@@ -31,6 +31,7 @@ enum Terminal {
 /// Draws "scanning X: 1.2 GiB of 2.0 GiB" on one stderr line, at most 10 times a second.
 final class TTYProgress: ScanProgress {
     var target = ""
+    var place = ""
     var total: Int64?
     var done: Int64 = 0
     var last = Date.distantPast
@@ -51,11 +52,15 @@ final class TTYProgress: ScanProgress {
         FileHandle.standardError.write(Data("\r\u{1b}[K".utf8))
     }
 
+    func list(index: Int, count: Int) {
+        place = count > 1 ? "[\(index + 1)/\(count)] " : ""
+    }
+
     func draw(force: Bool) {
         let now = Date()
         guard force || now.timeIntervalSince(last) > 0.1 else { return }
         last = now
-        var s = "\r\u{1b}[Kscanning \(target): \(Self.mib(done))"
+        var s = "\r\u{1b}[K\(place)scanning \(target): \(Self.mib(done))"
         if let total, total > 0 { s += " of \(Self.mib(total)) (\(min(100, done * 100 / total))%)" }
         FileHandle.standardError.write(Data(s.utf8))
     }

@@ -23,6 +23,12 @@ public protocol ScanProgress: AnyObject {
     func begin(target: String, totalBytes: Int64?)
     func advance(bytes: Int)
     func end(target: String)
+    /// The next target is number `index` (from 0) of `count` (a list of images).
+    func list(index: Int, count: Int)
+}
+
+extension ScanProgress {
+    public func list(index: Int, count: Int) {}
 }
 
 public struct ScanOptions: Sendable {
@@ -45,7 +51,7 @@ public final class ImageScanner {
     public let rules: CompiledRules
     public let options: ScanOptions
     let analyzer: FileAnalyzer
-    var layerCache: [String: LayerResult] = [:]
+    var layerCache = LayerResultCache()
     public weak var progress: ScanProgress?
     var buffer: UnsafeMutableRawBufferPointer
     let rulesFingerprint: String
@@ -145,7 +151,7 @@ public final class ImageScanner {
     func layerResult(_ layer: LayerDescriptor, of image: ImageSource) -> (LayerResult, fromCache: Bool) {
         let name = "layer \(layer.index) (\(layer.digest))"
         let claimed = layer.blobDigest ?? layer.diffID ?? layer.digest
-        if ContentDigest.isVerifiableSHA256(claimed), let cached = layerCache[claimed] ?? loadPersisted(claimed),
+        if ContentDigest.isVerifiableSHA256(claimed), let cached = layerCache.get(claimed) ?? loadPersisted(claimed),
            let known = cached.digests {
             if image.contentAddressed && known.blob == claimed {
                 if let s = layer.size { progress?.advance(bytes: Int(s)) }
@@ -176,7 +182,7 @@ public final class ImageScanner {
     func remember(_ result: LayerResult) {
         guard let d = result.digests else { return }
         for key in Set([d.blob, d.content]) {
-            layerCache[key] = result
+            layerCache.set(key, result)
             if result.issues.isEmpty { persist(key, result) }
         }
     }

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Whole registries: `scan --all-tags`, `--from FILE` and `--shard N/M` against Debian's
+/// docker-registry filled by scripts/fill-registry (images sharing base layers, two of them miners,
+/// one image under two tags). Shards run as separate processes, each pushing its attestations to
+/// the registry, as the pods of deploy/kubernetes/scan-registry.yaml do; their union must be the
+/// full run.
+@Suite(.serialized) struct RegistryListTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    struct Result: Hashable {
+        var digest: String
+        var references: Set<String>
+        var rules: Set<String>
+    }
+
+    func results(_ file: String) throws -> (results: [Result], scanned: Int, cached: Int, targets: [String]) {
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+        let targets = try #require(obj["targets"] as? [[String: Any]])
+        var out: [Result] = []
+        var scanned = 0, cached = 0
+        for t in targets {
+            let image = (t["image"] as? [String: Any]) ?? [:]
+            let findings = (t["findings"] as? [[String: Any]]) ?? []
+            let stats = (t["stats"] as? [String: Any]) ?? [:]
+            scanned += (stats["layersScanned"] as? Int) ?? 0
+            cached += (stats["layersFromCache"] as? Int) ?? 0
+            #expect(((t["errors"] as? [Any]) ?? []).isEmpty, "\(t["target"] ?? ""): \(t["errors"] ?? "")")
+            out.append(Result(digest: (image["manifestDigest"] as? String) ?? "", references: Set((image["references"] as? [String]) ?? []),
+                              rules: Set(findings.compactMap { $0["ruleId"] as? String })))
+        }
+        return (out, scanned, cached, targets.compactMap { $0["target"] as? String })
+    }
+
+    @Test func allTagsFromAListAndShardsThatAddUpToTheWholeRun() throws {
+        try requireTools(["docker-registry", "openssl", "curl"])
+        let dir = try TempDir("reglist")
+        defer { dir.cleanup() }
+        let port = freeLoopbackPort()
+        let registry = try startRegistry(port: port, data: dir.path + "/data", dir: dir)
+        defer { registry.stop() }
+        try #require(registry.wait(until: { loopbackPortOpen(port) }), "registry did not start: \(registry.output)")
+        let host = "127.0.0.1:\(port)"
+        let list = dir.path + "/images.txt"
+        let fill = try run(["/usr/bin/python3", Self.root + "/scripts/fill-registry", "--registry", host, "--repo", "mw/fleet",
+                            "--images", "12", "--bases", "3", "--base-mb", "1", "--top-kb", "8", "--miner-every", "5",
+                            "--alias", "latest=v000", "--list", list])
+        try #require(fill.status == 0, "\(fill.err)")
+
+        // One run over every tag: 12 images (v000 and latest are one), each layer read once.
+        let full = try minewatch(["scan", "--insecure", "--all-tags", "-f", "json", "-o", dir.path + "/full.json", "registry:\(host)/mw/fleet"])
+        #expect(full.status == 1, "the two miners fail the scan: \(full.err)")
+        let whole = try results(dir.path + "/full.json")
+        #expect(whole.results.count == 12)
+        #expect(whole.scanned == 3 + 12, "3 base layers and 12 top layers, each read once")
+        #expect(whole.cached == 12 - 3, "every other image's base layer came from the run's cache")
+        let miners = whole.results.filter { $0.rules.contains("MW-CFG-XMRIG") }
+        #expect(miners.flatMap(\.references).sorted() == ["\(host)/mw/fleet:v004", "\(host)/mw/fleet:v009"])
+        #expect(whole.results.filter { $0.rules.isEmpty }.count == 10, "the other images are clean")
+        #expect(whole.results.contains { $0.references == ["\(host)/mw/fleet:latest", "\(host)/mw/fleet:v000"] })
+        #expect(full.err.contains("15 layers read, 9 shared layers answered"), "\(full.err)")
+
+        // Three shards, three processes, each pushing its attestations to the registry.
+        let (key, _) = try p256KeyPair(in: dir.path, name: "signer")
+        var union: [String: Result] = [:]
+        var shardTargets: [[String]] = []
+        for i in 0..<3 {
+            let out = dir.path + "/shard\(i).json"
+            let r = try minewatch(["scan", "--insecure", "--all-tags", "--shard", "\(i)/3", "--attest", key, "--push", "-f", "json", "-o", out,
+                                   "registry:\(host)/mw/fleet"])
+            #expect(r.status == 0 || r.status == 1, "shard \(i): \(r.err)")
+            let part = try results(out)
+            shardTargets.append(part.targets)
+            for res in part.results {
+                var merged = union[res.digest] ?? Result(digest: res.digest, references: [], rules: res.rules)
+                merged.references.formUnion(res.references)
+                #expect(merged.rules == res.rules)
+                union[res.digest] = merged
+            }
+        }
+        let allTargets = shardTargets.flatMap { $0 }
+        #expect(Set(allTargets).count == allTargets.count, "the shards are disjoint")
+        #expect(Set(allTargets).count == 13, "and cover all 13 tags")
+        #expect(Set(union.values) == Set(whole.results), "the shards' union is the full run")
+
+        // The registry is the shared store: one attestation per image, under cosign's tag, which a
+        // later --all-tags run does not mistake for images.
+        let tags = try run(["curl", "-sf", "http://\(host)/v2/mw/fleet/tags/list"])
+        let listed = ((try JSONSerialization.jsonObject(with: Data(tags.out)) as? [String: Any])?["tags"] as? [String]) ?? []
+        #expect(Set(listed.filter { $0.hasSuffix(".att") }) == Set(whole.results.map { $0.digest.replacingOccurrences(of: ":", with: "-") + ".att" }))
+        let again = try minewatch(["scan", "--insecure", "--all-tags", "-f", "json", "-o", dir.path + "/again.json", "registry:\(host)/mw/fleet"])
+        #expect(again.status == 1)
+        #expect(try results(dir.path + "/again.json").results.count == 12)
+
+        // --from: the list file fill-registry wrote, with a comment; one bad line names file:line.
+        try ("# the fleet's images\n" + String(contentsOfFile: list, encoding: .utf8)).write(toFile: list, atomically: true, encoding: .utf8)
+        let fromList = try minewatch(["scan", "--insecure", "--from", list, "-f", "json", "-o", dir.path + "/from.json"])
+        #expect(fromList.status == 1, "\(fromList.err)")
+        let listedRun = try results(dir.path + "/from.json")
+        #expect(listedRun.results.count == 12 && listedRun.scanned == 15)
+        try "registry:\(host)/mw/fleet:v001\nnot one reference\n".write(toFile: dir.path + "/bad.txt", atomically: true, encoding: .utf8)
+        let bad = try minewatch(["scan", "--insecure", "--from", dir.path + "/bad.txt"])
+        #expect(bad.status == 2 && bad.err.contains("bad.txt:2"), "\(bad.err)")
+        let badShard = try minewatch(["scan", "--shard", "3/3", "registry:\(host)/mw/fleet"])
+        #expect(badShard.status == 64 && badShard.err.contains("--shard"), "\(badShard.err)")
+    }
+}
