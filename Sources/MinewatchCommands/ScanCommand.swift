@@ -73,6 +73,9 @@ public struct ScanCommand: ParsableCommand {
     @Option(name: .customLong("max-layer-size"), help: "Largest uncompressed size of one layer, in MiB.")
     var maxLayerMiB: Int64 = 32 * 1024
 
+    @Option(help: "Threads that match a root filesystem's files (default: the CPUs this process may use, at most 8).")
+    var threads: Int = ScanOptions.defaultThreads
+
     @Flag(name: .customLong("no-color"), help: "No colour in the table, even on a terminal.")
     var noColor = false
 
@@ -91,6 +94,7 @@ public struct ScanCommand: ParsableCommand {
         }
         if !(0...255).contains(exitCode) { throw ValidationError("--exit-code must be 0-255") }
         if maxLayerMiB <= 0 { throw ValidationError("--max-layer-size must be positive") }
+        if !(1...64).contains(threads) { throw ValidationError("--threads must be 1-64") }
         if targets.isEmpty && fromFile == nil { throw ValidationError("name a target, or a list of them with --from FILE") }
         if let shard, Shard(parsing: shard) == nil {
             throw ValidationError("--shard must be INDEX/COUNT with 0 <= INDEX < COUNT, as 2/8 (INDEX is the Indexed Job's JOB_COMPLETION_INDEX)")
@@ -108,6 +112,7 @@ public struct ScanCommand: ParsableCommand {
         options.insecureRegistry = registry.insecure
         options.maxImageSize = maxImageMiB << 20
         options.credentials = registry.credentials
+        options.threads = threads
         // Read the signing key before a long scan, so a wrong key fails at once.
         let signer = try attest.signer()
         let scanner = ImageScanner(rules: compiled, options: options)

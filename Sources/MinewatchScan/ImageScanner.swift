@@ -42,6 +42,10 @@ public struct ScanOptions: Sendable {
     public var credentials: RegistryCredentials?
     /// Most bytes an image exported from the engine may take in the temporary folder.
     public var maxImageSize: Int64 = 64 << 30
+    /// Threads that match a root filesystem's files (the walk stays on one): the CPUs this
+    /// process may use, at most 8.
+    public var threads = ScanOptions.defaultThreads
+    public static var defaultThreads: Int { min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 8) }
     public init(platform: Platform? = nil) { self.platform = platform }
 }
 
@@ -265,6 +269,20 @@ public final class ImageScanner {
         progress?.begin(target: target, totalBytes: nil)
         defer { progress?.end(target: target) }
         let walker = RootfsWalker(root: root)
+        if options.threads > 1 {
+            do throws(MinewatchError) {
+                let out = try ParallelFileScan(analyzer: analyzer, workers: options.threads)
+                    .run(walker, progress: progress.map { p in { [weak p] n in p?.advance(bytes: n) } }, issue: { report.errors.append($0) })
+                report.stats.files += out.files
+                report.stats.bytes += out.bytes
+                report.findings += out.findings
+                report.errors += out.errors
+            } catch {
+                report.errors.append(ScanIssue(message: error.description))
+            }
+            finishImage(&report)
+            return report
+        }
         let buf = buffer
         do throws(MinewatchError) {
             try walker.walk(visit: { path, handle, _ in

@@ -213,6 +213,31 @@ func sampleLayers() -> [[UInt8]] {
         #expect(r.stats.files == 1)
     }
 
+    /// Matching a folder's files on several threads reports exactly what one thread does, in the
+    /// same order, unreadable files included.
+    @Test func rootfsOnThreadsMatchesOneThread() throws {
+        let dir = try TempDir("threads")
+        defer { dir.cleanup() }
+        var rand = Samples.Rand(seed: 11)
+        for i in 0..<60 {
+            let body = i % 13 == 5 ? Samples.elf(Samples.xmrigStrings, seed: UInt64(i)) : rand.bytes(20_000 + i * 3_000)
+            _ = try dir.file("root/d\(i % 7)/f\(i)", body)
+        }
+        _ = try dir.file("root/etc/xmrig.json", Array("{\"pools\": [{\"url\": \"stratum+tcp://pool.supportxmr.com:3333\"}]}".utf8))
+        _ = try dir.file("root/secret", Array("x".utf8), mode: 0)
+        func scan(_ threads: Int) -> TargetReport {
+            var o = ScanOptions()
+            o.threads = threads
+            return ImageScanner(rules: compiledRules, options: o).scan(path: dir.path + "/root")[0]
+        }
+        let one = scan(1), four = scan(4)
+        #expect(one.findings.count >= 5)
+        #expect(one.findings.map(\.path) == four.findings.map(\.path))
+        #expect(one.findings.map(\.ruleId) == four.findings.map(\.ruleId))
+        #expect(one.stats.files == four.stats.files && one.stats.bytes == four.stats.bytes)
+        #expect(one.errors.map(\.message) == four.errors.map(\.message))
+    }
+
     @Test func notAnImageAndMissingTargets() throws {
         let missing = ImageScanner(rules: compiledRules).scan(path: "/nonexistent/x.tar")[0]
         #expect(missing.errors.first?.message == "/nonexistent/x.tar: open target: no such file or directory (errno 2)")
