@@ -130,7 +130,9 @@ public final class FlowInspector: FlowConsumer {
     }
 
     func line(_ raw: [UInt8], fromClient: Bool, time: Double) {
-        guard raw.first == UInt8(ascii: "{"),
+        guard raw.first == UInt8(ascii: "{") else { return }
+        if let s = StratumLine.scan(raw), counted(s, fromClient: fromClient) { return }
+        guard
               let obj = (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any] else { return }
         let method = obj["method"] as? String
         let id = Self.str(obj["id"])
@@ -201,6 +203,52 @@ public final class FlowInspector: FlowConsumer {
             let err = obj["error"]
             let rejected = (err != nil && !(err is NSNull)) || (obj["result"] as? Bool) == false
             if rejected { facts.rejected += 1 } else { facts.accepted += 1 }
+        }
+    }
+
+    /// The lines that only count (submits, keepalives, job pushes without a Monero job object,
+    /// replies to submits), from their top level alone: the bulk of a mining session. False when
+    /// the line needs its fields read (`line` parses it whole).
+    func counted(_ s: StratumLine, fromClient: Bool) -> Bool {
+        if fromClient {
+            switch s.method {
+            case "mining.submit":
+                guard facts.login != nil else { return false }
+                facts.submits += 1
+                if let id = s.id { pendingSubmits.insert(id) }
+            case "submit":
+                facts.submits += 1
+                facts.protocolName = .stratumMonero
+                if let id = s.id { pendingSubmits.insert(id) }
+            case "eth_submitWork":
+                facts.protocolName = .stratumEthereum
+                facts.submits += 1
+                if let id = s.id { pendingSubmits.insert(id) }
+            case "eth_submitHashrate":
+                facts.protocolName = .stratumEthereum
+                facts.keepalives += 1
+            case "eth_getWork":
+                facts.protocolName = .stratumEthereum
+            case "keepalived":
+                facts.keepalives += 1
+            default:
+                return false
+            }
+            return true
+        }
+        switch s.method {
+        case "mining.notify":
+            guard s.params != .object else { return false }
+            facts.jobs += 1
+            return true
+        case nil:
+            if s.result == .object && s.resultHasJob { return false }
+            if facts.protocolName == .stratumEthereum && s.result == .array { return false }
+            guard let id = s.id, pendingSubmits.remove(id) != nil else { return true }
+            if s.errorSet || s.result == .bool(false) { facts.rejected += 1 } else { facts.accepted += 1 }
+            return true
+        default:
+            return false
         }
     }
 
