@@ -134,10 +134,14 @@ public enum FuzzTargets {
             if w <= 0 { return }
             off += w
         }
-        var file = CaptureFile(path: "/proc/self/fd/\(fd)")
-        let analyzer = CaptureAnalyzer(rules: compiled.ruleSet)
-        analyzer.maxFlows = 64
-        _ = analyzer.analyze(&file)
+        // Mapped (how regular files are read) and read through the buffer (pipes, or no mmap).
+        for map in [true, false] {
+            var file = CaptureFile(path: "/proc/self/fd/\(fd)")
+            file.mapFiles = map
+            let analyzer = CaptureAnalyzer(rules: compiled.ruleSet)
+            analyzer.maxFlows = 64
+            _ = analyzer.analyze(&file)
+        }
     }
 
     /// One packet: the first two bytes choose the link type.

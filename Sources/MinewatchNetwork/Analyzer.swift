@@ -57,10 +57,16 @@ public final class CaptureAnalyzer {
                                       server: Flow.endpoint(flow.server, flow.serverPort), protocolName: i.facts.protocolName,
                                       clientBytes: flow.clientBytes, serverBytes: flow.serverBytes,
                                       packets: flow.clientPackets + flow.serverPackets, seconds: flow.last - flow.first)
-            let size = summary.clientBytes + summary.serverBytes
-            if largest.count < 20 || size > (largest.last.map { $0.clientBytes + $0.serverBytes } ?? 0) {
+            // Largest first; equal sizes by endpoints, so the list is the same however the flow
+            // table was ordered.
+            func before(_ a: FlowSummary, _ b: FlowSummary) -> Bool {
+                let x = a.clientBytes + a.serverBytes, y = b.clientBytes + b.serverBytes
+                if x != y { return x > y }
+                return (a.client, a.server, a.transport) < (b.client, b.server, b.transport)
+            }
+            if largest.count < 20 || largest.last.map({ before(summary, $0) }) == true {
                 largest.append(summary)
-                largest.sort { $0.clientBytes + $0.serverBytes > $1.clientBytes + $1.serverBytes }
+                largest.sort(by: before)
                 if largest.count > 20 { largest.removeLast() }
             }
             if i.facts.carriesEvidence || names[flow.server] != nil {

@@ -55,12 +55,22 @@ public struct CaptureFile: PacketSource {
     /// Largest pcapng block accepted.
     public static let maxBlock = 16 * 1024 * 1024
 
+    /// Map regular files instead of reading them (see `Window`); tests read both ways.
+    public var mapFiles = true
+
     public init(path: String) { self.path = path }
 
-    /// A buffered reader over a file descriptor that keeps a window of the file in memory.
-    struct Window {
+    /// A reader over a capture file that keeps a window of it in memory. A regular file is mapped
+    /// whole (read-only, private) and read in place, which saves copying every byte out of the
+    /// page cache; anything else (a pipe, a FIFO, a file that cannot be mapped) is read into a
+    /// 4 MiB buffer. `buf` is the window either way. What was read of a mapping is let go every
+    /// 8 MiB (`MADV_DONTNEED`: the pages stay in the page cache, out of this process's RSS).
+    final class Window {
         let fd: Int32
-        var buf: [UInt8] = []
+        private(set) var buf: UnsafeRawBufferPointer
+        private var owned: UnsafeMutableRawBufferPointer?
+        private var mapping: UnsafeMutableRawPointer?
+        private var released = 0
         var start = 0  // first unread byte in buf
         var end = 0    // end of valid bytes in buf
         var base: Int64 = 0  // file offset of buf[0]
@@ -68,27 +78,58 @@ public struct CaptureFile: PacketSource {
         var offset: Int64 { base + Int64(start) }
         var available: Int { end - start }
 
-        init(fd: Int32) {
+        init(fd: Int32, map: Bool = true) {
             self.fd = fd
-            // A 4 MiB window, or the whole file when it is smaller.
             var st = stat()
-            let size = fstat(fd, &st) == 0 && st.st_size > 0 ? Int(st.st_size) : 4 << 20
-            buf = [UInt8](repeating: 0, count: min(4 << 20, max(size, 64 * 1024)))
+            let known = fstat(fd, &st) == 0
+            let size = known && st.st_size > 0 ? Int(st.st_size) : 0
+            if map, known, st.st_mode & S_IFMT == S_IFREG, size > 0,
+               let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED {
+                _ = madvise(m, size, MADV_SEQUENTIAL)
+                mapping = m
+                buf = UnsafeRawBufferPointer(start: m, count: size)
+                end = size
+                eof = true
+                return
+            }
+            // A 4 MiB window, or the whole file when it is smaller.
+            let b = UnsafeMutableRawBufferPointer.allocate(byteCount: min(4 << 20, max(size > 0 ? size : 4 << 20, 64 * 1024)), alignment: 16)
+            owned = b
+            buf = UnsafeRawBufferPointer(b)
+        }
+
+        deinit {
+            if let mapping { munmap(mapping, buf.count) }
+            owned?.deallocate()
         }
 
         /// Makes `n` bytes available from `start`; false at end of file.
-        mutating func need(_ n: Int, path: String) throws(MinewatchError) -> Bool {
+        func need(_ n: Int, path: String) throws(MinewatchError) -> Bool {
+            if let mapping, start - released >= 8 << 20 {
+                let upTo = start & ~(Int(getpagesize()) - 1)
+                _ = madvise(mapping + released, upTo - released, MADV_DONTNEED)
+                released = upTo
+            }
             if available >= n { return true }
+            guard var b = owned else { return false }  // mapped: the whole file is there
             if start > 0 {
                 let live = available
-                if live > 0 { buf.withUnsafeMutableBytes { p in _ = memmove(p.baseAddress!, p.baseAddress! + start, live) } }
+                if live > 0, let p = b.baseAddress { memmove(p, p + start, live) }
                 base += Int64(start)
                 start = 0
                 end = live
             }
-            if buf.count < n { buf += [UInt8](repeating: 0, count: n - buf.count) }
+            if b.count < n {
+                let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
+                if end > 0 { bigger.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[0..<end])) }
+                b.deallocate()
+                b = bigger
+                owned = bigger
+                buf = UnsafeRawBufferPointer(bigger)
+            }
             while end < n && !eof {
-                let got = buf.withUnsafeMutableBytes { p in Glibc.read(fd, p.baseAddress! + end, p.count - end) }
+                guard let p = b.baseAddress else { return false }
+                let got = Glibc.read(fd, p + end, b.count - end)
                 if got < 0 {
                     if errno == EINTR { continue }
                     throw .posix("read capture", subject: path, errno: errno)
@@ -107,20 +148,24 @@ public struct CaptureFile: PacketSource {
             let a = UInt32(u16(i, big: big)), b = UInt32(u16(i + 2, big: big))
             return big ? a << 16 | b : b << 16 | a
         }
+        /// `count` bytes from `start + from`.
+        func bytes(from: Int, count: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: buf[(start + from)..<(start + from + count)])
+        }
     }
 
     public mutating func read(_ body: (PacketInfo, UnsafeRawBufferPointer) -> Void) throws(MinewatchError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw .posix("open capture", subject: path, errno: errno) }
         defer { close(fd) }
-        var w = Window(fd: fd)
+        let w = Window(fd: fd, map: mapFiles)
         guard try w.need(4, path: path) else { throw bad(0, "file too short for a capture header") }
         let magic = w.u32(0, big: true)
         switch magic {
         case 0xA1B2_C3D4, 0xD4C3_B2A1, 0xA1B2_3C4D, 0x4D3C_B2A1:
-            try readPcap(&w, magic: magic, body)
+            try readPcap(w, magic: magic, body)
         case 0x0A0D_0D0A:
-            try readPcapng(&w, body)
+            try readPcapng(w, body)
         default:
             throw bad(0, String(format: "not a pcap or pcapng file (magic 0x%08x)", magic))
         }
@@ -130,7 +175,7 @@ public struct CaptureFile: PacketSource {
         MinewatchError(.format, operation: "read capture", subject: path, offset: offset, message: what)
     }
 
-    func readPcap(_ w: inout Window, magic: UInt32, _ body: (PacketInfo, UnsafeRawBufferPointer) -> Void) throws(MinewatchError) {
+    func readPcap(_ w: Window, magic: UInt32, _ body: (PacketInfo, UnsafeRawBufferPointer) -> Void) throws(MinewatchError) {
         let big = magic == 0xA1B2_C3D4 || magic == 0xA1B2_3C4D
         let nanos = magic == 0xA1B2_3C4D || magic == 0x4D3C_B2A1
         guard try w.need(24, path: path) else { throw bad(0, "truncated pcap file header (\(w.available) of 24 bytes)") }
@@ -150,15 +195,14 @@ public struct CaptureFile: PacketSource {
             if cap > Self.maxPacket { throw bad(off, "captured length \(cap) is larger than any packet (limit \(Self.maxPacket))") }
             guard try w.need(16 + cap, path: path) else { throw bad(off, "truncated packet: \(w.available - 16) of \(cap) bytes") }
             let info = PacketInfo(time: Double(sec) + Double(frac) / divisor, linkType: link, capturedLength: cap, originalLength: orig, fileOffset: off)
-            let s = w.start + 16
-            w.buf.withUnsafeBytes { p in body(info, UnsafeRawBufferPointer(rebasing: p[s..<(s + cap)])) }
+            body(info, w.bytes(from: 16, count: cap))
             w.start += 16 + cap
         }
     }
 
     struct Interface { var link: UInt16; var resolution: Double }
 
-    func readPcapng(_ w: inout Window, _ body: (PacketInfo, UnsafeRawBufferPointer) -> Void) throws(MinewatchError) {
+    func readPcapng(_ w: Window, _ body: (PacketInfo, UnsafeRawBufferPointer) -> Void) throws(MinewatchError) {
         var big = false
         var interfaces: [Interface] = []
         var sawSection = false
@@ -216,15 +260,13 @@ public struct CaptureFile: PacketSource {
                 if cap > Self.maxPacket || 28 + cap > len - 4 { throw bad(off + 20, "captured length \(cap) does not fit its \(len)-byte block") }
                 let ifc = interfaces[ifid]
                 let info = PacketInfo(time: Double(ts) * ifc.resolution, linkType: ifc.link, capturedLength: cap, originalLength: orig, fileOffset: off)
-                let s = w.start + 28
-                w.buf.withUnsafeBytes { p in body(info, UnsafeRawBufferPointer(rebasing: p[s..<(s + cap)])) }
+                body(info, w.bytes(from: 28, count: cap))
             case 3:  // simple packet: interface 0, no timestamp
                 guard len >= 16, let ifc = interfaces.first else { throw bad(off, "simple packet block without an interface") }
                 let orig = Int(w.u32(8, big: big))
                 let cap = min(orig, len - 16)
                 let info = PacketInfo(time: 0, linkType: ifc.link, capturedLength: cap, originalLength: orig, fileOffset: off)
-                let s = w.start + 12
-                w.buf.withUnsafeBytes { p in body(info, UnsafeRawBufferPointer(rebasing: p[s..<(s + cap)])) }
+                body(info, w.bytes(from: 12, count: cap))
             default:
                 break  // section header (handled), name resolution, statistics, custom: skipped
             }

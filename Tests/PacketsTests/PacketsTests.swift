@@ -66,6 +66,37 @@ import TestSupport
         }
         #expect(count == 0)
     }
+
+    /// A mapped file and a read one give the same packets, records that cross the 4 MiB read
+    /// window included, and both stop at the same truncated record with the same error.
+    @Test func mappedAndReadFilesAgree() throws {
+        let dir = try TempDir("pkts")
+        defer { dir.cleanup() }
+        var file = PacketBytes.pcapHeader()
+        var rand = Samples.Rand(seed: 4)
+        for i in 0..<8000 { file += PacketBytes.record(PacketBytes.tcp(seq: UInt32(i * 1500), payload: rand.bytes(i % 1000 + 400)), time: UInt32(1_700_000_000 + i)) }
+        let cut = Array(file.dropLast(7))
+        for (name, bytes) in [("whole.pcap", file), ("cut.pcap", cut)] {
+            let path = try dir.file(name, bytes)
+            func read(map: Bool) -> ([Int64], [UInt8], MinewatchError?) {
+                var src = CaptureFile(path: path)
+                src.mapFiles = map
+                var offsets: [Int64] = []
+                var digest = FNV1a()
+                do throws(MinewatchError) {
+                    try src.read { info, b in
+                        offsets.append(info.fileOffset)
+                        digest.add(b)
+                    }
+                } catch { return (offsets, Array(String(digest.value).utf8), error) }
+                return (offsets, Array(String(digest.value).utf8), nil)
+            }
+            let mapped = read(map: true), plain = read(map: false)
+            #expect(file.count > 5 << 20 && mapped.0.count == (name == "cut.pcap" ? 7999 : 8000))
+            #expect(mapped.0 == plain.0 && mapped.1 == plain.1)
+            #expect(mapped.2?.description == plain.2?.description)
+        }
+    }
 }
 
 @Suite struct FlowTableTests {
