@@ -114,10 +114,15 @@ final class HashedLayerStream {
     let contentHash: HashingStream?
     /// The uncompressed stream, for the tar reader.
     let content: ByteStream
+    /// The uncompressed stream before its hash (the stored bytes' stream when not compressed):
+    /// what `ReadAheadLayer` reads on its own thread, leaving the second hash to the reader's.
+    let unhashed: ByteStream
+    var compressed: Bool { contentHash != nil }
 
     init(_ raw: ByteStream, limits: DecompressionLimits, name: String) throws(MinewatchError) {
         rawHash = HashingStream(raw)
         let (inner, compression) = try autoDecompress(rawHash, limits: limits, name: name)
+        unhashed = inner
         if compression == .none {
             contentHash = nil
             content = inner
@@ -134,6 +139,13 @@ final class HashedLayerStream {
         if contentHash != nil { try drain(rawHash) }
         let blob = rawHash.hasher.digest()
         return LayerDigests(blob: blob, content: contentHash?.hasher.digest() ?? blob)
+    }
+
+    /// Once `unhashed` is read to its end: reads the stored bytes that follow the compressed data
+    /// and returns their digest.
+    func finishStored() throws(MinewatchError) -> String {
+        if compressed { try drain(rawHash) }
+        return rawHash.hasher.digest()
     }
 
     func drain(_ s: ByteStream) throws(MinewatchError) {

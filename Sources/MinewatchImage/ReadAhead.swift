@@ -1,11 +1,12 @@
 import Foundation
 import MinewatchCore
 
-/// A layer's reading, hashing and inflating, run on a thread of its own a few buffers ahead of the
-/// tar reader and the matcher, so that a layer scan on two cores costs the larger of the two halves
-/// rather than their sum. The consumer reads the uncompressed bytes as a `ByteStream`; `finish()`
-/// reads what the tar reader left and returns both digests, which the producer computed when the
-/// stream ended. Errors on the producer's side surface, unchanged, at the consumer's next read.
+/// A layer's reading, hashing of the stored bytes and inflating, run on a thread of its own a few
+/// buffers ahead of the tar reader and the matcher, so that a layer scan on two cores costs the
+/// larger of the two halves rather than their sum. The consumer reads the uncompressed bytes as a
+/// `ByteStream` and hashes them as they pass (the second digest, which balances the two threads);
+/// `finish()` reads what the tar reader left and returns both digests. Errors on the producer's
+/// side surface, unchanged, at the consumer's next read.
 ///
 /// Memory: `depth` buffers of `bufferSize` bytes (4 MiB by default), whatever the layer's size.
 final class ReadAheadLayer: ByteStream {
@@ -18,11 +19,13 @@ final class ReadAheadLayer: ByteStream {
         var free: [[UInt8]] = []
         var ended = false
         var error: MinewatchError?
-        var digests: LayerDigests?
+        var storedDigest: String?
         var abandoned = false
     }
 
     let shared = Shared()
+    /// The uncompressed bytes' hash, when the layer is compressed (else it is the stored bytes').
+    var contentHash: StreamingSHA256?
     var current: [UInt8] = []
     var currentCount = 0
     var position = 0
@@ -30,6 +33,7 @@ final class ReadAheadLayer: ByteStream {
 
     init(_ layer: HashedLayerStream, depth: Int = 4, bufferSize: Int = 1 << 20) {
         shared.producer = layer
+        contentHash = layer.compressed ? StreamingSHA256() : nil
         shared.free = (0..<max(depth, 2)).map { _ in [UInt8](repeating: 0, count: bufferSize) }
         let shared = self.shared
         Thread.detachNewThread { ReadAheadLayer.produce(shared) }
@@ -61,12 +65,12 @@ final class ReadAheadLayer: ByteStream {
                 var buffer = shared.free.removeLast()
                 shared.cond.unlock()
                 let filled = try buffer.withMutableBytes { (b) throws(MinewatchError) -> Int in
-                    try layer.content.readFully(into: b)
+                    try layer.unhashed.readFully(into: b)
                 }
                 if filled == 0 {
-                    let digests = try layer.finish()
+                    let stored = try layer.finishStored()
                     shared.cond.lock()
-                    shared.digests = digests
+                    shared.storedDigest = stored
                     shared.ended = true
                     shared.cond.broadcast()
                     shared.cond.unlock()
@@ -95,7 +99,9 @@ final class ReadAheadLayer: ByteStream {
         }
         let n = min(buffer.count, currentCount - position)
         current.withUnsafeBytes { src in
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[position..<(position + n)]))
+            let part = UnsafeRawBufferPointer(rebasing: src[position..<(position + n)])
+            buffer.copyMemory(from: part)
+            contentHash?.update(part)
         }
         position += n
         return n
@@ -131,9 +137,9 @@ final class ReadAheadLayer: ByteStream {
         shared.cond.lock()
         defer { shared.cond.unlock() }
         if let error = shared.error { throw error }
-        guard let digests = shared.digests else {
-            throw MinewatchError(.io, operation: "hash layer", message: "the layer's reader ended without its digests")
+        guard let stored = shared.storedDigest else {
+            throw MinewatchError(.io, operation: "hash layer", message: "the layer's reader ended without its digest")
         }
-        return digests
+        return LayerDigests(blob: stored, content: contentHash?.digest() ?? stored)
     }
 }
