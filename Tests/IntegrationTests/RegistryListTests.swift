@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import Yams
 
 /// Whole registries: `scan --all-tags`, `--from FILE` and `--shard N/M` against Debian's
 /// docker-registry filled by scripts/fill-registry (images sharing base layers, two of them miners,
@@ -17,7 +18,11 @@ import TestSupport
     }
 
     func results(_ file: String) throws -> (results: [Result], scanned: Int, cached: Int, targets: [String]) {
-        let obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+        try results(json: Array(try Data(contentsOf: URL(fileURLWithPath: file))))
+    }
+
+    func results(json: [UInt8]) throws -> (results: [Result], scanned: Int, cached: Int, targets: [String]) {
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any])
         let targets = try #require(obj["targets"] as? [[String: Any]])
         var out: [Result] = []
         var scanned = 0, cached = 0
@@ -62,16 +67,37 @@ import TestSupport
         #expect(whole.results.contains { $0.references == ["\(host)/mw/fleet:latest", "\(host)/mw/fleet:v000"] })
         #expect(full.err.contains("15 layers read, 9 shared layers answered"), "\(full.err)")
 
-        // Three shards, three processes, each pushing its attestations to the registry.
+        // The Indexed Job of deploy/kubernetes/scan-registry.yaml, one process per completion
+        // index: its container's args with the pod's variables filled in, the repository pointed
+        // at the test registry and the signing key at a test key (plus --insecure: plain HTTP).
         let (key, _) = try p256KeyPair(in: dir.path, name: "signer")
+        let job = try #require(try Yams.load_all(yaml: String(contentsOfFile: Self.root + "/deploy/kubernetes/scan-registry.yaml", encoding: .utf8))
+            .compactMap { $0 as? [String: Any] }.first { $0["kind"] as? String == "Job" })
+        let spec = try #require(job["spec"] as? [String: Any])
+        #expect(spec["completionMode"] as? String == "Indexed")
+        let completions = try #require(spec["completions"] as? Int)
+        let pod = try #require((spec["template"] as? [String: Any])?["spec"] as? [String: Any])
+        let container = try #require((pod["containers"] as? [[String: Any]])?.first)
+        var env: [String: String] = [:]
+        for e in (container["env"] as? [[String: Any]]) ?? [] {
+            if let n = e["name"] as? String, let v = e["value"] as? String { env[n] = v }
+            if let n = e["name"] as? String, let from = e["valueFrom"] as? [String: Any], let f = from["fieldRef"] as? [String: Any] {
+                #expect(n == "SHARD_INDEX" && (f["fieldPath"] as? String)?.contains("job-completion-index") == true)
+            }
+        }
+        #expect(env["SHARDS"] == String(completions), "SHARDS must equal completions")
+        env["REPOSITORY"] = "\(host)/mw/fleet"
+        let args = try #require(container["args"] as? [String])
         var union: [String: Result] = [:]
         var shardTargets: [[String]] = []
-        for i in 0..<3 {
-            let out = dir.path + "/shard\(i).json"
-            let r = try minewatch(["scan", "--insecure", "--all-tags", "--shard", "\(i)/3", "--attest", key, "--push", "-f", "json", "-o", out,
-                                   "registry:\(host)/mw/fleet"])
-            #expect(r.status == 0 || r.status == 1, "shard \(i): \(r.err)")
-            let part = try results(out)
+        for i in 0..<completions {
+            env["SHARD_INDEX"] = String(i)
+            var podArgs = args.map { a in env.reduce(a) { $0.replacingOccurrences(of: "$(\($1.key))", with: $1.value) } }
+            podArgs = podArgs.map { $0.hasPrefix("--attest=") ? "--attest=\(key)" : $0 } + ["--insecure"]
+            #expect(!podArgs.contains { $0.contains("$(") }, "\(podArgs)")
+            let r = try minewatch(podArgs)
+            #expect(r.status == 0, "shard \(i) (pods exit 0; verdicts are in the reports): \(r.err)")
+            let part = try results(json: Array(r.out.utf8))
             shardTargets.append(part.targets)
             for res in part.results {
                 var merged = union[res.digest] ?? Result(digest: res.digest, references: [], rules: res.rules)
@@ -80,6 +106,7 @@ import TestSupport
                 union[res.digest] = merged
             }
         }
+        #expect(shardTargets.filter { !$0.isEmpty }.count >= completions / 2, "13 tags spread over \(completions) shards: \(shardTargets)")
         let allTargets = shardTargets.flatMap { $0 }
         #expect(Set(allTargets).count == allTargets.count, "the shards are disjoint")
         #expect(Set(allTargets).count == 13, "and cover all 13 tags")
