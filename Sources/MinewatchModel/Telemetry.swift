@@ -35,6 +35,8 @@ public struct ContainerTelemetry: Sendable, Codable, Hashable {
     /// (PACKET_STATISTICS), since the ring opened; nil while no ring is open.
     public var capturePackets: Int?
     public var captureDrops: Int?
+    /// The size of that ring now (it follows the namespace's packet rate); nil while none is open.
+    public var captureRingBytes: Int?
     /// What a detector saw that is not an alert on its own (an upload-heavy shape, a heartbeat).
     public var traits: [Trait]?
     /// Alerts of this container that an exception silenced ("exception (detector)").

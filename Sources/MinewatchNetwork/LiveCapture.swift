@@ -75,10 +75,46 @@ public final class LiveCapture: Sendable {
     public struct RingStatus: Sendable, Hashable, Codable {
         public var packets: Int
         public var drops: Int
-        public init(packets: Int, drops: Int) {
+        /// The ring's size now (it follows the namespace's traffic; see `RingSize`).
+        public var ringBytes: Int
+        public init(packets: Int, drops: Int, ringBytes: Int = 0) {
             self.packets = packets
             self.drops = drops
+            self.ringBytes = ringBytes
         }
+    }
+
+    /// A ring sized by need. A namespace's ring opens small (a chatty container: health checks,
+    /// an API client) and moves up to the size its packet rate needs once the rate passes what
+    /// its size takes, or straight to the largest when the kernel drops packets from it (the
+    /// drops are counted and reported as evidence gaps all the same); it moves down one size after
+    /// `calmSeconds` under a quarter of the smaller size's rate. A move opens the new ring before
+    /// the old one is drained and closed, so no packet falls between them (the few both saw are
+    /// retransmissions to the flow table, which keeps one copy).
+    public struct RingSize: Sendable, Hashable, CustomStringConvertible {
+        public var blockSize: Int
+        public var blocks: Int
+        /// Packets per second this size takes without drops, with room to spare.
+        public var packetsPerSecond: Double
+        public var bytes: Int { blockSize * blocks }
+        public var description: String { "\(blocks)x\(blockSize / 1024) KiB" }
+
+        public static let tiers = [
+            RingSize(blockSize: 32 * 1024, blocks: 4, packetsPerSecond: 150),
+            RingSize(blockSize: 128 * 1024, blocks: 8, packetsPerSecond: 3_000),
+            RingSize(blockSize: 256 * 1024, blocks: 16, packetsPerSecond: .infinity),
+        ]
+        public static let calmSeconds = 30.0
+    }
+
+    /// The size a ring at `tier` should have, given its packet rate over the last second or more,
+    /// the drops in it, and how long the rate has stayed low (`calmSince`).
+    static func nextTier(_ tier: Int, rate: Double, dropped: Bool, calmFor: Double) -> Int {
+        let tiers = RingSize.tiers
+        if dropped { return tiers.count - 1 }  // drops: straight to the largest
+        if rate > tiers[tier].packetsPerSecond { return tiers.firstIndex { $0.packetsPerSecond >= rate } ?? tiers.count - 1 }
+        if tier > 0 && rate < tiers[tier - 1].packetsPerSecond / 4 && calmFor >= RingSize.calmSeconds { return tier - 1 }
+        return tier
     }
 
     struct Shared {
@@ -97,7 +133,13 @@ public final class LiveCapture: Sendable {
 
     /// What the capture thread alone touches.
     final class Namespace {
-        let ring: PacketRing
+        var ring: PacketRing
+        var tier: Int
+        /// Packets since `windowStart` (the rate's window), and since when the rate was low.
+        var windowStart: Double
+        var windowPackets = 0
+        var windowDrops = 0
+        var calmSince: Double
         let table: FlowTable
         var inspectors: [ObjectIdentifier: (Flow, FlowInspector)] = [:]
         var status = RingStatus(packets: 0, drops: 0)
@@ -105,8 +147,11 @@ public final class LiveCapture: Sendable {
         var names: [String] = []
         static let maxNames = 256
         let heartbeat: HeartbeatThresholds
-        init(ring: PacketRing, maxFlows: Int, cap: Int, heartbeat: HeartbeatThresholds) {
+        init(ring: PacketRing, tier: Int, now: Double, maxFlows: Int, cap: Int, heartbeat: HeartbeatThresholds) {
             self.ring = ring
+            self.tier = tier
+            windowStart = now
+            calmSince = now
             self.heartbeat = heartbeat
             table = FlowTable(maxFlows: maxFlows, maxPendingPerDirection: 64 * 1024)
             table.onNew = { [unowned self] flow in
@@ -145,6 +190,13 @@ public final class LiveCapture: Sendable {
         /// The closed connections last published, and when.
         var flows: [CapturedFlow] = []
         var flowsAt = 0.0
+        /// The sessions last published, when, and whether packets came since.
+        var published: [LiveSession] = []
+        var publishedAt = 0.0
+        var packetsSincePublished = true
+        var packetsSinceFlows = true
+        /// When the capture thread last read this ring.
+        var visitedAt = 0.0
         static let maxClosedFlows = 2048
 
         /// Sessions recognised so far that a detector reads: mining protocols, named servers
@@ -239,6 +291,38 @@ public final class LiveCapture: Sendable {
     /// Packets read and dropped by the kernel over all rings since the start.
     public var totals: (packets: Int, drops: Int) { shared.withLock { ($0.packets, $0.drops) } }
 
+    /// How long the kernel keeps a block that is not full before handing it over: the watcher
+    /// reads sessions once a pass (seconds), so half a second costs no evidence, and a chatty
+    /// namespace wakes the capture thread twice a second rather than ten times.
+    static let retireMilliseconds = 500
+
+    /// Every block the kernel filled, into the namespace's flow table.
+    func drain(_ n: Namespace) -> (packets: Int, drops: Int) {
+        let got = n.ring.drain { info, bytes in
+            guard let p = PacketDecoder.decode(linkType: info.linkType, bytes, originalLength: info.originalLength) else { return }
+            n.table.add(p, bytes: bytes, time: info.time)
+        }
+        let dropped = n.ring.drops()
+        n.status.packets += got
+        n.status.drops += dropped
+        return (got, dropped)
+    }
+
+    /// Moves a namespace to a ring of another size: the new one opens first, then the old one is
+    /// drained a last time and closed. When the new one cannot open, the old one stays.
+    func resize(_ n: Namespace, to tier: Int, pid: Int32, now: Double) -> (packets: Int, drops: Int) {
+        let size = RingSize.tiers[tier]
+        guard let ring = try? PacketRing(pid: pid, procRoot: procRoot, snapLength: snapLength, blockSize: size.blockSize, blocks: size.blocks,
+                                         retireMilliseconds: Self.retireMilliseconds) else {
+            return (0, 0)
+        }
+        let last = drain(n)
+        n.ring = ring
+        n.tier = tier
+        n.calmSince = now
+        return last
+    }
+
     func loop() {
         var owned: [UInt64: Namespace] = [:]
         var buf = [UInt8](repeating: 0, count: 64)
@@ -247,38 +331,72 @@ public final class LiveCapture: Sendable {
             if !running { return }
             for ns in owned.keys where wanted[ns] == nil { owned[ns] = nil }
             var newFailures: [(UInt64, MinewatchError)] = []
+            let opened = Date().timeIntervalSince1970
             for (ns, pid) in wanted where owned[ns] == nil && !failed.contains(ns) {
                 do {
-                    let ring = try PacketRing(pid: pid, procRoot: procRoot, snapLength: snapLength, blockSize: 256 * 1024, blocks: 8)
-                    owned[ns] = Namespace(ring: ring, maxFlows: maxFlows, cap: inspectCap, heartbeat: heartbeat)
+                    let size = RingSize.tiers[0]
+                    let ring = try PacketRing(pid: pid, procRoot: procRoot, snapLength: snapLength, blockSize: size.blockSize, blocks: size.blocks,
+                                              retireMilliseconds: Self.retireMilliseconds)
+                    owned[ns] = Namespace(ring: ring, tier: 0, now: opened, maxFlows: maxFlows, cap: inspectCap, heartbeat: heartbeat)
                 } catch {
                     newFailures.append((ns, error))
                 }
             }
+            let order = Array(owned.keys)
             var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
-            fds += owned.values.map { pollfd(fd: $0.ring.fd, events: Int16(POLLIN), revents: 0) }
+            fds += order.compactMap { owned[$0].map { pollfd(fd: $0.ring.fd, events: Int16(POLLIN), revents: 0) } }
             _ = poll(&fds, nfds_t(fds.count), 500)
             if fds[0].revents != 0 { while read(wakeRead, &buf, buf.count) > 0 {} }
-            // Decoding happens here, outside the lock.
+            // Decoding happens here, outside the lock. Only the rings the kernel handed blocks
+            // to are read, and every ring at least once a second (its rate, its connections
+            // aging): with hundreds of rings, visiting each at every wake-up cost more than the
+            // packets did.
             var published: [UInt64: ([LiveSession], RingStatus, [String], [CapturedFlow])] = [:]
             let now = Date().timeIntervalSince1970
             var packets = 0, drops = 0
-            for (ns, n) in owned {
-                let got = n.ring.drain { info, bytes in
-                    guard let p = PacketDecoder.decode(linkType: info.linkType, bytes, originalLength: info.originalLength) else { return }
-                    n.table.add(p, bytes: bytes, time: info.time)
-                }
-                let dropped = n.ring.drops()
-                n.status.packets += got
-                n.status.drops += dropped
+            for (k, ns) in order.enumerated() {
+                guard let n = owned[ns], fds[k + 1].revents != 0 || now - n.visitedAt >= 1 else { continue }
+                n.visitedAt = now
+                let (got, dropped) = drain(n)
                 packets += got
                 drops += dropped
-                // Closed connections are read once a pass: rebuilt at most every half second.
-                if now - n.flowsAt >= 0.5 {
+                n.windowPackets += got
+                n.windowDrops += dropped
+                if now - n.windowStart >= 1 {
+                    let rate = Double(n.windowPackets) / (now - n.windowStart)
+                    // Calm: under a quarter of what the next smaller ring takes.
+                    if n.tier == 0 || rate >= RingSize.tiers[n.tier - 1].packetsPerSecond / 4 { n.calmSince = now }
+                    let next = Self.nextTier(n.tier, rate: rate, dropped: n.windowDrops > 0, calmFor: now - n.calmSince)
+                    if next != n.tier, let pid = wanted[ns] {
+                        let (g, d) = resize(n, to: next, pid: pid, now: now)
+                        packets += g
+                        drops += d
+                    }
+                    n.windowStart = now
+                    n.windowPackets = 0
+                    n.windowDrops = 0
+                }
+                n.status.ringBytes = n.ring.blockSize * n.ring.blockCount
+                if got > 0 {
+                    n.packetsSincePublished = true
+                    n.packetsSinceFlows = true
+                }
+                // Closed connections are read once a pass: rebuilt at most every second while
+                // packets come, and every five seconds (they age out) when none do.
+                if now - n.flowsAt >= (n.packetsSinceFlows ? 1 : 5) {
+                    n.packetsSinceFlows = false
                     n.flows = n.closedFlows(now: now)
                     n.flowsAt = now
                 }
-                published[ns] = (n.sessions(), n.status, n.names, n.flows)
+                // Sessions are judged again at most every half second (the watcher reads them once
+                // a pass), and only when packets came: a busy ring wakes this thread many times a
+                // second, and judging every flow each time was most of the agent's CPU.
+                if n.packetsSincePublished && now - n.publishedAt >= 0.5 {
+                    n.published = n.sessions()
+                    n.publishedAt = now
+                    n.packetsSincePublished = false
+                }
+                published[ns] = (n.published, n.status, n.names, n.flows)
             }
             shared.withLock { s in
                 for (ns, e) in newFailures {

@@ -11,12 +11,13 @@ import Glibc
 public final class PacketRing {
     public let fd: Int32
     let ring: UnsafeMutableRawPointer
-    let blockSize: Int
-    let blockCount: Int
+    public let blockSize: Int
+    public let blockCount: Int
     var current = 0
 
     /// `pid`: a process in the namespace (its /proc/<pid>/ns/net is entered).
-    public init(pid: Int32, procRoot: String = "/proc", snapLength: Int = 384, blockSize: Int = 128 * 1024, blocks: Int = 4) throws(MinewatchError) {
+    public init(pid: Int32, procRoot: String = "/proc", snapLength: Int = 384, blockSize: Int = 128 * 1024, blocks: Int = 4,
+                retireMilliseconds: Int = 100) throws(MinewatchError) {
         let path = "\(procRoot)/\(pid)/ns/net"
         let ns = open(path, O_RDONLY | O_CLOEXEC)
         if ns < 0 { throw .posix("open", subject: path, errno: errno) }
@@ -24,7 +25,7 @@ public final class PacketRing {
         let fd = mw_socket_in_netns(ns, AF_PACKET, Int32(SOCK_RAW.rawValue), Int32(UInt16(0x0003).bigEndian))  // ETH_P_ALL
         if fd < 0 { throw .posix("open a packet socket in the namespace", subject: path, errno: -fd) }
         var ring: UnsafeMutableRawPointer?
-        let rc = mw_packet_ring(fd, UInt32(blockSize), UInt32(blocks), 100, UInt32(snapLength), &ring)
+        let rc = mw_packet_ring(fd, UInt32(blockSize), UInt32(blocks), UInt32(retireMilliseconds), UInt32(snapLength), &ring)
         guard rc == 0, let ring else {
             close(fd)
             throw .posix("set up the packet ring", subject: path, errno: -rc)

@@ -245,6 +245,7 @@ public final class Watcher {
         }
         t.capturePackets = snap.capture?.packets
         t.captureDrops = snap.capture?.drops
+        t.captureRingBytes = snap.capture.map(\.ringBytes)
         return t
     }
 }

@@ -391,3 +391,22 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         }
     }
 }
+
+/// Rings sized by need: small for a chatty namespace, the size its rate needs as it grows, the
+/// largest at once on drops, one size down only after a calm half minute.
+@Suite struct RingSizeTests {
+    @Test func tiersFollowTheRate() {
+        let tiers = LiveCapture.RingSize.tiers
+        #expect(tiers.map(\.bytes) == [128 << 10, 1 << 20, 4 << 20])
+        #expect(LiveCapture.nextTier(0, rate: 20, dropped: false, calmFor: 0) == 0)
+        #expect(LiveCapture.nextTier(0, rate: 1_000, dropped: false, calmFor: 0) == 1)
+        #expect(LiveCapture.nextTier(0, rate: 9_000, dropped: false, calmFor: 0) == 2, "a download jumps straight to the size it needs")
+        #expect(LiveCapture.nextTier(0, rate: 5, dropped: true, calmFor: 100) == 2, "drops: the largest at once")
+        #expect(LiveCapture.nextTier(2, rate: 9_000, dropped: false, calmFor: 0) == 2)
+        #expect(LiveCapture.nextTier(2, rate: 100, dropped: false, calmFor: 10) == 2, "not calm long enough")
+        #expect(LiveCapture.nextTier(2, rate: 100, dropped: false, calmFor: 31) == 1)
+        #expect(LiveCapture.nextTier(1, rate: 100, dropped: false, calmFor: 31) == 1, "100/s is more than a quarter of what the small ring takes")
+        #expect(LiveCapture.nextTier(1, rate: 10, dropped: false, calmFor: 31) == 0)
+        #expect(LiveCapture.nextTier(0, rate: 0, dropped: false, calmFor: 1_000) == 0)
+    }
+}
