@@ -426,3 +426,8 @@ int mw_fpu_reap(int tid) {
   ptrace(PTRACE_DETACH, tid, 0, (void *)(uintptr_t)sig);
   return 1;
 }
+
+/* memmem (a GNU extension, so not in Swift's Glibc module). */
+const void *mw_memmem(const void *haystack, size_t haystack_len, const void *needle, size_t needle_len) {
+    return memmem(haystack, haystack_len, needle, needle_len);
+}

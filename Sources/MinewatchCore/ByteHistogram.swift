@@ -17,10 +17,20 @@ public struct ByteHistogram: Sendable {
     public init<S: Sequence>(_ bytes: S) where S.Element == UInt8 { add(bytes) }
 
     public mutating func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        // Contiguous bytes (arrays, slices, buffers) are counted through pointers: the generic
+        // loop, unspecialised across modules, cost tens of nanoseconds a byte.
+        if bytes.withContiguousStorageIfAvailable({ add(UnsafeRawBufferPointer($0)) }) != nil { return }
         for b in bytes {
             counts[Int(b)] += 1
             total += 1
         }
+    }
+
+    public mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        counts.withUnsafeMutableBufferPointer { c in
+            for b in bytes { c[Int(b)] += 1 }
+        }
+        total += bytes.count
     }
 
     /// Bits of entropy a byte (0 for no bytes, 8 for perfectly even counts).

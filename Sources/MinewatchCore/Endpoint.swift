@@ -2,7 +2,8 @@
 /// (`[2001:db8::1]:443`), names and IPv4 addresses bare.
 public enum Endpoint {
     public static func text(_ address: String, _ port: UInt16) -> String {
-        address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+        // utf8.contains: a byte search (String.contains(String) goes through Foundation).
+        address.utf8.contains(UInt8(ascii: ":")) ? "[\(address)]:\(port)" : "\(address):\(port)"
     }
 
     /// The host of `host`, `host:port`, `[v6]` or `[v6]:port` (an HTTP Host header, a URL

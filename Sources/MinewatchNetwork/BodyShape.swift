@@ -19,8 +19,8 @@ public enum BodyShape {
     static func compressedMedia(_ type: String?) -> Bool {
         guard let t = type?.lowercased() else { return false }
         if t.hasPrefix("application/octet-stream") { return false }
-        return t.hasPrefix("image/") || t.hasPrefix("video/") || t.hasPrefix("audio/") || t.contains("zip") || t.contains("compressed")
-            || t.contains("x-protobuf") || t.contains("snappy") || t.contains("zstd") || t.contains("x-tar") || t.contains("encrypted")
+        return t.hasPrefix("image/") || t.hasPrefix("video/") || t.hasPrefix("audio/")
+            || ["zip", "compressed", "x-protobuf", "snappy", "zstd", "x-tar", "encrypted"].contains { t.containsBytes($0) }
     }
 
     static func record(size: Int, head: [UInt8], estimated: Bool, headers: [String: String], into facts: inout SessionFacts) {

@@ -275,7 +275,7 @@ public final class FlowInspector: FlowConsumer {
             if method == "GET" && path.hasSuffix("/config.json") && (headers["x-pc-sid"] != nil || (headers["user-agent"] ?? "").hasPrefix("packetcrypt")) {
                 facts.configPolls += 1
                 facts.protocolName = .packetcrypt
-            } else if method == "GET" && path.contains("/blkinfo_") && path.hasSuffix(".json") {
+            } else if method == "GET" && path.containsBytes("/blkinfo_") && path.hasSuffix(".json") {
                 facts.blkinfo += 1
                 facts.protocolName = .packetcrypt
             } else if method == "POST" && headers["x-pc-payto"] != nil {
@@ -290,9 +290,10 @@ public final class FlowInspector: FlowConsumer {
                 facts.announcements += size / 1024
             }
             // JSON-RPC getwork / getblocktemplate.
-            if let text = String(bytes: head.prefix(4096), encoding: .utf8), text.contains("\"method\"") {
-                if text.contains("\"getwork\"") || text.contains("\"getblocktemplate\"") || text.contains("\"eth_getWork\"")
-                    || text.contains("\"eth_submitWork\"") || text.contains("\"eth_submitLogin\"") {
+            let start = head.prefix(4096)
+            if ByteSearch.contains(start, "\"method\""), String(bytes: start, encoding: .utf8) != nil {
+                if ["\"getwork\"", "\"getblocktemplate\"", "\"eth_getWork\"", "\"eth_submitWork\"", "\"eth_submitLogin\""]
+                    .contains(where: { ByteSearch.contains(start, $0) }) {
                     facts.getwork += 1
                     facts.protocolName = .getwork
                 }
@@ -465,15 +466,34 @@ struct HTTPParser {
     }
 
     mutating func headComplete(_ events: inout [Event]) -> Bool {
-        let text = String(decoding: head, as: UTF8.self)
+        // Split on CRLF and read the fields as bytes: this runs for every request and response
+        // of every flow a capture follows, and Foundation's string searching cost more than the
+        // rest of the parsing.
+        let raw = head
         head = []
-        var lines = text.components(separatedBy: "\r\n")
-        let first = lines.removeFirst().split(separator: " ")
+        var lines: [ArraySlice<UInt8>] = []
+        var from = raw.startIndex
+        var i = raw.startIndex
+        while i + 1 < raw.endIndex {
+            if raw[i] == 0x0d && raw[i + 1] == 0x0a {
+                lines.append(raw[from..<i])
+                i += 2
+                from = i
+            } else {
+                i += 1
+            }
+        }
+        lines.append(raw[from...])
+        let first = String(decoding: lines.removeFirst(), as: UTF8.self).split(separator: " ")
         guard first.count >= 2 else { return false }
         var headers: [String: String] = [:]
         for l in lines where !l.isEmpty {
-            guard let c = l.firstIndex(of: ":") else { continue }
-            headers[l[..<c].lowercased()] = l[l.index(after: c)...].trimmingCharacters(in: .whitespaces)
+            guard let c = l.firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let name = l[l.startIndex..<c].map { $0 >= 0x41 && $0 <= 0x5a ? $0 | 0x20 : $0 }
+            var value = l[(c + 1)...]
+            while let b = value.first, b == 0x20 || b == 0x09 { value = value.dropFirst() }
+            while let b = value.last, b == 0x20 || b == 0x09 { value = value.dropLast() }
+            headers[String(decoding: name, as: UTF8.self)] = String(decoding: value, as: UTF8.self)
         }
         lastHeaders = headers
         bodySize = 0
@@ -488,10 +508,11 @@ struct HTTPParser {
             events.append(.response(status: status))
             if status == 204 || status == 304 || (100..<200).contains(status) { state = .head; return true }
         }
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true || headers["content-length"].flatMap({ Int($0) }).map({ $0 > 0 }) == true {
+        let chunked = headers["transfer-encoding"]?.lowercased().containsBytes("chunked") == true
+        if chunked || headers["content-length"].flatMap({ Int($0) }).map({ $0 > 0 }) == true {
             bodyStart = pos - headTail
         }
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+        if chunked {
             state = .chunkSize
         } else if let n = headers["content-length"].flatMap({ Int($0) }), n > 0 {
             state = .body(left: n)

@@ -13,3 +13,14 @@ import Testing
         #expect(h.value == FNV1a.hash("foobar".utf8), "adding in pieces is the same as at once")
     }
 }
+
+@Suite struct ByteSearchTests {
+    @Test func findsBytesLikeStringContains() {
+        for (h, n) in [("application/x-zip-compressed", "zip"), ("chunked", "chunked"), ("gzip, chunked", "chunked"), ("abc", "abcd"),
+                       ("", "a"), ("a", ""), ("/v1/blkinfo_123.json", "/blkinfo_"), ("{\"method\": \"getwork\"}", "\"getwork\""), ("été", "té")] {
+            #expect(h.containsBytes(n) == (n.isEmpty || h.contains(n)), "\(h) / \(n)")
+            #expect(ByteSearch.contains(Array(h.utf8), n) == h.containsBytes(n))
+            #expect(ByteSearch.contains(Array(h.utf8)[...], n) == h.containsBytes(n))
+        }
+    }
+}

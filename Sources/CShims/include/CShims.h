@@ -92,4 +92,7 @@ int mw_fpu_reap(int tid);
 /* libFuzzer's driver (linked only into mw-fuzz built with -sanitize=fuzzer). */
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
 
+/* memmem, for byte substring tests. */
+const void *mw_memmem(const void *haystack, size_t haystack_len, const void *needle, size_t needle_len);
+
 #endif
