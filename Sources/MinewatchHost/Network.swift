@@ -68,21 +68,22 @@ public struct TCPCounters: Sendable, Hashable {
 
 public enum NetParsers {
     /// (connection events: ActiveOpens + PassiveOpens + AttemptFails + EstabResets; segments:
-    /// InSegs + OutSegs) from the two "Tcp:" lines (names, then values) of /proc/net/snmp.
-    public static func tcpCounters(_ b: [UInt8]) -> (connections: UInt64, segments: UInt64)? {
+    /// InSegs + OutSegs; established: CurrEstab) from the two "Tcp:" lines (names, then values)
+    /// of /proc/net/snmp.
+    public static func tcpCounters(_ b: [UInt8]) -> (connections: UInt64, segments: UInt64, established: UInt64)? {
         let lines = b.split(separator: 10).filter { $0.starts(with: Array("Tcp:".utf8)) }
         guard lines.count >= 2 else { return nil }
         let names = lines[0].split(separator: 32).map { String(decoding: $0, as: UTF8.self) }
         let values = lines[1].split(separator: 32).map { String(decoding: $0, as: UTF8.self) }
         guard names.count == values.count else { return nil }
-        var conn: UInt64 = 0, segs: UInt64 = 0
+        var conn: UInt64 = 0, segs: UInt64 = 0, established: UInt64 = 0
         var found = 0
-        for (n, v) in zip(names, values) where ["ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "InSegs", "OutSegs"].contains(n) {
+        for (n, v) in zip(names, values) where ["ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "CurrEstab", "InSegs", "OutSegs"].contains(n) {
             guard let x = UInt64(v) else { return nil }
-            if n.hasSuffix("Segs") { segs &+= x } else { conn &+= x }
+            if n.hasSuffix("Segs") { segs &+= x } else if n == "CurrEstab" { established = x } else { conn &+= x }
             found += 1
         }
-        return found == 6 ? (conn, segs) : nil
+        return found == 7 ? (conn, segs, established) : nil
     }
 
     /// An address in network byte order: dotted IPv4 (also for v4-mapped IPv6) or eight hex groups.

@@ -73,13 +73,24 @@ extension ProcParsers {
 
     /// /proc/<pid>/smaps: the maps lines, each followed by `Key: value kB` lines; Rss is kept.
     public static func smaps(_ text: String) -> [MemoryRegion] {
+        // Read as bytes: a busy container's smaps is read every pass, and splitting it as
+        // characters cost more than reading it. Only a region's first line becomes a string.
         var out: [MemoryRegion] = []
-        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            if line.hasPrefix("Rss:") {
-                if !out.isEmpty {
-                    out[out.count - 1].rssKiB = line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) }
+        let rss = Array("Rss:".utf8)
+        for line in text.utf8.split(separator: 10, omittingEmptySubsequences: true) {
+            if line.starts(with: rss) {
+                guard !out.isEmpty else { continue }
+                var value: UInt64 = 0
+                var digits = 0
+                for b in line.dropFirst(rss.count) {
+                    if b == 0x20 && digits == 0 { continue }
+                    guard b >= 0x30 && b <= 0x39 else { break }
+                    value = value &* 10 &+ UInt64(b - 0x30)
+                    digits += 1
                 }
-            } else if let first = line.first, first.isHexDigit, line.contains("-"), let r = mapsLine(line) {
+                out[out.count - 1].rssKiB = digits > 0 ? value : nil
+            } else if let first = line.first, Character(Unicode.Scalar(first)).isHexDigit, line.contains(UInt8(ascii: "-")),
+                      let r = mapsLine(Substring(String(decoding: line, as: UTF8.self))) {
                 out.append(r)
             }
         }

@@ -244,7 +244,7 @@ extension ProcfsReader {
     /// Changes whenever a TCP segment moves or a connection opens, fails or resets in the
     /// process's network namespace (loopback included), from /proc/<pid>/net/snmp: while both
     /// numbers are unchanged, so are the namespace's TCP sockets and their counters.
-    public func tcpCounters(_ pid: Int32) -> (connections: UInt64, segments: UInt64)? {
+    public func tcpCounters(_ pid: Int32) -> (connections: UInt64, segments: UInt64, established: UInt64)? {
         read("\(pid)/net/snmp", limit: 16384).flatMap(NetParsers.tcpCounters)
     }
 

@@ -135,11 +135,16 @@ public final class HostSampler {
     public var environmentKeys: Set<String> = []
 
     /// Per network namespace: what makes an unchanged namespace cost nothing.
+    /// See `network`: the longest a namespace that only makes short connections goes without a
+    /// socket dump.
+    static let shortConnectionDumpEvery: TimeInterval = 10
+
     struct NamespaceCache {
         /// Interface packets and TCP activity at the last net/snmp read.
-        var lastActivity: (packets: UInt64, tcp: UInt64, connections: UInt64)?
-        /// The last socket list and the TCP activity it was read at.
-        var sockets: (activity: UInt64, connections: UInt64, list: [SocketEntry])?
+        var lastActivity: (packets: UInt64, tcp: UInt64, connections: UInt64, established: UInt64)?
+        /// The last socket list, the TCP activity it was read at, and when the host's TCP table
+        /// was last dumped for it.
+        var sockets: (activity: UInt64, connections: UInt64, established: UInt64, dumped: Date, list: [SocketEntry])?
         /// The last TCP activity value and when it last changed (for capture rings).
         var tcpSeen: (value: UInt64, at: Date)?
         /// Connection keys ("local port|remote address|remote port") of its sockets, with the
@@ -292,14 +297,18 @@ public final class HostSampler {
         // counters, loopback included, changed) since the last pass.
         var activity: UInt64?
         var connections: UInt64?
+        var established: UInt64?
         if let packets = counters?.activity, let last = cache.lastActivity, last.packets == packets {
             activity = last.tcp
             connections = last.connections
+            established = last.established
         } else if let c = proc.tcpCounters(first.pid) {
             activity = c.connections &+ c.segments
             connections = c.connections
-            if let packets = counters?.activity { cache.lastActivity = (packets, c.connections &+ c.segments, c.connections) }
+            established = c.established
+            if let packets = counters?.activity { cache.lastActivity = (packets, c.connections &+ c.segments, c.connections, c.established) }
         }
+        let now = Date()
         var all: [SocketEntry]
         if let activity, let cached = cache.sockets, cached.activity == activity {
             // No TCP segment moved (loopback included) and no connection opened since the last
@@ -308,18 +317,30 @@ public final class HostSampler {
             all = cached.list
         } else if !firstInPass, let cached = cache.sockets {
             all = cached.list  // another container of the same namespace (a pod) read it this pass
-        } else if let activity, let connections, let cached = cache.sockets, cached.connections == connections,
+        } else if let activity, let connections, let established, let cached = cache.sockets, cached.connections == connections,
                   let fresh = socketStats?.refresh(cached.list.filter { $0.proto == .tcp }, pid: first.pid, netns: ns) {
             // Segments moved but no connection opened, failed or reset: the same sockets, asked for
             // one by one (cheaper than a dump).
             all = fresh + cached.list.filter { $0.proto != .tcp }
-            cache.sockets = (activity, connections, all)
+            cache.sockets = (activity, connections, established, cached.dumped, all)
+        } else if let activity, let connections, let established, let cached = cache.sockets, cached.established == established,
+                  now.timeIntervalSince(cached.dumped) < Self.shortConnectionDumpEvery,
+                  let fresh = socketStats?.refresh(cached.list.filter { $0.proto == .tcp }, pid: first.pid, netns: ns),
+                  fresh.count == cached.list.filter({ $0.proto == .tcp }).count {
+            // Connections opened and closed since the last dump, and every socket it listed is
+            // still there with as many established: a namespace making short connections (an API
+            // client, health checks). Those are in the capture's closed connections; the lasting
+            // ones are asked for by id. The host's TCP table is walked again at least every
+            // `shortConnectionDumpEvery`, which bounds how long a connection that replaced
+            // another within one pass goes unlisted.
+            all = fresh + cached.list.filter { $0.proto != .tcp }
+            cache.sockets = (activity, connections, established, cached.dumped, all)
         } else {
             // TCP with counters from sock_diag (else /proc/<pid>/net/tcp*); UDP sockets with their
             // endpoints for telemetry from /proc/<pid>/net/udp*.
             let tcp = socketStats?.tcpSockets(pid: first.pid, netns: ns)
             all = tcp.map { $0 + proc.sockets(first.pid, tcp: false) } ?? proc.sockets(first.pid)
-            if let activity { cache.sockets = (activity, connections ?? 0, all) }
+            if let activity { cache.sockets = (activity, connections ?? 0, established ?? 0, now, all) }
         }
         // Which sockets its processes hold changes only with traffic or with its processes.
         var ccache = containers[id] ?? ContainerCache()

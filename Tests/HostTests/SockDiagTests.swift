@@ -133,7 +133,7 @@ private func ownNetns() -> UInt64 {
         Udp: 4
         """
         let c = NetParsers.tcpCounters(Array(snmp.utf8))
-        #expect(c?.connections == 10 + 20 + 1 + 2 && c?.segments == 1000 + 2000)
+        #expect(c?.connections == 10 + 20 + 1 + 2 && c?.segments == 1000 + 2000 && c?.established == 3)
         #expect(NetParsers.tcpCounters(Array("Tcp: a b\n".utf8)) == nil)
         // The real file of this process's namespace parses.
         #expect(ProcfsReader().tcpCounters(getpid()) != nil)
