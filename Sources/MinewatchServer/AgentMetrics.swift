@@ -32,7 +32,7 @@ public final class AgentMetrics: Sendable {
 
     public init() {
         passDuration = registry.makeValueHistogram(name: "minewatch_pass_duration_seconds",
-                                                   buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+                                                   buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10],
                                                    help: "Time one watch pass took (sampling the host and every detector).")
         containers = registry.makeGauge(name: "minewatch_containers_watched", help: "Containers seen in the last pass.")
         passes = registry.makeCounter(name: "minewatch_passes_total", help: "Watch passes run.")
