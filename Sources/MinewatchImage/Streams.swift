@@ -221,6 +221,13 @@ public final class DecompressStream: ByteStream {
                 }
             }
             inStart += consumed
+            if consumed == 0 && made == 0 && inStart < inEnd && rc != 1 && (rc >= 0 || rc == -5) {
+                // Input there, room for output, and the decoder took none of it: a zlib stream
+                // asking for a preset dictionary (Z_NEED_DICT) or one that cannot go on. Never
+                // loop on it.
+                throw MinewatchError(.format, operation: "decompress", subject: name, offset: input.count,
+                                     message: rc == 2 ? "compressed data needs a preset dictionary" : "compressed data makes no progress")
+            }
             switch engine {
             case .gzip(let p):
                 if rc == 1 {  // Z_STREAM_END: another gzip member may follow.
