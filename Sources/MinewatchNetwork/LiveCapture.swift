@@ -125,7 +125,6 @@ public final class LiveCapture: Sendable {
         var firstError: MinewatchError?
         var sessions: [UInt64: [LiveSession]] = [:]
         var flows: [UInt64: [CapturedFlow]] = [:]
-        var open: [UInt64: [CapturedFlow]] = [:]
         var names: [UInt64: [String]] = [:]
         var status: [UInt64: RingStatus] = [:]
         var packets = 0
@@ -188,25 +187,6 @@ public final class LiveCapture: Sendable {
             return out
         }
         static let recent = 30.0
-
-        /// TCP connections whose opening the capture saw and that are still open (at most
-        /// `maxClosedFlows`, the newest): how the sampler learns a namespace's new connections
-        /// without walking the host's TCP table.
-        func openConnections() -> [CapturedFlow] {
-            var out: [CapturedFlow] = []
-            for (f, _) in inspectors.values where f.transport == .tcp && f.sawSYN && !f.closed {
-                out.append(CapturedFlow(id: 0, client: "\(f.client)", clientPort: f.clientPort, server: "\(f.server)", serverPort: f.serverPort,
-                                        clientBytes: UInt64(f.clientBytes), serverBytes: UInt64(f.serverBytes),
-                                        serverDataPackets: UInt32(truncatingIfNeeded: f.serverDataPackets), first: Date(timeIntervalSince1970: f.first),
-                                        last: Date(timeIntervalSince1970: f.last)))
-            }
-            if out.count > Self.maxClosedFlows {
-                out.sort { $0.first > $1.first }
-                out.removeLast(out.count - Self.maxClosedFlows)
-            }
-            return out
-        }
-        var open: [CapturedFlow] = []
         /// The closed connections last published, and when.
         var flows: [CapturedFlow] = []
         var flowsAt = 0.0
@@ -287,7 +267,6 @@ public final class LiveCapture: Sendable {
             s.wanted = wanted
             s.sessions = s.sessions.filter { wanted[$0.key] != nil }
             s.flows = s.flows.filter { wanted[$0.key] != nil }
-            s.open = s.open.filter { wanted[$0.key] != nil }
             s.names = s.names.filter { wanted[$0.key] != nil }
             s.status = s.status.filter { wanted[$0.key] != nil }
             return changed
@@ -302,9 +281,6 @@ public final class LiveCapture: Sendable {
 
     /// Connections that opened and closed recently in a namespace (as of the last drain).
     public func flows(_ ns: UInt64) -> [CapturedFlow] { shared.withLock { $0.flows[ns] ?? [] } }
-
-    /// TCP connections the capture saw open in a namespace and not yet closed (as of the last drain).
-    public func openConnections(_ ns: UInt64) -> [CapturedFlow] { shared.withLock { $0.open[ns] ?? [] } }
 
     /// DNS questions a namespace asked (as of the last drain), most recent last.
     public func names(_ ns: UInt64) -> [String] { shared.withLock { $0.names[ns] ?? [] } }
@@ -375,7 +351,7 @@ public final class LiveCapture: Sendable {
             // to are read, and every ring at least once a second (its rate, its connections
             // aging): with hundreds of rings, visiting each at every wake-up cost more than the
             // packets did.
-            var published: [UInt64: ([LiveSession], RingStatus, [String], [CapturedFlow], [CapturedFlow])] = [:]
+            var published: [UInt64: ([LiveSession], RingStatus, [String], [CapturedFlow])] = [:]
             let now = Date().timeIntervalSince1970
             var packets = 0, drops = 0
             for (k, ns) in order.enumerated() {
@@ -410,7 +386,6 @@ public final class LiveCapture: Sendable {
                 if now - n.flowsAt >= (n.packetsSinceFlows ? 1 : 5) {
                     n.packetsSinceFlows = false
                     n.flows = n.closedFlows(now: now)
-                    n.open = n.openConnections()
                     n.flowsAt = now
                 }
                 // Sessions are judged again at most every half second (the watcher reads them once
@@ -421,7 +396,7 @@ public final class LiveCapture: Sendable {
                     n.publishedAt = now
                     n.packetsSincePublished = false
                 }
-                published[ns] = (n.published, n.status, n.names, n.flows, n.open)
+                published[ns] = (n.published, n.status, n.names, n.flows)
             }
             shared.withLock { s in
                 for (ns, e) in newFailures {
@@ -433,7 +408,6 @@ public final class LiveCapture: Sendable {
                     s.status[ns] = p.1
                     s.names[ns] = p.2
                     s.flows[ns] = p.3
-                    s.open[ns] = p.4
                 }
                 s.packets += packets
                 s.drops += drops

@@ -139,36 +139,6 @@ public final class HostSampler {
     /// socket dump.
     static let shortConnectionDumpEvery: TimeInterval = 10
 
-    /// The namespace's TCP sockets without a dump: the last dump's, asked for again by id, and
-    /// the connections the capture saw open since, asked for by their addresses (both ways round:
-    /// the namespace may be either end). Nil unless they account for every established
-    /// connection the namespace's counters show (CurrEstab: ESTABLISHED and CLOSE_WAIT).
-    func knownConnections(_ cached: (activity: UInt64, connections: UInt64, established: UInt64, dumped: Date, list: [SocketEntry]),
-                          established: UInt64, pid: Int32, ns: UInt64) -> [SocketEntry]? {
-        guard let stats = socketStats, var tcp = stats.refresh(cached.list.filter { $0.proto == .tcp }, pid: pid, netns: ns) else { return nil }
-        func count(_ list: [SocketEntry]) -> Int { list.filter { $0.state == 1 || $0.state == 8 }.count }
-        // The capture is asked even when the counts agree: a connection still opening (SYN_SENT,
-        // a pool that does not answer) is not in CurrEstab but is in the capture.
-        if let capture {
-            let have = Set(tcp.map { CapturedFlow.key(localPort: $0.localPort, remoteAddress: $0.remoteAddress, remotePort: $0.remotePort) })
-            let since = cached.dumped.addingTimeInterval(-2)
-            var ask: [SocketEntry] = []
-            for f in capture.openConnections(ns) where f.first >= since {
-                for e in [SocketEntry.lookup(localAddress: f.client, localPort: f.clientPort, remoteAddress: f.server, remotePort: f.serverPort),
-                          SocketEntry.lookup(localAddress: f.server, localPort: f.serverPort, remoteAddress: f.client, remotePort: f.clientPort)]
-                    .compactMap({ $0 }) where !have.contains(CapturedFlow.key(localPort: e.localPort, remoteAddress: e.remoteAddress, remotePort: e.remotePort)) {
-                    ask.append(e)
-                }
-            }
-            guard ask.count <= 64 else { return nil }
-            if !ask.isEmpty {
-                guard let found = stats.refresh(ask, pid: pid, netns: ns) else { return nil }
-                tcp += found
-            }
-        }
-        return count(tcp) == Int(established) ? tcp : nil
-    }
-
     struct NamespaceCache {
         /// Interface packets and TCP activity at the last net/snmp read.
         var lastActivity: (packets: UInt64, tcp: UInt64, connections: UInt64, established: UInt64)?
@@ -353,16 +323,17 @@ public final class HostSampler {
             // one by one (cheaper than a dump).
             all = fresh + cached.list.filter { $0.proto != .tcp }
             cache.sockets = (activity, connections, established, cached.dumped, all)
-        } else if let activity, let connections, let established, let cached = cache.sockets,
+        } else if let activity, let connections, let established, let cached = cache.sockets, cached.established == established,
                   now.timeIntervalSince(cached.dumped) < Self.shortConnectionDumpEvery,
-                  let tcp = knownConnections(cached, established: established, pid: first.pid, ns: ns) {
-            // Connections opened (and maybe closed) since the last dump, and the sockets the last
-            // dump listed, asked for again by id, plus those the capture saw open since, asked for
-            // by their addresses, are exactly as many as the namespace has established: an API
-            // client, health checks, a connection replaced. Short ones are in the capture's closed
-            // connections. The host's TCP table is walked again at least every
-            // `shortConnectionDumpEvery`.
-            all = tcp + cached.list.filter { $0.proto != .tcp }
+                  let fresh = socketStats?.refresh(cached.list.filter { $0.proto == .tcp }, pid: first.pid, netns: ns),
+                  fresh.count == cached.list.filter({ $0.proto == .tcp }).count {
+            // Connections opened and closed since the last dump, and every socket it listed is
+            // still there with as many established: a namespace making short connections (an API
+            // client, health checks). Those are in the capture's closed connections; the lasting
+            // ones are asked for by id. The host's TCP table is walked again at least every
+            // `shortConnectionDumpEvery`, which bounds how long a connection that replaced
+            // another within one pass goes unlisted.
+            all = fresh + cached.list.filter { $0.proto != .tcp }
             cache.sockets = (activity, connections, established, cached.dumped, all)
         } else {
             // TCP with counters from sock_diag (else /proc/<pid>/net/tcp*); UDP sockets with their
