@@ -49,22 +49,20 @@ import TestSupport
         try requireTools(["docker-registry"])
         let dir = try TempDir("taglist")
         defer { dir.cleanup() }
-        let port = freeLoopbackPort()
-        let registry = try startRegistry(port: port, data: dir.path + "/data", dir: dir)
+        let (registry, host) = try startLoopbackRegistry(in: dir)
         defer { registry.stop() }
-        try #require(registry.wait(until: { loopbackPortOpen(port) }), "registry did not start: \(registry.output)")
-        let fill = try run(["/usr/bin/python3", Self.root + "/scripts/fill-registry", "--registry", "127.0.0.1:\(port)", "--repo", "t/app",
+        let fill = try run(["/usr/bin/python3", Self.root + "/scripts/fill-registry", "--registry", "\(host)", "--repo", "t/app",
                             "--images", "7", "--bases", "2", "--base-mb", "0.2", "--top-kb", "4", "--alias", "latest=v000"])
         #expect(fill.status == 0, "\(fill.err)")
-        let ref = try #require(ImageReference(parsing: "127.0.0.1:\(port)/t/app"))
+        let ref = try #require(ImageReference(parsing: "\(host)/t/app"))
         let client = try RegistryClient(ref: ref, insecure: true, credentials: nil)
         let expected = ["latest"] + (0..<7).map { String(format: "v%03d", $0) }
         // Debian's registry (2.8) ignores `n` and sends every tag, unsorted, in one page; the
         // pages of newer registries are followed through Link headers (cosignTagsAndLinkHeaders).
         #expect(try client.tags(pageSize: 3) == expected)
         #expect(try client.tags() == expected)
-        let listed = try ImageList(insecure: true, credentials: nil).allTags(of: "registry:127.0.0.1:\(port)/t/app:v003")
-        #expect(listed == expected.map { "registry:127.0.0.1:\(port)/t/app:\($0)" })
+        let listed = try ImageList(insecure: true, credentials: nil).allTags(of: "registry:\(host)/t/app:v003")
+        #expect(listed == expected.map { "registry:\(host)/t/app:\($0)" })
         #expect(throws: MinewatchError.self) { try ImageList(insecure: true, credentials: nil).allTags(of: "/some/folder") }
     }
 }

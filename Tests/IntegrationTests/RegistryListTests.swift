@@ -43,11 +43,8 @@ import Yams
         try requireTools(["docker-registry", "openssl", "curl"])
         let dir = try TempDir("reglist")
         defer { dir.cleanup() }
-        let port = freeLoopbackPort()
-        let registry = try startRegistry(port: port, data: dir.path + "/data", dir: dir)
+        let (registry, host) = try startLoopbackRegistry(in: dir)
         defer { registry.stop() }
-        try #require(registry.wait(until: { loopbackPortOpen(port) }), "registry did not start: \(registry.output)")
-        let host = "127.0.0.1:\(port)"
         let list = dir.path + "/images.txt"
         let fill = try run(["/usr/bin/python3", Self.root + "/scripts/fill-registry", "--registry", host, "--repo", "mw/fleet",
                             "--images", "12", "--bases", "3", "--base-mb", "1", "--top-kb", "8", "--miner-every", "5",

@@ -94,6 +94,18 @@ public func startRegistry(port: Int, data: String, dir: TempDir, extra: String =
     return try BackgroundProcess(["docker-registry", "serve", config], label: "registry")
 }
 
+/// Debian's docker-registry on a free loopback port with its data in `dir`, once it answers:
+/// the process (stop it when done) and its `127.0.0.1:PORT`.
+public func startLoopbackRegistry(in dir: TempDir, sourceLocation: SourceLocation = #_sourceLocation) throws -> (process: BackgroundProcess, host: String) {
+    let port = freeLoopbackPort()
+    let registry = try startRegistry(port: port, data: dir.path + "/data", dir: dir)
+    guard registry.wait(until: { loopbackPortOpen(port) }) else {
+        registry.stop()
+        throw MissingPrerequisite(description: "registry did not start: \(registry.output)")
+    }
+    return (registry, "127.0.0.1:\(port)")
+}
+
 /// Returns when every tool is on PATH; otherwise the test is skipped, or fails under CI=true.
 public func requireTools(_ tools: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
     let missing = tools.filter { (try? run(["sh", "-c", "command -v \($0)"]).status) != 0 }
