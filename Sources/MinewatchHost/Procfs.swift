@@ -202,6 +202,23 @@ public struct ProcfsReader: Sendable {
         return s
     }
 
+    /// The same host process again (`known` outside every container), with its cgroup membership
+    /// read again: a process that joins a container's cgroup after it started (the container's
+    /// first process while the runtime sets it up, one started by `exec` into the container) must
+    /// not stay a host process. Read in full when it now belongs to a container.
+    public func hostProcess(_ pid: Int32, known: ProcessSample, followExe: Bool = false, files: ProcStatFiles? = nil) -> ProcessSample? {
+        guard let s = process(pid, known: known, followExe: followExe, files: files) else { return nil }
+        guard s.startTicks == known.startTicks, let cg = read("\(pid)/cgroup") else { return s }
+        return CgroupPaths.parse(procCgroup: String(decoding: cg, as: UTF8.self)).container == nil ? s : process(pid)
+    }
+
+    /// Seconds since boot (/proc/uptime), the clock of processes' start ticks.
+    public func uptime() -> Double? {
+        read("uptime", limit: 256).flatMap { b in
+            b.split(separator: 32).first.flatMap { Double(String(decoding: $0, as: UTF8.self)) }
+        }
+    }
+
     /// /proc/<pid>/mountinfo as text.
     public func mountinfo(_ pid: Int32) -> String? {
         read("\(pid)/mountinfo", limit: 4 << 20).map { String(decoding: $0, as: UTF8.self) }

@@ -182,6 +182,10 @@ public final class HostSampler {
         return (Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1_000_000
     }()
 
+    /// How long after it started a host process is still read for joining a container's cgroup.
+    /// A runtime moves the process within milliseconds; this allows for a loaded machine.
+    static let joinWindow: Double = 30
+
     /// Every running process is new again in the next pass (after a rules reload).
     public func forgetProcesses() { knownKeys = [] }
 
@@ -200,10 +204,18 @@ public final class HostSampler {
         // One read of every process per pass; processes that vanish mid-read are skipped.
         // Processes seen in the last pass are re-read cheaply (stat and the exe link). Host
         // processes (outside containers, not watched) are not re-read at all while their pid stays
-        // listed: with a pid space of a million or more, a pid cannot be reused within a pass.
+        // listed (with a pid space of a million or more, a pid cannot be reused within a pass),
+        // except while they are young: a container's first process and every process `exec`
+        // starts in a container begin outside it and join its cgroup while the runtime sets them
+        // up, and a pass that saw one before that must not leave it a host process.
+        let uptime = proc.uptime()
+        let youngSince = uptime.map { UInt64(max(0, ($0 - Self.joinWindow) * ticksPerSecond)) }
         var samples = proc.pids().filter { $0 != me }.compactMap { pid -> ProcessSample? in
             let k = known[pid]
-            if let k, k.container == nil, !includeHost, largePidSpace { return k }
+            if let k, k.container == nil {
+                if youngSince.map({ k.startTicks >= $0 }) ?? true { return proc.hostProcess(pid, known: k, followExe: includeHost, files: statFiles) }
+                if !includeHost, largePidSpace { return k }
+            }
             return proc.process(pid, known: k, followExe: k?.container != nil || includeHost, files: statFiles)
         }
         statFiles.retain(Set(samples.map(\.pid)))

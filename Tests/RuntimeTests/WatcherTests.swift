@@ -134,6 +134,29 @@ struct FakeProc {
         try proc.add(pid: 800, comm: "m", cgroup: "/docker/\(id)", cmdline: ["./m"], exe: Samples.elf(Samples.xmrigStrings, seed: 2))
         #expect(w.poll().first?.family == "xmrig")
     }
+
+    @Test(arguments: [true, false]) func processThatJoinsAContainerAfterAPassIsWatched(largePidSpace: Bool) throws {
+        // A container's first process starts outside it (the runtime's init) and joins its cgroup
+        // before it execs the container's program; a pass that saw it before that saw a host
+        // process. Seen in CI: a pass in that window left a miner container unwatched for good.
+        let proc = try FakeProc()
+        if largePidSpace { _ = try proc.dir.file("proc/sys/kernel/pid_max", Array("4194304\n".utf8)) }
+        let id = String(repeating: "5a", count: 32)
+        // uptime 1000 s: started 10 s ago (young), and an old host process (100 s).
+        try proc.add(pid: 900, comm: "runc:[2:INIT]", cgroup: "/user.slice/user-0.slice/session-1.scope", cmdline: ["runc", "init"],
+                     exe: Samples.elf(["plain"]), startTicks: 99_000)
+        try proc.add(pid: 901, comm: "bash", cgroup: "/user.slice/user-0.slice/session-1.scope", cmdline: ["bash"], exe: Samples.elf(["plain"]))
+        let w = Watcher(rules: Self.rules, proc: ProcfsReader(root: proc.root), clock: FixedClock(date: Date()))
+        w.settings.scratchPrefixes = []  // the fake executables live under /tmp
+        #expect(w.poll().isEmpty)
+        #expect(w.poll().isEmpty)
+        try FileManager.default.removeItem(atPath: "\(proc.root)/900")
+        try proc.add(pid: 900, comm: "sysupdate", cgroup: "/libpod_parent/libpod-\(id)", cmdline: ["/m/sysupdate"],
+                     exe: Samples.elf(Samples.xmrigStrings, seed: 5), startTicks: 99_000)
+        let alerts = w.poll()
+        #expect(alerts.count == 1 && alerts.first?.family == "xmrig" && alerts.first?.container.id == id && alerts.first?.pid == 900,
+                "\(alerts.map(\.summary))")
+    }
 }
 
 @Suite struct DriftTests {

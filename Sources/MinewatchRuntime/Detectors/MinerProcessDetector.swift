@@ -258,7 +258,7 @@ public struct ProcessTimes: Sendable {
     public let ticksPerSecond: Double
     public init(procRoot: String = "/proc") {
         ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
-        let uptime = (try? String(contentsOfFile: "\(procRoot)/uptime", encoding: .utf8))?.split(separator: " ").first.flatMap { Double($0) } ?? 0
+        let uptime = ProcfsReader(root: procRoot).uptime() ?? 0
         bootTime = Date().addingTimeInterval(-uptime)
     }
     public func start(of s: ProcessSample) -> Date { bootTime.addingTimeInterval(Double(s.startTicks) / ticksPerSecond) }
