@@ -187,6 +187,44 @@ public final class LiveCapture: Sendable {
             return out
         }
         static let recent = 30.0
+
+        /// How long a flow stays in the table after it ended, in capture time (Suricata's flow
+        /// timeouts are the model): a closed connection `Retention.closed` after its last
+        /// packet, one that carried mining evidence (a mining protocol, announcement-framed or
+        /// random-looking request bodies) `Retention.closedWithEvidence`, a UDP flow idle for
+        /// `Retention.udpIdle`, any other flow idle for `Retention.idle`. Without this the
+        /// table kept every connection a namespace ever made until it held `maxFlows`, and each
+        /// pass judged and copied them all: a client reconnecting every few seconds grew the
+        /// agent by megabytes a minute and its passes with them.
+        enum Retention {
+            static let closed = 60.0
+            static let closedWithEvidence = 600.0
+            static let udpIdle = 120.0
+            static let idle = 3600.0
+        }
+
+        /// Whether a flow has ended long enough ago to leave the table at `now`.
+        static func ended(_ f: Flow, facts: SessionFacts, now: Double) -> Bool {
+            let quiet = now - f.last
+            if f.transport == .udp { return quiet > Retention.udpIdle }
+            guard f.closed else { return quiet > Retention.idle }
+            let evidence = facts.protocolName.isMining || facts.miningExtensions != nil || facts.announcementBodies > 0 || facts.kibFramedBodies > 0
+                || !facts.randomBodyDigests.isEmpty
+            return quiet > (evidence ? Retention.closedWithEvidence : Retention.closed)
+        }
+
+        /// When the table was last swept of ended flows.
+        var sweptAt = 0.0
+
+        /// Ended flows leave the table (and their inspectors with them), at most every five seconds.
+        func sweep(now: Double) {
+            guard now - sweptAt >= 5 else { return }
+            sweptAt = now
+            let inspected = inspectors
+            if table.remove(where: { f in Self.ended(f, facts: inspected[ObjectIdentifier(f)]?.1.facts ?? SessionFacts(), now: now) }) > 0 {
+                packetsSincePublished = true
+            }
+        }
         /// The closed connections last published, and when.
         var flows: [CapturedFlow] = []
         var flowsAt = 0.0
@@ -384,6 +422,7 @@ public final class LiveCapture: Sendable {
                 // Closed connections are read once a pass: rebuilt at most every second while
                 // packets come, and every five seconds (they age out) when none do.
                 if now - n.flowsAt >= (n.packetsSinceFlows ? 1 : 5) {
+                    n.sweep(now: now)
                     n.packetsSinceFlows = false
                     n.flows = n.closedFlows(now: now)
                     n.flowsAt = now

@@ -288,6 +288,21 @@ public final class FlowTable {
         }
     }
 
+    /// Removes the flows `done` picks (a live capture's ended connections), each through
+    /// `onEvict`; not counted as evicted. Returns how many left.
+    @discardableResult
+    public func remove(where done: (Flow) -> Bool) -> Int {
+        let leaving = flows.filter { done($0.value) }
+        guard !leaving.isEmpty else { return 0 }
+        lastKey = nil
+        lastFlow = nil
+        for (k, f) in leaving {
+            flows[k] = nil
+            onEvict?(f)
+        }
+        return leaving.count
+    }
+
     /// Evicts the least recently seen tenth of the table.
     func evictOldest() {
         let n = max(1, maxFlows / 10)

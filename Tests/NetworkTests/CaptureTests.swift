@@ -410,3 +410,47 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(LiveCapture.nextTier(0, rate: 0, dropped: false, calmFor: 1_000) == 0)
     }
 }
+
+/// A live capture's flow table keeps a connection only while it may still matter: closed ones a
+/// minute (ten when they carried mining evidence), idle UDP two minutes, other idle flows an hour.
+/// Before, every connection stayed until the table was full, and a reconnecting client grew the
+/// agent without end.
+@Suite struct FlowRetentionTests {
+    static func add(_ t: FlowTable, _ bytes: [UInt8], at time: Double) {
+        bytes.withUnsafeBytes { b in
+            if let p = PacketDecoder.decode(linkType: 1, b) { t.add(p, bytes: b, time: time) }
+        }
+    }
+
+    @Test func endedFlowsLeaveTheTable() throws {
+        let t = FlowTable(maxFlows: 100)
+        var left: [UInt16] = []
+        t.onEvict = { left.append($0.clientPort) }
+        // 40001: opened and closed at t=0; 40002: the same, but it spoke Stratum; 40003: open and
+        // quiet since t=0; 40004: a DNS question at t=0.
+        for port: UInt16 in [40001, 40002, 40003] {
+            Self.add(t, PacketBytes.tcp(sport: port, seq: 1, flags: 0x02, payload: []), at: 0)
+            Self.add(t, PacketBytes.tcp(sport: port, seq: 2, payload: Array("hello\n".utf8)), at: 0)
+        }
+        for port: UInt16 in [40001, 40002] { Self.add(t, PacketBytes.tcp(sport: port, seq: 8, flags: 0x11, payload: []), at: 0.5) }
+        Self.add(t, PacketBytes.udp(src: [10, 0, 0, 2], dst: [10, 0, 0, 53], sport: 40004, dport: 53, payload: [1, 2, 3]), at: 0)
+        #expect(t.flows.count == 4)
+        var stratum = SessionFacts()
+        stratum.protocolName = .stratum
+        var posts = SessionFacts()  // ordinary HTTP requests with bodies are no mining evidence
+        posts.exactBodies = 3
+        posts.host = "api.example"
+        func facts(_ f: Flow) -> SessionFacts { f.clientPort == 40002 ? stratum : posts }
+        let ended = { (now: Double) in Set(t.flows.values.filter { LiveCapture.Namespace.ended($0, facts: facts($0), now: now) }.map(\.clientPort)) }
+        #expect(ended(30).isEmpty)
+        #expect(ended(61) == [40001])
+        #expect(ended(121) == [40001, 40004])
+        #expect(ended(601) == [40001, 40002, 40004])
+        #expect(ended(3601) == [40001, 40002, 40003, 40004])
+        #expect(t.remove(where: { LiveCapture.Namespace.ended($0, facts: facts($0), now: 121) }) == 2)
+        #expect(Set(left) == [40001, 40004] && t.flows.count == 2 && t.evicted == 0, "leaving is not evicting")
+        // A flow that left and comes back is a new flow.
+        Self.add(t, PacketBytes.tcp(sport: 40001, seq: 20, payload: Array("again\n".utf8)), at: 130)
+        #expect(t.flows.count == 3)
+    }
+}
