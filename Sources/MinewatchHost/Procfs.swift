@@ -270,6 +270,10 @@ extension ProcfsReader {
         var out: [SocketEntry] = []
         let files: [(String, SocketEntry.Proto)] = tcp ? [("tcp", .tcp), ("tcp6", .tcp), ("udp", .udp), ("udp6", .udp)] : [("udp", .udp), ("udp6", .udp)]
         for (file, proto) in files {
+            // Reading a table walks the kernel's host-wide hash of that protocol: skipped when the
+            // namespace has no such socket (its count in sockstat, sockstat6).
+            let label = (proto == .tcp ? "TCP" : "UDP") + (file.hasSuffix("6") ? "6:" : ":")
+            if SockDiagReader.inUse(procRoot: root, pid: pid, file: file.hasSuffix("6") ? "sockstat6" : "sockstat", label: label) == 0 { continue }
             if let data = read("\(pid)/net/\(file)", limit: 8 << 20) {
                 out += NetParsers.sockets(String(decoding: data, as: UTF8.self), proto: proto)
             }

@@ -16,6 +16,9 @@ public final class MetadataResolver: Sendable {
     struct Entry {
         var metadata: ContainerMetadata?
         var at: Date
+        /// The bundle was read: its annotations are fixed when the container is created, so a
+        /// bundle that says nothing is not read again.
+        var read: Bool
     }
     let cache = Mutex<[String: Entry]>([:])
 
@@ -41,11 +44,12 @@ public final class MetadataResolver: Sendable {
     func bundle(_ id: String) -> ContainerMetadata? {
         guard let bundles else { return nil }
         let now = Date()
-        if let e = cache.withLock({ $0[id] }), e.metadata != nil || now.timeIntervalSince(e.at) < 10 { return e.metadata }
-        let m = bundles.annotations(id: id).flatMap(Self.metadata)
+        if let e = cache.withLock({ $0[id] }), e.read || now.timeIntervalSince(e.at) < 10 { return e.metadata }
+        let annotations = bundles.annotations(id: id)
+        let m = annotations.flatMap(Self.metadata)
         cache.withLock { c in
             if c.count >= 4096 { c.removeAll() }
-            c[id] = Entry(metadata: m, at: now)
+            c[id] = Entry(metadata: m, at: now, read: annotations != nil)
         }
         return m
     }
