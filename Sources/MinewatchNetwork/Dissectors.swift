@@ -52,7 +52,11 @@ public final class FlowInspector: FlowConsumer {
             guard fromClient, let b0 = bytes.first else { return fromClient ? true : !bytes.isEmpty }
             if b0 == UInt8(ascii: "{") {
                 kind = .stratum
-                facts.protocolName = .stratum
+                // Seen from its opening, a connection whose client speaks first with '{' is
+                // Stratum. Joined mid-stream (the ring opened late), a '{' may be any byte of
+                // another protocol's data (a compressed git pack): Stratum only once a line with
+                // Stratum's shape parses (`line`).
+                if flow.sawSYN { facts.protocolName = .stratum }
             } else if HTTPParser.startsWithMethod(bytes) {
                 kind = .http
                 facts.protocolName = .http
@@ -131,11 +135,17 @@ public final class FlowInspector: FlowConsumer {
 
     func line(_ raw: [UInt8], fromClient: Bool, time: Double) {
         guard raw.first == UInt8(ascii: "{") else { return }
-        if let s = StratumLine.scan(raw), counted(s, fromClient: fromClient) { return }
+        if facts.protocolName != .unknown, let s = StratumLine.scan(raw), counted(s, fromClient: fromClient) { return }
         guard
               let obj = (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any] else { return }
         let method = obj["method"] as? String
         let id = Self.str(obj["id"])
+        if facts.protocolName == .unknown {
+            // Joined mid-stream: a JSON-RPC message (a method with params, or a reply with an
+            // id), not any JSON line (a log shipper's), makes it Stratum.
+            guard (method != nil && obj["params"] != nil) || (id != nil && (obj["result"] != nil || obj["error"] != nil)) else { return }
+            facts.protocolName = .stratum
+        }
         if fromClient {
             switch method {
             case "mining.subscribe":

@@ -335,18 +335,19 @@ public final class HostSampler {
             // one by one (cheaper than a dump).
             all = fresh + cached.list.filter { $0.proto != .tcp }
             cache.sockets = (activity, connections, established, cached.dumped, all)
-        } else if let activity, let connections, let established, let cached = cache.sockets, established <= cached.established,
+        } else if let activity, let connections, let established, let cached = cache.sockets, cached.established == established,
                   now.timeIntervalSince(cached.dumped) < Self.shortConnectionDumpEvery,
-                  let fresh = socketStats?.refresh(cached.list.filter { $0.proto == .tcp }, pid: first.pid, netns: ns) {
-            // Connections opened and closed since the last dump, and no more are established
-            // than it found: a namespace making short connections or replacing one (an API
-            // client, health checks, a server's clients reconnecting). The ones that closed are
-            // in the capture's closed connections; the listed ones are asked for by id (those
-            // gone drop out). A connection more than the dump saw walks the host's TCP table at
-            // once, and it is walked at least every `shortConnectionDumpEvery`, which bounds how
-            // long a connection that replaced another goes unlisted.
+                  let fresh = socketStats?.refresh(cached.list.filter { $0.proto == .tcp }, pid: first.pid, netns: ns),
+                  fresh.count == cached.list.filter({ $0.proto == .tcp }).count {
+            // Connections opened and closed since the last dump, and every socket it listed is
+            // still there with as many established: a namespace making short connections (an API
+            // client, health checks). Those are in the capture's closed connections; the lasting
+            // ones are asked for by id. The host's TCP table is walked again at least every
+            // `shortConnectionDumpEvery`. A connection that replaced a listed one is dumped at
+            // once: a socket first listed late loses what it moved before (a proxy node's target
+            // connections, whose bytes are the relay evidence).
             all = fresh + cached.list.filter { $0.proto != .tcp }
-            cache.sockets = (activity, connections, cached.established, cached.dumped, all)
+            cache.sockets = (activity, connections, established, cached.dumped, all)
         } else {
             // TCP with counters from sock_diag (else /proc/<pid>/net/tcp*); UDP sockets with their
             // endpoints for telemetry from /proc/<pid>/net/udp*.

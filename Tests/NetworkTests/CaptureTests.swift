@@ -454,3 +454,35 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(t.flows.count == 3)
     }
 }
+
+/// A ring that opens on a connection already under way sees its data from the middle: a '{' there
+/// (one byte in 256 of a compressed git pack) is no Stratum; a Stratum message is.
+@Suite struct MidStreamStratumTests {
+    static func table() -> (FlowTable, () -> SessionFacts?) {
+        let t = FlowTable(maxFlows: 10)
+        var inspector: FlowInspector?
+        t.onNew = { f in
+            let i = FlowInspector(flow: f)
+            f.consumer = i
+            inspector = i
+        }
+        return (t, { inspector?.facts })
+    }
+
+    @Test func joinedMidStreamNeedsAStratumMessage() {
+        let (t, facts) = Self.table()
+        let first = Array("{\u{7}\u{1}garbage of a pack\n{\"level\":\"info\",\"msg\":\"pushed\"}\n".utf8)
+        FlowRetentionTests.add(t, PacketBytes.tcp(sport: 40010, seq: 500, payload: first), at: 0)
+        #expect(facts()?.protocolName == .unknown, "random bytes and a JSON log line are not Stratum")
+        FlowRetentionTests.add(t, PacketBytes.tcp(sport: 40010, seq: 500 + UInt32(first.count),
+                                                   payload: Array("{\"id\":4,\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":\"w\",\"job_id\":\"1\",\"nonce\":\"00\",\"result\":\"ff\"}}\n".utf8)), at: 1)
+        #expect(facts()?.protocolName == .stratumMonero && facts()?.submits == 1, "\(String(describing: facts()))")
+    }
+
+    @Test func seenFromItsOpeningTheFirstByteDecides() {
+        let (t, facts) = Self.table()
+        FlowRetentionTests.add(t, PacketBytes.tcp(sport: 40011, seq: 1, flags: 0x02, payload: []), at: 0)
+        FlowRetentionTests.add(t, PacketBytes.tcp(sport: 40011, seq: 2, payload: Array("{\"id\":1,\"meth".utf8)), at: 0)
+        #expect(facts()?.protocolName == .stratum)
+    }
+}

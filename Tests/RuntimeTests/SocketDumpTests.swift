@@ -22,9 +22,10 @@ final class CountingSockets: SocketStatsSource {
     func retain(namespaces: Set<UInt64>) {}
 }
 
-/// When a namespace's sockets are dumped: a client that replaces its connection (an API client,
-/// a server whose clients reconnect) is refreshed by id for up to 10 s; one more established
-/// connection than the last dump saw is dumped at once.
+/// When a namespace's sockets are dumped (each dump walks the host's whole TCP table): short
+/// connections that came and went between passes, with every listed socket still there, are
+/// refreshed by id for up to 10 s; a connection that replaced a listed one, or one more
+/// established, is dumped at once (a socket listed late loses what it moved before).
 @Suite struct SocketDumpTests {
     static func counters(_ proc: FakeProc, pid: Int32, packets: Int, opens: Int, established: Int) throws {
         let dev = """
@@ -46,7 +47,7 @@ final class CountingSockets: SocketStatsSource {
         SocketEntry(proto: .tcp, localAddress: "198.18.1.5", localPort: port, remoteAddress: "198.18.1.10", remotePort: 80, state: 1, inode: inode)
     }
 
-    @Test func replacedConnectionsAreRefreshedNewOnesDumped() throws {
+    @Test func shortConnectionsAreRefreshedReplacedOnesDumped() throws {
         let proc = try FakeProc()
         let id = String(repeating: "d4", count: 32)
         try proc.add(pid: 960, comm: "client", cgroup: "/libpod_parent/libpod-\(id)", cmdline: ["/client"], exe: Samples.elf(["plain"]), netns: 4026534001)
@@ -58,30 +59,33 @@ final class CountingSockets: SocketStatsSource {
         try Self.counters(proc, pid: 960, packets: 10, opens: 1, established: 1)
         _ = w.poll()
         #expect(sockets.dumps == 1)
-        // The connection was replaced by another: as many established, the listed one gone.
+        // A short connection came and went: the listed socket is still there, as many established.
         clock.date += 2
-        sockets.sockets = [Self.socket(2, port: 40002)]
         try Self.counters(proc, pid: 960, packets: 20, opens: 2, established: 1)
         _ = w.poll()
-        #expect(sockets.dumps == 1, "a replaced connection is no reason to walk the TCP table")
-        // One more established than the dump saw: a new lasting connection, listed at once.
+        #expect(sockets.dumps == 1, "short connections are no reason to walk the TCP table")
+        // The connection was replaced by another: dumped, so the new one is counted from its start.
+        clock.date += 2
+        sockets.sockets = [Self.socket(2, port: 40002)]
+        try Self.counters(proc, pid: 960, packets: 30, opens: 3, established: 1)
+        _ = w.poll()
+        #expect(sockets.dumps == 2)
+        #expect(w.telemetry[id]?.outboundConnections == 1)
+        // One more established than the dump saw: dumped at once.
         clock.date += 2
         sockets.sockets = [Self.socket(2, port: 40002), Self.socket(3, port: 40003)]
-        try Self.counters(proc, pid: 960, packets: 30, opens: 3, established: 2)
-        _ = w.poll()
-        #expect(sockets.dumps == 2)
-        #expect(w.telemetry[id]?.outboundConnections == 2)
-        // Replaced again, within 10 s of that dump: refreshed; 11 s later: dumped.
-        clock.date += 2
-        sockets.sockets = [Self.socket(2, port: 40002), Self.socket(4, port: 40004)]
         try Self.counters(proc, pid: 960, packets: 40, opens: 4, established: 2)
-        _ = w.poll()
-        #expect(sockets.dumps == 2)
-        #expect(w.telemetry[id]?.outboundConnections == 1, "the replaced one is gone, its successor not yet listed")
-        clock.date += 11
-        try Self.counters(proc, pid: 960, packets: 50, opens: 5, established: 2)
         _ = w.poll()
         #expect(sockets.dumps == 3)
         #expect(w.telemetry[id]?.outboundConnections == 2)
+        // Short connections again: refreshed within 10 s of that dump, dumped 11 s later.
+        clock.date += 2
+        try Self.counters(proc, pid: 960, packets: 50, opens: 5, established: 2)
+        _ = w.poll()
+        #expect(sockets.dumps == 3)
+        clock.date += 11
+        try Self.counters(proc, pid: 960, packets: 60, opens: 6, established: 2)
+        _ = w.poll()
+        #expect(sockets.dumps == 4)
     }
 }
