@@ -123,19 +123,12 @@ public final class ComputeProbe {
         out.jitMappings = w.jit
         if let fpu, w.restUntil.map({ now >= $0 }) ?? true {
             let list = mem.threads()
-            let known = threadTicks
-            func delta(_ t: (tid: Int32, state: UInt8, cpuTicks: UInt64)) -> UInt64 {
-                let before: UInt64 = known[t.tid] ?? 0
-                return t.cpuTicks &- before
-            }
-            let busy = list.filter { delta($0) > 0 }
-            let hottest = busy.sorted { delta($0) > delta($1) }.prefix(threads)
+            let sampled = Self.threadsToSample(list.map { ($0.tid, $0.cpuTicks) }, known: threadTicks, count: threads)
             for t in list { threadTicks[t.tid] = t.cpuTicks }
-            let top = hottest.first.map(delta) ?? 0
-            for t in hottest where delta(t) * 3 >= top {
+            for tid in sampled {
                 for _ in 0..<samples where waited < waitBudget {
                     let started = DispatchTime.now().uptimeNanoseconds
-                    let x = fpu.sample(tid: t.tid)
+                    let x = fpu.sample(tid: tid)
                     waited += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                     guard let x else { break }
                     out.mxcsr.append(x)
@@ -148,6 +141,20 @@ public final class ComputeProbe {
             if w.restUntil != nil { w.nearestRun = 0 }
         }
         return out
+    }
+
+    /// The threads to sample: of the `count` that used the most CPU since `known` (ticks by tid),
+    /// those with at least a third of the hottest one's time. A thread id used again by a newer
+    /// thread (pids wrap at pid_max, 32768 on many hosts) can have fewer ticks than the one
+    /// remembered: it is counted from zero.
+    static func threadsToSample(_ list: [(tid: Int32, cpuTicks: UInt64)], known: [Int32: UInt64], count: Int) -> [Int32] {
+        func delta(_ t: (tid: Int32, cpuTicks: UInt64)) -> UInt64 {
+            let before: UInt64 = known[t.tid] ?? 0
+            return t.cpuTicks >= before ? t.cpuTicks - before : t.cpuTicks
+        }
+        let hottest = list.map { (tid: $0.tid, delta: delta($0)) }.filter { $0.delta > 0 }.sorted { $0.delta > $1.delta }.prefix(count)
+        let top = hottest.first?.delta ?? 0
+        return hottest.filter { $0.delta >= top / 3 + (top % 3 == 0 ? 0 : 1) }.map(\.tid)
     }
 
     /// Forgets processes and threads no longer running.

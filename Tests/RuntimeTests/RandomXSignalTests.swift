@@ -61,3 +61,18 @@ import MinewatchModel
         #expect(picked.map(\.start) == [0x7f0200000000, 0x55f2d5675000, 0x55f2d534f000, 0x7f0000400000, 0x7f0000000000])
     }
 }
+
+/// Which threads the FPU sampler stops: the hottest since the last probe. On a host whose pid_max
+/// is 32768, thread ids come back; the 1,000-container soak's agent trapped (arithmetic overflow)
+/// when a new thread had fewer ticks than the old one with its id.
+@Suite struct ThreadsToSampleTests {
+    @Test func hottestThreadsAndReusedIds() {
+        let known: [Int32: UInt64] = [10: 100, 11: 100, 12: 5_000]
+        // 10 used 90 ticks, 11 used 20, 13 is new with 40; 12 is a new thread with an old id.
+        let list: [(tid: Int32, cpuTicks: UInt64)] = [(10, 190), (11, 120), (12, 60), (13, 40)]
+        #expect(ComputeProbe.threadsToSample(list, known: known, count: 2) == [10, 12])
+        #expect(ComputeProbe.threadsToSample(list, known: known, count: 4) == [10, 12, 13], "a third of the hottest or more")
+        #expect(ComputeProbe.threadsToSample([(7, 0)], known: [7: UInt64.max], count: 2).isEmpty)
+        #expect(ComputeProbe.threadsToSample([(7, UInt64.max)], known: [:], count: 2) == [7])
+    }
+}
