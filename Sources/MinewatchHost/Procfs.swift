@@ -212,6 +212,17 @@ public struct ProcfsReader: Sendable {
         return CgroupPaths.parse(procCgroup: String(decoding: cg, as: UTF8.self)).container == nil ? s : process(pid)
     }
 
+    /// Sockets of `label` ("TCP:", "UDP6:") in use in the pid's network namespace, from
+    /// /proc/<pid>/net/sockstat or sockstat6 (per-namespace counts, no table walk).
+    func socketsInUse(_ pid: Int32, file: String, label: String) -> Int? {
+        guard let bytes = read("\(pid)/net/\(file)", limit: 4096) else { return nil }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix(label) {
+            let f = line.split(separator: " ")
+            if let i = f.firstIndex(of: "inuse"), i + 1 < f.count { return Int(f[i + 1]) }
+        }
+        return nil
+    }
+
     /// Seconds since boot (/proc/uptime), the clock of processes' start ticks.
     public func uptime() -> Double? {
         read("uptime", limit: 256).flatMap { b in
@@ -273,7 +284,7 @@ extension ProcfsReader {
             // Reading a table walks the kernel's host-wide hash of that protocol: skipped when the
             // namespace has no such socket (its count in sockstat, sockstat6).
             let label = (proto == .tcp ? "TCP" : "UDP") + (file.hasSuffix("6") ? "6:" : ":")
-            if SockDiagReader.inUse(procRoot: root, pid: pid, file: file.hasSuffix("6") ? "sockstat6" : "sockstat", label: label) == 0 { continue }
+            if socketsInUse(pid, file: file.hasSuffix("6") ? "sockstat6" : "sockstat", label: label) == 0 { continue }
             if let data = read("\(pid)/net/\(file)", limit: 8 << 20) {
                 out += NetParsers.sockets(String(decoding: data, as: UTF8.self), proto: proto)
             }

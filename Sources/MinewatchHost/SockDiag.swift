@@ -178,8 +178,8 @@ public final class SockDiagReader: SocketStatsSource {
             // A dump walks the kernel's whole (host-wide) TCP hash table, so families with no
             // TCP socket in this namespace (per-namespace counts in sockstat) are skipped.
             var families: [UInt8] = []
-            if Self.inUse(procRoot: procRoot, pid: pid, file: "sockstat", label: "TCP:") != 0 { families.append(UInt8(AF_INET)) }
-            if Self.inUse(procRoot: procRoot, pid: pid, file: "sockstat6", label: "TCP6:") != 0 { families.append(UInt8(AF_INET6)) }
+            if ProcfsReader(root: procRoot).socketsInUse(pid, file: "sockstat", label: "TCP:") != 0 { families.append(UInt8(AF_INET)) }
+            if ProcfsReader(root: procRoot).socketsInUse(pid, file: "sockstat6", label: "TCP6:") != 0 { families.append(UInt8(AF_INET6)) }
             for family in families {
                 sequence &+= 1
                 let req = SockDiagParser.request(family: family, sequence: sequence)
@@ -230,17 +230,6 @@ public final class SockDiagReader: SocketStatsSource {
     }
 
     /// "TCP: inuse N ..." from /proc/<pid>/net/sockstat(6); nil when unreadable (then dump anyway).
-    /// Sockets of `label` ("TCP:", "UDP6:") in use in the pid's network namespace, from
-    /// /proc/<pid>/net/sockstat or sockstat6 (per-namespace counts, no table walk).
-    static func inUse(procRoot: String, pid: Int32, file: String, label: String) -> Int? {
-        guard let bytes = ProcfsReader(root: procRoot).read("\(pid)/net/\(file)", limit: 4096) else { return nil }
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix(label) {
-            let f = line.split(separator: " ")
-            if let i = f.firstIndex(of: "inuse"), i + 1 < f.count { return Int(f[i + 1]) }
-        }
-        return nil
-    }
-
     public func retain(namespaces: Set<UInt64>) {
         for (ns, fd) in sockets where !namespaces.contains(ns) {
             close(fd)

@@ -55,37 +55,32 @@ final class CountingSockets: SocketStatsSource {
         let sockets = CountingSockets()
         let w = Watcher(rules: CompiledRules(BundledRules.load().0), proc: ProcfsReader(root: proc.root), clock: clock, sockets: sockets)
         w.settings.scratchPrefixes = []
-        sockets.sockets = [Self.socket(1, port: 40001)]
-        try Self.counters(proc, pid: 960, packets: 10, opens: 1, established: 1)
-        _ = w.poll()
+        // One pass `after` seconds: the namespace's sockets and TCP counters (packets move every pass).
+        var packets = 0
+        func pass(after: Double, _ listed: [SocketEntry]? = nil, opens: Int, established: Int) throws {
+            clock.date += after
+            if let listed { sockets.sockets = listed }
+            packets += 10
+            try Self.counters(proc, pid: 960, packets: packets, opens: opens, established: established)
+            _ = w.poll()
+        }
+        try pass(after: 0, [Self.socket(1, port: 40001)], opens: 1, established: 1)
         #expect(sockets.dumps == 1)
         // A short connection came and went: the listed socket is still there, as many established.
-        clock.date += 2
-        try Self.counters(proc, pid: 960, packets: 20, opens: 2, established: 1)
-        _ = w.poll()
+        try pass(after: 2, opens: 2, established: 1)
         #expect(sockets.dumps == 1, "short connections are no reason to walk the TCP table")
         // The connection was replaced by another: dumped, so the new one is counted from its start.
-        clock.date += 2
-        sockets.sockets = [Self.socket(2, port: 40002)]
-        try Self.counters(proc, pid: 960, packets: 30, opens: 3, established: 1)
-        _ = w.poll()
+        try pass(after: 2, [Self.socket(2, port: 40002)], opens: 3, established: 1)
         #expect(sockets.dumps == 2)
         #expect(w.telemetry[id]?.outboundConnections == 1)
         // One more established than the dump saw: dumped at once.
-        clock.date += 2
-        sockets.sockets = [Self.socket(2, port: 40002), Self.socket(3, port: 40003)]
-        try Self.counters(proc, pid: 960, packets: 40, opens: 4, established: 2)
-        _ = w.poll()
+        try pass(after: 2, [Self.socket(2, port: 40002), Self.socket(3, port: 40003)], opens: 4, established: 2)
         #expect(sockets.dumps == 3)
         #expect(w.telemetry[id]?.outboundConnections == 2)
         // Short connections again: refreshed within 10 s of that dump, dumped 11 s later.
-        clock.date += 2
-        try Self.counters(proc, pid: 960, packets: 50, opens: 5, established: 2)
-        _ = w.poll()
+        try pass(after: 2, opens: 5, established: 2)
         #expect(sockets.dumps == 3)
-        clock.date += 11
-        try Self.counters(proc, pid: 960, packets: 60, opens: 6, established: 2)
-        _ = w.poll()
+        try pass(after: 11, opens: 6, established: 2)
         #expect(sockets.dumps == 4)
     }
 }
