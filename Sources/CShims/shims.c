@@ -19,6 +19,7 @@
 #include <linux/openat2.h>
 #include <sys/uio.h>
 #include <sys/ptrace.h>
+#include <sys/epoll.h>
 #include <sys/wait.h>
 #include <time.h>
 #if defined(__x86_64__)
@@ -430,4 +431,24 @@ int mw_fpu_reap(int tid) {
 /* memmem (a GNU extension, so not in Swift's Glibc module). */
 const void *mw_memmem(const void *haystack, size_t haystack_len, const void *needle, size_t needle_len) {
     return memmem(haystack, haystack_len, needle, needle_len);
+}
+
+int mw_epoll_new(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int mw_epoll_add(int ep, int fd) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+int mw_epoll_wait(int ep, int *fds, int max, int timeout_ms) {
+    struct epoll_event evs[64];
+    if (max > 64) max = 64;
+    if (max <= 0) return -EINVAL;
+    int n = epoll_wait(ep, evs, max, timeout_ms);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) fds[i] = evs[i].data.fd;
+    return n;
 }

@@ -33,6 +33,20 @@ public struct SocketEntry: Sendable, Hashable {
     /// cookie), kept from a sock_diag dump so the socket can be asked for again directly.
     public var diagID: [UInt8]?
 
+    /// A TCP connection to ask sock_diag for by its addresses (any interface, no cookie:
+    /// INET_DIAG_NOCOOKIE), as this namespace's socket has them; nil for addresses that do not
+    /// parse or mix families.
+    public static func lookup(localAddress: String, localPort: UInt16, remoteAddress: String, remotePort: UInt16) -> SocketEntry? {
+        guard let l = IPAddress(localAddress), let r = IPAddress(remoteAddress), l.isV4 == r.isV4 else { return nil }
+        func be(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64(n - 1 - $0))) } }
+        func addr(_ a: IPAddress) -> [UInt8] { a.isV4 ? be(a.lo, 4) + [UInt8](repeating: 0, count: 12) : be(a.hi, 8) + be(a.lo, 8) }
+        var e = SocketEntry(proto: .tcp, localAddress: localAddress, localPort: localPort, remoteAddress: remoteAddress, remotePort: remotePort,
+                            state: 1, inode: 0)
+        e.diagID = [l.isV4 ? 2 : 10] + be(UInt64(localPort), 2) + be(UInt64(remotePort), 2) + addr(l) + addr(r)
+            + [0, 0, 0, 0] + [UInt8](repeating: 0xff, count: 8)
+        return e
+    }
+
     public init(proto: Proto, localAddress: String, localPort: UInt16, remoteAddress: String, remotePort: UInt16,
                 state: UInt8, inode: UInt64, counters: TCPCounters? = nil) {
         self.proto = proto

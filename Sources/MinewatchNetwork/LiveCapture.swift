@@ -125,6 +125,7 @@ public final class LiveCapture: Sendable {
         var firstError: MinewatchError?
         var sessions: [UInt64: [LiveSession]] = [:]
         var flows: [UInt64: [CapturedFlow]] = [:]
+        var open: [UInt64: [CapturedFlow]] = [:]
         var names: [UInt64: [String]] = [:]
         var status: [UInt64: RingStatus] = [:]
         var packets = 0
@@ -165,6 +166,7 @@ public final class LiveCapture: Sendable {
                 }
                 flow.consumer = i
                 self.inspectors[ObjectIdentifier(flow)] = (flow, i)
+                self.flowsOpened = true
             }
             table.onEvict = { [unowned self] flow in self.inspectors[ObjectIdentifier(flow)] = nil }
         }
@@ -172,16 +174,23 @@ public final class LiveCapture: Sendable {
         /// TCP flows that opened (their SYN was seen) and closed within the last `recent`
         /// seconds of capture time, at most `maxClosedFlows` (those that ended last).
         func closedFlows(now: Double) -> [CapturedFlow] {
+            tcpFlows(where: { $0.closed && now - $0.last <= Self.recent }, later: { $0.last > $1.last }) { f in
+                FNV1a.hash("\(f.client)|\(f.clientPort)|\(f.server)|\(f.serverPort)|\(f.first)".utf8) | 1 << 63
+            }
+        }
+
+        /// The TCP flows whose opening was seen that `keep` selects, at most `maxClosedFlows`
+        /// (those `later` puts first), each under the id `id` gives it.
+        func tcpFlows(where keep: (Flow) -> Bool, later: (CapturedFlow, CapturedFlow) -> Bool, id: (Flow) -> UInt64) -> [CapturedFlow] {
             var out: [CapturedFlow] = []
-            for (f, _) in inspectors.values where f.transport == .tcp && f.sawSYN && f.closed && now - f.last <= Self.recent {
-                let h = FNV1a.hash("\(f.client)|\(f.clientPort)|\(f.server)|\(f.serverPort)|\(f.first)".utf8)
-                out.append(CapturedFlow(id: h | 1 << 63, client: "\(f.client)", clientPort: f.clientPort, server: "\(f.server)", serverPort: f.serverPort,
+            for (f, _) in inspectors.values where f.transport == .tcp && f.sawSYN && keep(f) {
+                out.append(CapturedFlow(id: id(f), client: "\(f.client)", clientPort: f.clientPort, server: "\(f.server)", serverPort: f.serverPort,
                                         clientBytes: UInt64(f.clientBytes), serverBytes: UInt64(f.serverBytes),
                                         serverDataPackets: UInt32(truncatingIfNeeded: f.serverDataPackets), first: Date(timeIntervalSince1970: f.first),
                                         last: Date(timeIntervalSince1970: f.last)))
             }
             if out.count > Self.maxClosedFlows {
-                out.sort { $0.last > $1.last }
+                out.sort(by: later)
                 out.removeLast(out.count - Self.maxClosedFlows)
             }
             return out
@@ -225,6 +234,16 @@ public final class LiveCapture: Sendable {
                 packetsSincePublished = true
             }
         }
+
+        /// TCP connections whose opening the capture saw and that are still open (at most
+        /// `maxClosedFlows`, the newest): how the sampler learns a namespace's new connections
+        /// without walking the host's TCP table.
+        func openConnections() -> [CapturedFlow] {
+            tcpFlows(where: { !$0.closed }, later: { $0.first > $1.first }) { _ in 0 }
+        }
+        /// The open connections last published, and whether a flow began since.
+        var open: [CapturedFlow] = []
+        var flowsOpened = false
         /// The closed connections last published, and when.
         var flows: [CapturedFlow] = []
         var flowsAt = 0.0
@@ -235,6 +254,9 @@ public final class LiveCapture: Sendable {
         var packetsSinceFlows = true
         /// When the capture thread last read this ring.
         var visitedAt = 0.0
+        /// Whether the ring's descriptor is in the capture thread's epoll set (a ring that is
+        /// closed leaves it by itself).
+        var registered = false
         static let maxClosedFlows = 2048
 
         /// Sessions recognised so far that a detector reads: mining protocols, named servers
@@ -305,6 +327,7 @@ public final class LiveCapture: Sendable {
             s.wanted = wanted
             s.sessions = s.sessions.filter { wanted[$0.key] != nil }
             s.flows = s.flows.filter { wanted[$0.key] != nil }
+            s.open = s.open.filter { wanted[$0.key] != nil }
             s.names = s.names.filter { wanted[$0.key] != nil }
             s.status = s.status.filter { wanted[$0.key] != nil }
             return changed
@@ -319,6 +342,9 @@ public final class LiveCapture: Sendable {
 
     /// Connections that opened and closed recently in a namespace (as of the last drain).
     public func flows(_ ns: UInt64) -> [CapturedFlow] { shared.withLock { $0.flows[ns] ?? [] } }
+
+    /// TCP connections the capture saw open in a namespace and not yet closed (as of the last drain).
+    public func openConnections(_ ns: UInt64) -> [CapturedFlow] { shared.withLock { $0.open[ns] ?? [] } }
 
     /// DNS questions a namespace asked (as of the last drain), most recent last.
     public func names(_ ns: UInt64) -> [String] { shared.withLock { $0.names[ns] ?? [] } }
@@ -356,6 +382,7 @@ public final class LiveCapture: Sendable {
         }
         let last = drain(n)
         n.ring = ring
+        n.registered = false
         n.tier = tier
         n.calmSince = now
         return last
@@ -364,6 +391,12 @@ public final class LiveCapture: Sendable {
     func loop() {
         var owned: [UInt64: Namespace] = [:]
         var buf = [UInt8](repeating: 0, count: 64)
+        let readiness = ReadySet()
+        readiness?.add(wakeRead)
+        // Which namespace a registered descriptor reads (a closed ring's entry stays until its
+        // number is used again; epoll never reports a closed descriptor).
+        var byDescriptor: [Int32: UInt64] = [:]
+        var scannedAt = 0.0
         while true {
             let (running, wanted, failed) = shared.withLock { ($0.running, $0.wanted, $0.failed) }
             if !running { return }
@@ -380,20 +413,39 @@ public final class LiveCapture: Sendable {
                     newFailures.append((ns, error))
                 }
             }
-            let order = Array(owned.keys)
-            var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
-            fds += order.compactMap { owned[$0].map { pollfd(fd: $0.ring.fd, events: Int16(POLLIN), revents: 0) } }
-            _ = poll(&fds, nfds_t(fds.count), 500)
-            if fds[0].revents != 0 { while read(wakeRead, &buf, buf.count) > 0 {} }
+            // The rings that have blocks to hand over, from epoll (registered once each; poll()
+            // over every ring at every wake-up was a tenth of the agent with hundreds of rings).
+            // Without epoll every ring is read every 100 ms.
+            var ready = Set<UInt64>()
+            if let readiness {
+                for (ns, n) in owned where !n.registered && readiness.add(n.ring.fd) {
+                    n.registered = true
+                    byDescriptor[n.ring.fd] = ns
+                }
+                for fd in readiness.wait(milliseconds: 500) {
+                    if fd == wakeRead {
+                        while read(wakeRead, &buf, buf.count) > 0 {}
+                    } else if let ns = byDescriptor[fd] {
+                        ready.insert(ns)
+                    }
+                }
+            } else {
+                var wake = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)
+                _ = poll(&wake, 1, 100)
+                if wake.revents != 0 { while read(wakeRead, &buf, buf.count) > 0 {} }
+                ready = Set(owned.keys)
+            }
             // Decoding happens here, outside the lock. Only the rings the kernel handed blocks
             // to are read, and every ring at least once a second (its rate, its connections
-            // aging): with hundreds of rings, visiting each at every wake-up cost more than the
-            // packets did.
-            var published: [UInt64: ([LiveSession], RingStatus, [String], [CapturedFlow])] = [:]
+            // aging; looked for four times a second): with hundreds of rings, visiting each at
+            // every wake-up cost more than the packets did.
+            var published: [UInt64: ([LiveSession], RingStatus, [String], [CapturedFlow], [CapturedFlow])] = [:]
             let now = Date().timeIntervalSince1970
             var packets = 0, drops = 0
-            for (k, ns) in order.enumerated() {
-                guard let n = owned[ns], fds[k + 1].revents != 0 || now - n.visitedAt >= 1 else { continue }
+            let scanAll = now - scannedAt >= 0.25
+            if scanAll { scannedAt = now }
+            for ns in scanAll ? Array(owned.keys) : Array(ready) {
+                guard let n = owned[ns], ready.contains(ns) || now - n.visitedAt >= 1 else { continue }
                 n.visitedAt = now
                 let (got, dropped) = drain(n)
                 packets += got
@@ -427,6 +479,13 @@ public final class LiveCapture: Sendable {
                     n.flows = n.closedFlows(now: now)
                     n.flowsAt = now
                 }
+                // Open connections are published as soon as one begins: the sampler learns a
+                // namespace's new connections from them instead of walking the host's TCP table,
+                // and one published after the pass that counts it costs that walk.
+                if n.flowsOpened || n.flowsAt == now {
+                    n.flowsOpened = false
+                    n.open = n.openConnections()
+                }
                 // Sessions are judged again at most every half second (the watcher reads them once
                 // a pass), and only when packets came: a busy ring wakes this thread many times a
                 // second, and judging every flow each time was most of the agent's CPU.
@@ -435,7 +494,7 @@ public final class LiveCapture: Sendable {
                     n.publishedAt = now
                     n.packetsSincePublished = false
                 }
-                published[ns] = (n.published, n.status, n.names, n.flows)
+                published[ns] = (n.published, n.status, n.names, n.flows, n.open)
             }
             shared.withLock { s in
                 for (ns, e) in newFailures {
@@ -447,6 +506,7 @@ public final class LiveCapture: Sendable {
                     s.status[ns] = p.1
                     s.names[ns] = p.2
                     s.flows[ns] = p.3
+                    s.open[ns] = p.4
                 }
                 s.packets += packets
                 s.drops += drops

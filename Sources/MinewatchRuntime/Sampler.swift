@@ -139,6 +139,45 @@ public final class HostSampler {
     /// socket dump.
     static let shortConnectionDumpEvery: TimeInterval = 10
 
+    /// How long a namespace whose connections the capture follows (it has a ring) goes without
+    /// a dump: its new connections are learned from the ring, so the walk is only a backstop
+    /// (for listeners and UDP sockets, which no count covers).
+    static let capturedDumpEvery: TimeInterval = 30
+
+    /// The namespace's TCP sockets without a dump: the last dump's, asked for again by id, and
+    /// the connections the capture saw open since, asked for by their addresses (both ways round:
+    /// the namespace may be either end); `complete` when they account for every established
+    /// connection the namespace's counters show (CurrEstab: ESTABLISHED and CLOSE_WAIT). Nil
+    /// when sockets cannot be asked for one by one.
+    func knownConnections(_ cached: (activity: UInt64, connections: UInt64, established: UInt64, dumped: Date, list: [SocketEntry]),
+                          established: UInt64, pid: Int32, ns: UInt64) -> (list: [SocketEntry], complete: Bool)? {
+        guard let stats = socketStats, var tcp = stats.refresh(cached.list.filter { $0.proto == .tcp }, pid: pid, netns: ns) else { return nil }
+        func count(_ list: [SocketEntry]) -> Int { list.filter { $0.state == 1 || $0.state == 8 }.count }
+        // The capture is asked even when the counts agree: a connection still opening (SYN_SENT,
+        // a pool that does not answer) is not in CurrEstab but is in the capture.
+        if let capture {
+            let have = Set(tcp.map { CapturedFlow.key(localPort: $0.localPort, remoteAddress: $0.remoteAddress, remotePort: $0.remotePort) })
+            let since = cached.dumped.addingTimeInterval(-2)
+            var ask: [SocketEntry] = []
+            for f in capture.openConnections(ns) where f.first >= since {
+                for e in [SocketEntry.lookup(localAddress: f.client, localPort: f.clientPort, remoteAddress: f.server, remotePort: f.serverPort),
+                          SocketEntry.lookup(localAddress: f.server, localPort: f.serverPort, remoteAddress: f.client, remotePort: f.clientPort)]
+                    .compactMap({ $0 }) where !have.contains(CapturedFlow.key(localPort: e.localPort, remoteAddress: e.remoteAddress, remotePort: e.remotePort)) {
+                    ask.append(e)
+                }
+            }
+            guard ask.count <= 64 else { return nil }
+            if !ask.isEmpty {
+                guard let found = stats.refresh(ask, pid: pid, netns: ns) else { return nil }
+                tcp += found
+            }
+        }
+        return (tcp, count(tcp) == Int(established))
+    }
+
+    /// Whether the live capture has a ring in this namespace (it sees the connections it opens).
+    func ringed(_ ns: UInt64) -> Bool { (capture?.status(ns)?.ringBytes ?? 0) > 0 }
+
     struct NamespaceCache {
         /// Interface packets and TCP activity at the last net/snmp read.
         var lastActivity: (packets: UInt64, tcp: UInt64, connections: UInt64, established: UInt64)?
@@ -154,6 +193,9 @@ public final class HostSampler {
         var socketKeysSeen: [String: (inode: UInt64, sent: UInt64, received: UInt64, at: Date, container: String)] = [:]
         /// When the capture's connections were last matched.
         var lastMatched: Date?
+        /// Whether the last pass listed fewer connections than established and put off the dump
+        /// (the capture had not handed over a new connection yet); the next such pass dumps.
+        var deferredDump = false
         /// Captured connections already given to a container (each is counted once), by id.
         var emitted: [UInt64: Date] = [:]
     }
@@ -329,30 +371,35 @@ public final class HostSampler {
             all = cached.list
         } else if !firstInPass, let cached = cache.sockets {
             all = cached.list  // another container of the same namespace (a pod) read it this pass
-        } else if let activity, let connections, let established, let cached = cache.sockets, cached.connections == connections,
+        } else if let activity, let connections, let established, let cached = cache.sockets, cached.connections == connections, !cache.deferredDump,
                   let fresh = socketStats?.refresh(cached.list.filter { $0.proto == .tcp }, pid: first.pid, netns: ns) {
             // Segments moved but no connection opened, failed or reset: the same sockets, asked for
             // one by one (cheaper than a dump).
             all = fresh + cached.list.filter { $0.proto != .tcp }
             cache.sockets = (activity, connections, established, cached.dumped, all)
-        } else if let activity, let connections, let established, let cached = cache.sockets, cached.established == established,
-                  now.timeIntervalSince(cached.dumped) < Self.shortConnectionDumpEvery,
-                  let fresh = socketStats?.refresh(cached.list.filter { $0.proto == .tcp }, pid: first.pid, netns: ns),
-                  fresh.count == cached.list.filter({ $0.proto == .tcp }).count {
-            // Connections opened and closed since the last dump, and every socket it listed is
-            // still there with as many established: a namespace making short connections (an API
-            // client, health checks). Those are in the capture's closed connections; the lasting
-            // ones are asked for by id. The host's TCP table is walked again at least every
-            // `shortConnectionDumpEvery`. A connection that replaced a listed one is dumped at
-            // once: a socket first listed late loses what it moved before (a proxy node's target
-            // connections, whose bytes are the relay evidence).
-            all = fresh + cached.list.filter { $0.proto != .tcp }
+        } else if let activity, let connections, let established, let cached = cache.sockets,
+                  now.timeIntervalSince(cached.dumped) < (ringed(ns) ? Self.capturedDumpEvery : Self.shortConnectionDumpEvery),
+                  let known = knownConnections(cached, established: established, pid: first.pid, ns: ns),
+                  known.complete || (ringed(ns) && !cache.deferredDump) {
+            // Connections opened (and maybe closed) since the last dump: the sockets the last dump
+            // listed, asked for again by id, plus those the capture saw open since, asked for by
+            // their addresses, are exactly as many as the namespace has established (an API
+            // client, health checks, a connection replaced). Short ones are in the capture's
+            // closed connections. When they are not, and the capture follows the namespace, the
+            // ring may not have handed over the new connection's first packets yet (blocks
+            // retire after half a second): the dump waits one pass, and the connection is listed
+            // then with all it moved (a new socket's counters count from its start). The host's
+            // TCP table is walked again at least every `shortConnectionDumpEvery`, or
+            // `capturedDumpEvery` with a ring.
+            cache.deferredDump = !known.complete
+            all = known.list + cached.list.filter { $0.proto != .tcp }
             cache.sockets = (activity, connections, established, cached.dumped, all)
         } else {
             // TCP with counters from sock_diag (else /proc/<pid>/net/tcp*); UDP sockets with their
             // endpoints for telemetry from /proc/<pid>/net/udp*.
             let tcp = socketStats?.tcpSockets(pid: first.pid, netns: ns)
             all = tcp.map { $0 + proc.sockets(first.pid, tcp: false) } ?? proc.sockets(first.pid)
+            cache.deferredDump = false
             if let activity { cache.sockets = (activity, connections ?? 0, established ?? 0, now, all) }
         }
         // Which sockets its processes hold changes only with traffic or with its processes.

@@ -259,6 +259,12 @@ public protocol SessionSource: AnyObject {
     func names(_ ns: UInt64) -> [String]
     /// Connections that opened and closed recently in the namespace.
     func flows(_ ns: UInt64) -> [CapturedFlow]
+    /// TCP connections seen opening in the namespace and still open.
+    func openConnections(_ ns: UInt64) -> [CapturedFlow]
+}
+
+extension SessionSource {
+    public func openConnections(_ ns: UInt64) -> [CapturedFlow] { [] }
 }
 
 extension SessionSource {

@@ -184,4 +184,27 @@ private func ownNetns() -> UInt64 {
         }
         #expect(gone, "a closed connection is dropped")
     }
+
+    /// A connection known only by its addresses (as the capture sees it opening) is found by an
+    /// exact request without a cookie, with the same id the dump gives; the wrong way round it
+    /// is not found.
+    @Test func connectionsAreFoundByTheirAddresses() throws {
+        try prerequisite(getuid() == 0, "root is required to ask sock_diag for sockets")
+        let pair = try loopbackPair()
+        defer { close(pair.client); close(pair.server) }
+        let reader = SockDiagReader()
+        let ns = ownNetns()
+        let dumped = try #require(reader.tcpSockets(pid: getpid(), netns: ns)?.first { $0.localPort == pair.clientPort })
+        let lookup = try #require(SocketEntry.lookup(localAddress: dumped.localAddress, localPort: dumped.localPort,
+                                                     remoteAddress: dumped.remoteAddress, remotePort: dumped.remotePort))
+        #expect(lookup.diagID?.count == 49)
+        #expect(Array(lookup.diagID?.prefix(37) ?? []) == Array(dumped.diagID?.prefix(37) ?? []), "family, ports and addresses as the kernel writes them")
+        let found = try #require(reader.refresh([lookup], pid: getpid(), netns: ns))
+        #expect(found.count == 1 && found.first?.inode == dumped.inode && found.first?.counters != nil, "\(found)")
+        let reversed = try #require(SocketEntry.lookup(localAddress: dumped.remoteAddress, localPort: dumped.remotePort,
+                                                       remoteAddress: dumped.localAddress, remotePort: dumped.localPort))
+        let other = try #require(reader.refresh([reversed], pid: getpid(), netns: ns))
+        #expect(other.allSatisfy { $0.inode != dumped.inode }, "the reversed tuple is the other end (the server's socket), if any")
+        #expect(SocketEntry.lookup(localAddress: "10.0.0.1", localPort: 1, remoteAddress: "::1", remotePort: 2) == nil)
+    }
 }

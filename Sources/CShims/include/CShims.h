@@ -62,6 +62,13 @@ void mw_block_release(void *block);
 /* Kernel drop counter of the socket since the last call (PACKET_STATISTICS), or -1. */
 long mw_packet_drops(int fd);
 
+/* epoll for many descriptors read for input: a new set (close-on-exec) or -1; add one descriptor
+   (0, or -errno; -EEXIST when it is in already); wait up to `timeout_ms` and write the ready
+   descriptors into `fds` (at most `max`), returning how many, or -errno. */
+int mw_epoll_new(void);
+int mw_epoll_add(int ep, int fd);
+int mw_epoll_wait(int ep, int *fds, int max, int timeout_ms);
+
 /* An anonymous in-memory file (memfd_create), for feeding bytes to readers that open paths. */
 int mw_memfd(const char *name);
 
