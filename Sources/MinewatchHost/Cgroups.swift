@@ -25,13 +25,36 @@ public struct CgroupStats: Sendable, Hashable {
 
 /// Reads a container's cgroup from `/sys/fs/cgroup` (v1: cpuacct, cpu, memory; v2: cpu.stat,
 /// cpu.max, memory.current). Missing files mean "unknown", never an error. Read every pass for
-/// every container, so files are read with one small read(2) each and the CPU limit, which
-/// rarely changes, is re-read at most every 30 s.
+/// every container, so the counters' files stay open between passes (`KeptFiles`; call
+/// `endPass()` after each pass), the CPU limit, which rarely changes, is re-read at most every
+/// 30 s, and memory is read again only when the cgroup used CPU since (or 30 s passed): an idle
+/// container costs one read a pass.
 /// Used from the sampler's thread only.
 public final class CgroupReader {
     public let root: String
     var limits: [String: (at: Date, cores: Double?)] = [:]
     let v2Base: String
+    let files = KeptFiles()
+    /// Per memory file: the CPU time and memory last read, and when.
+    var memory: [String: (cpu: UInt64, bytes: UInt64?, at: Date)] = [:]
+    var memorySeen: Set<String> = []
+
+    /// Closes the files of cgroups not read since the last call and forgets their memory.
+    public func endPass() {
+        files.sweep()
+        memory = memory.filter { memorySeen.contains($0.key) }
+        memorySeen.removeAll(keepingCapacity: true)
+    }
+
+    /// Memory in bytes from `path`, read again only when `cpu` moved or 30 s passed.
+    func memoryBytes(_ path: String, cpu: UInt64) -> UInt64? {
+        let now = Date()
+        memorySeen.insert(path)
+        if let m = memory[path], m.cpu == cpu, now.timeIntervalSince(m.at) < 30 { return m.bytes }
+        let bytes = text(path, keep: true).flatMap { UInt64($0) }
+        memory[path] = (cpu, bytes, now)
+        return bytes
+    }
 
     public init(root: String = "/sys/fs/cgroup") {
         self.root = root
@@ -51,26 +74,27 @@ public final class CgroupReader {
         return (periods, throttled)
     }
 
-    /// A small file's whole contents, or nil.
-    func whole(_ path: String) -> Substring? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: 4096)
-        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { return nil }
-        return Substring(String(decoding: buf[0..<n], as: UTF8.self))
+    /// A small file's whole contents (at most 4 KiB), or nil; `keep` keeps it open for the next
+    /// pass (files read every pass).
+    func whole(_ path: String, keep: Bool = true) -> Substring? {
+        let bytes: [UInt8]?
+        if keep {
+            bytes = files.read(path, limit: 4096)
+        } else {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { return nil }
+            defer { close(fd) }
+            var buf = [UInt8](repeating: 0, count: 4096)
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            bytes = n > 0 ? Array(buf[0..<n]) : nil
+        }
+        guard let bytes, !bytes.isEmpty else { return nil }
+        return Substring(String(decoding: bytes, as: UTF8.self))
     }
 
     /// A small file's contents without the trailing newline, or nil.
-    func text(_ path: String) -> Substring? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: 4096)
-        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { return nil }
-        return Substring(String(decoding: buf[0..<n], as: UTF8.self)).trimmingPrefix(" ").prefix { $0 != "\n" }
+    func text(_ path: String, keep: Bool = false) -> Substring? {
+        whole(path, keep: keep)?.trimmingPrefix(" ").prefix { $0 != "\n" }
     }
 
     func limit(_ key: String, read: () -> Double?) -> Double? {
@@ -83,14 +107,14 @@ public final class CgroupReader {
 
     /// `paths` is the controller -> path map of one of the container's processes.
     public func stats(paths: [String: String]) -> CgroupStats? {
-        if let p = paths["cpuacct"] ?? paths["cpu"], let usage = text("\(root)/cpuacct\(p)/cpuacct.usage").flatMap({ UInt64($0) }) {
+        if let p = paths["cpuacct"] ?? paths["cpu"], let usage = text("\(root)/cpuacct\(p)/cpuacct.usage", keep: true).flatMap({ UInt64($0) }) {
             let cpuPath = paths["cpu"] ?? p
             let limit = self.limit("v1:\(cpuPath)") {
                 guard let q = text("\(root)/cpu\(cpuPath)/cpu.cfs_quota_us").flatMap({ Int64($0) }), q > 0,
                       let period = text("\(root)/cpu\(cpuPath)/cpu.cfs_period_us").flatMap({ Int64($0) }), period > 0 else { return nil }
                 return Double(q) / Double(period)
             }
-            let mem = paths["memory"].flatMap { text("\(root)/memory\($0)/memory.usage_in_bytes") }.flatMap { UInt64($0) }
+            let mem = paths["memory"].flatMap { memoryBytes("\(root)/memory\($0)/memory.usage_in_bytes", cpu: usage) }
             let t = limit == nil ? nil : Self.throttling(whole("\(root)/cpu\(cpuPath)/cpu.stat"))
             return CgroupStats(cpuNanos: usage, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
         }
@@ -102,7 +126,7 @@ public final class CgroupReader {
                       let per = Double(max[1]), per > 0 else { return nil }
                 return q / per
             }
-            let mem = text("\(v2Base)\(p)/memory.current").flatMap { UInt64($0) }
+            let mem = memoryBytes("\(v2Base)\(p)/memory.current", cpu: usec)
             let t = Self.throttling(all)
             return CgroupStats(cpuNanos: usec * 1000, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
         }

@@ -17,13 +17,16 @@ public struct ProcessSample: Sendable, Hashable {
     public var startTicks: UInt64
     /// User plus system CPU time in clock ticks.
     public var cpuTicks: UInt64
+    /// Virtual memory size in bytes (stat field 23): an exec replaces the whole address space.
+    public var vsize: UInt64 = 0
     public var container: ContainerRef?
     public var cgroupPaths: [String: String]
     /// Network namespace inode (from /proc/<pid>/ns/net), to group processes by namespace.
     public var netns: UInt64?
 
     public init(pid: Int32, ppid: Int32, comm: String, exe: String?, cmdline: [String], startTicks: UInt64, cpuTicks: UInt64,
-                container: ContainerRef?, cgroupPaths: [String: String], netns: UInt64?) {
+                container: ContainerRef?, cgroupPaths: [String: String], netns: UInt64?, vsize: UInt64 = 0) {
+        self.vsize = vsize
         self.pid = pid
         self.ppid = ppid
         self.comm = comm
@@ -40,19 +43,20 @@ public struct ProcessSample: Sendable, Hashable {
 /// Parsers for /proc text formats (pure functions, tested with fixtures).
 public enum ProcParsers {
     /// /proc/<pid>/stat: the command sits in parentheses and may contain spaces and ')'.
-    public static func stat(_ text: String) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, start: UInt64)? {
+    public static func stat(_ text: String) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, start: UInt64, vsize: UInt64)? {
         stat(Array(text.utf8))
     }
 
     /// The same over bytes, without building strings for the numeric fields (read every pass
     /// for every process, so it is kept cheap).
-    public static func stat(_ b: [UInt8]) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, start: UInt64)? {
+    public static func stat(_ b: [UInt8]) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, start: UInt64, vsize: UInt64)? {
         guard let open = b.firstIndex(of: UInt8(ascii: "(")), let close = b.lastIndex(of: UInt8(ascii: ")")), open < close else { return nil }
         let comm = String(decoding: b[(open + 1)..<close], as: UTF8.self)
-        // Fields after the command: state is field 3; we want 4 (ppid), 14, 15 (utime, stime), 22 (start).
+        // Fields after the command: state is field 3; we want 4 (ppid), 14, 15 (utime, stime), 22
+        // (start) and 23 (virtual memory size, 0 when absent).
         var field = 2
         var i = close + 1
-        var ppid: Int64?, ut: UInt64?, st: UInt64?, start: UInt64?
+        var ppid: Int64?, ut: UInt64?, st: UInt64?, start: UInt64?, vsize: UInt64 = 0
         while i < b.count {
             while i < b.count && b[i] == 32 { i += 1 }
             if i >= b.count || b[i] == 10 { break }
@@ -72,14 +76,15 @@ public enum ProcParsers {
             case 14: ut = ok ? v : nil
             case 15: st = ok ? v : nil
             case 22: start = ok ? v : nil
+            case 23: vsize = ok ? v : 0
             default: break
             }
-            if field == 22 { break }
+            if field == 23 { break }
         }
         // The kernel's tick counts never sum past 64 bits: a line whose two counts overflow when added
         // is no stat line (callers add them).
         guard let ppid, let ut, let st, let start, let p = Int32(exactly: ppid), !ut.addingReportingOverflow(st).overflow else { return nil }
-        return (comm, p, ut, st, start)
+        return (comm, p, ut, st, start, vsize)
     }
 
     /// NUL-separated argv.
@@ -172,7 +177,7 @@ public struct ProcfsReader: Sendable {
             pid: pid, ppid: st.ppid, comm: st.comm, exe: link("\(pid)/exe"),
             cmdline: read("\(pid)/cmdline", limit: 64 * 1024).map(ProcParsers.cmdline) ?? [],
             startTicks: st.start, cpuTicks: st.utime + st.stime,
-            container: cg?.container, cgroupPaths: cg?.paths ?? [:], netns: netns)
+            container: cg?.container, cgroupPaths: cg?.paths ?? [:], netns: netns, vsize: st.vsize)
     }
 
     /// /proc/<pid>/stat through `files` when given (an fd kept open between passes).
@@ -184,15 +189,19 @@ public struct ProcfsReader: Sendable {
     /// The same process again, cheaply: when `known` is still the process at this pid (same start
     /// time), only stat (CPU, name) and the executable link are read; cgroup membership, namespace
     /// and command line carry over, the command line re-read when the executable changed (exec).
-    /// `followExe: false` skips the executable link (for processes that are not watched).
-    public func process(_ pid: Int32, known: ProcessSample?, followExe: Bool = true, files: ProcStatFiles? = nil) -> ProcessSample? {
+    /// `followExe: false` skips the executable link (for processes that are not watched). The
+    /// link is read when the name, the CPU time or the address space's size changed since
+    /// `known` (an exec replaces the address space and costs CPU) or when `recheck` (the caller
+    /// asks now and then): a sleeping process costs one read of its stat.
+    public func process(_ pid: Int32, known: ProcessSample?, followExe: Bool = true, recheck: Bool = true, files: ProcStatFiles? = nil) -> ProcessSample? {
         guard let known else { return process(pid) }
         guard let statBytes = statBytes(pid, files: files), let st = ProcParsers.stat(statBytes) else { return nil }
         guard st.start == known.startTicks else { return process(pid) }
         var s = known
         s.comm = st.comm
         s.cpuTicks = st.utime + st.stime
-        if followExe {
+        s.vsize = st.vsize
+        if followExe && (recheck || st.comm != known.comm || s.cpuTicks != known.cpuTicks || st.vsize != known.vsize) {
             let exe = link("\(pid)/exe")
             if exe != known.exe || st.comm != known.comm {
                 s.exe = exe
@@ -269,11 +278,23 @@ extension ProcfsReader {
         read("\(pid)/net/dev").map { NetParsers.dev($0) }
     }
 
+    /// The same, through files kept open between passes (`files`), for the process that started
+    /// at `startTicks` (an open /proc/<pid>/net file reads the namespace the process had when it
+    /// was opened, so it is kept per process, never per pid).
+    public func netCounters(_ pid: Int32, startTicks: UInt64, files: KeptFiles) -> NetCounters? {
+        files.read("\(root)/\(pid)/net/dev", key: "\(pid)@\(startTicks)/dev", limit: 1 << 20).map { NetParsers.dev($0) }
+    }
+
     /// Changes whenever a TCP segment moves or a connection opens, fails or resets in the
     /// process's network namespace (loopback included), from /proc/<pid>/net/snmp: while both
     /// numbers are unchanged, so are the namespace's TCP sockets and their counters.
     public func tcpCounters(_ pid: Int32) -> (connections: UInt64, segments: UInt64, established: UInt64)? {
         read("\(pid)/net/snmp", limit: 16384).flatMap(NetParsers.tcpCounters)
+    }
+
+    /// The same, through files kept open between passes (see `netCounters(_:startTicks:files:)`).
+    public func tcpCounters(_ pid: Int32, startTicks: UInt64, files: KeptFiles) -> (connections: UInt64, segments: UInt64, established: UInt64)? {
+        files.read("\(root)/\(pid)/net/snmp", key: "\(pid)@\(startTicks)/snmp", limit: 16384).flatMap(NetParsers.tcpCounters)
     }
 
     /// TCP and UDP sockets (IPv4 and IPv6) of the process's network namespace.

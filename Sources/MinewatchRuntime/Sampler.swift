@@ -139,6 +139,10 @@ public final class HostSampler {
     /// socket dump.
     static let shortConnectionDumpEvery: TimeInterval = 10
 
+    /// How many passes a process that looks unchanged (same name, CPU time and address-space
+    /// size) goes between reads of its executable link.
+    static let exeRecheckPasses = 15
+
     /// How long a namespace whose connections the capture follows (it has a ring) goes without
     /// a dump: its new connections are learned from the ring, so the walk is only a backstop
     /// (for listeners and UDP sockets, which no count covers).
@@ -211,6 +215,8 @@ public final class HostSampler {
     var namespaces: [UInt64: NamespaceCache] = [:]
     var containers: [String: ContainerCache] = [:]
     let statFiles = ProcStatFiles()
+    /// Each namespace's /proc/<pid>/net/dev and net/snmp, kept open between passes.
+    let netFiles = KeptFiles()
     /// Processes of the last pass by pid, and the keys that make a process "not new".
     var known: [Int32: ProcessSample] = [:]
     var knownKeys: Set<String> = []
@@ -258,7 +264,10 @@ public final class HostSampler {
                 if youngSince.map({ k.startTicks >= $0 }) ?? true { return proc.hostProcess(pid, known: k, followExe: includeHost, files: statFiles) }
                 if !includeHost, largePidSpace { return k }
             }
-            return proc.process(pid, known: k, followExe: k?.container != nil || includeHost, files: statFiles)
+            // A watched process's executable link is read when it may have exec'd (see
+            // `ProcfsReader.process`) and otherwise every `exeRecheckPasses` passes, spread by pid.
+            return proc.process(pid, known: k, followExe: k?.container != nil || includeHost,
+                                recheck: (Int(pid) &+ passes) % Self.exeRecheckPasses == 0, files: statFiles)
         }
         statFiles.retain(Set(samples.map(\.pid)))
         let previous = known, previousTime = lastPassTime
@@ -317,6 +326,8 @@ public final class HostSampler {
         containers = containers.filter { byContainer[$0.key] != nil }
         passes += 1
         lastPassTime = now
+        netFiles.sweep()
+        cgroups.endPass()
         return HostSnapshot(time: now, containers: out)
     }
 
@@ -346,7 +357,7 @@ public final class HostSampler {
         snap.hostNetwork = host
         let firstInPass = seen.insert(ns).inserted
         var cache = namespaces[ns] ?? NamespaceCache()
-        let counters = proc.netCounters(first.pid)
+        let counters = proc.netCounters(first.pid, startTicks: first.startTicks, files: netFiles)
         // net/snmp is costly to generate, so it is read only when some packet moved (interface
         // counters, loopback included, changed) since the last pass.
         var activity: UInt64?
@@ -356,7 +367,7 @@ public final class HostSampler {
             activity = last.tcp
             connections = last.connections
             established = last.established
-        } else if let c = proc.tcpCounters(first.pid) {
+        } else if let c = proc.tcpCounters(first.pid, startTicks: first.startTicks, files: netFiles) {
             activity = c.connections &+ c.segments
             connections = c.connections
             established = c.established

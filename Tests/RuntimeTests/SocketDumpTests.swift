@@ -1,6 +1,7 @@
 import Foundation
 import MinewatchCore
 import MinewatchHost
+import MinewatchNetwork
 import MinewatchRuntime
 import MinewatchSignatures
 import Testing
@@ -15,9 +16,11 @@ final class CountingSockets: SocketStatsSource {
         dumps += 1
         return sockets
     }
+    /// By id (the inode stands for it), or by addresses for a lookup without one (inode 0).
     func refresh(_ asked: [SocketEntry], pid: Int32, netns: UInt64) -> [SocketEntry]? {
-        let ids = Set(asked.map(\.inode))
-        return sockets.filter { ids.contains($0.inode) }
+        let ids = Set(asked.filter { $0.inode != 0 }.map(\.inode))
+        let keys = Set(asked.filter { $0.inode == 0 }.map { "\($0.localAddress):\($0.localPort)>\($0.remoteAddress):\($0.remotePort)" })
+        return sockets.filter { ids.contains($0.inode) || keys.contains("\($0.localAddress):\($0.localPort)>\($0.remoteAddress):\($0.remotePort)") }
     }
     func retain(namespaces: Set<UInt64>) {}
 }
@@ -47,40 +50,108 @@ final class CountingSockets: SocketStatsSource {
         SocketEntry(proto: .tcp, localAddress: "198.18.1.5", localPort: port, remoteAddress: "198.18.1.10", remotePort: 80, state: 1, inode: inode)
     }
 
-    @Test func shortConnectionsAreRefreshedReplacedOnesDumped() throws {
-        let proc = try FakeProc()
-        let id = String(repeating: "d4", count: 32)
-        try proc.add(pid: 960, comm: "client", cgroup: "/libpod_parent/libpod-\(id)", cmdline: ["/client"], exe: Samples.elf(["plain"]), netns: 4026534001)
+    /// One client container in its own namespace, watched with `CountingSockets`, and its passes.
+    final class Client {
+        let proc: FakeProc
+        let id: String
+        let pid: Int32
         let clock = StepClock(Date(timeIntervalSince1970: 1_900_000_000))
         let sockets = CountingSockets()
-        let w = Watcher(rules: CompiledRules(BundledRules.load().0), proc: ProcfsReader(root: proc.root), clock: clock, sockets: sockets)
-        w.settings.scratchPrefixes = []
-        // One pass `after` seconds: the namespace's sockets and TCP counters (packets move every pass).
+        let watcher: Watcher
         var packets = 0
+
+        init(id: String, pid: Int32, netns: Int) throws {
+            proc = try FakeProc()
+            self.id = id
+            self.pid = pid
+            try proc.add(pid: pid, comm: "client", cgroup: "/libpod_parent/libpod-\(id)", cmdline: ["/client"], exe: Samples.elf(["plain"]), netns: netns)
+            watcher = Watcher(rules: CompiledRules(BundledRules.load().0), proc: ProcfsReader(root: proc.root), clock: clock, sockets: sockets)
+            watcher.settings.scratchPrefixes = []
+        }
+
+        /// One pass `after` seconds: the namespace's sockets and TCP counters (packets move every pass).
         func pass(after: Double, _ listed: [SocketEntry]? = nil, opens: Int, established: Int) throws {
             clock.date += after
             if let listed { sockets.sockets = listed }
             packets += 10
-            try Self.counters(proc, pid: 960, packets: packets, opens: opens, established: established)
-            _ = w.poll()
+            try SocketDumpTests.counters(proc, pid: pid, packets: packets, opens: opens, established: established)
+            _ = watcher.poll()
         }
-        try pass(after: 0, [Self.socket(1, port: 40001)], opens: 1, established: 1)
+        var dumps: Int { sockets.dumps }
+        var outbound: Int? { watcher.telemetry[id]?.outboundConnections }
+    }
+
+    @Test func shortConnectionsAreRefreshedReplacedOnesDumped() throws {
+        let c = try Client(id: String(repeating: "d4", count: 32), pid: 960, netns: 4026534001)
+        let sockets = c.sockets, w = c.watcher, id = c.id
+        try c.pass(after: 0, [Self.socket(1, port: 40001)], opens: 1, established: 1)
         #expect(sockets.dumps == 1)
         // A short connection came and went: the listed socket is still there, as many established.
-        try pass(after: 2, opens: 2, established: 1)
+        try c.pass(after: 2, opens: 2, established: 1)
         #expect(sockets.dumps == 1, "short connections are no reason to walk the TCP table")
         // The connection was replaced by another: dumped, so the new one is counted from its start.
-        try pass(after: 2, [Self.socket(2, port: 40002)], opens: 3, established: 1)
+        try c.pass(after: 2, [Self.socket(2, port: 40002)], opens: 3, established: 1)
         #expect(sockets.dumps == 2)
         #expect(w.telemetry[id]?.outboundConnections == 1)
         // One more established than the dump saw: dumped at once.
-        try pass(after: 2, [Self.socket(2, port: 40002), Self.socket(3, port: 40003)], opens: 4, established: 2)
+        try c.pass(after: 2, [Self.socket(2, port: 40002), Self.socket(3, port: 40003)], opens: 4, established: 2)
         #expect(sockets.dumps == 3)
         #expect(w.telemetry[id]?.outboundConnections == 2)
         // Short connections again: refreshed within 10 s of that dump, dumped 11 s later.
-        try pass(after: 2, opens: 5, established: 2)
+        try c.pass(after: 2, opens: 5, established: 2)
         #expect(sockets.dumps == 3)
-        try pass(after: 11, opens: 6, established: 2)
+        try c.pass(after: 11, opens: 6, established: 2)
         #expect(sockets.dumps == 4)
+    }
+
+    /// A capture that has a ring in every namespace and reports the connections it saw open.
+    final class OpenFlows: SessionSource {
+        var open: [CapturedFlow] = []
+        func sync(_ wanted: [UInt64: Int32]) {}
+        func sessions(_ ns: UInt64) -> [LiveSession] { [] }
+        func status(_ ns: UInt64) -> LiveCapture.RingStatus? { .init(packets: 10, drops: 0, ringBytes: 128 << 10) }
+        func openConnections(_ ns: UInt64) -> [CapturedFlow] { open }
+    }
+
+    /// With a capture ring in the namespace, a replaced connection is learned from the ring (asked
+    /// for by its addresses) instead of a dump; one the ring has not handed over yet waits one
+    /// pass, then the namespace is dumped; the table is walked at least every 30 s.
+    @Test func connectionsTheCaptureSawOpenAreNotDumped() throws {
+        let c = try Client(id: String(repeating: "d5", count: 32), pid: 961, netns: 4026534002)
+        let sockets = c.sockets, w = c.watcher, id = c.id, clock = c.clock
+        let flows = OpenFlows()
+        w.capture = flows
+        func opened(_ port: UInt16) -> CapturedFlow {
+            CapturedFlow(id: UInt64(port), client: "198.18.1.5", clientPort: port, server: "198.18.1.10", serverPort: 80, clientBytes: 100, serverBytes: 100,
+                         serverDataPackets: 1, first: clock.date)
+        }
+        try c.pass(after: 0, [Self.socket(1, port: 40001)], opens: 1, established: 1)
+        #expect(sockets.dumps == 1)
+        // Replaced, and the capture saw the new one open: found by its addresses, no dump.
+        clock.date += 2
+        flows.open = [opened(40002)]
+        try c.pass(after: 0, [Self.socket(2, port: 40002)], opens: 2, established: 1)
+        #expect(sockets.dumps == 1, "the capture named the new connection")
+        #expect(w.telemetry[id]?.outboundConnections == 1)
+        // Replaced again before the ring handed the new one over: the dump waits a pass...
+        flows.open = []
+        try c.pass(after: 2, [Self.socket(3, port: 40003)], opens: 3, established: 1)
+        #expect(sockets.dumps == 1)
+        // ...and the ring has it by then.
+        flows.open = [opened(40003)]
+        try c.pass(after: 2, opens: 3, established: 1)
+        #expect(sockets.dumps == 1)
+        #expect(w.telemetry[id]?.outboundConnections == 1)
+        // Replaced by one the capture never sees opening (it joined mid-stream): dumped a pass later.
+        flows.open = []
+        try c.pass(after: 2, [Self.socket(4, port: 40004)], opens: 4, established: 1)
+        #expect(sockets.dumps == 1)
+        try c.pass(after: 2, opens: 4, established: 1)
+        #expect(sockets.dumps == 2, "a pass later the counts still differ: dumped")
+        // Short connections: no dump for 30 s after the last one, then one.
+        try c.pass(after: 2, opens: 5, established: 1)
+        #expect(sockets.dumps == 2)
+        try c.pass(after: 29, opens: 6, established: 1)
+        #expect(sockets.dumps == 3)
     }
 }

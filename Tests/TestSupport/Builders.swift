@@ -151,7 +151,15 @@ public final class TempDir: @unchecked Sendable {
     public func file(_ rel: String, _ data: [UInt8], mode: Int = 0o644) throws -> String {
         let p = path + "/" + rel
         try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: p, contents: Data(data), attributes: [.posixPermissions: mode])
+        // An existing file is rewritten in place (same inode), as the kernel's files change: a
+        // reader that keeps it open (KeptFiles, ProcStatFiles) sees the new contents.
+        if FileManager.default.fileExists(atPath: p), let h = FileHandle(forWritingAtPath: p) {
+            try h.truncate(atOffset: 0)
+            try h.write(contentsOf: Data(data))
+            try h.close()
+        } else {
+            _ = FileManager.default.createFile(atPath: p, contents: Data(data), attributes: [.posixPermissions: mode])
+        }
         return p
     }
     public func cleanup() { try? FileManager.default.removeItem(atPath: path) }

@@ -1,0 +1,90 @@
+import Foundation
+@testable import MinewatchHost
+import Testing
+import TestSupport
+
+/// Files kept open between passes (cgroup counters, /proc/<pid>/net files) and what is read less
+/// often for an idle container (memory, the executable link).
+@Suite struct KeptFilesTests {
+    @Test func keptFilesAreReadAgainAndClosedWhenNotRead() throws {
+        let dir = try TempDir("kept")
+        defer { dir.cleanup() }
+        let a = try dir.file("a", Array("1\n".utf8)), b = try dir.file("b", Array("2\n".utf8))
+        let files = KeptFiles()
+        #expect(files.read(a) == Array("1\n".utf8))
+        #expect(files.read(b) == Array("2\n".utf8))
+        #expect(files.count == 2)
+        files.sweep()
+        // Rewritten in place, as the kernel regenerates its files: the kept descriptor reads the new bytes.
+        _ = try dir.file("a", Array("12345\n".utf8))
+        #expect(files.read(a) == Array("12345\n".utf8))
+        files.sweep()
+        #expect(files.count == 1, "b was not read during the last pass: closed")
+        // A file longer than one read, and a limit.
+        let big = try dir.file("big", [UInt8](repeating: 65, count: 10_000))
+        #expect(files.read(big)?.count == 10_000)
+        #expect(files.read(big, key: "other", limit: 100)?.count == 100)
+        #expect(files.read(dir.path + "/missing") == nil)
+        // Keys: the same path under two keys is two descriptors.
+        #expect(files.count == 3)
+    }
+
+    @Test func keptFilesStayWithinCapacity() throws {
+        let dir = try TempDir("kept")
+        defer { dir.cleanup() }
+        let files = KeptFiles(capacity: 2)
+        for i in 0..<5 {
+            let p = try dir.file("f\(i)", Array("\(i)".utf8))
+            #expect(files.read(p) == Array("\(i)".utf8), "read even when it cannot be kept")
+        }
+        #expect(files.count == 2)
+    }
+
+    /// Memory is read again only when the cgroup used CPU (or 30 s passed); CPU every pass.
+    @Test func idleCgroupMemoryIsNotReadEveryPass() throws {
+        let dir = try TempDir("cg")
+        defer { dir.cleanup() }
+        _ = try dir.file("cg/cgroup.controllers", Array("cpu memory\n".utf8))
+        func set(usec: Int, memory: Int) throws {
+            _ = try dir.file("cg/pod/cpu.stat", Array("usage_usec \(usec)\nuser_usec 0\n".utf8))
+            _ = try dir.file("cg/pod/memory.current", Array("\(memory)\n".utf8))
+        }
+        let reader = CgroupReader(root: dir.path + "/cg")
+        try set(usec: 1000, memory: 4096)
+        #expect(reader.stats(paths: ["": "/pod"])?.memoryBytes == 4096)
+        reader.endPass()
+        try set(usec: 1000, memory: 8192)
+        #expect(reader.stats(paths: ["": "/pod"])?.memoryBytes == 4096, "no CPU used: memory as last read")
+        reader.endPass()
+        try set(usec: 2000, memory: 8192)
+        let s = try #require(reader.stats(paths: ["": "/pod"]))
+        #expect(s.cpuNanos == 2_000_000 && s.memoryBytes == 8192)
+        reader.endPass()
+    }
+
+    /// The executable link of a process that looks unchanged is read only when asked (`recheck`);
+    /// a changed address space (an exec) or CPU time has it read at once.
+    @Test func executableLinkIsReadWhenTheProcessMayHaveExeced() throws {
+        let dir = try TempDir("proc")
+        defer { dir.cleanup() }
+        let root = dir.path + "/proc"
+        func stat(vsize: Int, ticks: Int) throws {
+            _ = try dir.file("proc/77/stat", Array("77 (sleep) S 1 77 77 0 -1 0 0 0 0 0 \(ticks) 0 0 0 20 0 1 0 5000 \(vsize) 100 0".utf8))
+        }
+        try stat(vsize: 1000, ticks: 1)
+        _ = try dir.file("proc/77/cgroup", Array("0::/docker/x\n".utf8))
+        _ = try dir.file("proc/77/cmdline", Array("sleep\0".utf8))
+        try FileManager.default.createSymbolicLink(atPath: root + "/77/exe", withDestinationPath: "/bin/sleep")
+        let reader = ProcfsReader(root: root)
+        let known = try #require(reader.process(77))
+        #expect(known.exe == "/bin/sleep" && known.vsize == 1000)
+        try FileManager.default.removeItem(atPath: root + "/77/exe")
+        try FileManager.default.createSymbolicLink(atPath: root + "/77/exe", withDestinationPath: "/tmp/sleep")
+        #expect(reader.process(77, known: known, recheck: false)?.exe == "/bin/sleep", "unchanged stat: the link is not read")
+        #expect(reader.process(77, known: known, recheck: true)?.exe == "/tmp/sleep")
+        try stat(vsize: 2_000_000, ticks: 1)
+        #expect(reader.process(77, known: known, recheck: false)?.exe == "/tmp/sleep", "a new address space: read")
+        try stat(vsize: 1000, ticks: 2)
+        #expect(reader.process(77, known: known, recheck: false)?.exe == "/tmp/sleep", "CPU used: read")
+    }
+}
