@@ -73,13 +73,20 @@ public final class ComputeProbe {
     /// 33554368 bytes. Neighbouring anonymous mappings with the same flags merge into one VMA, so
     /// a little more is allowed; most of it must be resident (filled, not reserved).
     public static func isRandomXSized(_ r: MemoryRegion) -> Bool {
-        guard r.isAnonymous, r.readable, r.writable, !r.executable else { return false }
-        let cache: UInt64 = 256 << 20, dataset: UInt64 = (2 << 30) + 33_554_368
+        guard let least = residentNeeded(r) else { return false }
+        return ((r.rssKiB ?? 0) << 10) >= least
+    }
+
+    static let randomXCache: UInt64 = 256 << 20, randomXDataset: UInt64 = (2 << 30) + 33_554_368
+
+    /// For an anonymous read-write mapping of RandomX's cache or dataset size, how much of it
+    /// must be resident; nil for any other mapping (decided from /proc/<pid>/maps alone).
+    static func residentNeeded(_ r: MemoryRegion) -> UInt64? {
+        guard r.isAnonymous, r.readable, r.writable, !r.executable else { return nil }
         let slack: UInt64 = 4 << 20
-        let rss = (r.rssKiB ?? 0) << 10
-        if r.size >= cache && r.size <= cache + slack { return rss >= cache - (16 << 20) }
-        if r.size >= dataset && r.size <= dataset + slack { return rss >= 1 << 30 }
-        return false
+        if r.size >= randomXCache && r.size <= randomXCache + slack { return randomXCache - (16 << 20) }
+        if r.size >= randomXDataset && r.size <= randomXDataset + slack { return 1 << 30 }
+        return nil
     }
 
     public static func isJIT(_ r: MemoryRegion) -> Bool { r.isAnonymous && r.executable && r.size <= 4 << 20 }
@@ -112,7 +119,10 @@ public final class ComputeProbe {
         var w = watched[key] ?? Watched()
         defer { watched[key] = w }
         if w.shapeAt.map({ now.timeIntervalSince($0) >= smapsEvery }) ?? true {
-            let regions = mem.smaps()
+            // maps first (no page-table walk): smaps, which counts every mapping's resident
+            // pages, only when a mapping has RandomX's size.
+            var regions = mem.maps()
+            if regions.contains(where: { Self.residentNeeded($0) != nil }) { regions = mem.smaps() }
             // RandomX's cache and dataset are Argon2 and AES output: random bytes. A heap of that
             // size (a JVM's, pre-touched) is not.
             w.randomx = regions.filter { Self.isRandomXSized($0) && Self.looksRandom($0, in: mem) }
