@@ -7,8 +7,10 @@ import Synchronization
 /// (names, images, labels) and the runtimes' own state (OCI bundle annotations of containerd's
 /// CRI plugin and CRI-O: pod, namespace, container name, image). The engine's answer comes
 /// first; the bundle fills what it lacks. Bundles are read once per container (a container's
-/// annotations never change), a miss is retried after 10 s, and at most 4096 containers are
-/// remembered.
+/// annotations never change); a miss (no runtime keeps a bundle for it: podman's are not under
+/// a run-time root) is retried after 10 s, then twice as long each time up to 5 minutes, so a
+/// node of hundreds of such containers does not look for bundles dozens of times a second. At
+/// most 4096 containers are remembered.
 public final class MetadataResolver: Sendable {
     let engine: (@Sendable (String) -> ContainerMetadata?)?
     let engineCached: (@Sendable (String) -> ContainerMetadata?)?
@@ -19,7 +21,12 @@ public final class MetadataResolver: Sendable {
         /// The bundle was read: its annotations are fixed when the container is created, so a
         /// bundle that says nothing is not read again.
         var read: Bool
+        /// Times no bundle was found.
+        var misses: Int
     }
+
+    /// How long after its `misses`-th miss a container's bundle is looked for again.
+    public static func retryAfter(misses: Int) -> TimeInterval { min(300, 10 * Double(1 << min(max(misses, 1) - 1, 5))) }
     let cache = Mutex<[String: Entry]>([:])
 
     public init(engine: (@Sendable (String) -> ContainerMetadata?)?, engineCached: (@Sendable (String) -> ContainerMetadata?)? = nil,
@@ -44,12 +51,13 @@ public final class MetadataResolver: Sendable {
     func bundle(_ id: String) -> ContainerMetadata? {
         guard let bundles else { return nil }
         let now = Date()
-        if let e = cache.withLock({ $0[id] }), e.read || now.timeIntervalSince(e.at) < 10 { return e.metadata }
+        let before = cache.withLock { $0[id] }
+        if let e = before, e.read || now.timeIntervalSince(e.at) < Self.retryAfter(misses: e.misses) { return e.metadata }
         let annotations = bundles.annotations(id: id)
         let m = annotations.flatMap(Self.metadata)
         cache.withLock { c in
             if c.count >= 4096 { c.removeAll() }
-            c[id] = Entry(metadata: m, at: now, read: annotations != nil)
+            c[id] = Entry(metadata: m, at: now, read: annotations != nil, misses: annotations == nil ? (before?.misses ?? 0) + 1 : 0)
         }
         return m
     }

@@ -96,6 +96,9 @@ import TestSupport
         let merged = MetadataResolver(engine: { _ in ContainerMetadata(name: "k8s_nginx_web", image: nil, labels: ["tier": "front"]) }, bundles: reader)
         let m = try #require(merged.lookup(cri))
         #expect(m.name == "k8s_nginx_web" && m.image == "docker.io/library/nginx:1.25" && m.k8s?.pod == "web-7d9f" && m.labels == ["tier": "front"])
+        // A container without a bundle (podman keeps none under a run-time root) is looked for
+        // again after 10 s, then twice as long each time, at most every 5 minutes.
+        #expect([1, 2, 3, 4, 5, 6, 7, 60].map { MetadataResolver.retryAfter(misses: $0) } == [10, 20, 40, 80, 160, 300, 300, 300])
     }
 
     @Test func bundlesBehindLinksAreNotRead() throws {
