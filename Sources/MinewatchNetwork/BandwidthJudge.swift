@@ -97,6 +97,23 @@ public struct NetObservation: Sendable {
 }
 
 /// Traffic of one container between two passes, split by direction of the connection.
+extension Array where Element == NetInterval {
+    /// The intervals (kept in pass order) that end after `from`: a view of the trailing ones, not
+    /// a copy (judges look at their window every pass for every container).
+    func ending(after from: Date) -> ArraySlice<NetInterval> {
+        var i = endIndex
+        while i > startIndex, self[i - 1].end > from { i -= 1 }
+        return self[i...]
+    }
+
+    /// Appends `iv` and drops the intervals that ended more than `seconds` before it.
+    mutating func append(_ iv: NetInterval, keeping seconds: Double) {
+        append(iv)
+        let old = firstIndex { iv.end.timeIntervalSince($0.end) <= seconds } ?? endIndex
+        if old > startIndex { removeFirst(old - startIndex) }
+    }
+}
+
 public struct NetInterval: Sendable, Hashable {
     public var start: Date
     public var end: Date
@@ -321,8 +338,7 @@ public struct BandwidthJudge: Sendable {
 
     /// Adds an interval metered elsewhere.
     public mutating func add(_ iv: NetInterval) {
-        intervals.append(iv)
-        intervals.removeAll { iv.end.timeIntervalSince($0.end) > model.window * 2 }
+        intervals.append(iv, keeping: model.window * 2)
         // First evidence: the start of the current run of uploading (gaps up to a window long).
         if iv.outTx / iv.seconds >= model.minUploadRate / 8 {
             if uploadSince == nil || lastUploadEnd.map({ iv.start.timeIntervalSince($0) > model.window }) ?? true { uploadSince = iv.start }
@@ -336,7 +352,7 @@ public struct BandwidthJudge: Sendable {
         let from = end.addingTimeInterval(-model.window)
         // The intervals overlapping the window; it must be covered (watched that long). Passes
         // are not exactly `interval` apart, so the first one may start a little before it.
-        let win = intervals.filter { $0.end > from }
+        let win = intervals.ending(after: from)
         guard let first = win.first, end.timeIntervalSince(first.start) >= model.window else { return nil }
         let seconds = end.timeIntervalSince(first.start)
         let tx = win.reduce(0) { $0 + $1.outTx }, rx = win.reduce(0) { $0 + $1.outRx }

@@ -76,8 +76,7 @@ public struct RelayJudge: Sendable {
     public static let stepSeconds = 4.0
 
     public mutating func add(_ iv: NetInterval) {
-        intervals.append(iv)
-        intervals.removeAll { iv.end.timeIntervalSince($0.end) > model.window * 2 }
+        intervals.append(iv, keeping: model.window * 2)
     }
 
     struct Side {
@@ -92,7 +91,7 @@ public struct RelayJudge: Sendable {
     public func verdict(names: [String: String] = [:]) -> RelayVerdict? {
         guard let end = intervals.last?.end else { return nil }
         let from = end.addingTimeInterval(-model.window)
-        let win = intervals.filter { $0.end > from }
+        let win = intervals.ending(after: from)
         guard let first = win.first, end.timeIntervalSince(first.start) >= model.window * 0.95,
               win.allSatisfy(\.perConnection) else { return nil }
         let seconds = end.timeIntervalSince(first.start)
