@@ -4,6 +4,27 @@ import MinewatchCore
 import Glibc
 #endif
 
+/// Where the kernel's pid allocation stood at one moment (see `ProcfsReader.pidAllocation`).
+public struct PidAllocation: Sendable, Hashable {
+    public var lastPid: Int32
+    public var created: UInt64
+    public init(lastPid: Int32, created: UInt64) {
+        self.lastPid = lastPid
+        self.created = created
+    }
+
+    /// Whether `pid` may have been handed out between `earlier` and this reading (a process
+    /// listed at both may then be another one): it lies after `earlier`'s last pid, up to this
+    /// one's, cyclically; any pid when as many processes were created as the pid space holds
+    /// (less a margin for the pids the kernel skips).
+    public func mayHaveReused(_ pid: Int32, since earlier: PidAllocation, pidMax: Int) -> Bool {
+        let made = created &- earlier.created
+        if made == 0 { return false }
+        if made >= UInt64(max(0, pidMax - 1024)) || lastPid == earlier.lastPid { return true }
+        return lastPid > earlier.lastPid ? pid > earlier.lastPid && pid <= lastPid : pid > earlier.lastPid || pid <= lastPid
+    }
+}
+
 /// One process as seen in /proc.
 public struct ProcessSample: Sendable, Hashable {
     public var pid: Int32
@@ -140,6 +161,20 @@ public struct ProcfsReader: Sendable {
     public func pids() -> [Int32] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
         return names.compactMap { Int32($0) }.sorted()
+    }
+
+    /// The pid the kernel handed out last (/proc/loadavg, in this reader's pid namespace) and the
+    /// processes and threads created since boot (/proc/stat `processes`): between two readings,
+    /// only pids after the first reading's last pid, up to the second's, were handed out, unless
+    /// as many were created as the pid space holds.
+    public func pidAllocation() -> PidAllocation? {
+        guard let load = read("loadavg", limit: 256), let last = load.split(separator: 32).last.flatMap({ Int32(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) }),
+              let stat = read("stat", limit: 1 << 20) else { return nil }
+        let key = Array("processes ".utf8)
+        for line in stat.split(separator: 10) where line.starts(with: key) {
+            if let n = UInt64(String(decoding: line.dropFirst(key.count), as: UTF8.self)) { return PidAllocation(lastPid: last, created: n) }
+        }
+        return nil
     }
 
     func read(_ rel: String, limit: Int = 1 << 20) -> [UInt8]? {

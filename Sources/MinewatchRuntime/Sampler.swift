@@ -224,11 +224,15 @@ public final class HostSampler {
     let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     var passes = 0
     public private(set) var lastPassTime: Date?
-    /// kernel.pid_max of a million or more (the 64-bit default is 4194304).
-    lazy var largePidSpace: Bool = {
+    /// kernel.pid_max (0 when unknown).
+    lazy var pidMax: Int = {
         let text = (try? String(contentsOfFile: "\(proc.root)/sys/kernel/pid_max", encoding: .utf8)) ?? ""
-        return (Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1_000_000
+        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }()
+    /// A pid space of a million or more (the 64-bit default is 4194304).
+    var largePidSpace: Bool { pidMax >= 1_000_000 }
+    /// The pid allocation at the last pass.
+    var lastAllocation: PidAllocation?
 
     /// How long after it started a host process is still read for joining a container's cgroup.
     /// A runtime moves the process within milliseconds; this allows for a loaded machine.
@@ -258,11 +262,21 @@ public final class HostSampler {
         // up, and a pass that saw one before that must not leave it a host process.
         let uptime = proc.uptime()
         let youngSince = uptime.map { UInt64(max(0, ($0 - Self.joinWindow) * ticksPerSecond)) }
+        // In a smaller pid space a pid may come back within a pass, but only if the kernel
+        // handed it out since the last pass: host processes whose pid it did not are not read.
+        let allocation = proc.pidAllocation()
+        let earlier = lastAllocation
+        lastAllocation = allocation
+        let pidMax = pidMax
+        func mayBeReused(_ pid: Int32) -> Bool {
+            guard let allocation, let earlier, pidMax > 0 else { return true }
+            return allocation.mayHaveReused(pid, since: earlier, pidMax: pidMax)
+        }
         var samples = proc.pids().filter { $0 != me }.compactMap { pid -> ProcessSample? in
             let k = known[pid]
             if let k, k.container == nil {
                 if youngSince.map({ k.startTicks >= $0 }) ?? true { return proc.hostProcess(pid, known: k, followExe: includeHost, files: statFiles) }
-                if !includeHost, largePidSpace { return k }
+                if !includeHost, largePidSpace || !mayBeReused(pid) { return k }
             }
             // A watched process's executable link is read when it may have exec'd (see
             // `ProcfsReader.process`) and otherwise every `exeRecheckPasses` passes, spread by pid.

@@ -88,3 +88,39 @@ import TestSupport
         #expect(reader.process(77, known: known, recheck: false)?.exe == "/tmp/sleep", "CPU used: read")
     }
 }
+
+/// Which pids may have been handed out again between two passes (a host process listed at both
+/// is then read again; any other is the same process).
+@Suite struct PidAllocationTests {
+    @Test func onlyPidsHandedOutSinceTheLastPassMayBeReused() {
+        let before = PidAllocation(lastPid: 1000, created: 50_000)
+        // 40 processes or threads made, the cursor moved from 1000 to 1040.
+        let after = PidAllocation(lastPid: 1040, created: 50_040)
+        #expect(after.mayHaveReused(1020, since: before, pidMax: 32768))
+        #expect(after.mayHaveReused(1040, since: before, pidMax: 32768))
+        #expect(!after.mayHaveReused(1000, since: before, pidMax: 32768))
+        #expect(!after.mayHaveReused(500, since: before, pidMax: 32768))
+        #expect(!after.mayHaveReused(20_000, since: before, pidMax: 32768))
+        // Wrapped around the end of the pid space: the tail and the start were handed out.
+        let wrapped = PidAllocation(lastPid: 400, created: 50_100)
+        let late = PidAllocation(lastPid: 32_700, created: 50_000)
+        #expect(wrapped.mayHaveReused(32_750, since: late, pidMax: 32768) && wrapped.mayHaveReused(300, since: late, pidMax: 32768))
+        #expect(!wrapped.mayHaveReused(1000, since: late, pidMax: 32768) && !wrapped.mayHaveReused(32_000, since: late, pidMax: 32768))
+        // Nothing made: nothing reused. As many made as the space holds, or the cursor back where it was: anything.
+        #expect(!before.mayHaveReused(1000, since: before, pidMax: 32768))
+        let around = PidAllocation(lastPid: 1040, created: 50_000 + 32_000)
+        #expect(around.mayHaveReused(500, since: before, pidMax: 32768))
+        #expect(PidAllocation(lastPid: 1000, created: 50_001).mayHaveReused(7, since: before, pidMax: 32768))
+    }
+
+    @Test func theKernelsPidAllocationIsRead() throws {
+        let a = try #require(ProcfsReader().pidAllocation())
+        let pipe = Process()
+        pipe.executableURL = URL(fileURLWithPath: "/bin/true")
+        try pipe.run()
+        pipe.waitUntilExit()
+        let b = try #require(ProcfsReader().pidAllocation())
+        #expect(b.created > a.created, "a process was made")
+        #expect(b.mayHaveReused(pipe.processIdentifier, since: a, pidMax: 4_194_304), "its pid was handed out in between")
+    }
+}
