@@ -168,23 +168,25 @@ public final class LiveCapture: Sendable {
                 self.inspectors[ObjectIdentifier(flow)] = (flow, i)
                 self.flowsOpened = true
             }
-            table.onEvict = { [unowned self] flow in self.inspectors[ObjectIdentifier(flow)] = nil }
+            table.onEvict = { [unowned self] flow in
+                self.inspectors[ObjectIdentifier(flow)] = nil
+                self.labels[ObjectIdentifier(flow)] = nil
+            }
         }
 
         /// TCP flows that opened (their SYN was seen) and closed within the last `recent`
         /// seconds of capture time, at most `maxClosedFlows` (those that ended last).
         func closedFlows(now: Double) -> [CapturedFlow] {
-            tcpFlows(where: { $0.closed && now - $0.last <= Self.recent }, later: { $0.last > $1.last }) { f in
-                FNV1a.hash("\(f.client)|\(f.clientPort)|\(f.server)|\(f.serverPort)|\(f.first)".utf8) | 1 << 63
-            }
+            tcpFlows(where: { $0.closed && now - $0.last <= Self.recent }, later: { $0.last > $1.last }) { $0.id }
         }
 
         /// The TCP flows whose opening was seen that `keep` selects, at most `maxClosedFlows`
-        /// (those `later` puts first), each under the id `id` gives it.
-        func tcpFlows(where keep: (Flow) -> Bool, later: (CapturedFlow, CapturedFlow) -> Bool, id: (Flow) -> UInt64) -> [CapturedFlow] {
+        /// (those `later` puts first), each under the id `id` picks from its label.
+        func tcpFlows(where keep: (Flow) -> Bool, later: (CapturedFlow, CapturedFlow) -> Bool, id: (Label) -> UInt64) -> [CapturedFlow] {
             var out: [CapturedFlow] = []
             for (f, _) in inspectors.values where f.transport == .tcp && f.sawSYN && keep(f) {
-                out.append(CapturedFlow(id: id(f), client: "\(f.client)", clientPort: f.clientPort, server: "\(f.server)", serverPort: f.serverPort,
+                let l = label(f)
+                out.append(CapturedFlow(id: id(l), client: l.client, clientPort: f.clientPort, server: l.server, serverPort: f.serverPort,
                                         clientBytes: UInt64(f.clientBytes), serverBytes: UInt64(f.serverBytes),
                                         serverDataPackets: UInt32(truncatingIfNeeded: f.serverDataPackets), first: Date(timeIntervalSince1970: f.first),
                                         last: Date(timeIntervalSince1970: f.last)))
@@ -262,13 +264,54 @@ public final class LiveCapture: Sendable {
         /// Sessions recognised so far that a detector reads: mining protocols, named servers
         /// (TLS SNI, HTTP Host), heartbeats.
         func sessions() -> [LiveSession] {
-            inspectors.values.compactMap { f, i in
-                var facts = i.facts
-                facts.judgeTiming(of: f, heartbeat: heartbeat, jobPushes: JobPushThresholds())
-                guard facts.carriesEvidence else { return nil }
-                return LiveSession(client: "\(f.client)", clientPort: f.clientPort, serverPort: f.serverPort, server: Flow.endpoint(f.server, f.serverPort),
-                                   first: Date(timeIntervalSince1970: f.first), facts: facts)
+            var next: [ObjectIdentifier: Judged] = [:]
+            next.reserveCapacity(inspectors.count)
+            var out: [LiveSession] = []
+            for (key, (f, i)) in inspectors {
+                let packets = f.clientPackets &+ f.serverPackets
+                let session: LiveSession?
+                if let j = judged[key], j.packets == packets, j.first == f.first {
+                    session = j.session
+                } else {
+                    var facts = i.facts
+                    facts.judgeTiming(of: f, heartbeat: heartbeat, jobPushes: JobPushThresholds())
+                    session = facts.carriesEvidence
+                        ? LiveSession(client: label(f).client, clientPort: f.clientPort, serverPort: f.serverPort, server: Flow.endpoint(f.server, f.serverPort),
+                                      first: Date(timeIntervalSince1970: f.first), facts: facts)
+                        : nil
+                }
+                next[key] = Judged(packets: packets, first: f.first, session: session)
+                if let session { out.append(session) }
             }
+            judged = next
+            return out
+        }
+
+        /// A flow's session as last judged, at its packet count then: a flow no packet reached
+        /// since (most of a busy server's, closed and kept a minute) is not judged again.
+        struct Judged {
+            var packets: Int
+            var first: Double
+            var session: LiveSession?
+        }
+        var judged: [ObjectIdentifier: Judged] = [:]
+
+        /// A flow's addresses as text and its id as a closed connection, made once per flow.
+        struct Label {
+            var first: Double
+            var client: String
+            var server: String
+            var id: UInt64
+        }
+        var labels: [ObjectIdentifier: Label] = [:]
+
+        func label(_ f: Flow) -> Label {
+            let key = ObjectIdentifier(f)
+            if let l = labels[key], l.first == f.first { return l }
+            let l = Label(first: f.first, client: "\(f.client)", server: "\(f.server)",
+                          id: FNV1a.hash("\(f.client)|\(f.clientPort)|\(f.server)|\(f.serverPort)|\(f.first)".utf8) | 1 << 63)
+            labels[key] = l
+            return l
         }
     }
 
