@@ -79,6 +79,20 @@ public struct RelayJudge: Sendable {
         intervals.append(iv, keeping: model.window * 2)
     }
 
+    /// The trailing window and its length in seconds when there is anything to judge in it: it
+    /// is covered (watched that long), every interval has per-connection counters, and its
+    /// connections moved at least the minimum rate (most containers move little). Cheap: a
+    /// detector asks before it gathers the names the verdict needs.
+    public func judgedWindow() -> (ArraySlice<NetInterval>, Double)? {
+        guard let end = intervals.last?.end else { return nil }
+        let win = intervals.ending(after: end.addingTimeInterval(-model.window))
+        guard let first = win.first, end.timeIntervalSince(first.start) >= model.window * 0.95,
+              win.allSatisfy(\.perConnection) else { return nil }
+        let seconds = end.timeIntervalSince(first.start)
+        guard win.reduce(0, { $0 + $1.outTx + $1.outRx }) / seconds >= model.minRate else { return nil }
+        return (win, seconds)
+    }
+
     struct Side {
         var tx = 0.0, rx = 0.0
         var ids = Set<UInt64>()
@@ -89,14 +103,8 @@ public struct RelayJudge: Sendable {
     /// the container used for them (TLS SNI, HTTP Host, DNS answers): addresses behind one name
     /// are one vendor side.
     public func verdict(names: [String: String] = [:]) -> RelayVerdict? {
-        guard let end = intervals.last?.end else { return nil }
-        let from = end.addingTimeInterval(-model.window)
-        let win = intervals.ending(after: from)
-        guard let first = win.first, end.timeIntervalSince(first.start) >= model.window * 0.95,
-              win.allSatisfy(\.perConnection) else { return nil }
-        let seconds = end.timeIntervalSince(first.start)
-        // Most containers move little: nothing to relay at the minimum rate, nothing to look at.
-        guard win.reduce(0, { $0 + $1.outTx + $1.outRx }) / seconds >= model.minRate else { return nil }
+        guard let (win, seconds) = judgedWindow() else { return nil }
+        let first = win[win.startIndex]
         func group(_ address: String) -> String { names[address].map { "name:" + $0 } ?? address }
         var byAddress: [String: Side] = [:]
         var byGroup: [String: Side] = [:]

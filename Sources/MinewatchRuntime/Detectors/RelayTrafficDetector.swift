@@ -18,7 +18,7 @@ public struct RelayTrafficDetector: ContainerDetector {
     public func inspect(_ pass: ContainerPass, state: inout RelayJudge, context: DetectionContext) -> Verdict? {
         guard let iv = pass.traffic else { return nil }
         state.add(iv)
-        guard !context.alerted.contains(id) else { return nil }
+        guard !context.alerted.contains(id), state.judgedWindow() != nil else { return nil }
         // Addresses behind one name (TLS SNI, HTTP Host seen by the capture) are one vendor side.
         var names: [String: String] = [:]
         for s in pass.snapshot.sessions {
