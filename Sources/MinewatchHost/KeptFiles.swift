@@ -14,11 +14,12 @@ public final class KeptFiles {
     var pass: UInt64 = 0
     public let capacity: Int
 
-    /// `capacity` is bounded by a quarter of the soft descriptor limit.
+    /// `capacity` is bounded by an eighth of the soft descriptor limit (the sampler keeps two of
+    /// these beside `ProcStatFiles`, which takes up to half, and rings and sockets need the rest).
     public init(capacity: Int = 8192) {
         var lim = rlimit()
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 {
-            self.capacity = min(capacity, max(0, Int(min(lim.rlim_cur, 1 << 30)) / 4 - 16))
+            self.capacity = min(capacity, max(0, Int(min(lim.rlim_cur, 1 << 30)) / 8 - 16))
         } else {
             self.capacity = min(capacity, 64)
         }
