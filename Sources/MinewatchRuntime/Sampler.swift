@@ -264,7 +264,7 @@ public final class HostSampler {
         let youngSince = uptime.map { UInt64(max(0, ($0 - Self.joinWindow) * ticksPerSecond)) }
         // In a smaller pid space a pid may come back within a pass, but only if the kernel
         // handed it out since the last pass: host processes whose pid it did not are not read.
-        let allocation = proc.pidAllocation()
+        let allocation = largePidSpace ? nil : proc.pidAllocation()
         let earlier = lastAllocation
         lastAllocation = allocation
         let pidMax = pidMax
