@@ -46,14 +46,18 @@ public final class KeptFiles {
         var used = 0
         while used < limit {
             if used == out.count { out += [UInt8](repeating: 0, count: min(limit, out.count * 2) - out.count) }
-            let n = out.withUnsafeMutableBytes { b in b.baseAddress.map { pread(fd, $0 + used, b.count - used, off_t(used)) } ?? -1 }
+            let room = out.count - used
+            let n = out.withUnsafeMutableBytes { b in b.baseAddress.map { pread(fd, $0 + used, room, off_t(used)) } ?? -1 }
             if n < 0 {
                 close(fd)
                 fds[name] = nil
                 return nil
             }
-            if n == 0 { break }
             used += n
+            // A read that does not fill the room is the end: the kernel's generated files (seq_file,
+            // kernfs) fill what is asked up to their end, and regular files end there too. That
+            // saves a second pread per file per pass.
+            if n < room { break }
         }
         if kept {
             fds[name]?.pass = pass
