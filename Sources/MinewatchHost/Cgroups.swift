@@ -51,7 +51,7 @@ public final class CgroupReader {
         let now = Date()
         memorySeen.insert(path)
         if let m = memory[path], m.cpu == cpu, now.timeIntervalSince(m.at) < 30 { return m.bytes }
-        let bytes = text(path, keep: true).flatMap { UInt64($0) }
+        let bytes = text(path).flatMap { UInt64($0) }
         memory[path] = (cpu, bytes, now)
         return bytes
     }
@@ -74,27 +74,17 @@ public final class CgroupReader {
         return (periods, throttled)
     }
 
-    /// A small file's whole contents (at most 4 KiB), or nil; `keep` keeps it open for the next
-    /// pass (files read every pass).
-    func whole(_ path: String, keep: Bool = true) -> Substring? {
-        let bytes: [UInt8]?
-        if keep {
-            bytes = files.read(path, limit: 4096)
-        } else {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { return nil }
-            defer { close(fd) }
-            var buf = [UInt8](repeating: 0, count: 4096)
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            bytes = n > 0 ? Array(buf[0..<n]) : nil
-        }
-        guard let bytes, !bytes.isEmpty else { return nil }
+    /// A small file's whole contents (at most 4 KiB), or nil. Read through `files`: one read every
+    /// pass keeps it open, and one read now and then (the CPU limit) is closed at the end of
+    /// the pass.
+    func whole(_ path: String) -> Substring? {
+        guard let bytes = files.read(path, limit: 4096), !bytes.isEmpty else { return nil }
         return Substring(String(decoding: bytes, as: UTF8.self))
     }
 
     /// A small file's contents without the trailing newline, or nil.
-    func text(_ path: String, keep: Bool = false) -> Substring? {
-        whole(path, keep: keep)?.trimmingPrefix(" ").prefix { $0 != "\n" }
+    func text(_ path: String) -> Substring? {
+        whole(path)?.trimmingPrefix(" ").prefix { $0 != "\n" }
     }
 
     func limit(_ key: String, read: () -> Double?) -> Double? {
@@ -107,7 +97,7 @@ public final class CgroupReader {
 
     /// `paths` is the controller -> path map of one of the container's processes.
     public func stats(paths: [String: String]) -> CgroupStats? {
-        if let p = paths["cpuacct"] ?? paths["cpu"], let usage = text("\(root)/cpuacct\(p)/cpuacct.usage", keep: true).flatMap({ UInt64($0) }) {
+        if let p = paths["cpuacct"] ?? paths["cpu"], let usage = text("\(root)/cpuacct\(p)/cpuacct.usage").flatMap({ UInt64($0) }) {
             let cpuPath = paths["cpu"] ?? p
             let limit = self.limit("v1:\(cpuPath)") {
                 guard let q = text("\(root)/cpu\(cpuPath)/cpu.cfs_quota_us").flatMap({ Int64($0) }), q > 0,

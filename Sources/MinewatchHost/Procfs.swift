@@ -308,28 +308,24 @@ public struct ProcfsReader: Sendable {
 }
 
 extension ProcfsReader {
-    /// Interface counters of the process's network namespace.
-    public func netCounters(_ pid: Int32) -> NetCounters? {
-        read("\(pid)/net/dev").map { NetParsers.dev($0) }
+    /// /proc/<pid>/net/`name`, read once, or through `files` kept open between passes for the
+    /// process that started at `startTicks` (an open /proc/<pid>/net file reads the namespace the
+    /// process had when it was opened, so it is kept per process, never per pid).
+    func netFile(_ pid: Int32, _ name: String, limit: Int, startTicks: UInt64, files: KeptFiles?) -> [UInt8]? {
+        guard let files else { return read("\(pid)/net/\(name)", limit: limit) }
+        return files.read("\(root)/\(pid)/net/\(name)", key: "\(pid)@\(startTicks)/\(name)", limit: limit)
     }
 
-    /// The same, through files kept open between passes (`files`), for the process that started
-    /// at `startTicks` (an open /proc/<pid>/net file reads the namespace the process had when it
-    /// was opened, so it is kept per process, never per pid).
-    public func netCounters(_ pid: Int32, startTicks: UInt64, files: KeptFiles) -> NetCounters? {
-        files.read("\(root)/\(pid)/net/dev", key: "\(pid)@\(startTicks)/dev", limit: 1 << 20).map { NetParsers.dev($0) }
+    /// Interface counters of the process's network namespace (see `netFile` for `files`).
+    public func netCounters(_ pid: Int32, startTicks: UInt64 = 0, files: KeptFiles? = nil) -> NetCounters? {
+        netFile(pid, "dev", limit: 1 << 20, startTicks: startTicks, files: files).map { NetParsers.dev($0) }
     }
 
     /// Changes whenever a TCP segment moves or a connection opens, fails or resets in the
     /// process's network namespace (loopback included), from /proc/<pid>/net/snmp: while both
     /// numbers are unchanged, so are the namespace's TCP sockets and their counters.
-    public func tcpCounters(_ pid: Int32) -> (connections: UInt64, segments: UInt64, established: UInt64)? {
-        read("\(pid)/net/snmp", limit: 16384).flatMap(NetParsers.tcpCounters)
-    }
-
-    /// The same, through files kept open between passes (see `netCounters(_:startTicks:files:)`).
-    public func tcpCounters(_ pid: Int32, startTicks: UInt64, files: KeptFiles) -> (connections: UInt64, segments: UInt64, established: UInt64)? {
-        files.read("\(root)/\(pid)/net/snmp", key: "\(pid)@\(startTicks)/snmp", limit: 16384).flatMap(NetParsers.tcpCounters)
+    public func tcpCounters(_ pid: Int32, startTicks: UInt64 = 0, files: KeptFiles? = nil) -> (connections: UInt64, segments: UInt64, established: UInt64)? {
+        netFile(pid, "snmp", limit: 16384, startTicks: startTicks, files: files).flatMap(NetParsers.tcpCounters)
     }
 
     /// TCP and UDP sockets (IPv4 and IPv6) of the process's network namespace.
