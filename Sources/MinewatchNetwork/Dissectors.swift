@@ -428,18 +428,22 @@ struct HTTPParser {
                 }
                 bodyStart = nil
             case .head:
-                // Up to the blank line.
+                // Up to the blank line: from line feed to line feed, each checked for the CR LF CR
+                // before it (which may lie in the bytes of an earlier feed).
                 let start = i
+                var ended = false
                 while i < b.count {
-                    head.append(b[i])
-                    i += 1
-                    if head.count >= 4 && head[head.count - 4] == 13 && head[head.count - 3] == 10 && head[head.count - 2] == 13 && head[head.count - 1] == 10 {
+                    guard let nl = UnsafeRawBufferPointer(rebasing: b[i...]).firstIndex(of: 10) else { i = b.count; break }
+                    i += nl + 1
+                    if headByte(i - 2, b, start) == 13 && headByte(i - 3, b, start) == 10 && headByte(i - 4, b, start) == 13 {
+                        ended = true
                         break
                     }
                 }
+                head.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[start..<i]))
                 headerBytesLastFeed += i - start
                 if head.count > 65536 { head = []; state = .resync; continue }
-                guard head.count >= 4 && head.suffix(4) == [13, 10, 13, 10] else { continue }
+                guard ended else { continue }
                 headTail = b.count - i
                 if !headComplete(&events) { state = .resync }
             case .body(let left):
@@ -475,46 +479,81 @@ struct HTTPParser {
         return true
     }
 
+    /// Byte `k` of the stream around the current feed: `b[k]` from `start` on, else the head
+    /// gathered by earlier feeds (nil before it).
+    func headByte(_ k: Int, _ b: UnsafeRawBufferPointer, _ start: Int) -> UInt8? {
+        if k >= start { return b[k] }
+        let h = head.count - (start - k)
+        return h >= 0 ? head[h] : nil
+    }
+
+    /// The header fields anything reads (the recognisers, body shapes, framing), lowercased:
+    /// only these become strings. A head is parsed for every request and response of every flow
+    /// a capture follows, and making strings of every field was most of the parsing.
+    static let fieldsRead: [(name: String, bytes: [UInt8])] = [
+        "host", "user-agent", "upgrade", "content-length", "content-type", "content-encoding", "transfer-encoding",
+        "x-mining-extensions", "x-pc-sid", "x-pc-payto",
+    ].map { ($0, Array($0.utf8)) }
+
+    /// Which of `fieldsRead` the name `n` is (ASCII case ignored), or nil.
+    static func fieldRead(_ n: ArraySlice<UInt8>) -> String? {
+        for f in fieldsRead where f.bytes.count == n.count {
+            var same = true
+            var k = n.startIndex
+            for c in f.bytes {
+                let x = n[k]
+                if (x >= 0x41 && x <= 0x5a ? x | 0x20 : x) != c { same = false; break }
+                k += 1
+            }
+            if same { return f.name }
+        }
+        return nil
+    }
+
     mutating func headComplete(_ events: inout [Event]) -> Bool {
-        // Split on CRLF and read the fields as bytes: this runs for every request and response
-        // of every flow a capture follows, and Foundation's string searching cost more than the
-        // rest of the parsing.
+        // Read as bytes, line by line (CR LF): the start line's first two words and the fields
+        // in `fieldsRead`.
         let raw = head
         head = []
-        var lines: [ArraySlice<UInt8>] = []
+        var first: [ArraySlice<UInt8>] = []
+        var headers: [String: String] = [:]
         var from = raw.startIndex
         var i = raw.startIndex
-        while i + 1 < raw.endIndex {
-            if raw[i] == 0x0d && raw[i + 1] == 0x0a {
-                lines.append(raw[from..<i])
-                i += 2
-                from = i
-            } else {
-                i += 1
+        var lineNumber = 0
+        while from < raw.endIndex {
+            while i + 1 < raw.endIndex && !(raw[i] == 0x0d && raw[i + 1] == 0x0a) { i += 1 }
+            let end = i + 1 < raw.endIndex ? i : raw.endIndex
+            let l = raw[from..<end]
+            if lineNumber == 0 {
+                // Words split on runs of spaces.
+                var w = l.startIndex
+                while w < l.endIndex && first.count < 2 {
+                    while w < l.endIndex && l[w] == 0x20 { w += 1 }
+                    let s = w
+                    while w < l.endIndex && l[w] != 0x20 { w += 1 }
+                    if w > s { first.append(l[s..<w]) }
+                }
+            } else if !l.isEmpty, let c = l.firstIndex(of: UInt8(ascii: ":")), let name = Self.fieldRead(l[l.startIndex..<c]) {
+                var value = l[(c + 1)...]
+                while let b = value.first, b == 0x20 || b == 0x09 { value = value.dropFirst() }
+                while let b = value.last, b == 0x20 || b == 0x09 { value = value.dropLast() }
+                headers[name] = String(decoding: value, as: UTF8.self)
             }
+            lineNumber += 1
+            i = end + 2
+            from = min(i, raw.endIndex)
         }
-        lines.append(raw[from...])
-        let first = String(decoding: lines.removeFirst(), as: UTF8.self).split(separator: " ")
         guard first.count >= 2 else { return false }
-        var headers: [String: String] = [:]
-        for l in lines where !l.isEmpty {
-            guard let c = l.firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let name = l[l.startIndex..<c].map { $0 >= 0x41 && $0 <= 0x5a ? $0 | 0x20 : $0 }
-            var value = l[(c + 1)...]
-            while let b = value.first, b == 0x20 || b == 0x09 { value = value.dropFirst() }
-            while let b = value.last, b == 0x20 || b == 0x09 { value = value.dropLast() }
-            headers[String(decoding: name, as: UTF8.self)] = String(decoding: value, as: UTF8.self)
-        }
         lastHeaders = headers
         bodySize = 0
         bodyHead = []
         bodyHeadGap = false
         bodyStart = nil
         if isRequest {
-            guard first[0].allSatisfy({ $0.isUppercase }) else { return false }
-            events.append(.request(method: String(first[0]), path: String(first[1]), headers: headers))
+            guard first[0].allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) else { return false }
+            events.append(.request(method: String(decoding: first[0], as: UTF8.self), path: String(decoding: first[1], as: UTF8.self), headers: headers))
         } else {
-            guard first[0].hasPrefix("HTTP/"), let status = Int(first[1]) else { return false }
+            guard first[0].starts(with: Self.responseStarts[0].prefix(5)), let status = Int(String(decoding: first[1], as: UTF8.self)) else { return false }
             events.append(.response(status: status))
             if status == 204 || status == 304 || (100..<200).contains(status) { state = .head; return true }
         }

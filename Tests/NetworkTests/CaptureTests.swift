@@ -175,6 +175,53 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(bundled.poolDomain(for: "notnanopool.org") == nil)
     }
 
+    /// What a parser's events say, as text (events are not Equatable).
+    static func describe(_ events: [HTTPParser.Event]) -> [String] {
+        events.map { e in
+            switch e {
+            case .request(let method, let path, let headers):
+                return "request \(method) \(path) " + headers.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
+            case .requestBody(let size, let head, let estimated): return "body \(size) \(head.count) \(estimated)"
+            case .response(let status): return "response \(status)"
+            }
+        }
+    }
+
+    @Test func httpHeadsSplitAnywhereParseTheSame() throws {
+        // Two requests on one connection: fields in any case, padded, one the recognisers do not
+        // read, a chunked body; then a response head.
+        let requests = Array(("POST  /ann/7 HTTP/1.1\r\nHoSt: pc.example\r\nX-Unread: a\r\nx-pc-payto:  pkt1qaddr \r\n"
+            + "Content-Length: 5\r\nUser-Agent: packetcrypt_rs 0.6.0\r\n\r\nhello"
+            + "PUT /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\nCONTENT-TYPE: image/png\r\n\r\n3\r\nabc\r\n0\r\n\r\n").utf8)
+        let response = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Other: b\r\n\r\nok".utf8)
+        func parse(_ bytes: [UInt8], isRequest: Bool, at cuts: [Int]) -> [String] {
+            var p = HTTPParser(isRequest: isRequest)
+            var events: [HTTPParser.Event] = []
+            var from = 0
+            for cut in cuts + [bytes.count] where cut >= from {
+                bytes[from..<cut].withUnsafeBytes { _ = p.feed($0, events: &events) }
+                from = cut
+            }
+            return Self.describe(events)
+        }
+        let whole = parse(requests, isRequest: true, at: [])
+        #expect(whole == ["request POST /ann/7 content-length=5;host=pc.example;user-agent=packetcrypt_rs 0.6.0;x-pc-payto=pkt1qaddr",
+                          "body 5 5 false",
+                          "request PUT /up content-type=image/png;transfer-encoding=chunked",
+                          "body 3 3 false"])
+        for cut in 1..<requests.count {
+            #expect(parse(requests, isRequest: true, at: [cut]) == whole, "split at \(cut)")
+        }
+        // Byte by byte: the end of a head found across four feeds.
+        #expect(parse(requests, isRequest: true, at: Array(1..<requests.count)) == whole)
+        #expect(parse(response, isRequest: false, at: []) == ["response 200"])
+        for cut in 1..<response.count { #expect(parse(response, isRequest: false, at: [cut]) == ["response 200"]) }
+        // Not a request line: lowercase method, one word; not a status line.
+        #expect(parse(Array("get / HTTP/1.1\r\n\r\n".utf8), isRequest: true, at: []) == [])
+        #expect(parse(Array("GET\r\n\r\n".utf8), isRequest: true, at: []) == [])
+        #expect(parse(Array("HTTP/1.1 abc\r\n\r\n".utf8), isRequest: false, at: []) == [])
+    }
+
     @Test func dnsQuestionsAndAnswersWithCompression() throws {
         // Response for pool.pkt.world A 198.18.1.7, the answer name a pointer to the question.
         var m: [UInt8] = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
