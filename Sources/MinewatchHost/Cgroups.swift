@@ -39,11 +39,54 @@ public final class CgroupReader {
     var memory: [String: (cpu: UInt64, bytes: UInt64?, at: Date)] = [:]
     var memorySeen: Set<String> = []
 
+    /// CPU time read this pass (nanoseconds, or nil when unreadable) by usage file, and the value
+    /// each read at the pass before.
+    var usageThisPass: [String: UInt64?] = [:]
+    var usageLastPass: [String: UInt64] = [:]
+    /// cgroup v2's cpu.stat as read this pass (it also holds the throttling counts).
+    var statThisPass: [String: Substring] = [:]
+
     /// Closes the files of cgroups not read since the last call and forgets their memory.
     public func endPass() {
         files.sweep()
         memory = memory.filter { memorySeen.contains($0.key) }
         memorySeen.removeAll(keepingCapacity: true)
+        usageLastPass = usageThisPass.compactMapValues { $0 }
+        usageThisPass.removeAll(keepingCapacity: true)
+        statThisPass.removeAll(keepingCapacity: true)
+    }
+
+    /// The file holding the CPU time of the cgroup `paths` names (v1 cpuacct, else v2).
+    func usageFile(_ paths: [String: String]) -> (path: String, v1: Bool)? {
+        if let p = paths["cpuacct"] ?? paths["cpu"] { return ("\(root)/cpuacct\(p)/cpuacct.usage", true) }
+        if let p = paths[""] { return ("\(v2Base)\(p)/cpu.stat", false) }
+        return nil
+    }
+
+    /// CPU time in nanoseconds of a cgroup, read once a pass (a second call in the same pass
+    /// gives the same value).
+    func usage(_ file: (path: String, v1: Bool)) -> UInt64? {
+        if let u = usageThisPass[file.path] { return u }
+        let u: UInt64?
+        if file.v1 {
+            u = text(file.path).flatMap { UInt64($0) }
+        } else if let all = whole(file.path), let stat = all.split(separator: "\n").first, stat.hasPrefix("usage_usec ") {
+            statThisPass[file.path] = all
+            u = UInt64(stat.dropFirst(11)).map { $0 &* 1000 }
+        } else {
+            u = nil
+        }
+        usageThisPass[file.path] = .some(u)
+        return u
+    }
+
+    /// Whether no task of the cgroup `paths` names ran since the last pass: its CPU time, read
+    /// now (once a pass), is exactly what the last pass read. A process cannot exit, exec, fork,
+    /// rename itself or change its memory map without running, so a process of such a cgroup is
+    /// as the last pass saw it. False when either read failed or there was no last pass.
+    public func idleSinceLastPass(paths: [String: String]) -> Bool {
+        guard let file = usageFile(paths), let last = usageLastPass[file.path], let now = usage(file) else { return false }
+        return now == last
     }
 
     /// Memory in bytes from `path`, read again only when `cpu` moved or 30 s passed.
@@ -97,7 +140,7 @@ public final class CgroupReader {
 
     /// `paths` is the controller -> path map of one of the container's processes.
     public func stats(paths: [String: String]) -> CgroupStats? {
-        if let p = paths["cpuacct"] ?? paths["cpu"], let usage = text("\(root)/cpuacct\(p)/cpuacct.usage").flatMap({ UInt64($0) }) {
+        if let p = paths["cpuacct"] ?? paths["cpu"], let file = usageFile(paths), let usage = usage(file) {
             let cpuPath = paths["cpu"] ?? p
             let limit = self.limit("v1:\(cpuPath)") {
                 guard let q = text("\(root)/cpu\(cpuPath)/cpu.cfs_quota_us").flatMap({ Int64($0) }), q > 0,
@@ -109,16 +152,15 @@ public final class CgroupReader {
             return CgroupStats(cpuNanos: usage, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
         }
         if let p = paths[""] {
-            guard let all = whole("\(v2Base)\(p)/cpu.stat"), let stat = all.split(separator: "\n").first, stat.hasPrefix("usage_usec "),
-                  let usec = UInt64(stat.dropFirst(11)) else { return nil }
+            guard let file = usageFile(paths), let nanos = usage(file), let all = statThisPass[file.path] else { return nil }
             let limit = self.limit("v2:\(p)") {
                 guard let max = text("\(v2Base)\(p)/cpu.max")?.split(separator: " "), max.count == 2, let q = Double(max[0]),
                       let per = Double(max[1]), per > 0 else { return nil }
                 return q / per
             }
-            let mem = memoryBytes("\(v2Base)\(p)/memory.current", cpu: usec)
+            let mem = memoryBytes("\(v2Base)\(p)/memory.current", cpu: nanos)
             let t = Self.throttling(all)
-            return CgroupStats(cpuNanos: usec * 1000, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
+            return CgroupStats(cpuNanos: nanos, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
         }
         return nil
     }

@@ -278,6 +278,10 @@ public final class HostSampler {
                 if youngSince.map({ k.startTicks >= $0 }) ?? true { return proc.hostProcess(pid, known: k, followExe: includeHost, files: statFiles) }
                 if !includeHost, largePidSpace || !mayBeReused(pid) { return k }
             }
+            // A process of a cgroup none of whose tasks ran since the last pass (its CPU time did
+            // not move by a nanosecond) is as it was: nothing is read. An idle container costs
+            // one read of its cgroup's CPU time, not one of every process's stat.
+            if let k, k.container != nil, !k.cgroupPaths.isEmpty, cgroups.idleSinceLastPass(paths: k.cgroupPaths) { return k }
             // A watched process's executable link is read when it may have exec'd (see
             // `ProcfsReader.process`) and otherwise every `exeRecheckPasses` passes, spread by pid.
             return proc.process(pid, known: k, followExe: k?.container != nil || includeHost,

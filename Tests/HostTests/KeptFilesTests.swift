@@ -62,6 +62,35 @@ import TestSupport
         reader.endPass()
     }
 
+    /// Whether a cgroup ran since the last pass: its CPU time read once a pass (cgroup v1 and v2),
+    /// compared with the last pass's; unreadable or first seen is never idle.
+    @Test func idleSinceLastPassComparesCPUTimeOncePerPass() throws {
+        let dir = try TempDir("cg")
+        defer { dir.cleanup() }
+        _ = try dir.file("v1/cpuacct/pod/cpuacct.usage", Array("700\n".utf8))
+        _ = try dir.file("v2/cgroup.controllers", Array("cpu\n".utf8))
+        _ = try dir.file("v2/pod/cpu.stat", Array("usage_usec 9\nnr_periods 4\nnr_throttled 1\n".utf8))
+        let v1 = CgroupReader(root: dir.path + "/v1"), v2 = CgroupReader(root: dir.path + "/v2")
+        let p1 = ["cpuacct": "/pod", "cpu": "/pod"], p2 = ["": "/pod"]
+        #expect(!v1.idleSinceLastPass(paths: p1) && !v2.idleSinceLastPass(paths: p2), "no last pass")
+        #expect(v1.stats(paths: p1)?.cpuNanos == 700 && v2.stats(paths: p2)?.cpuNanos == 9000)
+        v1.endPass(); v2.endPass()
+        #expect(v1.idleSinceLastPass(paths: p1) && v2.idleSinceLastPass(paths: p2))
+        // Read once a pass: a change after the first read shows at the next pass.
+        _ = try dir.file("v1/cpuacct/pod/cpuacct.usage", Array("701\n".utf8))
+        _ = try dir.file("v2/pod/cpu.stat", Array("usage_usec 10\nnr_periods 5\nnr_throttled 2\n".utf8))
+        #expect(v1.stats(paths: p1)?.cpuNanos == 700)
+        let s2 = try #require(v2.stats(paths: p2))
+        #expect(s2.cpuNanos == 9000 && s2.periods == 4 && s2.throttledPeriods == 1)
+        v1.endPass(); v2.endPass()
+        #expect(!v1.idleSinceLastPass(paths: p1) && !v2.idleSinceLastPass(paths: p2))
+        #expect(v1.stats(paths: p1)?.cpuNanos == 701 && v2.stats(paths: p2)?.periods == 5)
+        v1.endPass(); v2.endPass()
+        _ = try dir.file("v1/cpuacct/pod/cpuacct.usage", Array("unreadable\n".utf8))
+        #expect(!v1.idleSinceLastPass(paths: p1))
+        #expect(!v1.idleSinceLastPass(paths: ["memory": "/pod"]), "no CPU controller named")
+    }
+
     /// The executable link of a process that looks unchanged is read only when asked (`recheck`);
     /// a changed address space (an exec) or CPU time has it read at once.
     @Test func executableLinkIsReadWhenTheProcessMayHaveExeced() throws {

@@ -189,3 +189,38 @@ struct FakeProc {
         #expect(alerts.first?.evidence.contains { $0.value == "its executable was deleted after it started" } == true)
     }
 }
+
+/// A process whose cgroup used no CPU since the last pass is not read again: it cannot have
+/// exited, exec'd or renamed itself without running.
+@Suite struct IdleCgroupTests {
+    @Test func processesOfAnIdleCgroupAreNotReadAgain() throws {
+        let proc = try FakeProc()
+        let cg = try TempDir("cg")
+        defer { proc.dir.cleanup(); cg.cleanup() }
+        _ = try cg.file("cgroup.controllers", Array("cpu memory\n".utf8))
+        let id = String(repeating: "1d1e", count: 16)
+        let path = "/libpod_parent/libpod-\(id)"
+        func usage(_ usec: Int) throws { _ = try cg.file(String(path.dropFirst()) + "/cpu.stat", Array("usage_usec \(usec)\nuser_usec 0\n".utf8)) }
+        try usage(5000)
+        try proc.add(pid: 4100, comm: "worker", cgroup: path, cmdline: ["/worker"], exe: Samples.elf(["plain"]))
+        let clock = StepClock(Date(timeIntervalSince1970: 1_900_000_000))
+        let sampler = HostSampler(proc: ProcfsReader(root: proc.root), cgroups: CgroupReader(root: cg.path), clock: clock, sockets: nil)
+        func comm() -> String? { sampler.sample().containers.first { $0.ref.id == id }?.processes.first?.sample.comm }
+        #expect(comm() == "worker")
+        // The stat file says otherwise, but the cgroup's CPU time did not move: not read.
+        _ = try proc.dir.file("proc/4100/stat", Array("4100 (renamed) S 1 4100 4100 0 -1 0 0 0 0 0 600 20 0 0 20 0 1 0 90000 1000 100 0".utf8))
+        clock.date += 2
+        #expect(comm() == "worker")
+        // The cgroup used CPU: read.
+        try usage(5001)
+        clock.date += 2
+        #expect(comm() == "renamed")
+        // A cgroup whose CPU time cannot be read is never taken for idle.
+        _ = try cg.file(String(path.dropFirst()) + "/cpu.stat", Array("unreadable\n".utf8))
+        _ = try proc.dir.file("proc/4100/stat", Array("4100 (again) S 1 4100 4100 0 -1 0 0 0 0 0 600 20 0 0 20 0 1 0 90000 1000 100 0".utf8))
+        clock.date += 2
+        #expect(comm() == "again")
+        clock.date += 2
+        #expect(comm() == "again")
+    }
+}
