@@ -67,3 +67,47 @@ import TestSupport
         #expect(scanner.findings(for: reused) == [])
     }
 }
+
+/// A binary of an image layer runs in many containers, each on an overlay mount of its own (its
+/// own device number): it is scanned once. A file a container changed (copied up) is scanned again.
+@Suite struct ExecutableCacheTests {
+    @Test func aLowerLayerFileIsScannedOnceAcrossOverlayMounts() throws {
+        try prerequisite(getuid() == 0, "mounting overlays needs root")
+        let dir = try TempDir("overlay-cache")
+        defer { dir.cleanup() }
+        _ = try dir.file("lower/bin/worker", Samples.elf(["plain worker"], seed: 77), mode: 0o755)
+        var mounted: [String] = []
+        defer { for m in mounted { _ = try? run(["umount", "-l", m]) } }
+        for i in 1...2 {
+            for sub in ["upper\(i)", "work\(i)", "merged\(i)"] {
+                try FileManager.default.createDirectory(atPath: "\(dir.path)/\(sub)", withIntermediateDirectories: true)
+            }
+            let r = try run(["mount", "-t", "overlay", "overlay", "-o",
+                             "lowerdir=\(dir.path)/lower,upperdir=\(dir.path)/upper\(i),workdir=\(dir.path)/work\(i)", "\(dir.path)/merged\(i)"])
+            try prerequisite(r.status == 0, "overlay mount failed: \(r.err)")
+            mounted.append("\(dir.path)/merged\(i)")
+            // A fake /proc/<pid>/exe per container, linking to the binary through its own mount.
+            try FileManager.default.createDirectory(atPath: "\(dir.path)/proc/\(500 + i)", withIntermediateDirectories: true)
+            _ = try dir.file("proc/\(500 + i)/stat", Array("\(500 + i) (worker) S 1 1 1 0 -1 0 0 0 0 0 5 2 0 0 20 0 1 0 1 1000 100 0".utf8))
+            try FileManager.default.createSymbolicLink(atPath: "\(dir.path)/proc/\(500 + i)/exe", withDestinationPath: "\(dir.path)/merged\(i)/bin/worker")
+        }
+        var a = stat(), b = stat()
+        #expect(stat("\(dir.path)/merged1/bin/worker", &a) == 0 && stat("\(dir.path)/merged2/bin/worker", &b) == 0)
+        #expect(a.st_dev != b.st_dev, "each overlay mount has its own device")
+        func sample(_ pid: Int32) -> ProcessSample {
+            ProcessSample(pid: pid, ppid: 1, comm: "worker", exe: "/bin/worker", cmdline: ["/bin/worker"], startTicks: 1, cpuTicks: 0,
+                          container: nil, cgroupPaths: [:], netns: nil)
+        }
+        let scanner = ExecutableScanner(rules: ScriptPathTests.rules, procRoot: dir.path + "/proc")
+        #expect(scanner.findings(for: sample(501)) == [])
+        #expect(scanner.findings(for: sample(502)) == [])
+        #expect(scanner.filesScanned == 1, "the same lower file through two mounts")
+        // Container 2 rewrites its copy with a miner's strings: copied up, a new file, scanned.
+        let miner = Samples.elf(["stratum+tcp://", "randomx", "cryptonight", "donate-level", "xmrig"], seed: 78)
+        #expect(FileManager.default.createFile(atPath: "\(dir.path)/merged2/bin/worker", contents: Data(miner)))
+        _ = scanner.findings(for: sample(502))
+        #expect(scanner.filesScanned == 2)
+        _ = scanner.findings(for: sample(501))
+        #expect(scanner.filesScanned == 2, "container 1 still runs the lower file")
+    }
+}

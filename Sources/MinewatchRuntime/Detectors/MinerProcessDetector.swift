@@ -22,7 +22,8 @@ public struct ProcessObservation: Sendable {
 /// Reads what a process runs for the content rules: its executable through /proc/<pid>/exe (so
 /// a renamed or deleted binary is still read; packed ones are unpacked by the file analysis), and
 /// for an interpreter the script it was started with (node annmine.js, python3 miner.py). Results
-/// are cached by device, inode, size and mtime: each file is scanned once.
+/// are cached by the file's identity (below): each file is scanned once, however many containers
+/// run it.
 public final class ExecutableScanner {
     public static let interpreters: Set<String> = ["node", "nodejs", "python", "python2", "python3", "perl", "ruby", "php", "bun", "deno"]
     /// Largest script read.
@@ -97,7 +98,12 @@ public final class ExecutableScanner {
         guard fstat(fd, &st) == 0 else { return nil }
         guard (st.st_mode & S_IFMT) == S_IFREG else { return [] }
         if label != "exe" && st.st_size > Self.maxScript { return [] }
-        let key = "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec)"
+        // The underlying file, without the device: every overlay mount has a device of its own
+        // but gives a file of a lower layer (on one file system) its real inode number and times,
+        // so the same binary in 500 containers of an image is one entry (it was 500 scans in a
+        // node's first pass). The status-change time, to the nanosecond, is set by the kernel
+        // alone: a new file cannot be made to match a scanned one, even given its inode number.
+        let key = "\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
         if let cached = cache[key] { return cached }
         var offset: Int64 = 0
         let limit = label == "exe" ? Int64.max : Int64(Self.maxScript)
