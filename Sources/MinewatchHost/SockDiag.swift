@@ -163,6 +163,14 @@ public final class SockDiagReader: SocketStatsSource {
         let nsfd = open(path, O_RDONLY | O_CLOEXEC)
         if nsfd < 0 { throw .posix("open", subject: path, errno: errno) }
         defer { close(nsfd) }
+        // The namespace the pid is in now must be the one asked about: a pid reused since the
+        // sampler read its link (or a pid of another /proc) would open, and keep under `netns`,
+        // a socket in someone else's namespace.
+        var st = stat()
+        guard fstat(nsfd, &st) == 0, UInt64(st.st_ino) == netns else {
+            throw MinewatchError(.notFound, operation: "enter network namespace for sock_diag", subject: path,
+                                 message: "no longer network namespace \(netns)")
+        }
         let fd = mw_socket_in_netns(nsfd, AF_NETLINK, Int32(SOCK_DGRAM.rawValue), 4 /* NETLINK_SOCK_DIAG */)
         if fd < 0 { throw .posix("enter network namespace for sock_diag", subject: path, errno: -fd) }
         var tv = timeval(tv_sec: 1, tv_usec: 0)
@@ -200,7 +208,8 @@ public final class SockDiagReader: SocketStatsSource {
         } catch {
             // A broken socket is dropped so the next pass opens a new one.
             if let fd = sockets.removeValue(forKey: netns) { close(fd) }
-            if firstError == nil { firstError = error as? MinewatchError }
+            // A process gone, or no longer in the namespace, is not sock_diag failing.
+            if firstError == nil, let e = error as? MinewatchError, e.code != .notFound, e.errno != ENOENT { firstError = e }
             return nil
         }
     }

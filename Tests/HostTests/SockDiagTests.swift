@@ -73,6 +73,18 @@ private func ownNetns() -> UInt64 {
         #expect(server.counters?.bytesSent == 2)
     }
 
+    /// A pid no longer in the namespace asked about (reused, or a pid of a fake /proc) is not
+    /// asked: no socket is made in whatever namespace it is in now, and it is not a failure of
+    /// sock_diag.
+    @Test func aPidInAnotherNamespaceIsNotAsked() throws {
+        try prerequisite(getuid() == 0, "sock_diag in a namespace needs root")
+        let reader = SockDiagReader()
+        #expect(reader.tcpSockets(pid: getpid(), netns: ownNetns() &+ 1) == nil)
+        #expect(reader.refresh([], pid: getpid(), netns: ownNetns() &+ 1) == nil)
+        #expect(reader.firstError == nil)
+        #expect(reader.tcpSockets(pid: getpid(), netns: ownNetns()) != nil)
+    }
+
     @Test func requestHasTheKernelLayout() {
         let r = SockDiagParser.request(family: 2, sequence: 7)
         #expect(r.count == 72)
