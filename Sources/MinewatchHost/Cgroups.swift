@@ -56,11 +56,20 @@ public final class CgroupReader {
         statThisPass.removeAll(keepingCapacity: true)
     }
 
+    /// Usage files by cgroup (its v1 cpuacct or v2 path), made once: asked for every process
+    /// and container each pass.
+    var usageFiles: [String: (path: String, v1: Bool)] = [:]
+
     /// The file holding the CPU time of the cgroup `paths` names (v1 cpuacct, else v2).
     func usageFile(_ paths: [String: String]) -> (path: String, v1: Bool)? {
-        if let p = paths["cpuacct"] ?? paths["cpu"] { return ("\(root)/cpuacct\(p)/cpuacct.usage", true) }
-        if let p = paths[""] { return ("\(v2Base)\(p)/cpu.stat", false) }
-        return nil
+        let v1 = paths["cpuacct"] ?? paths["cpu"]
+        guard let p = v1 ?? paths[""] else { return nil }
+        let key = v1 == nil ? "2" + p : "1" + p
+        if let f = usageFiles[key] { return f }
+        let f = v1 == nil ? ("\(v2Base)\(p)/cpu.stat", false) : ("\(root)/cpuacct\(p)/cpuacct.usage", true)
+        if usageFiles.count >= 100_000 { usageFiles.removeAll() }
+        usageFiles[key] = f
+        return f
     }
 
     /// CPU time in nanoseconds of a cgroup, read once a pass (a second call in the same pass
