@@ -100,6 +100,18 @@ public enum NetParsers {
         return found == 7 ? (conn, segs, established) : nil
     }
 
+    /// The "inuse" count of a sockstat line ("TCP: inuse 3 orphan 0 tw 1 alloc 5 mem 1"), or nil
+    /// when the line or the number is missing.
+    public static func inUse(_ b: [UInt8], label: String) -> Int? {
+        let want = Array(label.utf8)
+        for line in b.split(separator: 10) where line.starts(with: want) {
+            let f = line.split(separator: 32)
+            guard let i = f.firstIndex(where: { $0.elementsEqual("inuse".utf8) }), i + 1 < f.count else { return nil }
+            return Int(String(decoding: f[i + 1], as: UTF8.self))
+        }
+        return nil
+    }
+
     /// An address in network byte order: dotted IPv4 (also for v4-mapped IPv6) or eight hex groups.
     public static func address(_ ordered: [UInt8]) -> String { IPAddress(bytes: ordered)?.description ?? "?" }
 

@@ -328,6 +328,19 @@ extension ProcfsReader {
         netFile(pid, "snmp", limit: 16384, startTicks: startTicks, files: files).flatMap(NetParsers.tcpCounters)
     }
 
+    /// How many TCP and UDP sockets (IPv4 and IPv6 together) the process's network namespace
+    /// has, from sockstat and sockstat6 ("inuse": every socket in the kernel's tables but
+    /// TIME_WAIT and half-open requests, which are counted apart): small files, no table walk.
+    public func socketCounts(_ pid: Int32, startTicks: UInt64 = 0, files: KeptFiles? = nil) -> (tcp: Int, udp: Int)? {
+        guard let v4 = netFile(pid, "sockstat", limit: 4096, startTicks: startTicks, files: files),
+              let tcp = NetParsers.inUse(v4, label: "TCP:"), let udp = NetParsers.inUse(v4, label: "UDP:") else { return nil }
+        // Without IPv6 there is no sockstat6, and no IPv6 socket.
+        let v6 = netFile(pid, "sockstat6", limit: 4096, startTicks: startTicks, files: files)
+        let tcp6 = v6.map { NetParsers.inUse($0, label: "TCP6:") } ?? 0, udp6 = v6.map { NetParsers.inUse($0, label: "UDP6:") } ?? 0
+        guard let tcp6, let udp6 else { return nil }
+        return (tcp + tcp6, udp + udp6)
+    }
+
     /// TCP and UDP sockets (IPv4 and IPv6) of the process's network namespace.
     public func sockets(_ pid: Int32, tcp: Bool = true) -> [SocketEntry] {
         var out: [SocketEntry] = []

@@ -147,6 +147,12 @@ public final class HostSampler {
     /// a dump: its new connections are learned from the ring, so the walk is only a backstop
     /// (for listeners and UDP sockets, which no count covers).
     static let capturedDumpEvery: TimeInterval = 30
+    /// How long a namespace goes without a dump when the sockets known (the last dump's, asked
+    /// for again by id, and those the capture saw open) are as many as the kernel counts in its
+    /// tables (sockstat: listeners and every other state included, TCP and UDP): the walk then
+    /// would list nothing new but a socket that replaced a UDP one, or a TCP one the capture
+    /// missed while another it knew closed in the same pass.
+    static let accountedDumpEvery: TimeInterval = 300
 
     /// The namespace's TCP sockets without a dump: the last dump's, asked for again by id, and
     /// the connections the capture saw open since, asked for by their addresses (both ways round:
@@ -177,6 +183,13 @@ public final class HostSampler {
             }
         }
         return (tcp, count(tcp) == Int(established))
+    }
+
+    /// Whether `tcp` (every state) and `udp` sockets are as many as the namespace's sockstat
+    /// counts: then no socket of its tables is unknown.
+    func accounted(_ tcp: [SocketEntry], udp: Int, pid: Int32, startTicks: UInt64) -> Bool {
+        guard let counts = proc.socketCounts(pid, startTicks: startTicks, files: netFiles) else { return false }
+        return counts.tcp == tcp.count && counts.udp == udp
     }
 
     /// Whether the live capture has a ring in this namespace (it sees the connections it opens).
@@ -407,9 +420,11 @@ public final class HostSampler {
             all = fresh + cached.list.filter { $0.proto != .tcp }
             cache.sockets = (activity, connections, established, cached.dumped, all)
         } else if let activity, let connections, let established, let cached = cache.sockets,
-                  now.timeIntervalSince(cached.dumped) < (ringed(ns) ? Self.capturedDumpEvery : Self.shortConnectionDumpEvery),
+                  case let age = now.timeIntervalSince(cached.dumped), age < Self.accountedDumpEvery,
+                  case let limit = ringed(ns) ? Self.capturedDumpEvery : Self.shortConnectionDumpEvery,
                   let known = knownConnections(cached, established: established, pid: first.pid, ns: ns),
-                  known.complete || (ringed(ns) && !cache.deferredDump) {
+                  known.complete || (ringed(ns) && !cache.deferredDump && age < limit),
+                  age < limit || accounted(known.list, udp: cached.list.count { $0.proto == .udp }, pid: first.pid, startTicks: first.startTicks) {
             // Connections opened (and maybe closed) since the last dump: the sockets the last dump
             // listed, asked for again by id, plus those the capture saw open since, asked for by
             // their addresses, are exactly as many as the namespace has established (an API
@@ -419,7 +434,8 @@ public final class HostSampler {
             // retire after half a second): the dump waits one pass, and the connection is listed
             // then with all it moved (a new socket's counters count from its start). The host's
             // TCP table is walked again at least every `shortConnectionDumpEvery`, or
-            // `capturedDumpEvery` with a ring.
+            // `capturedDumpEvery` with a ring, unless the sockets known are all the kernel counts
+            // (`accountedDumpEvery`).
             cache.deferredDump = !known.complete
             all = known.list + cached.list.filter { $0.proto != .tcp }
             cache.sockets = (activity, connections, established, cached.dumped, all)

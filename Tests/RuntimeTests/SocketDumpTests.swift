@@ -154,4 +154,40 @@ final class CountingSockets: SocketStatsSource {
         try c.pass(after: 29, opens: 6, established: 1)
         #expect(sockets.dumps == 3)
     }
+
+    /// Past the 30 s backstop, a namespace whose known sockets are all its tables hold (sockstat's
+    /// counts, listeners and UDP included) is not walked; one more socket than known (a new
+    /// listener) is, and every namespace is at least every 5 minutes.
+    @Test func accountedNamespacesAreNotWalked() throws {
+        let c = try Client(id: String(repeating: "d6", count: 32), pid: 962, netns: 4026534003)
+        let sockets = c.sockets, clock = c.clock
+        let flows = OpenFlows()
+        c.watcher.capture = flows
+        func sockstat(tcp: Int, udp: Int = 0) throws {
+            _ = try c.proc.dir.file("proc/962/net/sockstat", Array("sockets: used 9\nTCP: inuse \(tcp) orphan 0 tw 2 alloc \(tcp) mem 1\nUDP: inuse \(udp) mem 0\n".utf8))
+            _ = try c.proc.dir.file("proc/962/net/sockstat6", Array("TCP6: inuse 0\nUDP6: inuse 0\n".utf8))
+        }
+        try sockstat(tcp: 1)
+        try c.pass(after: 0, [Self.socket(1, port: 40001)], opens: 1, established: 1)
+        #expect(sockets.dumps == 1)
+        // Short connections for 40 s: the one socket known is the one the kernel counts.
+        var opens = 1
+        for _ in 0..<20 {
+            opens += 1
+            try c.pass(after: 2, opens: opens, established: 1)
+        }
+        #expect(sockets.dumps == 1, "every socket accounted for: no walk after 30 s")
+        // A listener opened: one more socket than known, walked.
+        try sockstat(tcp: 2)
+        let listener = SocketEntry(proto: .tcp, localAddress: "0.0.0.0", localPort: 8080, remoteAddress: "0.0.0.0", remotePort: 0, state: 10, inode: 9)
+        opens += 1
+        try c.pass(after: 2, [Self.socket(1, port: 40001), listener], opens: opens, established: 1)
+        #expect(sockets.dumps == 2)
+        // Accounted again, but 5 minutes after the last walk one is made.
+        for _ in 0..<150 {
+            opens += 1
+            try c.pass(after: 2, opens: opens, established: 1)
+        }
+        #expect(sockets.dumps == 3)
+    }
 }
