@@ -293,8 +293,12 @@ public final class HostSampler {
             }
             // A process of a cgroup none of whose tasks ran since the last pass (its CPU time did
             // not move by a nanosecond) is as it was: nothing is read. An idle container costs
-            // one read of its cgroup's CPU time, not one of every process's stat.
-            if let k, k.container != nil, !k.cgroupPaths.isEmpty, cgroups.idleSinceLastPass(paths: k.cgroupPaths) { return k }
+            // one read of its cgroup's CPU time, not one of every process's stat. Unless its pid
+            // may have been handed out again since the last pass: a zombie the last pass read,
+            // reaped since, leaves its pid to a process of another container while its own
+            // cgroup stays still.
+            if let k, k.container != nil, !k.cgroupPaths.isEmpty, largePidSpace || !mayBeReused(pid),
+               cgroups.idleSinceLastPass(paths: k.cgroupPaths) { return k }
             // A watched process's executable link is read when it may have exec'd (see
             // `ProcfsReader.process`) and otherwise every `exeRecheckPasses` passes, spread by pid.
             return proc.process(pid, known: k, followExe: k?.container != nil || includeHost,

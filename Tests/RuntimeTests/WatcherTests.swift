@@ -202,6 +202,14 @@ struct FakeProc {
         let path = "/libpod_parent/libpod-\(id)"
         func usage(_ usec: Int) throws { _ = try cg.file(String(path.dropFirst()) + "/cpu.stat", Array("usage_usec \(usec)\nuser_usec 0\n".utf8)) }
         try usage(5000)
+        // A pid space of 32,768 whose last pid handed out is 5000: pid 4100 is not handed out
+        // again while the allocation does not move.
+        _ = try proc.dir.file("proc/sys/kernel/pid_max", Array("32768\n".utf8))
+        func allocation(last: Int, created: Int) throws {
+            _ = try proc.dir.file("proc/loadavg", Array("0.10 0.20 0.30 1/300 \(last)\n".utf8))
+            _ = try proc.dir.file("proc/stat", Array("cpu  1 2 3 4\nprocesses \(created)\n".utf8))
+        }
+        try allocation(last: 5000, created: 90000)
         try proc.add(pid: 4100, comm: "worker", cgroup: path, cmdline: ["/worker"], exe: Samples.elf(["plain"]))
         let clock = StepClock(Date(timeIntervalSince1970: 1_900_000_000))
         let sampler = HostSampler(proc: ProcfsReader(root: proc.root), cgroups: CgroupReader(root: cg.path), clock: clock, sockets: nil)
@@ -215,6 +223,17 @@ struct FakeProc {
         try usage(5001)
         clock.date += 2
         #expect(comm() == "renamed")
+        // The kernel handed out pids 5001...4200 (wrapping) since: 4100 may be another process
+        // now (a zombie reaped, its pid reused by another container's process), read although
+        // the cgroup is idle.
+        _ = try proc.dir.file("proc/4100/stat", Array("4100 (reused) S 1 4100 4100 0 -1 0 0 0 0 0 600 20 0 0 20 0 1 0 90000 1000 100 0".utf8))
+        try allocation(last: 4200, created: 90000 + 32000)
+        clock.date += 2
+        #expect(comm() == "reused")
+        try allocation(last: 4200, created: 90000 + 32000)
+        _ = try proc.dir.file("proc/4100/stat", Array("4100 (renamed) S 1 4100 4100 0 -1 0 0 0 0 0 600 20 0 0 20 0 1 0 90000 1000 100 0".utf8))
+        clock.date += 2
+        #expect(comm() == "reused", "no pid handed out since: idle, not read")
         // A cgroup whose CPU time cannot be read is never taken for idle.
         _ = try cg.file(String(path.dropFirst()) + "/cpu.stat", Array("unreadable\n".utf8))
         _ = try proc.dir.file("proc/4100/stat", Array("4100 (again) S 1 4100 4100 0 -1 0 0 0 0 0 600 20 0 0 20 0 1 0 90000 1000 100 0".utf8))
