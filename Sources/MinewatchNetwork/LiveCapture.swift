@@ -417,9 +417,9 @@ public final class LiveCapture: Sendable {
 
     /// Moves a namespace to a ring of another size: the new one opens first, then the old one is
     /// drained a last time and closed. When the new one cannot open, the old one stays.
-    func resize(_ n: Namespace, to tier: Int, pid: Int32, now: Double) -> (packets: Int, drops: Int) {
+    func resize(_ n: Namespace, ns: UInt64, to tier: Int, pid: Int32, now: Double) -> (packets: Int, drops: Int) {
         let size = RingSize.tiers[tier]
-        guard let ring = try? PacketRing(pid: pid, procRoot: procRoot, snapLength: snapLength, blockSize: size.blockSize, blocks: size.blocks,
+        guard let ring = try? PacketRing(pid: pid, netns: ns, procRoot: procRoot, snapLength: snapLength, blockSize: size.blockSize, blocks: size.blocks,
                                          retireMilliseconds: Self.retireMilliseconds) else {
             return (0, 0)
         }
@@ -449,9 +449,11 @@ public final class LiveCapture: Sendable {
             for (ns, pid) in wanted where owned[ns] == nil && !failed.contains(ns) {
                 do {
                     let size = RingSize.tiers[0]
-                    let ring = try PacketRing(pid: pid, procRoot: procRoot, snapLength: snapLength, blockSize: size.blockSize, blocks: size.blocks,
+                    let ring = try PacketRing(pid: pid, netns: ns, procRoot: procRoot, snapLength: snapLength, blockSize: size.blockSize, blocks: size.blocks,
                                               retireMilliseconds: Self.retireMilliseconds)
                     owned[ns] = Namespace(ring: ring, tier: 0, now: opened, maxFlows: maxFlows, cap: inspectCap, heartbeat: heartbeat)
+                } catch where error.code == .notFound || error.errno == ENOENT || error.errno == ESRCH {
+                    // The process is gone or in another namespace now: the next pass names another.
                 } catch {
                     newFailures.append((ns, error))
                 }
@@ -501,7 +503,7 @@ public final class LiveCapture: Sendable {
                     if n.tier == 0 || rate >= RingSize.tiers[n.tier - 1].packetsPerSecond / 4 { n.calmSince = now }
                     let next = Self.nextTier(n.tier, rate: rate, dropped: n.windowDrops > 0, calmFor: now - n.calmSince)
                     if next != n.tier, let pid = wanted[ns] {
-                        let (g, d) = resize(n, to: next, pid: pid, now: now)
+                        let (g, d) = resize(n, ns: ns, to: next, pid: pid, now: now)
                         packets += g
                         drops += d
                     }

@@ -15,13 +15,22 @@ public final class PacketRing {
     public let blockCount: Int
     var current = 0
 
-    /// `pid`: a process in the namespace (its /proc/<pid>/ns/net is entered).
-    public init(pid: Int32, procRoot: String = "/proc", snapLength: Int = 384, blockSize: Int = 128 * 1024, blocks: Int = 4,
-                retireMilliseconds: Int = 100) throws(MinewatchError) {
+    /// `pid`: a process in the namespace (its /proc/<pid>/ns/net is entered). `netns`: the
+    /// namespace's inode number when the caller knows which one it means: the ring is opened
+    /// only if the pid is in it now (a pid reused since it was read would otherwise give a ring,
+    /// and so packets, of another namespace under this one's number).
+    public init(pid: Int32, netns: UInt64? = nil, procRoot: String = "/proc", snapLength: Int = 384, blockSize: Int = 128 * 1024,
+                blocks: Int = 4, retireMilliseconds: Int = 100) throws(MinewatchError) {
         let path = "\(procRoot)/\(pid)/ns/net"
         let ns = open(path, O_RDONLY | O_CLOEXEC)
         if ns < 0 { throw .posix("open", subject: path, errno: errno) }
         defer { close(ns) }
+        if let netns {
+            var st = stat()
+            guard fstat(ns, &st) == 0, UInt64(st.st_ino) == netns else {
+                throw MinewatchError(.notFound, operation: "open a packet ring", subject: path, message: "no longer network namespace \(netns)")
+            }
+        }
         let fd = mw_socket_in_netns(ns, AF_PACKET, Int32(SOCK_RAW.rawValue), Int32(UInt16(0x0003).bigEndian))  // ETH_P_ALL
         if fd < 0 { throw .posix("open a packet socket in the namespace", subject: path, errno: -fd) }
         var ring: UnsafeMutableRawPointer?

@@ -533,3 +533,22 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(facts()?.protocolName == .stratum)
     }
 }
+
+/// A capture ring is opened in the namespace asked for or not at all: a pid that is no longer in
+/// it (reused since the sampler read it) would give packets of another namespace under its number.
+@Suite struct PacketRingNamespaceTests {
+    @Test func aRingOpensOnlyInTheNamespaceAskedFor() throws {
+        try prerequisite(getuid() == 0, "packet sockets need root")
+        var st = stat()
+        #expect(stat("/proc/self/ns/net", &st) == 0)
+        let own = UInt64(st.st_ino)
+        #expect(throws: MinewatchError.self) { try PacketRing(pid: getpid(), netns: own &+ 1, blocks: 1) }
+        do {
+            _ = try PacketRing(pid: getpid(), netns: own &+ 1, blocks: 1)
+        } catch {
+            #expect(error.code == .notFound)
+        }
+        let ring = try PacketRing(pid: getpid(), netns: own, blocks: 1)
+        #expect(ring.fd >= 0)
+    }
+}
