@@ -259,12 +259,7 @@ public struct ProcfsReader: Sendable {
     /// Sockets of `label` ("TCP:", "UDP6:") in use in the pid's network namespace, from
     /// /proc/<pid>/net/sockstat or sockstat6 (per-namespace counts, no table walk).
     func socketsInUse(_ pid: Int32, file: String, label: String) -> Int? {
-        guard let bytes = read("\(pid)/net/\(file)", limit: 4096) else { return nil }
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix(label) {
-            let f = line.split(separator: " ")
-            if let i = f.firstIndex(of: "inuse"), i + 1 < f.count { return Int(f[i + 1]) }
-        }
-        return nil
+        read("\(pid)/net/\(file)", limit: 4096).flatMap { NetParsers.inUse($0, label: label) }
     }
 
     /// Seconds since boot (/proc/uptime), the clock of processes' start ticks.

@@ -160,17 +160,9 @@ public final class SockDiagReader: SocketStatsSource {
     func socketFor(pid: Int32, netns: UInt64) throws(MinewatchError) -> Int32 {
         if let fd = sockets[netns] { return fd }
         let path = "\(procRoot)/\(pid)/ns/net"
-        let nsfd = open(path, O_RDONLY | O_CLOEXEC)
-        if nsfd < 0 { throw .posix("open", subject: path, errno: errno) }
+        // Only in the namespace asked about (see `NetworkNamespaceFile`).
+        let nsfd = try NetworkNamespaceFile.open(procRoot: procRoot, pid: pid, expected: netns, operation: "enter network namespace for sock_diag")
         defer { close(nsfd) }
-        // The namespace the pid is in now must be the one asked about: a pid reused since the
-        // sampler read its link (or a pid of another /proc) would open, and keep under `netns`,
-        // a socket in someone else's namespace.
-        var st = stat()
-        guard fstat(nsfd, &st) == 0, UInt64(st.st_ino) == netns else {
-            throw MinewatchError(.notFound, operation: "enter network namespace for sock_diag", subject: path,
-                                 message: "no longer network namespace \(netns)")
-        }
         let fd = mw_socket_in_netns(nsfd, AF_NETLINK, Int32(SOCK_DGRAM.rawValue), 4 /* NETLINK_SOCK_DIAG */)
         if fd < 0 { throw .posix("enter network namespace for sock_diag", subject: path, errno: -fd) }
         var tv = timeval(tv_sec: 1, tv_usec: 0)

@@ -22,15 +22,8 @@ public final class PacketRing {
     public init(pid: Int32, netns: UInt64? = nil, procRoot: String = "/proc", snapLength: Int = 384, blockSize: Int = 128 * 1024,
                 blocks: Int = 4, retireMilliseconds: Int = 100) throws(MinewatchError) {
         let path = "\(procRoot)/\(pid)/ns/net"
-        let ns = open(path, O_RDONLY | O_CLOEXEC)
-        if ns < 0 { throw .posix("open", subject: path, errno: errno) }
+        let ns = try NetworkNamespaceFile.open(procRoot: procRoot, pid: pid, expected: netns, operation: "open a packet ring")
         defer { close(ns) }
-        if let netns {
-            var st = stat()
-            guard fstat(ns, &st) == 0, UInt64(st.st_ino) == netns else {
-                throw MinewatchError(.notFound, operation: "open a packet ring", subject: path, message: "no longer network namespace \(netns)")
-            }
-        }
         let fd = mw_socket_in_netns(ns, AF_PACKET, Int32(SOCK_RAW.rawValue), Int32(UInt16(0x0003).bigEndian))  // ETH_P_ALL
         if fd < 0 { throw .posix("open a packet socket in the namespace", subject: path, errno: -fd) }
         var ring: UnsafeMutableRawPointer?
