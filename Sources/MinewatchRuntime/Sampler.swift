@@ -154,6 +154,10 @@ public final class HostSampler {
     /// missed while another it knew closed in the same pass.
     static let accountedDumpEvery: TimeInterval = 300
 
+    /// The longest an idle container's namespace (its cgroup used no CPU since the last pass, no
+    /// TCP connection) goes with the interface counters last read.
+    static let idleCountersEvery: TimeInterval = 30
+
     /// The namespace's TCP sockets without a dump: the last dump's, asked for again by id, and
     /// the connections the capture saw open since, asked for by their addresses (both ways round:
     /// the namespace may be either end); `complete` when they account for every established
@@ -196,8 +200,10 @@ public final class HostSampler {
     func ringed(_ ns: UInt64) -> Bool { (capture?.status(ns)?.ringBytes ?? 0) > 0 }
 
     struct NamespaceCache {
+        /// The interface counters last read, and when (see `idleCountersEvery`).
+        var counters: (value: NetCounters, at: Date)?
         /// Interface packets and TCP activity at the last net/snmp read.
-        var lastActivity: (packets: UInt64, tcp: UInt64, connections: UInt64, established: UInt64)?
+        var lastActivity: (packets: UInt64, sent: UInt64, tcp: UInt64, connections: UInt64, established: UInt64)?
         /// The last socket list, the TCP activity it was read at, and when the host's TCP table
         /// was last dumped for it.
         var sockets: (activity: UInt64, connections: UInt64, established: UInt64, dumped: Date, list: [SocketEntry])?
@@ -384,6 +390,21 @@ public final class HostSampler {
         return any ? total : nil
     }
 
+    /// Whether no TCP segment can have moved since the counters `last` (all packets, and those
+    /// sent: see `sent`) were read: no packet sent, received or carried over loopback; but where
+    /// the last socket list held no TCP connection (listeners only, or nothing), no packet sent
+    /// or over loopback. Received packets that nothing answers cannot change TCP's counters
+    /// there: a SYN to a listener or a closed port is answered (SYN-ACK or RST), and a namespace
+    /// with no connection has no segment to take without reply. On a bridge of hundreds of
+    /// containers every idle one receives the others' ARP broadcasts and IPv6 router
+    /// solicitations, which sent most idle namespaces to net/snmp every pass.
+    static func noTCPActivity(_ c: NetCounters, since last: (all: UInt64, sent: UInt64), connectionsKnown: Bool) -> Bool {
+        connectionsKnown ? c.activity == last.all : sent(c) == last.sent
+    }
+
+    /// Packets sent, and carried over loopback.
+    static func sent(_ c: NetCounters) -> UInt64 { c.txPackets &+ c.loopbackPackets }
+
     /// Its namespace's counters and sockets, attributed by the socket inodes its processes hold.
     func network(_ snap: inout ContainerSnapshot, id: String, procs: [ProcessSample], seen: inout Set<UInt64>) {
         guard let first = procs.first(where: { $0.netns != nil }), let ns = first.netns else { return }
@@ -392,13 +413,27 @@ public final class HostSampler {
         snap.hostNetwork = host
         let firstInPass = seen.insert(ns).inserted
         var cache = namespaces[ns] ?? NamespaceCache()
-        let counters = proc.netCounters(first.pid, startTicks: first.startTicks, files: netFiles)
+        let connectionsKnown = cache.sockets.map { $0.list.contains { $0.proto == .tcp && !$0.isListening } } ?? true
+        let counters: NetCounters?
+        if !host, !connectionsKnown, let last = cache.counters, snap.time.timeIntervalSince(last.at) < Self.idleCountersEvery,
+           !first.cgroupPaths.isEmpty, cgroups.idleSinceLastPass(paths: first.cgroupPaths) {
+            // Nothing of the container ran since the last pass and its namespace holds no TCP
+            // connection: no process sent or took a byte, so its counters are as last read but
+            // for what the kernel moved alone (the bridge's broadcasts, a handshake answered),
+            // counted when they are next read. On a dense node this was a read of net/dev for
+            // every idle container every pass.
+            counters = last.value
+        } else {
+            counters = proc.netCounters(first.pid, startTicks: first.startTicks, files: netFiles)
+            if let counters { cache.counters = (counters, snap.time) }
+        }
         // net/snmp is costly to generate, so it is read only when some packet moved (interface
-        // counters, loopback included, changed) since the last pass.
+        // counters, loopback included, changed) since the last pass; in a namespace with no TCP
+        // socket but listeners, only when one was sent (see `noTCPActivity`).
         var activity: UInt64?
         var connections: UInt64?
         var established: UInt64?
-        if let packets = counters?.activity, let last = cache.lastActivity, last.packets == packets {
+        if let counters, let last = cache.lastActivity, Self.noTCPActivity(counters, since: (last.packets, last.sent), connectionsKnown: connectionsKnown) {
             activity = last.tcp
             connections = last.connections
             established = last.established
@@ -406,7 +441,7 @@ public final class HostSampler {
             activity = c.connections &+ c.segments
             connections = c.connections
             established = c.established
-            if let packets = counters?.activity { cache.lastActivity = (packets, c.connections &+ c.segments, c.connections, c.established) }
+            if let counters { cache.lastActivity = (counters.activity, Self.sent(counters), c.connections &+ c.segments, c.connections, c.established) }
         }
         let now = snap.time
         var all: [SocketEntry]

@@ -2,7 +2,7 @@ import Foundation
 import MinewatchCore
 import MinewatchHost
 import MinewatchNetwork
-import MinewatchRuntime
+@testable import MinewatchRuntime
 import MinewatchSignatures
 import Testing
 import TestSupport
@@ -189,5 +189,54 @@ final class CountingSockets: SocketStatsSource {
             try c.pass(after: 2, opens: opens, established: 1)
         }
         #expect(sockets.dumps == 3)
+    }
+
+    /// Received packets alone (the ARP broadcasts and router solicitations of a bridge's other
+    /// containers) send a namespace with no TCP connection to net/snmp no more: nothing there
+    /// can take a segment without answering it. With a connection, they do (a peer's ACK or RST
+    /// changes its counters); and a packet sent always does.
+    @Test func receivedPacketsAloneAreNoTCPActivityWithoutConnections() throws {
+        let c = try Client(id: String(repeating: "d7", count: 32), pid: 963, netns: 4026534004)
+        let sockets = c.sockets
+        var rx = 5, tx = 5
+        func pass(opens: Int, established: Int) throws {
+            let dev = """
+                Inter-|   Receive                                                |  Transmit
+                 face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+                  eth0: \(rx * 90) \(rx) 0 0 0 0 0 0 \(tx * 90) \(tx) 0 0 0 0 0 0
+
+                """
+            _ = try c.proc.dir.file("proc/963/net/dev", Array(dev.utf8))
+            let snmp = """
+                Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors
+                Tcp: 1 200 120000 -1 \(opens) 0 0 0 \(established) \(rx) \(tx) 0 0 0 0
+
+                """
+            _ = try c.proc.dir.file("proc/963/net/snmp", Array(snmp.utf8))
+            c.clock.date += 2
+            _ = c.watcher.poll()
+        }
+        var counters = NetCounters()
+        counters.rxPackets = 9
+        counters.txPackets = 4
+        #expect(HostSampler.noTCPActivity(counters, since: (all: 10, sent: 4), connectionsKnown: false))
+        #expect(!HostSampler.noTCPActivity(counters, since: (all: 10, sent: 4), connectionsKnown: true))
+        try pass(opens: 0, established: 0)
+        #expect(sockets.dumps == 1)
+        // Broadcasts received: net/snmp is not read, so the (here made up) opening is not seen.
+        rx += 7
+        try pass(opens: 1, established: 1)
+        #expect(sockets.dumps == 1, "received packets alone, no connection: no TCP activity")
+        // A packet sent: read, the connection seen, the namespace dumped.
+        tx += 1
+        sockets.sockets = [Self.socket(1, port: 40001)]
+        try pass(opens: 1, established: 1)
+        #expect(sockets.dumps == 2)
+        #expect(c.outbound == 1)
+        // Now with a connection, packets received alone are read: the peer reset it.
+        rx += 1
+        sockets.sockets = []
+        try pass(opens: 1, established: 0)
+        #expect(c.outbound == 0, "a received RST is TCP activity where there are connections")
     }
 }

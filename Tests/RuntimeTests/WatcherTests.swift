@@ -242,4 +242,51 @@ struct FakeProc {
         clock.date += 2
         #expect(comm() == "again")
     }
+
+    /// An idle container (its cgroup used no CPU since the last pass) whose namespace holds no
+    /// TCP connection keeps the interface counters last read, for up to 30 s: nothing of it sent
+    /// or took a byte. Read as soon as it runs.
+    @Test func idleNamespacesWithoutConnectionsKeepTheirCounters() throws {
+        let proc = try FakeProc()
+        let cg = try TempDir("cg")
+        defer { proc.dir.cleanup(); cg.cleanup() }
+        _ = try cg.file("cgroup.controllers", Array("cpu memory\n".utf8))
+        let id = String(repeating: "1d2e", count: 16)
+        let path = "/libpod_parent/libpod-\(id)"
+        func usage(_ usec: Int) throws { _ = try cg.file(String(path.dropFirst()) + "/cpu.stat", Array("usage_usec \(usec)\nuser_usec 0\n".utf8)) }
+        try usage(5000)
+        try proc.add(pid: 4300, comm: "sleep", cgroup: path, cmdline: ["sleep", "3600"], exe: Samples.elf(["plain"]), netns: 4026535001)
+        func dev(rx: Int) throws {
+            _ = try proc.dir.file("proc/4300/net/dev", Array("""
+                Inter-|   Receive                                                |  Transmit
+                 face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+                  eth0: \(rx * 60) \(rx) 0 0 0 0 0 0 180 3 0 0 0 0 0 0
+
+                """.utf8))
+        }
+        _ = try proc.dir.file("proc/4300/net/snmp", Array("""
+            Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors
+            Tcp: 1 200 120000 -1 0 0 0 0 0 0 0 0 0 0 0
+
+            """.utf8))
+        try dev(rx: 10)
+        let clock = StepClock(Date(timeIntervalSince1970: 1_900_000_000))
+        let sampler = HostSampler(proc: ProcfsReader(root: proc.root), cgroups: CgroupReader(root: cg.path), clock: clock, sockets: nil)
+        func rxPackets() -> UInt64? { sampler.sample().containers.first { $0.ref.id == id }?.interfaces?.rxPackets }
+        #expect(rxPackets() == 10)
+        // The bridge's broadcasts arrive; nothing of the container runs: the last counters stand.
+        try dev(rx: 12)
+        clock.date += 2
+        #expect(rxPackets() == 10)
+        clock.date += 20
+        #expect(rxPackets() == 10)
+        // 30 s after the last read: read again.
+        clock.date += 10
+        #expect(rxPackets() == 12)
+        // It ran: read at once.
+        try dev(rx: 15)
+        try usage(5001)
+        clock.date += 2
+        #expect(rxPackets() == 15)
+    }
 }
