@@ -23,7 +23,9 @@ public struct ComputeSignals: Sendable {
 /// Reads RandomX's run-time signature from the busiest process of a container that uses most of
 /// its CPU, without eBPF: the rounding-mode bits of its hottest threads' saved MXCSR
 /// (`FPUSampler`: a few ptrace samples, each stopping one thread for microseconds, never left
-/// stopped) and the shape of its memory (/proc/<pid>/smaps, read at most every `smapsEvery`).
+/// stopped) and the shape of its memory (/proc/<pid>/smaps, read at most every `smapsEvery`,
+/// and only every `unchangedShapeEvery` while its address space keeps the size it had at a read
+/// that found no mapping of RandomX's sizes).
 /// Bounded: one process and `threads` threads per container, `samples` samples each, per pass;
 /// a process whose samples keep rounding to nearest is left alone for a minute.
 /// Used from the watcher's thread only (ptrace binds a tracee to the thread that seized it).
@@ -33,6 +35,12 @@ public final class ComputeProbe {
     public var threads = 2
     public var samples = 3
     public var smapsEvery: TimeInterval = 5
+    /// How long the memory shape of a process goes unread while its address-space size (from
+    /// the stat the sampler reads anyway) is what it was at the last read, and that read found
+    /// no mapping of RandomX's sizes: RandomX's cache or dataset cannot appear without mapping
+    /// 256 MiB or 2 GiB more. Parsing /proc/<pid>/maps every `smapsEvery` for each container
+    /// near its limit was the probe's main cost on a dense node.
+    public var unchangedShapeEvery: TimeInterval = 60
     /// Longest a pass spends waiting for threads to stop (a thread of a throttled cgroup stops
     /// only when the cgroup runs again, up to a CFS period later; it was not running meanwhile).
     public var waitBudget: TimeInterval = 0.3
@@ -42,10 +50,13 @@ public final class ComputeProbe {
     var threadTicks: [Int32: UInt64] = [:]
     /// What the probe remembers of one process (by pid and start time).
     struct Watched {
-        /// The last smaps reading, and when.
+        /// The last smaps reading, when, and the address-space size then.
         var shapeAt: Date?
+        var shapeVSize: UInt64 = 0
         var randomx: [MemoryRegion] = []
         var jit: [MemoryRegion] = []
+        /// Whether the last read found a mapping of RandomX's sizes (resident or not yet).
+        var sizedLikeRandomX = false
         /// Samples in a row that rounded to nearest, and until when the process is left alone
         /// after `quietAfter` of them (an honest busy program is not stopped again and again;
         /// RandomX changes mode several times a millisecond).
@@ -118,16 +129,19 @@ public final class ComputeProbe {
         let key = Key(pid: s.pid, start: s.startTicks)
         var w = watched[key] ?? Watched()
         defer { watched[key] = w }
-        if w.shapeAt.map({ now.timeIntervalSince($0) >= smapsEvery }) ?? true {
+        let unchanged = w.shapeVSize == s.vsize && s.vsize != 0 && w.randomx.isEmpty && !w.sizedLikeRandomX
+        if w.shapeAt.map({ now.timeIntervalSince($0) >= (unchanged ? unchangedShapeEvery : smapsEvery) }) ?? true {
             // maps first (no page-table walk): smaps, which counts every mapping's resident
             // pages, only when a mapping has RandomX's size.
             var regions = mem.maps()
-            if regions.contains(where: { Self.residentNeeded($0) != nil }) { regions = mem.smaps() }
+            w.sizedLikeRandomX = regions.contains { Self.residentNeeded($0) != nil }
+            if w.sizedLikeRandomX { regions = mem.smaps() }
             // RandomX's cache and dataset are Argon2 and AES output: random bytes. A heap of that
             // size (a JVM's, pre-touched) is not.
             w.randomx = regions.filter { Self.isRandomXSized($0) && Self.looksRandom($0, in: mem) }
             w.jit = regions.filter(Self.isJIT)
             w.shapeAt = now
+            w.shapeVSize = s.vsize
         }
         out.randomXMappings = w.randomx
         out.jitMappings = w.jit

@@ -76,3 +76,49 @@ import MinewatchModel
         #expect(ComputeProbe.threadsToSample([(7, UInt64.max)], known: [:], count: 2) == [7])
     }
 }
+
+/// How often the probe reads a process's memory map: every `smapsEvery` while its address space
+/// changes size or holds a mapping of RandomX's sizes, else every `unchangedShapeEvery` (on a
+/// dense node, parsing the maps of every container near its limit every five seconds was the
+/// probe's main cost).
+@Suite struct ProbeShapeReadTests {
+    @Test func mapsAreReadAgainWhenTheAddressSpaceChanges() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("mw-probe-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: "\(root)/4242", withIntermediateDirectories: true)
+        try "4242 (worker) S 1 1 1 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 777 1000 10 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+            .write(toFile: "\(root)/4242/stat", atomically: true, encoding: .utf8)
+        func maps(jit count: Int, extra: String = "") throws {
+            var text = "55f2d534f000-55f2d5675000 r-xp 00000000 08:01 131 /bin/worker\n"
+            for i in 0..<count { text += String(format: "7f00%08x-7f00%08x rwxp 00000000 00:00 0 \n", i * 0x100000, i * 0x100000 + 0x60000) }
+            try (text + extra).write(toFile: "\(root)/4242/maps", atomically: true, encoding: .utf8)
+            // smaps: the same mappings, each with its resident size (read when one has RandomX's size).
+            let smaps = (text + extra).split(separator: "\n").map { "\($0)\nRss:                   4 kB\n" }.joined()
+            try smaps.write(toFile: "\(root)/4242/smaps", atomically: true, encoding: .utf8)
+        }
+        let probe = ComputeProbe(procRoot: root, fpuSampling: false)
+        func snap(vsize: UInt64, at t: Date) -> ContainerSnapshot {
+            let s = ProcessSample(pid: 4242, ppid: 1, comm: "worker", exe: "/bin/worker", cmdline: ["/bin/worker"], startTicks: 777, cpuTicks: 10,
+                                  container: ContainerRef(id: "c1", runtime: .podman, cgroupPath: "/c1"), cgroupPaths: [:], netns: nil, vsize: vsize)
+            return ContainerSnapshot(ref: s.container!, time: t, processes: [ProcessSnapshot(sample: s, isNew: false, cpuCores: 0.02)])
+        }
+        let t0 = Date(timeIntervalSince1970: 1_000_000)
+        try maps(jit: 1)
+        #expect(probe.probe(snap(vsize: 1000, at: t0), now: t0)?.jitMappings.count == 1)
+        try maps(jit: 2)
+        // Same size: not read again at 6 s (the old shape stands), nor at 59 s.
+        #expect(probe.probe(snap(vsize: 1000, at: t0 + 6), now: t0 + 6)?.jitMappings.count == 1)
+        #expect(probe.probe(snap(vsize: 1000, at: t0 + 59), now: t0 + 59)?.jitMappings.count == 1)
+        // Read when the size changed (5 s after the last read) ...
+        #expect(probe.probe(snap(vsize: 2000, at: t0 + 64), now: t0 + 64)?.jitMappings.count == 2)
+        try maps(jit: 3)
+        // ... and after `unchangedShapeEvery` without a change.
+        #expect(probe.probe(snap(vsize: 2000, at: t0 + 70), now: t0 + 70)?.jitMappings.count == 2)
+        #expect(probe.probe(snap(vsize: 2000, at: t0 + 125), now: t0 + 125)?.jitMappings.count == 3)
+        // A mapping of RandomX's cache size (not yet resident): read every 5 s from then on.
+        try maps(jit: 1, extra: "7f1000000000-7f1010000000 rw-p 00000000 00:00 0 \n")
+        #expect(probe.probe(snap(vsize: 3000, at: t0 + 131), now: t0 + 131)?.jitMappings.count == 1)
+        try maps(jit: 2, extra: "7f1000000000-7f1010000000 rw-p 00000000 00:00 0 \n")
+        #expect(probe.probe(snap(vsize: 3000, at: t0 + 137), now: t0 + 137)?.jitMappings.count == 2)
+    }
+}
