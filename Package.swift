@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "UnpackTests", dependencies: ["MinewatchUnpack", "TestSupport"]),
         .testTarget(name: "HostTests", dependencies: ["MinewatchHost", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["MinewatchRuntime", "MinewatchCore", "MinewatchConfig", "MinewatchModel", "MinewatchSinks", "MinewatchNetwork", "MinewatchPackets", "MinewatchHost", "MinewatchSignatures", "TestSupport"]),
-        .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchModel", "MinewatchPackets", "MinewatchSignatures", "MinewatchCore", "TestSupport"]),
+        .testTarget(name: "NetworkTests", dependencies: ["MinewatchNetwork", "MinewatchModel", "MinewatchPackets", "MinewatchSignatures", "MinewatchCore", "CShims", "TestSupport"]),
         .testTarget(name: "ImageTests", dependencies: ["MinewatchImage", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "ScanTests", dependencies: ["MinewatchScan", "MinewatchModel", "MinewatchSignatures", "MinewatchImage", "MinewatchCore", "TestSupport"]),
         .testTarget(name: "OutputTests", dependencies: ["MinewatchOutput", "MinewatchModel", "MinewatchSignatures", "MinewatchCore", "TestSupport"],

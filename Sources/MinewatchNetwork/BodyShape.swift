@@ -23,7 +23,7 @@ public enum BodyShape {
             || ["zip", "compressed", "x-protobuf", "snappy", "zstd", "x-tar", "encrypted"].contains { t.containsBytes($0) }
     }
 
-    static func record(size: Int, head: [UInt8], estimated: Bool, headers: [String: String], into facts: inout SessionFacts) {
+    static func record(size: Int, head: [UInt8], estimated: Bool, headers: HTTPFields, into facts: inout SessionFacts) {
         guard size > 0 else { return }
         if !estimated {
             facts.exactBodies += 1

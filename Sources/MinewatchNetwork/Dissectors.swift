@@ -316,9 +316,43 @@ public final class FlowInspector: FlowConsumer {
 
 /// An incremental HTTP/1.x message parser for one direction: headers (bounded), then the body by
 /// Content-Length or chunked encoding, counted and skipped (only its first 4 KiB are kept).
+/// The header fields of one HTTP head that the recognisers read (`HTTPParser.fieldsRead`), by
+/// lower-case name; a field given twice keeps its last value. A fixed slot per field instead of a
+/// dictionary: every head on a busy node's rings makes one, and hashing its names was most of
+/// the cost of a head.
+struct HTTPFields: Sendable, ExpressibleByDictionaryLiteral {
+    private var values: [String?] = Array(repeating: nil, count: HTTPParser.fieldsRead.count)
+
+    init() {}
+
+    /// Fields by lower-case name; names the recognisers do not read are left out.
+    init(dictionaryLiteral elements: (String, String)...) {
+        for (k, v) in elements { self[k] = v }
+    }
+
+    mutating func set(_ index: Int, _ value: String) { values[index] = value }
+
+    /// The value of the field named `name` (one of `HTTPParser.fieldsRead`, lower case), or nil.
+    subscript(_ name: String) -> String? {
+        get {
+            guard let i = HTTPParser.fieldsRead.firstIndex(where: { $0.name == name }) else { return nil }
+            return values[i]
+        }
+        set {
+            guard let i = HTTPParser.fieldsRead.firstIndex(where: { $0.name == name }) else { return }
+            values[i] = newValue
+        }
+    }
+
+    /// The fields present, by name.
+    var pairs: [(key: String, value: String)] {
+        zip(HTTPParser.fieldsRead, values).compactMap { f, v in v.map { (f.name, $0) } }
+    }
+}
+
 struct HTTPParser {
     enum Event {
-        case request(method: String, path: String, headers: [String: String])
+        case request(method: String, path: String, headers: HTTPFields)
         /// `estimated`: bytes were lost inside it, so its size is the stream distance to the next
         /// message (chunk framing included: under 1 KiB for bodies up to 7 MiB).
         case requestBody(size: Int, head: [UInt8], estimated: Bool)
@@ -335,7 +369,7 @@ struct HTTPParser {
     /// Bytes of the body were not captured: the head keeps what came before the gap only, so its
     /// records stay where they are in the body.
     var bodyHeadGap = false
-    var lastHeaders: [String: String] = [:]
+    var lastHeaders = HTTPFields()
     var line: [UInt8] = []
     var headerBytesLastFeed = 0
     /// Stream position (bytes fed or skipped), and where the current request's body began.
@@ -496,8 +530,11 @@ struct HTTPParser {
     ].map { ($0, Array($0.utf8)) }
 
     /// Which of `fieldsRead` the name `n` is (ASCII case ignored), or nil.
-    static func fieldRead(_ n: ArraySlice<UInt8>) -> String? {
-        for f in fieldsRead where f.bytes.count == n.count {
+    static func fieldRead(_ n: ArraySlice<UInt8>) -> String? { fieldIndex(n).map { fieldsRead[$0].name } }
+
+    /// The index in `fieldsRead` of the name `n` (ASCII case ignored), or nil.
+    static func fieldIndex(_ n: ArraySlice<UInt8>) -> Int? {
+        for (index, f) in fieldsRead.enumerated() where f.bytes.count == n.count {
             var same = true
             var k = n.startIndex
             for c in f.bytes {
@@ -505,7 +542,7 @@ struct HTTPParser {
                 if (x >= 0x41 && x <= 0x5a ? x | 0x20 : x) != c { same = false; break }
                 k += 1
             }
-            if same { return f.name }
+            if same { return index }
         }
         return nil
     }
@@ -516,7 +553,7 @@ struct HTTPParser {
         let raw = head
         head = []
         var first: [ArraySlice<UInt8>] = []
-        var headers: [String: String] = [:]
+        var headers = HTTPFields()
         var from = raw.startIndex
         var i = raw.startIndex
         var lineNumber = 0
@@ -533,11 +570,11 @@ struct HTTPParser {
                     while w < l.endIndex && l[w] != 0x20 { w += 1 }
                     if w > s { first.append(l[s..<w]) }
                 }
-            } else if !l.isEmpty, let c = l.firstIndex(of: UInt8(ascii: ":")), let name = Self.fieldRead(l[l.startIndex..<c]) {
+            } else if !l.isEmpty, let c = l.firstIndex(of: UInt8(ascii: ":")), let field = Self.fieldIndex(l[l.startIndex..<c]) {
                 var value = l[(c + 1)...]
                 while let b = value.first, b == 0x20 || b == 0x09 { value = value.dropFirst() }
                 while let b = value.last, b == 0x20 || b == 0x09 { value = value.dropLast() }
-                headers[name] = String(decoding: value, as: UTF8.self)
+                headers.set(field, String(decoding: value, as: UTF8.self))
             }
             lineNumber += 1
             i = end + 2

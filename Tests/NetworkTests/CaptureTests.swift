@@ -1,3 +1,4 @@
+import CShims
 import Foundation
 import MinewatchModel
 import MinewatchCore
@@ -180,7 +181,7 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         events.map { e in
             switch e {
             case .request(let method, let path, let headers):
-                return "request \(method) \(path) " + headers.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
+                return "request \(method) \(path) " + headers.pairs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
             case .requestBody(let size, let head, let estimated): return "body \(size) \(head.count) \(estimated)"
             case .response(let status): return "response \(status)"
             }
@@ -550,5 +551,81 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         }
         let ring = try PacketRing(pid: getpid(), netns: own, blocks: 1)
         #expect(ring.fd >= 0)
+    }
+
+    /// The ring's kernel filter leaves out TCP segments that only acknowledge (no payload, no
+    /// SYN, FIN or RST) and keeps the rest: a connection over the loopback of a namespace of its
+    /// own shows its opening, its data and its closing, and not the handshake's last ACK nor the
+    /// acknowledgements of the data.
+    @Test func bareAcknowledgementsAreLeftOut() throws {
+        try prerequisite(getuid() == 0, "packet sockets and namespaces need root")
+        try prerequisite(FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+                         || FileManager.default.isExecutableFile(atPath: "/sbin/ip"), "unshare and ip (util-linux, iproute2)")
+        // A process alone in a new network namespace with its loopback up.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        holder.arguments = ["-n", "sh", "-c", "ip link set lo up && exec sleep 30"]
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let pid = holder.processIdentifier
+        func inode(_ path: String) -> UInt64? {
+            var st = stat()
+            return stat(path, &st) == 0 ? UInt64(st.st_ino) : nil
+        }
+        let own = inode("/proc/self/ns/net")
+        var up = false
+        for _ in 0..<100 where !up {
+            usleep(20_000)
+            // Its own namespace, and a loopback that is up (sh ran `ip` and became sleep).
+            up = inode("/proc/\(pid)/ns/net") != own && (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("sleep") == true
+        }
+        try #require(up)
+        let ring = try PacketRing(pid: pid, blocks: 4, retireMilliseconds: 10)
+        let ns = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
+        try #require(ns >= 0)
+        defer { close(ns) }
+        let listener = mw_socket_in_netns(ns, AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let client = mw_socket_in_netns(ns, AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0 && client >= 0)
+        defer { close(listener) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try #require(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } } == 0)
+        try #require(listen(listener, 4) == 0)
+        try #require(withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } } == 0)
+        let port = UInt16(bigEndian: addr.sin_port)
+        try #require(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, len) } } == 0)
+        let server = accept(listener, nil, nil)
+        try #require(server >= 0)
+        var buf = [UInt8](repeating: 0x41, count: 100)
+        for _ in 0..<3 {
+            #expect(send(client, &buf, 100, 0) == 100)
+            #expect(recv(server, &buf, 100, Int32(MSG_WAITALL)) == 100)
+            usleep(60_000)  // past the delayed ACK: each segment acknowledged by a bare ACK
+        }
+        #expect(send(server, &buf, 100, 0) == 100)
+        #expect(recv(client, &buf, 100, Int32(MSG_WAITALL)) == 100)
+        close(client)
+        close(server)
+        var syn = 0, data = 0, fin = 0, bare = 0
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline && fin < 2 {
+            usleep(30_000)
+            ring.drain { info, bytes in
+                guard let p = PacketDecoder.decode(linkType: info.linkType, bytes, originalLength: info.originalLength), p.transport == .tcp,
+                      p.srcPort == port || p.dstPort == port else { return }
+                if p.syn { syn += 1 }
+                if p.fin { fin += 1 }
+                if p.wirePayloadLength > 0 { data += 1 }
+                if !p.syn && !p.fin && !p.rst && p.wirePayloadLength == 0 { bare += 1 }
+            }
+        }
+        #expect(ring.drops() == 0)
+        #expect(syn >= 2, "SYN and SYN-ACK")
+        #expect(data >= 4, "three requests and a reply")
+        #expect(fin >= 2)
+        #expect(bare == 0, "bare acknowledgements are filtered in the kernel")
     }
 }

@@ -238,7 +238,7 @@ private func relay(_ passes: Int, model: RelayThresholds = RelayThresholds(), na
         for s in sizes {
             let head: [UInt8] = random ? (0..<min(s, 1000)).map { _ in UInt8.random(in: 0...255) }
                 : Array(String(repeating: "{\"ts\":\"2026-12-01T10:00:00Z\",\"level\":\"info\",\"msg\":\"GET /index 200\"}\n", count: 20).utf8.prefix(min(s, 1000)))
-            var h: [String: String] = [:]
+            var h = HTTPFields()
             if let encoding { h["content-encoding"] = encoding }
             if let type { h["content-type"] = type }
             BodyShape.record(size: s, head: head, estimated: false, headers: h, into: &f)
