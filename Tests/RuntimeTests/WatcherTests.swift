@@ -193,14 +193,23 @@ struct FakeProc {
 /// A process whose cgroup used no CPU since the last pass is not read again: it cannot have
 /// exited, exec'd or renamed itself without running.
 @Suite struct IdleCgroupTests {
-    @Test func processesOfAnIdleCgroupAreNotReadAgain() throws {
+    /// A fake /proc and a cgroup v2 tree for one podman container: its id and cgroup path.
+    static func container(_ id: String) throws -> (FakeProc, TempDir, String, String) {
         let proc = try FakeProc()
         let cg = try TempDir("cg")
-        defer { proc.dir.cleanup(); cg.cleanup() }
         _ = try cg.file("cgroup.controllers", Array("cpu memory\n".utf8))
-        let id = String(repeating: "1d1e", count: 16)
-        let path = "/libpod_parent/libpod-\(id)"
-        func usage(_ usec: Int) throws { _ = try cg.file(String(path.dropFirst()) + "/cpu.stat", Array("usage_usec \(usec)\nuser_usec 0\n".utf8)) }
+        return (proc, cg, id, "/libpod_parent/libpod-\(id)")
+    }
+
+    /// Sets the cgroup's CPU time (cpu.stat's usage_usec).
+    static func usage(_ cg: TempDir, _ path: String, _ usec: Int) throws {
+        _ = try cg.file(String(path.dropFirst()) + "/cpu.stat", Array("usage_usec \(usec)\nuser_usec 0\n".utf8))
+    }
+
+    @Test func processesOfAnIdleCgroupAreNotReadAgain() throws {
+        let (proc, cg, id, path) = try Self.container(String(repeating: "1d1e", count: 16))
+        defer { proc.dir.cleanup(); cg.cleanup() }
+        func usage(_ usec: Int) throws { try Self.usage(cg, path, usec) }
         try usage(5000)
         // A pid space of 32,768 whose last pid handed out is 5000: pid 4100 is not handed out
         // again while the allocation does not move.
@@ -247,13 +256,9 @@ struct FakeProc {
     /// TCP connection keeps the interface counters last read, for up to 30 s: nothing of it sent
     /// or took a byte. Read as soon as it runs.
     @Test func idleNamespacesWithoutConnectionsKeepTheirCounters() throws {
-        let proc = try FakeProc()
-        let cg = try TempDir("cg")
+        let (proc, cg, id, path) = try Self.container(String(repeating: "1d2e", count: 16))
         defer { proc.dir.cleanup(); cg.cleanup() }
-        _ = try cg.file("cgroup.controllers", Array("cpu memory\n".utf8))
-        let id = String(repeating: "1d2e", count: 16)
-        let path = "/libpod_parent/libpod-\(id)"
-        func usage(_ usec: Int) throws { _ = try cg.file(String(path.dropFirst()) + "/cpu.stat", Array("usage_usec \(usec)\nuser_usec 0\n".utf8)) }
+        func usage(_ usec: Int) throws { try Self.usage(cg, path, usec) }
         try usage(5000)
         try proc.add(pid: 4300, comm: "sleep", cgroup: path, cmdline: ["sleep", "3600"], exe: Samples.elf(["plain"]), netns: 4026535001)
         func dev(rx: Int) throws {
