@@ -314,8 +314,6 @@ public final class FlowInspector: FlowConsumer {
     }
 }
 
-/// An incremental HTTP/1.x message parser for one direction: headers (bounded), then the body by
-/// Content-Length or chunked encoding, counted and skipped (only its first 4 KiB are kept).
 /// The header fields of one HTTP head that the recognisers read (`HTTPParser.fieldsRead`), by
 /// lower-case name; a field given twice keeps its last value. A fixed slot per field instead of a
 /// dictionary: every head on a busy node's rings makes one, and hashing its names was most of
@@ -350,6 +348,8 @@ struct HTTPFields: Sendable, ExpressibleByDictionaryLiteral {
     }
 }
 
+/// An incremental HTTP/1.x message parser for one direction: headers (bounded), then the body by
+/// Content-Length or chunked encoding, counted and skipped (only its first 4 KiB are kept).
 struct HTTPParser {
     enum Event {
         case request(method: String, path: String, headers: HTTPFields)
@@ -528,9 +528,6 @@ struct HTTPParser {
         "host", "user-agent", "upgrade", "content-length", "content-type", "content-encoding", "transfer-encoding",
         "x-mining-extensions", "x-pc-sid", "x-pc-payto",
     ].map { ($0, Array($0.utf8)) }
-
-    /// Which of `fieldsRead` the name `n` is (ASCII case ignored), or nil.
-    static func fieldRead(_ n: ArraySlice<UInt8>) -> String? { fieldIndex(n).map { fieldsRead[$0].name } }
 
     /// The index in `fieldsRead` of the name `n` (ASCII case ignored), or nil.
     static func fieldIndex(_ n: ArraySlice<UInt8>) -> Int? {

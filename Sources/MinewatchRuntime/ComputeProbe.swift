@@ -129,7 +129,7 @@ public final class ComputeProbe {
         let key = Key(pid: s.pid, start: s.startTicks)
         var w = watched[key] ?? Watched()
         defer { watched[key] = w }
-        let unchanged = w.shapeVSize == s.vsize && s.vsize != 0 && w.randomx.isEmpty && !w.sizedLikeRandomX
+        let unchanged = w.shapeVSize == s.vsize && s.vsize != 0 && !w.sizedLikeRandomX
         if w.shapeAt.map({ now.timeIntervalSince($0) >= (unchanged ? unchangedShapeEvery : smapsEvery) }) ?? true {
             // maps first (no page-table walk): smaps, which counts every mapping's resident
             // pages, only when a mapping has RandomX's size.

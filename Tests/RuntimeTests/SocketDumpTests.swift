@@ -31,16 +31,22 @@ final class CountingSockets: SocketStatsSource {
 /// established, is dumped at once (a socket listed late loses what it moved before).
 @Suite struct SocketDumpTests {
     static func counters(_ proc: FakeProc, pid: Int32, packets: Int, opens: Int, established: Int) throws {
+        try counters(proc, pid: pid, rx: packets, tx: packets, opens: opens, established: established)
+    }
+
+    /// A namespace's /proc/<pid>/net/dev (eth0's packets each way) and net/snmp (connections
+    /// opened and established; segments in and out as many as the packets).
+    static func counters(_ proc: FakeProc, pid: Int32, rx: Int, tx: Int, opens: Int, established: Int) throws {
         let dev = """
             Inter-|   Receive                                                |  Transmit
              face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-              eth0: \(packets * 100) \(packets) 0 0 0 0 0 0 \(packets * 100) \(packets) 0 0 0 0 0 0
+              eth0: \(rx * 100) \(rx) 0 0 0 0 0 0 \(tx * 100) \(tx) 0 0 0 0 0 0
 
             """
         _ = try proc.dir.file("proc/\(pid)/net/dev", Array(dev.utf8))
         let snmp = """
             Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors
-            Tcp: 1 200 120000 -1 \(opens) 0 0 0 \(established) \(packets) \(packets) 0 0 0 0
+            Tcp: 1 200 120000 -1 \(opens) 0 0 0 \(established) \(rx) \(tx) 0 0 0 0
 
             """
         _ = try proc.dir.file("proc/\(pid)/net/snmp", Array(snmp.utf8))
@@ -200,19 +206,7 @@ final class CountingSockets: SocketStatsSource {
         let sockets = c.sockets
         var rx = 5, tx = 5
         func pass(opens: Int, established: Int) throws {
-            let dev = """
-                Inter-|   Receive                                                |  Transmit
-                 face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-                  eth0: \(rx * 90) \(rx) 0 0 0 0 0 0 \(tx * 90) \(tx) 0 0 0 0 0 0
-
-                """
-            _ = try c.proc.dir.file("proc/963/net/dev", Array(dev.utf8))
-            let snmp = """
-                Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors
-                Tcp: 1 200 120000 -1 \(opens) 0 0 0 \(established) \(rx) \(tx) 0 0 0 0
-
-                """
-            _ = try c.proc.dir.file("proc/963/net/snmp", Array(snmp.utf8))
+            try Self.counters(c.proc, pid: 963, rx: rx, tx: tx, opens: opens, established: established)
             c.clock.date += 2
             _ = c.watcher.poll()
         }

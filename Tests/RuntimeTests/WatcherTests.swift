@@ -261,19 +261,8 @@ struct FakeProc {
         func usage(_ usec: Int) throws { try Self.usage(cg, path, usec) }
         try usage(5000)
         try proc.add(pid: 4300, comm: "sleep", cgroup: path, cmdline: ["sleep", "3600"], exe: Samples.elf(["plain"]), netns: 4026535001)
-        func dev(rx: Int) throws {
-            _ = try proc.dir.file("proc/4300/net/dev", Array("""
-                Inter-|   Receive                                                |  Transmit
-                 face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-                  eth0: \(rx * 60) \(rx) 0 0 0 0 0 0 180 3 0 0 0 0 0 0
-
-                """.utf8))
-        }
-        _ = try proc.dir.file("proc/4300/net/snmp", Array("""
-            Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors
-            Tcp: 1 200 120000 -1 0 0 0 0 0 0 0 0 0 0 0
-
-            """.utf8))
+        // Received packets only: the bridge's broadcasts (no TCP connection, no segment).
+        func dev(rx: Int) throws { try SocketDumpTests.counters(proc, pid: 4300, rx: rx, tx: 3, opens: 0, established: 0) }
         try dev(rx: 10)
         let clock = StepClock(Date(timeIntervalSince1970: 1_900_000_000))
         let sampler = HostSampler(proc: ProcfsReader(root: proc.root), cgroups: CgroupReader(root: cg.path), clock: clock, sockets: nil)
