@@ -243,47 +243,58 @@ int mw_compress(uint8_t *out, size_t *out_len, const uint8_t *in, size_t in_len,
 
 size_t mw_compress_bound(size_t in_len) { return (size_t)compressBound((uLong)in_len); }
 
-/* The ring's filter: every packet cut to snaplen, except TCP segments that carry nothing but an
-   acknowledgement (no payload; no SYN, FIN or RST), which are left out. The analysis reads
-   payload, openings and closings; a bulk transfer's acknowledgements were a third of its packets
-   and each cost a decode and a flow lookup. Only Ethernet-framed devices (and loopback, framed
-   the same) are parsed; IPv4 fragments and IPv6 with extension headers are kept whole. */
+/* The ring's filter: every packet cut to snaplen, except what the analysis cannot use. Left out:
+   TCP segments that carry nothing but an acknowledgement (no payload; no SYN, FIN or RST): the
+   analysis reads payload, openings and closings, and a bulk transfer's acknowledgements were a
+   third of its packets, each a decode and a flow lookup; ARP, and IP packets that are neither
+   TCP nor UDP (ICMP, ICMPv6's neighbour discovery and router solicitations, IGMP), which the
+   decoder drops anyway: on a bridge of hundreds of containers every idle one receives the others'
+   broadcasts, and each made its ring hand a block over. Only Ethernet-framed devices (and
+   loopback, framed the same) are parsed; IPv4 fragments, IPv6 with extension headers and VLAN
+   frames are kept whole. */
 int mw_packet_ring(int fd, unsigned block_size, unsigned block_nr, unsigned retire_ms, unsigned snaplen, void **ring) {
     struct sock_filter code[] = {
         /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_HATYPE),
         /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1 /* ARPHRD_ETHER */, 1, 0),
-        /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 772 /* ARPHRD_LOOPBACK */, 0, 28),
+        /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 772 /* ARPHRD_LOOPBACK */, 0, 32),
         /* 3 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
         /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x0800, 0, 14),
         /* IPv4 */
         /* 5 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 23),
-        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 24),
+        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 23),
         /* 7 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 20),
-        /* 8 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 22, 0),
+        /* 8 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 26, 0),
         /* 9 */ BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 14),
         /* 10 */ BPF_STMT(BPF_LD | BPF_B | BPF_IND, 14 + 13),
-        /* 11 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x07, 19, 0),
+        /* 11 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x07, 23, 0),
         /* 12 */ BPF_STMT(BPF_LD | BPF_B | BPF_IND, 14 + 12),
         /* 13 */ BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 2),
         /* 14 */ BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x3c),
         /* 15 */ BPF_STMT(BPF_ALU | BPF_ADD | BPF_X, 0),
         /* 16 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
         /* 17 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 16),
-        /* 18 */ BPF_JUMP(BPF_JMP | BPF_JGT | BPF_X, 0, 12, 11),
-        /* 19 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x86dd, 0, 11),
+        /* 18 */ BPF_JUMP(BPF_JMP | BPF_JGT | BPF_X, 0, 16, 15),
+        /* 19 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x86dd, 0, 13),
         /* IPv6 without extension headers */
         /* 20 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 14 + 6),
         /* 21 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 9),
         /* 22 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 14 + 40 + 13),
-        /* 23 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x07, 7, 0),
+        /* 23 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x07, 11, 0),
         /* 24 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 14 + 40 + 12),
         /* 25 */ BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 2),
         /* 26 */ BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x3c),
         /* 27 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
         /* 28 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 14 + 4),
-        /* 29 */ BPF_JUMP(BPF_JMP | BPF_JGT | BPF_X, 0, 1, 0),
-        /* 30 */ BPF_STMT(BPF_RET | BPF_K, 0),  /* a bare acknowledgement: left out */
-        /* 31 */ BPF_STMT(BPF_RET | BPF_K, snaplen),  /* kept, cut to snaplen */
+        /* 29 */ BPF_JUMP(BPF_JMP | BPF_JGT | BPF_X, 0, 5, 4),
+        /* IPv4, not TCP: UDP kept */
+        /* 30 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 17, 4, 3),
+        /* IPv6, not TCP: UDP kept, ICMPv6 left out, extension headers kept */
+        /* 31 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 17, 3, 0),
+        /* 32 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 58, 1, 2),
+        /* neither IPv4 nor IPv6: ARP left out, the rest (VLAN tags) kept */
+        /* 33 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x0806, 0, 1),
+        /* 34 */ BPF_STMT(BPF_RET | BPF_K, 0),  /* left out */
+        /* 35 */ BPF_STMT(BPF_RET | BPF_K, snaplen),  /* kept, cut to snaplen */
     };
     struct sock_fprog prog = { (unsigned short)(sizeof(code) / sizeof(code[0])), code };
     if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) return -errno;

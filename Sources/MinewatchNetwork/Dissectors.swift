@@ -46,6 +46,17 @@ public final class FlowInspector: FlowConsumer {
         }
     }
 
+    public func bypass(fromClient: Bool) -> Int {
+        kind == .http ? http[fromClient ? 0 : 1].bodyLeftToCount : 0
+    }
+
+    public func passed(_ count: Int, fromClient: Bool) {
+        guard kind == .http else { return }
+        var events: [HTTPParser.Event] = []
+        http[fromClient ? 0 : 1].pass(count, events: &events)
+        for e in events { handle(e, fromClient: fromClient, time: flow.last) }
+    }
+
     public func stream(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double) -> Bool {
         let d = fromClient ? 0 : 1
         if kind == .unknown {
@@ -318,8 +329,11 @@ public final class FlowInspector: FlowConsumer {
 /// lower-case name; a field given twice keeps its last value. A fixed slot per field instead of a
 /// dictionary: every head on a busy node's rings makes one, and hashing its names was most of
 /// the cost of a head.
-struct HTTPFields: Sendable, ExpressibleByDictionaryLiteral {
-    private var values: [String?] = Array(repeating: nil, count: HTTPParser.fieldsRead.count)
+struct HTTPFields: Sendable, Hashable, ExpressibleByDictionaryLiteral {
+    // One slot per name of `HTTPParser.fieldsRead`, in its order, stored inline: a head is parsed
+    // for every request and response a capture follows, and an array of slots was an allocation
+    // (and a release) each.
+    private var f0, f1, f2, f3, f4, f5, f6, f7, f8, f9: String?
 
     init() {}
 
@@ -328,23 +342,56 @@ struct HTTPFields: Sendable, ExpressibleByDictionaryLiteral {
         for (k, v) in elements { self[k] = v }
     }
 
-    mutating func set(_ index: Int, _ value: String) { values[index] = value }
+    mutating func set(_ index: Int, _ value: String) { self[slot: index] = value }
+
+    subscript(slot i: Int) -> String? {
+        get {
+            switch i {
+            case 0: f0
+            case 1: f1
+            case 2: f2
+            case 3: f3
+            case 4: f4
+            case 5: f5
+            case 6: f6
+            case 7: f7
+            case 8: f8
+            case 9: f9
+            default: nil
+            }
+        }
+        set {
+            switch i {
+            case 0: f0 = newValue
+            case 1: f1 = newValue
+            case 2: f2 = newValue
+            case 3: f3 = newValue
+            case 4: f4 = newValue
+            case 5: f5 = newValue
+            case 6: f6 = newValue
+            case 7: f7 = newValue
+            case 8: f8 = newValue
+            case 9: f9 = newValue
+            default: break
+            }
+        }
+    }
 
     /// The value of the field named `name` (one of `HTTPParser.fieldsRead`, lower case), or nil.
     subscript(_ name: String) -> String? {
         get {
             guard let i = HTTPParser.fieldsRead.firstIndex(where: { $0.name == name }) else { return nil }
-            return values[i]
+            return self[slot: i]
         }
         set {
             guard let i = HTTPParser.fieldsRead.firstIndex(where: { $0.name == name }) else { return }
-            values[i] = newValue
+            self[slot: i] = newValue
         }
     }
 
     /// The fields present, by name.
     var pairs: [(key: String, value: String)] {
-        zip(HTTPParser.fieldsRead, values).compactMap { f, v in v.map { (f.name, $0) } }
+        HTTPParser.fieldsRead.indices.compactMap { i in self[slot: i].map { (HTTPParser.fieldsRead[i].name, $0) } }
     }
 }
 
@@ -405,6 +452,33 @@ struct HTTPParser {
         case .chunkData(let left) where n <= left:
             bodySize += n
             bodyHeadGap = true
+            state = n == left ? .chunkCRLF : .chunkData(left: left - n)
+        default:
+            lostTrack()
+        }
+    }
+
+    /// Body bytes still to come that parsing no longer needs: once the body's head is sampled
+    /// (4 KiB, or cut short by lost bytes) the rest of a body of known length only counts, and
+    /// the flow table may pass it by (`pass`). Zero outside a body.
+    var bodyLeftToCount: Int {
+        guard bodyHeadGap || bodyHead.count >= 4096 else { return 0 }
+        switch state {
+        case .body(let left), .chunkData(let left): return left
+        default: return 0
+        }
+    }
+
+    /// `n` bytes of the body were passed by uncaptured but not lost (at most `bodyLeftToCount`):
+    /// counted as body, and a body they complete is finished.
+    mutating func pass(_ n: Int, events: inout [Event]) {
+        pos += n
+        switch state {
+        case .body(let left) where n <= left:
+            bodySize += n
+            if n == left { finishBody(&events) } else { state = .body(left: left - n) }
+        case .chunkData(let left) where n <= left:
+            bodySize += n
             state = n == left ? .chunkCRLF : .chunkData(left: left - n)
         default:
             lostTrack()
@@ -549,7 +623,7 @@ struct HTTPParser {
         // in `fieldsRead`.
         let raw = head
         head = []
-        var first: [ArraySlice<UInt8>] = []
+        var first: (ArraySlice<UInt8>?, ArraySlice<UInt8>?) = (nil, nil)
         var headers = HTTPFields()
         var from = raw.startIndex
         var i = raw.startIndex
@@ -561,11 +635,13 @@ struct HTTPParser {
             if lineNumber == 0 {
                 // Words split on runs of spaces.
                 var w = l.startIndex
-                while w < l.endIndex && first.count < 2 {
+                while w < l.endIndex && first.1 == nil {
                     while w < l.endIndex && l[w] == 0x20 { w += 1 }
                     let s = w
                     while w < l.endIndex && l[w] != 0x20 { w += 1 }
-                    if w > s { first.append(l[s..<w]) }
+                    if w > s {
+                        if first.0 == nil { first.0 = l[s..<w] } else { first.1 = l[s..<w] }
+                    }
                 }
             } else if !l.isEmpty, let c = l.firstIndex(of: UInt8(ascii: ":")), let field = Self.fieldIndex(l[l.startIndex..<c]) {
                 var value = l[(c + 1)...]
@@ -577,17 +653,17 @@ struct HTTPParser {
             i = end + 2
             from = min(i, raw.endIndex)
         }
-        guard first.count >= 2 else { return false }
+        guard let word0 = first.0, let word1 = first.1 else { return false }
         lastHeaders = headers
         bodySize = 0
         bodyHead = []
         bodyHeadGap = false
         bodyStart = nil
         if isRequest {
-            guard first[0].allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) else { return false }
-            events.append(.request(method: String(decoding: first[0], as: UTF8.self), path: String(decoding: first[1], as: UTF8.self), headers: headers))
+            guard word0.allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) else { return false }
+            events.append(.request(method: String(decoding: word0, as: UTF8.self), path: String(decoding: word1, as: UTF8.self), headers: headers))
         } else {
-            guard first[0].starts(with: Self.responseStarts[0].prefix(5)), let status = Int(String(decoding: first[1], as: UTF8.self)) else { return false }
+            guard word0.starts(with: Self.responseStarts[0].prefix(5)), let status = Int(String(decoding: word1, as: UTF8.self)) else { return false }
             events.append(.response(status: status))
             if status == 204 || status == 304 || (100..<200).contains(status) { state = .head; return true }
         }

@@ -90,7 +90,10 @@ public final class LiveCapture: Sendable {
     /// drops are counted and reported as evidence gaps all the same); it moves down one size after
     /// `calmSeconds` under a quarter of the smaller size's rate. A move opens the new ring before
     /// the old one is drained and closed, so no packet falls between them (the few both saw are
-    /// retransmissions to the flow table, which keeps one copy).
+    /// retransmissions to the flow table, which keeps one copy). The larger sizes come in four
+    /// large blocks rather than many small ones: the kernel hands a block over when it is full
+    /// (or after `retireMilliseconds`), and each hand-over wakes the capture thread, so a
+    /// 100 Mbit/s transfer woke it 37 times a second in 256 KiB blocks and 9 in 1 MiB ones.
     public struct RingSize: Sendable, Hashable, CustomStringConvertible {
         public var blockSize: Int
         public var blocks: Int
@@ -101,8 +104,8 @@ public final class LiveCapture: Sendable {
 
         public static let tiers = [
             RingSize(blockSize: 32 * 1024, blocks: 4, packetsPerSecond: 150),
-            RingSize(blockSize: 128 * 1024, blocks: 8, packetsPerSecond: 3_000),
-            RingSize(blockSize: 256 * 1024, blocks: 16, packetsPerSecond: .infinity),
+            RingSize(blockSize: 256 * 1024, blocks: 4, packetsPerSecond: 3_000),
+            RingSize(blockSize: 1024 * 1024, blocks: 4, packetsPerSecond: .infinity),
         ]
         public static let calmSeconds = 30.0
     }
@@ -119,6 +122,8 @@ public final class LiveCapture: Sendable {
 
     struct Shared {
         var running = true
+        /// Moves on each time `wanted` changes.
+        var generation = 0
         /// Namespace inode -> a pid in it, as the watcher wants them.
         var wanted: [UInt64: Int32] = [:]
         var failed: Set<UInt64> = []
@@ -132,7 +137,8 @@ public final class LiveCapture: Sendable {
         var drops = 0
     }
 
-    /// What the capture thread alone touches.
+    /// What the capture thread alone touches: a namespace's ring, its size and rate, its flows
+    /// (`FlowBook`) and what was last published of them.
     final class Namespace {
         var ring: PacketRing
         var tier: Int
@@ -141,178 +147,31 @@ public final class LiveCapture: Sendable {
         var windowPackets = 0
         var windowDrops = 0
         var calmSince: Double
-        let table: FlowTable
-        var inspectors: [ObjectIdentifier: (Flow, FlowInspector)] = [:]
+        let book: FlowBook
         var status = RingStatus(packets: 0, drops: 0)
-        /// DNS questions the namespace asked, most recent last (at most `maxNames`).
-        var names: [String] = []
-        static let maxNames = 256
-        let heartbeat: HeartbeatThresholds
         init(ring: PacketRing, tier: Int, now: Double, maxFlows: Int, cap: Int, heartbeat: HeartbeatThresholds) {
             self.ring = ring
             self.tier = tier
             windowStart = now
             calmSince = now
-            self.heartbeat = heartbeat
-            table = FlowTable(maxFlows: maxFlows, maxPendingPerDirection: 64 * 1024)
-            table.onNew = { [unowned self] flow in
-                let i = FlowInspector(flow: flow, maxParsedPerDirection: cap) { [unowned self] m in
-                    guard !m.isResponse else { return }
-                    for q in m.questions {
-                        self.names.removeAll { $0 == q }
-                        self.names.append(q)
-                        if self.names.count > Self.maxNames { self.names.removeFirst() }
-                    }
-                }
-                flow.consumer = i
-                self.inspectors[ObjectIdentifier(flow)] = (flow, i)
-                self.flowsOpened = true
-            }
-            table.onEvict = { [unowned self] flow in
-                self.inspectors[ObjectIdentifier(flow)] = nil
-                self.labels[ObjectIdentifier(flow)] = nil
-            }
+            book = FlowBook(maxFlows: maxFlows, cap: cap, heartbeat: heartbeat)
         }
 
-        /// TCP flows that opened (their SYN was seen) and closed within the last `recent`
-        /// seconds of capture time, at most `maxClosedFlows` (those that ended last).
-        func closedFlows(now: Double) -> [CapturedFlow] {
-            tcpFlows(where: { $0.closed && now - $0.last <= Self.recent }, later: { $0.last > $1.last }) { $0.id }
-        }
-
-        /// The TCP flows whose opening was seen that `keep` selects, at most `maxClosedFlows`
-        /// (those `later` puts first), each under the id `id` picks from its label.
-        func tcpFlows(where keep: (Flow) -> Bool, later: (CapturedFlow, CapturedFlow) -> Bool, id: (Label) -> UInt64) -> [CapturedFlow] {
-            var out: [CapturedFlow] = []
-            for (f, _) in inspectors.values where f.transport == .tcp && f.sawSYN && keep(f) {
-                let l = label(f)
-                out.append(CapturedFlow(id: id(l), client: l.client, clientPort: f.clientPort, server: l.server, serverPort: f.serverPort,
-                                        clientBytes: UInt64(f.clientBytes), serverBytes: UInt64(f.serverBytes),
-                                        serverDataPackets: UInt32(truncatingIfNeeded: f.serverDataPackets), first: Date(timeIntervalSince1970: f.first),
-                                        last: Date(timeIntervalSince1970: f.last)))
-            }
-            if out.count > Self.maxClosedFlows {
-                out.sort(by: later)
-                out.removeLast(out.count - Self.maxClosedFlows)
-            }
-            return out
-        }
-        static let recent = 30.0
-
-        /// How long a flow stays in the table after it ended, in capture time (Suricata's flow
-        /// timeouts are the model): a closed connection `Retention.closed` after its last
-        /// packet, one that carried mining evidence (a mining protocol, announcement-framed or
-        /// random-looking request bodies) `Retention.closedWithEvidence`, a UDP flow idle for
-        /// `Retention.udpIdle`, any other flow idle for `Retention.idle`. Without this the
-        /// table kept every connection a namespace ever made until it held `maxFlows`, and each
-        /// pass judged and copied them all: a client reconnecting every few seconds grew the
-        /// agent by megabytes a minute and its passes with them.
-        enum Retention {
-            static let closed = 60.0
-            static let closedWithEvidence = 600.0
-            static let udpIdle = 120.0
-            static let idle = 3600.0
-        }
-
-        /// Whether a flow has ended long enough ago to leave the table at `now`.
-        static func ended(_ f: Flow, facts: SessionFacts, now: Double) -> Bool {
-            let quiet = now - f.last
-            if f.transport == .udp { return quiet > Retention.udpIdle }
-            guard f.closed else { return quiet > Retention.idle }
-            let evidence = facts.protocolName.isMining || facts.miningExtensions != nil || facts.announcementBodies > 0 || facts.kibFramedBodies > 0
-                || !facts.randomBodyDigests.isEmpty
-            return quiet > (evidence ? Retention.closedWithEvidence : Retention.closed)
-        }
-
-        /// When the table was last swept of ended flows.
-        var sweptAt = 0.0
-
-        /// Ended flows leave the table (and their inspectors with them), at most every five seconds.
-        func sweep(now: Double) {
-            guard now - sweptAt >= 5 else { return }
-            sweptAt = now
-            let inspected = inspectors
-            if table.remove(where: { f in Self.ended(f, facts: inspected[ObjectIdentifier(f)]?.1.facts ?? SessionFacts(), now: now) }) > 0 {
-                packetsSincePublished = true
-            }
-        }
-
-        /// TCP connections whose opening the capture saw and that are still open (at most
-        /// `maxClosedFlows`, the newest): how the sampler learns a namespace's new connections
-        /// without walking the host's TCP table.
-        func openConnections() -> [CapturedFlow] {
-            tcpFlows(where: { !$0.closed }, later: { $0.first > $1.first }) { _ in 0 }
-        }
-        /// The open connections last published, and whether a flow began since.
+        /// The open connections last published.
         var open: [CapturedFlow] = []
-        var flowsOpened = false
         /// The closed connections last published, and when.
         var flows: [CapturedFlow] = []
         var flowsAt = 0.0
-        /// The sessions last published, when, and whether packets came since.
+        /// The sessions last published, when, and whether flows left the table since.
         var published: [LiveSession] = []
         var publishedAt = 0.0
-        var packetsSincePublished = true
+        var flowsLeft = false
         var packetsSinceFlows = true
         /// When the capture thread last read this ring.
         var visitedAt = 0.0
         /// Whether the ring's descriptor is in the capture thread's epoll set (a ring that is
         /// closed leaves it by itself).
         var registered = false
-        static let maxClosedFlows = 2048
-
-        /// Sessions recognised so far that a detector reads: mining protocols, named servers
-        /// (TLS SNI, HTTP Host), heartbeats.
-        func sessions() -> [LiveSession] {
-            var next: [ObjectIdentifier: Judged] = [:]
-            next.reserveCapacity(inspectors.count)
-            var out: [LiveSession] = []
-            for (key, (f, i)) in inspectors {
-                let packets = f.clientPackets &+ f.serverPackets
-                let session: LiveSession?
-                if let j = judged[key], j.packets == packets, j.first == f.first {
-                    session = j.session
-                } else {
-                    var facts = i.facts
-                    facts.judgeTiming(of: f, heartbeat: heartbeat, jobPushes: JobPushThresholds())
-                    session = facts.carriesEvidence
-                        ? LiveSession(client: label(f).client, clientPort: f.clientPort, serverPort: f.serverPort, server: Flow.endpoint(f.server, f.serverPort),
-                                      first: Date(timeIntervalSince1970: f.first), facts: facts)
-                        : nil
-                }
-                next[key] = Judged(packets: packets, first: f.first, session: session)
-                if let session { out.append(session) }
-            }
-            judged = next
-            return out
-        }
-
-        /// A flow's session as last judged, at its packet count then: a flow no packet reached
-        /// since (most of a busy server's, closed and kept a minute) is not judged again.
-        struct Judged {
-            var packets: Int
-            var first: Double
-            var session: LiveSession?
-        }
-        var judged: [ObjectIdentifier: Judged] = [:]
-
-        /// A flow's addresses as text and its id as a closed connection, made once per flow.
-        struct Label {
-            var first: Double
-            var client: String
-            var server: String
-            var id: UInt64
-        }
-        var labels: [ObjectIdentifier: Label] = [:]
-
-        func label(_ f: Flow) -> Label {
-            let key = ObjectIdentifier(f)
-            if let l = labels[key], l.first == f.first { return l }
-            let l = Label(first: f.first, client: "\(f.client)", server: "\(f.server)",
-                          id: FNV1a.hash("\(f.client)|\(f.clientPort)|\(f.server)|\(f.serverPort)|\(f.first)".utf8) | 1 << 63)
-            labels[key] = l
-            return l
-        }
     }
 
     let shared = Mutex(Shared())
@@ -367,6 +226,7 @@ public final class LiveCapture: Sendable {
         let changed = shared.withLock { s -> Bool in
             s.failed = s.failed.filter { wanted[$0] != nil }
             let changed = Set(s.wanted.keys) != Set(wanted.keys)
+            if s.wanted != wanted { s.generation &+= 1 }
             s.wanted = wanted
             s.sessions = s.sessions.filter { wanted[$0.key] != nil }
             s.flows = s.flows.filter { wanted[$0.key] != nil }
@@ -403,13 +263,22 @@ public final class LiveCapture: Sendable {
     /// namespace wakes the capture thread twice a second rather than ten times.
     static let retireMilliseconds = 500
 
-    /// Every block the kernel filled, into the namespace's flow table.
-    func drain(_ n: Namespace) -> (packets: Int, drops: Int) {
+    /// The capture thread's wake-ups are at least this far apart, unless a ring of the largest
+    /// size had blocks at the last one: each chatty namespace's ring hands a block over twice a
+    /// second (`retireMilliseconds`), at its own moment, and a node of 50 API clients woke the
+    /// thread 100 times a second for a few packets each. The smaller rings hold far more than
+    /// this of the traffic their size is for.
+    static let minimumWakeGap = 0.05
+
+    /// Every block the kernel filled, into the namespace's flow table. The kernel's drop count is
+    /// read when blocks came (it drops only when every block is full, so a drop is followed by
+    /// blocks to read) or when `countDrops`.
+    func drain(_ n: Namespace, countDrops: Bool = true) -> (packets: Int, drops: Int) {
         let got = n.ring.drain { info, bytes in
             guard let p = PacketDecoder.decode(linkType: info.linkType, bytes, originalLength: info.originalLength) else { return }
-            n.table.add(p, bytes: bytes, time: info.time)
+            n.book.table.add(p, bytes: bytes, time: info.time)
         }
-        let dropped = n.ring.drops()
+        let dropped = got > 0 || countDrops ? n.ring.drops() : 0
         n.status.packets += got
         n.status.drops += dropped
         return (got, dropped)
@@ -440,18 +309,34 @@ public final class LiveCapture: Sendable {
         // number is used again; epoll never reports a closed descriptor).
         var byDescriptor: [Int32: UInt64] = [:]
         var scannedAt = 0.0
+        // Rings are opened and closed when the namespaces wanted change, and those that could
+        // not open yet are tried again every quarter second; rings that opened or moved are put
+        // in the epoll set. Walking every namespace at every wake-up (a busy ring wakes this
+        // thread dozens of times a second) cost more than the packets of the idle ones.
+        var seenGeneration = -1
+        var reconciledAt = 0.0
+        var unregistered = false
+        var wokeAt = 0.0
+        var largestReady = false
         while true {
-            let (running, wanted, failed) = shared.withLock { ($0.running, $0.wanted, $0.failed) }
+            let (running, wanted, failed, generation) = shared.withLock { ($0.running, $0.wanted, $0.failed, $0.generation) }
             if !running { return }
-            for ns in owned.keys where wanted[ns] == nil { owned[ns] = nil }
             var newFailures: [(UInt64, MinewatchError)] = []
             let opened = Date().timeIntervalSince1970
-            for (ns, pid) in wanted where owned[ns] == nil && !failed.contains(ns) {
+            let reconcile = generation != seenGeneration || opened - reconciledAt >= 0.25
+            if reconcile {
+                seenGeneration = generation
+                reconciledAt = opened
+                for ns in owned.keys where wanted[ns] == nil { owned[ns] = nil }
+                unregistered = true  // and a ring epoll refused is offered again
+            }
+            for (ns, pid) in reconcile ? wanted : [:] where owned[ns] == nil && !failed.contains(ns) {
                 do {
                     let size = RingSize.tiers[0]
                     let ring = try PacketRing(pid: pid, netns: ns, procRoot: procRoot, snapLength: snapLength, blockSize: size.blockSize, blocks: size.blocks,
                                               retireMilliseconds: Self.retireMilliseconds)
                     owned[ns] = Namespace(ring: ring, tier: 0, now: opened, maxFlows: maxFlows, cap: inspectCap, heartbeat: heartbeat)
+                    unregistered = true
                 } catch where error.code == .notFound || error.errno == ENOENT || error.errno == ESRCH {
                     // The process is gone or in another namespace now: the next pass names another.
                 } catch {
@@ -463,11 +348,21 @@ public final class LiveCapture: Sendable {
             // Without epoll every ring is read every 100 ms.
             var ready = Set<UInt64>()
             if let readiness {
-                for (ns, n) in owned where !n.registered && readiness.add(n.ring.fd) {
-                    n.registered = true
-                    byDescriptor[n.ring.fd] = ns
+                if unregistered {
+                    unregistered = false
+                    for (ns, n) in owned where !n.registered && readiness.add(n.ring.fd) {
+                        n.registered = true
+                        byDescriptor[n.ring.fd] = ns
+                    }
                 }
-                for fd in readiness.wait(milliseconds: 500) {
+                let since = Date().timeIntervalSince1970 - wokeAt
+                if !largestReady && since >= 0 && since < Self.minimumWakeGap {
+                    usleep(UInt32((Self.minimumWakeGap - since) * 1_000_000))
+                }
+                largestReady = false
+                let fds = readiness.wait(milliseconds: 500)
+                wokeAt = Date().timeIntervalSince1970
+                for fd in fds {
                     if fd == wakeRead {
                         while read(wakeRead, &buf, buf.count) > 0 {}
                     } else if let ns = byDescriptor[fd] {
@@ -492,7 +387,8 @@ public final class LiveCapture: Sendable {
             for ns in scanAll ? Array(owned.keys) : Array(ready) {
                 guard let n = owned[ns], ready.contains(ns) || now - n.visitedAt >= 1 else { continue }
                 n.visitedAt = now
-                let (got, dropped) = drain(n)
+                if ready.contains(ns) && n.tier == RingSize.tiers.count - 1 { largestReady = true }
+                let (got, dropped) = drain(n, countDrops: now - n.windowStart >= 1)
                 packets += got
                 drops += dropped
                 n.windowPackets += got
@@ -506,40 +402,38 @@ public final class LiveCapture: Sendable {
                         let (g, d) = resize(n, ns: ns, to: next, pid: pid, now: now)
                         packets += g
                         drops += d
+                        if !n.registered { unregistered = true }
                     }
                     n.windowStart = now
                     n.windowPackets = 0
                     n.windowDrops = 0
                 }
                 n.status.ringBytes = n.ring.blockSize * n.ring.blockCount
-                if got > 0 {
-                    n.packetsSincePublished = true
-                    n.packetsSinceFlows = true
-                }
+                if got > 0 { n.packetsSinceFlows = true }
+                n.book.absorb()
                 // Closed connections are read once a pass: rebuilt at most every second while
                 // packets come, and every five seconds (they age out) when none do.
                 if now - n.flowsAt >= (n.packetsSinceFlows ? 1 : 5) {
-                    n.sweep(now: now)
+                    if n.book.sweep(now: now) { n.flowsLeft = true }
                     n.packetsSinceFlows = false
-                    n.flows = n.closedFlows(now: now)
+                    n.flows = n.book.closedFlows(now: now)
                     n.flowsAt = now
                 }
                 // Open connections are published as soon as one begins: the sampler learns a
                 // namespace's new connections from them instead of walking the host's TCP table,
                 // and one published after the pass that counts it costs that walk.
-                if n.flowsOpened || n.flowsAt == now {
-                    n.flowsOpened = false
-                    n.open = n.openConnections()
+                if n.book.flowsOpened || n.flowsAt == now {
+                    n.open = n.book.openConnections()
                 }
                 // Sessions are judged again at most every half second (the watcher reads them once
-                // a pass), and only when packets came: a busy ring wakes this thread many times a
-                // second, and judging every flow each time was most of the agent's CPU.
-                if n.packetsSincePublished && now - n.publishedAt >= 0.5 {
-                    n.published = n.sessions()
+                // a pass), and only the flows packets reached: a busy ring wakes this thread many
+                // times a second, and judging every flow each time was most of the agent's CPU.
+                if (n.book.hasUnjudged || n.flowsLeft) && now - n.publishedAt >= 0.5 {
+                    n.published = n.book.sessions()
                     n.publishedAt = now
-                    n.packetsSincePublished = false
+                    n.flowsLeft = false
                 }
-                published[ns] = (n.published, n.status, n.names, n.flows, n.open)
+                published[ns] = (n.published, n.status, n.book.names, n.flows, n.open)
             }
             shared.withLock { s in
                 for (ns, e) in newFailures {

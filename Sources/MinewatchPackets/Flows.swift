@@ -9,6 +9,18 @@ public protocol FlowConsumer: AnyObject {
     /// `count` bytes of this direction were not captured (snap length, a hole, lost packets).
     func missing(_ count: Int, fromClient: Bool)
     func datagram(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double)
+    /// How many of this direction's next bytes the consumer only needs counted (the rest of a
+    /// message body it has sampled; Suricata's stream depth, per message): asked after each
+    /// delivery. The table passes them by, in order, without delivering them, and reports them
+    /// in one `passed` when they are all through (or before a hole is reported).
+    func bypass(fromClient: Bool) -> Int
+    /// `count` bytes of this direction went by in order, as `bypass` allowed.
+    func passed(_ count: Int, fromClient: Bool)
+}
+
+extension FlowConsumer {
+    public func bypass(fromClient: Bool) -> Int { 0 }
+    public func passed(_ count: Int, fromClient: Bool) {}
 }
 
 /// One direction of a TCP flow being put back in order.
@@ -17,6 +29,10 @@ struct Reassembly {
     var pending: [(seq: UInt32, bytes: [UInt8])] = []
     var pendingBytes = 0
     var open = true
+    /// Bytes still to pass by (`FlowConsumer.bypass`), and how many went by since the consumer
+    /// was last told.
+    var bypass = 0
+    var bypassed = 0
 }
 
 /// A TCP or UDP conversation between two endpoints, with its statistics.
@@ -46,6 +62,8 @@ public final class Flow {
     /// TCP): who speaks first in each exchange shows through encryption.
     public var exchanges: ExchangeLog?
     var dirs = [Reassembly(), Reassembly()]
+    /// In the table's `touched` list (see `FlowTable.tracksTouched`).
+    var touched = false
 
     init(_ p: DecodedPacket, clientIsSource: Bool, time: Double) {
         transport = p.transport
@@ -161,6 +179,20 @@ public final class FlowTable {
     public var onEvict: ((Flow) -> Void)?
     var lastKey: FlowKey?
     var lastFlow: Flow?
+    /// Whether the table lists the flows packets reach (`takeTouched`): a live capture brings
+    /// what it publishes up to date from them instead of walking every flow. Off for captures
+    /// read from files, where nobody takes the list.
+    public var tracksTouched = false
+    var touched: [Flow] = []
+
+    /// The flows a packet reached since the last call, each once (only with `tracksTouched`). A
+    /// flow may have left the table since.
+    public func takeTouched() -> [Flow] {
+        let t = touched
+        touched.removeAll(keepingCapacity: true)
+        for f in t { f.touched = false }
+        return t
+    }
 
     public init(maxFlows: Int = 200_000, maxPendingPerDirection: Int = 256 * 1024) {
         self.maxFlows = maxFlows
@@ -190,6 +222,10 @@ public final class FlowTable {
         }
         lastKey = key
         lastFlow = flow
+        if tracksTouched && !flow.touched {
+            flow.touched = true
+            touched.append(flow)
+        }
         flow.last = max(flow.last, time)
         let fromClient = p.src == flow.client && p.srcPort == flow.clientPort
         if fromClient {
@@ -243,6 +279,7 @@ public final class FlowTable {
             let hole = Int(diff)
             holesSkipped += 1
             flow.gaps += hole
+            endBypass(flow, d, fromClient: fromClient)
             flow.consumer?.missing(hole, fromClient: fromClient)
             flow.dirs[d].next = p.seq
             deliver(flow, d, payload, wire: p.wirePayloadLength, fromClient: fromClient, time: time)
@@ -252,19 +289,44 @@ public final class FlowTable {
 
     func deliver(_ flow: Flow, _ d: Int, _ bytes: UnsafeRawBufferPointer, wire: Int, fromClient: Bool, time: Double) {
         flow.dirs[d].next = (flow.dirs[d].next ?? 0) &+ UInt32(truncatingIfNeeded: wire)
-        if let c = flow.consumer, flow.dirs[d].open {
-            if !bytes.isEmpty && !c.stream(bytes, fromClient: fromClient, time: time) {
-                flow.dirs[d].open = false
-                flow.dirs[d].pending = []
-                flow.dirs[d].pendingBytes = 0
-                return
-            }
-            if wire > bytes.count {
-                flow.gaps += wire - bytes.count
-                c.missing(wire - bytes.count, fromClient: fromClient)
-            }
-        }
+        hand(flow, d, bytes, wire: wire, fromClient: fromClient, time: time)
         drain(flow, d, fromClient: fromClient, time: time)
+    }
+
+    /// Gives the consumer the next in-order bytes of a direction (`wire` of them on the wire, the
+    /// captured ones in `bytes`), passing by those it asked to have only counted.
+    func hand(_ flow: Flow, _ d: Int, _ bytes: UnsafeRawBufferPointer, wire: Int, fromClient: Bool, time: Double) {
+        guard let c = flow.consumer, flow.dirs[d].open else { return }
+        var bytes = bytes
+        var wire = wire
+        if flow.dirs[d].bypass > 0 {
+            let n = min(flow.dirs[d].bypass, wire)
+            flow.dirs[d].bypass -= n
+            flow.dirs[d].bypassed += n
+            if flow.dirs[d].bypass == 0 { endBypass(flow, d, fromClient: fromClient) }
+            guard n < wire else { return }
+            bytes = UnsafeRawBufferPointer(rebasing: bytes[min(n, bytes.count)...])
+            wire -= n
+        }
+        if !bytes.isEmpty && !c.stream(bytes, fromClient: fromClient, time: time) {
+            flow.dirs[d].open = false
+            flow.dirs[d].pending = []
+            flow.dirs[d].pendingBytes = 0
+            return
+        }
+        if wire > bytes.count {
+            flow.gaps += wire - bytes.count
+            c.missing(wire - bytes.count, fromClient: fromClient)
+        }
+        flow.dirs[d].bypass = c.bypass(fromClient: fromClient)
+    }
+
+    /// Tells the consumer about the bytes passed by so far, and passes no more.
+    func endBypass(_ flow: Flow, _ d: Int, fromClient: Bool) {
+        let n = flow.dirs[d].bypassed
+        flow.dirs[d].bypass = 0
+        flow.dirs[d].bypassed = 0
+        if n > 0 { flow.consumer?.passed(n, fromClient: fromClient) }
     }
 
     func drain(_ flow: Flow, _ d: Int, fromClient: Bool, time: Double) {
@@ -274,17 +336,11 @@ public final class FlowTable {
             flow.dirs[d].pendingBytes -= seg.bytes.count
             let overlap = Int(-Int64(Int32(bitPattern: seg.seq &- next)))
             if overlap < seg.bytes.count {
+                flow.dirs[d].next = next &+ UInt32(truncatingIfNeeded: seg.bytes.count - overlap)
                 seg.bytes.withUnsafeBytes { b in
-                    deliverNoDrain(flow, d, UnsafeRawBufferPointer(rebasing: b[overlap...]), fromClient: fromClient, time: time)
+                    hand(flow, d, UnsafeRawBufferPointer(rebasing: b[overlap...]), wire: seg.bytes.count - overlap, fromClient: fromClient, time: time)
                 }
             }
-        }
-    }
-
-    func deliverNoDrain(_ flow: Flow, _ d: Int, _ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double) {
-        flow.dirs[d].next = (flow.dirs[d].next ?? 0) &+ UInt32(truncatingIfNeeded: bytes.count)
-        if let c = flow.consumer, flow.dirs[d].open, !c.stream(bytes, fromClient: fromClient, time: time) {
-            flow.dirs[d].open = false
         }
     }
 

@@ -459,6 +459,82 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
     }
 }
 
+/// Once an HTTP body's head is sampled, the flow table passes the rest of the body by without
+/// delivering it (Suricata's stream depth, per message): the body's size stays exact, the next
+/// request on the connection is still read, and a hole inside the passed bytes is still a hole.
+@Suite struct BodyBypassTests {
+    final class Counting: FlowConsumer {
+        let inner: FlowInspector
+        var delivered = 0
+        init(_ inner: FlowInspector) { self.inner = inner }
+        func stream(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double) -> Bool {
+            delivered += 1
+            return inner.stream(bytes, fromClient: fromClient, time: time)
+        }
+        func missing(_ count: Int, fromClient: Bool) { inner.missing(count, fromClient: fromClient) }
+        func datagram(_ bytes: UnsafeRawBufferPointer, fromClient: Bool, time: Double) {}
+        func bypass(fromClient: Bool) -> Int { inner.bypass(fromClient: fromClient) }
+        func passed(_ count: Int, fromClient: Bool) { inner.passed(count, fromClient: fromClient) }
+    }
+
+    /// Two POSTs on one connection (100,000 and 2,000 body bytes) in 1,448-byte segments, each
+    /// captured to `snap` bytes of payload; `lose` segments never arrive.
+    static func upload(snap: Int, lose: Set<Int> = [], pending: Int = 256 * 1024) -> (facts: SessionFacts, delivered: Int, segments: Int) {
+        let t = FlowTable(maxFlows: 10, maxPendingPerDirection: pending)
+        var counting: Counting?
+        t.onNew = { f in
+            let c = Counting(FlowInspector(flow: f))
+            f.consumer = c
+            counting = c
+        }
+        var stream: [UInt8] = []
+        var rng = SystemRandomNumberGenerator()
+        for size in [100_000, 2_000] {
+            stream += Array("POST /upload HTTP/1.1\r\nHost: files.example\r\nContent-Length: \(size)\r\n\r\n".utf8)
+            stream += (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        }
+        func add(_ packet: [UInt8], payload: Int) {
+            let cut = min(packet.count, packet.count - payload + snap)
+            packet.withUnsafeBytes { b in
+                let c = UnsafeRawBufferPointer(rebasing: b[0..<cut])
+                if let p = PacketDecoder.decode(linkType: 1, c, originalLength: packet.count) { t.add(p, bytes: c, time: 1) }
+            }
+        }
+        add(PacketBytes.tcp(sport: 40100, dport: 80, seq: 0, flags: 0x02, payload: []), payload: 0)
+        var segments = 0
+        for (i, start) in stride(from: 0, to: stream.count, by: 1448).enumerated() {
+            let part = Array(stream[start..<min(start + 1448, stream.count)])
+            segments += 1
+            if lose.contains(i) { continue }
+            add(PacketBytes.tcp(sport: 40100, dport: 80, seq: UInt32(1 + start), payload: part), payload: part.count)
+        }
+        return (counting?.inner.facts ?? SessionFacts(), counting?.delivered ?? 0, segments)
+    }
+
+    @Test func sampledBodiesArePassedBy() {
+        // Cut to 900 bytes a segment (the live rings' snap length leaves about that much): the
+        // first body's first segment is delivered, then only the segment that ends it.
+        let cut = Self.upload(snap: 900)
+        #expect(cut.facts.requests == 2)
+        #expect(cut.facts.bodySizes == [100_000, 2_000])
+        #expect(cut.facts.exactBodies == 2)
+        #expect(cut.delivered <= 4, "\(cut.delivered) of \(cut.segments) segments delivered")
+        // Whole segments: the first 4 KiB of each body are sampled, the rest passed by.
+        let whole = Self.upload(snap: 1448)
+        #expect(whole.facts.bodySizes == [100_000, 2_000])
+        #expect(whole.facts.randomBodies == 2, "both bodies' heads are random data")
+        #expect(whole.delivered <= 8, "\(whole.delivered) of \(whole.segments) segments delivered")
+    }
+
+    @Test func aHoleInsidePassedBytesIsStillAHole() {
+        // Segment 20 is lost and the reassembly holds only 4 KiB: the hole is skipped, the body
+        // keeps its declared size, and the second request is read.
+        let r = Self.upload(snap: 900, lose: [20], pending: 4096)
+        #expect(r.facts.requests == 2)
+        #expect(r.facts.bodySizes == [100_000, 2_000])
+    }
+}
+
 /// A live capture's flow table keeps a connection only while it may still matter: closed ones a
 /// minute (ten when they carried mining evidence), idle UDP two minutes, other idle flows an hour.
 /// Before, every connection stayed until the table was full, and a reconnecting client grew the
@@ -489,13 +565,13 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         posts.exactBodies = 3
         posts.host = "api.example"
         func facts(_ f: Flow) -> SessionFacts { f.clientPort == 40002 ? stratum : posts }
-        let ended = { (now: Double) in Set(t.flows.values.filter { LiveCapture.Namespace.ended($0, facts: facts($0), now: now) }.map(\.clientPort)) }
+        let ended = { (now: Double) in Set(t.flows.values.filter { FlowBook.ended($0, facts: facts($0), now: now) }.map(\.clientPort)) }
         #expect(ended(30).isEmpty)
         #expect(ended(61) == [40001])
         #expect(ended(121) == [40001, 40004])
         #expect(ended(601) == [40001, 40002, 40004])
         #expect(ended(3601) == [40001, 40002, 40003, 40004])
-        #expect(t.remove(where: { LiveCapture.Namespace.ended($0, facts: facts($0), now: 121) }) == 2)
+        #expect(t.remove(where: { FlowBook.ended($0, facts: facts($0), now: 121) }) == 2)
         #expect(Set(left) == [40001, 40004] && t.flows.count == 2 && t.evicted == 0, "leaving is not evicting")
         // A flow that left and comes back is a new flow.
         Self.add(t, PacketBytes.tcp(sport: 40001, seq: 20, payload: Array("again\n".utf8)), at: 130)
@@ -554,9 +630,10 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
     }
 
     /// The ring's kernel filter leaves out TCP segments that only acknowledge (no payload, no
-    /// SYN, FIN or RST) and keeps the rest: a connection over the loopback of a namespace of its
-    /// own shows its opening, its data and its closing, and not the handshake's last ACK nor the
-    /// acknowledgements of the data.
+    /// SYN, FIN or RST) and IP that is neither TCP nor UDP, and keeps the rest: a connection over
+    /// the loopback of a namespace of its own shows its opening, its data and its closing, and not
+    /// the handshake's last ACK nor the acknowledgements of the data; a UDP datagram is kept, an
+    /// ICMP echo request (and the port-unreachable the datagram draws) left out.
     @Test func bareAcknowledgementsAreLeftOut() throws {
         try prerequisite(getuid() == 0, "packet sockets and namespaces need root")
         try prerequisite(FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
@@ -607,25 +684,54 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         }
         #expect(send(server, &buf, 100, 0) == 100)
         #expect(recv(client, &buf, 100, Int32(MSG_WAITALL)) == 100)
-        close(client)
-        close(server)
-        var syn = 0, data = 0, fin = 0, bare = 0
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline && fin < 2 {
-            usleep(30_000)
+        var syn = 0, data = 0, fin = 0, bare = 0, datagrams = 0, icmpSeen = 0
+        // Loopback shows each packet twice (leaving and arriving).
+        func collect() {
             ring.drain { info, bytes in
-                guard let p = PacketDecoder.decode(linkType: info.linkType, bytes, originalLength: info.originalLength), p.transport == .tcp,
-                      p.srcPort == port || p.dstPort == port else { return }
+                if bytes.count > 23 && bytes[12] == 0x08 && bytes[13] == 0 && bytes[23] == 1 { icmpSeen += 1 }
+                guard let p = PacketDecoder.decode(linkType: info.linkType, bytes, originalLength: info.originalLength) else { return }
+                if p.transport == .udp && p.dstPort == 9 { datagrams += 1 }
+                guard p.transport == .tcp, p.srcPort == port || p.dstPort == port else { return }
                 if p.syn { syn += 1 }
                 if p.fin { fin += 1 }
                 if p.wirePayloadLength > 0 { data += 1 }
                 if !p.syn && !p.fin && !p.rst && p.wirePayloadLength == 0 { bare += 1 }
             }
         }
+        collect()
+        // A datagram to the discard port (no one listens: it draws an ICMP port unreachable) and
+        // an ICMP echo request through a raw socket (the namespace answers it).
+        let udp = mw_socket_in_netns(ns, AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        let icmp = mw_socket_in_netns(ns, AF_INET, Int32(SOCK_RAW.rawValue), Int32(IPPROTO_ICMP))
+        try #require(udp >= 0 && icmp >= 0)
+        defer { close(udp); close(icmp) }
+        var to = addr
+        to.sin_port = UInt16(9).bigEndian
+        #expect(withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(udp, buf, 10, 0, $0, len) } } == 10)
+        var echo: [UInt8] = [8, 0, 0, 0, 0x12, 0x34, 0, 1] + Array("minewatch".utf8) + [0]
+        var sum: UInt32 = 0
+        for i in stride(from: 0, to: echo.count, by: 2) { sum += UInt32(echo[i]) << 8 | UInt32(echo[i + 1]) }
+        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+        echo[2] = UInt8(~sum >> 8 & 0xFF)
+        echo[3] = UInt8(~sum & 0xFF)
+        #expect(withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(icmp, echo, echo.count, 0, $0, len) } } == echo.count)
+        var reply = [UInt8](repeating: 0, count: 256)
+        usleep(50_000)
+        #expect(recv(icmp, &reply, reply.count, Int32(MSG_DONTWAIT)) > 0, "the echo went through the namespace's loopback")
+        collect()
+        close(client)
+        close(server)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline && fin < 2 {
+            usleep(30_000)
+            collect()
+        }
         #expect(ring.drops() == 0)
         #expect(syn >= 2, "SYN and SYN-ACK")
         #expect(data >= 4, "three requests and a reply")
         #expect(fin >= 2)
         #expect(bare == 0, "bare acknowledgements are filtered in the kernel")
+        #expect(datagrams >= 1, "UDP is kept")
+        #expect(icmpSeen == 0, "ICMP is filtered in the kernel")
     }
 }

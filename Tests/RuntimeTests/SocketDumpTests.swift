@@ -166,7 +166,7 @@ final class CountingSockets: SocketStatsSource {
     /// listener) is, and every namespace is at least every 5 minutes.
     @Test func accountedNamespacesAreNotWalked() throws {
         let c = try Client(id: String(repeating: "d6", count: 32), pid: 962, netns: 4026534003)
-        let sockets = c.sockets, clock = c.clock
+        let sockets = c.sockets
         let flows = OpenFlows()
         c.watcher.capture = flows
         func sockstat(tcp: Int, udp: Int = 0) throws {
