@@ -177,6 +177,49 @@ public struct ProcfsReader: Sendable {
         return nil
     }
 
+    /// The run-queue wait (nanoseconds) summed over the threads of these processes
+    /// (/proc/<pid>/task/*/schedstat, its second field), or nil when none could be read. The task
+    /// folders are listed with readdir and each schedstat read into a small buffer: Foundation's
+    /// directory listing and file-to-String reading were most of the cost, for containers whose
+    /// CPU is judged every pass.
+    public func runQueueWait(_ pids: [Int32]) -> UInt64? {
+        var total: UInt64 = 0
+        var any = false
+        for pid in pids {
+            guard let dir = opendir("\(root)/\(pid)/task") else { continue }
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                guard let first = name.utf8.first, first >= 0x30 && first <= 0x39,
+                      let text = read("\(pid)/task/\(name)/schedstat", limit: 128),
+                      let wait = Self.secondNumber(text) else { continue }
+                total &+= wait
+                any = true
+            }
+        }
+        return any ? total : nil
+    }
+
+    /// The second space-separated decimal number of a line ("run wait slices").
+    static func secondNumber(_ text: [UInt8]) -> UInt64? {
+        var i = 0
+        while i < text.count && text[i] != 0x20 { i += 1 }
+        while i < text.count && text[i] == 0x20 { i += 1 }
+        var value: UInt64 = 0
+        var digits = 0
+        while i < text.count, text[i] >= 0x30 && text[i] <= 0x39 {
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(UInt64(text[i] - 0x30))
+            if o1 || o2 { return nil }
+            value = a
+            digits += 1
+            i += 1
+        }
+        return digits > 0 ? value : nil
+    }
+
     func read(_ rel: String, limit: Int = 1 << 20) -> [UInt8]? {
         let fd = open("\(root)/\(rel)", O_RDONLY | O_CLOEXEC)
         if fd < 0 { return nil }

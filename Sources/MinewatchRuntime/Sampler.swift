@@ -341,7 +341,7 @@ public final class HostSampler {
             if let first = procs.first(where: { $0.sample.cgroupPaths.isEmpty == false }) {
                 snap.cgroup = cgroups.stats(paths: first.sample.cgroupPaths)
             }
-            if runQueueFor.contains(id) { snap.runQueueWaitNanos = runQueueWait(procs.map(\.sample.pid)) }
+            if runQueueFor.contains(id) { snap.runQueueWaitNanos = proc.runQueueWait(procs.map(\.sample.pid)) }
             network(&snap, id: id, procs: procs.map(\.sample), seen: &nsSeen)
             var cache = containers[id] ?? ContainerCache()
             if cache.upperDir == nil, let pid = procs.first?.sample.pid {
@@ -370,24 +370,6 @@ public final class HostSampler {
         netFiles.sweep()
         cgroups.endPass()
         return HostSnapshot(time: now, containers: out)
-    }
-
-    /// Sum of the run-queue wait of every thread of these processes (/proc/<pid>/task/*/schedstat).
-    func runQueueWait(_ pids: [Int32]) -> UInt64? {
-        var total: UInt64 = 0
-        var any = false
-        for pid in pids {
-            guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "\(proc.root)/\(pid)/task") else { continue }
-            for t in tasks {
-                guard let text = try? String(contentsOfFile: "\(proc.root)/\(pid)/task/\(t)/schedstat", encoding: .utf8) else { continue }
-                let f = text.split(separator: " ")
-                if f.count >= 2, let wait = UInt64(f[1]) {
-                    total &+= wait
-                    any = true
-                }
-            }
-        }
-        return any ? total : nil
     }
 
     /// Whether no TCP segment can have moved since the counters `last` (all packets, and those

@@ -153,3 +153,22 @@ import TestSupport
         #expect(b.mayHaveReused(pipe.processIdentifier, since: a, pidMax: 4_194_304), "its pid was handed out in between")
     }
 }
+
+/// Run-queue wait, summed over a process's threads from their schedstat files.
+@Suite struct RunQueueWaitTests {
+    @Test func threadsWaitsAreSummed() throws {
+        let dir = try TempDir("schedstat")
+        defer { dir.cleanup() }
+        _ = try dir.file("100/task/100/schedstat", Array("99000 1234 7\n".utf8))
+        _ = try dir.file("100/task/101/schedstat", Array("5 4466 2\n".utf8))
+        _ = try dir.file("100/task/102/schedstat", Array("garbage\n".utf8))
+        _ = try dir.file("200/task/200/schedstat", Array("1 300 1\n".utf8))
+        let reader = ProcfsReader(root: dir.path)
+        #expect(reader.runQueueWait([100]) == 5700, "the second field of each thread's line; a line without it is skipped")
+        #expect(reader.runQueueWait([100, 200, 300]) == 6000, "a process that is gone is skipped")
+        #expect(reader.runQueueWait([300]) == nil)
+        #expect(ProcfsReader.secondNumber(Array("1 18446744073709551616 0".utf8)) == nil, "overflow")
+        // This process, from the real /proc.
+        #expect(ProcfsReader().runQueueWait([getpid()]) != nil)
+    }
+}
