@@ -263,11 +263,11 @@ public final class LiveCapture: Sendable {
     /// namespace wakes the capture thread twice a second rather than ten times.
     static let retireMilliseconds = 500
 
-    /// The capture thread's wake-ups are at least this far apart, unless a ring of the largest
-    /// size had blocks at the last one: each chatty namespace's ring hands a block over twice a
-    /// second (`retireMilliseconds`), at its own moment, and a node of 50 API clients woke the
-    /// thread 100 times a second for a few packets each. The smaller rings hold far more than
-    /// this of the traffic their size is for.
+    /// The capture thread's wake-ups are at least this far apart, unless a ring handed a full
+    /// block over at the last one (traffic is filling it by size: a transfer, or a burst on a
+    /// small ring, which must not wait). Each chatty namespace's ring hands a block over twice a
+    /// second on its timer (`retireMilliseconds`), at its own moment, and a node of 50 API
+    /// clients woke the thread 100 times a second for a few packets each.
     static let minimumWakeGap = 0.05
 
     /// Every block the kernel filled, into the namespace's flow table. The kernel's drop count is
@@ -317,7 +317,7 @@ public final class LiveCapture: Sendable {
         var reconciledAt = 0.0
         var unregistered = false
         var wokeAt = 0.0
-        var largestReady = false
+        var filling = false
         while true {
             let (running, wanted, failed, generation) = shared.withLock { ($0.running, $0.wanted, $0.failed, $0.generation) }
             if !running { return }
@@ -356,10 +356,10 @@ public final class LiveCapture: Sendable {
                     }
                 }
                 let since = Date().timeIntervalSince1970 - wokeAt
-                if !largestReady && since >= 0 && since < Self.minimumWakeGap {
+                if !filling && since >= 0 && since < Self.minimumWakeGap {
                     usleep(UInt32((Self.minimumWakeGap - since) * 1_000_000))
                 }
-                largestReady = false
+                filling = false
                 let fds = readiness.wait(milliseconds: 500)
                 wokeAt = Date().timeIntervalSince1970
                 for fd in fds {
@@ -387,8 +387,8 @@ public final class LiveCapture: Sendable {
             for ns in scanAll ? Array(owned.keys) : Array(ready) {
                 guard let n = owned[ns], ready.contains(ns) || now - n.visitedAt >= 1 else { continue }
                 n.visitedAt = now
-                if ready.contains(ns) && n.tier == RingSize.tiers.count - 1 { largestReady = true }
                 let (got, dropped) = drain(n, countDrops: now - n.windowStart >= 1)
+                if n.ring.filledBlock { filling = true }
                 packets += got
                 drops += dropped
                 n.windowPackets += got

@@ -14,6 +14,15 @@ public final class PacketRing {
     public let blockSize: Int
     public let blockCount: Int
     var current = 0
+    /// Whether the last `drain` read a block the kernel handed over because it was full (rather
+    /// than because `retireMilliseconds` passed): traffic is filling the ring by size.
+    public private(set) var filledBlock = false
+
+    /// TP_STATUS_BLK_TMO: the kernel retired the block on its timer, not full.
+    static let retiredOnTimer: UInt32 = 1 << 5
+
+    /// Whether a block with this status was handed over full.
+    static func handedOverFull(status: UInt32) -> Bool { status & retiredOnTimer == 0 }
 
     /// `pid`: a process in the namespace (its /proc/<pid>/ns/net is entered). `netns`: the
     /// namespace's inode number when the caller knows which one it means: the ring is opened
@@ -51,9 +60,12 @@ public final class PacketRing {
     @discardableResult
     public func drain(_ body: (PacketInfo, UnsafeRawBufferPointer) -> Void) -> Int {
         var n = 0
+        filledBlock = false
         for _ in 0..<blockCount {
             let block = ring + current * blockSize
-            guard mw_block_status(block) & 1 != 0 else { break }  // TP_STATUS_USER
+            let status = mw_block_status(block)
+            guard status & 1 != 0 else { break }  // TP_STATUS_USER
+            if Self.handedOverFull(status: status) { filledBlock = true }
             let count = Int(block.load(fromByteOffset: 12, as: UInt32.self))
             var p = Int(block.load(fromByteOffset: 16, as: UInt32.self))
             for _ in 0..<count {

@@ -634,16 +634,16 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
     /// the loopback of a namespace of its own shows its opening, its data and its closing, and not
     /// the handshake's last ACK nor the acknowledgements of the data; a UDP datagram is kept, an
     /// ICMP echo request (and the port-unreachable the datagram draws) left out.
-    @Test func bareAcknowledgementsAreLeftOut() throws {
+    /// A process alone in a new network namespace with its loopback up (`unshare -n`); the
+    /// caller terminates it.
+    static func loopbackNamespace() throws -> Process {
         try prerequisite(getuid() == 0, "packet sockets and namespaces need root")
         try prerequisite(FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
                          || FileManager.default.isExecutableFile(atPath: "/sbin/ip"), "unshare and ip (util-linux, iproute2)")
-        // A process alone in a new network namespace with its loopback up.
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
         holder.arguments = ["-n", "sh", "-c", "ip link set lo up && exec sleep 30"]
         try holder.run()
-        defer { holder.terminate(); holder.waitUntilExit() }
         let pid = holder.processIdentifier
         func inode(_ path: String) -> UInt64? {
             var st = stat()
@@ -656,7 +656,57 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
             // Its own namespace, and a loopback that is up (sh ran `ip` and became sleep).
             up = inode("/proc/\(pid)/ns/net") != own && (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("sleep") == true
         }
+        if !up { holder.terminate(); holder.waitUntilExit() }
         try #require(up)
+        return holder
+    }
+
+    /// A ring says whether the blocks it read were handed over full (traffic filling it by size,
+    /// which the capture thread must not make wait) or on the kernel's timer.
+    @Test func fullBlocksAreToldFromTimedOnes() throws {
+        let holder = try Self.loopbackNamespace()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let ring = try PacketRing(pid: holder.processIdentifier, blockSize: 128 * 1024, blocks: 8, retireMilliseconds: 2000)
+        let ns = open("/proc/\(holder.processIdentifier)/ns/net", O_RDONLY | O_CLOEXEC)
+        try #require(ns >= 0)
+        defer { close(ns) }
+        let sink = mw_socket_in_netns(ns, AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(sink >= 0)
+        defer { close(sink) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try #require(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sink, $0, len) } } == 0)
+        try #require(withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sink, $0, &len) } } == 0)
+        let payload = [UInt8](repeating: 0x42, count: 100)
+        func send(_ n: Int) {
+            for _ in 0..<n {
+                _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(sink, payload, payload.count, 0, $0, len) } }
+            }
+        }
+        // 1,500 datagrams, each seen leaving and arriving: 3,000 frames of about 200 bytes fill
+        // 128 KiB blocks long before their 2 s timer.
+        send(1500)
+        var got = ring.drain { _, _ in }
+        #expect(got > 600 && ring.filledBlock, "\(got) packets")
+        // A few datagrams: their block is handed over by the timer.
+        _ = ring.drain { _, _ in }
+        send(3)
+        let deadline = Date().addingTimeInterval(6)
+        got = 0
+        while got == 0 && Date() < deadline {
+            usleep(100_000)
+            got = ring.drain { _, _ in }
+        }
+        #expect(got > 0 && !ring.filledBlock, "\(got) packets")
+        #expect(ring.drops() == 0)
+    }
+
+    @Test func bareAcknowledgementsAreLeftOut() throws {
+        let holder = try Self.loopbackNamespace()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let pid = holder.processIdentifier
         let ring = try PacketRing(pid: pid, blocks: 4, retireMilliseconds: 10)
         let ns = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
         try #require(ns >= 0)
