@@ -202,22 +202,10 @@ public struct ProcfsReader: Sendable {
         return any ? total : nil
     }
 
-    /// The second space-separated decimal number of a line ("run wait slices").
+    /// The second space-separated field of a line as a number ("run wait slices").
     static func secondNumber(_ text: [UInt8]) -> UInt64? {
-        var i = 0
-        while i < text.count && text[i] != 0x20 { i += 1 }
-        while i < text.count && text[i] == 0x20 { i += 1 }
-        var value: UInt64 = 0
-        var digits = 0
-        while i < text.count, text[i] >= 0x30 && text[i] <= 0x39 {
-            let (m, o1) = value.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(UInt64(text[i] - 0x30))
-            if o1 || o2 { return nil }
-            value = a
-            digits += 1
-            i += 1
-        }
-        return digits > 0 ? value : nil
+        let fields = text.split(separator: 0x20, maxSplits: 2)
+        return fields.count >= 2 ? UInt64(String(decoding: fields[1], as: UTF8.self)) : nil
     }
 
     func read(_ rel: String, limit: Int = 1 << 20) -> [UInt8]? {

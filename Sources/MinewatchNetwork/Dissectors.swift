@@ -329,7 +329,7 @@ public final class FlowInspector: FlowConsumer {
 /// lower-case name; a field given twice keeps its last value. A fixed slot per field instead of a
 /// dictionary: every head on a busy node's rings makes one, and hashing its names was most of
 /// the cost of a head.
-struct HTTPFields: Sendable, Hashable, ExpressibleByDictionaryLiteral {
+struct HTTPFields: Sendable, ExpressibleByDictionaryLiteral {
     // One slot per name of `HTTPParser.fieldsRead`, in its order, stored inline: a head is parsed
     // for every request and response a capture follows, and an array of slots was an allocation
     // (and a release) each.
@@ -462,7 +462,7 @@ struct HTTPParser {
     /// (4 KiB, or cut short by lost bytes) the rest of a body of known length only counts, and
     /// the flow table may pass it by (`pass`). Zero outside a body.
     var bodyLeftToCount: Int {
-        guard bodyHeadGap || bodyHead.count >= 4096 else { return 0 }
+        guard bodyHeadGap || bodyHead.count >= Self.bodySample else { return 0 }
         switch state {
         case .body(let left), .chunkData(let left): return left
         default: return 0
@@ -492,10 +492,13 @@ struct HTTPParser {
         state = .resync
     }
 
-    /// Keeps the body's first bytes (up to 4 KiB, and none after a gap) for its shape.
+    /// How much of a body's start is kept for its shape.
+    static let bodySample = 4096
+
+    /// Keeps the body's first bytes (up to `bodySample`, and none after a gap) for its shape.
     mutating func sampleBody(_ b: UnsafeRawBufferPointer, from i: Int, count n: Int) {
-        guard !bodyHeadGap && bodyHead.count < 4096 else { return }
-        bodyHead += b[i..<(i + min(n, 4096 - bodyHead.count))]
+        guard !bodyHeadGap && bodyHead.count < Self.bodySample else { return }
+        bodyHead += b[i..<(i + min(n, Self.bodySample - bodyHead.count))]
     }
 
     static let requestStarts: [[UInt8]] = ["GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH "].map { Array($0.utf8) }

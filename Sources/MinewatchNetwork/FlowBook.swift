@@ -66,18 +66,18 @@ final class FlowBook {
             guard inspectors[key]?.0 === f else { continue }  // left the table since
             unjudged[key] = f
             guard f.transport == .tcp && f.sawSYN else { continue }
+            let l = label(f)
             if f.closed {
                 openByFlow[key] = nil
-                closedByFlow[key] = captured(f, id: label(f).id)
+                closedByFlow[key] = captured(f, l, id: l.id)
             } else {
-                openByFlow[key] = captured(f, id: 0)
+                openByFlow[key] = captured(f, l, id: 0)
             }
         }
     }
 
-    func captured(_ f: Flow, id: UInt64) -> CapturedFlow {
-        let l = label(f)
-        return CapturedFlow(id: id, client: l.client, clientPort: f.clientPort, server: l.server, serverPort: f.serverPort,
+    func captured(_ f: Flow, _ l: Label, id: UInt64) -> CapturedFlow {
+        CapturedFlow(id: id, client: l.client, clientPort: f.clientPort, server: l.server, serverPort: f.serverPort,
                             clientBytes: UInt64(f.clientBytes), serverBytes: UInt64(f.serverBytes),
                             serverDataPackets: UInt32(truncatingIfNeeded: f.serverDataPackets), first: Date(timeIntervalSince1970: f.first),
                             last: Date(timeIntervalSince1970: f.last))
@@ -135,8 +135,9 @@ final class FlowBook {
     var sessionList: [LiveSession] = []
     var sessionsChanged = false
 
-    /// Whether packets reached a flow since sessions were last judged.
-    var hasUnjudged: Bool { !unjudged.isEmpty }
+    /// Whether `sessions()` may give something new: packets reached a flow since sessions were
+    /// last judged, or a flow with a session left the table.
+    var sessionsStale: Bool { !unjudged.isEmpty || sessionsChanged }
 
     /// How long a flow stays in the table after it ended, in capture time (Suricata's flow
     /// timeouts are the model): a closed connection `Retention.closed` after its last
@@ -167,12 +168,11 @@ final class FlowBook {
     var sweptAt = 0.0
 
     /// Ended flows leave the table (and their inspectors with them), at most every five seconds.
-    /// Returns whether any left.
-    func sweep(now: Double) -> Bool {
-        guard now - sweptAt >= 5 else { return false }
+    func sweep(now: Double) {
+        guard now - sweptAt >= 5 else { return }
         sweptAt = now
         let inspected = inspectors
-        return table.remove(where: { f in Self.ended(f, facts: inspected[ObjectIdentifier(f)]?.1.facts ?? SessionFacts(), now: now) }) > 0
+        table.remove(where: { f in Self.ended(f, facts: inspected[ObjectIdentifier(f)]?.1.facts ?? SessionFacts(), now: now) })
     }
 
     /// A flow's addresses as text and its id as a closed connection, made once per flow.

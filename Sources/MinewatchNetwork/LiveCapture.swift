@@ -162,10 +162,9 @@ public final class LiveCapture: Sendable {
         /// The closed connections last published, and when.
         var flows: [CapturedFlow] = []
         var flowsAt = 0.0
-        /// The sessions last published, when, and whether flows left the table since.
+        /// The sessions last published, and when.
         var published: [LiveSession] = []
         var publishedAt = 0.0
-        var flowsLeft = false
         var packetsSinceFlows = true
         /// When the capture thread last read this ring.
         var visitedAt = 0.0
@@ -414,7 +413,7 @@ public final class LiveCapture: Sendable {
                 // Closed connections are read once a pass: rebuilt at most every second while
                 // packets come, and every five seconds (they age out) when none do.
                 if now - n.flowsAt >= (n.packetsSinceFlows ? 1 : 5) {
-                    if n.book.sweep(now: now) { n.flowsLeft = true }
+                    n.book.sweep(now: now)
                     n.packetsSinceFlows = false
                     n.flows = n.book.closedFlows(now: now)
                     n.flowsAt = now
@@ -428,10 +427,9 @@ public final class LiveCapture: Sendable {
                 // Sessions are judged again at most every half second (the watcher reads them once
                 // a pass), and only the flows packets reached: a busy ring wakes this thread many
                 // times a second, and judging every flow each time was most of the agent's CPU.
-                if (n.book.hasUnjudged || n.flowsLeft) && now - n.publishedAt >= 0.5 {
+                if n.book.sessionsStale && now - n.publishedAt >= 0.5 {
                     n.published = n.book.sessions()
                     n.publishedAt = now
-                    n.flowsLeft = false
                 }
                 published[ns] = (n.published, n.status, n.book.names, n.flows, n.open)
             }

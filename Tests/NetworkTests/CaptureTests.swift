@@ -661,6 +661,17 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         return holder
     }
 
+    /// Binds `fd` to 127.0.0.1 on a port the kernel picks; the address it got.
+    static func bindLoopback(_ fd: Int32) throws -> sockaddr_in {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try #require(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0)
+        try #require(withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } } == 0)
+        return addr
+    }
+
     /// A ring says whether the blocks it read were handed over full (traffic filling it by size,
     /// which the capture thread must not make wait) or on the kernel's timer.
     @Test func fullBlocksAreToldFromTimedOnes() throws {
@@ -673,12 +684,8 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         let sink = mw_socket_in_netns(ns, AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         try #require(sink >= 0)
         defer { close(sink) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try #require(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sink, $0, len) } } == 0)
-        try #require(withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sink, $0, &len) } } == 0)
+        var addr = try Self.bindLoopback(sink)
+        let len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let payload = [UInt8](repeating: 0x42, count: 100)
         func send(_ n: Int) {
             for _ in 0..<n {
@@ -715,13 +722,9 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         let client = mw_socket_in_netns(ns, AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         try #require(listener >= 0 && client >= 0)
         defer { close(listener) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try #require(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } } == 0)
+        var addr = try Self.bindLoopback(listener)
+        let len = socklen_t(MemoryLayout<sockaddr_in>.size)
         try #require(listen(listener, 4) == 0)
-        try #require(withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } } == 0)
         let port = UInt16(bigEndian: addr.sin_port)
         try #require(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, len) } } == 0)
         let server = accept(listener, nil, nil)
