@@ -78,7 +78,7 @@ public final class CgroupReader {
         if let u = usageThisPass[file.path] { return u }
         let u: UInt64?
         if file.v1 {
-            u = text(file.path).flatMap { UInt64($0) }
+            u = files.number(file.path)
         } else if let all = whole(file.path), let stat = all.split(separator: "\n").first, stat.hasPrefix("usage_usec ") {
             statThisPass[file.path] = all
             u = UInt64(stat.dropFirst(11)).map { $0 &* 1000 }
@@ -103,7 +103,7 @@ public final class CgroupReader {
         let now = Date()
         memorySeen.insert(path)
         if let m = memory[path], m.cpu == cpu, now.timeIntervalSince(m.at) < 30 { return m.bytes }
-        let bytes = text(path).flatMap { UInt64($0) }
+        let bytes = files.number(path)
         memory[path] = (cpu, bytes, now)
         return bytes
     }
@@ -117,10 +117,13 @@ public final class CgroupReader {
     static func throttling(_ stat: Substring?) -> (UInt64, UInt64)? {
         guard let stat else { return nil }
         var periods: UInt64?, throttled: UInt64?
-        for line in stat.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard f.count == 2 else { continue }
-            if f[0] == "nr_periods" { periods = UInt64(f[1]) } else if f[0] == "nr_throttled" { throttled = UInt64(f[1]) }
+        for line in stat.split(separator: "\n") where line.hasPrefix("nr_") {
+            if line.hasPrefix("nr_periods ") {
+                periods = UInt64(line.dropFirst(11))
+            } else if line.hasPrefix("nr_throttled ") {
+                throttled = UInt64(line.dropFirst(13))
+            }
+            if periods != nil, throttled != nil { break }
         }
         guard let periods, let throttled else { return nil }
         return (periods, throttled)

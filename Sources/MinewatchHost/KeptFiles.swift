@@ -35,6 +35,15 @@ public final class KeptFiles {
     /// stands for when the path alone does not (a /proc/<pid> file is the process that started
     /// at a given tick, not whichever process has the pid later).
     public func read(_ path: String, key: String? = nil, limit: Int = 16384) -> [UInt8]? {
+        withContents(path, key: key, limit: limit) { Array($0) }
+    }
+
+    /// Reused for every read: most files are a line or a few hundred bytes.
+    var scratch = [UInt8](repeating: 0, count: 4096)
+
+    /// `body` over the file's bytes (see `read`), valid only during the call; nil when the file
+    /// cannot be opened or read.
+    public func withContents<R>(_ path: String, key: String? = nil, limit: Int = 16384, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
         let name = key ?? path
         var fd = fds[name]?.fd ?? -1
         let kept = fd >= 0
@@ -42,12 +51,11 @@ public final class KeptFiles {
             fd = open(path, O_RDONLY | O_CLOEXEC)
             if fd < 0 { return nil }
         }
-        var out = [UInt8](repeating: 0, count: min(limit, 4096))
         var used = 0
         while used < limit {
-            if used == out.count { out += [UInt8](repeating: 0, count: min(limit, out.count * 2) - out.count) }
-            let room = out.count - used
-            let n = out.withUnsafeMutableBytes { b in b.baseAddress.map { pread(fd, $0 + used, room, off_t(used)) } ?? -1 }
+            if used == scratch.count { scratch += [UInt8](repeating: 0, count: min(limit, scratch.count * 2) - scratch.count) }
+            let room = min(scratch.count, limit) - used
+            let n = scratch.withUnsafeMutableBytes { b in b.baseAddress.map { pread(fd, $0 + used, room, off_t(used)) } ?? -1 }
             if n < 0 {
                 close(fd)
                 fds[name] = nil
@@ -66,8 +74,16 @@ public final class KeptFiles {
         } else {
             close(fd)
         }
-        out.removeSubrange(used...)
-        return out
+        return scratch.withUnsafeBufferPointer { b in body(UnsafeBufferPointer(rebasing: b[0..<used])) }
+    }
+
+    /// The decimal number a file holds on its first line (leading spaces allowed: cgroup v1's
+    /// counters), or nil.
+    public func number(_ path: String) -> UInt64? {
+        withContents(path, limit: 64) { b -> UInt64? in
+            let digits = b.drop { $0 == 0x20 }.prefix { $0 != 0x0A }
+            return digits.isEmpty ? nil : UInt64(String(decoding: digits, as: UTF8.self))
+        } ?? nil
     }
 
     /// Ends a pass: closes the files that were not read during it.

@@ -85,20 +85,35 @@ public enum NetParsers {
     /// InSegs + OutSegs; established: CurrEstab) from the two "Tcp:" lines (names, then values)
     /// of /proc/net/snmp.
     public static func tcpCounters(_ b: [UInt8]) -> (connections: UInt64, segments: UInt64, established: UInt64)? {
-        let lines = b.split(separator: 10).filter { $0.starts(with: Array("Tcp:".utf8)) }
-        guard lines.count >= 2 else { return nil }
-        let names = lines[0].split(separator: 32).map { String(decoding: $0, as: UTF8.self) }
-        let values = lines[1].split(separator: 32).map { String(decoding: $0, as: UTF8.self) }
+        // The "Tcp:" header line (field names) and the line of values after it.
+        var lines: [ArraySlice<UInt8>] = []
+        var start = b.startIndex
+        while start < b.endIndex, lines.count < 2 {
+            let end = b[start...].firstIndex(of: 10) ?? b.endIndex
+            if b[start..<end].starts(with: tcpLabel) { lines.append(b[start..<end]) }
+            start = end + 1
+        }
+        guard lines.count == 2 else { return nil }
+        let names = lines[0].split(separator: 32), values = lines[1].split(separator: 32)
         guard names.count == values.count else { return nil }
         var conn: UInt64 = 0, segs: UInt64 = 0, established: UInt64 = 0
         var found = 0
-        for (n, v) in zip(names, values) where ["ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "CurrEstab", "InSegs", "OutSegs"].contains(n) {
-            guard let x = UInt64(v) else { return nil }
-            if n.hasSuffix("Segs") { segs &+= x } else if n == "CurrEstab" { established = x } else { conn &+= x }
+        for (n, v) in zip(names, values) {
+            guard let field = tcpFields.firstIndex(where: { n.elementsEqual($0) }) else { continue }
+            guard let x = UInt64(String(decoding: v, as: UTF8.self)) else { return nil }
+            switch field {
+            case 0...3: conn &+= x
+            case 4: established = x
+            default: segs &+= x
+            }
             found += 1
         }
-        return found == 7 ? (conn, segs, established) : nil
+        return found == tcpFields.count ? (conn, segs, established) : nil
     }
+
+    static let tcpLabel = Array("Tcp:".utf8)
+    /// Opens, failures and resets (connections), CurrEstab, and segments in and out, in that order.
+    static let tcpFields = ["ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "CurrEstab", "InSegs", "OutSegs"].map { Array($0.utf8) }
 
     /// The "inuse" count of a sockstat line ("TCP: inuse 3 orphan 0 tw 1 alloc 5 mem 1"), or nil
     /// when the line or the number is missing.

@@ -186,15 +186,8 @@ public struct ProcfsReader: Sendable {
         var total: UInt64 = 0
         var any = false
         for pid in pids {
-            guard let dir = opendir("\(root)/\(pid)/task") else { continue }
-            defer { closedir(dir) }
-            while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                guard let first = name.utf8.first, first >= 0x30 && first <= 0x39,
-                      let text = read("\(pid)/task/\(name)/schedstat", limit: 128),
-                      let wait = Self.secondNumber(text) else { continue }
+            for name in numberedEntries("\(pid)/task") {
+                guard let text = read("\(pid)/task/\(name)/schedstat", limit: 128), let wait = Self.secondNumber(text) else { continue }
                 total &+= wait
                 any = true
             }
@@ -221,6 +214,21 @@ public struct ProcfsReader: Sendable {
             used += n
         }
         out.removeSubrange(used...)
+        return out
+    }
+
+    /// The entries of a folder whose names are numbers (tasks, file descriptors), listed with
+    /// readdir: Foundation's directory listing cost more than the reads that follow.
+    func numberedEntries(_ rel: String) -> [String] {
+        guard let dir = opendir("\(root)/\(rel)") else { return [] }
+        defer { closedir(dir) }
+        var out: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if let first = name.utf8.first, first >= 0x30 && first <= 0x39 { out.append(name) }
+        }
         return out
     }
 

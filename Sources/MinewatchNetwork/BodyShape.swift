@@ -20,8 +20,9 @@ public enum BodyShape {
         guard let t = type?.lowercased() else { return false }
         if t.hasPrefix("application/octet-stream") { return false }
         return t.hasPrefix("image/") || t.hasPrefix("video/") || t.hasPrefix("audio/")
-            || ["zip", "compressed", "x-protobuf", "snappy", "zstd", "x-tar", "encrypted"].contains { t.containsBytes($0) }
+            || compressedWords.contains { t.containsBytes($0) }
     }
+    static let compressedWords = ["zip", "compressed", "x-protobuf", "snappy", "zstd", "x-tar", "encrypted"]
 
     static func record(size: Int, head: [UInt8], estimated: Bool, headers: HTTPFields, into facts: inout SessionFacts) {
         guard size > 0 else { return }

@@ -20,6 +20,9 @@ public struct ContainerState {
     /// The compute probe looked at it last pass: its CPU demand (run-queue wait) is read, so a
     /// miner on a contended host that gets less than its limit is still judged at it.
     var probed = false
+    /// The detectors looked at it in the last pass and it was still then (see
+    /// `ContainerSnapshot.still`): while it stays still they have seen all there is.
+    var judgedStill = false
     public internal(set) var telemetry: ContainerTelemetry?
     /// Alerts the exceptions silenced here ("exception (detector)"), for telemetry.
     public internal(set) var silenced: [String] = []
@@ -51,13 +54,18 @@ public final class ContainerStore {
     func update(seen ids: [String], now: Date) {
         for id in ids {
             if states[id] == nil { states[id] = ContainerState(id: id, now: now) } else { states[id]?.lastSeen = now }
+            seenAt[id] = now
         }
-        for (id, s) in states where now.timeIntervalSince(s.lastSeen) > evictAfter {
+        // Through `seenAt`: walking `states` copies every container's state.
+        for (id, at) in seenAt where now.timeIntervalSince(at) > evictAfter {
             states[id] = nil
+            seenAt[id] = nil
             evicted += 1
             onEvict?(id)
         }
     }
+    /// When each container was last seen (its state's `lastSeen`).
+    var seenAt: [String: Date] = [:]
 
     public subscript(id: String) -> ContainerState? { states[id] }
 

@@ -97,10 +97,16 @@ public protocol ContainerDetector {
     /// What it sees in the container that is not an alert on its own, as of its last pass
     /// (telemetry). None by default.
     func traits(_ state: State) -> [Trait]
+    /// Whether it has nothing left to do for the container but wait for a change: no work put
+    /// off to a later pass (an executable not readable yet, a memory read the pass's budget left
+    /// for later). A container that stays still (`ContainerSnapshot.still`) is not given to the
+    /// detectors again while all of them are settled. True by default.
+    func settled(_ state: State) -> Bool
 }
 
 extension ContainerDetector {
     public func traits(_ state: State) -> [Trait] { [] }
+    public func settled(_ state: State) -> Bool { true }
 }
 
 /// A detector bound to its typed field of each container's `DetectorStates`, as the pipeline
@@ -109,6 +115,7 @@ struct RegisteredDetector {
     let id: DetectorID
     let run: (ContainerPass, inout ContainerState, DetectionContext) -> Verdict?
     let traits: (ContainerState) -> [Trait]
+    let settled: (ContainerState) -> Bool
 
     init<D: ContainerDetector>(_ d: D, state field: WritableKeyPath<DetectorStates, D.State?>) {
         id = d.id
@@ -120,5 +127,6 @@ struct RegisteredDetector {
             return d.inspect(pass, state: &s, context: context)
         }
         traits = { container in container.detectors[keyPath: field].map(d.traits) ?? [] }
+        settled = { container in container.detectors[keyPath: field].map(d.settled) ?? true }
     }
 }

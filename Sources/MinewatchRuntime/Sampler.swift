@@ -56,6 +56,12 @@ public struct ContainerSnapshot: Sendable {
     public var shortConnections: [CapturedFlow] = []
     /// Names its /etc/hosts gives addresses (`--add-host`, pinned names): address -> names.
     public var hostNames: [String: [String]] = [:]
+    /// Nothing of the container ran since the last pass and it holds no TCP connection: no task
+    /// of its cgroup used a nanosecond of CPU, its processes are the last pass's, its interface
+    /// counters were not read again (see `HostSampler.idleCountersEvery`), and the capture has
+    /// no ring, session, name or closed connection of its namespace. Such a pass tells the
+    /// detectors nothing new but the time (see `Watcher.poll`).
+    public var still = false
 
     /// The process that stands for the container (its first one with a network namespace).
     public var mainPid: Int32 { (processes.first { $0.sample.netns != nil } ?? processes.first)?.sample.pid ?? 0 }
@@ -225,7 +231,8 @@ public final class HostSampler {
 
     /// Per container: socket owners at a namespace activity value, and the upper directory.
     struct ContainerCache {
-        var owners: (activity: UInt64, owners: [UInt64: Int32], pids: [Int32])?
+        /// Also the inodes of the namespace's sockets when the fds were read.
+        var owners: (activity: UInt64, owners: [UInt64: Int32], pids: [Int32], inodes: Set<UInt64>)?
         var upperDir: String??
         var hosts: (mtime: Int, names: [String: [String]])?
         var hostsCheckedAt: Date?
@@ -343,6 +350,7 @@ public final class HostSampler {
             }
             if runQueueFor.contains(id) { snap.runQueueWaitNanos = proc.runQueueWait(procs.map(\.sample.pid)) }
             network(&snap, id: id, procs: procs.map(\.sample), seen: &nsSeen)
+            if snap.still, procs.contains(where: \.isNew) { snap.still = false }
             var cache = containers[id] ?? ContainerCache()
             if cache.upperDir == nil, let pid = procs.first?.sample.pid {
                 cache.upperDir = .some(proc.mountinfo(pid).flatMap(ProcParsers.overlayUpperDir))
@@ -397,6 +405,7 @@ public final class HostSampler {
         var cache = namespaces[ns] ?? NamespaceCache()
         let connectionsKnown = cache.sockets.map { $0.list.contains { $0.proto == .tcp && !$0.isListening } } ?? true
         let counters: NetCounters?
+        var countersKept = false
         if !host, !connectionsKnown, let last = cache.counters, snap.time.timeIntervalSince(last.at) < Self.idleCountersEvery,
            !first.cgroupPaths.isEmpty, cgroups.idleSinceLastPass(paths: first.cgroupPaths) {
             // Nothing of the container ran since the last pass and its namespace holds no TCP
@@ -405,6 +414,7 @@ public final class HostSampler {
             // counted when they are next read. On a dense node this was a read of net/dev for
             // every idle container every pass.
             counters = last.value
+            countersKept = true
         } else {
             counters = proc.netCounters(first.pid, startTicks: first.startTicks, files: netFiles)
             if let counters { cache.counters = (counters, snap.time) }
@@ -445,7 +455,8 @@ public final class HostSampler {
                   case let limit = ringed(ns) ? Self.capturedDumpEvery : Self.shortConnectionDumpEvery,
                   let known = knownConnections(cached, established: established, pid: first.pid, ns: ns),
                   known.complete || (ringed(ns) && !cache.deferredDump && age < limit),
-                  age < limit || accounted(known.list, udp: cached.list.count { $0.proto == .udp }, pid: first.pid, startTicks: first.startTicks) {
+                  case let counted = age < limit || accounted(known.list, udp: cached.list.count { $0.proto == .udp }, pid: first.pid, startTicks: first.startTicks),
+                  counted || !cache.deferredDump {
             // Connections opened (and maybe closed) since the last dump: the sockets the last dump
             // listed, asked for again by id, plus those the capture saw open since, asked for by
             // their addresses, are exactly as many as the namespace has established (an API
@@ -456,8 +467,10 @@ public final class HostSampler {
             // then with all it moved (a new socket's counters count from its start). The host's
             // TCP table is walked again at least every `shortConnectionDumpEvery`, or
             // `capturedDumpEvery` with a ring, unless the sockets known are all the kernel counts
-            // (`accountedDumpEvery`).
-            cache.deferredDump = !known.complete
+            // (`accountedDumpEvery`); when they are not, the walk too waits a pass (a connection
+            // closing or opening while sockstat and sock_diag are read apart makes them differ
+            // for a moment: an API client's namespace walked the table about once a minute).
+            cache.deferredDump = !known.complete || !counted
             all = known.list + cached.list.filter { $0.proto != .tcp }
             cache.sockets = (activity, connections, established, cached.dumped, all)
         } else {
@@ -474,9 +487,19 @@ public final class HostSampler {
         let pids = procs.map(\.pid)
         if let activity, let cached = ccache.owners, cached.activity == activity, cached.pids == pids {
             owners = cached.owners
+            snap.still = countersKept && !all.contains { $0.proto == .tcp && !$0.isListening }
+        } else if let activity, let cached = ccache.owners, cached.pids == pids, !cached.owners.isEmpty,
+                  all.allSatisfy({ cached.inodes.contains($0.inode) }) {
+            // Traffic moved, but the namespace has no socket it did not have when the fds were
+            // read, and the processes are the same: who holds which socket is as read then (a
+            // socket passed to another process of the container keeps the old owner until a new
+            // socket or a process change has the fds read again). A busy server's fd table was
+            // read every pass for the same answer.
+            owners = cached.owners
+            ccache.owners = (activity, owners, pids, cached.inodes)
         } else {
             for p in procs { for inode in proc.socketInodes(p.pid) { owners[inode] = p.pid } }
-            if let activity { ccache.owners = (activity, owners, pids) }
+            if let activity { ccache.owners = (activity, owners, pids, Set(all.map(\.inode))) }
         }
         containers[id] = ccache
         // Sockets its processes hold; when fds cannot be read (not root), the whole namespace
@@ -569,6 +592,8 @@ public final class HostSampler {
             snaps[i].sessions = capture.sessions(ns)
             snaps[i].capture = capture.status(ns)
             snaps[i].dnsQuestions = capture.names(ns)
+            if snaps[i].still, !snaps[i].sessions.isEmpty || snaps[i].capture != nil || !snaps[i].dnsQuestions.isEmpty
+                || !snaps[i].shortConnections.isEmpty { snaps[i].still = false }
         }
     }
 }

@@ -66,6 +66,7 @@ public final class Watcher {
         let gone = old.subtracting(detectors.ids)
         for id in store.states.keys {
             store.modify(id) { s in
+                s.judgedStill = false
                 for g in gone { s.detectors.reset(g) }
                 s.detectors.apply(settings)
             }
@@ -76,7 +77,7 @@ public final class Watcher {
     /// ones silenced is judged again.
     public func replaceExceptions(_ rules: [ExceptionRule]) {
         exceptions.replace(with: rules)
-        for id in store.states.keys { store.modify(id) { $0.silencedKeys = []; $0.silenced = [] } }
+        for id in store.states.keys { store.modify(id) { $0.silencedKeys = []; $0.silenced = []; $0.judgedStill = false } }
     }
 
     public var detectorIDs: [DetectorID] { detectors.ids }
@@ -119,11 +120,11 @@ public final class Watcher {
 
     /// Latest telemetry of every container in the store (containers gone stay for a few passes).
     public var telemetry: [String: ContainerTelemetry] { store.states.compactMapValues(\.telemetry) }
-    /// Telemetry of the containers seen in the last pass only, by id.
-    public var currentTelemetry: [ContainerTelemetry] {
-        let last = sampler.lastPassTime
-        return store.states.values.filter { $0.lastSeen == last }.compactMap(\.telemetry).sorted { $0.container.id < $1.container.id }
-    }
+    /// Telemetry of the containers seen in the last pass only, by id (made once a pass: sinks,
+    /// metrics and the dashboard each read it).
+    public private(set) var currentTelemetry: [ContainerTelemetry] = []
+    /// Containers whose run-queue wait the next pass reads (their CPU may be judged).
+    var runQueueNext: Set<String> = []
     /// Processes of each container in the last pass (for responses).
     public private(set) var processes: [String: [ProcessSample]] = [:]
     public private(set) var passes = 0
@@ -131,9 +132,15 @@ public final class Watcher {
     /// One pass: new alerts (one per container per detector, ever).
     public func poll() -> [Alert] {
         // Run-queue wait is read only for containers whose CPU may be judged (they have evidence).
-        let judged = Set(store.states.values.filter { detectors.needsRunQueue(alerted: $0.alerted) || $0.probed }.map(\.id))
-        let host = sampler.sample(runQueueFor: judged)
+        let host = sampler.sample(runQueueFor: runQueueNext)
         store.update(seen: host.containers.map(\.ref.id), now: host.time)
+        var current: [ContainerTelemetry] = []
+        current.reserveCapacity(host.containers.count)
+        runQueueNext = []
+        defer {
+            // The sampler gives containers in id order.
+            currentTelemetry = current
+        }
         var out: [Alert] = []
         var silencedNow: [(alert: Alert, exception: String)] = []
         var procs: [String: [ProcessSample]] = [:]
@@ -141,6 +148,22 @@ public final class Watcher {
             procs[snap.ref.id] = snap.processes.map(\.sample)
             store.modify(snap.ref.id) { state in
                 var pass = derive(snap, &state)
+                // A container that stayed still since a pass whose detectors saw it still: they
+                // would be given what they saw then, a pass later. Only its telemetry's time,
+                // CPU and traffic move (on a dense node most containers sleep, and judging each
+                // of them every pass was most of the watcher's work). It is judged again when it
+                // runs, opens a connection, the capture sees its namespace, or its interface
+                // counters are read again (at least every `HostSampler.idleCountersEvery`).
+                defer {
+                    if let t = state.telemetry { current.append(t) }
+                    if detectors.needsRunQueue(alerted: state.alerted) || state.probed { runQueueNext.insert(state.id) }
+                }
+                if snap.still, state.judgedStill, var t = state.telemetry {
+                    measure(pass, into: &t)
+                    state.telemetry = t
+                    state.probed = false
+                    return
+                }
                 if let probe, !state.alerted.contains(.cpuMiner), let cores = pass.cpuCores,
                    cores >= Self.probeShare * (snap.cgroup?.cpuLimitCores ?? hostCores) {
                     pass.compute = probe.probe(snap, now: host.time)
@@ -167,6 +190,7 @@ public final class Watcher {
                     if a.severity >= .medium { state.alertedAtMedium.insert(d.id) }
                     out.append(a)
                 }
+                state.judgedStill = snap.still && detectors.registered.allSatisfy { $0.settled(state) }
                 state.telemetry = telemetry(pass, previous: state.telemetry)
                 state.telemetry?.silenced = state.silenced.isEmpty ? nil : state.silenced
                 let traits = detectors.registered.flatMap { $0.traits(state) }
@@ -216,12 +240,7 @@ public final class Watcher {
         if t.container.name == nil && t.container.k8s == nil, let d = (describeCached ?? alerts.describe)?(snap.ref.id) {
             t.container = Alert.Container(id: snap.ref.id, runtime: snap.ref.runtime.rawValue, metadata: d)
         }
-        t.time = pass.now
         t.processes = snap.processes.count
-        t.cpuCores = pass.cpuCores
-        t.cpuLimitCores = snap.cgroup?.cpuLimitCores
-        t.cpuShare = pass.cpuCores.map { $0 / (snap.cgroup?.cpuLimitCores ?? hostCores) }
-        t.memoryBytes = snap.cgroup?.memoryBytes
         t.hostNetwork = snap.hostNetwork
         t.listeningPorts = snap.listenPorts.sorted()
         let connected = snap.sockets.filter { $0.isEstablished }
@@ -232,6 +251,19 @@ public final class Watcher {
         t.connections = (connected + udp).prefix(16).map {
             "\($0.proto.rawValue) \(Endpoint.text($0.remoteAddress, $0.remotePort)) \($0.proto == .udp ? "out" : (snap.listenPorts.contains($0.localPort) ? "in" : "out"))"
         }
+        measure(pass, into: &t)
+        return t
+    }
+
+    /// The parts of a telemetry record every pass changes: time, CPU, memory, traffic rates and
+    /// the capture ring's counts.
+    func measure(_ pass: ContainerPass, into t: inout ContainerTelemetry) {
+        let snap = pass.snapshot
+        t.time = pass.now
+        t.cpuCores = pass.cpuCores
+        t.cpuLimitCores = snap.cgroup?.cpuLimitCores
+        t.cpuShare = pass.cpuCores.map { $0 / (snap.cgroup?.cpuLimitCores ?? hostCores) }
+        t.memoryBytes = snap.cgroup?.memoryBytes
         if let iv = pass.traffic {
             let sec = iv.seconds
             t.rxBytesPerSecond = iv.ifRx.map { $0 / sec }
@@ -246,7 +278,6 @@ public final class Watcher {
         t.capturePackets = snap.capture?.packets
         t.captureDrops = snap.capture?.drops
         t.captureRingBytes = snap.capture.map(\.ringBytes)
-        return t
     }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 import MinewatchCore
 import MinewatchModel
 import MinewatchHost
-import MinewatchRuntime
+@testable import MinewatchRuntime
 import MinewatchSignatures
 import Testing
 import TestSupport
@@ -282,5 +282,160 @@ struct FakeProc {
         try usage(5001)
         clock.date += 2
         #expect(rxPackets() == 15)
+    }
+}
+
+/// A container none of whose tasks ran since the last pass, with no TCP connection, is "still":
+/// its detectors saw it once so, and are not given it again until it moves; its telemetry still
+/// moves every pass.
+@Suite struct StillContainerTests {
+    /// One idle container of one process in its own namespace (no connection), at 5000 µs of CPU.
+    struct Fixture {
+        let proc: FakeProc, cg: TempDir, id: String, path: String
+        let clock = StepClock(Date(timeIntervalSince1970: 1_900_000_000))
+        init(_ tag: String, pid: Int32, netns: Int, exe: [UInt8] = Samples.elf(["plain"]), exeLink: String? = nil) throws {
+            (proc, cg, id, path) = try IdleCgroupTests.container(String(repeating: tag, count: 16))
+            try usage(5000)
+            try proc.add(pid: pid, comm: "sleep", cgroup: path, cmdline: ["sleep", "3600"], exe: exe, netns: netns, exeLink: exeLink)
+            try SocketDumpTests.counters(proc, pid: pid, rx: 10, tx: 3, opens: 0, established: 0)
+        }
+        func usage(_ usec: Int) throws { try IdleCgroupTests.usage(cg, path, usec) }
+        func cleanup() { proc.dir.cleanup(); cg.cleanup() }
+        func watcher() -> Watcher {
+            Watcher(rules: WatcherTests.rules, proc: ProcfsReader(root: proc.root), cgroups: CgroupReader(root: cg.path), clock: clock, sockets: nil)
+        }
+    }
+
+    @Test func stillIsIdleUnchangedAndUnconnected() throws {
+        let f = try Fixture("5711", pid: 4400, netns: 4026535101)
+        defer { f.cleanup() }
+        let (proc, cg, id, path, clock) = (f.proc, f.cg, f.id, f.path, f.clock)
+        let usage = f.usage
+        let sampler = HostSampler(proc: ProcfsReader(root: proc.root), cgroups: CgroupReader(root: cg.path), clock: clock, sockets: nil)
+        func still() -> Bool? { sampler.sample().containers.first { $0.ref.id == id }?.still }
+        #expect(still() == false, "the first pass: nothing to compare with")
+        clock.date += 2
+        #expect(still() == true)
+        clock.date += 2
+        #expect(still() == true)
+        // It ran: not still.
+        try usage(5001)
+        clock.date += 2
+        #expect(still() == false)
+        clock.date += 2
+        #expect(still() == true)
+        // Its interface counters are read again 30 s after the last read: that pass is not still.
+        clock.date += 30
+        #expect(still() == false)
+        clock.date += 2
+        #expect(still() == true)
+        // A second process (a new pid, `exec` into the container): new, so not still.
+        try proc.add(pid: 4401, comm: "sh", cgroup: path, cmdline: ["sh"], exe: Samples.elf(["plain"]), netns: 4026535101)
+        clock.date += 2
+        #expect(still() == false)
+        clock.date += 2
+        #expect(still() == true)
+        // A TCP connection (the namespace's counters moved, a socket listed): not still while it is open.
+        _ = try proc.dir.file("proc/4400/net/tcp", Array("""
+              sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+               0: 0200000A:A000 0100000A:0050 01 00000000:00000000 00:00000000 00000000     0        0 77001 1 0 0 10 0
+
+            """.utf8))
+        try SocketDumpTests.counters(proc, pid: 4400, rx: 20, tx: 13, opens: 1, established: 1)
+        try usage(5002)
+        clock.date += 2
+        #expect(still() == false)
+        clock.date += 2
+        #expect(still() == false, "idle, but it holds a connection the kernel may still be moving bytes over")
+    }
+
+    @Test func watcherJudgesAStillContainerOnceAndKeepsItsTelemetryMoving() throws {
+        let f = try Fixture("5712", pid: 4500, netns: 4026535201)
+        defer { f.cleanup() }
+        let (id, clock, w) = (f.id, f.clock, f.watcher())
+        func pass() -> (judgedStill: Bool?, time: Date?) {
+            _ = w.poll()
+            return (w.store[id]?.judgedStill, w.currentTelemetry.first { $0.container.id == id }?.time)
+        }
+        #expect(pass().judgedStill == false)
+        clock.date += 2
+        let judged = pass()
+        #expect(judged.judgedStill == true, "still, and every detector settled")
+        #expect(judged.time == clock.date)
+        clock.date += 2
+        let rested = pass()
+        #expect(rested.judgedStill == true)
+        #expect(rested.time == clock.date, "telemetry moves on a pass the detectors skip")
+        #expect(w.currentTelemetry.first { $0.container.id == id }?.cpuCores == 0)
+        // It ran: judged, and not still.
+        try f.usage(9000)
+        clock.date += 2
+        #expect(pass().judgedStill == false)
+        // New rules or settings: judged again even while still.
+        clock.date += 2
+        #expect(pass().judgedStill == true)
+        w.settings = DetectorSettings()
+        #expect(w.store[id]?.judgedStill == false)
+    }
+
+    @Test func aDetectorWithWorkPutOffKeepsAStillContainerJudged() throws {
+        // Its executable cannot be read yet (the link points nowhere): the process detector
+        // tries again every pass, still or not.
+        let f = try Fixture("5713", pid: 4600, netns: 4026535301, exe: [], exeLink: "/nonexistent/worker")
+        defer { f.cleanup() }
+        let (id, clock, w) = (f.id, f.clock, f.watcher())
+        for _ in 0..<3 {
+            _ = w.poll()
+            clock.date += 2
+        }
+        #expect(w.store[id] != nil)
+        #expect(w.store[id]?.judgedStill == false)
+    }
+}
+
+/// Which process holds which socket is read from the fds when the namespace has a socket it did
+/// not have when they were last read, or the processes changed; traffic alone is no reason.
+@Suite struct SocketOwnerTests {
+    @Test func fdsAreReadForNewSocketsOnly() throws {
+        let (proc, cg, id, path) = try IdleCgroupTests.container(String(repeating: "50c4", count: 16))
+        defer { proc.dir.cleanup(); cg.cleanup() }
+        try IdleCgroupTests.usage(cg, path, 5000)
+        try proc.add(pid: 4700, comm: "server", cgroup: path, cmdline: ["server"], exe: Samples.elf(["plain"]), netns: 4026535401)
+        try proc.add(pid: 4701, comm: "worker", cgroup: path, cmdline: ["worker"], exe: Samples.elf(["plain"]), netns: 4026535401)
+        func tcp(_ inodes: [Int]) throws {
+            let lines = inodes.enumerated().map { i, inode in
+                "   \(i): 0200000A:\(String(format: "%04X", 40000 + i)) 0100000A:0050 01 00000000:00000000 00:00000000 00000000     0        0 \(inode) 1 0 0 10 0"
+            }
+            let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" + lines.joined(separator: "\n") + "\n"
+            _ = try proc.dir.file("proc/4700/net/tcp", Array(text.utf8))
+        }
+        func hold(_ pid: Int32, fd: Int, inode: Int) throws {
+            try FileManager.default.createDirectory(atPath: "\(proc.root)/\(pid)/fd", withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(atPath: "\(proc.root)/\(pid)/fd/\(fd)")
+            try FileManager.default.createSymbolicLink(atPath: "\(proc.root)/\(pid)/fd/\(fd)", withDestinationPath: "socket:[\(inode)]")
+        }
+        try tcp([81001])
+        try hold(4700, fd: 3, inode: 81001)
+        var packets = 10
+        func pass(opens: Int, cpu: Int) throws -> [UInt64: Int32]? {
+            packets += 10
+            try SocketDumpTests.counters(proc, pid: 4700, packets: packets, opens: opens, established: opens)
+            try IdleCgroupTests.usage(cg, path, cpu)
+            return sampler.sample().containers.first { $0.ref.id == id }?.owners
+        }
+        let clock = StepClock(Date(timeIntervalSince1970: 1_900_000_000))
+        let sampler = HostSampler(proc: ProcfsReader(root: proc.root), cgroups: CgroupReader(root: cg.path), clock: clock, sockets: nil)
+        #expect(try pass(opens: 1, cpu: 5001) == [81001: 4700])
+        // Traffic over the same socket; the fd table says another process holds it now (passed
+        // over a Unix socket): not read again, the owner stands.
+        try FileManager.default.removeItem(atPath: "\(proc.root)/4700/fd/3")
+        try hold(4701, fd: 3, inode: 81001)
+        clock.date += 2
+        #expect(try pass(opens: 1, cpu: 5002) == [81001: 4700])
+        // A new socket in the namespace: the fds are read again.
+        try tcp([81001, 81002])
+        try hold(4700, fd: 4, inode: 81002)
+        clock.date += 2
+        #expect(try pass(opens: 2, cpu: 5003) == [81001: 4701, 81002: 4700])
     }
 }

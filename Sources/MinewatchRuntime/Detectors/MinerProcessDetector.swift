@@ -170,6 +170,11 @@ public final class MinerProcessDetector: ContainerDetector {
 
     public func makeState() -> State { State() }
 
+    /// No executable left to read and no memory read put off for want of budget.
+    public func settled(_ state: State) -> Bool {
+        state.pending.isEmpty && state.memoryWanted.allSatisfy { state.memoryRead[$0] != nil }
+    }
+
     /// Findings for one process, at or above medium, in miner categories; nil when its
     /// executable could not be read.
     public func inspect(_ o: ProcessObservation) -> [Finding]? {
