@@ -42,34 +42,35 @@ public final class CgroupReader {
     /// CPU time read this pass (nanoseconds, or nil when unreadable) by usage file, and the value
     /// each read at the pass before.
     var usageThisPass: [String: UInt64?] = [:]
-    var usageLastPass: [String: UInt64] = [:]
+    var usageLastPass: [String: UInt64?] = [:]
     /// cgroup v2's cpu.stat as read this pass (it also holds the throttling counts).
     var statThisPass: [String: Substring] = [:]
 
     /// Closes the files of cgroups not read since the last call and forgets their memory.
     public func endPass() {
         files.sweep()
-        memory = memory.filter { memorySeen.contains($0.key) }
+        if memory.count > memorySeen.count { memory = memory.filter { memorySeen.contains($0.key) } }
         memorySeen.removeAll(keepingCapacity: true)
-        usageLastPass = usageThisPass.compactMapValues { $0 }
+        // The two passes' tables change places (no table made again each pass).
+        swap(&usageLastPass, &usageThisPass)
         usageThisPass.removeAll(keepingCapacity: true)
         statThisPass.removeAll(keepingCapacity: true)
     }
 
     /// Usage files by cgroup (its v1 cpuacct or v2 path), made once: asked for every process
     /// and container each pass.
-    var usageFiles: [String: (path: String, v1: Bool)] = [:]
+    var usageFiles: [Bool: [String: String]] = [:]
 
     /// The file holding the CPU time of the cgroup `paths` names (v1 cpuacct, else v2).
     func usageFile(_ paths: [String: String]) -> (path: String, v1: Bool)? {
         let v1 = paths["cpuacct"] ?? paths["cpu"]
         guard let p = v1 ?? paths[""] else { return nil }
-        let key = v1 == nil ? "2" + p : "1" + p
-        if let f = usageFiles[key] { return f }
-        let f = v1 == nil ? ("\(v2Base)\(p)/cpu.stat", false) : ("\(root)/cpuacct\(p)/cpuacct.usage", true)
-        if usageFiles.count >= 100_000 { usageFiles.removeAll() }
-        usageFiles[key] = f
-        return f
+        let isV1 = v1 != nil
+        if let f = usageFiles[isV1]?[p] { return (f, isV1) }
+        let f = isV1 ? "\(root)/cpuacct\(p)/cpuacct.usage" : "\(v2Base)\(p)/cpu.stat"
+        if usageFiles[isV1, default: [:]].count >= 100_000 { usageFiles[isV1] = [:] }
+        usageFiles[isV1, default: [:]][p] = f
+        return (f, isV1)
     }
 
     /// CPU time in nanoseconds of a cgroup, read once a pass (a second call in the same pass
@@ -94,7 +95,7 @@ public final class CgroupReader {
     /// rename itself or change its memory map without running, so a process of such a cgroup is
     /// as the last pass saw it. False when either read failed or there was no last pass.
     public func idleSinceLastPass(paths: [String: String]) -> Bool {
-        guard let file = usageFile(paths), let last = usageLastPass[file.path], let now = usage(file) else { return false }
+        guard let file = usageFile(paths), let last = usageLastPass[file.path] ?? nil, let now = usage(file) else { return false }
         return now == last
     }
 
@@ -150,17 +151,34 @@ public final class CgroupReader {
         return v
     }
 
+    /// A v1 cgroup's files besides its CPU time, by its cpu and memory paths: made once, as
+    /// they are asked for every container every pass.
+    struct V1Files {
+        let limitKey: String, quota: String, period: String, stat: String, memory: String?
+    }
+    var v1Files: [String: V1Files] = [:]
+
+    func v1Files(cpu: String, memory: String?) -> V1Files {
+        let key = memory.map { cpu + "\u{0}" + $0 } ?? cpu
+        if let f = v1Files[key] { return f }
+        let f = V1Files(limitKey: "v1:\(cpu)", quota: "\(root)/cpu\(cpu)/cpu.cfs_quota_us", period: "\(root)/cpu\(cpu)/cpu.cfs_period_us",
+                        stat: "\(root)/cpu\(cpu)/cpu.stat", memory: memory.map { "\(root)/memory\($0)/memory.usage_in_bytes" })
+        if v1Files.count >= 100_000 { v1Files.removeAll() }
+        v1Files[key] = f
+        return f
+    }
+
     /// `paths` is the controller -> path map of one of the container's processes.
     public func stats(paths: [String: String]) -> CgroupStats? {
         if let p = paths["cpuacct"] ?? paths["cpu"], let file = usageFile(paths), let usage = usage(file) {
-            let cpuPath = paths["cpu"] ?? p
-            let limit = self.limit("v1:\(cpuPath)") {
-                guard let q = text("\(root)/cpu\(cpuPath)/cpu.cfs_quota_us").flatMap({ Int64($0) }), q > 0,
-                      let period = text("\(root)/cpu\(cpuPath)/cpu.cfs_period_us").flatMap({ Int64($0) }), period > 0 else { return nil }
+            let f = v1Files(cpu: paths["cpu"] ?? p, memory: paths["memory"])
+            let limit = self.limit(f.limitKey) {
+                guard let q = text(f.quota).flatMap({ Int64($0) }), q > 0,
+                      let period = text(f.period).flatMap({ Int64($0) }), period > 0 else { return nil }
                 return Double(q) / Double(period)
             }
-            let mem = paths["memory"].flatMap { memoryBytes("\(root)/memory\($0)/memory.usage_in_bytes", cpu: usage) }
-            let t = limit == nil ? nil : Self.throttling(whole("\(root)/cpu\(cpuPath)/cpu.stat"))
+            let mem = f.memory.flatMap { memoryBytes($0, cpu: usage) }
+            let t = limit == nil ? nil : Self.throttling(whole(f.stat))
             return CgroupStats(cpuNanos: usage, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
         }
         if let p = paths[""] {

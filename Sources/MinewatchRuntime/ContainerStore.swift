@@ -53,7 +53,7 @@ public final class ContainerStore {
     /// Marks the containers seen in a pass (creating new states) and drops those gone.
     func update(seen ids: [String], now: Date) {
         for id in ids {
-            if states[id] == nil { states[id] = ContainerState(id: id, now: now) } else { states[id]?.lastSeen = now }
+            if let i = states.index(forKey: id) { states.values[i].lastSeen = now } else { states[id] = ContainerState(id: id, now: now) }
             seenAt[id] = now
         }
         // Through `seenAt`: walking `states` copies every container's state.

@@ -332,8 +332,9 @@ public final class HostSampler {
             if let k = previous[s.pid], k.startTicks == s.startTicks, s.cpuTicks >= k.cpuTicks, let t = previousTime, now > t {
                 p.cpuCores = Double(s.cpuTicks - k.cpuTicks) / ticksPerSecond / now.timeIntervalSince(t)
             }
-            keys.insert(p.key)
-            if !knownKeys.contains(p.key) {
+            let key = p.key
+            keys.insert(key)
+            if !knownKeys.contains(key) {
                 p.isNew = true
                 if !environmentKeys.isEmpty { p.environment = proc.environment(s.pid, keep: environmentKeys) }
             }
@@ -584,7 +585,14 @@ public final class HostSampler {
             if let ns = snaps[i].netns { members[ns, default: []].append(i) }
         }
         for (ns, list) in members {
-            let given = shortConnections(capture.flows(ns), of: list.map { snaps[$0] }, ns: ns)
+            let flows = capture.flows(ns)
+            if flows.isEmpty, list.allSatisfy({ snaps[$0].sockets.isEmpty }),
+               namespaces[ns].map({ $0.socketKeysSeen.isEmpty && $0.emitted.isEmpty }) ?? true {
+                // No closed connection to give and no socket to remember (an idle namespace).
+                namespaces[ns]?.lastMatched = now
+                continue
+            }
+            let given = shortConnections(flows, of: list.map { snaps[$0] }, ns: ns)
             for (k, i) in list.enumerated() { snaps[i].shortConnections = given[k] }
         }
         for i in snaps.indices where !snaps[i].hostNetwork {
