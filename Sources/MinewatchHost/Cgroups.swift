@@ -95,7 +95,10 @@ public final class CgroupReader {
     /// rename itself or change its memory map without running, so a process of such a cgroup is
     /// as the last pass saw it. False when either read failed or there was no last pass.
     public func idleSinceLastPass(paths: [String: String]) -> Bool {
-        guard let file = usageFile(paths), let last = usageLastPass[file.path] ?? nil, let now = usage(file) else { return false }
+        guard let file = usageFile(paths) else { return false }
+        // Read this pass whatever the last one had, so the next pass can compare.
+        let now = usage(file)
+        guard let last = usageLastPass[file.path] ?? nil, let now else { return false }
         return now == last
     }
 

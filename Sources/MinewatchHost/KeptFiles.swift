@@ -41,8 +41,9 @@ public final class KeptFiles {
     /// Reused for every read: most files are a line or a few hundred bytes.
     var scratch = [UInt8](repeating: 0, count: 4096)
 
-    /// `body` over the file's bytes (see `read`), valid only during the call; nil when the file
-    /// cannot be opened or read.
+    /// `body` over the file's bytes (see `read`), valid only during the call (the buffer is this
+    /// reader's: `body` must not read through it again); nil when the file cannot be opened or
+    /// read.
     public func withContents<R>(_ path: String, key: String? = nil, limit: Int = 16384, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
         let name = key ?? path
         var fd = fds[name]?.fd ?? -1

@@ -351,7 +351,15 @@ public final class HostSampler {
             }
             if runQueueFor.contains(id) { snap.runQueueWaitNanos = proc.runQueueWait(procs.map(\.sample.pid)) }
             network(&snap, id: id, procs: procs.map(\.sample), seen: &nsSeen)
-            if snap.still, procs.contains(where: \.isNew) { snap.still = false }
+            // Still only when every process's cgroup stood still (a container's processes may sit
+            // in several: systemd's scopes and services), and none is new. Each cgroup's CPU time
+            // is read every pass (once: it is kept for the pass), so the next pass can compare.
+            var allIdle = true
+            for p in procs {
+                let idle = !p.sample.cgroupPaths.isEmpty && cgroups.idleSinceLastPass(paths: p.sample.cgroupPaths)
+                if p.isNew || !idle { allIdle = false }
+            }
+            if !allIdle { snap.still = false }
             var cache = containers[id] ?? ContainerCache()
             if cache.upperDir == nil, let pid = procs.first?.sample.pid {
                 cache.upperDir = .some(proc.mountinfo(pid).flatMap(ProcParsers.overlayUpperDir))
@@ -438,10 +446,12 @@ public final class HostSampler {
         }
         let now = snap.time
         var all: [SocketEntry]
-        if let activity, let cached = cache.sockets, cached.activity == activity {
+        if let activity, let cached = cache.sockets, cached.activity == activity, !cache.deferredDump {
             // No TCP segment moved (loopback included) and no connection opened since the last
             // read: its sockets and their counters are as they were, so the socket dump (which
-            // walks the host's whole TCP table) is skipped. Idle containers cost no dump.
+            // walks the host's whole TCP table) is skipped. Idle containers cost no dump. Not
+            // when a walk was put off at the last pass: it is due whether or not TCP moved (a
+            // new listener or UDP socket moves no TCP counter).
             all = cached.list
         } else if !firstInPass, let cached = cache.sockets {
             all = cached.list  // another container of the same namespace (a pod) read it this pass

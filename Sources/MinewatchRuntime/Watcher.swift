@@ -159,6 +159,7 @@ public final class Watcher {
                     if detectors.needsRunQueue(alerted: state.alerted) || state.probed { runQueueNext.insert(state.id) }
                 }
                 if snap.still, state.judgedStill, var t = state.telemetry {
+                    describe(&t, snap)
                     measure(pass, into: &t)
                     state.telemetry = t
                     state.probed = false
@@ -169,9 +170,11 @@ public final class Watcher {
                     pass.compute = probe.probe(snap, now: host.time)
                 }
                 state.probed = pass.compute != nil
+                var concluded = false
                 for d in detectors.registered {
                     let context = DetectionContext(now: host.time, alerted: state.alerted, alertedAtMedium: state.alertedAtMedium)
                     guard let v = d.run(pass, &state, context).map(resolved), !state.alerted.contains(d.id) else { continue }
+                    concluded = true
                     let a = alerts.alert(v, detector: d.id, container: snap.ref, now: host.time)
                     // A silenced verdict does not use up the detector: the next one that the
                     // exception does not cover (another destination, another process) is alerted.
@@ -190,7 +193,9 @@ public final class Watcher {
                     if a.severity >= .medium { state.alertedAtMedium.insert(d.id) }
                     out.append(a)
                 }
-                state.judgedStill = snap.still && detectors.registered.allSatisfy { $0.settled(state) }
+                // A pass with a verdict (alerted or silenced) is not the last: a detector that ran
+                // before the one that alerted has not seen that alert yet.
+                state.judgedStill = snap.still && !concluded && detectors.registered.allSatisfy { $0.settled(state) }
                 state.telemetry = telemetry(pass, previous: state.telemetry)
                 state.telemetry?.silenced = state.silenced.isEmpty ? nil : state.silenced
                 let traits = detectors.registered.flatMap { $0.traits(state) }
@@ -237,9 +242,7 @@ public final class Watcher {
         var t = previous ?? ContainerTelemetry(
             time: pass.now, container: .init(id: snap.ref.id, name: nil, image: nil, runtime: snap.ref.runtime.rawValue), processes: 0,
             outboundConnections: 0, inboundConnections: 0, listeningPorts: [], connections: [], hostNetwork: false)
-        if t.container.name == nil && t.container.k8s == nil, let d = (describeCached ?? alerts.describe)?(snap.ref.id) {
-            t.container = Alert.Container(id: snap.ref.id, runtime: snap.ref.runtime.rawValue, metadata: d)
-        }
+        describe(&t, snap)
         t.processes = snap.processes.count
         t.hostNetwork = snap.hostNetwork
         t.listeningPorts = snap.listenPorts.sorted()
@@ -253,6 +256,13 @@ public final class Watcher {
         }
         measure(pass, into: &t)
         return t
+    }
+
+    /// The container's name, image and Kubernetes identity, until known.
+    func describe(_ t: inout ContainerTelemetry, _ snap: ContainerSnapshot) {
+        if t.container.name == nil && t.container.k8s == nil, let d = (describeCached ?? alerts.describe)?(snap.ref.id) {
+            t.container = Alert.Container(id: snap.ref.id, runtime: snap.ref.runtime.rawValue, metadata: d)
+        }
     }
 
     /// The parts of a telemetry record every pass changes: time, CPU, memory, traffic rates and

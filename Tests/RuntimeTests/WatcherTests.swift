@@ -349,6 +349,27 @@ struct FakeProc {
         #expect(still() == false, "idle, but it holds a connection the kernel may still be moving bytes over")
     }
 
+    /// A container whose processes sit in two cgroups (systemd's scopes and services) is still
+    /// only when both stood still.
+    @Test func everyCgroupOfTheContainerMustStandStill() throws {
+        let f = try Fixture("5714", pid: 4450, netns: 4026535151)
+        defer { f.cleanup() }
+        let service = f.path + "/system.slice/work.service"
+        try f.proc.add(pid: 4451, comm: "work", cgroup: service, cmdline: ["work"], exe: Samples.elf(["plain"]), netns: 4026535151)
+        try IdleCgroupTests.usage(f.cg, service, 100)
+        let sampler = HostSampler(proc: ProcfsReader(root: f.proc.root), cgroups: CgroupReader(root: f.cg.path), clock: f.clock, sockets: nil)
+        func still() -> Bool? { sampler.sample().containers.first { $0.ref.id == f.id }?.still }
+        #expect(still() == false)
+        f.clock.date += 2
+        #expect(still() == true)
+        // The service ran; the first process's cgroup did not.
+        try IdleCgroupTests.usage(f.cg, service, 200)
+        f.clock.date += 2
+        #expect(still() == false)
+        f.clock.date += 2
+        #expect(still() == true)
+    }
+
     @Test func watcherJudgesAStillContainerOnceAndKeepsItsTelemetryMoving() throws {
         let f = try Fixture("5712", pid: 4500, netns: 4026535201)
         defer { f.cleanup() }

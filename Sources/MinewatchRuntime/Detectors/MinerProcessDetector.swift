@@ -170,9 +170,10 @@ public final class MinerProcessDetector: ContainerDetector {
 
     public func makeState() -> State { State() }
 
-    /// No executable left to read and no memory read put off for want of budget.
+    /// No executable left to read and no memory read put off for want of budget (none is
+    /// wanted when memory scanning is off).
     public func settled(_ state: State) -> Bool {
-        state.pending.isEmpty && state.memoryWanted.allSatisfy { state.memoryRead[$0] != nil }
+        state.pending.isEmpty && (memory == nil || state.memoryWanted.allSatisfy { state.memoryRead[$0] != nil })
     }
 
     /// Findings for one process, at or above medium, in miner categories; nil when its
