@@ -59,18 +59,21 @@ public final class CgroupReader {
 
     /// Usage files by cgroup (its v1 cpuacct or v2 path), made once: asked for every process
     /// and container each pass.
-    var usageFiles: [Bool: [String: String]] = [:]
+    var usageFiles: [UsageKey: String] = [:]
+    struct UsageKey: Hashable {
+        let v1: Bool, path: String
+    }
 
     /// The file holding the CPU time of the cgroup `paths` names (v1 cpuacct, else v2).
     func usageFile(_ paths: [String: String]) -> (path: String, v1: Bool)? {
         let v1 = paths["cpuacct"] ?? paths["cpu"]
         guard let p = v1 ?? paths[""] else { return nil }
-        let isV1 = v1 != nil
-        if let f = usageFiles[isV1]?[p] { return (f, isV1) }
-        let f = isV1 ? "\(root)/cpuacct\(p)/cpuacct.usage" : "\(v2Base)\(p)/cpu.stat"
-        if usageFiles[isV1, default: [:]].count >= 100_000 { usageFiles[isV1] = [:] }
-        usageFiles[isV1, default: [:]][p] = f
-        return (f, isV1)
+        let key = UsageKey(v1: v1 != nil, path: p)
+        if let f = usageFiles[key] { return (f, key.v1) }
+        let f = key.v1 ? "\(root)/cpuacct\(p)/cpuacct.usage" : "\(v2Base)\(p)/cpu.stat"
+        if usageFiles.count >= 100_000 { usageFiles.removeAll() }
+        usageFiles[key] = f
+        return (f, key.v1)
     }
 
     /// CPU time in nanoseconds of a cgroup, read once a pass (a second call in the same pass
@@ -159,10 +162,13 @@ public final class CgroupReader {
     struct V1Files {
         let limitKey: String, quota: String, period: String, stat: String, memory: String?
     }
-    var v1Files: [String: V1Files] = [:]
+    var v1Files: [V1Key: V1Files] = [:]
+    struct V1Key: Hashable {
+        let cpu: String, memory: String?
+    }
 
     func v1Files(cpu: String, memory: String?) -> V1Files {
-        let key = memory.map { cpu + "\u{0}" + $0 } ?? cpu
+        let key = V1Key(cpu: cpu, memory: memory)
         if let f = v1Files[key] { return f }
         let f = V1Files(limitKey: "v1:\(cpu)", quota: "\(root)/cpu\(cpu)/cpu.cfs_quota_us", period: "\(root)/cpu\(cpu)/cpu.cfs_period_us",
                         stat: "\(root)/cpu\(cpu)/cpu.stat", memory: memory.map { "\(root)/memory\($0)/memory.usage_in_bytes" })

@@ -232,8 +232,9 @@ public struct ProcfsReader: Sendable {
         return out
     }
 
-    func link(_ rel: String) -> String? {
-        var buf = [CChar](repeating: 0, count: 4096)
+    /// Where a symbolic link points, at most `size - 1` bytes of it (a longer target is cut short).
+    func link(_ rel: String, size: Int = 4096) -> String? {
+        var buf = [CChar](repeating: 0, count: size)
         let n = readlink("\(root)/\(rel)", &buf, buf.count - 1)
         if n < 0 { return nil }
         return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)

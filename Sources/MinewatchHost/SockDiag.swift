@@ -244,16 +244,11 @@ extension ProcfsReader {
     /// traffic can be attributed to the process and its container even in a shared namespace.
     public func socketInodes(_ pid: Int32) -> Set<UInt64> {
         var out: Set<UInt64> = []
-        var buf = [UInt8](repeating: 0, count: 64)
-        let prefix = Array("socket:[".utf8)
         for n in numberedEntries("\(pid)/fd") {
-            // "socket:[N]" fits; a longer link (a file path) is cut short, and is not a socket.
-            let len = buf.withUnsafeMutableBytes { b in
-                b.baseAddress.map { readlink("\(root)/\(pid)/fd/\(n)", $0.assumingMemoryBound(to: CChar.self), b.count) } ?? -1
-            }
-            guard len > prefix.count + 1, len < buf.count, buf[0..<prefix.count].elementsEqual(prefix), buf[len - 1] == UInt8(ascii: "]"),
-                  let v = UInt64(String(decoding: buf[prefix.count..<(len - 1)], as: UTF8.self)) else { continue }
-            out.insert(v)
+            // "socket:[N]" fits in 64 bytes; a longer target (a file's path) is cut short and is
+            // not a socket.
+            guard let l = link("\(pid)/fd/\(n)", size: 64), l.hasPrefix("socket:["), l.hasSuffix("]") else { continue }
+            if let v = UInt64(l.dropFirst(8).dropLast()) { out.insert(v) }
         }
         return out
     }

@@ -9,7 +9,6 @@ import MinewatchModel
 public struct ContainerState {
     public let id: String
     public let firstSeen: Date
-    public internal(set) var lastSeen: Date
     public internal(set) var alerted: Set<DetectorID> = []
     /// Detectors whose alert was medium or above.
     public internal(set) var alertedAtMedium: Set<DetectorID> = []
@@ -34,7 +33,6 @@ public struct ContainerState {
     init(id: String, now: Date) {
         self.id = id
         firstSeen = now
-        lastSeen = now
     }
 }
 
@@ -53,10 +51,11 @@ public final class ContainerStore {
     /// Marks the containers seen in a pass (creating new states) and drops those gone.
     func update(seen ids: [String], now: Date) {
         for id in ids {
-            if let i = states.index(forKey: id) { states.values[i].lastSeen = now } else { states[id] = ContainerState(id: id, now: now) }
+            if states.index(forKey: id) == nil { states[id] = ContainerState(id: id, now: now) }
             seenAt[id] = now
         }
-        // Through `seenAt`: walking `states` copies every container's state.
+        // Through `seenAt`, kept apart from the states: walking `states` copies every
+        // container's state.
         for (id, at) in seenAt where now.timeIntervalSince(at) > evictAfter {
             states[id] = nil
             seenAt[id] = nil
@@ -64,8 +63,8 @@ public final class ContainerStore {
             onEvict?(id)
         }
     }
-    /// When each container was last seen (its state's `lastSeen`).
-    var seenAt: [String: Date] = [:]
+    /// When each container was last seen.
+    public private(set) var seenAt: [String: Date] = [:]
 
     public subscript(id: String) -> ContainerState? { states[id] }
 

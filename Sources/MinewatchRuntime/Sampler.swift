@@ -537,10 +537,18 @@ public final class HostSampler {
     /// under the socket's inode (so the traffic meter counts only what it moved after that
     /// pass); one no pass saw goes to the namespace's container when it has only one (in a pod
     /// whose containers share the namespace, whose it was is unknown, and it counts for none).
-    func shortConnections(_ flows: [CapturedFlow], of snaps: [ContainerSnapshot], ns: UInt64) -> [[CapturedFlow]] {
+    /// `members`: the indices in `all` of the namespace's containers; one list for each.
+    func shortConnections(_ flows: [CapturedFlow], of all: [ContainerSnapshot], members: [Int], ns: UInt64) -> [[CapturedFlow]] {
+        let now = members.first.map { all[$0].time } ?? Date()
+        if flows.isEmpty, members.allSatisfy({ all[$0].sockets.isEmpty }),
+           namespaces[ns].map({ $0.socketKeysSeen.isEmpty && $0.emitted.isEmpty }) ?? true {
+            // An idle namespace: no closed connection to give, no socket to remember or forget.
+            namespaces[ns]?.lastMatched = now
+            return [[CapturedFlow]](repeating: [], count: members.count)
+        }
+        let snaps = members.map { all[$0] }
         var cache = namespaces[ns] ?? NamespaceCache()
         let previous = cache.lastMatched, seen = cache.socketKeysSeen
-        let now = snaps.first?.time ?? Date()
         // Every socket of the namespace's containers, with its connection key and its container.
         let sockets = snaps.flatMap { snap in
             snap.sockets.map { s in (key: CapturedFlow.key(localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort), socket: s, snap: snap) }
@@ -595,14 +603,7 @@ public final class HostSampler {
             if let ns = snaps[i].netns { members[ns, default: []].append(i) }
         }
         for (ns, list) in members {
-            let flows = capture.flows(ns)
-            if flows.isEmpty, list.allSatisfy({ snaps[$0].sockets.isEmpty }),
-               namespaces[ns].map({ $0.socketKeysSeen.isEmpty && $0.emitted.isEmpty }) ?? true {
-                // No closed connection to give and no socket to remember (an idle namespace).
-                namespaces[ns]?.lastMatched = now
-                continue
-            }
-            let given = shortConnections(flows, of: list.map { snaps[$0] }, ns: ns)
+            let given = shortConnections(capture.flows(ns), of: snaps, members: list, ns: ns)
             for (k, i) in list.enumerated() { snaps[i].shortConnections = given[k] }
         }
         for i in snaps.indices where !snaps[i].hostNetwork {
