@@ -6,11 +6,14 @@ import TestSupport
 /// (Debian 13's build) mining over TLS on 443 to the workload pool on a test network
 /// (198.18.1.160/27), rebranded (every "xmrig" renamed), packed by this repository's own packer
 /// (decrypted into anonymous memory and run by its own loader), launched from a memfd, and the
-/// plain build throttled to a quarter core. Each is named XMRig or RandomX, high or critical:
+/// plain build throttled to a quarter core; and a packed one whose loader sleeps before it
+/// unpacks, with no pool (so never busy), named when it unpacks. Each is named XMRig or RandomX, high or critical:
 /// by the algorithm constants in its file or its memory, and by RandomX's run-time signature
 /// (rounding modes, memory shape) with CPU at its limit. Honest CPU-bound containers (compression,
 /// a numeric job over 256 MiB of random doubles, a C build) at their limit stay quiet.
 @Suite(.serialized) struct DisguisedMinerWatchTests {
+    static let sleeperDelay = 8
+
     @Test func disguisedXMRigNamedWithinSecondsHonestCPUQuiet() throws {
         try Podman.require()
         try UPXTools.require()
@@ -31,6 +34,7 @@ import TestSupport
         let packer = try Packer.build(in: lab.dir)
         try Packer.pack(packer, rebranded, to: files + "/svc-helper")
         try Packer.pack(packer, rebranded, to: files + "/launcher", memfd: true)
+        try Packer.pack(packer, rebranded, to: files + "/late-helper", delay: Self.sleeperDelay)
         // What attackers ship: the pool and settings in a config file, nothing telling on the command line.
         _ = try lab.dir.file("miners/app.json", Array("""
             {"autosave": false, "background": false, "colors": false, "donate-level": 0, "print-time": 60,
@@ -43,10 +47,11 @@ import TestSupport
                           ["stratum-pool", "--listen", "198.18.1.162:443", "--tls-cert", "/certs/cert.pem", "--tls-key", "/certs/key.pem",
                            "--job-every", "5", "--target", "028f5c28", "--duration", "80"])
         // The workload program (the pool, the honest jobs) carries miner strings of its own: only
-        // the algorithm rules (and the verdicts) judge files here, as no string rule could.
+        // the algorithm rules (and the verdicts) judge files here, as no string rule could; the
+        // image-integrity rules name a packed file, which has its memory read from its start.
         let bundled = fixturePath("../../Sources/MinewatchSignatures/Rules")
-        let rules = ["--no-bundled-rules", "--rules", fixturePath("behaviour-only-rules.yaml"), "--rules", bundled + "/15-algorithm-constants.yaml",
-                     "--rules", bundled + "/80-verdicts.yaml"]
+        let rules = ["--no-bundled-rules", "--rules", fixturePath("behaviour-only-rules.yaml"), "--rules", bundled + "/05-image-integrity.yaml",
+                     "--rules", bundled + "/15-algorithm-constants.yaml", "--rules", bundled + "/80-verdicts.yaml"]
         let (w, out) = try lab.watch("watch", seconds: 50, ["--interval", "1s", "--no-capture"] + rules)
         defer { w.stop() }
         usleep(2_500_000)
@@ -57,6 +62,10 @@ import TestSupport
         for (role, exe, cpus) in miners {
             ids[role] = try lab.container(role, options: ["--cpus", cpus, "-v", "\(files):/m:ro"], command: [xmrigTag, exe, "-c", "/m/app.json"])
         }
+        // A loader that sleeps before it unpacks, with no pool to mine for (so never hot): its
+        // memory holds nothing at its first look; named when it unpacks, not when it mines.
+        let sleeper = try lab.container("sleeper", network: "none", options: ["--cpus", "0.5", "-v", "\(files):/m:ro"],
+                                        command: [xmrigTag, "/m/late-helper", "-c", "/m/app.json"])
         var honest: [String: String] = [:]
         honest["compress"] = try lab.start("compress", network: "none", options: ["--cpus", "0.5"], ["compress", "--duration", "45"])
         honest["numeric"] = try lab.start("numeric", network: "none", options: ["--cpus", "0.5"], ["numeric", "--duration", "45"])
@@ -83,6 +92,19 @@ import TestSupport
             #expect(after.map { $0 <= 12 } == true, "\(role) not named XMRig/RandomX high or critical within 12 s of its start: \(report.last ?? "")")
             // The run-time signature needs no file: RandomX named by the CPU detector too.
             #expect(mine.contains { $0["detector"] as? String == "cpu-miner" && $0["family"] as? String == "randomx" }, "\(role): \(report.last ?? "")")
+        }
+        if let started = Podman.startedAt(sleeper) {
+            let named = alerts.filter { a in
+                (a["container"] as? [String: Any])?["id"] as? String == sleeper && a["detector"] as? String == "miner-process"
+                    && a["severity"] as? String == "critical" && a["family"] as? String == "xmrig"
+            }
+            let first = named.compactMap { ($0["detectedAt"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) } }.min()
+            let after = first.map { $0.timeIntervalSince(started) }
+            report.append("sleeper (\(Self.sleeperDelay) s): first named after \(after.map { String(format: "%.1f s", $0) } ?? "never")")
+            #expect(after.map { $0 >= Double(Self.sleeperDelay) - 1 && $0 <= Double(Self.sleeperDelay) + 12 } == true,
+                    "a loader that unpacks \(Self.sleeperDelay) s after its start is named within 12 s of unpacking: \(report.last ?? "")")
+        } else {
+            Issue.record("sleeper did not start")
         }
         if let id = ids["packed"] {
             let fromMemory = alerts.first { ($0["container"] as? [String: Any])?["id"] as? String == id && $0["detector"] as? String == "miner-process" }

@@ -60,6 +60,27 @@ import MinewatchModel
         // the 256 MiB cache, not [vdso].
         #expect(picked.map(\.start) == [0x7f0200000000, 0x55f2d5675000, 0x55f2d534f000, 0x7f0000400000, 0x7f0000000000])
     }
+
+    /// A packed process's memory is read at its first look, again when its address space changed
+    /// since a cold read (the loader unpacked after a sleep), a bounded number of times, and once
+    /// when it burns CPU; a process whose file gave no reason only when it burns CPU.
+    @Test func memoryIsReadAgainWhenALoaderUnpacksLate() {
+        typealias D = MinerProcessDetector
+        let cold = D.MemoryRead(hot: false, vsize: 2 << 20, coldReads: 1)
+        #expect(D.readMemory(wanted: true, hot: false, vsize: 2 << 20, last: nil))
+        #expect(!D.readMemory(wanted: false, hot: false, vsize: 2 << 20, last: nil))
+        #expect(D.readMemory(wanted: false, hot: true, vsize: 2 << 20, last: nil))
+        // Asleep, as it was: not read again; unpacked (its address space grew): read again.
+        #expect(!D.readMemory(wanted: true, hot: false, vsize: 2 << 20, last: cold))
+        #expect(D.readMemory(wanted: true, hot: false, vsize: 150 << 20, last: cold))
+        #expect(!D.readMemory(wanted: false, hot: false, vsize: 150 << 20, last: cold))
+        // At most `coldReads` cold reads, whatever its address space does; then only when hot.
+        let spent = D.MemoryRead(hot: false, vsize: 2 << 20, coldReads: D.coldReads)
+        #expect(!D.readMemory(wanted: true, hot: false, vsize: 150 << 20, last: spent))
+        #expect(D.readMemory(wanted: true, hot: true, vsize: 150 << 20, last: spent))
+        // Read while hot: done.
+        #expect(!D.readMemory(wanted: true, hot: true, vsize: 300 << 20, last: D.MemoryRead(hot: true, vsize: 2 << 20, coldReads: 1)))
+    }
 }
 
 /// Which threads the FPU sampler stops: the hottest since the last probe. On a host whose pid_max

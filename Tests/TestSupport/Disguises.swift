@@ -66,9 +66,10 @@ public enum Packer {
         return out
     }
 
-    /// Packs `input` into `output` with the packer at `packer`.
-    public static func pack(_ packer: String, _ input: String, to output: String, memfd: Bool = false) throws {
-        let r = try run([packer, "pack"] + (memfd ? ["--memfd"] : []) + [input, output])
+    /// Packs `input` into `output` with the packer at `packer`; `delay`: the loader sleeps that
+    /// many seconds before it reads and unpacks anything.
+    public static func pack(_ packer: String, _ input: String, to output: String, memfd: Bool = false, delay: Int = 0) throws {
+        let r = try run([packer, "pack"] + (memfd ? ["--memfd"] : []) + (delay > 0 ? ["--delay", String(delay)] : []) + [input, output])
         if r.status != 0 { throw PodmanError(message: "mw-packer pack: \(r.err)") }
     }
 }

@@ -157,9 +157,23 @@ public final class MinerProcessDetector: ContainerDetector {
         var pending: Set<String> = []
         /// Processes whose memory is to be read (their file gave a reason), by key.
         var memoryWanted: Set<String> = []
-        /// Processes whose memory was read, by key: true once read while burning CPU.
-        var memoryRead: [String: Bool] = [:]
+        /// Processes whose memory was read, by key.
+        var memoryRead: [String: MemoryRead] = [:]
     }
+
+    /// What was read of a process's memory.
+    struct MemoryRead {
+        /// Read while it burned CPU: not read again.
+        var hot: Bool
+        /// Its address space's size at the last read, and how many reads it had while cold.
+        var vsize: UInt64
+        var coldReads: Int
+    }
+
+    /// Reads of a wanted process while it is cold: again when its address space grew or shrank
+    /// since the last (a loader maps what it unpacks into, a program it started allocates), so a
+    /// read that came before the unpacking is not the last word until the program burns CPU.
+    public static let coldReads = 4
 
     public init(rules: CompiledRules, procRoot: String = "/proc", times: ProcessTimes, memoryScan: Bool = true) {
         scanner = ExecutableScanner(rules: rules, procRoot: procRoot)
@@ -230,9 +244,9 @@ public final class MinerProcessDetector: ContainerDetector {
             let hot = cores >= min(Self.hotCores, Self.hotShare * limit)
             guard let memory, memory.hasBudget else { continue }
             let read = state.memoryRead[p.key]
-            guard (state.memoryWanted.contains(p.key) && read == nil) || (hot && read != true) else { continue }
+            guard Self.readMemory(wanted: state.memoryWanted.contains(p.key), hot: hot, vsize: s.vsize, last: read) else { continue }
             guard let found = memory.findings(for: s) else { continue }
-            state.memoryRead[p.key] = hot
+            state.memoryRead[p.key] = MemoryRead(hot: hot, vsize: s.vsize, coldReads: (read?.coldReads ?? 0) + (hot ? 0 : 1))
             let miner = found.filter { $0.category != "miner-algorithm" && $0.severity >= .medium }
             if !miner.isEmpty { return verdict(miner, s) }
             // Proof-of-work code alone is a node's or a wallet's too: a miner when it burns CPU.
@@ -243,6 +257,15 @@ public final class MinerProcessDetector: ContainerDetector {
             }
         }
         return nil
+    }
+
+    /// Whether to read a process's memory this pass: a wanted one when never read, or when its
+    /// address space changed since a cold read (at most `coldReads` times); any once it is hot.
+    static func readMemory(wanted: Bool, hot: Bool, vsize: UInt64, last: MemoryRead?) -> Bool {
+        guard let last else { return wanted || hot }
+        if last.hot { return false }
+        if hot { return true }
+        return wanted && last.vsize != vsize && last.coldReads < coldReads
     }
 
     func verdict(_ findings: [Finding], _ s: ProcessSample, cores: Double? = nil) -> Verdict? {

@@ -2,12 +2,15 @@
  * mw-packer: a small packer of this repository's own, for tests. It stands for the packers
  * attackers use instead of UPX (any packer: the code must run unpacked in memory).
  *
- *   mw-packer pack [--memfd] IN OUT   OUT = this program + IN encrypted + a trailer
+ *   mw-packer pack [--memfd] [--delay S] IN OUT
+ *                                     OUT = this program + IN encrypted + a trailer
  *   OUT ARGS...                       decrypts IN into memory and runs it with ARGS:
  *                                     by default with a loader of its own (the ELF's segments and
  *                                     its interpreter mapped into anonymous memory, then a jump to
  *                                     the interpreter: no file, no memfd, /proc/self/exe stays OUT);
- *                                     with --memfd through memfd_create + fexecve (a fileless launch).
+ *                                     with --memfd through memfd_create + fexecve (a fileless launch);
+ *                                     with --delay, after sleeping S seconds with nothing unpacked
+ *                                     (droppers wait out a sandbox's or a scanner's first look).
  *
  * The payload is XORed with an xorshift64* key stream: the file holds none of IN's bytes, so no
  * string, constant or packer signature of IN is in OUT. x86-64 Linux, ELF64 payloads.
@@ -29,7 +32,7 @@
 
 #define MAGIC "MWPACKv1"
 struct trailer { char magic[8]; uint64_t size; uint64_t seed; uint64_t flags; };
-enum { FLAG_MEMFD = 1 };
+enum { FLAG_MEMFD = 1, DELAY_SHIFT = 8 };
 
 static void die(const char *what) { fprintf(stderr, "mw-packer: %s: %s\n", what, strerror(errno)); exit(70); }
 static void fail(const char *what) { fprintf(stderr, "mw-packer: %s\n", what); exit(70); }
@@ -61,7 +64,7 @@ static uint8_t *slurp(const char *path, uint64_t *len) {
   return b;
 }
 
-static int pack(int memfd, const char *in, const char *out) {
+static int pack(int memfd, unsigned delay, const char *in, const char *out) {
   uint64_t self_len, in_len;
   uint8_t *self = slurp("/proc/self/exe", &self_len);
   uint8_t *payload = slurp(in, &in_len);
@@ -69,7 +72,7 @@ static int pack(int memfd, const char *in, const char *out) {
   memcpy(t.magic, MAGIC, 8);
   t.size = in_len;
   t.seed = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ 0x5bd1e995ull;
-  t.flags = memfd ? FLAG_MEMFD : 0;
+  t.flags = (memfd ? FLAG_MEMFD : 0) | ((uint64_t)(delay & 0xffff) << DELAY_SHIFT);
   keystream_xor(payload, in_len, t.seed);
   int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
   if (fd < 0) die(out);
@@ -179,10 +182,25 @@ static void run_in_memory(const uint8_t *img, uint64_t len, int argc, char **arg
   __builtin_unreachable();
 }
 
+/* The trailer alone, read from the end of the file: a delayed loader holds nothing else until it wakes. */
+static int read_trailer(struct trailer *t) {
+  int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  off_t end = lseek(fd, 0, SEEK_END);
+  int ok = end > (off_t)sizeof *t && pread(fd, t, sizeof *t, end - (off_t)sizeof *t) == (ssize_t)sizeof *t &&
+           memcmp(t->magic, MAGIC, 8) == 0;
+  close(fd);
+  return ok;
+}
+
 int main(int argc, char **argv, char **envp) {
+  struct trailer t;
+  if (read_trailer(&t) && (t.flags >> DELAY_SHIFT) != 0) {
+    struct timespec d = { (time_t)((t.flags >> DELAY_SHIFT) & 0xffff), 0 };
+    while (nanosleep(&d, &d) != 0 && errno == EINTR) {}
+  }
   uint64_t self_len;
   uint8_t *self = slurp("/proc/self/exe", &self_len);
-  struct trailer t;
   if (self_len > sizeof t) memcpy(&t, self + self_len - sizeof t, sizeof t);
   if (self_len > sizeof t && memcmp(t.magic, MAGIC, 8) == 0 && t.size <= self_len - sizeof t) {
     uint8_t *payload = self + self_len - sizeof t - t.size;
@@ -202,10 +220,23 @@ int main(int argc, char **argv, char **envp) {
     run_in_memory(payload, t.size, argc, argv, envp);
   }
   if (argc >= 4 && strcmp(argv[1], "pack") == 0) {
-    int memfd = strcmp(argv[2], "--memfd") == 0;
-    if (memfd && argc < 5) fail("usage: mw-packer pack [--memfd] IN OUT");
-    return pack(memfd, argv[2 + memfd], argv[3 + memfd]);
+    int memfd = 0, i = 2;
+    unsigned delay = 0;
+    for (; i < argc - 2; i++) {
+      if (strcmp(argv[i], "--memfd") == 0) {
+        memfd = 1;
+      } else if (strcmp(argv[i], "--delay") == 0 && i + 1 < argc - 2) {
+        char *end;
+        unsigned long v = strtoul(argv[++i], &end, 10);
+        if (*end != 0 || v > 0xffff) fail("--delay: seconds from 0 to 65535");
+        delay = (unsigned)v;
+      } else {
+        break;
+      }
+    }
+    if (argc - i != 2) fail("usage: mw-packer pack [--memfd] [--delay S] IN OUT");
+    return pack(memfd, delay, argv[i], argv[i + 1]);
   }
-  fprintf(stderr, "usage: mw-packer pack [--memfd] IN OUT\n");
+  fprintf(stderr, "usage: mw-packer pack [--memfd] [--delay S] IN OUT\n");
   return 64;
 }
