@@ -113,8 +113,16 @@ import TestSupport
         for round in 0..<3 {
             let watch = try BackgroundProcess([minewatchBinary(), "watch", "--interval", "100ms", "--output", "/dev/null", "--telemetry", "--no-capture",
                                                "--history", history], label: "crash-watch")
-            // Let it write for a while (a batch every pass), then kill it without warning.
-            usleep(UInt32(2_500_000 + round * 700_000))
+            // Let it write for a while (a batch every pass), then kill it without warning. It must
+            // have written first: on a loaded machine a debug build's start-up (rules compiled,
+            // the first pass) can take longer than any fixed wait.
+            let wrote = watch.wait(seconds: 60) {
+                guard FileManager.default.fileExists(atPath: history) else { return false }
+                let r = try? TestSupport.run(["sqlite3", history, "SELECT COUNT(*) FROM samples;"])
+                return r.flatMap { Int(String(decoding: $0.out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) }.map { $0 > lastSamples } ?? false
+            }
+            #expect(wrote, "round \(round): no samples written within 60 s")
+            usleep(UInt32(300_000 + round * 350_000))
             kill(watch.process.processIdentifier, SIGKILL)
             watch.process.waitUntilExit()
             let check = try TestSupport.run(["sqlite3", history, "PRAGMA integrity_check; SELECT COUNT(*) FROM samples;"])
