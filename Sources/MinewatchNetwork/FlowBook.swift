@@ -9,9 +9,15 @@ import MinewatchPackets
 /// packets reached since the last look (`absorb`), never by walking the whole table: a busy
 /// server's table holds thousands of connections, most of them done, and walking them all at
 /// every look was a tenth of the agent on a node of 500 containers.
+///
+/// A connection the namespace accepted from another host (`Flow.accepted`) is counted, listed
+/// open and closed, but not inspected: every detector reads only the sessions a container opened
+/// (a container serving its own users is not what they judge), and on a node of API clients and
+/// their servers, each exchange was parsed at both ends.
 final class FlowBook {
     let table: FlowTable
-    var inspectors: [ObjectIdentifier: (Flow, FlowInspector)] = [:]
+    /// Every flow in the table, with its inspector (none for one the namespace accepted).
+    var inspectors: [ObjectIdentifier: (Flow, FlowInspector?)] = [:]
     let heartbeat: HeartbeatThresholds
     /// DNS questions the namespace asked, most recent last (at most `maxNames`).
     var names: [String] = []
@@ -34,6 +40,11 @@ final class FlowBook {
         table = FlowTable(maxFlows: maxFlows, maxPendingPerDirection: 64 * 1024)
         table.tracksTouched = true
         table.onNew = { [unowned self] flow in
+            self.flowsOpened = true
+            guard !flow.accepted else {
+                self.inspectors[ObjectIdentifier(flow)] = (flow, nil)
+                return
+            }
             let i = FlowInspector(flow: flow, maxParsedPerDirection: cap) { [unowned self] m in
                 guard !m.isResponse else { return }
                 for q in m.questions {
@@ -44,7 +55,6 @@ final class FlowBook {
             }
             flow.consumer = i
             self.inspectors[ObjectIdentifier(flow)] = (flow, i)
-            self.flowsOpened = true
         }
         table.onEvict = { [unowned self] flow in
             let key = ObjectIdentifier(flow)
@@ -109,7 +119,7 @@ final class FlowBook {
     /// again.
     func sessions() -> [LiveSession] {
         for (key, f) in unjudged {
-            guard let (_, i) = inspectors[key] else { continue }
+            guard let (_, inspector) = inspectors[key], let i = inspector else { continue }
             var facts = i.facts
             facts.judgeTiming(of: f, heartbeat: heartbeat, jobPushes: JobPushThresholds())
             if facts.carriesEvidence {
@@ -172,7 +182,7 @@ final class FlowBook {
         guard now - sweptAt >= 5 else { return }
         sweptAt = now
         let inspected = inspectors
-        table.remove(where: { f in Self.ended(f, facts: inspected[ObjectIdentifier(f)]?.1.facts ?? SessionFacts(), now: now) })
+        table.remove(where: { f in Self.ended(f, facts: inspected[ObjectIdentifier(f)]?.1?.facts ?? SessionFacts(), now: now) })
     }
 
     /// A flow's addresses as text and its id as a closed connection, made once per flow.

@@ -275,7 +275,7 @@ public final class LiveCapture: Sendable {
     func drain(_ n: Namespace, countDrops: Bool = true) -> (packets: Int, drops: Int) {
         let got = n.ring.drain { info, bytes in
             guard let p = PacketDecoder.decode(linkType: info.linkType, bytes, originalLength: info.originalLength) else { return }
-            n.book.table.add(p, bytes: bytes, time: info.time)
+            n.book.table.add(p, bytes: bytes, time: info.time, received: info.received)
         }
         let dropped = got > 0 || countDrops ? n.ring.drops() : 0
         n.status.packets += got

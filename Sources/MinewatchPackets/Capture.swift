@@ -14,7 +14,11 @@ public struct PacketInfo: Sendable, Hashable {
     public var originalLength: Int
     /// Offset of the packet's record in the capture file.
     public var fileOffset: Int64
-    public init(time: Double, linkType: UInt16, capturedLength: Int, originalLength: Int, fileOffset: Int64) {
+    /// A live ring's packet that came in from another host on a network interface (not
+    /// loopback, not sent from here); false when unknown (capture files).
+    public var received: Bool
+    public init(time: Double, linkType: UInt16, capturedLength: Int, originalLength: Int, fileOffset: Int64, received: Bool = false) {
+        self.received = received
         self.time = time
         self.linkType = linkType
         self.capturedLength = capturedLength

@@ -51,6 +51,9 @@ public final class Flow {
     public var serverDataPackets = 0
     /// Saw the opening SYN (so client/server are known, not guessed).
     public var sawSYN = false
+    /// Its opening SYN came in from another host (`PacketInfo.received`): a connection the
+    /// captured side accepted, as a server.
+    public var accepted = false
     public var closed = false
     /// Stream bytes skipped because they were never captured or could not be ordered.
     public var gaps = 0
@@ -199,7 +202,8 @@ public final class FlowTable {
         self.maxPendingPerDirection = maxPendingPerDirection
     }
 
-    public func add(_ p: DecodedPacket, bytes: UnsafeRawBufferPointer, time: Double) {
+    /// `received`: the packet came in from another host (see `PacketInfo.received`).
+    public func add(_ p: DecodedPacket, bytes: UnsafeRawBufferPointer, time: Double, received: Bool = false) {
         let key = FlowKey(p)
         let flow: Flow
         if let last = lastFlow, key == lastKey {
@@ -216,6 +220,7 @@ public final class FlowTable {
             }
             flow = Flow(p, clientIsSource: clientIsSource, time: time)
             flow.sawSYN = p.transport == .tcp && p.syn
+            flow.accepted = flow.sawSYN && clientIsSource && received
             if flows.count >= maxFlows { evictOldest() }
             flows[key] = flow
             onNew?(flow)

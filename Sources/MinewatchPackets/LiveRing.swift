@@ -18,6 +18,11 @@ public final class PacketRing {
     /// than because `retireMilliseconds` passed): traffic is filling the ring by size.
     public private(set) var filledBlock = false
 
+    /// Where a packet's sockaddr_ll sits after its tpacket3_hdr (TPACKET_ALIGN(48)), and where
+    /// the fields read of it end (its type at +8, its packet type at +10).
+    static let linkAddress = 48
+    static let linkAddressEnd = linkAddress + 12
+
     /// TP_STATUS_BLK_TMO: the kernel retired the block on its timer, not full.
     static let retiredOnTimer: UInt32 = 1 << 5
 
@@ -75,10 +80,15 @@ public final class PacketRing {
                 let sec = h.load(fromByteOffset: 4, as: UInt32.self), nsec = h.load(fromByteOffset: 8, as: UInt32.self)
                 let snap = Int(h.load(fromByteOffset: 12, as: UInt32.self)), len = Int(h.load(fromByteOffset: 16, as: UInt32.self))
                 let mac = Int(h.load(fromByteOffset: 24, as: UInt16.self)), net = Int(h.load(fromByteOffset: 26, as: UInt16.self))
-                if p + mac + snap <= blockSize {
+                if mac >= Self.linkAddressEnd, p + mac + snap <= blockSize {
                     // Ethernet (veth, loopback's zeroed header) or raw IP (tun devices).
                     let link: UInt16 = net - mac >= 14 ? 1 : 101
-                    let info = PacketInfo(time: Double(sec) + Double(nsec) / 1e9, linkType: link, capturedLength: snap, originalLength: len, fileOffset: 0)
+                    // The sockaddr_ll after the header: PACKET_HOST (0) on a device that is not
+                    // loopback (ARPHRD_LOOPBACK, 772) came in from another host.
+                    let pktType = h.load(fromByteOffset: Self.linkAddress + 10, as: UInt8.self)
+                    let hwType = h.load(fromByteOffset: Self.linkAddress + 8, as: UInt16.self)
+                    let info = PacketInfo(time: Double(sec) + Double(nsec) / 1e9, linkType: link, capturedLength: snap, originalLength: len, fileOffset: 0,
+                                          received: pktType == 0 && hwType != 772)
                     body(info, UnsafeRawBufferPointer(start: h + mac, count: snap))
                     n += 1
                 }

@@ -788,3 +788,110 @@ func analyze(_ path: String, rules: RuleSet = bundled) -> CaptureReport {
         #expect(icmpSeen == 0, "ICMP is filtered in the kernel")
     }
 }
+
+/// A connection a namespace accepted from another host is counted and listed, not inspected: the
+/// detectors read only the sessions a container opened, and parsing a server's side of every
+/// exchange doubled the capture's work on a node of API clients and their servers.
+@Suite struct AcceptedFlowTests {
+    static let login = Array("{\"id\":1,\"method\":\"login\",\"params\":{\"login\":\"4AdUndXHHZ6cfufTMvppY6JwXNouMBzSkbLYfpAV5Usx3skxNgYeYTRj5UzqtReoS44qo9mtmXCqY45DJ852K5Jv2684Rge\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0\"}}\n".utf8)
+
+    static func add(_ book: FlowBook, _ bytes: [UInt8], at time: Double, received: Bool) {
+        bytes.withUnsafeBytes { b in
+            if let p = PacketDecoder.decode(linkType: 1, b) { book.table.add(p, bytes: b, time: time, received: received) }
+        }
+    }
+
+    @Test func acceptedConnectionsAreCountedNotInspected() {
+        let book = FlowBook(maxFlows: 100, cap: 64 * 1024, heartbeat: HeartbeatThresholds())
+        // Opened from here (its SYN sent), and accepted from another host (its SYN received): the
+        // same Stratum login on each.
+        for (sport, received) in [(UInt16(41000), false), (41001, true)] {
+            Self.add(book, PacketBytes.tcp(sport: sport, seq: 1, flags: 0x02, payload: []), at: 0, received: received)
+            Self.add(book, PacketBytes.tcp(sport: sport, seq: 2, payload: Self.login), at: 0.1, received: received)
+        }
+        book.absorb()
+        let sessions = book.sessions()
+        #expect(sessions.map(\.clientPort) == [41000], "only the connection opened from here is inspected: \(sessions.map(\.clientPort))")
+        #expect(sessions.first?.facts.protocolName.isMining == true)
+        let open = book.openConnections()
+        #expect(Set(open.map(\.clientPort)) == [41000, 41001], "both are listed open")
+        #expect(open.first { $0.clientPort == 41001 }?.clientBytes == UInt64(Self.login.count), "the accepted one's bytes are counted")
+        // A flow first seen past its opening is inspected whatever the direction (who opened it is
+        // not known).
+        Self.add(book, PacketBytes.tcp(sport: 41002, seq: 500, payload: Self.login), at: 0.2, received: true)
+        book.absorb()
+        #expect(Set(book.sessions().map(\.clientPort)) == [41000, 41002])
+    }
+
+    /// The ring tells a packet that came in from another host (over a veth pair between two
+    /// namespaces of the test's own, 198.18.1.244/30) from one sent, and from loopback's.
+    @Test func theRingTellsReceivedPackets() throws {
+        let a = try PacketRingNamespaceTests.loopbackNamespace()
+        defer { a.terminate(); a.waitUntilExit() }
+        let b = try PacketRingNamespaceTests.loopbackNamespace()
+        defer { b.terminate(); b.waitUntilExit() }
+        let tag = String(UInt32.random(in: 0..<0xFFFFFF), radix: 16)
+        let ip = FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"
+        for step in [[ip, "link", "add", "mwa\(tag)", "type", "veth", "peer", "name", "mwb\(tag)"],
+                     [ip, "link", "set", "mwa\(tag)", "netns", "\(a.processIdentifier)"],
+                     [ip, "link", "set", "mwb\(tag)", "netns", "\(b.processIdentifier)"],
+                     ["nsenter", "-t", "\(a.processIdentifier)", "-n", ip, "addr", "add", "198.18.1.245/30", "dev", "mwa\(tag)"],
+                     ["nsenter", "-t", "\(b.processIdentifier)", "-n", ip, "addr", "add", "198.18.1.246/30", "dev", "mwb\(tag)"],
+                     ["nsenter", "-t", "\(a.processIdentifier)", "-n", ip, "link", "set", "mwa\(tag)", "up"],
+                     ["nsenter", "-t", "\(b.processIdentifier)", "-n", ip, "link", "set", "mwb\(tag)", "up"]] {
+            let r = try run(step)
+            try #require(r.status == 0, "\(step.joined(separator: " ")): \(r.err)")
+        }
+        let ringA = try PacketRing(pid: a.processIdentifier, blocks: 4, retireMilliseconds: 10)
+        let ringB = try PacketRing(pid: b.processIdentifier, blocks: 4, retireMilliseconds: 10)
+        let nsA = open("/proc/\(a.processIdentifier)/ns/net", O_RDONLY | O_CLOEXEC), nsB = open("/proc/\(b.processIdentifier)/ns/net", O_RDONLY | O_CLOEXEC)
+        try #require(nsA >= 0 && nsB >= 0)
+        defer { close(nsA); close(nsB) }
+        let listener = mw_socket_in_netns(nsB, AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let client = mw_socket_in_netns(nsA, AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let local = mw_socket_in_netns(nsB, AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0 && client >= 0 && local >= 0)
+        defer { close(listener); close(client); close(local) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("198.18.1.246")
+        addr.sin_port = UInt16(0)
+        let len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        var any = addr
+        any.sin_addr.s_addr = 0  // every address of B: its veth's and loopback
+        try #require(withUnsafePointer(to: &any) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } } == 0)
+        var bound = any
+        var blen = len
+        try #require(withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &blen) } } == 0)
+        try #require(listen(listener, 4) == 0)
+        addr.sin_port = bound.sin_port
+        var loop = addr
+        loop.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var connected = false
+        for _ in 0..<50 where !connected {  // the veth's address may take a moment (DAD is IPv6's only)
+            connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, len) } } == 0
+            if !connected { usleep(50_000) }
+        }
+        try #require(connected, "connect over the veth pair: errno \(errno)")
+        try #require(withUnsafePointer(to: &loop) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(local, $0, len) } } == 0)
+        let port = UInt16(bigEndian: bound.sin_port)
+        // Opening SYNs (no ACK) to the listener, by where they were captured and how they came.
+        func syns(_ ring: PacketRing) -> [(dst: String, received: Bool)] {
+            var out: [(String, Bool)] = []
+            let deadline = Date().addingTimeInterval(3)
+            while out.isEmpty && Date() < deadline {
+                usleep(50_000)
+                ring.drain { info, bytes in
+                    guard let p = PacketDecoder.decode(linkType: info.linkType, bytes), p.transport == .tcp, p.syn, !p.ackFlag, p.dstPort == port else { return }
+                    out.append(("\(p.dst)", info.received))
+                }
+            }
+            return out
+        }
+        let atB = syns(ringB), atA = syns(ringA)
+        #expect(atB.contains { $0.dst == "198.18.1.246" && $0.received }, "the SYN from A came in at B: \(atB)")
+        #expect(atB.filter { $0.dst == "127.0.0.1" }.allSatisfy { !$0.received } && atB.contains { $0.dst == "127.0.0.1" },
+                "loopback's SYN, leaving and arriving, is not received from another host: \(atB)")
+        #expect(!atA.isEmpty && atA.allSatisfy { !$0.received }, "A sent its SYN: \(atA)")
+    }
+}
