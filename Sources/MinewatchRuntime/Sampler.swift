@@ -166,11 +166,11 @@ public final class HostSampler {
 
     /// The namespace's TCP sockets without a dump: the last dump's, asked for again by id, and
     /// the connections the capture saw open since, asked for by their addresses (both ways round:
-    /// the namespace may be either end); `complete` when they account for every established
-    /// connection the namespace's counters show (CurrEstab: ESTABLISHED and CLOSE_WAIT). Nil
-    /// when sockets cannot be asked for one by one.
+    /// the namespace may be either end), and how many of them count as established in the
+    /// namespace's counters (CurrEstab: ESTABLISHED and CLOSE_WAIT). Nil when sockets cannot be
+    /// asked for one by one.
     func knownConnections(_ cached: (activity: UInt64, connections: UInt64, established: UInt64, dumped: Date, list: [SocketEntry]),
-                          established: UInt64, pid: Int32, ns: UInt64) -> (list: [SocketEntry], complete: Bool)? {
+                          pid: Int32, ns: UInt64) -> (list: [SocketEntry], established: Int)? {
         guard let stats = socketStats, var tcp = stats.refresh(cached.list.filter { $0.proto == .tcp }, pid: pid, netns: ns) else { return nil }
         func count(_ list: [SocketEntry]) -> Int { list.filter { $0.state == 1 || $0.state == 8 }.count }
         // The capture is asked even when the counts agree: a connection still opening (SYN_SENT,
@@ -192,14 +192,53 @@ public final class HostSampler {
                 tcp += found
             }
         }
-        return (tcp, count(tcp) == Int(established))
+        return (tcp, count(tcp))
     }
 
-    /// Whether `tcp` (every state) and `udp` sockets are as many as the namespace's sockstat
-    /// counts: then no socket of its tables is unknown.
-    func accounted(_ tcp: [SocketEntry], udp: Int, pid: Int32, startTicks: UInt64) -> Bool {
-        guard let counts = proc.socketCounts(pid, startTicks: startTicks, files: netFiles) else { return false }
-        return counts.tcp == tcp.count && counts.udp == udp
+    /// How many more `tcp` (every state) and `udp` sockets the namespace's sockstat counts than
+    /// are known: (0, 0) when no socket of its tables is unknown.
+    func unaccounted(_ tcp: [SocketEntry], udp: Int, pid: Int32, startTicks: UInt64) -> SocketGap {
+        guard let counts = proc.socketCounts(pid, startTicks: startTicks, files: netFiles) else { return SocketGap(unreadable: true) }
+        return SocketGap(tcp: counts.tcp - tcp.count, udp: counts.udp - udp)
+    }
+
+    /// What the kernel counts and the sockets known do not share: established connections
+    /// (net/snmp's CurrEstab) and sockets of every state (sockstat), each as the kernel's count
+    /// less the known ones.
+    struct SocketGap: Equatable {
+        var established = 0
+        var tcp = 0
+        var udp = 0
+        /// sockstat could not be read: nothing is known to match.
+        var unreadable = false
+        var none: Bool { self == SocketGap() }
+    }
+
+    /// Passes a ringed namespace's walk may wait while the sockets known and the kernel's counts
+    /// keep differing by different amounts (connections opening and closing between the reads).
+    static let dumpDeferrals = 4
+
+    /// The difference between the sockets `known` and the kernel's counts: established
+    /// connections always, every socket too unless `counted` (a recent walk listed them).
+    func socketGap(_ known: (list: [SocketEntry], established: Int), established: UInt64, udp: Int, counted: Bool,
+                   pid: Int32, startTicks: UInt64) -> SocketGap {
+        var gap = counted ? SocketGap() : unaccounted(known.list, udp: udp, pid: pid, startTicks: startTicks)
+        gap.established = Int(established) - known.established
+        return gap
+    }
+
+    /// Whether a namespace whose known sockets differ from the kernel's counts by `gap` goes
+    /// one more pass without a walk. Established connections missing only with a ring (it learns
+    /// new connections; without one, they stay missing), and only while the difference keeps changing: a socket
+    /// the capture cannot show (a listener, a UDP socket, a connection it missed) leaves the same
+    /// difference pass after pass and is walked for at the second; connections opening and
+    /// closing between the reads (the ring hands a new connection's first packets over within
+    /// half a second; a closing one leaves sockstat before the ask by id) change it. A busy
+    /// server's and an API client's namespaces, walked for a moment's difference, were most
+    /// of the host's TCP table walks on a dense node. At most `dumpDeferrals` passes in a row.
+    static func waitsForDump(_ gap: SocketGap, ringed: Bool, cache: NamespaceCache) -> Bool {
+        guard cache.deferrals < dumpDeferrals, ringed || gap.established == 0 else { return false }
+        return cache.gapSeen != gap
     }
 
     /// Whether the live capture has a ring in this namespace (it sees the connections it opens).
@@ -222,9 +261,11 @@ public final class HostSampler {
         var socketKeysSeen: [String: (inode: UInt64, sent: UInt64, received: UInt64, at: Date, container: String)] = [:]
         /// When the capture's connections were last matched.
         var lastMatched: Date?
-        /// Whether the last pass listed fewer connections than established and put off the dump
-        /// (the capture had not handed over a new connection yet); the next such pass dumps.
-        var deferredDump = false
+        /// The difference the last pass found between the sockets known and the kernel's counts,
+        /// when it put off the walk, and how many passes in a row did (see `dumpDeferrals`).
+        var gapSeen: SocketGap?
+        var deferrals = 0
+        var deferredDump: Bool { gapSeen != nil }
         /// Captured connections already given to a container (each is counted once), by id.
         var emitted: [UInt64: Date] = [:]
     }
@@ -463,25 +504,27 @@ public final class HostSampler {
             cache.sockets = (activity, connections, established, cached.dumped, all)
         } else if let activity, let connections, let established, let cached = cache.sockets,
                   case let age = now.timeIntervalSince(cached.dumped), age < Self.accountedDumpEvery,
-                  case let limit = ringed(ns) ? Self.capturedDumpEvery : Self.shortConnectionDumpEvery,
-                  let known = knownConnections(cached, established: established, pid: first.pid, ns: ns),
-                  known.complete || (ringed(ns) && !cache.deferredDump && age < limit),
-                  case let counted = age < limit || accounted(known.list, udp: cached.list.count { $0.proto == .udp }, pid: first.pid, startTicks: first.startTicks),
-                  counted || !cache.deferredDump {
+                  case let ringed = ringed(ns),
+                  let known = knownConnections(cached, pid: first.pid, ns: ns),
+                  case let gap = socketGap(known, established: established, udp: cached.list.count { $0.proto == .udp },
+                                      counted: age < (ringed ? Self.capturedDumpEvery : Self.shortConnectionDumpEvery), pid: first.pid, startTicks: first.startTicks),
+                  gap.none || Self.waitsForDump(gap, ringed: ringed, cache: cache) {
             // Connections opened (and maybe closed) since the last dump: the sockets the last dump
             // listed, asked for again by id, plus those the capture saw open since, asked for by
             // their addresses, are exactly as many as the namespace has established (an API
             // client, health checks, a connection replaced). Short ones are in the capture's
-            // closed connections. When they are not, and the capture follows the namespace, the
-            // ring may not have handed over the new connection's first packets yet (blocks
-            // retire after half a second): the dump waits one pass, and the connection is listed
-            // then with all it moved (a new socket's counters count from its start). The host's
-            // TCP table is walked again at least every `shortConnectionDumpEvery`, or
-            // `capturedDumpEvery` with a ring, unless the sockets known are all the kernel counts
-            // (`accountedDumpEvery`); when they are not, the walk too waits a pass (a connection
-            // closing or opening while sockstat and sock_diag are read apart makes them differ
-            // for a moment: an API client's namespace walked the table about once a minute).
-            cache.deferredDump = !known.complete || !counted
+            // closed connections. The host's TCP table is walked again at least every
+            // `shortConnectionDumpEvery`, or `capturedDumpEvery` with a ring, unless the sockets
+            // known are all the kernel counts in its tables (`accountedDumpEvery`).
+            // When they are not, and the capture follows the namespace, the walk waits while the
+            // difference keeps changing (see `waitsForDump`).
+            if gap.none {
+                cache.gapSeen = nil
+                cache.deferrals = 0
+            } else {
+                cache.gapSeen = gap
+                cache.deferrals += 1
+            }
             all = known.list + cached.list.filter { $0.proto != .tcp }
             cache.sockets = (activity, connections, established, cached.dumped, all)
         } else {
@@ -489,7 +532,8 @@ public final class HostSampler {
             // endpoints for telemetry from /proc/<pid>/net/udp*.
             let tcp = socketStats?.tcpSockets(pid: first.pid, netns: ns)
             all = tcp.map { $0 + proc.sockets(first.pid, tcp: false) } ?? proc.sockets(first.pid)
-            cache.deferredDump = false
+            cache.gapSeen = nil
+            cache.deferrals = 0
             if let activity { cache.sockets = (activity, connections ?? 0, established ?? 0, now, all) }
         }
         // Which sockets its processes hold changes only with traffic or with its processes.

@@ -212,6 +212,54 @@ final class CountingSockets: SocketStatsSource {
         #expect(sockets.dumps == 3)
     }
 
+    /// A busy server's namespace past the 30 s backstop: connections open and close between the
+    /// reads, so the kernel's counts differ from the sockets known by a different amount each
+    /// pass. The walk waits while the difference keeps changing (at most 4 passes in a row); a
+    /// difference that stays (a socket the capture cannot show) is walked for at its second pass.
+    @Test func aChangingDifferenceWaitsAStayingOneIsWalked() throws {
+        let c = try Client(id: String(repeating: "d8", count: 32), pid: 964, netns: 4026534005)
+        let sockets = c.sockets
+        c.watcher.capture = OpenFlows()
+        func sockstat(tcp: Int, udp: Int = 0) throws {
+            _ = try c.proc.dir.file("proc/964/net/sockstat", Array("sockets: used 9\nTCP: inuse \(tcp) orphan 0 tw 2 alloc \(tcp) mem 1\nUDP: inuse \(udp) mem 0\n".utf8))
+            _ = try c.proc.dir.file("proc/964/net/sockstat6", Array("TCP6: inuse 0\nUDP6: inuse 0\n".utf8))
+        }
+        try sockstat(tcp: 1)
+        var opens = 1
+        try c.pass(after: 0, [Self.socket(1, port: 40001)], opens: opens, established: 1)
+        #expect(sockets.dumps == 1)
+        for _ in 0..<16 {
+            opens += 1
+            try c.pass(after: 2, opens: opens, established: 1)
+        }
+        #expect(sockets.dumps == 1, "past 30 s, every socket accounted for")
+        // One more, one fewer, two more, one more: a different difference each pass; no walk.
+        for (i, tcp) in [2, 0, 3, 2].enumerated() {
+            try sockstat(tcp: tcp)
+            opens += 1
+            try c.pass(after: 2, opens: opens, established: 1)
+            #expect(sockets.dumps == 1, "pass \(i): a changing difference is connections coming and going")
+        }
+        // A fifth pass in a row that differs: walked, whatever the difference.
+        try sockstat(tcp: 0)
+        opens += 1
+        try c.pass(after: 2, opens: opens, established: 1)
+        #expect(sockets.dumps == 2, "at most 4 passes without a walk")
+        // Accounted again, then one UDP socket more, the same two passes running: walked at the second.
+        try sockstat(tcp: 1)
+        opens += 1
+        try c.pass(after: 2, opens: opens, established: 1)
+        #expect(sockets.dumps == 2)
+        try c.pass(after: 31, opens: opens + 1, established: 1)
+        try sockstat(tcp: 1, udp: 1)
+        opens += 2
+        try c.pass(after: 2, opens: opens, established: 1)
+        #expect(sockets.dumps == 2)
+        opens += 1
+        try c.pass(after: 2, opens: opens, established: 1)
+        #expect(sockets.dumps == 3, "the same difference two passes running: walked")
+    }
+
     /// Received packets alone (the ARP broadcasts and router solicitations of a bridge's other
     /// containers) send a namespace with no TCP connection to net/snmp no more: nothing there
     /// can take a segment without answering it. With a connection, they do (a peer's ACK or RST
