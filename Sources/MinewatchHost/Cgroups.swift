@@ -32,65 +32,96 @@ public struct CgroupStats: Sendable, Hashable {
 /// Used from the sampler's thread only.
 public final class CgroupReader {
     public let root: String
-    var limits: [String: (at: Date, cores: Double?)] = [:]
     let v2Base: String
     let files = KeptFiles()
-    /// Per memory file: the CPU time and memory last read, and when.
-    var memory: [String: (cpu: UInt64, bytes: UInt64?, at: Date)] = [:]
-    var memorySeen: Set<String> = []
 
-    /// CPU time read this pass (nanoseconds, or nil when unreadable) by usage file, and the value
-    /// each read at the pass before.
-    var usageThisPass: [String: UInt64?] = [:]
-    var usageLastPass: [String: UInt64?] = [:]
-    /// cgroup v2's cpu.stat as read this pass (it also holds the throttling counts).
-    var statThisPass: [String: Substring] = [:]
+    /// One cgroup: its files' paths, made once, and what was read of them. A container's
+    /// cgroup is asked about several times a pass (for each of its processes, its telemetry, its
+    /// network), so each question is one lookup of its record, not several of its paths.
+    final class Record {
+        let v1: Bool
+        /// v1: cpuacct.usage; v2: cpu.stat (usage and throttling in one file).
+        let usagePath: String
+        /// v1: cpu.cfs_quota_us, cpu.cfs_period_us and cpu.stat (throttling); v2: cpu.max.
+        let limitPaths: [String]
+        let throttlingPath: String?
+        let memoryPath: String?
+        /// The CPU limit in cores and when it was read.
+        var limit: (at: Date, cores: Double?)?
+        /// The CPU time and memory last read, and when.
+        var memory: (cpu: UInt64, bytes: UInt64?, at: Date)?
+        /// CPU time (nanoseconds; nil when unreadable) read at pass `usagePass`, and what the
+        /// pass before it read (nil when it did not).
+        var usage: UInt64?
+        var usagePass = -1
+        var lastUsage: UInt64?
+        /// v2's throttling counts, read with the CPU time from cpu.stat at `usagePass`.
+        var throttling: (UInt64, UInt64)?
+        /// The last pass that asked about it.
+        var seenPass = 0
 
-    /// Closes the files of cgroups not read since the last call and forgets their memory.
-    public func endPass() {
-        files.sweep()
-        if memory.count > memorySeen.count { memory = memory.filter { memorySeen.contains($0.key) } }
-        memorySeen.removeAll(keepingCapacity: true)
-        // The two passes' tables change places (no table made again each pass).
-        swap(&usageLastPass, &usageThisPass)
-        usageThisPass.removeAll(keepingCapacity: true)
-        statThisPass.removeAll(keepingCapacity: true)
+        init(v1: Bool, usagePath: String, limitPaths: [String], throttlingPath: String?, memoryPath: String?) {
+            self.v1 = v1
+            self.usagePath = usagePath
+            self.limitPaths = limitPaths
+            self.throttlingPath = throttlingPath
+            self.memoryPath = memoryPath
+        }
     }
 
-    /// Usage files by cgroup (its v1 cpuacct or v2 path), made once: asked for every process
-    /// and container each pass.
-    var usageFiles: [UsageKey: String] = [:]
-    struct UsageKey: Hashable {
+    /// Records by the cgroup's v1 cpuacct (else cpu) path, or its v2 path.
+    var records: [RecordKey: Record] = [:]
+    struct RecordKey: Hashable {
         let v1: Bool, path: String
     }
+    var pass = 0
 
-    /// The file holding the CPU time of the cgroup `paths` names (v1 cpuacct, else v2).
-    func usageFile(_ paths: [String: String]) -> (path: String, v1: Bool)? {
+    /// Closes the files of cgroups not read since the last call; records not asked about for a
+    /// minute of passes are forgotten.
+    public func endPass() {
+        files.sweep()
+        pass += 1
+        if pass % 32 == 0 { records = records.filter { pass - $0.value.seenPass < 32 } }
+    }
+
+    /// The record of the cgroup `paths` names (v1 cpuacct or cpu, else v2), made when first asked.
+    func record(_ paths: [String: String]) -> Record? {
         let v1 = paths["cpuacct"] ?? paths["cpu"]
         guard let p = v1 ?? paths[""] else { return nil }
-        let key = UsageKey(v1: v1 != nil, path: p)
-        if let f = usageFiles[key] { return (f, key.v1) }
-        let f = key.v1 ? "\(root)/cpuacct\(p)/cpuacct.usage" : "\(v2Base)\(p)/cpu.stat"
-        if usageFiles.count >= 100_000 { usageFiles.removeAll() }
-        usageFiles[key] = f
-        return (f, key.v1)
+        let key = RecordKey(v1: v1 != nil, path: p)
+        let r: Record
+        if let known = records[key] {
+            r = known
+        } else if key.v1 {
+            let cpu = paths["cpu"] ?? p
+            r = Record(v1: true, usagePath: "\(root)/cpuacct\(p)/cpuacct.usage",
+                       limitPaths: ["\(root)/cpu\(cpu)/cpu.cfs_quota_us", "\(root)/cpu\(cpu)/cpu.cfs_period_us"],
+                       throttlingPath: "\(root)/cpu\(cpu)/cpu.stat", memoryPath: paths["memory"].map { "\(root)/memory\($0)/memory.usage_in_bytes" })
+            records[key] = r
+        } else {
+            r = Record(v1: false, usagePath: "\(v2Base)\(p)/cpu.stat", limitPaths: ["\(v2Base)\(p)/cpu.max"], throttlingPath: nil,
+                       memoryPath: "\(v2Base)\(p)/memory.current")
+            records[key] = r
+        }
+        r.seenPass = pass
+        return r
     }
 
     /// CPU time in nanoseconds of a cgroup, read once a pass (a second call in the same pass
     /// gives the same value).
-    func usage(_ file: (path: String, v1: Bool)) -> UInt64? {
-        if let u = usageThisPass[file.path] { return u }
-        let u: UInt64?
-        if file.v1 {
-            u = files.number(file.path)
-        } else if let all = whole(file.path), let stat = all.split(separator: "\n").first, stat.hasPrefix("usage_usec ") {
-            statThisPass[file.path] = all
-            u = UInt64(stat.dropFirst(11)).map { $0 &* 1000 }
+    func usage(_ r: Record) -> UInt64? {
+        if r.usagePass == pass { return r.usage }
+        r.lastUsage = r.usagePass == pass - 1 ? r.usage : nil
+        r.usagePass = pass
+        if r.v1 {
+            r.usage = files.number(r.usagePath)
+            r.throttling = nil
         } else {
-            u = nil
+            let stat = files.withContents(r.usagePath, limit: 4096, Self.cpuStat)
+            r.usage = stat?.usageMicros.map { $0 &* 1000 }
+            r.throttling = stat?.throttling
         }
-        usageThisPass[file.path] = .some(u)
-        return u
+        return r.usage
     }
 
     /// Whether no task of the cgroup `paths` names ran since the last pass: its CPU time, read
@@ -98,21 +129,39 @@ public final class CgroupReader {
     /// rename itself or change its memory map without running, so a process of such a cgroup is
     /// as the last pass saw it. False when either read failed or there was no last pass.
     public func idleSinceLastPass(paths: [String: String]) -> Bool {
-        guard let file = usageFile(paths) else { return false }
+        guard let r = record(paths) else { return false }
         // Read this pass whatever the last one had, so the next pass can compare.
-        let now = usage(file)
-        guard let last = usageLastPass[file.path] ?? nil, let now else { return false }
+        guard let now = usage(r), let last = r.lastUsage else { return false }
         return now == last
     }
 
-    /// Memory in bytes from `path`, read again only when `cpu` moved or 30 s passed.
-    func memoryBytes(_ path: String, cpu: UInt64) -> UInt64? {
+    /// Memory in bytes, read again only when `cpu` moved or 30 s passed.
+    func memoryBytes(_ r: Record, cpu: UInt64) -> UInt64? {
+        guard let path = r.memoryPath else { return nil }
         let now = Date()
-        memorySeen.insert(path)
-        if let m = memory[path], m.cpu == cpu, now.timeIntervalSince(m.at) < 30 { return m.bytes }
+        if let m = r.memory, m.cpu == cpu, now.timeIntervalSince(m.at) < 30 { return m.bytes }
         let bytes = files.number(path)
-        memory[path] = (cpu, bytes, now)
+        r.memory = (cpu, bytes, now)
         return bytes
+    }
+
+    /// The CPU limit in cores (nil: none), read again every 30 s.
+    func limit(_ r: Record) -> Double? {
+        if let l = r.limit, Date().timeIntervalSince(l.at) < 30 { return l.cores }
+        let cores: Double?
+        if r.v1 {
+            if let q = text(r.limitPaths[0]).flatMap({ Int64($0) }), q > 0, let period = text(r.limitPaths[1]).flatMap({ Int64($0) }), period > 0 {
+                cores = Double(q) / Double(period)
+            } else {
+                cores = nil
+            }
+        } else if let max = text(r.limitPaths[0])?.split(separator: " "), max.count == 2, let q = Double(max[0]), let per = Double(max[1]), per > 0 {
+            cores = q / per
+        } else {
+            cores = nil
+        }
+        r.limit = (Date(), cores)
+        return cores
     }
 
     public init(root: String = "/sys/fs/cgroup") {
@@ -120,20 +169,35 @@ public final class CgroupReader {
         v2Base = FileManager.default.fileExists(atPath: "\(root)/cgroup.controllers") ? root : "\(root)/unified"
     }
 
-    /// `nr_periods` and `nr_throttled` from a cpu.stat text.
-    static func throttling(_ stat: Substring?) -> (UInt64, UInt64)? {
-        guard let stat else { return nil }
-        var periods: UInt64?, throttled: UInt64?
-        for line in stat.split(separator: "\n") where line.hasPrefix("nr_") {
-            if line.hasPrefix("nr_periods ") {
-                periods = UInt64(line.dropFirst(11))
-            } else if line.hasPrefix("nr_throttled ") {
-                throttled = UInt64(line.dropFirst(13))
+    /// From a cpu.stat's bytes: `usage_usec` (v2; v1's has none) and `nr_periods` with
+    /// `nr_throttled`, read in place (every container's, every pass).
+    static func cpuStat(_ b: UnsafeBufferPointer<UInt8>) -> (usageMicros: UInt64?, throttling: (UInt64, UInt64)?) {
+        var usage: UInt64?, periods: UInt64?, throttled: UInt64?
+        var i = 0
+        while i < b.count {
+            var end = i
+            while end < b.count && b[end] != 0x0A { end += 1 }
+            if let space = (i..<end).first(where: { b[$0] == 0x20 }) {
+                var v: UInt64 = 0
+                var digits = 0
+                for j in (space + 1)..<end {
+                    let d = b[j] &- 0x30
+                    guard d < 10 else { digits = 0; break }
+                    let (m, o1) = v.multipliedReportingOverflow(by: 10)
+                    let (a, o2) = m.addingReportingOverflow(UInt64(d))
+                    guard !o1, !o2 else { digits = 0; break }
+                    v = a
+                    digits += 1
+                }
+                if digits > 0 {
+                    let key = UnsafeBufferPointer(rebasing: b[i..<space])
+                    if key.elementsEqual("usage_usec".utf8) { usage = v } else if key.elementsEqual("nr_periods".utf8) { periods = v }
+                    else if key.elementsEqual("nr_throttled".utf8) { throttled = v }
+                }
             }
-            if periods != nil, throttled != nil { break }
+            i = end + 1
         }
-        guard let periods, let throttled else { return nil }
-        return (periods, throttled)
+        return (usage, periods.flatMap { p in throttled.map { (p, $0) } })
     }
 
     /// A small file's whole contents (at most 4 KiB), or nil. Read through `files`: one read every
@@ -149,58 +213,20 @@ public final class CgroupReader {
         whole(path)?.trimmingPrefix(" ").prefix { $0 != "\n" }
     }
 
-    func limit(_ key: String, read: () -> Double?) -> Double? {
-        if let l = limits[key], Date().timeIntervalSince(l.at) < 30 { return l.cores }
-        let v = read()
-        if limits.count > 10_000 { limits.removeAll() }
-        limits[key] = (Date(), v)
-        return v
-    }
-
-    /// A v1 cgroup's files besides its CPU time, by its cpu and memory paths: made once, as
-    /// they are asked for every container every pass.
-    struct V1Files {
-        let limitKey: String, quota: String, period: String, stat: String, memory: String?
-    }
-    var v1Files: [V1Key: V1Files] = [:]
-    struct V1Key: Hashable {
-        let cpu: String, memory: String?
-    }
-
-    func v1Files(cpu: String, memory: String?) -> V1Files {
-        let key = V1Key(cpu: cpu, memory: memory)
-        if let f = v1Files[key] { return f }
-        let f = V1Files(limitKey: "v1:\(cpu)", quota: "\(root)/cpu\(cpu)/cpu.cfs_quota_us", period: "\(root)/cpu\(cpu)/cpu.cfs_period_us",
-                        stat: "\(root)/cpu\(cpu)/cpu.stat", memory: memory.map { "\(root)/memory\($0)/memory.usage_in_bytes" })
-        if v1Files.count >= 100_000 { v1Files.removeAll() }
-        v1Files[key] = f
-        return f
-    }
-
     /// `paths` is the controller -> path map of one of the container's processes.
     public func stats(paths: [String: String]) -> CgroupStats? {
-        if let p = paths["cpuacct"] ?? paths["cpu"], let file = usageFile(paths), let usage = usage(file) {
-            let f = v1Files(cpu: paths["cpu"] ?? p, memory: paths["memory"])
-            let limit = self.limit(f.limitKey) {
-                guard let q = text(f.quota).flatMap({ Int64($0) }), q > 0,
-                      let period = text(f.period).flatMap({ Int64($0) }), period > 0 else { return nil }
-                return Double(q) / Double(period)
-            }
-            let mem = f.memory.flatMap { memoryBytes($0, cpu: usage) }
-            let t = limit == nil ? nil : Self.throttling(whole(f.stat))
-            return CgroupStats(cpuNanos: usage, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
+        guard var r = record(paths) else { return nil }
+        if r.v1, usage(r) == nil, let p = paths[""] {
+            // A hybrid host whose v1 CPU accounting cannot be read: the unified tree's.
+            guard let v2 = record(["": p]) else { return nil }
+            r = v2
         }
-        if let p = paths[""] {
-            guard let file = usageFile(paths), let nanos = usage(file), let all = statThisPass[file.path] else { return nil }
-            let limit = self.limit("v2:\(p)") {
-                guard let max = text("\(v2Base)\(p)/cpu.max")?.split(separator: " "), max.count == 2, let q = Double(max[0]),
-                      let per = Double(max[1]), per > 0 else { return nil }
-                return q / per
-            }
-            let mem = memoryBytes("\(v2Base)\(p)/memory.current", cpu: nanos)
-            let t = Self.throttling(all)
-            return CgroupStats(cpuNanos: nanos, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
-        }
-        return nil
+        guard let nanos = usage(r) else { return nil }
+        let limit = self.limit(r)
+        let mem = memoryBytes(r, cpu: nanos)
+        // v1's throttling counts are in the cpu controller's cpu.stat, read only under a limit.
+        let t = r.v1 ? (limit == nil ? nil : r.throttlingPath.flatMap { files.withContents($0, limit: 4096, Self.cpuStat)?.throttling })
+            : r.throttling
+        return CgroupStats(cpuNanos: nanos, cpuLimitCores: limit, memoryBytes: mem, periods: t?.0, throttledPeriods: t?.1)
     }
 }

@@ -91,6 +91,27 @@ import TestSupport
         #expect(!v1.idleSinceLastPass(paths: ["memory": "/pod"]), "no CPU controller named")
     }
 
+    /// cpu.stat read in place: v2's usage and throttling counts in any order, v1's throttling
+    /// alone; a number that is not one (or overflows) counts as absent. A hybrid host whose v1
+    /// CPU accounting cannot be read has the unified tree's.
+    @Test func cpuStatIsReadInPlace() throws {
+        func parse(_ text: String) -> (UInt64?, UInt64?, UInt64?) {
+            let bytes = Array(text.utf8)
+            let r = bytes.withUnsafeBufferPointer { CgroupReader.cpuStat($0) }
+            return (r.usageMicros, r.throttling?.0, r.throttling?.1)
+        }
+        #expect(parse("usage_usec 1234\nuser_usec 1000\nsystem_usec 234\nnr_periods 50\nnr_throttled 7\nthrottled_usec 99\n") == (1234, 50, 7))
+        #expect(parse("nr_throttled 3\nnr_periods 9\nthrottled_time 5") == (nil, 9, 3), "v1's, no trailing newline")
+        #expect(parse("usage_usec 99999999999999999999999\nnr_periods x\nnr_throttled 1\n") == (nil, nil, nil))
+        #expect(parse("") == (nil, nil, nil))
+        let dir = try TempDir("cg")
+        defer { dir.cleanup() }
+        _ = try dir.file("cg/cpuacct/pod/cpuacct.usage", Array("not a number\n".utf8))
+        _ = try dir.file("cg/unified/pod/cpu.stat", Array("usage_usec 42\n".utf8))
+        let reader = CgroupReader(root: dir.path + "/cg")
+        #expect(reader.stats(paths: ["cpuacct": "/pod", "cpu": "/pod", "": "/pod"])?.cpuNanos == 42_000)
+    }
+
     /// The executable link of a process that looks unchanged is read only when asked (`recheck`);
     /// a changed address space (an exec) or CPU time has it read at once.
     @Test func executableLinkIsReadWhenTheProcessMayHaveExeced() throws {
