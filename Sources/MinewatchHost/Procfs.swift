@@ -182,12 +182,22 @@ public struct ProcfsReader: Sendable {
     /// folders are listed with readdir and each schedstat read into a small buffer: Foundation's
     /// directory listing and file-to-String reading were most of the cost, for containers whose
     /// CPU is judged every pass.
-    public func runQueueWait(_ pids: [Int32]) -> UInt64? {
+    /// `files`: the threads' schedstat files are kept open between passes (a probed container's
+    /// are read every pass; a kept file stays its thread's: once the thread is gone it fails and
+    /// is closed, and the path is opened afresh).
+    public func runQueueWait(_ pids: [Int32], files: KeptFiles? = nil) -> UInt64? {
         var total: UInt64 = 0
         var any = false
         for pid in pids {
             for name in numberedEntries("\(pid)/task") {
-                guard let text = read("\(pid)/task/\(name)/schedstat", limit: 128), let wait = Self.secondNumber(text) else { continue }
+                let rel = "\(pid)/task/\(name)/schedstat"
+                let wait: UInt64?
+                if let files {
+                    wait = files.withContents("\(root)/\(rel)", limit: 128) { Self.secondNumber($0) } ?? nil
+                } else {
+                    wait = read(rel, limit: 128).flatMap { b in b.withUnsafeBufferPointer { Self.secondNumber($0) } }
+                }
+                guard let wait else { continue }
                 total &+= wait
                 any = true
             }
@@ -196,9 +206,9 @@ public struct ProcfsReader: Sendable {
     }
 
     /// The second space-separated field of a line as a number ("run wait slices").
-    static func secondNumber(_ text: [UInt8]) -> UInt64? {
+    static func secondNumber(_ text: UnsafeBufferPointer<UInt8>) -> UInt64? {
         let fields = text.split(separator: 0x20, maxSplits: 2)
-        return fields.count >= 2 ? UInt64(String(decoding: fields[1], as: UTF8.self)) : nil
+        return fields.count >= 2 ? UInt64(String(decoding: fields[1].prefix { $0 != 0x0A }, as: UTF8.self)) : nil
     }
 
     func read(_ rel: String, limit: Int = 1 << 20) -> [UInt8]? {

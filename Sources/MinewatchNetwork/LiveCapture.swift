@@ -262,6 +262,12 @@ public final class LiveCapture: Sendable {
     /// namespace wakes the capture thread twice a second rather than ten times.
     static let retireMilliseconds = 500
 
+    /// How often a namespace's sessions are judged and published while packets come: the
+    /// watcher reads them once a pass (2 s by default), so a second costs no evidence; every
+    /// half second, an API client's namespace had its sessions (one per recent request
+    /// connection, each named by its Host) copied out four times for each pass that read them.
+    static let sessionsEvery = 1.0
+
     /// The capture thread's wake-ups are at least this far apart, unless a ring handed a full
     /// block over at the last one (traffic is filling it by size: a transfer, or a burst on a
     /// small ring, which must not wait). Each chatty namespace's ring hands a block over twice a
@@ -424,10 +430,10 @@ public final class LiveCapture: Sendable {
                 if n.book.flowsOpened || n.flowsAt == now {
                     n.open = n.book.openConnections()
                 }
-                // Sessions are judged again at most every half second (the watcher reads them once
-                // a pass), and only the flows packets reached: a busy ring wakes this thread many
-                // times a second, and judging every flow each time was most of the agent's CPU.
-                if n.book.sessionsStale && now - n.publishedAt >= 0.5 {
+                // Sessions are judged again at most every `sessionsEvery` (the watcher reads them
+                // once a pass), and only the flows packets reached: a busy ring wakes this thread
+                // many times a second, and judging every flow each time was most of the agent's CPU.
+                if n.book.sessionsStale && now - n.publishedAt >= Self.sessionsEvery {
                     n.published = n.book.sessions()
                     n.publishedAt = now
                 }

@@ -390,7 +390,7 @@ public final class HostSampler {
             if let first = procs.first(where: { $0.sample.cgroupPaths.isEmpty == false }) {
                 snap.cgroup = cgroups.stats(paths: first.sample.cgroupPaths)
             }
-            if runQueueFor.contains(id) { snap.runQueueWaitNanos = proc.runQueueWait(procs.map(\.sample.pid)) }
+            if runQueueFor.contains(id) { snap.runQueueWaitNanos = proc.runQueueWait(procs.map(\.sample.pid), files: netFiles) }
             network(&snap, id: id, procs: procs.map(\.sample), seen: &nsSeen)
             // Still only when every process's cgroup stood still (a container's processes may sit
             // in several: systemd's scopes and services), and none is new. Each cgroup's CPU time

@@ -188,8 +188,18 @@ import TestSupport
         #expect(reader.runQueueWait([100]) == 5700, "the second field of each thread's line; a line without it is skipped")
         #expect(reader.runQueueWait([100, 200, 300]) == 6000, "a process that is gone is skipped")
         #expect(reader.runQueueWait([300]) == nil)
-        #expect(ProcfsReader.secondNumber(Array("1 18446744073709551616 0".utf8)) == nil, "overflow")
+        #expect(Array("1 18446744073709551616 0".utf8).withUnsafeBufferPointer { ProcfsReader.secondNumber($0) } == nil, "overflow")
+        #expect(Array("1 42\n".utf8).withUnsafeBufferPointer { ProcfsReader.secondNumber($0) } == 42, "the last field of a line")
+        // Through kept files: the same sums, a thread's file read again in place, and a thread
+        // that is gone skipped.
+        let kept = KeptFiles()
+        #expect(reader.runQueueWait([100, 200], files: kept) == 6000)
+        _ = try dir.file("100/task/101/schedstat", Array("5 4467 2\n".utf8))
+        #expect(reader.runQueueWait([100, 200], files: kept) == 6001)
+        try FileManager.default.removeItem(atPath: dir.path + "/200")
+        #expect(reader.runQueueWait([100, 200], files: kept) == 5701)
         // This process, from the real /proc.
         #expect(ProcfsReader().runQueueWait([getpid()]) != nil)
+        #expect(ProcfsReader().runQueueWait([getpid()], files: kept) != nil)
     }
 }
