@@ -23,6 +23,9 @@ public struct ContainerState {
     /// `ContainerSnapshot.still`): while it stays still they have seen all there is.
     var judgedStill = false
     public internal(set) var telemetry: ContainerTelemetry?
+    /// When its name is next looked up for telemetry while nothing names it, and how many
+    /// lookups found nothing (see `Watcher.describe`).
+    var describeRetry: (at: Date, misses: Int)?
     /// Alerts the exceptions silenced here ("exception (detector)"), for telemetry.
     public internal(set) var silenced: [String] = []
     /// Silenced verdicts already counted (exception, detector, destinations, executable).

@@ -159,7 +159,7 @@ public final class Watcher {
                     if detectors.needsRunQueue(alerted: state.alerted) || state.probed { runQueueNext.insert(state.id) }
                 }
                 if snap.still, state.judgedStill, var t = state.telemetry {
-                    describe(&t, snap)
+                    describe(&t, snap, retry: &state.describeRetry)
                     measure(pass, into: &t)
                     state.telemetry = t
                     state.probed = false
@@ -196,7 +196,7 @@ public final class Watcher {
                 // A pass with a verdict (alerted or silenced) is not the last: a detector that ran
                 // before the one that alerted has not seen that alert yet.
                 state.judgedStill = snap.still && !concluded && detectors.registered.allSatisfy { $0.settled(state) }
-                state.telemetry = telemetry(pass, previous: state.telemetry)
+                state.telemetry = telemetry(pass, previous: state.telemetry, describeRetry: &state.describeRetry)
                 state.telemetry?.silenced = state.silenced.isEmpty ? nil : state.silenced
                 let traits = detectors.registered.flatMap { $0.traits(state) }
                 state.telemetry?.traits = traits.isEmpty ? nil : traits
@@ -237,12 +237,12 @@ public final class Watcher {
     }
 
     /// The container's telemetry record for this pass.
-    func telemetry(_ pass: ContainerPass, previous: ContainerTelemetry?) -> ContainerTelemetry {
+    func telemetry(_ pass: ContainerPass, previous: ContainerTelemetry?, describeRetry: inout (at: Date, misses: Int)?) -> ContainerTelemetry {
         let snap = pass.snapshot
         var t = previous ?? ContainerTelemetry(
             time: pass.now, container: .init(id: snap.ref.id, name: nil, image: nil, runtime: snap.ref.runtime.rawValue), processes: 0,
             outboundConnections: 0, inboundConnections: 0, listeningPorts: [], connections: [], hostNetwork: false)
-        describe(&t, snap)
+        describe(&t, snap, retry: &describeRetry)
         t.processes = snap.processes.count
         t.hostNetwork = snap.hostNetwork
         t.listeningPorts = snap.listenPorts.sorted()
@@ -258,10 +258,20 @@ public final class Watcher {
         return t
     }
 
-    /// The container's name, image and Kubernetes identity, until known.
-    func describe(_ t: inout ContainerTelemetry, _ snap: ContainerSnapshot) {
-        if t.container.name == nil && t.container.k8s == nil, let d = (describeCached ?? alerts.describe)?(snap.ref.id) {
+    /// The container's name, image and Kubernetes identity, until known. A container nothing
+    /// names (no engine socket, no runtime bundle: podman without its API service) is asked
+    /// about again after 2 s, then 4, then every 8 s (`retry`), not every pass (on a node of
+    /// hundreds such, the lookups were a fiftieth of the agent); the engine's names are
+    /// refreshed at most every 10 s anyway. Alerts look their container up afresh.
+    func describe(_ t: inout ContainerTelemetry, _ snap: ContainerSnapshot, retry: inout (at: Date, misses: Int)?) {
+        guard t.container.name == nil && t.container.k8s == nil, let lookup = describeCached ?? alerts.describe else { return }
+        if let r = retry, snap.time < r.at { return }
+        if let d = lookup(snap.ref.id) {
             t.container = Alert.Container(id: snap.ref.id, runtime: snap.ref.runtime.rawValue, metadata: d)
+            retry = nil
+        } else {
+            let misses = (retry?.misses ?? 0) + 1
+            retry = (snap.time.addingTimeInterval(min(8, 2 * Double(1 << min(misses - 1, 3)))), misses)
         }
     }
 

@@ -4,6 +4,7 @@ import MinewatchModel
 import MinewatchHost
 @testable import MinewatchRuntime
 import MinewatchSignatures
+import Synchronization
 import Testing
 import TestSupport
 
@@ -397,6 +398,39 @@ struct FakeProc {
         #expect(pass().judgedStill == true)
         w.settings = DetectorSettings()
         #expect(w.store[id]?.judgedStill == false)
+    }
+
+    /// A container nothing names is looked up for telemetry after 2, 4, then every 8 s, not
+    /// every pass; once named, never again.
+    @Test func anUnnamedContainerIsLookedUpLessAndLessOften() throws {
+        let f = try Fixture("5715", pid: 4700, netns: 4026535401)
+        defer { f.cleanup() }
+        let (id, clock, w) = (f.id, f.clock, f.watcher())
+        let asked = Mutex(0), named = Mutex(false)
+        w.describeCached = { _ in
+            asked.withLock { $0 += 1 }
+            return named.withLock { $0 } ? ContainerMetadata(name: "web-1", image: "localhost/web:1") : nil
+        }
+        var times: [Int] = []
+        for second in stride(from: 0, through: 40, by: 1) {
+            let before = asked.withLock { $0 }
+            _ = w.poll()
+            if asked.withLock({ $0 }) > before { times.append(second) }
+            clock.date += 1
+        }
+        #expect(times == [0, 2, 6, 14, 22, 30, 38], "\(times)")
+        named.withLock { $0 = true }
+        for _ in 0..<40 {
+            _ = w.poll()
+            clock.date += 1
+        }
+        #expect(w.currentTelemetry.first { $0.container.id == id }?.container.name == "web-1")
+        let after = asked.withLock { $0 }
+        for _ in 0..<10 {
+            _ = w.poll()
+            clock.date += 1
+        }
+        #expect(asked.withLock { $0 } == after, "named: not asked again")
     }
 
     @Test func aDetectorWithWorkPutOffKeepsAStillContainerJudged() throws {
