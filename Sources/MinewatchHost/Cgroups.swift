@@ -42,8 +42,9 @@ public final class CgroupReader {
         let v1: Bool
         /// v1: cpuacct.usage; v2: cpu.stat (usage and throttling in one file).
         let usagePath: String
-        /// v1: cpu.cfs_quota_us, cpu.cfs_period_us and cpu.stat (throttling); v2: cpu.max.
+        /// v1: cpu.cfs_quota_us and cpu.cfs_period_us; v2: cpu.max.
         let limitPaths: [String]
+        /// v1: the cpu controller's cpu.stat (v2's throttling is in `usagePath`).
         let throttlingPath: String?
         let memoryPath: String?
         /// The CPU limit in cores and when it was read.

@@ -260,9 +260,11 @@ public final class Watcher {
 
     /// The container's name, image and Kubernetes identity, until known. A container nothing
     /// names (no engine socket, no runtime bundle: podman without its API service) is asked
-    /// about again after 2 s, then 4, then every 8 s (`retry`), not every pass (on a node of
-    /// hundreds such, the lookups were a fiftieth of the agent); the engine's names are
-    /// refreshed at most every 10 s anyway. Alerts look their container up afresh.
+    /// about again after 2 s, then 4, then every 8 s (`retry`), not every pass: each lookup
+    /// takes the resolver's and the engine cache's locks and checks the bundle back-off, for
+    /// every such container every pass (the bundle reads themselves are paced by
+    /// `MetadataResolver`, which this does not change); the engine's names are refreshed at most
+    /// every 10 s anyway. Alerts look their container up afresh.
     func describe(_ t: inout ContainerTelemetry, _ snap: ContainerSnapshot, retry: inout (at: Date, misses: Int)?) {
         guard t.container.name == nil && t.container.k8s == nil, let lookup = describeCached ?? alerts.describe else { return }
         if let r = retry, snap.time < r.at { return }
