@@ -136,6 +136,13 @@ public final class CgroupReader {
         return now == last
     }
 
+    /// Whether this pass has read the CPU time of the cgroup `paths` names (a process read before
+    /// that read may have changed in between).
+    public func usageReadThisPass(paths: [String: String]) -> Bool {
+        guard let p = paths["cpuacct"] ?? paths["cpu"] ?? paths[""] else { return false }
+        return records[RecordKey(v1: paths["cpuacct"] ?? paths["cpu"] != nil, path: p)]?.usagePass == pass
+    }
+
     /// Memory in bytes, read again only when `cpu` moved or 30 s passed.
     func memoryBytes(_ r: Record, cpu: UInt64) -> UInt64? {
         guard let path = r.memoryPath else { return nil }

@@ -300,6 +300,11 @@ public final class HostSampler {
     var largePidSpace: Bool { pidMax >= 1_000_000 }
     /// The pid allocation at the last pass.
     var lastAllocation: PidAllocation?
+    /// Pids whose read in the last pass came before that pass's read of their cgroup's CPU time
+    /// (new processes, ones read while their pid might have been reused): a change between the
+    /// two reads (an exec just after the stat was read) is not in the CPU time the next pass
+    /// compares with, so they are read again however still their cgroup stood.
+    var readBeforeTheirCgroup: Set<Int32> = []
 
     /// How long after it started a host process is still read for joining a container's cgroup.
     /// A runtime moves the process within milliseconds; this allows for a loaded machine.
@@ -339,7 +344,9 @@ public final class HostSampler {
             guard let allocation, let earlier, pidMax > 0 else { return true }
             return allocation.mayHaveReused(pid, since: earlier, pidMax: pidMax)
         }
-        var samples = proc.pids().filter { $0 != me }.compactMap { pid -> ProcessSample? in
+        let unanchored = readBeforeTheirCgroup
+        var readEarly: Set<Int32> = []
+        func readProcess(_ pid: Int32) -> ProcessSample? {
             let k = known[pid]
             if let k, k.container == nil {
                 if youngSince.map({ k.startTicks >= $0 }) ?? true { return proc.hostProcess(pid, known: k, followExe: includeHost, files: statFiles) }
@@ -351,13 +358,21 @@ public final class HostSampler {
             // may have been handed out again since the last pass: a zombie the last pass read,
             // reaped since, leaves its pid to a process of another container while its own
             // cgroup stays still.
-            if let k, k.container != nil, !k.cgroupPaths.isEmpty, largePidSpace || !mayBeReused(pid),
-               cgroups.idleSinceLastPass(paths: k.cgroupPaths) { return k }
+            // That holds only for a sample read after the last pass read its cgroup's CPU time;
+            // this pass reads that time before the process, whatever it finds.
+            if let k, k.container != nil, !k.cgroupPaths.isEmpty, cgroups.idleSinceLastPass(paths: k.cgroupPaths),
+               !unanchored.contains(pid), largePidSpace || !mayBeReused(pid) { return k }
             // A watched process's executable link is read when it may have exec'd (see
             // `ProcfsReader.process`) and otherwise every `exeRecheckPasses` passes, spread by pid.
             return proc.process(pid, known: k, followExe: k?.container != nil || includeHost,
                                 recheck: (Int(pid) &+ passes) % Self.exeRecheckPasses == 0, files: statFiles)
         }
+        var samples = proc.pids().filter { $0 != me }.compactMap { pid -> ProcessSample? in
+            let s = readProcess(pid)
+            if let s, s.container != nil, !cgroups.usageReadThisPass(paths: s.cgroupPaths) { readEarly.insert(pid) }
+            return s
+        }
+        readBeforeTheirCgroup = readEarly
         statFiles.retain(Set(samples.map(\.pid)))
         let previous = known, previousTime = lastPassTime
         known = Dictionary(samples.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
