@@ -40,6 +40,8 @@ public struct ProcessSample: Sendable, Hashable {
     public var cpuTicks: UInt64
     /// Virtual memory size in bytes (stat field 23): an exec replaces the whole address space.
     public var vsize: UInt64 = 0
+    /// Threads (stat field 20; 0 when unknown).
+    public var threads = 0
     public var container: ContainerRef?
     public var cgroupPaths: [String: String]
     /// Network namespace inode (from /proc/<pid>/ns/net), to group processes by namespace.
@@ -64,20 +66,20 @@ public struct ProcessSample: Sendable, Hashable {
 /// Parsers for /proc text formats (pure functions, tested with fixtures).
 public enum ProcParsers {
     /// /proc/<pid>/stat: the command sits in parentheses and may contain spaces and ')'.
-    public static func stat(_ text: String) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, start: UInt64, vsize: UInt64)? {
+    public static func stat(_ text: String) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, threads: Int, start: UInt64, vsize: UInt64)? {
         stat(Array(text.utf8))
     }
 
     /// The same over bytes, without building strings for the numeric fields (read every pass
     /// for every process, so it is kept cheap).
-    public static func stat(_ b: [UInt8]) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, start: UInt64, vsize: UInt64)? {
+    public static func stat(_ b: [UInt8]) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, threads: Int, start: UInt64, vsize: UInt64)? {
         guard let open = b.firstIndex(of: UInt8(ascii: "(")), let close = b.lastIndex(of: UInt8(ascii: ")")), open < close else { return nil }
         let comm = String(decoding: b[(open + 1)..<close], as: UTF8.self)
         // Fields after the command: state is field 3; we want 4 (ppid), 14, 15 (utime, stime), 22
         // (start) and 23 (virtual memory size, 0 when absent).
         var field = 2
         var i = close + 1
-        var ppid: Int64?, ut: UInt64?, st: UInt64?, start: UInt64?, vsize: UInt64 = 0
+        var ppid: Int64?, ut: UInt64?, st: UInt64?, start: UInt64?, vsize: UInt64 = 0, threads = 0
         while i < b.count {
             while i < b.count && b[i] == 32 { i += 1 }
             if i >= b.count || b[i] == 10 { break }
@@ -96,6 +98,7 @@ public enum ProcParsers {
             case 4: ppid = ok ? Int64(exactly: v).map { negative ? -$0 : $0 } : nil  // a value past Int64 is no pid
             case 14: ut = ok ? v : nil
             case 15: st = ok ? v : nil
+            case 20: threads = ok ? Int(truncatingIfNeeded: v) : 0
             case 22: start = ok ? v : nil
             case 23: vsize = ok ? v : 0
             default: break
@@ -105,7 +108,7 @@ public enum ProcParsers {
         // The kernel's tick counts never sum past 64 bits: a line whose two counts overflow when added
         // is no stat line (callers add them).
         guard let ppid, let ut, let st, let start, let p = Int32(exactly: ppid), !ut.addingReportingOverflow(st).overflow else { return nil }
-        return (comm, p, ut, st, start, vsize)
+        return (comm, p, ut, st, threads, start, vsize)
     }
 
     /// NUL-separated argv.
@@ -185,21 +188,49 @@ public struct ProcfsReader: Sendable {
     /// `files`: the threads' schedstat files are kept open between passes (a probed container's
     /// are read every pass; a kept file stays its thread's: once the thread is gone it fails and
     /// is closed, and the path is opened afresh).
+    /// `threads`: the processes' thread lists are kept between passes and listed again only when a
+    /// process's thread count (from its stat) changed, its pid now names another process, or one
+    /// of its threads' files could not be read (a thread ended and another began); listing
+    /// /proc/<pid>/task was most of the cost.
     public func runQueueWait(_ pids: [Int32], files: KeptFiles? = nil) -> UInt64? {
+        runQueueWait(pids.map { ($0, 0, 0) }, files: files, threads: nil)
+    }
+
+    public func runQueueWait(_ processes: [ProcessSample], files: KeptFiles?, threads: ThreadLists?) -> UInt64? {
+        runQueueWait(processes.map { ($0.pid, $0.startTicks, $0.threads) }, files: files, threads: threads)
+    }
+
+    func runQueueWait(_ processes: [(pid: Int32, start: UInt64, threads: Int)], files: KeptFiles?, threads: ThreadLists?) -> UInt64? {
         var total: UInt64 = 0
         var any = false
-        for pid in pids {
-            for name in numberedEntries("\(pid)/task") {
-                let rel = "\(pid)/task/\(name)/schedstat"
-                let wait: UInt64?
-                if let files {
-                    wait = files.withContents("\(root)/\(rel)", limit: 128) { Self.secondNumber($0) } ?? nil
-                } else {
-                    wait = read(rel, limit: 128).flatMap { b in b.withUnsafeBufferPointer { Self.secondNumber($0) } }
+        for p in processes {
+            let kept = threads?.names(p.pid, start: p.start, threads: p.threads)
+            var names = kept ?? numberedEntries("\(p.pid)/task")
+            var listed = kept == nil
+            while true {
+                var sum: UInt64 = 0, read = false, failed = false
+                for name in names {
+                    let rel = "\(p.pid)/task/\(name)/schedstat"
+                    let wait: UInt64?
+                    if let files {
+                        wait = files.withContents("\(root)/\(rel)", limit: 128) { Self.secondNumber($0) } ?? nil
+                    } else {
+                        wait = self.read(rel, limit: 128).flatMap { b in b.withUnsafeBufferPointer { Self.secondNumber($0) } }
+                    }
+                    guard let wait else { failed = true; continue }
+                    sum &+= wait
+                    read = true
                 }
-                guard let wait else { continue }
-                total &+= wait
-                any = true
+                // A thread of a kept list is gone: list them again, once.
+                if failed && !listed {
+                    names = numberedEntries("\(p.pid)/task")
+                    listed = true
+                    continue
+                }
+                if listed, p.threads > 0 { threads?.keep(p.pid, start: p.start, threads: p.threads, names: names) }
+                total &+= sum
+                any = any || read
+                break
             }
         }
         return any ? total : nil
@@ -229,6 +260,28 @@ public struct ProcfsReader: Sendable {
 
     /// The entries of a folder whose names are numbers (tasks, file descriptors), listed with
     /// readdir: Foundation's directory listing cost more than the reads that follow.
+    /// The thread ids (as /proc/<pid>/task names them) of processes whose run-queue wait is read,
+    /// by pid, with the process's start time and thread count when listed. Used from the
+    /// sampler's thread only.
+    public final class ThreadLists {
+        var lists: [Int32: (start: UInt64, threads: Int, names: [String])] = [:]
+        public init() {}
+
+        func names(_ pid: Int32, start: UInt64, threads: Int) -> [String]? {
+            guard threads > 0, let l = lists[pid], l.start == start, l.threads == threads else { return nil }
+            return l.names
+        }
+
+        func keep(_ pid: Int32, start: UInt64, threads: Int, names: [String]) {
+            lists[pid] = (start, threads, names)
+        }
+
+        /// Forgets the lists of processes not in `pids`.
+        public func retain(_ pids: Set<Int32>) {
+            if lists.keys.contains(where: { !pids.contains($0) }) { lists = lists.filter { pids.contains($0.key) } }
+        }
+    }
+
     func numberedEntries(_ rel: String) -> [String] {
         guard let dir = opendir("\(root)/\(rel)") else { return [] }
         defer { closedir(dir) }
@@ -258,11 +311,13 @@ public struct ProcfsReader: Sendable {
         if let l = link("\(pid)/ns/net"), let open = l.firstIndex(of: "["), let close = l.firstIndex(of: "]") {
             netns = UInt64(l[l.index(after: open)..<close])
         }
-        return ProcessSample(
+        var s = ProcessSample(
             pid: pid, ppid: st.ppid, comm: st.comm, exe: link("\(pid)/exe"),
             cmdline: read("\(pid)/cmdline", limit: 64 * 1024).map(ProcParsers.cmdline) ?? [],
             startTicks: st.start, cpuTicks: st.utime + st.stime,
             container: cg?.container, cgroupPaths: cg?.paths ?? [:], netns: netns, vsize: st.vsize)
+        s.threads = st.threads
+        return s
     }
 
     /// /proc/<pid>/stat through `files` when given (an fd kept open between passes).
@@ -286,6 +341,7 @@ public struct ProcfsReader: Sendable {
         s.comm = st.comm
         s.cpuTicks = st.utime + st.stime
         s.vsize = st.vsize
+        s.threads = st.threads
         if followExe && (recheck || st.comm != known.comm || s.cpuTicks != known.cpuTicks || st.vsize != known.vsize) {
             let exe = link("\(pid)/exe")
             if exe != known.exe || st.comm != known.comm {

@@ -284,6 +284,7 @@ public final class HostSampler {
     let statFiles = ProcStatFiles()
     /// Each namespace's /proc/<pid>/net/dev and net/snmp, kept open between passes.
     let netFiles = KeptFiles()
+    let threadLists = ProcfsReader.ThreadLists()
     /// Processes of the last pass by pid, and the keys that make a process "not new".
     var known: [Int32: ProcessSample] = [:]
     var knownKeys: Set<String> = []
@@ -373,7 +374,9 @@ public final class HostSampler {
             return s
         }
         readBeforeTheirCgroup = readEarly
-        statFiles.retain(Set(samples.map(\.pid)))
+        let live = Set(samples.map(\.pid))
+        statFiles.retain(live)
+        threadLists.retain(live)
         let previous = known, previousTime = lastPassTime
         known = Dictionary(samples.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
         if !includeHost { samples.removeAll { $0.container == nil } }
@@ -405,7 +408,7 @@ public final class HostSampler {
             if let first = procs.first(where: { $0.sample.cgroupPaths.isEmpty == false }) {
                 snap.cgroup = cgroups.stats(paths: first.sample.cgroupPaths)
             }
-            if runQueueFor.contains(id) { snap.runQueueWaitNanos = proc.runQueueWait(procs.map(\.sample.pid), files: netFiles) }
+            if runQueueFor.contains(id) { snap.runQueueWaitNanos = proc.runQueueWait(procs.map(\.sample), files: netFiles, threads: threadLists) }
             network(&snap, id: id, procs: procs.map(\.sample), seen: &nsSeen)
             // Still only when every process's cgroup stood still (a container's processes may sit
             // in several: systemd's scopes and services), and none is new. Each cgroup's CPU time

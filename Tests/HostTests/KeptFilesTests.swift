@@ -202,4 +202,40 @@ import TestSupport
         #expect(ProcfsReader().runQueueWait([getpid()]) != nil)
         #expect(ProcfsReader().runQueueWait([getpid()], files: kept) != nil)
     }
+
+    /// A process's threads are listed again only when its thread count changed, its pid names
+    /// another process, or a listed thread is gone.
+    @Test func threadListsAreKeptWhileTheCountStands() throws {
+        let dir = try TempDir("threads")
+        defer { dir.cleanup() }
+        _ = try dir.file("100/task/100/schedstat", Array("1 1000 1\n".utf8))
+        _ = try dir.file("100/task/101/schedstat", Array("1 200 1\n".utf8))
+        let reader = ProcfsReader(root: dir.path)
+        // Files read by path (a kept one of a removed file here would still read; a gone
+        // thread's in /proc does not).
+        let lists = ProcfsReader.ThreadLists(), kept: KeptFiles? = nil
+        func process(threads: Int, start: UInt64 = 7) -> ProcessSample {
+            var s = ProcessSample(pid: 100, ppid: 1, comm: "p", exe: nil, cmdline: [], startTicks: start, cpuTicks: 0, container: nil,
+                                  cgroupPaths: [:], netns: nil)
+            s.threads = threads
+            return s
+        }
+        #expect(reader.runQueueWait([process(threads: 2)], files: kept, threads: lists) == 1200)
+        // A third thread's file appears while the count still says two: the kept list is read.
+        _ = try dir.file("100/task/102/schedstat", Array("1 30 1\n".utf8))
+        #expect(reader.runQueueWait([process(threads: 2)], files: kept, threads: lists) == 1200)
+        // The count says three: listed again.
+        #expect(reader.runQueueWait([process(threads: 3)], files: kept, threads: lists) == 1230)
+        // A thread ended and another began (the count stands): the gone one's file fails, so
+        // they are listed again in the same call.
+        try FileManager.default.removeItem(atPath: dir.path + "/100/task/101")
+        _ = try dir.file("100/task/103/schedstat", Array("1 4 1\n".utf8))
+        #expect(reader.runQueueWait([process(threads: 3)], files: kept, threads: lists) == 1034)
+        // Another process at the pid (another start time) with the same count: listed again.
+        _ = try dir.file("100/task/104/schedstat", Array("1 500 1\n".utf8))
+        #expect(reader.runQueueWait([process(threads: 3, start: 8)], files: kept, threads: lists) == 1534)
+        // Gone processes' lists are forgotten.
+        lists.retain([])
+        #expect(lists.lists.isEmpty)
+    }
 }
