@@ -9,13 +9,16 @@ public enum Endpoint {
     /// The host of `host`, `host:port`, `[v6]` or `[v6]:port` (an HTTP Host header, a URL
     /// authority, an endpoint); a bare IPv6 address is returned as it is.
     public static func host(_ authority: String) -> String {
-        var s = Substring(authority)
-        if s.hasPrefix("[") {
-            guard let close = s.firstIndex(of: "]") else { return String(s) }
-            return String(s[s.index(after: s.startIndex)..<close])
+        // Over the UTF-8 bytes: '[', ']' and ':' are ASCII, so their indices cut the string on
+        // character boundaries (asked for every session's server, every pass).
+        let u = authority.utf8
+        if u.first == UInt8(ascii: "[") {
+            guard let close = u.firstIndex(of: UInt8(ascii: "]")) else { return authority }
+            return String(authority[u.index(after: u.startIndex)..<close])
         }
         // More than one colon is a bare IPv6 address, not host:port.
-        if s.filter({ $0 == ":" }).count == 1, let colon = s.firstIndex(of: ":") { s = s[..<colon] }
-        return String(s)
+        guard let colon = u.firstIndex(of: UInt8(ascii: ":")) else { return authority }
+        if u[u.index(after: colon)...].contains(UInt8(ascii: ":")) { return authority }
+        return String(authority[..<colon])
     }
 }

@@ -60,13 +60,7 @@ public struct RuleSet: Sendable {
     /// The rule whose service domain `name` is, or is below, with that domain; nil when none.
     public func serviceRule(for name: String) -> (rule: Rule, domain: String)? {
         guard !serviceDomains.isEmpty else { return nil }
-        var n = Substring(name.lowercased())
-        if n.hasSuffix(".") { n = n.dropLast() }
-        while true {
-            if let i = serviceDomains[String(n)] { return (rules[i], String(n)) }
-            guard let dot = n.firstIndex(of: ".") else { return nil }
-            n = n[n.index(after: dot)...]
-        }
+        return Self.firstDomain(of: name) { d in serviceDomains[d].map { (rules[$0], d) } }
     }
 
     /// The rule that reports a structural check's evidence (the last loaded wins); nil when none
@@ -75,10 +69,25 @@ public struct RuleSet: Sendable {
 
     /// The pool domain `name` is, or is below; nil when none.
     public func poolDomain(for name: String) -> String? {
-        var n = Substring(name.lowercased())
+        guard !poolDomains.isEmpty else { return nil }
+        return Self.firstDomain(of: name) { poolDomains.contains($0) ? $0 : nil }
+    }
+
+    /// The first of `name` and the domains above it (lower-cased, without a final dot) that
+    /// `found` gives a value for. An IP address literal is only itself: its parts are no domains
+    /// (and detectors ask about every session's server, an address more often than not, every
+    /// pass).
+    static func firstDomain<T>(of name: String, _ found: (String) -> T?) -> T? {
+        var literal = true, upper = false
+        for c in name.utf8 {
+            if c >= 0x41 && c <= 0x5A { upper = true }
+            if !(c >= 0x30 && c <= 0x39) && c != 0x2E && c != 0x3A && !(c >= 0x61 && c <= 0x66) && !(c >= 0x41 && c <= 0x46) { literal = false }
+        }
+        var n = Substring(upper ? name.lowercased() : name)
         if n.hasSuffix(".") { n = n.dropLast() }
+        if literal, IPAddress(String(n)) != nil { return found(String(n)) }
         while true {
-            if poolDomains.contains(String(n)) { return String(n) }
+            if let v = found(String(n)) { return v }
             guard let dot = n.firstIndex(of: ".") else { return nil }
             n = n[n.index(after: dot)...]
         }
