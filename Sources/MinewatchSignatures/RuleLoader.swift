@@ -80,7 +80,7 @@ public struct RuleSet: Sendable {
     static func firstDomain<T>(of name: String, _ found: (String) -> T?) -> T? {
         var literal = true, upper = false
         for c in name.utf8 {
-            if c >= 0x41 && c <= 0x5A { upper = true }
+            if (c >= 0x41 && c <= 0x5A) || c >= 0x80 { upper = true }  // non-ASCII: lower-cased as before
             if !(c >= 0x30 && c <= 0x39) && c != 0x2E && c != 0x3A && !(c >= 0x61 && c <= 0x66) && !(c >= 0x41 && c <= 0x46) { literal = false }
         }
         var n = Substring(upper ? name.lowercased() : name)
