@@ -9,8 +9,9 @@ public enum Endpoint {
     /// The host of `host`, `host:port`, `[v6]` or `[v6]:port` (an HTTP Host header, a URL
     /// authority, an endpoint); a bare IPv6 address is returned as it is.
     public static func host(_ authority: String) -> String {
-        // Over the UTF-8 bytes: '[', ']' and ':' are ASCII, so their indices cut the string on
-        // character boundaries (asked for every session's server, every pass).
+        // Over the UTF-8 bytes (asked for every session's server, every pass): '[', ']' and ':'
+        // are ASCII, so their indices are scalar boundaries (a combining mark after one is cut
+        // from it, where matching characters kept such a string whole).
         let u = authority.utf8
         if u.first == UInt8(ascii: "[") {
             guard let close = u.firstIndex(of: UInt8(ascii: "]")) else { return authority }

@@ -75,8 +75,8 @@ public enum ProcParsers {
     public static func stat(_ b: [UInt8]) -> (comm: String, ppid: Int32, utime: UInt64, stime: UInt64, threads: Int, start: UInt64, vsize: UInt64)? {
         guard let open = b.firstIndex(of: UInt8(ascii: "(")), let close = b.lastIndex(of: UInt8(ascii: ")")), open < close else { return nil }
         let comm = String(decoding: b[(open + 1)..<close], as: UTF8.self)
-        // Fields after the command: state is field 3; we want 4 (ppid), 14, 15 (utime, stime), 22
-        // (start) and 23 (virtual memory size, 0 when absent).
+        // Fields after the command: state is field 3; we want 4 (ppid), 14, 15 (utime, stime), 20
+        // (threads), 22 (start) and 23 (virtual memory size, 0 when absent).
         var field = 2
         var i = close + 1
         var ppid: Int64?, ut: UInt64?, st: UInt64?, start: UInt64?, vsize: UInt64 = 0, threads = 0
@@ -227,7 +227,10 @@ public struct ProcfsReader: Sendable {
                     listed = true
                     continue
                 }
-                if listed, p.threads > 0 { threads?.keep(p.pid, start: p.start, threads: p.threads, names: names) }
+                // Kept only when the listing has as many threads as the stat said: a thread that
+                // ended between the two reads would leave a list one short under a count a new
+                // thread could bring back, and that thread would never be read.
+                if listed, p.threads > 0, names.count == p.threads { threads?.keep(p.pid, start: p.start, threads: p.threads, names: names) }
                 total &+= sum
                 any = any || read
                 break
@@ -258,8 +261,6 @@ public struct ProcfsReader: Sendable {
         return out
     }
 
-    /// The entries of a folder whose names are numbers (tasks, file descriptors), listed with
-    /// readdir: Foundation's directory listing cost more than the reads that follow.
     /// The thread ids (as /proc/<pid>/task names them) of processes whose run-queue wait is read,
     /// by pid, with the process's start time and thread count when listed. Used from the
     /// sampler's thread only.
@@ -282,6 +283,8 @@ public struct ProcfsReader: Sendable {
         }
     }
 
+    /// The entries of a folder whose names are numbers (tasks, file descriptors), listed with
+    /// readdir: Foundation's directory listing cost more than the reads that follow.
     func numberedEntries(_ rel: String) -> [String] {
         guard let dir = opendir("\(root)/\(rel)") else { return [] }
         defer { closedir(dir) }

@@ -302,7 +302,8 @@ public final class HostSampler {
     /// The pid allocation at the last pass.
     var lastAllocation: PidAllocation?
     /// Pids whose read in the last pass came before that pass's read of their cgroup's CPU time
-    /// (new processes, ones read while their pid might have been reused): a change between the
+    /// (new processes, host processes that joined a container, any read before the pass had read
+    /// their cgroup's CPU time): a change between the
     /// two reads (an exec just after the stat was read) is not in the CPU time the next pass
     /// compares with, so they are read again however still their cgroup stood.
     var readBeforeTheirCgroup: Set<Int32> = []

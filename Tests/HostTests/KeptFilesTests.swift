@@ -234,6 +234,12 @@ import TestSupport
         // Another process at the pid (another start time) with the same count: listed again.
         _ = try dir.file("100/task/104/schedstat", Array("1 500 1\n".utf8))
         #expect(reader.runQueueWait([process(threads: 3, start: 8)], files: kept, threads: lists) == 1534)
+        // A listing short of the stat's count (a thread ended between the two reads) is not
+        // kept: a thread that starts later under the same count is read.
+        try FileManager.default.removeItem(atPath: dir.path + "/100/task/104")
+        #expect(reader.runQueueWait([process(threads: 4, start: 9)], files: kept, threads: lists) == 1034)
+        _ = try dir.file("100/task/105/schedstat", Array("1 20000 1\n".utf8))
+        #expect(reader.runQueueWait([process(threads: 4, start: 9)], files: kept, threads: lists) == 21034)
         // Gone processes' lists are forgotten.
         lists.retain([])
         #expect(lists.lists.isEmpty)
