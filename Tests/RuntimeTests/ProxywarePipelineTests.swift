@@ -228,5 +228,37 @@ import TestSupport
         let a = try #require(alerts.first { $0.detector == .bandwidthService })
         #expect(a.severity == .medium && a.family == "iproyal-pawns")
         #expect(a.summary.contains("DNS question for api.pawns.app"))
+        #expect(a.detectedAt == Date(timeIntervalSince1970: 2_000_000_002), "a bare contact waits one pass")
+    }
+
+    /// A new container's connection can show up in the pass that read its process before the
+    /// process exec'd its program: the contact waits a pass, and the process detector, which
+    /// reads the program then, corroborates it.
+    @Test func aBareContactWaitsAPassForItsProcess() throws {
+        let (s, proc) = try Self.setup("c5", ns: 4026540005)
+        var facts = SessionFacts()
+        facts.protocolName = .tls
+        facts.sni = "proxy.wynd.network"
+        s.sessions.byNamespace[s.ns] = [LiveSession(client: "10.0.0.2", clientPort: 40001, serverPort: 443, server: "198.18.1.6:443",
+                                                    first: s.clock.date, facts: facts)]
+        var r = Recorder()
+        r.open(1, local: 40001, remote: "198.18.1.6", port: 443)
+        r.traffic(1, tx: 300, rx: 200, replies: 1)
+        s.sockets.byNetns[s.ns] = Array(r.sockets.values)
+        #expect(s.w.poll().isEmpty, "the first pass only notes the contact")
+        // The process exec'd the node program (its command line names the service).
+        _ = try proc.dir.file("proc/700/stat", Array("700 (grass) S 1 700 700 0 -1 0 0 0 0 0 600 20 0 0 20 0 1 0 90000 1000 100 0".utf8))
+        _ = try proc.dir.file("proc/700/cmdline", Array("/app/grass\0--server\0proxy.wynd.network\0".utf8))
+        let program = try proc.dir.file("bins/700-grass", Samples.elf(["plain"]), mode: 0o755)
+        try FileManager.default.removeItem(atPath: proc.root + "/700/exe")
+        try FileManager.default.createSymbolicLink(atPath: proc.root + "/700/exe", withDestinationPath: program)
+        s.clock.date += 2
+        r.traffic(1, tx: 300, rx: 200, replies: 1)
+        s.sockets.byNetns[s.ns] = Array(r.sockets.values)
+        let alerts = s.w.poll()
+        let process = try #require(alerts.first { $0.detector == .minerProcess }, "\(alerts.map(\.summary))")
+        #expect(process.family == "grass")
+        let a = try #require(alerts.first { $0.detector == .bandwidthService })
+        #expect(a.severity == .high && a.summary.contains("miner-process alert"), "\(a.summary)")
     }
 }

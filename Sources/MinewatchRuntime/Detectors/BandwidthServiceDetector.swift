@@ -17,11 +17,17 @@ public struct BandwidthServiceDetector: ContainerDetector {
 
     public struct State {
         var heartbeats: [Trait] = []
+        /// When a contact with nothing corroborating it was first seen (it waits a pass: see
+        /// `inspect`).
+        var bareContactAt: Date?
     }
 
     public init(rules: RuleSet) { ruleSet = rules }
 
     public func makeState() -> State { State() }
+
+    /// Not while a bare contact waits for its second pass.
+    public func settled(_ state: State) -> Bool { state.bareContactAt == nil }
 
     public func traits(_ state: State) -> [Trait] { state.heartbeats }
 
@@ -79,6 +85,17 @@ public struct BandwidthServiceDetector: ContainerDetector {
             why.append("a heartbeat on that connection: " + HeartbeatJudge.describe(h))
         }
         why += Self.corroborating.filter { context.alerted.contains($0) }.map { "\($0.rawValue) alert" }
+        // A contact with nothing corroborating it waits one pass: in a new container the
+        // connection may show up in the pass that still read its process as the runtime left it
+        // (sampled just before the exec), so the process detector, which corroborates, names it
+        // a pass later. The alert is raised once, so it is raised with what a pass more gives.
+        if why.isEmpty {
+            guard let seen = state.bareContactAt, pass.now > seen else {
+                if state.bareContactAt == nil { state.bareContactAt = pass.now }
+                return nil
+            }
+        }
+        state.bareContactAt = nil
         let service = hit.rule.family ?? hit.rule.id
         var summary = "contact with \(service) (\(hit.rule.title)): \(hit.via)"
         if !why.isEmpty { summary += "; with \(why.joined(separator: ", "))" }
