@@ -85,11 +85,17 @@ public final class CgroupReader {
         if pass % 32 == 0 { records = records.filter { pass - $0.value.seenPass < 32 } }
     }
 
-    /// The record of the cgroup `paths` names (v1 cpuacct or cpu, else v2), made when first asked.
-    func record(_ paths: [String: String]) -> Record? {
+    /// Which record the cgroup `paths` names has: its v1 cpuacct (else cpu) path, or its v2 path.
+    static func recordKey(_ paths: [String: String]) -> RecordKey? {
         let v1 = paths["cpuacct"] ?? paths["cpu"]
         guard let p = v1 ?? paths[""] else { return nil }
-        let key = RecordKey(v1: v1 != nil, path: p)
+        return RecordKey(v1: v1 != nil, path: p)
+    }
+
+    /// The record of the cgroup `paths` names (v1 cpuacct or cpu, else v2), made when first asked.
+    func record(_ paths: [String: String]) -> Record? {
+        guard let key = Self.recordKey(paths) else { return nil }
+        let p = key.path
         let r: Record
         if let known = records[key] {
             r = known
@@ -139,8 +145,8 @@ public final class CgroupReader {
     /// Whether this pass has read the CPU time of the cgroup `paths` names (a process read before
     /// that read may have changed in between).
     public func usageReadThisPass(paths: [String: String]) -> Bool {
-        guard let p = paths["cpuacct"] ?? paths["cpu"] ?? paths[""] else { return false }
-        return records[RecordKey(v1: paths["cpuacct"] ?? paths["cpu"] != nil, path: p)]?.usagePass == pass
+        guard let key = Self.recordKey(paths) else { return false }
+        return records[key]?.usagePass == pass
     }
 
     /// Memory in bytes, read again only when `cpu` moved or 30 s passed.

@@ -203,38 +203,38 @@ public struct ProcfsReader: Sendable {
     func runQueueWait(_ processes: [(pid: Int32, start: UInt64, threads: Int)], files: KeptFiles?, threads: ThreadLists?) -> UInt64? {
         var total: UInt64 = 0
         var any = false
+        // The waits of one process's threads `names`; `failed`: a thread's file could not be read.
+        func waits(_ pid: Int32, _ names: [String]) -> (sum: UInt64, read: Bool, failed: Bool) {
+            var sum: UInt64 = 0, read = false, failed = false
+            for name in names {
+                let rel = "\(pid)/task/\(name)/schedstat"
+                let wait: UInt64?
+                if let files {
+                    wait = files.withContents("\(root)/\(rel)", limit: 128) { Self.secondNumber($0) } ?? nil
+                } else {
+                    wait = self.read(rel, limit: 128).flatMap { b in b.withUnsafeBufferPointer { Self.secondNumber($0) } }
+                }
+                guard let wait else { failed = true; continue }
+                sum &+= wait
+                read = true
+            }
+            return (sum, read, failed)
+        }
         for p in processes {
-            let kept = threads?.names(p.pid, start: p.start, threads: p.threads)
-            var names = kept ?? numberedEntries("\(p.pid)/task")
-            var listed = kept == nil
-            while true {
-                var sum: UInt64 = 0, read = false, failed = false
-                for name in names {
-                    let rel = "\(p.pid)/task/\(name)/schedstat"
-                    let wait: UInt64?
-                    if let files {
-                        wait = files.withContents("\(root)/\(rel)", limit: 128) { Self.secondNumber($0) } ?? nil
-                    } else {
-                        wait = self.read(rel, limit: 128).flatMap { b in b.withUnsafeBufferPointer { Self.secondNumber($0) } }
-                    }
-                    guard let wait else { failed = true; continue }
-                    sum &+= wait
-                    read = true
-                }
-                // A thread of a kept list is gone: list them again, once.
-                if failed && !listed {
-                    names = numberedEntries("\(p.pid)/task")
-                    listed = true
-                    continue
-                }
+            let w: (sum: UInt64, read: Bool, failed: Bool)
+            if let kept = threads?.names(p.pid, start: p.start, threads: p.threads), case let r = waits(p.pid, kept), !r.failed {
+                w = r
+            } else {
+                // Not kept, or a kept thread is gone: listed again.
+                let names = numberedEntries("\(p.pid)/task")
+                w = waits(p.pid, names)
                 // Kept only when the listing has as many threads as the stat said: a thread that
                 // ended between the two reads would leave a list one short under a count a new
                 // thread could bring back, and that thread would never be read.
-                if listed, p.threads > 0, names.count == p.threads { threads?.keep(p.pid, start: p.start, threads: p.threads, names: names) }
-                total &+= sum
-                any = any || read
-                break
+                if p.threads > 0, names.count == p.threads { threads?.keep(p.pid, start: p.start, threads: p.threads, names: names) }
             }
+            total &+= w.sum
+            any = any || w.read
         }
         return any ? total : nil
     }
