@@ -14,7 +14,14 @@ public struct LiveSession: Sendable, Hashable {
     public var serverPort: UInt16
     public var server: String
     public var first: Date
-    public var facts: SessionFacts
+    /// Held in an immutable box every copy shares: a session is copied from the capture's book to
+    /// each pass's snapshot and by every detector that filters sessions, and the facts' many
+    /// fields were retained and released one by one at each copy.
+    @inlinable public var facts: SessionFacts {
+        get { box.facts }
+        set { box = FactsBox(newValue) }
+    }
+    @usableFromInline var box: FactsBox
 
     public init(client: String, clientPort: UInt16, serverPort: UInt16, server: String, first: Date, facts: SessionFacts) {
         self.client = client
@@ -22,7 +29,14 @@ public struct LiveSession: Sendable, Hashable {
         self.serverPort = serverPort
         self.server = server
         self.first = first
-        self.facts = facts
+        self.box = FactsBox(facts)
+    }
+
+    @usableFromInline final class FactsBox: Sendable, Hashable {
+        @usableFromInline let facts: SessionFacts
+        @usableFromInline init(_ facts: SessionFacts) { self.facts = facts }
+        @usableFromInline static func == (a: FactsBox, b: FactsBox) -> Bool { a === b || a.facts == b.facts }
+        @usableFromInline func hash(into h: inout Hasher) { h.combine(facts) }
     }
 }
 
