@@ -82,7 +82,29 @@ public final class CgroupReader {
     public func endPass() {
         files.sweep()
         pass += 1
-        if pass % 32 == 0 { records = records.filter { pass - $0.value.seenPass < 32 } }
+        if pass % 32 == 0 {
+            records = records.filter { pass - $0.value.seenPass < 32 }
+            byIdentity = byIdentity.filter { pass - $0.value.seen < 32 }
+        }
+    }
+
+    /// Records by the identity of a process's sample (see `ProcessSample.Identity`): a process's
+    /// cgroup paths are the same object pass after pass, so its record is found by that object
+    /// instead of by hashing its paths, several times a pass for every process (a tenth of the
+    /// sampler on a dense node). The identity is held, so no other object takes its address while
+    /// its entry stands; entries go with the records, after 32 passes unasked.
+    var byIdentity: [ObjectIdentifier: (identity: ProcessSample.Identity, record: Record?, seen: Int)] = [:]
+
+    func record(of s: ProcessSample) -> Record? {
+        let key = ObjectIdentifier(s.identity)
+        if let hit = byIdentity[key] {
+            if hit.seen != pass { byIdentity[key]?.seen = pass }
+            hit.record?.seenPass = pass
+            return hit.record
+        }
+        let r = record(s.cgroupPaths)
+        byIdentity[key] = (s.identity, r, pass)
+        return r
     }
 
     /// Which record the cgroup `paths` names has: its v1 cpuacct (else cpu) path, or its v2 path.
@@ -136,7 +158,16 @@ public final class CgroupReader {
     /// rename itself or change its memory map without running, so a process of such a cgroup is
     /// as the last pass saw it. False when either read failed or there was no last pass.
     public func idleSinceLastPass(paths: [String: String]) -> Bool {
-        guard let r = record(paths) else { return false }
+        idle(record(paths))
+    }
+
+    /// The same for the cgroup a process's sample names.
+    public func idleSinceLastPass(_ s: ProcessSample) -> Bool {
+        idle(record(of: s))
+    }
+
+    func idle(_ r: Record?) -> Bool {
+        guard let r else { return false }
         // Read this pass whatever the last one had, so the next pass can compare.
         guard let now = usage(r), let last = r.lastUsage else { return false }
         return now == last
@@ -147,6 +178,11 @@ public final class CgroupReader {
     public func usageReadThisPass(paths: [String: String]) -> Bool {
         guard let key = Self.recordKey(paths) else { return false }
         return records[key]?.usagePass == pass
+    }
+
+    /// The same for the cgroup a process's sample names.
+    public func usageReadThisPass(_ s: ProcessSample) -> Bool {
+        record(of: s)?.usagePass == pass
     }
 
     /// Memory in bytes, read again only when `cpu` moved or 30 s passed.
@@ -229,7 +265,16 @@ public final class CgroupReader {
 
     /// `paths` is the controller -> path map of one of the container's processes.
     public func stats(paths: [String: String]) -> CgroupStats? {
-        guard var r = record(paths) else { return nil }
+        stats(record(paths), paths: paths)
+    }
+
+    /// The same for the cgroup a process's sample names.
+    public func stats(of s: ProcessSample) -> CgroupStats? {
+        stats(record(of: s), paths: s.cgroupPaths)
+    }
+
+    func stats(_ first: Record?, paths: [String: String]) -> CgroupStats? {
+        guard var r = first else { return nil }
         if r.v1, usage(r) == nil, let p = paths[""] {
             // A hybrid host whose v1 CPU accounting cannot be read: the unified tree's.
             guard let v2 = record(["": p]) else { return nil }

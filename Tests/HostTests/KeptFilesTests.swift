@@ -91,6 +91,38 @@ import TestSupport
         #expect(!v1.idleSinceLastPass(paths: ["memory": "/pod"]), "no CPU controller named")
     }
 
+    /// A process's sample finds its cgroup's record by the sample's shared identity, and gives the
+    /// answers its paths give: copies share it, a sample changed by an exec (a new identity, the
+    /// same paths) finds the same cgroup, and an identity whose record went unasked for 32 passes
+    /// is forgotten with it and made again when asked.
+    @Test func sampleLookupsAgreeWithPathLookups() throws {
+        let dir = try TempDir("cg")
+        defer { dir.cleanup() }
+        _ = try dir.file("v1/cpuacct/pod/cpuacct.usage", Array("700\n".utf8))
+        let reader = CgroupReader(root: dir.path + "/v1")
+        let paths = ["cpuacct": "/pod", "cpu": "/pod"]
+        var s = ProcessSample(pid: 7, ppid: 1, comm: "sh", exe: "/bin/sh", cmdline: ["sh"], startTicks: 1, cpuTicks: 0,
+                              container: nil, cgroupPaths: paths, netns: nil)
+        #expect(!reader.idleSinceLastPass(s), "first pass: no last pass to compare with")
+        #expect(reader.usageReadThisPass(s), "read by the question")
+        #expect(reader.stats(of: s)?.cpuNanos == 700)
+        reader.endPass()
+        #expect(!reader.usageReadThisPass(s))
+        let copy = s
+        #expect(reader.idleSinceLastPass(copy) && reader.usageReadThisPass(s) && reader.idleSinceLastPass(paths: paths))
+        reader.endPass()
+        s.exe = "/usr/bin/xmrig"  // an exec: another identity, the same cgroup
+        _ = try dir.file("v1/cpuacct/pod/cpuacct.usage", Array("900\n".utf8))
+        #expect(!reader.idleSinceLastPass(s) && !reader.idleSinceLastPass(copy) && reader.stats(of: copy)?.cpuNanos == 900)
+        for _ in 0..<70 { reader.endPass() }
+        _ = reader.idleSinceLastPass(paths: ["cpuacct": "/other"])
+        reader.endPass()
+        #expect(reader.byIdentity.isEmpty && reader.records.count <= 1, "unasked for 32 passes: forgotten")
+        #expect(reader.stats(of: s)?.cpuNanos == 900 && reader.byIdentity.count == 1)
+        let none = ProcessSample(pid: 8, ppid: 1, comm: "x", exe: nil, cmdline: [], startTicks: 1, cpuTicks: 0, container: nil, cgroupPaths: [:], netns: nil)
+        #expect(!reader.idleSinceLastPass(none) && reader.stats(of: none) == nil)
+    }
+
     /// cpu.stat read in place: v2's usage and throttling counts in any order, v1's throttling
     /// alone; a number that is not one (or overflows) counts as absent. A hybrid host whose v1
     /// CPU accounting cannot be read has the unified tree's.
