@@ -71,9 +71,10 @@ public final class ContainerStore {
 
     public subscript(id: String) -> ContainerState? { states[id] }
 
+    /// Mutates the state in place (through the dictionary's storage: neither moved out and back,
+    /// which hashed its id twice more, nor copied).
     func modify<R>(_ id: String, _ body: (inout ContainerState) -> R) -> R? {
-        guard var s = states.removeValue(forKey: id) else { return nil }
-        defer { states[id] = s }
-        return body(&s)
+        guard let i = states.index(forKey: id) else { return nil }
+        return body(&states.values[i])
     }
 }

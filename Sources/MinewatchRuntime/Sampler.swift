@@ -22,7 +22,15 @@ public struct ProcessSnapshot: Sendable {
         self.environment = environment
         self.cpuCores = cpuCores
     }
-    public var key: String { "\(sample.pid):\(sample.startTicks):\(sample.exe ?? sample.comm)" }
+    public var key: ProcessKey { ProcessKey(pid: sample.pid, startTicks: sample.startTicks, program: sample.exe ?? sample.comm) }
+}
+
+/// One process running one program: its pid, start time and executable (its name when the
+/// executable is unknown). An exec into another program is another key.
+public struct ProcessKey: Hashable, Sendable {
+    public let pid: Int32
+    public let startTicks: UInt64
+    public let program: String
 }
 
 /// What the sampler read about one container in one pass: the only input of the detectors.
@@ -287,7 +295,9 @@ public final class HostSampler {
     let threadLists = ProcfsReader.ThreadLists()
     /// Processes of the last pass by pid, and the keys that make a process "not new".
     var known: [Int32: ProcessSample] = [:]
-    var knownKeys: Set<String> = []
+    /// By pid (one process a pid in a pass): found by the pid, compared whole, so a process's
+    /// executable path is not hashed twice a pass.
+    var knownKeys: [Int32: ProcessKey] = [:]
     var hostNetns: UInt64?
     let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     var passes = 0
@@ -313,7 +323,7 @@ public final class HostSampler {
     static let joinWindow: Double = 30
 
     /// Every running process is new again in the next pass (after a rules reload).
-    public func forgetProcesses() { knownKeys = [] }
+    public func forgetProcesses() { knownKeys = [:] }
 
     public init(proc: ProcfsReader = ProcfsReader(), cgroups: CgroupReader = CgroupReader(), clock: WallClock = SystemClock(),
                 sockets: SocketStatsSource? = SockDiagReader()) {
@@ -362,7 +372,7 @@ public final class HostSampler {
             // cgroup stays still.
             // That holds only for a sample read after the last pass read its cgroup's CPU time;
             // this pass reads that time before the process, whatever it finds.
-            if let k, k.container != nil, !k.cgroupPaths.isEmpty, cgroups.idleSinceLastPass(paths: k.cgroupPaths),
+            if let k, k.container != nil, !k.cgroupPaths.isEmpty, cgroups.idleSinceLastPass(k),
                !unanchored.contains(pid), largePidSpace || !mayBeReused(pid) { return k }
             // A watched process's executable link is read when it may have exec'd (see
             // `ProcfsReader.process`) and otherwise every `exeRecheckPasses` passes, spread by pid.
@@ -371,7 +381,7 @@ public final class HostSampler {
         }
         var samples = proc.pids().filter { $0 != me }.compactMap { pid -> ProcessSample? in
             let s = readProcess(pid)
-            if let s, s.container != nil, !cgroups.usageReadThisPass(paths: s.cgroupPaths) { readEarly.insert(pid) }
+            if let s, s.container != nil, !cgroups.usageReadThisPass(s) { readEarly.insert(pid) }
             return s
         }
         readBeforeTheirCgroup = readEarly
@@ -385,7 +395,8 @@ public final class HostSampler {
             samples.removeAll { s in !onlyContainers.contains { p in s.container?.id.hasPrefix(p) == true } }
         }
         var byContainer: [String: (ContainerRef, [ProcessSnapshot])] = [:]
-        var keys: Set<String> = []
+        var keys: [Int32: ProcessKey] = [:]
+        keys.reserveCapacity(knownKeys.count)
         for s in samples {
             guard let c = s.container ?? (includeHost ? ContainerRef(id: "host", runtime: .podman, cgroupPath: "/") : nil) else { continue }
             var p = ProcessSnapshot(sample: s, isNew: false)
@@ -393,8 +404,8 @@ public final class HostSampler {
                 p.cpuCores = Double(s.cpuTicks - k.cpuTicks) / ticksPerSecond / now.timeIntervalSince(t)
             }
             let key = p.key
-            keys.insert(key)
-            if !knownKeys.contains(key) {
+            keys[s.pid] = key
+            if knownKeys[s.pid] != key {
                 p.isNew = true
                 if !environmentKeys.isEmpty { p.environment = proc.environment(s.pid, keep: environmentKeys) }
             }
@@ -407,7 +418,7 @@ public final class HostSampler {
         for (id, (ref, procs)) in byContainer.sorted(by: { $0.key < $1.key }) {
             var snap = ContainerSnapshot(ref: ref, time: now, processes: procs)
             if let first = procs.first(where: { $0.sample.cgroupPaths.isEmpty == false }) {
-                snap.cgroup = cgroups.stats(paths: first.sample.cgroupPaths)
+                snap.cgroup = cgroups.stats(of: first.sample)
             }
             if runQueueFor.contains(id) { snap.runQueueWaitNanos = proc.runQueueWait(procs.map(\.sample), files: netFiles, threads: threadLists) }
             network(&snap, id: id, procs: procs.map(\.sample), seen: &nsSeen)
@@ -416,32 +427,18 @@ public final class HostSampler {
             // is read every pass (once: it is kept for the pass), so the next pass can compare.
             var allIdle = true
             for p in procs {
-                let idle = !p.sample.cgroupPaths.isEmpty && cgroups.idleSinceLastPass(paths: p.sample.cgroupPaths)
+                let idle = !p.sample.cgroupPaths.isEmpty && cgroups.idleSinceLastPass(p.sample)
                 if p.isNew || !idle { allIdle = false }
             }
             if !allIdle { snap.still = false }
-            var cache = containers[id] ?? ContainerCache()
-            if cache.upperDir == nil, let pid = procs.first?.sample.pid {
-                cache.upperDir = .some(proc.mountinfo(pid).flatMap(ProcParsers.overlayUpperDir))
-            }
-            snap.upperDir = cache.upperDir ?? nil
-            // /etc/hosts: read when it changed (a stat a pass).
-            // Looked at when first seen, then every 30 s (a stat), and only with outbound connections.
-            if id != "host", let first = procs.first?.sample, snap.sockets.contains(where: { $0.isEstablished }),
-               cache.hostsCheckedAt.map({ now.timeIntervalSince($0) >= 30 }) ?? true {
-                cache.hostsCheckedAt = now
-                if let h = proc.hostsFile(first.pid, startTicks: first.startTicks, unlessModified: cache.hosts?.mtime), let names = h.names {
-                    cache.hosts = (h.mtime, names)
-                }
-            }
-            snap.hostNames = cache.hosts?.names ?? [:]
-            containers[id] = cache
+            files(&snap, id: id, first: procs.first?.sample, now: now, cache: &containers[id, default: ContainerCache()])
             out.append(snap)
         }
         socketStats?.retain(namespaces: nsSeen)
         syncCapture(&out, now: now)
-        namespaces = namespaces.filter { nsSeen.contains($0.key) }
-        containers = containers.filter { byContainer[$0.key] != nil }
+        // Only those gone are removed: filtering into new dictionaries copied every entry a pass.
+        for ns in namespaces.keys.filter({ !nsSeen.contains($0) }) { namespaces[ns] = nil }
+        for id in containers.keys.filter({ byContainer[$0] == nil }) { containers[id] = nil }
         passes += 1
         lastPassTime = now
         netFiles.sweep()
@@ -464,6 +461,25 @@ public final class HostSampler {
     /// Packets sent, and carried over loopback.
     static func sent(_ c: NetCounters) -> UInt64 { c.txPackets &+ c.loopbackPackets }
 
+    /// The container's overlay upper directory (read once) and the names its /etc/hosts gives
+    /// addresses. The cache is changed where it is stored (see `network`).
+    func files(_ snap: inout ContainerSnapshot, id: String, first: ProcessSample?, now: Date, cache: inout ContainerCache) {
+        if cache.upperDir == nil, let pid = first?.pid {
+            cache.upperDir = .some(proc.mountinfo(pid).flatMap(ProcParsers.overlayUpperDir))
+        }
+        snap.upperDir = cache.upperDir ?? nil
+        // /etc/hosts: looked at when first seen, then every 30 s (a stat; read when it changed),
+        // and only with outbound connections.
+        if id != "host", let first, snap.sockets.contains(where: { $0.isEstablished }),
+           cache.hostsCheckedAt.map({ now.timeIntervalSince($0) >= 30 }) ?? true {
+            cache.hostsCheckedAt = now
+            if let h = proc.hostsFile(first.pid, startTicks: first.startTicks, unlessModified: cache.hosts?.mtime), let names = h.names {
+                cache.hosts = (h.mtime, names)
+            }
+        }
+        snap.hostNames = cache.hosts?.names ?? [:]
+    }
+
     /// Its namespace's counters and sockets, attributed by the socket inodes its processes hold.
     func network(_ snap: inout ContainerSnapshot, id: String, procs: [ProcessSample], seen: inout Set<UInt64>) {
         guard let first = procs.first(where: { $0.netns != nil }), let ns = first.netns else { return }
@@ -471,12 +487,19 @@ public final class HostSampler {
         snap.netns = ns
         snap.hostNetwork = host
         let firstInPass = seen.insert(ns).inserted
-        var cache = namespaces[ns] ?? NamespaceCache()
+        // The namespace's cache is changed where it is stored: a copy out and back retained
+        // every field of it (and made the mutations below copy what they share), and removing
+        // it and putting it back rehashed its neighbours.
+        network(&snap, id: id, procs: procs, first: first, ns: ns, host: host, firstInPass: firstInPass, cache: &namespaces[ns, default: NamespaceCache()])
+    }
+
+    func network(_ snap: inout ContainerSnapshot, id: String, procs: [ProcessSample], first: ProcessSample, ns: UInt64, host: Bool, firstInPass: Bool,
+                 cache: inout NamespaceCache) {
         let connectionsKnown = cache.sockets.map { $0.list.contains { $0.proto == .tcp && !$0.isListening } } ?? true
         let counters: NetCounters?
         var countersKept = false
         if !host, !connectionsKnown, let last = cache.counters, snap.time.timeIntervalSince(last.at) < Self.idleCountersEvery,
-           !first.cgroupPaths.isEmpty, cgroups.idleSinceLastPass(paths: first.cgroupPaths) {
+           !first.cgroupPaths.isEmpty, cgroups.idleSinceLastPass(first) {
             // Nothing of the container ran since the last pass and its namespace holds no TCP
             // connection: no process sent or took a byte, so its counters are as last read but
             // for what the kernel moved alone (the bridge's broadcasts, a handshake answered),
@@ -555,27 +578,8 @@ public final class HostSampler {
             cache.deferrals = 0
             if let activity { cache.sockets = (activity, connections ?? 0, established ?? 0, now, all) }
         }
-        // Which sockets its processes hold changes only with traffic or with its processes.
-        var ccache = containers[id] ?? ContainerCache()
-        var owners: [UInt64: Int32] = [:]
-        let pids = procs.map(\.pid)
-        if let activity, let cached = ccache.owners, cached.activity == activity, cached.pids == pids {
-            owners = cached.owners
-            snap.still = countersKept && !all.contains { $0.proto == .tcp && !$0.isListening }
-        } else if let activity, let cached = ccache.owners, cached.pids == pids, !cached.owners.isEmpty,
-                  all.allSatisfy({ cached.inodes.contains($0.inode) }) {
-            // Traffic moved, but the namespace has no socket it did not have when the fds were
-            // read, and the processes are the same: who holds which socket is as read then (a
-            // socket passed to another process of the container keeps the old owner until a new
-            // socket or a process change has the fds read again). A busy server's fd table was
-            // read every pass for the same answer.
-            owners = cached.owners
-            ccache.owners = (activity, owners, pids, cached.inodes)
-        } else {
-            for p in procs { for inode in proc.socketInodes(p.pid) { owners[inode] = p.pid } }
-            if let activity { ccache.owners = (activity, owners, pids, Set(all.map(\.inode))) }
-        }
-        containers[id] = ccache
+        let owners = socketOwners(procs, activity: activity, all: all, still: &snap.still, countersKept: countersKept,
+                                  cache: &containers[id, default: ContainerCache()])
         // Sockets its processes hold; when fds cannot be read (not root), the whole namespace
         // (never on the host network, where that would mean every host connection).
         snap.sockets = owners.isEmpty ? (host ? [] : all) : all.filter { owners[$0.inode] != nil }
@@ -591,7 +595,33 @@ public final class HostSampler {
                 cache.tcpSeen = (tcp, passes > 0 && tcp > 0 ? snap.time : .distantPast)
             }
         }
-        namespaces[ns] = cache
+    }
+
+    /// Which process of the container holds each socket of the namespace (`all`). Which sockets
+    /// its processes hold changes only with traffic or with its processes. A pass that finds the
+    /// namespace's TCP activity and the processes as they were leaves `still` as the interface
+    /// counters did (kept: the container is still when it holds no TCP connection).
+    func socketOwners(_ procs: [ProcessSample], activity: UInt64?, all: [SocketEntry], still: inout Bool, countersKept: Bool,
+                      cache ccache: inout ContainerCache) -> [UInt64: Int32] {
+        var owners: [UInt64: Int32] = [:]
+        let pids = procs.map(\.pid)
+        if let activity, let cached = ccache.owners, cached.activity == activity, cached.pids == pids {
+            owners = cached.owners
+            still = countersKept && !all.contains { $0.proto == .tcp && !$0.isListening }
+        } else if let activity, let cached = ccache.owners, cached.pids == pids, !cached.owners.isEmpty,
+                  all.allSatisfy({ cached.inodes.contains($0.inode) }) {
+            // Traffic moved, but the namespace has no socket it did not have when the fds were
+            // read, and the processes are the same: who holds which socket is as read then (a
+            // socket passed to another process of the container keeps the old owner until a new
+            // socket or a process change has the fds read again). A busy server's fd table was
+            // read every pass for the same answer.
+            owners = cached.owners
+            ccache.owners = (activity, owners, pids, cached.inodes)
+        } else {
+            for p in procs { for inode in proc.socketInodes(p.pid) { owners[inode] = p.pid } }
+            if let activity { ccache.owners = (activity, owners, pids, Set(all.map(\.inode))) }
+        }
+        return owners
     }
 
     /// The captured connections the containers of one network namespace opened (the client's
@@ -604,7 +634,7 @@ public final class HostSampler {
     func shortConnections(_ flows: [CapturedFlow], of all: [ContainerSnapshot], members: [Int], ns: UInt64) -> [[CapturedFlow]] {
         let now = members.first.map { all[$0].time } ?? Date()
         if flows.isEmpty, members.allSatisfy({ all[$0].sockets.isEmpty }),
-           namespaces[ns].map({ $0.socketKeysSeen.isEmpty && $0.emitted.isEmpty }) ?? true {
+           namespaces[ns]?.socketKeysSeen.isEmpty ?? true, namespaces[ns]?.emitted.isEmpty ?? true {
             // An idle namespace: no closed connection to give, no socket to remember or forget.
             namespaces[ns]?.lastMatched = now
             return [[CapturedFlow]](repeating: [], count: members.count)
@@ -655,10 +685,11 @@ public final class HostSampler {
     func syncCapture(_ snaps: inout [ContainerSnapshot], now: Date) {
         guard let capture else { return }
         var wanted: [UInt64: Int32] = [:]
-        for s in snaps where !s.hostNetwork {
-            guard let ns = s.netns, let seen = namespaces[ns]?.tcpSeen, seen.at != .distantPast,
+        // By index: a loop over the snapshots would copy each (every field retained and released).
+        for i in snaps.indices where !snaps[i].hostNetwork {
+            guard let ns = snaps[i].netns, let seen = namespaces[ns]?.tcpSeen, seen.at != .distantPast,
                   now.timeIntervalSince(seen.at) < 120 else { continue }
-            wanted[ns] = s.processes.first { $0.sample.netns == ns }?.sample.pid ?? s.mainPid
+            wanted[ns] = snaps[i].processes.first { $0.sample.netns == ns }?.sample.pid ?? snaps[i].mainPid
         }
         capture.sync(wanted)
         var members: [UInt64: [Int]] = [:]

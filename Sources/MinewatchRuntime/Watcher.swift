@@ -144,6 +144,9 @@ public final class Watcher {
         var out: [Alert] = []
         var silencedNow: [(alert: Alert, exception: String)] = []
         var procs: [String: [ProcessSample]] = [:]
+        // Once a pass: read through `self` inside the closure below, the set was copied (each of
+        // its fields retained and released) for every container.
+        let detectors = self.detectors
         for snap in host.containers {
             procs[snap.ref.id] = snap.processes.map(\.sample)
             store.modify(snap.ref.id) { state in

@@ -78,14 +78,20 @@ public struct RuleSet: Sendable {
     /// (and detectors ask about every session's server, an address more often than not, every
     /// pass).
     static func firstDomain<T>(of name: String, _ found: (String) -> T?) -> T? {
-        var literal = true, upper = false
+        // Told by its characters, not parsed (a parse per session per pass was most of a lookup):
+        // digits and dots only (no domain's top label is all digits), or hex digits and dots
+        // around a colon (no domain name holds a colon). Anything else shaped so is no name a rule
+        // can hold either, so it is looked up as itself.
+        var hex = true, decimal = true, colon = false, upper = false
         for c in name.utf8 {
             if (c >= 0x41 && c <= 0x5A) || c >= 0x80 { upper = true }  // non-ASCII: lower-cased as before
-            if !(c >= 0x30 && c <= 0x39) && c != 0x2E && c != 0x3A && !(c >= 0x61 && c <= 0x66) && !(c >= 0x41 && c <= 0x46) { literal = false }
+            let digitOrDot = (c >= 0x30 && c <= 0x39) || c == 0x2E
+            if !digitOrDot { decimal = false }
+            if c == 0x3A { colon = true } else if !digitOrDot && !(c >= 0x61 && c <= 0x66) && !(c >= 0x41 && c <= 0x46) { hex = false }
         }
         var n = Substring(upper ? name.lowercased() : name)
         if n.hasSuffix(".") { n = n.dropLast() }
-        if literal, IPAddress(String(n)) != nil { return found(String(n)) }
+        if !n.isEmpty, decimal || (colon && hex) { return found(String(n)) }
         while true {
             if let v = found(String(n)) { return v }
             guard let dot = n.firstIndex(of: ".") else { return nil }

@@ -154,11 +154,11 @@ public final class MinerProcessDetector: ContainerDetector {
 
     public struct State {
         /// Processes (by key) whose executable could not be read yet.
-        var pending: Set<String> = []
+        var pending: Set<ProcessKey> = []
         /// Processes whose memory is to be read (their file gave a reason), by key.
-        var memoryWanted: Set<String> = []
+        var memoryWanted: Set<ProcessKey> = []
         /// Processes whose memory was read, by key.
-        var memoryRead: [String: MemoryRead] = [:]
+        var memoryRead: [ProcessKey: MemoryRead] = [:]
     }
 
     /// What was read of a process's memory.
@@ -223,10 +223,12 @@ public final class MinerProcessDetector: ContainerDetector {
             lastPass = context.now
             memory?.beginPass()
         }
-        let live = Set(pass.snapshot.processes.map(\.key))
-        state.pending = state.pending.intersection(live)
-        state.memoryWanted = state.memoryWanted.intersection(live)
-        state.memoryRead = state.memoryRead.filter { live.contains($0.key) }
+        if !state.pending.isEmpty || !state.memoryWanted.isEmpty || !state.memoryRead.isEmpty {
+            let live = Set(pass.snapshot.processes.map(\.key))
+            state.pending = state.pending.intersection(live)
+            state.memoryWanted = state.memoryWanted.intersection(live)
+            state.memoryRead = state.memoryRead.filter { live.contains($0.key) }
+        }
         for p in pass.snapshot.processes {
             let s = p.sample
             let cores = p.cpuCores ?? 0
