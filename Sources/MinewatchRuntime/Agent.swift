@@ -38,7 +38,7 @@ public final class Agent {
         alertsRaised += alerts.count
         for a in alerts {
             let seqs = sinks.map { $0.enqueue(.alert(a)) }
-            responses?.submit(a, processes: watcher.processes[a.container.id] ?? [], written: seqs.first ?? nil)
+            responses?.submit(a, processes: watcher.processes(of: a.container.id), written: seqs.first ?? nil)
         }
         for s in watcher.silenced { for q in sinks { q.enqueue(.silenced(s.alert, exception: s.exception)) } }
         // Containers gone are not reported again while the store remembers them.

@@ -181,6 +181,9 @@ public final class ComputeProbe {
         return hottest.filter { $0.delta >= top / 3 + (top % 3 == 0 ? 0 : 1) }.map(\.tid)
     }
 
+    /// Whether it follows any process (else `retain` has nothing to forget).
+    public var isWatching: Bool { !watched.isEmpty || !threadTicks.isEmpty }
+
     /// Forgets processes and threads no longer running.
     public func retain(pids: Set<Int32>) {
         watched = watched.filter { pids.contains($0.key.pid) }

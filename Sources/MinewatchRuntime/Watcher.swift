@@ -125,8 +125,21 @@ public final class Watcher {
     public private(set) var currentTelemetry: [ContainerTelemetry] = []
     /// Containers whose run-queue wait the next pass reads (their CPU may be judged).
     var runQueueNext: Set<String> = []
-    /// Processes of each container in the last pass (for responses).
-    public private(set) var processes: [String: [ProcessSample]] = [:]
+    /// The last pass's containers, in id order (as the sampler gives them).
+    var lastContainers: [ContainerSnapshot] = []
+    /// Processes of a container in the last pass (for responses; looked up when an alert is
+    /// raised rather than indexed every pass).
+    public func processes(of id: String) -> [ProcessSample] {
+        var lo = 0, hi = lastContainers.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if lastContainers[mid].ref.id < id { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < lastContainers.count, lastContainers[lo].ref.id == id else {
+            return lastContainers.first { $0.ref.id == id }?.processes.map(\.sample) ?? []
+        }
+        return lastContainers[lo].processes.map(\.sample)
+    }
     public private(set) var passes = 0
 
     /// One pass: new alerts (one per container per detector, ever).
@@ -143,12 +156,10 @@ public final class Watcher {
         }
         var out: [Alert] = []
         var silencedNow: [(alert: Alert, exception: String)] = []
-        var procs: [String: [ProcessSample]] = [:]
         // Once a pass: read through `self` inside the closure below, the set was copied (each of
         // its fields retained and released) for every container.
         let detectors = self.detectors
         for snap in host.containers {
-            procs[snap.ref.id] = snap.processes.map(\.sample)
             store.modify(snap.ref.id) { state in
                 var pass = derive(snap, &state)
                 // A container that stayed still since a pass whose detectors saw it still: they
@@ -205,8 +216,8 @@ public final class Watcher {
                 state.telemetry?.traits = traits.isEmpty ? nil : traits
             }
         }
-        processes = procs
-        probe?.retain(pids: Set(procs.values.flatMap { $0.map(\.pid) }))
+        lastContainers = host.containers
+        if let probe, probe.isWatching { probe.retain(pids: Set(host.containers.flatMap { $0.processes.map(\.sample.pid) })) }
         silenced = silencedNow
         passes += 1
         return out
