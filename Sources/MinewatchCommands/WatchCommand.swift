@@ -20,18 +20,23 @@ import Glibc
 nonisolated(unsafe) var watchStopRequested: sig_atomic_t = 0
 /// Set from the SIGHUP handler: reload the config and the rules before the next pass.
 nonisolated(unsafe) var watchReloadRequested: sig_atomic_t = 0
-/// The write end of the pipe the handlers write a byte to, so the wait between passes ends at
-/// once (a signal may be delivered to any thread, so it cannot be relied on to interrupt the
-/// main thread's wait itself); -1 before it is made.
+/// The pipe the handlers write a byte to, so the wait between passes ends at once (a signal may
+/// be delivered to any thread, so it cannot be relied on to interrupt the main thread's wait
+/// itself): read end, write end; -1 before it is made. Made once and never closed, so a handler
+/// running on another thread at exit never writes to a closed or reused descriptor.
+nonisolated(unsafe) var watchWakeRead: Int32 = -1
 nonisolated(unsafe) var watchWakeFD: Int32 = -1
 
-/// The signal handlers' action: note the signal and wake the loop (write is async-signal-safe).
-func watchSignalled(_ flag: UnsafeMutablePointer<sig_atomic_t>) {
-    flag.pointee = 1
-    if watchWakeFD >= 0 {
-        var b: UInt8 = 1
-        _ = write(watchWakeFD, &b, 1)
-    }
+/// Wakes the loop from a signal handler, after the handler set its flag: only a write (async-
+/// signal-safe), and no access to the flags (a handler interrupting another must not overlap
+/// its access to the same variable).
+func watchWake() {
+    let fd = watchWakeFD
+    guard fd >= 0 else { return }
+    let saved = errno
+    var b: UInt8 = 1
+    _ = write(fd, &b, 1)
+    errno = saved
 }
 
 public struct WatchCommand: ParsableCommand {
@@ -154,23 +159,26 @@ public struct WatchCommand: ParsableCommand {
         // Before any thread starts (threads inherit the mask). A parent may have started us with
         // these blocked: unblock them.
         var wake: [Int32] = [-1, -1]
-        if pipe(&wake) == 0 {
+        if watchWakeFD < 0, pipe(&wake) == 0 {
             for fd in wake {
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
                 _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             }
+            watchWakeRead = wake[0]
             watchWakeFD = wake[1]
         }
-        defer {
-            if watchWakeFD >= 0 {
-                watchWakeFD = -1
-                close(wake[0])
-                close(wake[1])
-            }
+        signal(SIGINT) { _ in
+            watchStopRequested = 1
+            watchWake()
         }
-        signal(SIGINT) { _ in watchSignalled(&watchStopRequested) }
-        signal(SIGTERM) { _ in watchSignalled(&watchStopRequested) }
-        signal(SIGHUP) { _ in watchSignalled(&watchReloadRequested) }
+        signal(SIGTERM) { _ in
+            watchStopRequested = 1
+            watchWake()
+        }
+        signal(SIGHUP) { _ in
+            watchReloadRequested = 1
+            watchWake()
+        }
         // A parent may have started us with these blocked (the mask is inherited): unblock them.
         var handled = sigset_t()
         sigemptyset(&handled)
@@ -205,7 +213,7 @@ public struct WatchCommand: ParsableCommand {
             // flags in 50 ms sleeps woke the agent 20 times a second for nothing).
             let every = setup.interval
             let next = max(passStart.addingTimeInterval(every), Date().addingTimeInterval(every / 10))
-            Self.wait(until: deadline.map { min($0, next) } ?? next, wakeFD: watchWakeFD >= 0 ? wake[0] : -1)
+            Self.wait(until: deadline.map { min($0, next) } ?? next, wakeFD: watchWakeRead)
         }
         (watcher.capture as? LiveCapture)?.stop()
         agent.finish()
