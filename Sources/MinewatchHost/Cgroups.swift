@@ -173,14 +173,8 @@ public final class CgroupReader {
         return now == last
     }
 
-    /// Whether this pass has read the CPU time of the cgroup `paths` names (a process read before
-    /// that read may have changed in between).
-    public func usageReadThisPass(paths: [String: String]) -> Bool {
-        guard let key = Self.recordKey(paths) else { return false }
-        return records[key]?.usagePass == pass
-    }
-
-    /// The same for the cgroup a process's sample names.
+    /// Whether this pass has read the CPU time of the cgroup a process's sample names (a process
+    /// read before that read may have changed in between).
     public func usageReadThisPass(_ s: ProcessSample) -> Bool {
         record(of: s)?.usagePass == pass
     }

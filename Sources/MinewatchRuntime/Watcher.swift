@@ -125,20 +125,12 @@ public final class Watcher {
     public private(set) var currentTelemetry: [ContainerTelemetry] = []
     /// Containers whose run-queue wait the next pass reads (their CPU may be judged).
     var runQueueNext: Set<String> = []
-    /// The last pass's containers, in id order (as the sampler gives them).
+    /// The last pass's containers.
     var lastContainers: [ContainerSnapshot] = []
     /// Processes of a container in the last pass (for responses; looked up when an alert is
     /// raised rather than indexed every pass).
     public func processes(of id: String) -> [ProcessSample] {
-        var lo = 0, hi = lastContainers.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if lastContainers[mid].ref.id < id { lo = mid + 1 } else { hi = mid }
-        }
-        guard lo < lastContainers.count, lastContainers[lo].ref.id == id else {
-            return lastContainers.first { $0.ref.id == id }?.processes.map(\.sample) ?? []
-        }
-        return lastContainers[lo].processes.map(\.sample)
+        lastContainers.first { $0.ref.id == id }?.processes.map(\.sample) ?? []
     }
     public private(set) var passes = 0
 
