@@ -19,7 +19,12 @@ public struct RuntimeStateReader: Sendable {
         "/run/k3s/containerd/io.containerd.runtime.v2.task",
         "/var/run/docker/containerd/daemon/io.containerd.runtime.v2.task",
     ]
-    public static let defaultStorageRoots = ["/run/containers/storage/overlay-containers"]
+    /// containers/storage keeps a container's `userdata` under its run root for CRI-O and under
+    /// its graph root for rootful podman, whose bundles carry no pod metadata: finding them
+    /// settles the question once instead of looking again for each container every few minutes
+    /// (on a dense podman node without its API socket, hundreds of misses retried in bursts
+    /// after start were a tenth of the agent's steady CPU).
+    public static let defaultStorageRoots = ["/run/containers/storage/overlay-containers", "/var/lib/containers/storage/overlay-containers"]
 
     /// `hostRoot` prefixes every path (a node agent that sees the host's /run under /host).
     public init(hostRoot: String = "", containerdTaskRoots: [String] = defaultContainerdTaskRoots,

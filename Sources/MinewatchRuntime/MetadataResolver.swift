@@ -7,10 +7,10 @@ import Synchronization
 /// (names, images, labels) and the runtimes' own state (OCI bundle annotations of containerd's
 /// CRI plugin and CRI-O: pod, namespace, container name, image). The engine's answer comes
 /// first; the bundle fills what it lacks. Bundles are read once per container (a container's
-/// annotations never change); a miss (no runtime keeps a bundle for it: podman's are not under
-/// a run-time root) is retried after 10 s, then twice as long each time up to 5 minutes, so a
-/// node of hundreds of such containers does not look for bundles dozens of times a second. At
-/// most 4096 containers are remembered.
+/// annotations never change, and a bundle that names nothing is not read again); a miss (no
+/// runtime keeps a bundle for it where the reader looks) is retried after 10 s, then twice as
+/// long each time up to 5 minutes, so a node of hundreds of such containers does not look for
+/// bundles dozens of times a second. At most 4096 containers are remembered.
 public final class MetadataResolver: Sendable {
     let engine: (@Sendable (String) -> ContainerMetadata?)?
     let engineCached: (@Sendable (String) -> ContainerMetadata?)?

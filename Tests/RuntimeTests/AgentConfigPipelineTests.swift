@@ -3,7 +3,7 @@ import MinewatchConfig
 import MinewatchCore
 import MinewatchHost
 import MinewatchModel
-import MinewatchRuntime
+@testable import MinewatchRuntime
 import MinewatchSignatures
 import Testing
 import TestSupport
@@ -96,9 +96,28 @@ import TestSupport
         let merged = MetadataResolver(engine: { _ in ContainerMetadata(name: "k8s_nginx_web", image: nil, labels: ["tier": "front"]) }, bundles: reader)
         let m = try #require(merged.lookup(cri))
         #expect(m.name == "k8s_nginx_web" && m.image == "docker.io/library/nginx:1.25" && m.k8s?.pod == "web-7d9f" && m.labels == ["tier": "front"])
-        // A container without a bundle (podman keeps none under a run-time root) is looked for
-        // again after 10 s, then twice as long each time, at most every 5 minutes.
+        // A container without a bundle where the reader looks is looked for again after 10 s,
+        // then twice as long each time, at most every 5 minutes.
         #expect([1, 2, 3, 4, 5, 6, 7, 60].map { MetadataResolver.retryAfter(misses: $0) } == [10, 20, 40, 80, 160, 300, 300, 300])
+    }
+
+    /// Rootful podman keeps its bundles under containers/storage's graph root, with annotations
+    /// that name no pod or image (these are a real podman 4.3 container's): found by the default
+    /// roots, read once, and not looked for again.
+    @Test func podmanBundlesAreFoundOnceByDefault() throws {
+        let dir = try TempDir("podmanbundles")
+        defer { dir.cleanup() }
+        let id = String(repeating: "7a", count: 32)
+        let path = "var/lib/containers/storage/overlay-containers/\(id)/userdata/config.json"
+        _ = try dir.file(path, Array(#"{"ociVersion":"1.0.2-dev","annotations":{"io.container.manager":"libpod","io.kubernetes.cri-o.Created":"2026-12-07T19:03:20.553401003Z","io.kubernetes.cri-o.TTY":"false","io.podman.annotations.autoremove":"FALSE","io.podman.annotations.init":"FALSE","io.podman.annotations.privileged":"FALSE","io.podman.annotations.publish-all":"FALSE","org.opencontainers.image.stopSignal":"15"}}"#.utf8))
+        let reader = RuntimeStateReader(hostRoot: dir.path)
+        #expect(reader.annotations(id: id)?["io.container.manager"] == "libpod")
+        let resolver = MetadataResolver(engine: nil, bundles: reader)
+        #expect(resolver.lookup(id) == nil, "nothing to name it by")
+        #expect(resolver.cache.withLock { $0[id] }.map { $0.read && $0.misses == 0 } == true, "read, not missed: not looked for again")
+        // A bundle-less container is a miss, retried later.
+        _ = resolver.lookup(String(repeating: "7b", count: 32))
+        #expect(resolver.cache.withLock { $0[String(repeating: "7b", count: 32)] }.map { !$0.read && $0.misses == 1 } == true)
     }
 
     @Test func bundlesBehindLinksAreNotRead() throws {
