@@ -199,9 +199,29 @@ public struct ProcfsReader: Sendable {
     public let root: String
     public init(root: String = "/proc") { self.root = root }
 
+    /// The pids listed under the procfs root, ascending. Listed with readdir and each name read
+    /// as a number in place: Foundation's listing made a string of every entry of /proc, every
+    /// pass (over a thousand on a dense node).
     public func pids() -> [Int32] {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
-        return names.compactMap { Int32($0) }.sorted()
+        guard let dir = opendir(root) else { return [] }
+        defer { closedir(dir) }
+        var out: [Int32] = []
+        while let entry = readdir(dir) {
+            let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> Int32? in
+                var n: Int32 = 0
+                var digits = 0
+                for b in raw {
+                    if b == 0 { break }
+                    // Not a number (self, sys, ...), or more digits than a pid has.
+                    guard b >= 0x30 && b <= 0x39, digits < 9 else { return nil }
+                    n = n * 10 + Int32(b - 0x30)
+                    digits += 1
+                }
+                return digits > 0 ? n : nil
+            }
+            if let pid { out.append(pid) }
+        }
+        return out.sorted()
     }
 
     /// The pid the kernel handed out last (/proc/loadavg, in this reader's pid namespace) and the

@@ -104,6 +104,19 @@ import TestSupport
         #expect(r.process(Int32.max - 1) == nil, "a missing process is nil, not an error")
     }
 
+    /// Only the entries whose names are pids are listed, ascending, and a missing root lists none.
+    @Test func listsOnlyNumberedEntries() throws {
+        let dir = try TempDir("procroot")
+        defer { dir.cleanup() }
+        for name in ["4194304", "1", "self", "42", "0x1", "7a", "123456789012", "net", "300"] {
+            try FileManager.default.createDirectory(atPath: dir.path + "/" + name, withIntermediateDirectories: true)
+        }
+        #expect(ProcfsReader(root: dir.path).pids() == [1, 42, 300, 4_194_304])
+        #expect(ProcfsReader(root: dir.path + "/missing").pids() == [])
+        let live = ProcfsReader().pids()
+        #expect(live == live.sorted() && live.contains(1) && live.contains(getpid()))
+    }
+
     @Test func discoversAPodmanContainerAndItsCgroup() throws {
         try Podman.require()
         let dir = try TempDir("host")
