@@ -38,21 +38,42 @@ public final class MetadataResolver: Sendable {
 
     /// For alerts (the engine may be asked again for an unknown id).
     public func lookup(_ id: String) -> ContainerMetadata? { resolve(id, engine) }
-    /// For telemetry (the engine answers from its cache or refreshes rarely).
-    public func cached(_ id: String) -> ContainerMetadata? { resolve(id, engineCached) }
+    /// For telemetry (the engine answers from its cache or refreshes rarely; bundles are read
+    /// within `telemetryBundleReadsPerSecond`).
+    public func cached(_ id: String) -> ContainerMetadata? { resolve(id, engineCached, budgeted: true) }
 
-    func resolve(_ id: String, _ ask: (@Sendable (String) -> ContainerMetadata?)?) -> ContainerMetadata? {
+    /// At most this many bundles are read a second for telemetry; the rest wait for the next
+    /// time they are asked for (the watcher asks again within seconds), and alerts never wait.
+    /// A node's first pass had every container's bundle to read at once, each a whole runtime
+    /// spec to parse (podman's and CRI-O's carry the seccomp profile): with 500 containers that
+    /// pass took about half a second longer.
+    public static let telemetryBundleReadsPerSecond = 100
+    let reads = Mutex<(second: Int64, count: Int)>((0, 0))
+
+    func resolve(_ id: String, _ ask: (@Sendable (String) -> ContainerMetadata?)?, budgeted: Bool = false, now: Date = Date()) -> ContainerMetadata? {
         let fromEngine = ask?(id)
-        let fromBundle = bundle(id)
+        let fromBundle = bundle(id, budgeted: budgeted, now: now)
         guard let m = fromEngine ?? fromBundle else { return nil }
         return m.merged(with: fromEngine == nil ? nil : fromBundle)
     }
 
-    func bundle(_ id: String) -> ContainerMetadata? {
+    /// Whether a telemetry read of a bundle fits this second's budget (and takes it).
+    func mayRead(at now: Date) -> Bool {
+        let second = Int64(now.timeIntervalSince1970.rounded(.down))
+        return reads.withLock { r in
+            if r.second != second { r = (second, 0) }
+            guard r.count < Self.telemetryBundleReadsPerSecond else { return false }
+            r.count += 1
+            return true
+        }
+    }
+
+    func bundle(_ id: String, budgeted: Bool = false, now: Date = Date()) -> ContainerMetadata? {
         guard let bundles else { return nil }
-        let now = Date()
         let before = cache.withLock { $0[id] }
         if let e = before, e.read || now.timeIntervalSince(e.at) < Self.retryAfter(misses: e.misses) { return e.metadata }
+        // Over the budget: not read, and not a miss (it is looked for when next asked).
+        if budgeted, !mayRead(at: now) { return before?.metadata }
         let annotations = bundles.annotations(id: id)
         let m = annotations.flatMap(Self.metadata)
         cache.withLock { c in

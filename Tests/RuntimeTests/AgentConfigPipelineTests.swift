@@ -120,6 +120,33 @@ import TestSupport
         #expect(resolver.cache.withLock { $0[String(repeating: "7b", count: 32)] }.map { !$0.read && $0.misses == 1 } == true)
     }
 
+    /// Telemetry reads at most `telemetryBundleReadsPerSecond` bundles a second (a dense node's
+    /// first pass had every bundle to read); those over the budget are read when next asked,
+    /// not counted as misses, and alerts are never held back.
+    @Test func telemetryBundleReadsAreBudgeted() throws {
+        let dir = try TempDir("bundlebudget")
+        defer { dir.cleanup() }
+        let n = MetadataResolver.telemetryBundleReadsPerSecond + 20
+        let ids = (0..<n).map { i -> String in
+            let hex = String(0xc0ffee00 + i, radix: 16)
+            return String(repeating: "0", count: 64 - hex.count) + hex
+        }
+        for id in ids {
+            _ = try dir.file("storage/\(id)/userdata/config.json", Array(#"{"annotations":{"io.kubernetes.pod.name":"p","io.kubernetes.pod.namespace":"ns","io.kubernetes.container.name":"c"}}"#.utf8))
+        }
+        let resolver = MetadataResolver(engine: nil, bundles: RuntimeStateReader(containerdTaskRoots: [], storageRoots: [dir.path + "/storage"]))
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000.25)
+        let first = ids.map { resolver.resolve($0, nil, budgeted: true, now: t0) }
+        #expect(first.prefix(MetadataResolver.telemetryBundleReadsPerSecond).allSatisfy { $0?.k8s?.pod == "p" })
+        #expect(first.dropFirst(MetadataResolver.telemetryBundleReadsPerSecond).allSatisfy { $0 == nil }, "over the budget: not read this second")
+        let deferred = ids[MetadataResolver.telemetryBundleReadsPerSecond...]
+        #expect(deferred.allSatisfy { id in resolver.cache.withLock { $0[id] } == nil }, "not a miss: no back-off")
+        // An alert's lookup is not held back, the same second.
+        #expect(resolver.lookup(try #require(deferred.first))?.k8s?.pod == "p")
+        // The next second, the rest are read.
+        #expect(deferred.dropFirst().allSatisfy { resolver.resolve($0, nil, budgeted: true, now: t0.addingTimeInterval(1))?.k8s?.pod == "p" })
+    }
+
     @Test func bundlesBehindLinksAreNotRead() throws {
         let dir = try TempDir("bundlelinks")
         defer { dir.cleanup() }
