@@ -43,7 +43,10 @@ public final class MetadataResolver: Sendable {
     public func cached(_ id: String) -> ContainerMetadata? { resolve(id, engineCached, budgeted: true) }
 
     /// At most this many bundles are read a second for telemetry; the rest wait for the next
-    /// time they are asked for (the watcher asks again within seconds), and alerts never wait.
+    /// time they are asked for, and alerts never wait. Until its bundle is read a container's
+    /// telemetry gets nothing, even what the engine says, so that the watcher asks again (its
+    /// back-off: 2, 4, then every 8 s) rather than keep a name without the bundle's pod and
+    /// image: with 500 new containers the last are named about 20 s after the first pass.
     /// A node's first pass had every container's bundle to read at once, each a whole runtime
     /// spec to parse (podman's and CRI-O's carry the seccomp profile): with 500 containers that
     /// pass took about half a second longer.
@@ -52,7 +55,8 @@ public final class MetadataResolver: Sendable {
 
     func resolve(_ id: String, _ ask: (@Sendable (String) -> ContainerMetadata?)?, budgeted: Bool = false, now: Date = Date()) -> ContainerMetadata? {
         let fromEngine = ask?(id)
-        let fromBundle = bundle(id, budgeted: budgeted, now: now)
+        let (fromBundle, deferred) = bundle(id, budgeted: budgeted, now: now)
+        if deferred { return nil }
         guard let m = fromEngine ?? fromBundle else { return nil }
         return m.merged(with: fromEngine == nil ? nil : fromBundle)
     }
@@ -68,19 +72,20 @@ public final class MetadataResolver: Sendable {
         }
     }
 
-    func bundle(_ id: String, budgeted: Bool = false, now: Date = Date()) -> ContainerMetadata? {
-        guard let bundles else { return nil }
+    /// The bundle's metadata, and whether reading it was put off (over the telemetry budget:
+    /// not read, and not a miss; it is looked for when next asked).
+    func bundle(_ id: String, budgeted: Bool = false, now: Date = Date()) -> (ContainerMetadata?, deferred: Bool) {
+        guard let bundles else { return (nil, false) }
         let before = cache.withLock { $0[id] }
-        if let e = before, e.read || now.timeIntervalSince(e.at) < Self.retryAfter(misses: e.misses) { return e.metadata }
-        // Over the budget: not read, and not a miss (it is looked for when next asked).
-        if budgeted, !mayRead(at: now) { return before?.metadata }
+        if let e = before, e.read || now.timeIntervalSince(e.at) < Self.retryAfter(misses: e.misses) { return (e.metadata, false) }
+        if budgeted, !mayRead(at: now) { return (before?.metadata, true) }
         let annotations = bundles.annotations(id: id)
         let m = annotations.flatMap(Self.metadata)
         cache.withLock { c in
             if c.count >= 4096 { c.removeAll() }
             c[id] = Entry(metadata: m, at: now, read: annotations != nil, misses: annotations == nil ? (before?.misses ?? 0) + 1 : 0)
         }
-        return m
+        return (m, false)
     }
 
     /// Forgets an evicted container.

@@ -145,6 +145,15 @@ import TestSupport
         #expect(resolver.lookup(try #require(deferred.first))?.k8s?.pod == "p")
         // The next second, the rest are read.
         #expect(deferred.dropFirst().allSatisfy { resolver.resolve($0, nil, budgeted: true, now: t0.addingTimeInterval(1))?.k8s?.pod == "p" })
+        // With an engine that names every container: a deferred bundle gives telemetry nothing
+        // (so it is asked for again), not the engine's name without the bundle's pod.
+        let named = MetadataResolver(engine: { _ in ContainerMetadata(name: "web", image: nil) },
+                                     bundles: RuntimeStateReader(containerdTaskRoots: [], storageRoots: [dir.path + "/storage"]))
+        let answers = ids.map { named.resolve($0, { _ in ContainerMetadata(name: "web", image: nil) }, budgeted: true, now: t0) }
+        #expect(answers.prefix(MetadataResolver.telemetryBundleReadsPerSecond).allSatisfy { $0?.name == "web" && $0?.k8s?.pod == "p" })
+        #expect(answers.dropFirst(MetadataResolver.telemetryBundleReadsPerSecond).allSatisfy { $0 == nil })
+        #expect(named.resolve(ids[ids.count - 1], { _ in ContainerMetadata(name: "web", image: nil) }, budgeted: true,
+                              now: t0.addingTimeInterval(1)).map { $0.name == "web" && $0.k8s?.pod == "p" } == true)
     }
 
     @Test func bundlesBehindLinksAreNotRead() throws {
