@@ -207,17 +207,22 @@ public struct ProcfsReader: Sendable {
         defer { closedir(dir) }
         var out: [Int32] = []
         while let entry = readdir(dir) {
-            let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> Int32? in
-                var n: Int32 = 0
-                var digits = 0
-                for b in raw {
-                    if b == 0 { break }
-                    // Not a number (self, sys, ...), or more digits than a pid has.
-                    guard b >= 0x30 && b <= 0x39, digits < 9 else { return nil }
-                    n = n * 10 + Int32(b - 0x30)
-                    digits += 1
+            // Read in place up to its NUL (a copy of the whole name field could read past the
+            // end of the last entry of the buffer).
+            let capacity = MemoryLayout.size(ofValue: entry.pointee.d_name)
+            let pid = withUnsafePointer(to: &entry.pointee.d_name) { field -> Int32? in
+                field.withMemoryRebound(to: UInt8.self, capacity: capacity) { name -> Int32? in
+                    var n: Int32 = 0
+                    var digits = 0
+                    while digits < capacity, name[digits] != 0 {
+                        let b = name[digits]
+                        // Not a number (self, sys, ...), or more digits than a pid has.
+                        guard b >= 0x30 && b <= 0x39, digits < 9 else { return nil }
+                        n = n * 10 + Int32(b - 0x30)
+                        digits += 1
+                    }
+                    return digits > 0 ? n : nil
                 }
-                return digits > 0 ? n : nil
             }
             if let pid { out.append(pid) }
         }
