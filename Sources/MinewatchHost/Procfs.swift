@@ -199,32 +199,15 @@ public struct ProcfsReader: Sendable {
     public let root: String
     public init(root: String = "/proc") { self.root = root }
 
-    /// The pids listed under the procfs root, ascending. Listed with readdir and each name read
-    /// as a number in place: Foundation's listing made a string of every entry of /proc, every
-    /// pass (over a thousand on a dense node).
+    /// The pids listed under the procfs root, ascending. Each name is read as a number in place
+    /// (`entryNames`): Foundation's listing made a string of every entry of /proc, every pass
+    /// (over a thousand on a dense node).
     public func pids() -> [Int32] {
-        guard let dir = opendir(root) else { return [] }
-        defer { closedir(dir) }
         var out: [Int32] = []
-        while let entry = readdir(dir) {
-            // Read in place up to its NUL (a copy of the whole name field could read past the
-            // end of the last entry of the buffer).
-            let capacity = MemoryLayout.size(ofValue: entry.pointee.d_name)
-            let pid = withUnsafePointer(to: &entry.pointee.d_name) { field -> Int32? in
-                field.withMemoryRebound(to: UInt8.self, capacity: capacity) { name -> Int32? in
-                    var n: Int32 = 0
-                    var digits = 0
-                    while digits < capacity, name[digits] != 0 {
-                        let b = name[digits]
-                        // Not a number (self, sys, ...), or more digits than a pid has.
-                        guard b >= 0x30 && b <= 0x39, digits < 9 else { return nil }
-                        n = n * 10 + Int32(b - 0x30)
-                        digits += 1
-                    }
-                    return digits > 0 ? n : nil
-                }
-            }
-            if let pid { out.append(pid) }
+        Self.entryNames(root) { name in
+            // Not a number (self, sys, ...), or more digits than a pid has.
+            guard !name.isEmpty, name.count <= 9, name.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return }
+            out.append(name.reduce(0) { $0 * 10 + Int32($1 - 0x30) })
         }
         return out.sorted()
     }
@@ -349,16 +332,29 @@ public struct ProcfsReader: Sendable {
     /// The entries of a folder whose names are numbers (tasks, file descriptors), listed with
     /// readdir: Foundation's directory listing cost more than the reads that follow.
     func numberedEntries(_ rel: String) -> [String] {
-        guard let dir = opendir("\(root)/\(rel)") else { return [] }
-        defer { closedir(dir) }
         var out: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if let first = name.utf8.first, first >= 0x30 && first <= 0x39 { out.append(name) }
+        Self.entryNames("\(root)/\(rel)") { name in
+            if let first = name.first, first >= 0x30 && first <= 0x39 { out.append(String(decoding: name, as: UTF8.self)) }
         }
         return out
+    }
+
+    /// Calls `body` with the name of each entry of the folder at `path` (nothing when it cannot
+    /// be opened), its bytes up to the NUL read in place: a copy of the whole name field could
+    /// read past the end of the last entry of readdir's buffer.
+    static func entryNames(_ path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        guard let dir = opendir(path) else { return }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let capacity = MemoryLayout.size(ofValue: entry.pointee.d_name)
+            withUnsafePointer(to: &entry.pointee.d_name) { field in
+                field.withMemoryRebound(to: UInt8.self, capacity: capacity) { name in
+                    var length = 0
+                    while length < capacity, name[length] != 0 { length += 1 }
+                    body(UnsafeBufferPointer(start: name, count: length))
+                }
+            }
+        }
     }
 
     /// Where a symbolic link points, at most `size - 1` bytes of it (a longer target is cut short).
