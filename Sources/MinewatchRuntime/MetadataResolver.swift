@@ -54,9 +54,10 @@ public final class MetadataResolver: Sendable {
     let reads = Mutex<(second: Int64, count: Int)>((0, 0))
 
     func resolve(_ id: String, _ ask: (@Sendable (String) -> ContainerMetadata?)?, budgeted: Bool = false, now: Date = Date()) -> ContainerMetadata? {
-        let fromEngine = ask?(id)
+        // The bundle first: a read put off answers nothing, and the engine need not be asked.
         let (fromBundle, deferred) = bundle(id, budgeted: budgeted, now: now)
         if deferred { return nil }
+        let fromEngine = ask?(id)
         guard let m = fromEngine ?? fromBundle else { return nil }
         return m.merged(with: fromEngine == nil ? nil : fromBundle)
     }
