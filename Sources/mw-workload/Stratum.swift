@@ -45,15 +45,15 @@ enum Stratum {
     }
 
     /// `tls`: a server context; each connection is then Stratum inside TLS (pools' `stratum+ssl`).
-    static func runPool(host: String, port: Int, dialect: String, target: UInt32, jobEvery: Double, tls: UnsafeMutableRawPointer? = nil,
-                        deadline: Date) throws {
+    static func runPool(host: String, port: Int, dialect: String, target: UInt32, jobEvery: Double, shareEvery: Double? = nil,
+                        tls: UnsafeMutableRawPointer? = nil, deadline: Date) throws {
         let stats = PoolStats()
         let ctx = tls.map { UncheckedContext(ctx: $0) }
         try serve(host: host, port: port, until: deadline) { conn in
             do {
                 if let ctx { try conn.acceptTLS(ctx.ctx) }
                 switch dialect {
-                case "monero": try servePoolMonero(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
+                case "monero": try servePoolMonero(conn, target: target, jobEvery: jobEvery, shareEvery: shareEvery, stats: stats, deadline: deadline)
                 case "ethproxy": try servePoolEthProxy(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
                 case "ethstratum": try servePoolEthStratum(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
                 default: try servePoolBitcoin(conn, target: target, jobEvery: jobEvery, stats: stats, deadline: deadline)
@@ -67,8 +67,25 @@ enum Stratum {
 
     /// A Monero pool connection: login reply with a job, submits and keepalives answered at once,
     /// and a new job pushed unasked every `jobEvery` seconds (the seed stays for the connection,
-    /// as it does for 2048 blocks on a real pool).
-    static func servePoolMonero(_ c: Conn, target: UInt32, jobEvery: Double, stats: PoolStats, deadline: Date) throws {
+    /// as it does for 2048 blocks on a real pool). `shareEvery`: variable difficulty, as real pools
+    /// run it: each pushed job carries a target moved towards one share every `shareEvery` seconds
+    /// from the submits since the last move (at most 4x either way), so the share rate does not
+    /// depend on how fast the miner's machine happens to be; `target` is then the first job's.
+    static func servePoolMonero(_ c: Conn, target first: UInt32, jobEvery: Double, shareEvery: Double? = nil, stats: PoolStats,
+                                deadline: Date) throws {
+        var target = first
+        var sharesSinceRetarget = 0
+        var lastRetarget = Date()
+        func retarget() {
+            guard let shareEvery else { return }
+            let seconds = Date().timeIntervalSince(lastRetarget)
+            // Observed seconds per share (no share yet: at least the time waited), over the wanted.
+            guard sharesSinceRetarget > 0 || seconds >= shareEvery else { return }
+            let factor = min(4, max(0.25, (sharesSinceRetarget == 0 ? 2 * seconds : seconds / Double(sharesSinceRetarget)) / shareEvery))
+            target = UInt32(min(Double(UInt32.max), max(1, (Double(target) * factor).rounded())))
+            sharesSinceRetarget = 0
+            lastRetarget = Date()
+        }
         var blob = moneroBlob()
         var jobID = randomHex(8)
         var lastJob = Date()
@@ -79,6 +96,7 @@ enum Stratum {
         }
         while Date() < deadline {
             if loggedIn, Date().timeIntervalSince(lastJob) > jobEvery {
+                retarget()
                 blob = moneroBlob()
                 jobID = randomHex(8)
                 lastJob = Date()
@@ -96,11 +114,15 @@ enum Stratum {
                                  "result": ["id": randomHex(16), "job": job(), "status": "OK", "extensions": ["keepalive"]]]) + "\n")
                 loggedIn = true
                 lastJob = Date()
+                lastRetarget = lastJob
             case "submit":
                 let p = req["params"] as? [String: Any] ?? [:]
                 let nonce = uint32(p["nonce"] as? String ?? "")
                 let ok = (p["job_id"] as? String) == jobID && hashValue(hexBytes(blob), nonce: nonce) < target
                 stats.record { if ok { $0.accepted += 1 } else { $0.rejected += 1 } }
+                // Every submit counts for the share rate: XMRig's RandomX shares cannot pass this
+                // pool's SHA-256 check, yet their rate is what the target steers.
+                sharesSinceRetarget += 1
                 if ok {
                     try c.send(json(["id": id, "jsonrpc": "2.0", "error": NSNull(), "result": ["status": "OK"]]) + "\n")
                 } else {
@@ -272,9 +294,13 @@ enum Stratum {
                   var job = result["job"] as? [String: Any] else { throw WorkloadError(description: "no login reply") }
             var lastKeepalive = Date()
             while Date() < deadline {
+                // A job the pool pushed meanwhile replaces the one being worked (with its target).
+                while c.readable(within: 0), let line = try c.readLine() {
+                    if let msg = parseJSON(line), msg["method"] as? String == "job", let p = msg["params"] as? [String: Any] { job = p }
+                }
                 let blob = hexBytes(job["blob"] as? String ?? "")
                 let tgt = uint32(job["target"] as? String ?? "")
-                let (nonce, _) = search(blob, target: tgt, start: UInt32.random(in: 0...UInt32.max), until: min(deadline, Date().addingTimeInterval(2)))
+                let (nonce, _) = search(blob, target: tgt, start: UInt32.random(in: 0...UInt32.max), until: min(deadline, Date().addingTimeInterval(0.5)))
                 if let nonce {
                     shares += 1
                     try c.send(json(["id": nextID, "jsonrpc": "2.0", "method": "submit",

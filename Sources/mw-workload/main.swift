@@ -2,7 +2,8 @@
 // own tests and benchmarks. Every mode is bounded by --duration (at most 3600 s) and is meant for
 // loopback or a test network that the test itself created.
 //
-//   mw-workload stratum-pool  --listen 127.0.0.1:3333 --dialect monero|bitcoin|ethproxy|ethstratum [--target HEX] [--tls-cert PEM --tls-key PEM] [--duration S]
+//   mw-workload stratum-pool  --listen 127.0.0.1:3333 --dialect monero|bitcoin|ethproxy|ethstratum [--target HEX] [--share-every S (monero: vardiff)]
+//                             [--job-every S] [--tls-cert PEM --tls-key PEM] [--duration S]
 //   mw-workload stratum-miner --pool 127.0.0.1:3333 --dialect monero|bitcoin|ethproxy|ethstratum --wallet W [--agent A] [--tls] [--duration S]
 //   mw-workload ann-handler   --listen 127.0.0.1:8080 [--public-url http://127.0.0.1:8080] [--duration S]
 //   mw-workload ann-miner     --pool URL [--pool URL...] --paymentaddr pkt1... [--rate N] [--duration S]
@@ -66,7 +67,8 @@ do {
         let target = UInt32(value("--target", in: args) ?? "", radix: 16) ?? 0x0004_0000
         let tls = try value("--tls-cert", in: args).map { try tlsServerContext(cert: $0, key: value("--tls-key", in: args) ?? "") }
         try Stratum.runPool(host: h, port: p, dialect: value("--dialect", in: args) ?? "monero", target: target,
-                            jobEvery: Double(value("--job-every", in: args) ?? "10") ?? 10, tls: tls, deadline: deadline)
+                            jobEvery: Double(value("--job-every", in: args) ?? "10") ?? 10,
+                            shareEvery: value("--share-every", in: args).flatMap(Double.init), tls: tls, deadline: deadline)
     case "stratum-miner":
         try Stratum.runMiner(pool: value("--pool", in: args) ?? "127.0.0.1:3333", dialect: value("--dialect", in: args) ?? "monero",
                              wallet: value("--wallet", in: args) ?? "x",

@@ -43,18 +43,20 @@ import TestSupport
 
             """.utf8))
         let w = workloadBinary(), lookalikes = fixturePath("push-lookalikes.py")
-        // A pool pushes a job every 3 s. Targets are easy enough for shares to keep coming on a
-        // machine busy with the rest of the suite (and CPU hogs): the workload miner's (double
-        // SHA-256 in a debug build) 1 in 65,536 hashes, XMRig's (one light-mode thread) difficulty
-        // about 31 (083c72a1). At 1 in 262,144 (00004000) the workload miner sent 2 shares in 40 s
-        // next to two hogs, and at difficulty 100 (028f5c28) XMRig 4 in 36 s with two just after a
-        // push: too few for the shape, which rightly wants submits not tied to pushes.
+        // A pool pushes a job every 3 s and steers each miner towards a share every 4 s (variable
+        // difficulty, as real pools do), so the share rate does not depend on how busy the machine
+        // is. With fixed targets it did: the workload miner's 1 in 65,536 (00010000) gave 2 shares
+        // in 40 s next to two CPU hogs at 1 in 262,144 and 112 on an idle machine (2.8 a second:
+        // most job pushes then came within 0.5 s of a submit, so they read as its answers, and the
+        // shape was rightly not found; CI saw that). The starting targets are easy: the workload
+        // miner's (double SHA-256 in a debug build) 1 in 65,536 hashes, XMRig's (one light-mode
+        // thread) difficulty about 31 (083c72a1).
         var procs: [BackgroundProcess] = []
         defer { procs.forEach { $0.stop() } }
         procs.append(try BackgroundProcess([w, "stratum-pool", "--listen", "127.0.0.1:\(workload)", "--tls-cert", cert, "--tls-key", key, "--job-every", "3",
-                                            "--target", "00010000", "--duration", "48"], label: "pool-a"))
+                                            "--target", "00010000", "--share-every", "4", "--duration", "48"], label: "pool-a"))
         procs.append(try BackgroundProcess([w, "stratum-pool", "--listen", "127.0.0.1:\(xmrig)", "--tls-cert", cert, "--tls-key", key, "--job-every", "3",
-                                            "--target", "083c72a1", "--duration", "48"], label: "pool-b"))
+                                            "--target", "083c72a1", "--share-every", "4", "--duration", "48"], label: "pool-b"))
         procs.append(try BackgroundProcess(["/usr/bin/python3", lookalikes, "ws-chat-server", "\(chat)", cert, key, "46"], label: "chat-server"))
         procs.append(try BackgroundProcess(["/usr/bin/python3", lookalikes, "grpc-server", "\(grpc)", cert, key, "46"], label: "grpc-server"))
         procs.append(try BackgroundProcess(["/usr/sbin/mosquitto", "-c", dir.path + "/mosquitto.conf"], label: "mosquitto"))
