@@ -18,6 +18,11 @@ public struct ComputeSignals: Sendable {
         self.pid = pid
         self.exe = exe
     }
+
+    /// Whether this reading may still lead to RandomX's verdict: it holds samples or RandomX's
+    /// memory shape (a process at rest, with neither, cannot be convicted until it is sampled
+    /// again).
+    public var mayConvict: Bool { !mxcsr.isEmpty || !randomXMappings.isEmpty }
 }
 
 /// Reads RandomX's run-time signature from the busiest process of a container that uses most of

@@ -175,7 +175,7 @@ public final class Watcher {
                    cores >= Self.probeShare * (snap.cgroup?.cpuLimitCores ?? hostCores) {
                     pass.compute = probe.probe(snap, now: host.time)
                 }
-                state.probed = pass.compute != nil
+                state.probed = pass.compute?.mayConvict == true
                 var concluded = false
                 for d in detectors.registered {
                     let context = DetectionContext(now: host.time, alerted: state.alerted, alertedAtMedium: state.alertedAtMedium)

@@ -39,6 +39,14 @@ import MinewatchModel
         #expect(RandomXEvidence.evidence(mxcsr: [], shape: s).isEmpty)  // no JIT
         s.jitMappings = [region(384 << 10, rss: 12, perms: "rwxp")]
         #expect(RandomXEvidence.evidence(mxcsr: [], shape: s).map(\.name) == ["memory shape"])
+        // What makes the next pass read the container's run-queue wait: samples or RandomX's
+        // shape; a process the probe leaves alone (neither) is not judged by demand meanwhile.
+        #expect(s.mayConvict)
+        var resting = ComputeSignals(pid: 2, exe: "/usr/bin/gzip")
+        resting.jitMappings = s.jitMappings
+        #expect(!resting.mayConvict)
+        resting.mxcsr = [0x1f80]
+        #expect(resting.mayConvict)
         let random = (0..<4096).map { _ in UInt8.random(in: 0...255) }
         let zeros = [UInt8](repeating: 0, count: 4096)
         #expect(ByteHistogram(random).entropy > 7.5 && ByteHistogram(zeros).entropy == 0)
@@ -126,6 +134,7 @@ import MinewatchModel
         let t0 = Date(timeIntervalSince1970: 1_000_000)
         try maps(jit: 1)
         #expect(probe.probe(snap(vsize: 1000, at: t0), now: t0)?.jitMappings.count == 1)
+        #expect(probe.probe(snap(vsize: 1000, at: t0 + 1), now: t0 + 1)?.mayConvict == false, "no samples (sampling off), no RandomX shape")
         try maps(jit: 2)
         // Same size: not read again at 6 s (the old shape stands), nor at 59 s.
         #expect(probe.probe(snap(vsize: 1000, at: t0 + 6), now: t0 + 6)?.jitMappings.count == 1)
