@@ -129,47 +129,63 @@ public final class ComputeProbe {
             waited = 0
         }
         let busiest = snap.processes.max { ($0.cpuCores ?? 0) < ($1.cpuCores ?? 0) }?.sample
-        guard let s = busiest, let mem = ProcessMemory(procRoot: procRoot, pid: s.pid, startTicks: s.startTicks) else { return nil }
-        var out = ComputeSignals(pid: s.pid, exe: s.exe)
+        guard let s = busiest else { return nil }
         let key = Key(pid: s.pid, start: s.startTicks)
         var w = watched[key] ?? Watched()
-        defer { watched[key] = w }
         let unchanged = w.shapeVSize == s.vsize && s.vsize != 0 && !w.sizedLikeRandomX
-        if w.shapeAt.map({ now.timeIntervalSince($0) >= (unchanged ? unchangedShapeEvery : smapsEvery) }) ?? true {
-            // maps first (no page-table walk): smaps, which counts every mapping's resident
-            // pages, only when a mapping has RandomX's size.
-            var regions = mem.maps()
-            w.sizedLikeRandomX = regions.contains { Self.residentNeeded($0) != nil }
-            if w.sizedLikeRandomX { regions = mem.smaps() }
-            // RandomX's cache and dataset are Argon2 and AES output: random bytes. A heap of that
-            // size (a JVM's, pre-touched) is not.
-            w.randomx = regions.filter { Self.isRandomXSized($0) && Self.looksRandom($0, in: mem) }
-            w.jit = regions.filter(Self.isJIT)
-            w.shapeAt = now
-            w.shapeVSize = s.vsize
+        let shapeDue = w.shapeAt.map { now.timeIntervalSince($0) >= (unchanged ? unchangedShapeEvery : smapsEvery) } ?? true
+        // Sampled unless at rest, or this pass already waited its budget out on other threads.
+        let sampleDue = fpu != nil && (w.restUntil.map { now >= $0 } ?? true) && waited < waitBudget
+        var out = ComputeSignals(pid: s.pid, exe: s.exe)
+        // Nothing due (a process at rest whose address space kept its size): its folder is not
+        // even opened; what was read stands.
+        if shapeDue || sampleDue {
+            guard let mem = ProcessMemory(procRoot: procRoot, pid: s.pid, startTicks: s.startTicks) else { return nil }
+            if shapeDue { readShape(of: mem, into: &w, vsize: s.vsize, now: now) }
+            if sampleDue, let fpu { out.mxcsr = sample(mem, fpu: fpu, into: &w, now: now) }
         }
+        watched[key] = w
         out.randomXMappings = w.randomx
         out.jitMappings = w.jit
-        if let fpu, w.restUntil.map({ now >= $0 }) ?? true {
-            let list = mem.threads()
-            let sampled = Self.threadsToSample(list.map { ($0.tid, $0.cpuTicks) }, known: threadTicks, count: threads)
-            for t in list { threadTicks[t.tid] = t.cpuTicks }
-            for tid in sampled {
-                for _ in 0..<samples where waited < waitBudget {
-                    let started = DispatchTime.now().uptimeNanoseconds
-                    let x = fpu.sample(tid: tid)
-                    waited += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-                    guard let x else { break }
-                    out.mxcsr.append(x)
-                }
-            }
-            // A thread a timed-out sample left seized is detached as soon as it stopped.
-            fpu.reap()
-            for x in out.mxcsr { w.nearestRun = FPUSampler.roundingMode(x) == 0 ? w.nearestRun + 1 : 0 }
-            w.restUntil = w.nearestRun >= quietAfter ? now.addingTimeInterval(quietFor) : nil
-            if w.restUntil != nil { w.nearestRun = 0 }
-        }
         return out
+    }
+
+    /// Reads the memory shape: maps first (no page-table walk); smaps, which counts every
+    /// mapping's resident pages, only when a mapping has RandomX's size.
+    func readShape(of mem: ProcessMemory, into w: inout Watched, vsize: UInt64, now: Date) {
+        var regions = mem.maps()
+        w.sizedLikeRandomX = regions.contains { Self.residentNeeded($0) != nil }
+        if w.sizedLikeRandomX { regions = mem.smaps() }
+        // RandomX's cache and dataset are Argon2 and AES output: random bytes. A heap of that
+        // size (a JVM's, pre-touched) is not.
+        w.randomx = regions.filter { Self.isRandomXSized($0) && Self.looksRandom($0, in: mem) }
+        w.jit = regions.filter(Self.isJIT)
+        w.shapeAt = now
+        w.shapeVSize = vsize
+    }
+
+    /// MXCSR samples of the process's hottest threads, within this pass's wait budget; a process
+    /// that keeps rounding to nearest is then left alone for `quietFor`.
+    func sample(_ mem: ProcessMemory, fpu: FPUSampler, into w: inout Watched, now: Date) -> [UInt32] {
+        var mxcsr: [UInt32] = []
+        let list = mem.threads()
+        let sampled = Self.threadsToSample(list.map { ($0.tid, $0.cpuTicks) }, known: threadTicks, count: threads)
+        for t in list { threadTicks[t.tid] = t.cpuTicks }
+        for tid in sampled {
+            for _ in 0..<samples where waited < waitBudget {
+                let started = DispatchTime.now().uptimeNanoseconds
+                let x = fpu.sample(tid: tid)
+                waited += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                guard let x else { break }
+                mxcsr.append(x)
+            }
+        }
+        // A thread a timed-out sample left seized is detached as soon as it stopped.
+        fpu.reap()
+        for x in mxcsr { w.nearestRun = FPUSampler.roundingMode(x) == 0 ? w.nearestRun + 1 : 0 }
+        w.restUntil = w.nearestRun >= quietAfter ? now.addingTimeInterval(quietFor) : nil
+        if w.restUntil != nil { w.nearestRun = 0 }
+        return mxcsr
     }
 
     /// The threads to sample: of the `count` that used the most CPU since `known` (ticks by tid),

@@ -167,5 +167,13 @@ import TestSupport
         #expect(reader.annotations(id: id) == nil)
         #expect(reader.annotations(id: "../../etc") == nil, "ids are 64 hex digits")
         #expect(BundleAnnotations.parse(Array("not json".utf8)).isEmpty)
+        // Only the annotations are decoded, whatever precedes them; values that are not strings,
+        // and keys or values over the bounds, are left out.
+        let long = String(repeating: "v", count: 4097), longKey = String(repeating: "k", count: 257)
+        let spec = #"{"ociVersion":"1.0.2","linux":{"seccomp":{"syscalls":[{"names":["read","write"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1}]}]}},"#
+            + #""annotations":{"io.kubernetes.pod.name":"web-1","n":5,"o":{"a":"b"},"k":"\#(long)","\#(longKey)":"x"},"process":{"args":["/bin/sh"]}}"#
+        #expect(BundleAnnotations.parse(Array(spec.utf8)) == ["io.kubernetes.pod.name": "web-1"])
+        #expect(BundleAnnotations.parse(Array(#"{"annotations":["a"]}"#.utf8)).isEmpty)
+        #expect(BundleAnnotations.parse(Array(#"[{"annotations":{"a":"b"}}]"#.utf8)).isEmpty)
     }
 }
