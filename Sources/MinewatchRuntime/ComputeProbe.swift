@@ -14,15 +14,19 @@ public struct ComputeSignals: Sendable {
     public var randomXMappings: [MemoryRegion] = []
     /// Anonymous executable mappings of at most 4 MiB: a JIT compiler's code buffer.
     public var jitMappings: [MemoryRegion] = []
+    /// The probe samples this process (it is not at rest), whether or not this pass's wait
+    /// budget reached it.
+    public var sampling = false
     public init(pid: Int32, exe: String?) {
         self.pid = pid
         self.exe = exe
     }
 
-    /// Whether this reading may still lead to RandomX's verdict: it holds samples or RandomX's
-    /// memory shape (a process at rest, with neither, cannot be convicted until it is sampled
-    /// again).
-    public var mayConvict: Bool { !mxcsr.isEmpty || !randomXMappings.isEmpty }
+    /// Whether this reading may still lead to RandomX's verdict: the process is being sampled
+    /// (this pass or, when the budget ran out before it, the next), or it holds RandomX's memory
+    /// shape. A process at rest (it kept rounding to nearest) with neither cannot be convicted
+    /// until it is sampled again.
+    public var mayConvict: Bool { sampling || !mxcsr.isEmpty || !randomXMappings.isEmpty }
 }
 
 /// Reads RandomX's run-time signature from the busiest process of a container that uses most of
@@ -135,10 +139,16 @@ public final class ComputeProbe {
         let unchanged = w.shapeVSize == s.vsize && s.vsize != 0 && !w.sizedLikeRandomX
         let shapeDue = w.shapeAt.map { now.timeIntervalSince($0) >= (unchanged ? unchangedShapeEvery : smapsEvery) } ?? true
         // Sampled unless at rest, or this pass already waited its budget out on other threads.
-        let sampleDue = fpu != nil && (w.restUntil.map { now >= $0 } ?? true) && waited < waitBudget
+        let sampling = fpu != nil && (w.restUntil.map { now >= $0 } ?? true)
+        let sampleDue = sampling && waited < waitBudget
         var out = ComputeSignals(pid: s.pid, exe: s.exe)
+        out.sampling = sampling
+        // A thread a timed-out sample left seized (here or for another container) is detached as
+        // soon as it stopped, whether or not anything is sampled now.
+        defer { fpu?.reap() }
         // Nothing due (a process at rest whose address space kept its size): its folder is not
-        // even opened; what was read stands.
+        // even opened; what was read stands (a process that ended since this pass's listing is
+        // given its last reading, at most `smapsEvery` old for one of RandomX's size).
         if shapeDue || sampleDue {
             guard let mem = ProcessMemory(procRoot: procRoot, pid: s.pid, startTicks: s.startTicks) else { return nil }
             if shapeDue { readShape(of: mem, into: &w, vsize: s.vsize, now: now) }
@@ -180,8 +190,6 @@ public final class ComputeProbe {
                 mxcsr.append(x)
             }
         }
-        // A thread a timed-out sample left seized is detached as soon as it stopped.
-        fpu.reap()
         for x in mxcsr { w.nearestRun = FPUSampler.roundingMode(x) == 0 ? w.nearestRun + 1 : 0 }
         w.restUntil = w.nearestRun >= quietAfter ? now.addingTimeInterval(quietFor) : nil
         if w.restUntil != nil { w.nearestRun = 0 }
@@ -201,6 +209,10 @@ public final class ComputeProbe {
         let top = hottest.first?.delta ?? 0
         return hottest.filter { $0.delta >= top / 3 + (top % 3 == 0 ? 0 : 1) }.map(\.tid)
     }
+
+    /// Detaches any thread a timed-out sample left seized that has stopped since (called at the
+    /// end of every pass, so one is never left stopped because nothing was probed after it).
+    public func endPass() { fpu?.reap() }
 
     /// Whether it follows any process (else `retain` has nothing to forget).
     public var isWatching: Bool { !watched.isEmpty || !threadTicks.isEmpty }

@@ -16,10 +16,10 @@ public struct ContainerState {
     var traffic = TrafficMeter()
     /// The previous pass's CPU sample (for cores used).
     var lastCPU: CPUSample?
-    /// The compute probe sampled it last pass, or found RandomX's memory shape: its CPU demand
-    /// (run-queue wait) is read, so a miner on a contended host that gets less than its limit is
-    /// still judged at it. Not while the probe leaves a process that keeps rounding to nearest
-    /// alone (`ComputeProbe.quietFor`): nothing can convict it then.
+    /// The compute probe samples it, or found RandomX's memory shape (`ComputeSignals.mayConvict`):
+    /// its CPU demand (run-queue wait) is read, so a miner on a contended host that gets less than
+    /// its limit is still judged at it. Not while the probe leaves a process that keeps rounding to
+    /// nearest alone (`ComputeProbe.quietFor`): nothing can convict it then.
     var probed = false
     /// The detectors looked at it in the last pass and it was still then (see
     /// `ContainerSnapshot.still`): while it stays still they have seen all there is.

@@ -210,6 +210,7 @@ public final class Watcher {
         }
         lastContainers = host.containers
         if let probe, probe.isWatching { probe.retain(pids: Set(host.containers.flatMap { $0.processes.map(\.sample.pid) })) }
+        probe?.endPass()
         silenced = silencedNow
         passes += 1
         return out

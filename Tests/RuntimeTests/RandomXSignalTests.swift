@@ -47,6 +47,10 @@ import MinewatchModel
         #expect(!resting.mayConvict)
         resting.mxcsr = [0x1f80]
         #expect(resting.mayConvict)
+        // Not at rest but left for later by this pass's wait budget: still being sampled.
+        var waiting = ComputeSignals(pid: 3, exe: "/m/svc-helper")
+        waiting.sampling = true
+        #expect(waiting.mayConvict)
         let random = (0..<4096).map { _ in UInt8.random(in: 0...255) }
         let zeros = [UInt8](repeating: 0, count: 4096)
         #expect(ByteHistogram(random).entropy > 7.5 && ByteHistogram(zeros).entropy == 0)
