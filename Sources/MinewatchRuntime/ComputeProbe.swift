@@ -143,9 +143,6 @@ public final class ComputeProbe {
         let sampleDue = sampling && waited < waitBudget
         var out = ComputeSignals(pid: s.pid, exe: s.exe)
         out.sampling = sampling
-        // A thread a timed-out sample left seized (here or for another container) is detached as
-        // soon as it stopped, whether or not anything is sampled now.
-        defer { fpu?.reap() }
         // Nothing due (a process at rest whose address space kept its size): its folder is not
         // even opened; what was read stands (a process that ended since this pass's listing is
         // given its last reading, at most `smapsEvery` old for one of RandomX's size).
@@ -190,6 +187,9 @@ public final class ComputeProbe {
                 mxcsr.append(x)
             }
         }
+        // A thread a timed-out sample left seized (here or earlier this pass) is detached as soon
+        // as it stopped; any still seized at the end of the pass, by `endPass`.
+        fpu.reap()
         for x in mxcsr { w.nearestRun = FPUSampler.roundingMode(x) == 0 ? w.nearestRun + 1 : 0 }
         w.restUntil = w.nearestRun >= quietAfter ? now.addingTimeInterval(quietFor) : nil
         if w.restUntil != nil { w.nearestRun = 0 }
