@@ -293,10 +293,11 @@ enum Stratum {
             guard let first = try c.readLine(), let resp = parseJSON(first), let result = resp["result"] as? [String: Any],
                   var job = result["job"] as? [String: Any] else { throw WorkloadError(description: "no login reply") }
             var lastKeepalive = Date()
+            // A job the pool pushed, unasked: it replaces the one being worked (with its target).
+            func pushedJob(_ msg: [String: Any]) -> [String: Any]? { msg["method"] as? String == "job" ? msg["params"] as? [String: Any] : nil }
             while Date() < deadline {
-                // A job the pool pushed meanwhile replaces the one being worked (with its target).
                 while c.readable(within: 0), let line = try c.readLine() {
-                    if let msg = parseJSON(line), msg["method"] as? String == "job", let p = msg["params"] as? [String: Any] { job = p }
+                    if let p = parseJSON(line).flatMap(pushedJob) { job = p }
                 }
                 let blob = hexBytes(job["blob"] as? String ?? "")
                 let tgt = uint32(job["target"] as? String ?? "")
@@ -307,7 +308,7 @@ enum Stratum {
                                      "params": ["id": result["id"] ?? "", "job_id": job["job_id"] ?? "", "nonce": hex(nonce), "result": randomHex(64)]]) + "\n")
                     nextID += 1
                     while let line = try c.readLine(), let msg = parseJSON(line) {
-                        if msg["method"] as? String == "job", let p = msg["params"] as? [String: Any] { job = p; continue }
+                        if let p = pushedJob(msg) { job = p; continue }
                         if (msg["result"] as? [String: Any])?["status"] as? String == "OK" { accepted += 1 }
                         break
                     }
