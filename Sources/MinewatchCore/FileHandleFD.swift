@@ -45,6 +45,16 @@ public final class FileHandleFD: Sendable {
         }
     }
 
+    /// The path the kernel gives for the open file (`/proc/self/fd/N`): for a file opened through
+    /// `/proc/<pid>/exe`, the executable as that process's mount namespace names it, for the very
+    /// file opened even if the process has since started another program. nil when unreadable.
+    public func kernelPath() -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/fd/\(fd)", &buf, buf.count - 1)
+        if n <= 0 { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     public func stat() throws(MinewatchError) -> Glibc.stat {
         var st = Glibc.stat()
         if fstat(fd, &st) != 0 { throw MinewatchError.posix("fstat", subject: path, errno: errno) }

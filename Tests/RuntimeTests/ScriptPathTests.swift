@@ -16,7 +16,10 @@ import TestSupport
     /// `links`, its working folder is `/app`.
     static func fakeProc(_ dir: TempDir, files: [(String, [UInt8])], links: [(String, String)]) throws -> String {
         let proc = dir.path + "/proc"
-        _ = try dir.file("proc/4242/exe", Samples.elf(["node.js runtime", "v8::Isolate"], seed: 40))
+        // As in a real /proc, exe is a link to the program (here on the host, named as node).
+        let node = try dir.file("bin/node", Samples.elf(["node.js runtime", "v8::Isolate"], seed: 40), mode: 0o755)
+        try FileManager.default.createDirectory(atPath: proc + "/4242", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: proc + "/4242/exe", withDestinationPath: node)
         _ = try dir.file("proc/4242/stat", Array("4242 (node) S 1 4242 4242 0 -1 0 0 0 0 0 5 2 0 0 20 0 1 0 1 1000 100 0".utf8))
         _ = try dir.file("proc/4242/root/etc/hostname", Array("c\n".utf8))
         for (p, d) in files { _ = try dir.file("proc/4242/root" + p, d) }
@@ -109,5 +112,36 @@ import TestSupport
         #expect(scanner.filesScanned == 2)
         _ = scanner.findings(for: sample(501))
         #expect(scanner.filesScanned == 2, "container 1 still runs the lower file")
+    }
+}
+
+/// A process can start another program between the pass that sampled it and the read of its
+/// executable (a shell's child that execs the miner): the alert names the file that was read, not
+/// the sample's earlier path.
+@Suite struct ExecutableReadPathTests {
+    @Test func theFileReadIsTheOneReported() throws {
+        let dir = try TempDir("exe-path")
+        defer { dir.cleanup() }
+        // A fake /proc whose exe links to a miner; the sample still says /bin/sh.
+        let miner = try dir.file("bin/kworker", Samples.elf(Samples.xmrigStrings, seed: 90), mode: 0o755)
+        _ = try dir.file("proc/4343/stat", Array("4343 (sh) S 1 4343 4343 0 -1 0 0 0 0 0 5 2 0 0 20 0 1 0 1 1000 100 0".utf8))
+        try FileManager.default.createSymbolicLink(atPath: dir.path + "/proc/4343/exe", withDestinationPath: miner)
+        let stale = ProcessSample(pid: 4343, ppid: 1, comm: "sh", exe: "/bin/sh", cmdline: ["/bin/sh", "-c", "exec kworker"], startTicks: 1,
+                                  cpuTicks: 0, container: nil, cgroupPaths: [:], netns: nil)
+        let read = try #require(ExecutableScanner(rules: ScriptPathTests.rules, procRoot: dir.path + "/proc").read(stale))
+        #expect(read.exe == miner, "\(read.exe ?? "nil")")
+        #expect(read.findings.contains { $0.family == "xmrig" })
+
+        // The real /proc: a running `sleep` sampled as if it were still the shell that started it.
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        child.arguments = ["30"]
+        try child.run()
+        defer { kill(child.processIdentifier, SIGKILL); child.waitUntilExit() }
+        var sample = try #require(ProcfsReader(root: "/proc").process(child.processIdentifier))
+        let real = sample.exe
+        sample.exe = "/bin/sh"
+        let live = try #require(ExecutableScanner(rules: ScriptPathTests.rules).read(sample))
+        #expect(live.exe != nil && live.exe == real, "\(live.exe ?? "nil") against \(real ?? "nil")")
     }
 }

@@ -42,23 +42,37 @@ public final class ExecutableScanner {
 
     deinit { buffer.deallocate() }
 
+    /// What was read of one process's program: the findings of its executable and script, and
+    /// the path of the executable actually read. That path is the one to report: the sample's
+    /// path was read earlier, and a process that started another program in between (a shell's
+    /// child that execs a miner, between the sample and the read) would be reported as the shell.
+    public struct Read: Sendable {
+        public var findings: [Finding]
+        public var exe: String?
+    }
+
     /// Findings of the process's executable and script; nil when the executable could not be read
     /// (the process is asked about again later: an unreadable file is never taken for a clean one).
-    public func findings(for s: ProcessSample) -> [Finding]? {
+    public func findings(for s: ProcessSample) -> [Finding]? { read(s)?.findings }
+
+    /// The process's executable (and an interpreter's script) read and scanned; nil when the
+    /// executable could not be read.
+    public func read(_ s: ProcessSample) -> Read? {
         // Everything is read through the process's own /proc folder, checked to be the process
         // sampled: a pid reused by another process (a host one) is never read through.
         guard let folder = ProcessFolder(procRoot: procRoot, pid: s.pid, startTicks: s.startTicks) else {
             // Gone, or replaced, is not a failure: nothing runs there any more.
-            return []
+            return Read(findings: [], exe: s.exe)
         }
         // `exe` is the kernel's link to the very file the process runs (not a path the container
         // chooses), so it is opened as it is.
         guard let exe = folder.open("exe", flags: O_RDONLY | O_NONBLOCK | O_NOCTTY), var out = scan(exe, label: "exe") else { return nil }
-        if let exePath = s.exe, Self.isInterpreter(exePath), let script = Self.scriptArgument(s.cmdline),
+        let exePath = exe.kernelPath() ?? s.exe
+        if let exePath, Self.isInterpreter(exePath), let script = Self.scriptArgument(s.cmdline),
            let handle = openScript(script, in: folder) {
             out += scan(handle, label: "script \(script)") ?? []
         }
-        return out
+        return Read(findings: out, exe: exePath)
     }
 
     /// The script named on an interpreter's command line, opened inside the process's root: an
@@ -193,26 +207,27 @@ public final class MinerProcessDetector: ContainerDetector {
     /// Findings for one process, at or above medium, in miner categories; nil when its
     /// executable could not be read.
     public func inspect(_ o: ProcessObservation) -> [Finding]? {
-        guard let all = fileFindings(o) else { return nil }
+        guard let all = fileFindings(o)?.findings else { return nil }
         return all.filter { Self.minerCategories.contains($0.category) && $0.severity >= .medium }
     }
 
-    /// Every finding of the executable, script, command line and environment.
-    func fileFindings(_ o: ProcessObservation) -> [Finding]? {
-        guard var out = scanner.findings(for: o.sample) else { return nil }
+    /// Every finding of the executable, script, command line and environment, and the path of
+    /// the executable read.
+    func fileFindings(_ o: ProcessObservation) -> ExecutableScanner.Read? {
+        guard var read = scanner.read(o.sample) else { return nil }
         let cmd = o.sample.cmdline.joined(separator: " ")
-        if !cmd.isEmpty { out += analyzer.analyze(text: cmd, path: "cmdline") }
+        if !cmd.isEmpty { read.findings += analyzer.analyze(text: cmd, path: "cmdline") }
         if !o.environment.isEmpty {
             let env = o.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
-            out += analyzer.analyze(text: env, path: "environ")
+            read.findings += analyzer.analyze(text: env, path: "environ")
         }
-        return out
+        return read
     }
 
     /// Whether a process's file gives a reason to read its memory: packed (any packer finding),
     /// run from a memfd or a deleted file, or an interpreter (which can map native code).
-    static func memoryWorthReading(_ s: ProcessSample, fileFindings: [Finding]) -> Bool {
-        guard let exe = s.exe else { return true }
+    static func memoryWorthReading(exe: String?, fileFindings: [Finding]) -> Bool {
+        guard let exe else { return true }
         if exe.hasPrefix("/memfd:") || exe.hasSuffix(" (deleted)") || ExecutableScanner.isInterpreter(exe) { return true }
         return fileFindings.contains { $0.category == "packed-executable" || $0.ruleId.hasPrefix("MW-PACKED") }
     }
@@ -233,14 +248,14 @@ public final class MinerProcessDetector: ContainerDetector {
             let s = p.sample
             let cores = p.cpuCores ?? 0
             if p.isNew || state.pending.contains(p.key) {
-                guard let all = fileFindings(ProcessObservation(sample: s, environment: p.environment)) else {
+                guard let read = fileFindings(ProcessObservation(sample: s, environment: p.environment)) else {
                     state.pending.insert(p.key)
                     continue
                 }
                 state.pending.remove(p.key)
-                let findings = all.filter { Self.minerCategories.contains($0.category) && $0.severity >= .medium }
-                if !findings.isEmpty { return verdict(findings, s) }
-                if Self.memoryWorthReading(s, fileFindings: all) { state.memoryWanted.insert(p.key) }
+                let findings = read.findings.filter { Self.minerCategories.contains($0.category) && $0.severity >= .medium }
+                if !findings.isEmpty { return verdict(findings, s, exe: read.exe) }
+                if Self.memoryWorthReading(exe: read.exe, fileFindings: read.findings) { state.memoryWanted.insert(p.key) }
             }
             let limit = pass.snapshot.cgroup?.cpuLimitCores ?? Self.hotCores / Self.hotShare
             let hot = cores >= min(Self.hotCores, Self.hotShare * limit)
@@ -270,12 +285,15 @@ public final class MinerProcessDetector: ContainerDetector {
         return wanted && last.vsize != vsize && last.coldReads < coldReads
     }
 
-    func verdict(_ findings: [Finding], _ s: ProcessSample, cores: Double? = nil) -> Verdict? {
+    /// `exe`: the executable as read (`ExecutableScanner.Read`); the sample's path otherwise.
+    func verdict(_ findings: [Finding], _ s: ProcessSample, exe: String? = nil, cores: Double? = nil) -> Verdict? {
         guard let worst = findings.max(by: { $0.severity < $1.severity }) else { return nil }
         let family = worst.family ?? findings.compactMap(\.family).first
         let where_ = Set(findings.map(\.path)).sorted().joined(separator: ", ")
         let what = worst.category == "bandwidth-hijacking" ? "bandwidth-sharing service (proxyware)" : "miner"
-        var summary = "\(family ?? "unknown") \(what) running as pid \(s.pid) (\(s.comm)): \(worst.title) in \(where_)"
+        // The sample's command name is stale too when the process started another program since.
+        let name = exe.map { $0 != s.exe ? String($0.split(separator: "/").last ?? Substring($0)) : s.comm } ?? s.comm
+        var summary = "\(family ?? "unknown") \(what) running as pid \(s.pid) (\(name)): \(worst.title) in \(where_)"
         if let cores { summary += String(format: ", using %.2f cores", cores) }
         var metrics = ["findings": Double(findings.count)]
         if let cores { metrics["cores"] = cores }
@@ -285,7 +303,7 @@ public final class MinerProcessDetector: ContainerDetector {
                 let mapping = f.path.hasPrefix("memory ") ? [Evidence(kind: .attribute, name: "\(f.ruleId):mapping", value: String(f.path.dropFirst(7)))] : []
                 return mapping + f.evidence.map { var e = $0; e.name = "\(f.ruleId):\(e.name)"; return e }
             },
-            metrics: metrics, pid: s.pid, exe: s.exe, startedAt: times.start(of: s))
+            metrics: metrics, pid: s.pid, exe: exe ?? s.exe, startedAt: times.start(of: s))
     }
 }
 
