@@ -48,12 +48,7 @@ public final class FileHandleFD: Sendable {
     /// The path the kernel gives for the open file (`/proc/self/fd/N`): for a file opened through
     /// `/proc/<pid>/exe`, the executable as that process's mount namespace names it, for the very
     /// file opened even if the process has since started another program. nil when unreadable.
-    public func kernelPath() -> String? {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/fd/\(fd)", &buf, buf.count - 1)
-        if n <= 0 { return nil }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    public func kernelPath() -> String? { readLink("/proc/self/fd/\(fd)") }
 
     public func stat() throws(MinewatchError) -> Glibc.stat {
         var st = Glibc.stat()
@@ -75,4 +70,13 @@ public final class FileHandleFD: Sendable {
         if n < 0 { throw MinewatchError.posix("read", subject: path, errno: errno) }
         return n
     }
+}
+
+/// Where a symbolic link points (`path` relative to the folder `dirfd`, or absolute), at most
+/// `size - 1` bytes of it (a longer target is cut short); nil when it is not a readable link.
+public func readLink(_ path: String, in dirfd: Int32 = AT_FDCWD, size: Int = 4096) -> String? {
+    var buf = [CChar](repeating: 0, count: size)
+    let n = readlinkat(dirfd, path, &buf, buf.count - 1)
+    if n <= 0 { return nil }
+    return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -1,4 +1,5 @@
 import CShims
+import MinewatchCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -54,10 +55,5 @@ public enum CgroupNamespace {
         return sawOther ? .failed(lastError == 0 ? EPERM : lastError) : .alreadyHost
     }
 
-    static func link(_ path: String) -> String? {
-        var buf = [CChar](repeating: 0, count: 256)
-        let n = readlink(path, &buf, buf.count - 1)
-        guard n > 0 else { return nil }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static func link(_ path: String) -> String? { readLink(path, size: 256) }
 }

@@ -51,12 +51,7 @@ public final class ProcessFolder {
     }
 
     /// The text of a link of the folder (`cwd`: the working folder as the container sees it).
-    public func link(_ name: String) -> String? {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlinkat(fd, name, &buf, buf.count - 1)
-        if n <= 0 { return nil }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    public func link(_ name: String) -> String? { readLink(name, in: fd) }
 
     /// The process's root folder as a confined root: paths below it resolve as they do for the
     /// process itself and never leave it.

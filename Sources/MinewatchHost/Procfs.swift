@@ -358,12 +358,7 @@ public struct ProcfsReader: Sendable {
     }
 
     /// Where a symbolic link points, at most `size - 1` bytes of it (a longer target is cut short).
-    func link(_ rel: String, size: Int = 4096) -> String? {
-        var buf = [CChar](repeating: 0, count: size)
-        let n = readlink("\(root)/\(rel)", &buf, buf.count - 1)
-        if n < 0 { return nil }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    func link(_ rel: String, size: Int = 4096) -> String? { readLink("\(root)/\(rel)", size: size) }
 
     /// One process, or nil when it is gone (or unreadable).
     public func process(_ pid: Int32) -> ProcessSample? {
