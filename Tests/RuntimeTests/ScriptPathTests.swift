@@ -120,16 +120,14 @@ import TestSupport
 /// the sample's earlier path.
 @Suite struct ExecutableReadPathTests {
     @Test func theFileReadIsTheOneReported() throws {
-        let dir = try TempDir("exe-path")
-        defer { dir.cleanup() }
         // A fake /proc whose exe links to a miner; the sample still says /bin/sh.
-        let miner = try dir.file("bin/kworker", Samples.elf(Samples.xmrigStrings, seed: 90), mode: 0o755)
-        _ = try dir.file("proc/4343/stat", Array("4343 (sh) S 1 4343 4343 0 -1 0 0 0 0 0 5 2 0 0 20 0 1 0 1 1000 100 0".utf8))
-        try FileManager.default.createSymbolicLink(atPath: dir.path + "/proc/4343/exe", withDestinationPath: miner)
-        let stale = ProcessSample(pid: 4343, ppid: 1, comm: "sh", exe: "/bin/sh", cmdline: ["/bin/sh", "-c", "exec kworker"], startTicks: 1,
+        let proc = try FakeProc()
+        defer { proc.dir.cleanup() }
+        try proc.add(pid: 4343, comm: "kworker", cgroup: "/", cmdline: ["kworker"], exe: Samples.elf(Samples.xmrigStrings, seed: 90))
+        let stale = ProcessSample(pid: 4343, ppid: 1, comm: "sh", exe: "/bin/sh", cmdline: ["/bin/sh", "-c", "exec kworker"], startTicks: 90000,
                                   cpuTicks: 0, container: nil, cgroupPaths: [:], netns: nil)
-        let read = try #require(ExecutableScanner(rules: ScriptPathTests.rules, procRoot: dir.path + "/proc").read(stale))
-        #expect(read.exe == miner, "\(read.exe ?? "nil")")
+        let read = try #require(ExecutableScanner(rules: ScriptPathTests.rules, procRoot: proc.root).read(stale))
+        #expect(read.exe == proc.dir.path + "/bins/4343-kworker", "\(read.exe ?? "nil")")
         #expect(read.findings.contains { $0.family == "xmrig" })
 
         // The real /proc: a running `sleep` sampled as if it were still the shell that started it.

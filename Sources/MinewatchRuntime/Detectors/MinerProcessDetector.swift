@@ -292,7 +292,8 @@ public final class MinerProcessDetector: ContainerDetector {
         let where_ = Set(findings.map(\.path)).sorted().joined(separator: ", ")
         let what = worst.category == "bandwidth-hijacking" ? "bandwidth-sharing service (proxyware)" : "miner"
         // The sample's command name is stale too when the process started another program since.
-        let name = exe.map { $0 != s.exe ? String($0.split(separator: "/").last ?? Substring($0)) : s.comm } ?? s.comm
+        var name = s.comm
+        if let exe, exe != s.exe { name = String(exe.split(separator: "/").last ?? Substring(exe)) }
         var summary = "\(family ?? "unknown") \(what) running as pid \(s.pid) (\(name)): \(worst.title) in \(where_)"
         if let cores { summary += String(format: ", using %.2f cores", cores) }
         var metrics = ["findings": Double(findings.count)]
